@@ -1,0 +1,47 @@
+# Two commands do all set-up on a fresh machine with Python 3.11 and Java 17:
+#   make demo   - .venv + the project, then the demo on embedded defaults
+#   make test   - .venv + dev tools, system packages, PostgreSQL, then pytest
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHOPFLOOR_HOME ?= $(CURDIR)/.shopfloor
+export SHOPFLOOR_HOME
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export SPARK_LOCAL_IP ?= 127.0.0.1
+
+.PHONY: demo test install install-dev system-deps postgres lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(BIN)/.installed-dev: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/.installed $@
+
+install: $(BIN)/.installed
+
+install-dev: $(BIN)/.installed-dev
+
+# The demo keeps its Prefect state (ephemeral mode, no server) under SHOPFLOOR_HOME.
+demo: install
+	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect $(BIN)/shopfloor demo
+
+system-deps:
+	bash scripts/ensure-system-deps.sh
+
+postgres: system-deps
+	bash scripts/ensure-postgres.sh
+
+test: install-dev postgres
+	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test $(BIN)/pytest
+
+lint: install-dev
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .shopfloor

@@ -1,0 +1,5 @@
+"""Custom blocks and their bootstrap from the environment."""
+
+from blocks.modbus import ModbusDevice
+
+__all__ = ["ModbusDevice"]

@@ -1,0 +1,120 @@
+"""Create or update the default blocks of DESIGN.md from environment variables.
+
+The variables (all optional; the README lists them too):
+
+- ``SHOPFLOOR_HOME``: folder for the embedded SQLite file and local folders
+  (default ``./.shopfloor``).
+- ``SHOPFLOOR_DB_URL``: every database block not set below (default: embedded SQLite).
+- ``SHOPFLOOR_SOURCE_DB_URL``, ``SHOPFLOOR_WAREHOUSE_DB_URL``, ``SHOPFLOOR_METADATA_DB_URL``,
+  ``SHOPFLOOR_HISTORIAN_DB_URL``: one database block each.
+- ``SHOPFLOOR_S3_BUCKET``: one bucket for raw logs (prefix ``raw``) and the lake
+  (prefix ``lake``); unset means local folders under ``SHOPFLOOR_HOME``.
+- ``SHOPFLOOR_RAW_LOGS_BUCKET``, ``SHOPFLOOR_LAKE_BUCKET``: a bucket each (no prefix).
+- ``SHOPFLOOR_RAW_LOGS_PREFIX``, ``SHOPFLOOR_LAKE_PREFIX``: folders inside the bucket.
+- ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
+  ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``SHOPFLOOR_S3_ENDPOINT_URL`` (MinIO, moto):
+  the ``shopfloor-aws`` credentials block.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect.blocks.core import Block
+from prefect.filesystems import LocalFileSystem
+from prefect_aws import AwsCredentials, S3Bucket
+from prefect_aws.client_parameters import AwsClientParameters
+from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from shopfloor.errors import ShopfloorError
+from shopfloor.settings import default_sqlite_url
+
+DB_BLOCKS = {
+    "shopfloor-source-db": "SHOPFLOOR_SOURCE_DB_URL",
+    "shopfloor-warehouse-db": "SHOPFLOOR_WAREHOUSE_DB_URL",
+    "shopfloor-metadata-db": "SHOPFLOOR_METADATA_DB_URL",
+    "shopfloor-historian-db": "SHOPFLOOR_HISTORIAN_DB_URL",
+}
+AWS_BLOCK = "shopfloor-aws"
+STORAGE_BLOCKS = {"shopfloor-raw-logs": "RAW_LOGS", "shopfloor-lake": "LAKE"}
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """What bootstrap did to one block; ``summary`` never holds a secret."""
+
+    name: str
+    block_type: str
+    summary: str
+
+
+def connector_from_url(url: str) -> SqlAlchemyConnector:
+    """A ``SqlAlchemyConnector`` whose password is a secret field, not part of a URL string."""
+    try:
+        u = make_url(url)
+    except ArgumentError as exc:
+        raise ShopfloorError(f"invalid database URL: {exc}") from None
+    return SqlAlchemyConnector(
+        connection_info=ConnectionComponents(
+            driver=u.drivername,
+            username=u.username,
+            password=u.password,
+            host=u.host,
+            port=u.port,
+            database=u.database,
+            query=dict(u.query) or None,
+        )
+    )
+
+
+def _save(block: Block, name: str) -> None:
+    block.save(name, overwrite=True)
+
+
+def _aws_credentials(env: Mapping[str, str]) -> AwsCredentials:
+    endpoint = env.get("SHOPFLOOR_S3_ENDPOINT_URL") or None
+    return AwsCredentials(
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+        aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
+        region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        aws_client_parameters=AwsClientParameters(endpoint_url=endpoint),
+    )
+
+
+def _storage_block(name: str, var: str, env: Mapping[str, str], home: Path,
+                   creds: AwsCredentials | None) -> tuple[Block, str, str]:
+    shared = env.get("SHOPFLOOR_S3_BUCKET") or ""
+    bucket = env.get(f"SHOPFLOOR_{var}_BUCKET") or shared
+    if not bucket:
+        path = home / name.removeprefix("shopfloor-")
+        path.mkdir(parents=True, exist_ok=True)
+        return LocalFileSystem(basepath=str(path)), "LocalFileSystem", f"folder {path}"
+    default_prefix = ("raw" if var == "RAW_LOGS" else "lake") if not env.get(
+        f"SHOPFLOOR_{var}_BUCKET") else ""
+    prefix = env.get(f"SHOPFLOOR_{var}_PREFIX", default_prefix)
+    block = S3Bucket(bucket_name=bucket, bucket_folder=prefix, credentials=creds)
+    return block, "S3Bucket", f"s3://{bucket}/{prefix}".rstrip("/")
+
+
+def bootstrap_blocks(env: Mapping[str, str], home: Path) -> list[BootstrapResult]:
+    """Create or update every default block from ``env``; safe to repeat."""
+    results: list[BootstrapResult] = []
+    fallback = env.get("SHOPFLOOR_DB_URL") or default_sqlite_url()
+    for name, var in DB_BLOCKS.items():
+        url = env.get(var) or fallback
+        _save(connector_from_url(url), name)
+        shown = make_url(url).render_as_string(hide_password=True)
+        results.append(BootstrapResult(name, "SqlAlchemyConnector", shown))
+    creds = _aws_credentials(env)
+    _save(creds, AWS_BLOCK)
+    endpoint = env.get("SHOPFLOOR_S3_ENDPOINT_URL") or "AWS"
+    has_key = "key set" if env.get("AWS_ACCESS_KEY_ID") else "default credential chain"
+    results.append(BootstrapResult(AWS_BLOCK, "AwsCredentials", f"{endpoint}, {has_key}"))
+    for name, var in STORAGE_BLOCKS.items():
+        block, type_name, summary = _storage_block(name, var, env, home, creds)
+        _save(block, name)
+        results.append(BootstrapResult(name, type_name, summary))
+    return results

@@ -1,0 +1,91 @@
+"""Turn a block name into what tasks need: an engine, a storage location, a device."""
+
+from functools import lru_cache
+from typing import TypeVar
+
+from prefect.blocks.core import Block
+from prefect.filesystems import LocalFileSystem
+from prefect_aws import AwsCredentials, S3Bucket
+from prefect_sqlalchemy import SqlAlchemyConnector
+from sqlalchemy import Engine
+
+from shopfloor.db.engine import make_engine
+from shopfloor.errors import ShopfloorError
+from shopfloor.storage import S3Credentials, StorageLocation
+
+B = TypeVar("B", bound=Block)
+
+
+def load_block(name: str, block_class: type[B] | None = None) -> B:
+    """Load block ``name``; an unknown name gives one clear line, not a traceback."""
+    try:
+        if block_class is not None:
+            return block_class.load(name)
+        return Block.load(_slug_name(name))
+    except (ValueError, KeyError) as exc:
+        raise ShopfloorError(
+            f"block {name!r} not found ({exc}); create it with `shopfloor blocks bootstrap`"
+        ) from None
+
+
+def _slug_name(name: str) -> str:
+    """``Block.load`` needs ``type-slug/name``; find the slug for a bare name."""
+    if "/" in name:
+        return name
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        docs = client.read_block_documents()
+    for doc in docs:
+        if doc.name == name and doc.block_type is not None:
+            return f"{doc.block_type.slug}/{name}"
+    raise ValueError(f"no block document named {name!r}")
+
+
+def connector_url(connector: SqlAlchemyConnector) -> str:
+    """The connector's full URL (with the secret), for engines and JDBC; never log it."""
+    return connector._rendered_url.render_as_string(hide_password=False)
+
+
+@lru_cache(maxsize=32)
+def _engine_for(url: str) -> Engine:
+    return make_engine(url)
+
+
+def load_engine(name: str) -> Engine:
+    """An SQLAlchemy engine for the ``SqlAlchemyConnector`` block ``name`` (cached per URL)."""
+    connector = load_block(name, SqlAlchemyConnector)
+    return _engine_for(connector_url(connector))
+
+
+def s3_credentials(creds: AwsCredentials | None) -> S3Credentials:
+    """Plain S3 settings from an ``AwsCredentials`` block."""
+    if creds is None:
+        return S3Credentials()
+    secret = creds.aws_secret_access_key
+    token = creds.aws_session_token
+    params = creds.aws_client_parameters
+    return S3Credentials(
+        key_id=creds.aws_access_key_id,
+        secret=secret.get_secret_value() if secret else None,
+        session_token=token.get_secret_value() if token else None,
+        region=creds.region_name,
+        endpoint_url=params.endpoint_url if params else None,
+    )
+
+
+def storage_from_block(block: Block) -> StorageLocation:
+    """A :class:`StorageLocation` from an ``S3Bucket`` or a ``LocalFileSystem`` block."""
+    if isinstance(block, S3Bucket):
+        return StorageLocation("s3", block.bucket_name, block.bucket_folder or "",
+                               s3_credentials(block.credentials))
+    if isinstance(block, LocalFileSystem):
+        return StorageLocation("local", block.basepath or ".")
+    raise ShopfloorError(
+        f"block type {type(block).__name__} is not storage: use S3Bucket or LocalFileSystem"
+    )
+
+
+def load_storage(name: str) -> StorageLocation:
+    """The storage location of the ``S3Bucket`` or ``LocalFileSystem`` block ``name``."""
+    return storage_from_block(load_block(name))

@@ -1,0 +1,1 @@
+"""Deploy/serve helpers, work-pool setup and the ``shopfloor`` CLI."""

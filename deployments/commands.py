@@ -1,0 +1,32 @@
+"""What the CLI commands do, kept out of the typer wrappers so it can be tested."""
+
+from collections.abc import Iterator
+
+from prefect_sqlalchemy import SqlAlchemyConnector
+
+from blocks.bootstrap import DB_BLOCKS
+from blocks.resolve import connector_url, load_block
+from shopfloor.db.engine import check_connection, init_db, make_engine
+from shopfloor.settings import db_schema
+
+
+def init_databases(block: str | None = None, url: str | None = None,
+                   schema: str | None = None) -> Iterator[str]:
+    """Create the tables in one database (``url`` or ``block``) or in every database block.
+
+    Blocks that point at the same database are initialised once.
+    """
+    schema = schema if schema is not None else db_schema()
+    targets: dict[str, str] = {}
+    if url:
+        targets[url] = "--url"
+    else:
+        for name in [block] if block else list(DB_BLOCKS):
+            targets.setdefault(connector_url(load_block(name, SqlAlchemyConnector)), name)
+    for target_url, name in targets.items():
+        engine = make_engine(target_url)
+        check_connection(engine, name)
+        tables = init_db(engine, schema)
+        shown = engine.url.render_as_string(hide_password=True)
+        yield f"{name:<24} {shown}: {len(tables.metadata.sorted_tables)} tables ready"
+        engine.dispose()

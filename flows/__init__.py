@@ -1,0 +1,1 @@
+"""One module per flow: composes tasks, owns parameters and artifacts."""

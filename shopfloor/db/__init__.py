@@ -1,0 +1,1 @@
+"""Database layer on SQLAlchemy Core: table metadata, upsert, watermarks, engines."""

@@ -1,0 +1,61 @@
+"""Engines from URLs, schema creation and connection checks with clear errors."""
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.schema import CreateSchema
+
+from shopfloor.db.schema import Tables, get_tables
+from shopfloor.errors import ShopfloorError
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets readers go on while one writer holds the lock; busy_timeout makes
+    # concurrent writers (tasks, concurrent flow runs) wait instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    """Create an engine for ``url``; SQLite files get their folder, WAL and a busy timeout."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ShopfloorError(f"invalid database URL: {exc}") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def check_connection(engine: Engine, name: str) -> None:
+    """Run ``SELECT 1``; on failure raise one line naming ``name`` and the reason."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ShopfloorError(
+            f"cannot connect to database {name!r} "
+            f"({engine.url.render_as_string(hide_password=True)}): {reason}"
+        ) from None
+
+
+def init_db(engine: Engine, schema: str | None = None) -> Tables:
+    """Create the schema (if any) and every table of DESIGN.md; safe to repeat."""
+    tables = get_tables(schema)
+    with engine.begin() as conn:
+        if schema and engine.dialect.name not in ("sqlite",):
+            if engine.dialect.name in ("mysql", "mariadb"):
+                conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{schema}`"))
+            else:
+                conn.execute(CreateSchema(schema, if_not_exists=True))
+        core = [t for t in tables.metadata.sorted_tables if not t.name.startswith("sqlt_data_")]
+        tables.metadata.create_all(conn, tables=core, checkfirst=True)
+    return tables

@@ -1,0 +1,30 @@
+"""Strict checks for SQL identifiers that cannot be bound parameters (schema, table names)."""
+
+import re
+
+from shopfloor.errors import ShopfloorError
+
+# Letters, digits and underscores, not starting with a digit; 63 is PostgreSQL's limit.
+IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def check_identifier(name: str, what: str = "identifier") -> str:
+    """Return ``name`` unchanged if it is a safe SQL identifier, else raise.
+
+    Args:
+        name: the schema or table name to check.
+        what: what the name is, for the error message (e.g. "schema").
+    """
+    if not isinstance(name, str) or not IDENTIFIER_PATTERN.fullmatch(name):
+        raise ShopfloorError(
+            f"invalid {what} {name!r}: use letters, digits and underscores only "
+            "(not starting with a digit, at most 63 characters)"
+        )
+    return name
+
+
+def check_optional_identifier(name: str | None, what: str = "identifier") -> str | None:
+    """Like :func:`check_identifier`, but ``None`` and ``""`` mean "no name" and give ``None``."""
+    if name is None or name == "":
+        return None
+    return check_identifier(name, what)

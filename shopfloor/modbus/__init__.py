@@ -1,0 +1,1 @@
+"""Modbus: register maps (tag specs), request planning, decoding, the simulator."""

@@ -1,0 +1,1 @@
+"""Thin @task wrappers around shopfloor/: retries, logging, caching; no business logic."""

@@ -1,0 +1,136 @@
+"""Session fixtures for real services: PostgreSQL, MariaDB (when reachable), moto S3, Prefect.
+
+Every test run gets its own PostgreSQL/MariaDB database with a random name, dropped at
+the end. Tests are marked ``unit``/``integration``/``e2e`` by the folder they live in.
+"""
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from shopfloor.db.engine import make_engine
+
+TESTS = Path(__file__).parent
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.fspath)).relative_to(TESTS).parts[0]
+        if tier in ("unit", "integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- PostgreSQL
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    return os.environ.get(
+        "SHOPFLOOR_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    name = f"shopfloor_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    engine = make_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
+# ---------------------------------------------------------------- MariaDB
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    """A fresh MariaDB/MySQL database when one is reachable on 127.0.0.1:3306, else skip."""
+    server = os.environ.get("SHOPFLOOR_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+    u = make_url(server)
+    if not _reachable(u.host or "127.0.0.1", u.port or 3306):
+        pytest.skip("MariaDB/MySQL not reachable")
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    name = f"shopfloor_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE `{name}`"))
+    except Exception as exc:  # reachable but refusing us: same as absent
+        pytest.skip(f"MariaDB/MySQL not usable: {exc}")
+    yield u.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+    admin.dispose()
+
+
+# ---------------------------------------------------------------- SQLite
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+pysqlite:///{tmp_path / 'shopfloor.db'}"
+
+
+# ---------------------------------------------------------------- S3 (moto)
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API (moto's server) on 127.0.0.1; credentials are fake test values."""
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> str:
+    """A new, empty bucket on the moto server."""
+    import boto3
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(
+        Bucket=name)
+    return name
+
+
+# ---------------------------------------------------------------- Prefect
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A temporary Prefect API (SQLite) for the whole session: blocks, flows, artifacts."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
