@@ -5,7 +5,8 @@ from typing import Literal
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from shopfloor.modbus.tags import TagSpec
+from shopfloor.modbus.client import DeviceConfig
+from shopfloor.modbus.tags import TagSpec, validate_register_map
 
 
 class ModbusDevice(Block):
@@ -20,10 +21,13 @@ class ModbusDevice(Block):
         baudrate, parity, stopbits, bytesize: serial line settings.
         timeout_seconds: per-request timeout.
         retries: attempts after the first failure, with backoff.
+        backoff_seconds: wait before the first retry; doubles with every retry.
         loc_id: location id the readings are stored under.
+        dstrct_code: district code written into landed JSON telemetry.
         max_registers_per_request: lower this for devices that reject long reads.
+        max_bits_per_request: the same for coils and discrete inputs (2000 at most).
         max_gap_registers: unused registers a coalesced read may span.
-        register_map: the tags to read.
+        register_map: the tags to read (see docs/modbus.md for the format).
     """
 
     _block_type_name = "Modbus Device"
@@ -41,7 +45,29 @@ class ModbusDevice(Block):
     bytesize: int = 8
     timeout_seconds: float = Field(default=3.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
+    backoff_seconds: float = Field(default=0.2, ge=0, description="First retry delay")
     loc_id: str = Field(description="Location id the readings are stored under")
+    dstrct_code: str = Field(default="", description="District code for landed JSON")
     max_registers_per_request: int = Field(default=125, ge=1, le=125)
+    max_bits_per_request: int = Field(default=2000, ge=1, le=2000)
     max_gap_registers: int = Field(default=10, ge=0)
     register_map: list[TagSpec] = Field(default_factory=list)
+
+    def to_config(self, name: str) -> DeviceConfig:
+        """Plain settings for the capture code, after checking the register map.
+
+        Raises:
+            ShopfloorError: the map is invalid (the message names the tag).
+        """
+        validate_register_map(list(self.register_map))
+        return DeviceConfig(
+            name=name, loc_id=self.loc_id, tags=tuple(self.register_map), host=self.host,
+            port=self.port, unit_id=self.unit_id, transport=self.transport,
+            serial_port=self.serial_port, baudrate=self.baudrate, parity=self.parity,
+            stopbits=self.stopbits, bytesize=self.bytesize,
+            timeout_seconds=self.timeout_seconds, retries=self.retries,
+            backoff_seconds=self.backoff_seconds,
+            max_registers_per_request=self.max_registers_per_request,
+            max_bits_per_request=self.max_bits_per_request,
+            max_gap_registers=self.max_gap_registers, dstrct_code=self.dstrct_code,
+        )

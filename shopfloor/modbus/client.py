@@ -1,0 +1,142 @@
+"""Talking to one device: a client per transport, reads with bounded retries and backoff."""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+from pymodbus.exceptions import ModbusException
+from pymodbus.framer import FramerType
+
+from shopfloor.modbus.planning import ReadRequest, decode_request
+from shopfloor.modbus.tags import BIT_REGISTER_TYPES, TagSpec
+
+Transport = Literal["tcp", "rtu-over-tcp", "serial"]
+_READERS = {
+    "coil": "read_coils", "discrete": "read_discrete_inputs",
+    "holding": "read_holding_registers", "input": "read_input_registers",
+}
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Everything the capture needs about one device (plain values, built from the block)."""
+
+    name: str
+    loc_id: str
+    tags: tuple[TagSpec, ...]
+    host: str = "127.0.0.1"
+    port: int = 502
+    unit_id: int = 1
+    transport: Transport = "tcp"
+    serial_port: str | None = None
+    baudrate: int = 9600
+    parity: str = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+    timeout_seconds: float = 3.0
+    retries: int = 2
+    backoff_seconds: float = 0.2
+    max_registers_per_request: int = 125
+    max_bits_per_request: int = 2000
+    max_gap_registers: int = 10
+    dstrct_code: str = ""
+
+
+class DeviceError(Exception):
+    """A read failed: no connection, no answer in time, or a Modbus exception response."""
+
+    def __init__(self, message: str, connection: bool):
+        super().__init__(message)
+        self.connection = connection  # True: the link is down, other reads would fail too
+
+
+def make_client(cfg: DeviceConfig) -> Any:
+    """A synchronous pymodbus client for the device's transport (not yet connected).
+
+    pymodbus' own retries are off: :func:`poll_sample` retries with backoff, bounded by
+    the sample's time budget.
+    """
+    if cfg.transport == "serial":
+        return ModbusSerialClient(
+            cfg.serial_port or "", framer=FramerType.RTU, baudrate=cfg.baudrate,
+            parity=cfg.parity, stopbits=cfg.stopbits, bytesize=cfg.bytesize,
+            timeout=cfg.timeout_seconds, retries=0, reconnect_delay=0)
+    framer = FramerType.RTU if cfg.transport == "rtu-over-tcp" else FramerType.SOCKET
+    return ModbusTcpClient(cfg.host, port=cfg.port, framer=framer, timeout=cfg.timeout_seconds,
+                           retries=0, reconnect_delay=0)
+
+
+def read_request(client: Any, request: ReadRequest, unit_id: int) -> list[int] | list[bool]:
+    """Words (or bits) of one planned read.
+
+    Raises:
+        DeviceError: on a Modbus exception response, a timeout or a broken connection.
+    """
+    if not client.connected and not client.connect():
+        raise DeviceError("connection refused or unreachable", connection=True)
+    reader = getattr(client, _READERS[request.register_type])
+    try:
+        response = reader(request.address, count=request.count, device_id=unit_id)
+    except ModbusException as exc:
+        client.close()  # a half-read answer would desynchronise the next request
+        raise DeviceError(f"no answer: {exc}", connection=True) from None
+    if response.isError():
+        code = getattr(response, "exception_code", "?")
+        raise DeviceError(f"modbus exception {code} reading {request.register_type} "
+                          f"{request.address}+{request.count}", connection=False)
+    if request.register_type in BIT_REGISTER_TYPES:
+        return list(response.bits[:request.count])
+    return list(response.registers)
+
+
+@dataclass
+class SampleResult:
+    """What one poll of a device produced."""
+
+    values: dict[str, object] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    requests_sent: int = 0
+    requests_failed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """At least one read answered (missing tags are then quarantined, not lost)."""
+        return bool(self.values)
+
+
+def _read_with_retries(client: Any, request: ReadRequest, cfg: DeviceConfig,
+                       result: SampleResult, deadline: float,
+                       sleep: Callable[[float], None]) -> bool:
+    for attempt in range(cfg.retries + 1):
+        result.requests_sent += 1
+        try:
+            payload = read_request(client, request, cfg.unit_id)
+        except DeviceError as exc:
+            backoff = cfg.backoff_seconds * 2 ** attempt
+            last = attempt == cfg.retries or time.time() + backoff + cfg.timeout_seconds > deadline
+            if last:
+                result.requests_failed += 1
+                result.errors.append(str(exc))
+                return not exc.connection
+            sleep(backoff)
+            continue
+        result.values.update(decode_request(request, payload))
+        return True
+    return True  # pragma: no cover - the loop always returns
+
+
+def poll_sample(client: Any, plan: list[ReadRequest], cfg: DeviceConfig, deadline: float,
+                sleep: Callable[[float], None] = time.sleep) -> SampleResult:
+    """Issue every planned read once, retrying failures with exponential backoff.
+
+    Retries stop at ``cfg.retries`` or when the next attempt could not finish before
+    ``deadline`` (the next sample's time), so a dead device never pushes its schedule.
+    A connection-level failure ends the sample: the other reads would fail the same way.
+    """
+    result = SampleResult()
+    for request in plan:
+        if not _read_with_retries(client, request, cfg, result, deadline, sleep):
+            break
+    return result

@@ -1,0 +1,120 @@
+"""Readings: one row per device and sample, validated with the quality core, then stored.
+
+A reading carries the scheduled ``capture_dt`` (so a repeated sample hits the same key),
+one column per tag, and ``missing_tags`` (tags whose read failed). The pandera schema is
+built from the register map: every numeric tag column must be a finite number inside
+the tag's valid range, and no tag may be missing.
+"""
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from shopfloor.modbus.client import DeviceConfig
+from shopfloor.modbus.tags import TagSpec
+
+MEASURE_COLUMNS = ("temperature", "humidity", "pcv_temperature")
+KEY_COLUMNS = ("loc_id", "capture_dt")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The decoded values of one sample of one device."""
+
+    capture_dt: datetime
+    values: dict[str, object]
+
+
+def _finite(series: pd.Series) -> pd.Series:
+    numbers = pd.to_numeric(series, errors="coerce")
+    return pd.Series(np.isfinite(numbers.to_numpy(dtype=float)), index=series.index)
+
+
+def _tag_column(tag: TagSpec) -> pa.Column:
+    if not tag.is_numeric:
+        return pa.Column(str, nullable=True)
+    checks = [pa.Check(_finite, name="finite_number", ignore_na=False)]
+    if tag.min_value is not None or tag.max_value is not None:
+        lo = -math.inf if tag.min_value is None else tag.min_value
+        hi = math.inf if tag.max_value is None else tag.max_value
+        checks.append(pa.Check.in_range(lo, hi, name=f"range[{lo},{hi}]"))
+    return pa.Column(float, checks=checks, nullable=True, coerce=True)
+
+
+def reading_schema(tags: Sequence[TagSpec]) -> pa.DataFrameSchema:
+    """The pandera schema a device's readings must pass."""
+    columns = {
+        "loc_id": pa.Column(str),
+        "capture_dt": pa.Column(pd.DatetimeTZDtype(tz="UTC")),
+        "device": pa.Column(str),
+        "missing_tags": pa.Column(str, pa.Check.str_length(max_value=0, name="missing_tags")),
+    }
+    columns.update({t.column: _tag_column(t) for t in tags})
+    return pa.DataFrameSchema(columns, strict=False)
+
+
+def readings_frame(cfg: DeviceConfig, readings: Sequence[Reading]) -> pd.DataFrame:
+    """One row per reading: keys, device, a column per tag, and the missing tag names."""
+    rows = []
+    for r in readings:
+        row: dict[str, object] = {"loc_id": cfg.loc_id, "capture_dt": r.capture_dt,
+                                  "device": cfg.name}
+        row.update({t.column: r.values.get(t.name) for t in cfg.tags})
+        row["missing_tags"] = ",".join(t.name for t in cfg.tags if t.name not in r.values)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame["capture_dt"] = pd.to_datetime(frame["capture_dt"], utc=True)
+    return frame
+
+
+def raw_rows(valid: pd.DataFrame, ingested_at: datetime) -> list[dict[str, object]]:
+    """Rows for ``temperature_raw`` from validated readings (measure columns only)."""
+    present = [c for c in MEASURE_COLUMNS if c in valid.columns]
+    rows = []
+    for rec in valid.to_dict("records"):
+        row = {"loc_id": rec["loc_id"], "capture_dt": rec["capture_dt"].to_pydatetime(),
+               "device": rec["device"], "ingested_at": ingested_at}
+        row.update({c: None if pd.isna(rec[c]) else float(rec[c]) for c in present})
+        row.update({c: None for c in MEASURE_COLUMNS if c not in present})
+        rows.append(row)
+    return rows
+
+
+def _json_value(value: object) -> object:
+    if hasattr(value, "item"):
+        value = value.item()  # numpy scalar
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def json_objects(cfg: DeviceConfig, valid: pd.DataFrame, name: str) -> dict[str, bytes]:
+    """JSON-lines objects for the raw-logs storage, keyed ``{device}/{YYYYMMDDHH}/{name}.json``.
+
+    One object per UTC hour of ``capture_dt``; each line carries ``heartbeat`` (epoch
+    ms), ``dstrct_code``, ``device``, ``loc_id``, ``capture_dt`` (ISO, UTC) and every
+    tag column.
+    """
+    lines: dict[str, list[str]] = defaultdict(list)
+    tag_columns = [t.column for t in cfg.tags]
+    for rec in valid.to_dict("records"):
+        ts: pd.Timestamp = rec["capture_dt"]
+        obj = {"heartbeat": int(ts.value // 1_000_000), "dstrct_code": cfg.dstrct_code,
+               "device": cfg.name, "loc_id": cfg.loc_id,
+               "capture_dt": ts.isoformat().replace("+00:00", "Z")}
+        obj.update({c: _json_value(rec[c]) for c in tag_columns})
+        key = f"{cfg.name}/{ts.strftime('%Y%m%d%H')}/{name}.json"
+        lines[key].append(json.dumps(obj, sort_keys=True))
+    return {k: ("\n".join(v) + "\n").encode() for k, v in lines.items()}
+
+
+def sample_time(anchor: float, k: int, interval: float) -> datetime:
+    """Scheduled time of sample ``k`` (UTC, whole milliseconds), the row's ``capture_dt``."""
+    ms = round((anchor + k * interval) * 1000)
+    return datetime.fromtimestamp(ms / 1000, UTC)

@@ -1,0 +1,204 @@
+"""A Modbus simulator: one pymodbus server per device, values that drift slowly, faults.
+
+Each :class:`SimulatedDevice` listens on its own port (like one PLC per address) and
+serves its register map with realistic values: a slow sine around a plausible base
+(temperature ~22 degC, humidity ~55 %, ...), inside the tag's valid range when it has
+one. Faults, per device:
+
+- ``refuse``: nothing listens on the port (connection refused)
+- ``no-answer``: the connection is accepted but no request is ever answered
+- ``delay``: every answer comes ``delay_seconds`` late
+- ``exception``: every read answers Modbus exception ``exception_code`` (4: device failure)
+- ``nan``: the first float tag reads NaN
+- ``out-of-range``: the first tag with a valid range reads far above its maximum
+"""
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pymodbus.constants import ExcCodes
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from shopfloor.errors import ShopfloorError
+from shopfloor.modbus.decoding import encode
+from shopfloor.modbus.tags import TagSpec
+
+FaultKind = Literal["none", "refuse", "no-answer", "delay", "exception", "nan", "out-of-range"]
+FAULTS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
+_BASES = {"temperature": (22.0, 3.0), "humidity": (55.0, 10.0), "pcv_temperature": (35.0, 4.0)}
+_FC_TYPE = {3: "holding", 4: "input"}
+_NO_ANSWER_SECONDS = 3600.0
+
+
+@dataclass
+class SimulatedDevice:
+    """One simulated device: where it listens, what it serves, which fault it shows."""
+
+    port: int
+    tags: list[TagSpec]
+    unit_id: int = 1
+    fault: FaultKind = "none"
+    delay_seconds: float = 0.5
+    exception_code: int = 4
+    framer: Literal["socket", "rtu"] = "socket"
+    phase: float = 0.0
+    requests: int = field(default=0, init=False)
+
+
+def _is_float(tag: TagSpec) -> bool:
+    return tag.data_type in ("float32", "float64")
+
+
+def _fault_tags(device: SimulatedDevice) -> tuple[str | None, str | None]:
+    nan = next((t.name for t in device.tags if _is_float(t)), None)
+    oor = next((t.name for t in device.tags
+                if t.max_value is not None and t.is_numeric and not t.is_bit), None)
+    return nan, oor
+
+
+def tag_value(tag: TagSpec, now: float, phase: float = 0.0) -> float:
+    """A plausible, slowly changing value for ``tag`` at time ``now`` (epoch seconds)."""
+    if tag.is_bit:
+        return 1.0
+    base, amp = _BASES.get(tag.column, (100.0, 10.0))
+    if tag.min_value is not None and tag.max_value is not None:
+        base = (tag.min_value + tag.max_value) / 2
+        amp = (tag.max_value - tag.min_value) / 4
+    if tag.data_type.startswith("uint"):
+        base = max(base, amp)
+    return base + amp * math.sin(2 * math.pi * now / 600.0 + phase)
+
+
+class _DeviceState:
+    """Fills registers on every read (values are computed at read time) and plays faults."""
+
+    def __init__(self, device: SimulatedDevice):
+        self.device = device
+        self.nan_tag, self.oor_tag = _fault_tags(device)
+
+    def _value(self, tag: TagSpec, now: float) -> float:
+        if self.device.fault == "nan" and tag.name == self.nan_tag:
+            return math.nan
+        if self.device.fault == "out-of-range" and tag.name == self.oor_tag:
+            return (tag.max_value or 0.0) + 1000.0
+        return tag_value(tag, now, self.device.phase)
+
+    async def action(self, func_code: int, start: int, _address: int, _count: int,
+                     registers: list[int], values: object) -> ExcCodes | None:
+        self.device.requests += 1
+        fault = self.device.fault
+        if fault in ("delay", "no-answer"):
+            await asyncio.sleep(self.device.delay_seconds if fault == "delay"
+                                else _NO_ANSWER_SECONDS)
+        if fault == "exception":
+            return ExcCodes(self.device.exception_code)
+        register_type = _FC_TYPE.get(func_code)
+        if values is None and register_type:
+            now = time.time()
+            for tag in self.device.tags:
+                if tag.register_type == register_type and tag.data_type != "string":
+                    words = encode(tag, self._value(tag, now))
+                    registers[tag.address - start:tag.end - start] = words
+        return None
+
+
+def _register_block(tags: Sequence[TagSpec], register_type: str) -> list[SimData]:
+    size = max((t.end for t in tags if t.register_type == register_type), default=0) + 16
+    values = [0] * size
+    for t in tags:
+        if t.register_type == register_type and t.data_type == "string":
+            values[t.address:t.end] = encode(t, t.name)  # a string tag serves its name
+    return [SimData(0, values=values, datatype=DataType.REGISTERS)]
+
+
+def _bit_block(tags: Sequence[TagSpec], register_type: str) -> list[SimData]:
+    size = max((t.end for t in tags if t.register_type == register_type), default=0) + 16
+    bits = [False] * (size + (-size) % 16)
+    for t in tags:
+        if t.register_type == register_type:
+            bits[t.address] = True
+    return [SimData(0, values=bits, datatype=DataType.BITS)]
+
+
+def sim_device(device: SimulatedDevice) -> SimDevice:
+    """The pymodbus ``SimDevice`` serving ``device``'s map (separate blocks per type)."""
+    state = _DeviceState(device)
+    blocks = (_bit_block(device.tags, "coil"), _bit_block(device.tags, "discrete"),
+              _register_block(device.tags, "holding"), _register_block(device.tags, "input"))
+    return SimDevice(device.unit_id, simdata=blocks, action=state.action)
+
+
+class ModbusSimulator:
+    """Runs the devices' servers in a background thread with its own event loop.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(self, devices: Sequence[SimulatedDevice], host: str = "127.0.0.1"):
+        self.devices = list(devices)
+        self.host = host
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._servers: list[ModbusTcpServer] = []
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    async def _start_servers(self) -> None:
+        for d in self.devices:
+            if d.fault == "refuse":
+                continue
+            framer = FramerType.RTU if d.framer == "rtu" else FramerType.SOCKET
+            server = ModbusTcpServer(sim_device(d), address=(self.host, d.port), framer=framer)
+            await server.serve_forever(background=True)
+            self._servers.append(server)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._start_servers())
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+        self._ready.set()
+        if self._error is None:
+            loop.run_forever()
+        loop.run_until_complete(self._shutdown())
+        loop.close()
+
+    async def _shutdown(self) -> None:
+        for server in self._servers:
+            await server.shutdown()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def start(self) -> "ModbusSimulator":
+        """Start listening; returns once every server is bound (or raises why not)."""
+        self._thread = threading.Thread(target=self._run, name="modbus-simulator", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            self._thread.join(5)
+            raise ShopfloorError(f"simulator could not start: {self._error}")
+        return self
+
+    def stop(self) -> None:
+        """Stop every server and the background thread."""
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    def __enter__(self) -> "ModbusSimulator":
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

@@ -1,0 +1,69 @@
+"""Where a batch of readings goes: validation, ``temperature_raw``, quarantine, raw logs."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from shopfloor.db.schema import Tables
+from shopfloor.db.types import utcnow
+from shopfloor.db.upsert import upsert
+from shopfloor.modbus.capture import CaptureStats
+from shopfloor.modbus.client import DeviceConfig
+from shopfloor.modbus.readings import (
+    KEY_COLUMNS,
+    Reading,
+    json_objects,
+    raw_rows,
+    reading_schema,
+    readings_frame,
+)
+from shopfloor.quality import QualityResult, split_valid, write_quarantine
+from shopfloor.storage import StorageLocation
+
+
+@dataclass
+class ReadingSink:
+    """Validates each batch and writes it; every write is keyed, so a repeat overwrites.
+
+    ``engine=None`` skips the database (rows are still validated and counted);
+    ``storage=None`` skips the JSON landing.
+    """
+
+    cfg: DeviceConfig
+    stats: CaptureStats
+    run_id: str
+    engine: Engine | None = None
+    tables: Tables | None = None
+    storage: StorageLocation | None = None
+
+    def __post_init__(self) -> None:
+        self.schema = reading_schema(self.cfg.tags)
+
+    def validate(self, batch: Sequence[Reading]) -> QualityResult:
+        return split_valid(readings_frame(self.cfg, batch), self.schema)
+
+    def __call__(self, batch: Sequence[Reading]) -> None:
+        result = self.validate(batch)
+        if self.engine is not None and self.tables is not None:
+            self._write(result)
+        else:
+            self.stats.rows_written += len(result.valid)
+            self.stats.rows_quarantined += len(result.quarantined)
+        if self.storage is not None and not result.valid.empty:
+            first_ms = int(result.valid["capture_dt"].iloc[0].value // 1_000_000)
+            name = f"{self.run_id}-{first_ms}"
+            for key, body in json_objects(self.cfg, result.valid, name).items():
+                self.storage.write_bytes(key, body)
+                self.stats.objects_landed += 1
+
+    def _write(self, result: QualityResult) -> None:
+        assert self.engine is not None and self.tables is not None
+        rows = raw_rows(result.valid, utcnow())
+        with self.engine.begin() as conn:
+            if rows:
+                upsert(conn, self.tables.temperature_raw, rows, list(KEY_COLUMNS))
+            quarantined = write_quarantine(conn, self.tables, result.quarantined,
+                                           f"modbus:{self.cfg.name}", self.run_id)
+        self.stats.rows_written += len(rows)
+        self.stats.rows_quarantined += quarantined
