@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefect.blocks.core import Block
+from prefect.client.orchestration import get_client
 from prefect.filesystems import LocalFileSystem
 from prefect_aws import AwsCredentials, S3Bucket
 from prefect_aws.client_parameters import AwsClientParameters
@@ -70,7 +71,14 @@ def connector_from_url(url: str) -> SqlAlchemyConnector:
 
 
 def _save(block: Block, name: str) -> None:
+    """Save ``block`` as ``name`` and remove same-named blocks of other types, so that
+    switching storage from a local folder to S3 (or back) leaves exactly one candidate."""
     block.save(name, overwrite=True)
+    slug = block.get_block_type_slug()
+    with get_client(sync_client=True) as client:
+        for doc in client.read_block_documents():
+            if doc.name == name and doc.block_type and doc.block_type.slug != slug:
+                client.delete_block_document(doc.id)
 
 
 def _aws_credentials(env: Mapping[str, str]) -> AwsCredentials:

@@ -36,10 +36,12 @@ def _slug_name(name: str) -> str:
 
     with get_client(sync_client=True) as client:
         docs = client.read_block_documents()
-    for doc in docs:
-        if doc.name == name and doc.block_type is not None:
-            return f"{doc.block_type.slug}/{name}"
-    raise ValueError(f"no block document named {name!r}")
+    matches = sorted((d for d in docs if d.name == name and d.block_type is not None),
+                     key=lambda d: d.updated or d.created or 0, reverse=True)
+    if not matches:
+        raise ValueError(f"no block document named {name!r}")
+    # Several types may share a name; the most recently saved one is the one in use.
+    return f"{matches[0].block_type.slug}/{name}"
 
 
 def connector_url(connector: SqlAlchemyConnector) -> str:

@@ -1,0 +1,101 @@
+"""Blocks against a real Prefect API (test harness), PostgreSQL and moto's S3 server."""
+
+import boto3
+import pytest
+from prefect.filesystems import LocalFileSystem
+from prefect_aws import S3Bucket
+from prefect_sqlalchemy import SqlAlchemyConnector
+from sqlalchemy import text
+
+from blocks.bootstrap import bootstrap_blocks, connector_from_url
+from blocks.modbus import ModbusDevice
+from blocks.resolve import load_block, load_engine, load_storage
+from shopfloor.errors import ShopfloorError
+from shopfloor.modbus.tags import TagSpec
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def test_bootstrap_on_defaults_makes_sqlite_and_local_folders(tmp_path):
+    results = bootstrap_blocks({}, tmp_path)
+    kinds = {r.name: r.block_type for r in results}
+    assert kinds == {
+        "shopfloor-source-db": "SqlAlchemyConnector",
+        "shopfloor-warehouse-db": "SqlAlchemyConnector",
+        "shopfloor-metadata-db": "SqlAlchemyConnector",
+        "shopfloor-historian-db": "SqlAlchemyConnector",
+        "shopfloor-aws": "AwsCredentials",
+        "shopfloor-raw-logs": "LocalFileSystem",
+        "shopfloor-lake": "LocalFileSystem",
+    }
+    assert isinstance(load_block("shopfloor-lake"), LocalFileSystem)
+    lake = load_storage("shopfloor-lake")
+    assert lake.kind == "local" and lake.root == str(tmp_path / "lake")
+    with load_engine("shopfloor-warehouse-db").connect() as conn:
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_bootstrap_from_env_is_idempotent_and_never_shows_a_secret(tmp_path, pg_url,
+                                                                     s3_endpoint, s3_bucket):
+    pw_url = pg_url.replace("postgres@", "postgres:hunter2-secret@")
+    env = {
+        "SHOPFLOOR_DB_URL": pg_url,
+        "SHOPFLOOR_SOURCE_DB_URL": pw_url,
+        "SHOPFLOOR_S3_BUCKET": s3_bucket,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-value",
+        "SHOPFLOOR_S3_ENDPOINT_URL": s3_endpoint,
+    }
+    first = bootstrap_blocks(env, tmp_path)
+    second = bootstrap_blocks(env, tmp_path)
+    assert first == second
+    shown = "\n".join(f"{r.name} {r.block_type} {r.summary}" for r in first)
+    assert "hunter2-secret" not in shown and "aws-secret-value" not in shown
+    source = SqlAlchemyConnector.load("shopfloor-source-db")
+    assert source.connection_info.password.get_secret_value() == "hunter2-secret"
+    assert isinstance(S3Bucket.load("shopfloor-raw-logs"), S3Bucket)
+
+    raw = load_storage("shopfloor-raw-logs")
+    assert (raw.kind, raw.root, raw.prefix) == ("s3", s3_bucket, "raw")
+    assert raw.credentials.endpoint_url == s3_endpoint
+    raw.write_bytes("BRCB/2026112100/a.json", b'{"heartbeat": 1}\n')
+    assert [o.key for o in raw.list_objects()] == ["BRCB/2026112100/a.json"]
+    objects = boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket=s3_bucket)
+    assert [o["Key"] for o in objects["Contents"]] == ["raw/BRCB/2026112100/a.json"]
+    assert load_storage("shopfloor-lake").prefix == "lake"
+
+
+def test_s3_listing_pages_past_one_thousand_keys(s3_endpoint, s3_bucket):
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    for i in range(1105):
+        client.put_object(Bucket=s3_bucket, Key=f"p/{i:05d}.json", Body=b"{}")
+    from shopfloor.storage import S3Credentials, StorageLocation
+
+    loc = StorageLocation("s3", s3_bucket, "", S3Credentials("testing", "testing", None,
+                                                              "us-east-1", s3_endpoint))
+    keys = [o.key for o in loc.list_objects("p")]
+    assert len(keys) == 1105 and keys[0] == "p/00000.json" and keys[-1] == "p/01104.json"
+
+
+def test_unknown_block_is_a_clear_error():
+    with pytest.raises(ShopfloorError, match="block 'no-such-block' not found"):
+        load_engine("no-such-block")
+    with pytest.raises(ShopfloorError, match="not found"):
+        load_storage("no-such-storage")
+
+
+def test_modbus_device_block_round_trips_its_register_map():
+    tag = TagSpec(name="t1", column="temperature", address=10, data_type="float32",
+                  byte_order="CDAB", scale=0.1)
+    ModbusDevice(host="127.0.0.1", port=5020, loc_id="L1", register_map=[tag]).save(
+        "line1-plc", overwrite=True)
+    loaded = load_block("line1-plc", ModbusDevice)
+    assert loaded.register_map == [tag] and loaded.loc_id == "L1"
+
+
+def test_connector_from_url_keeps_driver_and_query():
+    c = connector_from_url("mysql+pymysql://u:p@db:3307/plant?charset=utf8mb4")
+    info = c.connection_info
+    assert (info.driver, info.host, info.port, info.database) == ("mysql+pymysql", "db", 3307,
+                                                                  "plant")
+    assert info.query == {"charset": "utf8mb4"}

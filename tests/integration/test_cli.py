@@ -1,0 +1,53 @@
+"""The ``shopfloor`` console script, run as a user runs it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SHOPFLOOR = str(Path(sys.executable).with_name("shopfloor"))
+
+
+def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "SHOPFLOOR_HOME": str(tmp_path / "home"),
+                "PREFECT_HOME": str(tmp_path / "prefect"), **env}
+    full_env.pop("PREFECT_API_URL", None)
+    return subprocess.run([SHOPFLOOR, *args], capture_output=True, text=True, env=full_env,
+                          timeout=180)
+
+
+def test_unreachable_database_url_is_one_error_line(tmp_path):
+    res = run(["db", "init", "--url", "postgresql+psycopg2://u:pw-secret@127.0.0.1:1/x"],
+              tmp_path)
+    assert res.returncode == 1
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith("error: cannot connect to database")
+    assert "Traceback" not in res.stderr and "pw-secret" not in res.stderr + res.stdout
+
+
+def test_malformed_url_and_bad_schema_are_one_error_line(tmp_path):
+    res = run(["db", "init", "--url", "not a url"], tmp_path)
+    assert res.returncode == 1 and "error: invalid database URL" in res.stderr
+    res = run(["db", "init", "--url", "sqlite:///x.db", "--schema", "a;b"], tmp_path)
+    assert res.returncode == 1 and "error: invalid schema 'a;b'" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_db_init_on_a_url_creates_the_tables(tmp_path, pg_url):
+    res = run(["db", "init", "--url", pg_url, "--schema", "flet_montrg"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "tables ready" in res.stdout
+
+
+@pytest.mark.timeout(300)
+def test_bootstrap_then_unknown_block_in_ephemeral_mode(tmp_path):
+    res = run(["blocks", "bootstrap"], tmp_path, AWS_SECRET_ACCESS_KEY="aws-secret-xyz",
+              AWS_ACCESS_KEY_ID="AKIATEST")
+    assert res.returncode == 0, res.stderr
+    assert "shopfloor-warehouse-db" in res.stdout and "aws-secret-xyz" not in res.stdout
+    res = run(["db", "init", "--block", "no-such-db"], tmp_path)
+    assert res.returncode == 1
+    assert "error: block 'no-such-db' not found" in res.stderr
+    assert "Traceback" not in res.stderr
