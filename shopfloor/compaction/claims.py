@@ -1,0 +1,169 @@
+"""Claiming keys atomically per dialect, and recording how each claimed key ended.
+
+A claim sets ``compression_status='CLAIMED'`` and ``compression_run_id`` to the claimer's
+run id. Concurrent claimers get disjoint keys: PostgreSQL and MySQL/MariaDB skip rows
+another transaction has locked (``FOR UPDATE SKIP LOCKED``), SQL Server reads past them
+(``UPDLOCK, READPAST``), SQLite serialises claimers on its write lock (``BEGIN IMMEDIATE``).
+A claim older than the TTL is taken over; the previous run id is returned so the new
+claimer can remove the stale claim's partial output before writing its own.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    case,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.elements import TextClause
+
+from shopfloor.db.schema import Tables
+from shopfloor.db.types import UtcDateTime, utcnow
+
+MAX_ATTEMPTS = 5  # a key that failed this often is parked as FAILED, not retried forever
+
+
+@dataclass(frozen=True)
+class ClaimedKey:
+    """One claimed object; ``previous_run_id`` is the stale claim it was taken from, if any."""
+
+    id: int
+    key: str
+    size: int | None
+    previous_run_id: str | None
+
+
+def _claimable(tables: Tables, distrik: str, cutoff: datetime, run_id: str):
+    t = tables.s3_object
+    # A run's own claims are claimable again, so a retried claim returns them too.
+    return and_(
+        t.c.distrik == distrik,
+        or_(
+            t.c.compression_status == "PENDING",
+            and_(t.c.compression_status == "CLAIMED",
+                 or_(t.c.claimed_at < cutoff, t.c.compression_run_id == run_id)),
+        ),
+    )
+
+
+def build_mssql_claim(tables: Tables, dialect: Dialect) -> TextClause:
+    """SQL Server's claim: one ``UPDATE`` of the ``TOP (n)`` unlocked rows with ``OUTPUT``.
+
+    ``READPAST`` skips rows other claimers hold, ``UPDLOCK`` keeps the chosen rows from
+    being claimed twice, and ``OUTPUT deleted.compression_run_id`` returns the stale claim.
+    """
+    q = dialect.identifier_preparer
+    t = q.format_table(tables.s3_object)
+    key = q.quote("key")
+    # Identifiers come from the table metadata, quoted by the dialect; values are bound.
+    sql = f"""WITH c AS (
+    SELECT TOP (:limit) id, {key}, size, compression_run_id, compression_status,
+           claimed_at, attempts
+    FROM {t} WITH (UPDLOCK, READPAST, ROWLOCK)
+    WHERE distrik = :distrik
+      AND (compression_status = 'PENDING'
+           OR (compression_status = 'CLAIMED'
+               AND (claimed_at < :cutoff OR compression_run_id = :run_id)))
+    ORDER BY id
+)
+UPDATE c SET compression_status = 'CLAIMED', compression_run_id = :run_id,
+    claimed_at = :now, attempts = attempts + 1
+OUTPUT inserted.id, inserted.{key}, inserted.size, deleted.compression_run_id;"""  # noqa: S608
+    return text(sql).bindparams(
+        bindparam("cutoff", type_=UtcDateTime()), bindparam("now", type_=UtcDateTime()),
+    )
+
+
+def _claim_with_select(conn: Connection, tables: Tables, distrik: str, limit: int,
+                       run_id: str, cutoff: datetime, now: datetime) -> list[ClaimedKey]:
+    t = tables.s3_object
+    stmt = (
+        select(t.c.id, t.c.key, t.c.size, t.c.compression_run_id)
+        .where(_claimable(tables, distrik, cutoff, run_id))
+        .order_by(t.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name in ("postgresql", "mysql", "mariadb"):
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = conn.execute(stmt).all()
+    if not rows:
+        return []
+    conn.execute(
+        update(t)
+        .where(t.c.id.in_([r.id for r in rows]))
+        .values(compression_status="CLAIMED", compression_run_id=run_id, claimed_at=now,
+                attempts=t.c.attempts + 1)
+    )
+    return [ClaimedKey(r.id, r.key, r.size, r.compression_run_id) for r in rows]
+
+
+def claim_keys(engine: Engine, tables: Tables, distrik: str, limit: int, run_id: str,
+               claim_ttl: timedelta, now: datetime | None = None) -> list[ClaimedKey]:
+    """Claim up to ``limit`` PENDING (or stale CLAIMED) keys of ``distrik`` for ``run_id``.
+
+    Runs in its own short transaction, committed before it returns.
+    """
+    now = now or utcnow()
+    cutoff = now - claim_ttl
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            # Take the write lock before reading, so two claimers cannot read the same rows.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if conn.dialect.name == "mssql":
+            rows = conn.execute(build_mssql_claim(tables, conn.dialect), {
+                "limit": limit, "distrik": distrik, "cutoff": cutoff, "run_id": run_id,
+                "now": now}).all()
+            claimed = [ClaimedKey(r[0], r[1], r[2], r[3]) for r in rows]
+        else:
+            claimed = _claim_with_select(conn, tables, distrik, limit, run_id, cutoff, now)
+        conn.commit()
+    return sorted(claimed, key=lambda c: c.id)
+
+
+def finish_claim(conn: Connection, tables: Tables, run_id: str, succeeded: Sequence[str],
+                 quarantined: Mapping[str, str], now: datetime | None = None) -> int:
+    """Mark ``succeeded`` keys SUCCESS and ``quarantined`` keys QUARANTINED (with reason).
+
+    Only rows still claimed by ``run_id`` change: if a slower run's claim was taken
+    over, its late update is a no-op. Returns the number of rows updated.
+    """
+    t = tables.s3_object
+    now = now or utcnow()
+    mine = and_(t.c.compression_run_id == run_id, t.c.compression_status == "CLAIMED")
+    changed = 0
+    if succeeded:
+        changed += conn.execute(
+            update(t).where(mine, t.c.key.in_(list(succeeded)))
+            .values(compression_status="SUCCESS", completed_at=now, error=None)
+        ).rowcount
+    for key, reason in quarantined.items():
+        changed += conn.execute(
+            update(t).where(mine, t.c.key == key)
+            .values(compression_status="QUARANTINED", completed_at=now, error=reason[:2000])
+        ).rowcount
+    return changed
+
+
+def release_claim(conn: Connection, tables: Tables, run_id: str, error: str) -> int:
+    """Give this run's unfinished keys back (PENDING, or FAILED after too many attempts).
+
+    ``compression_run_id`` is kept so the next claimer still cleans this run's output.
+    """
+    t = tables.s3_object
+    return conn.execute(
+        update(t)
+        .where(t.c.compression_run_id == run_id, t.c.compression_status == "CLAIMED")
+        .values(
+            compression_status=case((t.c.attempts >= MAX_ATTEMPTS, "FAILED"), else_="PENDING"),
+            error=error[:2000],
+        )
+    ).rowcount

@@ -1,0 +1,207 @@
+"""Compact one claim: claimed JSON objects -> partitioned Parquet, malformed objects isolated.
+
+The happy path reads every claimed object in one DuckDB ``COPY`` (the cost of the bare
+``COPY`` plus a cheap count over the staged Parquet). Only when that read fails does
+each object get parsed on its own to find the malformed ones, which are quarantined
+while the rest of the batch is written.
+"""
+
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from shopfloor.compaction import duck, output
+from shopfloor.compaction.claims import ClaimedKey
+from shopfloor.compaction.layout import ClaimLayout, sql_string
+from shopfloor.compaction.records import bad_heartbeat_rows
+from shopfloor.compaction.sql import compaction_select, describe_sql, probe_sql
+from shopfloor.errors import ShopfloorError
+from shopfloor.quality import QuarantinedRow
+from shopfloor.storage import StorageLocation
+
+INVALID_PARTITION = "hiveperiod=__HIVE_DEFAULT_PARTITION__"
+Hook = Callable[[str], None]
+
+
+@dataclass
+class CompactResult:
+    """What one claim produced; ``succeeded`` keys have all their valid rows published."""
+
+    succeeded: list[str] = field(default_factory=list)
+    quarantined: dict[str, str] = field(default_factory=dict)
+    bad_records: dict[str, list[QuarantinedRow]] = field(default_factory=dict)
+    rows_in: int = 0
+    rows_out: int = 0
+    bytes_in: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CompactionSpec:
+    """Everything about a run that is not the claim itself."""
+
+    raw: StorageLocation
+    lake: StorageLocation
+    target_prefix: str
+    distrik: str
+    tz_offset_hours: float
+    ram_limit: str
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
+
+
+def _path_len(raw: StorageLocation, keys: Sequence[str]) -> int:
+    lengths = {len(raw.url(k)) - len(k) for k in keys}
+    if len(lengths) != 1:
+        raise ShopfloorError("claimed keys do not share one location prefix")
+    return lengths.pop()
+
+
+class _Batch:
+    """One DuckDB connection and the claim being written."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, spec: CompactionSpec,
+                 layout: ClaimLayout) -> None:
+        self.con, self.spec, self.layout = con, spec, layout
+
+    def params(self, keys: Sequence[str]) -> dict[str, Any]:
+        return {
+            "files": [self.spec.raw.url(k) for k in keys],
+            "path_len": _path_len(self.spec.raw, keys),
+            "tz_us": round(self.spec.tz_offset_hours * 3600 * 10**6),
+            "distrik": self.spec.distrik,
+        }
+
+    def schema(self, keys: Sequence[str]) -> dict[str, str]:
+        rows = self.con.execute(describe_sql(), {"files": self.params(keys)["files"]}).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def stage(self, keys: Sequence[str], columns: dict[str, str]) -> list[str]:
+        """COPY the keys' records into the claim's staging folder; returns the files."""
+        if self.layout.lake.kind == "local":
+            Path(self.layout.staging_root).parent.mkdir(parents=True, exist_ok=True)
+        target = sql_string(self.layout.staging_root)
+        pattern = sql_string(self.layout.filename_pattern)
+        # Paths and the pattern are quoted literals (COPY takes no parameter there);
+        # every value inside the SELECT is a bound parameter.
+        copy = (f"COPY ({compaction_select(columns)}) TO {target} (FORMAT parquet, "
+                f"COMPRESSION zstd, PARTITION_BY (hiveperiod, dstrct_code), "
+                f"FILENAME_PATTERN {pattern}, RETURN_FILES true)")
+        row = self.con.execute(copy, self.params(keys)).fetchone()
+        return list(row[1]) if row else []
+
+    def counts(self, files: Sequence[str]) -> dict[str, int]:
+        if not files:
+            return {}
+        rows = self.con.execute(
+            "SELECT source_file, count(*) FROM read_parquet($f) GROUP BY 1", {"f": list(files)}
+        ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def probe(self, key: str) -> str | None:
+        """Why ``key`` cannot be read on its own, or ``None`` if it parses."""
+        try:
+            self.con.execute(probe_sql(), {"files": [self.spec.raw.url(key)]}).fetchone()
+        except duckdb.BinderException as exc:
+            if "non-record JSON" in str(exc):
+                return _non_record_reason(self.con, self.spec.raw.url(key))
+            return _first_line(exc)
+        except duckdb.Error as exc:
+            return _first_line(exc)
+        return None
+
+
+def _non_record_reason(con: duckdb.DuckDBPyConnection, url: str) -> str:
+    n = con.execute("SELECT count(*) FROM read_json($f, records='auto')", {"f": [url]}).fetchone()
+    if n and n[0] == 0:
+        return "empty file: no JSON records"
+    return "a record is not a JSON object"
+
+
+def _stage_isolating(batch: _Batch, keys: list[str], result: CompactResult) -> list[str]:
+    """Stage ``keys``; if the batch read fails, quarantine the objects that fail alone."""
+    try:
+        return _stage_checked(batch, keys, result)
+    except duckdb.Error:
+        output.drop_staging(batch.layout)
+    for key in keys:
+        reason = batch.probe(key)
+        if reason:
+            result.quarantined[key] = reason
+    good = [k for k in keys if k not in result.quarantined]
+    return _stage_checked(batch, good, result) if good else []
+
+
+def _stage_checked(batch: _Batch, keys: list[str], result: CompactResult) -> list[str]:
+    columns = batch.schema(keys)
+    if "heartbeat" not in columns:
+        for key in keys:
+            result.quarantined[key] = "no heartbeat field in any record"
+        return []
+    return batch.stage(keys, columns)
+
+
+def _classify(batch: _Batch, keys: Sequence[str], staged: Sequence[str],
+              result: CompactResult) -> list[str]:
+    """Count rows per object; quarantine objects with no usable record. Returns valid files."""
+    valid = [f for f in staged if INVALID_PARTITION not in f]
+    invalid = [f for f in staged if INVALID_PARTITION in f]
+    good, bad = batch.counts(valid), batch.counts(invalid)
+    for key in keys:
+        if key in result.quarantined:
+            continue
+        n_good, n_bad = good.get(key, 0), bad.get(key, 0)
+        result.rows_in += n_good + n_bad
+        if n_good == 0:
+            result.quarantined[key] = (
+                "empty file: no JSON records" if n_bad == 0 else
+                f"no usable heartbeat in any of its {n_bad} records (missing, non-numeric "
+                "or out of range)")
+            continue
+        result.rows_out += n_good
+        result.succeeded.append(key)
+    if invalid:
+        result.bad_records = bad_heartbeat_rows(batch.con, invalid, set(result.succeeded))
+    return valid
+
+
+def compact_claim(spec: CompactionSpec, layout: ClaimLayout, claimed: Sequence[ClaimedKey],
+                  hook: Hook = lambda point: None) -> CompactResult:
+    """Write the claimed objects' valid records as Parquet under the target prefix.
+
+    First removes what an earlier attempt of this claim, or the stale claims taken
+    over, left behind; then stages, classifies and publishes. Keys are not marked
+    here: the caller records ``succeeded`` and ``quarantined`` afterwards.
+    """
+    for token in sorted({c.previous_run_id for c in claimed if c.previous_run_id}
+                        | {layout.token}):
+        output.clean_claim(layout.for_token(token))
+    result = CompactResult(bytes_in=sum(c.size or 0 for c in claimed))
+    keys = []
+    for c in claimed:
+        if c.size == 0:
+            result.quarantined[c.key] = "empty file: 0 bytes"
+        else:
+            keys.append(c.key)
+    if not keys:
+        return result
+    temp_dir = tempfile.mkdtemp(prefix="shopfloor-duckdb-")
+    con = duck.connect(spec.ram_limit, temp_dir, [spec.raw, spec.lake])
+    try:
+        batch = _Batch(con, spec, layout)
+        staged = _stage_isolating(batch, keys, result)
+        valid = _classify(batch, keys, staged, result)
+        hook("after_stage")
+        result.files = output.publish(layout, valid, lambda: hook("mid_publish"))
+        hook("after_publish")
+    finally:
+        con.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    return result

@@ -1,0 +1,92 @@
+"""The key registry: which raw objects exist, their distrik, and registering new ones."""
+
+import hashlib
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from shopfloor.db.schema import Tables
+from shopfloor.db.upsert import upsert
+from shopfloor.errors import ShopfloorError
+from shopfloor.storage import ObjectInfo
+
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
+# ``distrik=BRCB/...`` or ``dstrct_code=BRCB/...`` anywhere in the key (hive style) ...
+_HIVE_DISTRIK = re.compile(r"(?:^|/)(?:distrik|dstrct_code|dstrct)=([A-Za-z0-9_-]{1,32})(?:/|$)")
+# ... else a first folder that looks like a district code (upper case, 2-8 characters),
+# the seed's ``BRCB/2024/...`` layout. Device folders (``line1-plc/...``) never match.
+_LEADING_CODE = re.compile(r"^([A-Z][A-Z0-9]{1,7})/")
+
+
+def key_hash(key: str) -> str:
+    """SHA-256 hex of ``key``: the registry's unique column (keys outgrow index limits)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def distrik_from_key(key: str) -> str | None:
+    """The distrik a key's layout names, or ``None`` when the layout says nothing."""
+    match = _HIVE_DISTRIK.search(key) or _LEADING_CODE.match(key)
+    return match.group(1) if match else None
+
+
+def is_json_key(key: str) -> bool:
+    """Whether ``key`` names raw JSON telemetry (plain or gzip)."""
+    return key.lower().endswith(JSON_SUFFIXES)
+
+
+def registry_rows(
+    objects: Iterable[ObjectInfo], distrik: str | None, now: datetime
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Registry rows for JSON objects, and the keys skipped because no distrik is known.
+
+    ``distrik`` (the flow parameter) wins over the key layout.
+    """
+    rows: list[dict[str, Any]] = []
+    unknown: list[str] = []
+    for obj in objects:
+        if not is_json_key(obj.key):
+            continue
+        code = distrik or distrik_from_key(obj.key)
+        if code is None:
+            unknown.append(obj.key)
+            continue
+        rows.append({
+            "key": obj.key, "key_hash": key_hash(obj.key), "distrik": code, "size": obj.size,
+            "discovered_at": now, "compression_status": "PENDING", "attempts": 0,
+        })
+    return rows, unknown
+
+
+def register_keys(conn: Connection, tables: Tables, rows: list[dict[str, Any]]) -> int:
+    """Insert the rows whose key is new as PENDING (existing keys untouched); returns how many.
+
+    Insert-or-ignore on ``key_hash`` makes it safe to repeat and safe against a
+    concurrent registration of the same keys.
+    """
+    table = tables.s3_object
+    before = conn.execute(select(func.count()).select_from(table)).scalar_one()
+    upsert(conn, table, rows, key_columns=["key_hash"], update_columns=[])
+    after = conn.execute(select(func.count()).select_from(table)).scalar_one()
+    return int(after - before)
+
+
+_DISTRIK = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def check_distrik(value: str) -> str:
+    """``value`` if it is a district code (letters, digits, ``_``, ``-``; at most 32)."""
+    if not isinstance(value, str) or not _DISTRIK.fullmatch(value):
+        raise ShopfloorError(
+            f"invalid distrik {value!r}: use 1-32 letters, digits, '_' or '-'"
+        )
+    return value
+
+
+def check_prefix(value: str) -> str:
+    """A listing prefix without ``..`` segments (it must stay inside the storage)."""
+    if not isinstance(value, str) or any(s == ".." for s in value.split("/")):
+        raise ShopfloorError(f"invalid prefix {value!r}: '..' is not allowed")
+    return value.lstrip("/")

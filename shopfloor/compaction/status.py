@@ -1,0 +1,44 @@
+"""Recording a claim's outcome: key statuses and quarantined records, in one transaction."""
+
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import Connection, delete
+
+from shopfloor.compaction.claims import finish_claim
+from shopfloor.compaction.keys import key_hash
+from shopfloor.db.schema import Tables
+from shopfloor.errors import ShopfloorError
+from shopfloor.quality import QuarantinedRow, write_quarantine
+
+SOURCE_PREFIX = "s3_compaction:"
+MAX_SOURCE = 255
+
+
+def quarantine_source(key: str) -> str:
+    """The ``quarantine.source`` of an object's records: its key, or its hash if too long."""
+    source = SOURCE_PREFIX + key
+    return source if len(source) <= MAX_SOURCE else f"{SOURCE_PREFIX}sha256:{key_hash(key)}"
+
+
+def record_outcome(conn: Connection, tables: Tables, run_id: str, succeeded: Sequence[str],
+                   quarantined: Mapping[str, str],
+                   bad_records: Mapping[str, Sequence[QuarantinedRow]]) -> tuple[int, int]:
+    """Mark keys and store bad records (replacing any earlier attempt's); returns counts.
+
+    Returns ``(keys updated, quarantine rows written)``.
+    """
+    updated = finish_claim(conn, tables, run_id, succeeded, quarantined)
+    expected = len(succeeded) + len(quarantined)
+    if updated != expected:
+        # Raising rolls the whole outcome back: the run that took the keys over cleans
+        # this claim's files by its manifest and writes them again itself.
+        raise ShopfloorError(
+            f"{expected - updated} of {expected} keys of claim {run_id} were taken over by "
+            "another run (is claim_ttl_minutes shorter than a run?)"
+        )
+    written = 0
+    for key, rows in bad_records.items():
+        source = quarantine_source(key)
+        conn.execute(delete(tables.quarantine).where(tables.quarantine.c.source == source))
+        written += write_quarantine(conn, tables, list(rows), source, run_id)
+    return updated, written
