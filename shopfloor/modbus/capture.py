@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from shopfloor.errors import ShopfloorError
 from shopfloor.modbus.client import DeviceConfig, make_client, poll_sample
 from shopfloor.modbus.planning import ReadRequest, plan_requests
 from shopfloor.modbus.readings import Reading, sample_time
@@ -94,15 +95,19 @@ class _Loop:
 def capture_device(
     cfg: DeviceConfig, samples: int, interval: float, anchor: float, sink: Sink,
     clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-    client: object | None = None,
+    client: object | None = None, progress: Callable[[int], None] | None = None,
+    stats: CaptureStats | None = None,
 ) -> CaptureStats:
     """Poll ``cfg`` ``samples`` times from ``anchor`` (epoch seconds) every ``interval`` s.
 
     Readings go to ``sink`` in batches (see :func:`flush_every`) and once at the end.
     Device failures are counted, never raised: other devices keep their schedule.
+    ``progress`` is called with 1 after every sample (taken, failed or skipped). Pass
+    ``stats`` to share the counters with the sink.
     """
     plan = device_plan(cfg)
-    stats = CaptureStats(cfg.name, planned_requests=len(plan))
+    stats = stats if stats is not None else CaptureStats(cfg.name)
+    stats.planned_requests = len(plan)
     loop = _Loop(cfg, plan, stats, clock, sleep)
     client = client if client is not None else make_client(cfg)
     batch: list[Reading] = []
@@ -112,10 +117,10 @@ def capture_device(
             due = anchor + k * interval
             if not loop.wait_for(due, interval):
                 stats.samples_missed += 1
-                continue
-            values = loop.poll(client, due, interval)
-            if values is not None:
+            elif (values := loop.poll(client, due, interval)) is not None:
                 batch.append(Reading(sample_time(anchor, k, interval), values))
+            if progress is not None:
+                progress(1)
             if len(batch) >= size:
                 sink(batch)
                 batch = []
@@ -134,3 +139,33 @@ def schedule_anchor(interval: float, now: float | None = None) -> float:
         return now
     step_ms = max(1, round(interval * 1000))
     return math.ceil(now * 1000 / step_ms) * step_ms / 1000
+
+
+def check_capture_parameters(devices: Sequence[str], samples: int, interval: float) -> None:
+    """Reject bad flow parameters before any block is loaded or device contacted.
+
+    Raises:
+        ShopfloorError: with what is wrong and how to fix it.
+    """
+    if not devices:
+        raise ShopfloorError("devices is empty: give at least one ModbusDevice block name")
+    dupes = sorted({d for d in devices if list(devices).count(d) > 1})
+    if dupes:
+        raise ShopfloorError(f"devices listed twice: {', '.join(dupes)}")
+    if samples < 1:
+        raise ShopfloorError(f"samples must be >= 1, got {samples}")
+    if not math.isfinite(interval) or interval < 0:
+        raise ShopfloorError(f"interval_seconds must be a number >= 0, got {interval}")
+    if samples > 1 and interval == 0:
+        raise ShopfloorError("interval_seconds must be > 0 when samples > 1")
+
+
+def check_distinct_locations(configs: Sequence[DeviceConfig]) -> None:
+    """Two devices with one ``loc_id`` would overwrite each other's rows (same key)."""
+    seen: dict[str, str] = {}
+    for cfg in configs:
+        if cfg.loc_id in seen:
+            raise ShopfloorError(
+                f"devices {seen[cfg.loc_id]!r} and {cfg.name!r} share loc_id {cfg.loc_id!r}: "
+                "their readings would overwrite each other in temperature_raw")
+        seen[cfg.loc_id] = cfg.name

@@ -1,5 +1,6 @@
 """Talking to one device: a client per transport, reads with bounded retries and backoff."""
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +12,10 @@ from pymodbus.framer import FramerType
 
 from shopfloor.modbus.planning import ReadRequest, decode_request
 from shopfloor.modbus.tags import BIT_REGISTER_TYPES, TagSpec
+
+# pymodbus logs every failed read with a hex dump at ERROR; failures are counted and
+# reported by the capture itself, so only pymodbus' critical messages are kept.
+logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
 
 Transport = Literal["tcp", "rtu-over-tcp", "serial"]
 _READERS = {

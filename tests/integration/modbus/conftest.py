@@ -1,0 +1,75 @@
+"""Fixtures of the Modbus tests: a simulator with healthy and faulty devices, blocks."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shopfloor.modbus.simulator import ModbusSimulator, SimulatedDevice
+from shopfloor.modbus.tags import TagSpec
+from tests.conftest import free_port
+
+FAULTY = ("refuse", "nan", "exception", "out-of-range")
+
+
+def plant_tags() -> list[TagSpec]:
+    """A small plant map: float32 in CDAB, scaled integers, a coil."""
+    return [
+        TagSpec(name="air_temp", column="temperature", address=0, data_type="float32",
+                byte_order="CDAB", min_value=-20, max_value=80),
+        TagSpec(name="air_rh", column="humidity", address=2, data_type="uint16", scale=0.1,
+                min_value=0, max_value=100),
+        TagSpec(name="pcv_temp", column="pcv_temperature", register_type="input", address=10,
+                data_type="int16", scale=0.1, min_value=-40, max_value=150),
+        TagSpec(name="running", column="running", register_type="coil", address=5,
+                data_type="bool"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[dict[str, SimulatedDevice]]:
+    """Two healthy devices and one per fault, each on its own port."""
+    devices = {f"ok-{i}": SimulatedDevice(free_port(), plant_tags(), phase=i) for i in (1, 2)}
+    devices.update({f"bad-{f}": SimulatedDevice(free_port(), plant_tags(), fault=f)
+                    for f in FAULTY})
+    devices["rtu"] = SimulatedDevice(free_port(), plant_tags(), framer="rtu", unit_id=7)
+    with ModbusSimulator(list(devices.values())):
+        yield devices
+
+
+@pytest.fixture(scope="module")
+def device_blocks(simulator: dict[str, SimulatedDevice], prefect_harness: None) -> list[str]:
+    """A ModbusDevice block per simulated device, named ``mb-<key>``."""
+    from blocks.modbus import ModbusDevice
+
+    names = []
+    for i, (key, dev) in enumerate(simulator.items()):
+        transport = "rtu-over-tcp" if dev.framer == "rtu" else "tcp"
+        ModbusDevice(host="127.0.0.1", port=dev.port, unit_id=dev.unit_id, transport=transport,
+                     loc_id=f"LOC{i:02d}", dstrct_code="D7", timeout_seconds=0.5, retries=1,
+                     backoff_seconds=0.05, register_map=dev.tags).save(
+            f"mb-{key}", overwrite=True)
+        names.append(f"mb-{key}")
+    return names
+
+
+@pytest.fixture(scope="module")
+def target_db(pg_url: str, prefect_harness: None) -> str:
+    """A SqlAlchemyConnector block on the test PostgreSQL database, tables created."""
+    from blocks.bootstrap import connector_from_url
+    from shopfloor.db.engine import init_db, make_engine
+
+    engine = make_engine(pg_url)
+    init_db(engine)
+    engine.dispose()
+    connector_from_url(pg_url).save("modbus-test-db", overwrite=True)
+    return "modbus-test-db"
+
+
+@pytest.fixture
+def raw_logs(tmp_path: Path, prefect_harness: None) -> Path:
+    """A LocalFileSystem block ``modbus-test-raw`` on a fresh folder."""
+    from prefect.filesystems import LocalFileSystem
+
+    LocalFileSystem(basepath=str(tmp_path / "raw")).save("modbus-test-raw", overwrite=True)
+    return tmp_path / "raw"
