@@ -1,0 +1,36 @@
+"""Flow ``master-data-sync``: locations and thresholds from the source to the target."""
+
+import time
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
+
+from tasks.aggregation import check_databases, load_engines, sync_locations
+
+
+@flow(name="master-data-sync")
+def master_data_sync(
+    source_db: str = "shopfloor-source-db",
+    target_db: str = "shopfloor-warehouse-db",
+) -> dict[str, Any]:
+    """Upsert locations and their thresholds from the source into the target database.
+
+    Locations missing from the source are marked inactive, never deleted (hourly
+    history refers to them). Source rows that fail validation (e.g. a threshold min
+    above its max) go to ``quarantine`` with their reasons; the others go through.
+
+    Args:
+        source_db: SqlAlchemyConnector block with the master ``location`` table.
+        target_db: SqlAlchemyConnector block to sync into (the warehouse).
+    """
+    started = time.perf_counter()
+    load_engines(source_db, target_db)  # unknown blocks fail before any connection
+    check_databases(source_db, target_db)
+    result = sync_locations(source_db, target_db, flow_run.get_id())
+    row = {k: v for k, v in result.items() if k != "deactivated"}
+    row["deactivated"] = len(result["deactivated"])
+    row["duration_s"] = round(time.perf_counter() - started, 2)
+    create_table_artifact([row], key="master-data-sync", description="Master data sync")
+    return result

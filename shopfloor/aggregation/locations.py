@@ -1,0 +1,84 @@
+"""Master data sync: locations and thresholds from the source to the target database."""
+
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+from sqlalchemy import Connection, select, update
+
+from shopfloor.db.schema import Tables
+from shopfloor.db.upsert import upsert
+from shopfloor.quality import QualityResult, split_valid
+
+THRESHOLDS = tuple(f"{m}_{b}" for m in ("temperature", "humidity", "pcv_temperature")
+                   for b in ("min", "max"))
+COLUMNS = ("loc_id", "name", "site", *THRESHOLDS, "active")
+
+
+def _min_not_above_max(df: pd.DataFrame) -> pd.Series:
+    ok = pd.Series(True, index=df.index)
+    for m in ("temperature", "humidity", "pcv_temperature"):
+        lo, hi = df[f"{m}_min"], df[f"{m}_max"]
+        ok &= lo.isna() | hi.isna() | (lo <= hi)
+    return ok
+
+
+LOCATION_SCHEMA = pa.DataFrameSchema(
+    {
+        "loc_id": pa.Column(str, pa.Check.str_matches(r"^\S{1,32}$"), nullable=False),
+        "name": pa.Column(object, nullable=True),
+        "site": pa.Column(object, nullable=True),
+        **{c: pa.Column(float, nullable=True, coerce=True) for c in THRESHOLDS},
+        "active": pa.Column(bool, nullable=False, coerce=True),
+    },
+    checks=[pa.Check(_min_not_above_max, name="threshold_min_not_above_max")],
+    unique=["loc_id"],
+)
+
+
+def read_source_locations(conn: Connection, tables: Tables) -> pd.DataFrame:
+    """Every location of the source, as a frame with the columns of :data:`COLUMNS`."""
+    loc = tables.location
+    rows = conn.execute(select(*(loc.c[c] for c in COLUMNS))).mappings().all()
+    return pd.DataFrame([dict(r) for r in rows], columns=list(COLUMNS))
+
+
+def validate_locations(df: pd.DataFrame) -> QualityResult:
+    """Split source locations into valid ones and quarantined ones with reasons."""
+    if not df.empty:
+        df = df.astype({c: "float64" for c in THRESHOLDS})
+        df["active"] = df["active"].fillna(True)
+    return split_valid(df, LOCATION_SCHEMA)
+
+
+def _clean(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and pd.isna(v) else v) for k, v in record.items()}
+
+
+def _same(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    return old is not None and all(old[c] == new[c] for c in COLUMNS)
+
+
+def apply_locations(conn: Connection, tables: Tables, valid: pd.DataFrame,
+                    source_ids: set[str], now: datetime) -> tuple[int, int, list[str]]:
+    """Upsert changed locations; mark target locations absent from the source inactive.
+
+    ``source_ids`` holds every loc_id of the source, quarantined ones included: a
+    location with a bad row keeps its last good values rather than being deactivated.
+
+    Returns:
+        (rows upserted, rows unchanged, loc_ids deactivated).
+    """
+    loc = tables.location
+    current = {r["loc_id"]: dict(r) for r in conn.execute(select(loc)).mappings()}
+    records = [_clean(r) for r in valid.to_dict("records")]
+    for r in records:
+        r["active"] = bool(r["active"])
+    changed = [dict(r, updated_at=now) for r in records if not _same(current.get(r["loc_id"]), r)]
+    upsert(conn, loc, changed, ["loc_id"])
+    gone = sorted(k for k, r in current.items() if k not in source_ids and r["active"])
+    if gone:  # never delete: hourly history still refers to them
+        conn.execute(update(loc).where(loc.c.loc_id.in_(gone)).values(active=False,
+                                                                         updated_at=now))
+    return len(changed), len(records) - len(changed), gone

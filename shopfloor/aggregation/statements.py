@@ -1,0 +1,150 @@
+"""The GROUP BY pushed down to the source database, portable across dialects.
+
+The hour bucket of a reading is its local hour index (see :mod:`.hours`):
+``floor((epoch seconds of capture_dt + UTC offset) / 3600)``. The offset is constant
+within each :class:`~shopfloor.aggregation.hours.OffsetSegment`, so it is a ``CASE`` on
+``capture_dt`` over the window's segments (usually one or two), computed in Python from
+zoneinfo; no database needs time-zone tables. Only "epoch seconds of a naive UTC
+timestamp" differs per dialect, in :class:`local_hour_index`. Every value is bound.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, case, func, literal, or_, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+from shopfloor.aggregation.hours import OffsetSegment, ymd_hh
+from shopfloor.aggregation.windows import Window
+from shopfloor.db.schema import Tables
+
+MEASURES = ("temperature", "humidity", "pcv_temperature")
+HOURLY_KEY = ("loc_id", "ymd", "hh")
+
+
+class local_hour_index(FunctionElement):  # noqa: N801 (SQL function style)
+    """``local_hour_index(naive_utc_ts, offset_seconds)``: compiled per dialect below."""
+
+    type = BigInteger()
+    inherit_cache = True
+    name = "local_hour_index"
+
+
+def _args(element: local_hour_index, compiler, **kw) -> tuple[str, str]:
+    ts, offset = (compiler.process(c, **kw) for c in element.clauses)
+    return ts, offset
+
+
+@compiles(local_hour_index)
+def _sqlite(element, compiler, **kw) -> str:
+    # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff'; %s is whole epoch seconds; / is integer.
+    ts, offset = _args(element, compiler, **kw)
+    return f"((CAST(strftime('%s', {ts}) AS INTEGER) + {offset}) / 3600)"
+
+
+@compiles(local_hour_index, "postgresql")
+def _postgresql(element, compiler, **kw) -> str:
+    # date_part returns double precision, much faster than EXTRACT's numeric; exact
+    # to the microsecond for these dates, and k*3600/3600 is exact in IEEE doubles.
+    ts, offset = _args(element, compiler, **kw)
+    return f"CAST(FLOOR((date_part('epoch', {ts}) + {offset}) / 3600) AS BIGINT)"
+
+
+@compiles(local_hour_index, "mysql")
+@compiles(local_hour_index, "mariadb")
+def _mysql(element, compiler, **kw) -> str:
+    # TIMESTAMPDIFF on DATETIME ignores the session time zone (UNIX_TIMESTAMP does not).
+    ts, offset = _args(element, compiler, **kw)
+    return f"FLOOR((TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', {ts}) + {offset}) / 3600)"
+
+
+@compiles(local_hour_index, "mssql")
+def _mssql(element, compiler, **kw) -> str:
+    # DATEDIFF_BIG counts second boundaries (a floor); bigint / int is integer division.
+    ts, offset = _args(element, compiler, **kw)
+    return f"((DATEDIFF_BIG(SECOND, '19700101', {ts}) + {offset}) / 3600)"
+
+
+def offset_expr(ts: ColumnElement, segments: Sequence[OffsetSegment]) -> ColumnElement:
+    """The UTC offset (seconds) of ``ts``: a constant, or a CASE over the segments."""
+    if len(segments) == 1:
+        return literal(segments[0].offset_seconds, BigInteger)
+    whens = [(ts < seg.end, literal(seg.offset_seconds, BigInteger)) for seg in segments[:-1]]
+    return case(*whens, else_=literal(segments[-1].offset_seconds, BigInteger))
+
+
+def window_filter(tables: Tables, start: datetime, end: datetime,
+                  loc_ids: Sequence[str] | None) -> ColumnElement:
+    """Rows of ``temperature_raw`` in ``[start, end)`` (UTC), optionally some locations."""
+    raw = tables.temperature_raw
+    cond = and_(raw.c.capture_dt >= start, raw.c.capture_dt < end)
+    if loc_ids is not None:
+        cond = and_(cond, raw.c.loc_id.in_(list(loc_ids)))
+    return cond
+
+
+def aggregate_select(tables: Tables, segments: Sequence[OffsetSegment], start: datetime,
+                     end: datetime, loc_ids: Sequence[str] | None = None) -> Select:
+    """``SELECT loc_id, hour_index, max/avg per measure, sample_count ... GROUP BY``.
+
+    The bucket is computed in a subquery and grouped on outside, so the bound offsets
+    appear once (PostgreSQL cannot match two differently-bound copies of an expression).
+    """
+    raw = tables.temperature_raw
+    bucket = local_hour_index(raw.c.capture_dt, offset_expr(raw.c.capture_dt, segments))
+    inner = (
+        select(raw.c.loc_id, bucket.label("hour_index"), *(raw.c[m] for m in MEASURES))
+        .where(window_filter(tables, start, end, loc_ids))
+        .subquery("b")
+    )
+    aggs = []
+    for m in MEASURES:
+        aggs += [func.max(inner.c[m]).label(f"{m}_max"), func.avg(inner.c[m]).label(f"{m}_avg")]
+    return (
+        select(inner.c.loc_id, inner.c.hour_index, *aggs, func.count().label("sample_count"))
+        .group_by(inner.c.loc_id, inner.c.hour_index)
+    )
+
+
+def raw_count_select(tables: Tables, start: datetime, end: datetime,
+                     loc_ids: Sequence[str] | None = None) -> Select:
+    """``SELECT COUNT(*)`` of the raw rows in the window (for validation)."""
+    return select(func.count()).select_from(tables.temperature_raw).where(
+        window_filter(tables, start, end, loc_ids))
+
+
+def late_range_select(tables: Tables, since: datetime | None) -> Select:
+    """Min/max ``capture_dt``, max ``ingested_at`` and count of rows ingested after ``since``."""
+    raw = tables.temperature_raw
+    stmt = select(func.min(raw.c.capture_dt), func.max(raw.c.capture_dt),
+                  func.max(raw.c.ingested_at), func.count())
+    return stmt.where(raw.c.ingested_at > since) if since is not None else stmt
+
+
+def late_pairs_select(tables: Tables, segments: Sequence[OffsetSegment], since: datetime | None,
+                      upto: datetime, start: datetime, end: datetime) -> Select:
+    """Distinct ``(loc_id, hour_index)`` of rows ingested in ``(since, upto]``."""
+    raw = tables.temperature_raw
+    bucket = local_hour_index(raw.c.capture_dt, offset_expr(raw.c.capture_dt, segments))
+    cond = and_(raw.c.ingested_at <= upto, window_filter(tables, start, end, None))
+    if since is not None:
+        cond = and_(cond, raw.c.ingested_at > since)
+    inner = select(raw.c.loc_id, bucket.label("hour_index")).where(cond).subquery("late")
+    return select(inner.c.loc_id, inner.c.hour_index).distinct()
+
+
+def hourly_in_window_select(tables: Tables, window: Window) -> Select:
+    """Key and sample count of the ``temperature_hourly`` rows inside ``window``."""
+    h = tables.temperature_hourly
+    (y0, h0), (y1, h1) = ymd_hh(window.first), ymd_hh(window.last)
+    # (ymd, hh) >= (y0, h0) AND (ymd, hh) < (y1, h1), spelled out for every dialect.
+    cond = and_(
+        or_(h.c.ymd > y0, and_(h.c.ymd == y0, h.c.hh >= h0)),
+        or_(h.c.ymd < y1, and_(h.c.ymd == y1, h.c.hh < h1)),
+    )
+    if window.loc_ids is not None:
+        cond = and_(cond, h.c.loc_id.in_(list(window.loc_ids)))
+    cols = [h.c[c] for c in (*HOURLY_KEY, *(f"{m}_{a}" for m in MEASURES for a in ("max", "avg")),
+                             "sample_count")]
+    return select(*cols).where(cond)

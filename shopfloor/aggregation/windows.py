@@ -1,0 +1,113 @@
+"""The windows a run aggregates, as ranges of local hour indexes (see :mod:`.hours`).
+
+A window never splits a local hour, so the two 01:00 hours of a DST fall-back are
+always aggregated together, whatever the chunking.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from shopfloor.aggregation.hours import as_utc, hour_start, local_hour_index, ymd_hh
+from shopfloor.errors import ShopfloorError
+
+# Above this many locations an IN list costs more than it saves (and SQL Server caps
+# a statement at 2,100 parameters): the window then covers every location.
+MAX_LOC_FILTER = 500
+
+
+@dataclass(frozen=True)
+class Window:
+    """Local hours ``[first, last)`` (hour indexes), optionally only some locations."""
+
+    first: int
+    last: int
+    loc_ids: tuple[str, ...] | None = None
+
+    def bounds(self, tz: ZoneInfo) -> tuple[datetime, datetime]:
+        """The window as aware UTC instants ``[start, end)``."""
+        return hour_start(self.first, tz), hour_start(self.last, tz)
+
+    @property
+    def hours(self) -> int:
+        return self.last - self.first
+
+    def label(self) -> str:
+        """``YYYYMMDD HH - YYYYMMDD HH`` (local, end exclusive) for logs and artifacts."""
+        (y0, h0), (y1, h1) = ymd_hh(self.first), ymd_hh(self.last)
+        where = f" ({len(self.loc_ids)} locations)" if self.loc_ids is not None else ""
+        return f"{y0} {h0}:00 - {y1} {h1}:00{where}"
+
+
+def explicit_window(start: datetime, end: datetime, tz: ZoneInfo) -> Window:
+    """The whole local hours covering ``[start, end)``; naive datetimes are local to ``tz``.
+
+    Raises:
+        ShopfloorError: if ``end`` is not after ``start``.
+    """
+    start_utc, end_utc = as_utc(start, tz), as_utc(end, tz)
+    if end_utc <= start_utc:
+        raise ShopfloorError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
+    first = local_hour_index(start_utc, tz)
+    last = local_hour_index(end_utc, tz)
+    if hour_start(last, tz) < end_utc:
+        last += 1  # a partial last hour is aggregated whole: never upsert half an hour
+    return Window(first, last)
+
+
+def date_range_window(start_date: date, end_date: date, tz: ZoneInfo) -> Window:
+    """Local days ``start_date`` to ``end_date``, both included."""
+    if end_date < start_date:
+        raise ShopfloorError(
+            f"end_date ({end_date.isoformat()}) must not be before start_date "
+            f"({start_date.isoformat()})"
+        )
+    start = datetime.combine(start_date, datetime.min.time())
+    end = datetime.combine(end_date + timedelta(days=1), datetime.min.time())
+    return explicit_window(start, end, tz)
+
+
+def last_closed_hour(now: datetime, tz: ZoneInfo) -> Window:
+    """The last local hour that has ended at ``now`` (aware)."""
+    current = local_hour_index(now, tz)
+    return Window(current - 1, current)
+
+
+def chunks(window: Window, chunk_hours: int) -> list[Window]:
+    """``window`` cut into consecutive windows of at most ``chunk_hours`` hours."""
+    if chunk_hours < 1:
+        raise ShopfloorError(f"chunk_hours must be at least 1, got {chunk_hours}")
+    return [
+        Window(i, min(i + chunk_hours, window.last), window.loc_ids)
+        for i in range(window.first, window.last, chunk_hours)
+    ]
+
+
+def merge_hours(pairs: Iterable[tuple[str | None, int]]) -> list[Window]:
+    """Windows covering the given ``(loc_id, hour index)`` pairs, one per run of hours.
+
+    Consecutive hours form one window over the union of their locations, so a batch of
+    late readings costs one GROUP BY per run rather than one per hour. ``loc_id`` None
+    means every location for that hour.
+    """
+    locs_by_hour: dict[int, set[str | None]] = {}
+    for loc_id, index in pairs:
+        locs_by_hour.setdefault(index, set()).add(loc_id)
+    windows: list[Window] = []
+    run: list[int] = []
+    for index in sorted(locs_by_hour):
+        if run and index != run[-1] + 1:
+            windows.append(_run_window(run, locs_by_hour))
+            run = []
+        run.append(index)
+    if run:
+        windows.append(_run_window(run, locs_by_hour))
+    return windows
+
+
+def _run_window(run: list[int], locs_by_hour: dict[int, set[str | None]]) -> Window:
+    locs: set[str | None] = set().union(*(locs_by_hour[i] for i in run))
+    if None in locs or len(locs) > MAX_LOC_FILTER:
+        return Window(run[0], run[-1] + 1)
+    return Window(run[0], run[-1] + 1, tuple(sorted(locs)))  # type: ignore[arg-type]

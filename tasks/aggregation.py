@@ -1,0 +1,220 @@
+"""Tasks of the hourly aggregation, backfill and master data sync flows."""
+
+from datetime import datetime
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.events import emit_event
+from sqlalchemy import Engine
+
+from blocks.resolve import load_engine
+from shopfloor.aggregation.alerts import (
+    Breach,
+    breach_event,
+    by_hour,
+    find_breaches,
+    load_thresholds,
+)
+from shopfloor.aggregation.hours import resolve_timezone
+from shopfloor.aggregation.locations import (
+    apply_locations,
+    read_source_locations,
+    validate_locations,
+)
+from shopfloor.aggregation.run import (
+    LATE_OVERLAP,
+    LatePlan,
+    WindowResult,
+    WriteStats,
+    aggregate_and_write,
+    aggregate_window,
+    plan_late,
+    source_snapshot,
+    write_window,
+)
+from shopfloor.aggregation.windows import Window
+from shopfloor.db.engine import check_connection
+from shopfloor.db.schema import Tables, get_tables
+from shopfloor.db.types import utcnow
+from shopfloor.db.watermark import get_watermark, set_watermark
+from shopfloor.quality import write_quarantine
+from shopfloor.settings import db_schema
+
+MAX_EVENTS = 1000  # one run never floods the event stream; the artifact lists them all
+
+
+def tables() -> Tables:
+    """The tables in ``$SHOPFLOOR_DB_SCHEMA`` (same schema on source and target)."""
+    return get_tables(db_schema())
+
+
+def load_engines(*block_names: str) -> list[Engine]:
+    """Engines for database blocks; an unknown block raises before anything connects."""
+    return [load_engine(name) for name in block_names]
+
+
+@task(name="check-databases")
+def check_databases(source_db: str, target_db: str) -> None:
+    """Open both databases with ``SELECT 1``; a failure names the block and the reason.
+
+    Args:
+        source_db: SqlAlchemyConnector block of the raw readings.
+        target_db: SqlAlchemyConnector block of the hourly table.
+    """
+    engines = load_engines(source_db, target_db)
+    for name, engine in zip((source_db, target_db), engines, strict=True):
+        check_connection(engine, name)
+    get_run_logger().info("databases %r and %r answer", source_db, target_db)
+
+
+@task(name="plan-late-data", retries=2, retry_delay_seconds=5)
+def plan_late_data(source_db: str, target_db: str, timezone: str,
+                   watermark_name: str) -> LatePlan:
+    """Find the (location, hour) pairs that received readings since the watermark.
+
+    Args:
+        source_db: block of the raw readings.
+        target_db: block holding the watermark.
+        timezone: IANA zone of the hour buckets.
+        watermark_name: the watermark to read.
+    """
+    source, target = load_engines(source_db, target_db)
+    with target.connect() as conn:
+        stored = get_watermark(conn, tables(), watermark_name)
+    since = datetime.fromisoformat(stored) if stored else None
+    with source_snapshot(source) as conn:
+        plan = plan_late(conn, tables(), resolve_timezone(timezone), since)
+    get_run_logger().info(
+        "%d rows ingested since %s (watermark %s minus %s) touch %d (location, hour) pairs",
+        plan.late_rows, since - LATE_OVERLAP if since else "the beginning", stored or "unset",
+        LATE_OVERLAP, len(plan.pairs))
+    return plan
+
+
+@task(name="aggregate-windows", retries=2, retry_delay_seconds=5)
+def aggregate_windows(source_db: str, windows: list[Window], timezone: str) -> list[WindowResult]:
+    """Run one GROUP BY per window on the source database.
+
+    Args:
+        source_db: block of the raw readings.
+        windows: the local-hour windows to aggregate.
+        timezone: IANA zone of the hour buckets.
+    """
+    (source,) = load_engines(source_db)
+    tz, logger = resolve_timezone(timezone), get_run_logger()
+    results = []
+    with source_snapshot(source) as conn:
+        for window in windows:
+            results.append(aggregate_window(conn, tables(), window, tz))
+            logger.info("window %s: %d raw rows in %d hourly groups", window.label(),
+                        results[-1].raw_count, len(results[-1].rows))
+    return results
+
+
+@task(name="write-hourly")
+def write_hourly(target_db: str, results: list[WindowResult], watermark_name: str | None,
+                 watermark: datetime | None) -> WriteStats:
+    """Upsert and validate every window, then move the watermark, in one transaction.
+
+    Args:
+        target_db: block of the hourly table.
+        results: the aggregated windows.
+        watermark_name: watermark to move (None: leave watermarks alone).
+        watermark: its new value.
+    """
+    (target,) = load_engines(target_db)
+    stats, now = WriteStats(), utcnow()
+    with target.begin() as conn:
+        for result in results:
+            write_window(conn, tables(), result, now, stats)
+        if watermark_name and watermark is not None:
+            set_watermark(conn, tables(), watermark_name, watermark.isoformat())
+    get_run_logger().info("%d groups (%d raw rows): %d upserted, %d unchanged", stats.groups,
+                          stats.raw_rows, stats.upserted, stats.unchanged)
+    return stats
+
+
+@task(name="aggregate-chunk", retries=1, retry_delay_seconds=5)
+def aggregate_chunk(source_db: str, target_db: str, window: Window,
+                    timezone: str) -> tuple[WriteStats, list[Breach]]:
+    """Aggregate one backfill chunk, commit it on its own and find its threshold breaches.
+
+    Only counts and breaches are returned, so a backfill's memory does not grow with
+    its range.
+
+    Args:
+        source_db: block of the raw readings.
+        target_db: block of the hourly table.
+        window: the chunk's local hours.
+        timezone: IANA zone of the hour buckets.
+    """
+    source, target = load_engines(source_db, target_db)
+    stats, rows = aggregate_and_write(source, target, tables(), window,
+                                      resolve_timezone(timezone), utcnow())
+    with target.connect() as conn:
+        limits = load_thresholds(conn, tables(), {r["loc_id"] for r in rows})
+    breaches = find_breaches(rows, limits)
+    get_run_logger().info("chunk %s: %d groups, %d upserted, %d unchanged, %d breaches",
+                          window.label(), stats.groups, stats.upserted, stats.unchanged,
+                          len(breaches))
+    return stats, breaches
+
+
+@task(name="find-threshold-breaches")
+def find_threshold_breaches(target_db: str, rows: list[dict[str, Any]]) -> list[Breach]:
+    """Compare hourly rows with the thresholds of their (active) locations.
+
+    Args:
+        target_db: block holding ``location``.
+        rows: hourly rows.
+    """
+    if not rows:
+        return []
+    (target,) = load_engines(target_db)
+    with target.connect() as conn:
+        limits = load_thresholds(conn, tables(), {r["loc_id"] for r in rows})
+    return find_breaches(rows, limits)
+
+
+@task(name="emit-threshold-alerts")
+def emit_threshold_alerts(breaches: list[Breach], timezone: str) -> int:
+    """Emit one ``shopfloor.threshold.breached`` event per breached (location, hour).
+
+    Args:
+        breaches: the breaches to announce.
+        timezone: zone of their ymd/hh, put in the payload.
+    """
+    logger, sent = get_run_logger(), 0
+    grouped = by_hour(breaches)
+    for (loc_id, ymd, hh), items in list(grouped.items())[:MAX_EVENTS]:
+        emit_event(**breach_event(loc_id, ymd, hh, items, timezone))
+        sent += 1
+    if len(grouped) > MAX_EVENTS:
+        logger.warning("%d breached hours, events sent for the first %d", len(grouped), sent)
+    logger.info("%d threshold alert events emitted", sent)
+    return sent
+
+
+@task(name="sync-locations", retries=2, retry_delay_seconds=5)
+def sync_locations(source_db: str, target_db: str, run_id: str | None) -> dict[str, Any]:
+    """Upsert locations and thresholds into the target; deactivate the ones gone.
+
+    Args:
+        source_db: block with the master ``location`` table.
+        target_db: block to sync into.
+        run_id: flow run id for quarantine rows.
+    """
+    source, target = load_engines(source_db, target_db)
+    with source.connect() as conn:
+        df = read_source_locations(conn, tables())
+    result = validate_locations(df)
+    with target.begin() as conn:
+        upserted, unchanged, gone = apply_locations(conn, tables(), result.valid,
+                                                    set(df["loc_id"].dropna()), utcnow())
+        quarantined = write_quarantine(conn, tables(), result.quarantined,
+                                       "master-data-sync", run_id)
+    logger = get_run_logger()
+    logger.info("%d source locations: %d upserted, %d unchanged, %d deactivated, "
+                "%d quarantined", len(df), upserted, unchanged, len(gone), quarantined)
+    return {"source_rows": len(df), "upserted": upserted, "unchanged": unchanged,
+            "deactivated": gone, "quarantined": quarantined}
