@@ -4,9 +4,12 @@
 - MySQL / MariaDB: ``INSERT ... ON DUPLICATE KEY UPDATE``
 - SQL Server: ``MERGE ... USING (VALUES ...)``
 
-PostgreSQL, SQLite and MySQL go through SQLAlchemy's "insertmanyvalues" executemany,
-which packs a whole batch into one multi-row ``VALUES`` statement; SQL Server's MERGE
-is built as one multi-row statement per batch, within its 2,100-parameter limit.
+On PostgreSQL the statement carries ``RETURNING`` so that SQLAlchemy's "insertmanyvalues"
+packs each batch into one multi-row ``VALUES`` statement (SQLAlchemy 2.0 does not batch
+``ON CONFLICT`` without it, and psycopg2's plain executemany is one round trip per row).
+PyMySQL rewrites an executemany into multi-row ``VALUES`` itself; SQLite runs in
+process. SQL Server's MERGE is built as one multi-row statement per batch, within its
+2,100-parameter limit.
 """
 
 from collections.abc import Iterator, Mapping, Sequence
@@ -137,7 +140,11 @@ def upsert(
         stmt = _mysql_insert(table, key_columns, update_cols)
     else:
         raise NotImplementedError(f"upsert is not implemented for dialect {name!r}")
+    if name == "postgresql":
+        stmt = stmt.returning(table.c[key_columns[0]])
     conn = conn.execution_options(insertmanyvalues_page_size=batch_size)
     for batch in _batches(rows, batch_size):
-        conn.execute(stmt, batch)
+        result = conn.execute(stmt, batch)
+        if result.returns_rows:
+            result.close()
     return len(rows)
