@@ -115,6 +115,10 @@ def claim_keys(engine: Engine, tables: Tables, distrik: str, limit: int, run_id:
     now = now or utcnow()
     cutoff = now - claim_ttl
     with engine.connect() as conn:
+        if conn.dialect.name in ("mysql", "mariadb"):
+            # InnoDB's REPEATABLE READ adds gap locks that make claimers wait on each
+            # other's index ranges; READ COMMITTED locks only the rows claimed.
+            conn = conn.execution_options(isolation_level="READ COMMITTED")
         if conn.dialect.name == "sqlite":
             # Take the write lock before reading, so two claimers cannot read the same rows.
             conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,59 @@
+"""Helpers of the compaction tests: generated telemetry and what the lake holds."""
+
+import json
+import tempfile
+import uuid
+
+import duckdb
+from sqlalchemy import Engine, select
+
+from shopfloor.db.schema import Tables
+from shopfloor.storage import StorageLocation
+
+HEARTBEAT_BASE_S = 1_763_600_000  # 2025-11-20 00:53:20 UTC
+
+
+def heartbeat(seconds: int, unit: str) -> int:
+    """An epoch timestamp in ``unit`` (s, ms, us, ns)."""
+    return seconds * {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]
+
+
+def records(obj: int, n: int, unit: str = "ms", **extra) -> list[dict]:
+    """``n`` telemetry records of object ``obj``; ``seq`` makes each one identifiable."""
+    return [
+        {"heartbeat": heartbeat(HEARTBEAT_BASE_S + obj * 3600 + i, unit), "obj": obj, "seq": i,
+         "device": f"plc{obj % 3}", "temperature": 20.0 + i / 10, **extra}
+        for i in range(n)
+    ]
+
+
+def ndjson(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+def lake_rows(lake: StorageLocation, target_prefix: str = "datalog_v2") -> list[tuple]:
+    """Every published row as (source_file, seq, hiveperiod, dstrct_code, datetime_wita)."""
+    files = [lake.url(o.key) for o in lake.list_objects(target_prefix)
+             if o.key.endswith(".parquet")]
+    if not files:
+        return []
+    con = duckdb.connect()
+    if lake.kind == "s3":
+        from shopfloor.compaction.duck import connect
+
+        con = connect("1GB", tempfile.gettempdir(), [lake])
+    return con.execute(
+        "SELECT source_file, seq, CAST(hiveperiod AS VARCHAR), dstrct_code, datetime_wita "
+        "FROM read_parquet($f, hive_partitioning=true, union_by_name=true) ORDER BY 1, 2",
+        {"f": files}).fetchall()
+
+
+def statuses(engine: Engine, tables: Tables) -> dict[str, str]:
+    t = tables.s3_object
+    with engine.connect() as conn:
+        return dict(conn.execute(select(t.c.key, t.c.compression_status)).all())
+
+
+def run_token() -> str:
+    return str(uuid.uuid4())
+

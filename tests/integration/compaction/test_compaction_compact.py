@@ -1,0 +1,115 @@
+"""compact_claim on a local folder and on moto's S3: units, malformed objects, retries."""
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+
+from shopfloor.compaction.claims import ClaimedKey
+from shopfloor.compaction.compact import CompactionSpec, compact_claim
+from shopfloor.compaction.layout import ClaimLayout
+from shopfloor.storage import StorageLocation
+
+from .helpers import HEARTBEAT_BASE_S, heartbeat, lake_rows, ndjson, records
+
+TARGET = "datalog_v2"
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request) -> tuple[StorageLocation, StorageLocation]:
+    return request.getfixturevalue(f"{request.param}_storage")
+
+
+def _claimed(raw: StorageLocation, previous: str | None = None) -> list[ClaimedKey]:
+    return [ClaimedKey(i, o.key, o.size, previous) for i, o in enumerate(raw.list_objects())]
+
+
+def _compact(raw, lake, token, claimed, distrik="BRCB"):
+    spec = CompactionSpec(raw, lake, TARGET, distrik, 8, "512MB")
+    return compact_claim(spec, ClaimLayout(lake, TARGET, token), claimed)
+
+
+def test_heartbeats_in_any_unit_give_the_same_wita_time(storage, write_objects):
+    raw, lake = storage
+    write_objects(raw, {f"plc/{unit}.json": ndjson(records(0, 3, unit)) for unit in
+                        ("s", "ms", "us", "ns")})
+    result = _compact(raw, lake, "run-units", _claimed(raw))
+    assert sorted(result.succeeded) == [f"plc/{u}.json" for u in ("ms", "ns", "s", "us")]
+    rows = lake_rows(lake)
+    assert len(rows) == 12
+    expected = {datetime(2025, 11, 20, 8, 53, 20) + timedelta(seconds=i) for i in range(3)}
+    assert {r[4] for r in rows} == expected
+    assert {(r[2], r[3]) for r in rows} == {("2025-11-20", "BRCB")}
+
+
+def test_arrays_lines_and_record_district_are_unioned_by_name(storage, write_objects):
+    raw, lake = storage
+    array = json.dumps([{"heartbeat": heartbeat(HEARTBEAT_BASE_S, "s"), "seq": 0,
+                         "humidity": 55.5, "dstrct_code": "SATU"}]).encode()
+    write_objects(raw, {"a/array.json": array, "a/lines.json": ndjson(records(1, 2))})
+    result = _compact(raw, lake, "run-union", _claimed(raw))
+    assert result.rows_out == 3 and not result.quarantined
+    assert {(r[0], r[3]) for r in lake_rows(lake)} == {
+        ("a/array.json", "SATU"), ("a/lines.json", "BRCB")}
+
+
+def test_malformed_objects_are_isolated_and_good_ones_go_through(storage, write_objects):
+    raw, lake = storage
+    good_with_bad_records = records(2, 4) + [
+        {"seq": 90, "obj": 2}, {"heartbeat": "soon", "seq": 91}, {"heartbeat": -5, "seq": 92}]
+    write_objects(raw, {
+        "d/good.json": ndjson(records(1, 5)),
+        "d/mixed.json": ndjson(good_with_bad_records),
+        "d/invalid.json": b'{"heartbeat": 1763600000, "seq": 1}\n{"heartbeat": ',
+        "d/empty.json": b"",
+        "d/blank.json": b"\n\n",
+        "d/no_heartbeat.json": ndjson([{"seq": 1, "temperature": 3.0}]),
+        "d/text_heartbeat.json": ndjson([{"heartbeat": "yesterday", "seq": 1}]),
+        "d/latin1.json": '{"heartbeat": 1763600000, "site": "Bénoa"}\n'.encode("latin-1"),
+        "d/not_object.json": b'{"heartbeat": 1763600000, "seq": 1}\n42\n',
+    })
+    result = _compact(raw, lake, "run-bad", _claimed(raw))
+    assert sorted(result.succeeded) == ["d/good.json", "d/mixed.json"]
+    q = result.quarantined
+    assert set(q) == {"d/invalid.json", "d/empty.json", "d/blank.json", "d/no_heartbeat.json",
+                      "d/text_heartbeat.json", "d/latin1.json", "d/not_object.json"}
+    assert "Malformed JSON" in q["d/invalid.json"]
+    assert q["d/empty.json"].startswith("empty file")
+    assert q["d/blank.json"].startswith("empty file")
+    assert "UTF-8" in q["d/latin1.json"]
+    assert "not a JSON object" in q["d/not_object.json"]
+    assert "heartbeat" in q["d/no_heartbeat.json"]
+    assert "heartbeat" in q["d/text_heartbeat.json"]
+    bad = {r.record["seq"]: r.reasons[0].check for r in result.bad_records["d/mixed.json"]}
+    assert bad == {90: "missing", 91: "not_numeric", 92: "out_of_range_1970_2100"}
+    assert sorted((r[0], r[1]) for r in lake_rows(lake)) == sorted(
+        [("d/good.json", i) for i in range(5)] + [("d/mixed.json", i) for i in range(4)])
+
+
+def test_a_retry_of_the_same_claim_overwrites_its_own_files(storage, write_objects):
+    raw, lake = storage
+    write_objects(raw, {"r/a.json": ndjson(records(1, 10)), "r/b.json": ndjson(records(30, 10))})
+    first = _compact(raw, lake, "run-retry", _claimed(raw))
+    second = _compact(raw, lake, "run-retry", _claimed(raw))
+    assert sorted(first.files) == sorted(second.files)
+    assert len(lake_rows(lake)) == 20
+
+
+def test_taking_over_a_stale_claim_removes_its_partial_output(storage, write_objects):
+    raw, lake = storage
+    write_objects(raw, {"s/a.json": ndjson(records(1, 10)), "s/b.json": ndjson(records(50, 7))})
+    stale = _compact(raw, lake, "run-crashed", _claimed(raw))
+    assert len(lake_rows(lake)) == 17  # published, but the crashed run never marked SUCCESS
+    fresh = _compact(raw, lake, "run-fresh", _claimed(raw, previous="run-crashed"))
+    rows = lake_rows(lake)
+    assert len(rows) == len(set((r[0], r[1]) for r in rows)) == 17
+    assert not set(stale.files) & set(fresh.files)
+    assert all("run-fresh" in f for f in fresh.files)
+
+
+def test_no_valid_rows_writes_no_file(local_storage, write_objects):
+    raw, lake = local_storage
+    write_objects(raw, {"z/none.json": ndjson([{"heartbeat": None, "seq": 1}])})
+    result = _compact(raw, lake, "run-empty", _claimed(raw))
+    assert result.files == [] and result.rows_out == 0
+    assert list(lake.list_objects(TARGET)) == []
