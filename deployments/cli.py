@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from deployments.simulate_cli import modbus_app, simulate_app
 from shopfloor.errors import ShopfloorError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -14,6 +15,8 @@ db_app = typer.Typer(no_args_is_help=True, help="Database tables.")
 blocks_app = typer.Typer(no_args_is_help=True, help="Prefect blocks.")
 app.add_typer(db_app, name="db")
 app.add_typer(blocks_app, name="blocks")
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(modbus_app, name="modbus")
 
 SchemaOption = Annotated[
     str | None,

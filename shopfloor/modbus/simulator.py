@@ -52,6 +52,48 @@ class SimulatedDevice:
     requests: int = field(default=0, init=False)
 
 
+def default_map() -> list[TagSpec]:
+    """The map the simulator serves unless told otherwise (also the demo's map)."""
+    return [
+        TagSpec(name="air_temp", column="temperature", address=0, data_type="float32",
+                byte_order="CDAB", min_value=-20, max_value=80),
+        TagSpec(name="air_rh", column="humidity", address=2, data_type="uint16", scale=0.1,
+                min_value=0, max_value=100),
+        TagSpec(name="pcv_temp", column="pcv_temperature", register_type="input", address=10,
+                data_type="int16", scale=0.1, min_value=-40, max_value=150),
+        TagSpec(name="running", column="running", register_type="coil", address=0,
+                data_type="bool"),
+    ]
+
+
+def parse_faults(specs: Sequence[str], devices: int) -> dict[int, FaultKind]:
+    """``["2=nan", "3=refuse"]`` -> ``{2: "nan", 3: "refuse"}`` (1-based device numbers)."""
+    faults: dict[int, FaultKind] = {}
+    for spec in specs:
+        number, _, kind = spec.partition("=")
+        if not number.strip().isdigit() or kind not in FAULTS:
+            raise ShopfloorError(f"fault {spec!r}: use DEVICE=KIND with KIND one of "
+                                 f"{', '.join(FAULTS)}")
+        if not 1 <= int(number) <= devices:
+            raise ShopfloorError(f"fault {spec!r}: device number must be 1..{devices}")
+        faults[int(number)] = kind  # type: ignore[assignment]
+    return faults
+
+
+def build_devices(
+    port: int, count: int, tags: Sequence[TagSpec], faults: dict[int, FaultKind] | None = None,
+    framer: Literal["socket", "rtu"] = "socket", delay_seconds: float = 0.5,
+    exception_code: int = 4,
+) -> list[SimulatedDevice]:
+    """``count`` devices on ports ``port``, ``port + 1``, ... serving ``tags``."""
+    if count < 1 or port < 1 or port + count - 1 > 65535:
+        raise ShopfloorError(f"need 1+ devices on ports 1..65535, got {count} from {port}")
+    faults = faults or {}
+    return [SimulatedDevice(port + i, list(tags), fault=faults.get(i + 1, "none"),
+                            delay_seconds=delay_seconds, exception_code=exception_code,
+                            framer=framer, phase=0.7 * i) for i in range(count)]
+
+
 def _is_float(tag: TagSpec) -> bool:
     return tag.data_type in ("float32", "float64")
 

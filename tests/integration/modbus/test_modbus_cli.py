@@ -1,0 +1,80 @@
+"""``shopfloor modbus add-device`` and ``shopfloor simulate modbus`` as a user runs them."""
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from deployments.cli import app
+from shopfloor.errors import ShopfloorError
+from shopfloor.modbus.simulator import default_map
+from tests.conftest import free_port
+
+SHOPFLOOR = str(Path(sys.executable).with_name("shopfloor"))
+
+
+def _write_map(path: Path, tags: list[dict]) -> Path:
+    path.write_text(yaml.safe_dump({"tags": tags}))
+    return path
+
+
+def test_add_device_saves_a_block_from_a_yaml_map(tmp_path: Path, prefect_harness):
+    from blocks.modbus import ModbusDevice
+
+    tags = [t.model_dump(exclude_defaults=True) for t in default_map()]
+    path = _write_map(tmp_path / "plc.yaml", tags)
+    res = CliRunner().invoke(app, ["modbus", "add-device", "cli-plc", "--map", str(path),
+                                   "--loc-id", "L9", "--port", "5021", "--dstrct-code", "D1"])
+    assert res.exit_code == 0, res.output
+    assert "4 tags in 3 reads" in res.output
+    block = ModbusDevice.load("cli-plc")
+    assert (block.port, block.loc_id, block.dstrct_code) == (5021, "L9", "D1")
+    assert block.register_map == default_map()
+
+
+def test_add_device_rejects_an_invalid_map_naming_the_tag(tmp_path: Path, prefect_harness):
+    path = _write_map(tmp_path / "bad.yaml", [
+        {"name": "a", "column": "temperature", "address": 0, "data_type": "float32"},
+        {"name": "b", "column": "humidity", "address": 1}])
+    res = CliRunner().invoke(app, ["modbus", "add-device", "bad-plc", "--map", str(path),
+                                   "--loc-id", "L1"])
+    assert isinstance(res.exception, ShopfloorError)
+    assert "tag 'b' overlaps tag 'a'" in str(res.exception)
+
+
+def _wait_listening(port: int, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"simulator did not listen on {port}")
+
+
+def test_simulate_command_serves_devices_with_a_fault(tmp_path: Path):
+    from shopfloor.modbus.capture import capture_device
+    from shopfloor.modbus.client import DeviceConfig
+
+    port = free_port()
+    proc = subprocess.Popen([SHOPFLOOR, "simulate", "modbus", "--port", str(port),
+                             "--devices", "2", "--fault", "2=exception", "--duration", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_listening(port + 1)
+        got = []
+        ok = DeviceConfig("sim-1", "L1", tuple(default_map()), port=port, timeout_seconds=1)
+        stats = capture_device(ok, 1, 0.0, time.time(), got.extend)
+        assert stats.samples_ok == 1 and -20 <= got[0].values["air_temp"] <= 80
+        bad = DeviceConfig("sim-2", "L2", tuple(default_map()), port=port + 1, retries=0)
+        stats = capture_device(bad, 1, 0.0, time.time(), got.extend)
+        assert stats.samples_failed == 1 and "exception 4" in stats.last_error
+    finally:
+        proc.terminate()
+        proc.wait(10)
