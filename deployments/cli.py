@@ -55,6 +55,52 @@ def demo() -> None:
     demo_flow()
 
 
+@app.command("deploy")
+def deploy(
+    pool: Annotated[str | None, typer.Option(help="Work pool name (default: "
+                                             "shopfloor-docker, or shopfloor-process "
+                                             "with --local).")] = None,
+    local: Annotated[bool, typer.Option("--local", help="A process pool and no image: "
+                                        "for a machine without Docker.")] = False,
+    push: Annotated[bool, typer.Option(help="Push the built image to its registry.")] = True,
+    build: Annotated[bool, typer.Option(help="Build the image (else use --image).")] = True,
+    image: Annotated[str, typer.Option(help="Image to run when --no-build.")]
+    = "shopfloor:latest",
+) -> None:
+    """Create the work pool if missing and deploy every flow of prefect.yaml."""
+    from deployments.deploy import (
+        ensure_work_pool,
+        load_config,
+        plan_deploy,
+        project_root,
+        run_deploy,
+    )
+
+    root = project_root()
+    mode = "local" if local else ("docker-no-build" if not build else
+                                  "docker-no-push" if not push else "docker")
+    plan = plan_deploy(load_config(root), mode, pool, root, image=image)
+    created = ensure_work_pool(plan.pool, plan.pool_type)
+    typer.echo(f"work pool {plan.pool} ({plan.pool_type}): {'created' if created else 'exists'}")
+    run_deploy(plan, root)
+    names = [f"{d['entrypoint'].split(':')[1]} / {d['name']}" for d in plan.config["deployments"]]
+    typer.echo(f"deployed {len(names)} deployments to {plan.pool}")
+
+
+@app.command("serve")
+def serve(
+    flow: Annotated[list[str] | None, typer.Option(help="Serve only these flow names.")] = None,
+) -> None:
+    """Serve every flow of prefect.yaml from this process, with its schedules."""
+    from prefect import serve as prefect_serve
+
+    from deployments.deploy import load_config, project_root
+    from deployments.serve import runner_deployments
+
+    root = project_root()
+    prefect_serve(*runner_deployments(load_config(root), root, only=flow))
+
+
 def main() -> None:
     """Console entry point: one clear line for errors a user can fix."""
     try:
