@@ -7,6 +7,7 @@ from prefect_sqlalchemy import SqlAlchemyConnector
 from blocks.bootstrap import DB_BLOCKS
 from blocks.resolve import connector_url, load_block
 from shopfloor.db.engine import check_connection, init_db, make_engine
+from shopfloor.identifiers import check_optional_identifier
 from shopfloor.settings import db_schema
 
 
@@ -17,6 +18,7 @@ def init_databases(block: str | None = None, url: str | None = None,
     Blocks that point at the same database are initialised once.
     """
     schema = schema if schema is not None else db_schema()
+    check_optional_identifier(schema, "schema")  # before any connection is opened
     targets: dict[str, str] = {}
     if url:
         targets[url] = "--url"

@@ -30,9 +30,11 @@ def test_unreachable_database_url_is_one_error_line(tmp_path):
 def test_malformed_url_and_bad_schema_are_one_error_line(tmp_path):
     res = run(["db", "init", "--url", "not a url"], tmp_path)
     assert res.returncode == 1 and "error: invalid database URL" in res.stderr
-    res = run(["db", "init", "--url", "sqlite:///x.db", "--schema", "a;b"], tmp_path)
+    db = tmp_path / "x.db"
+    res = run(["db", "init", "--url", f"sqlite:///{db}", "--schema", "a;b"], tmp_path)
     assert res.returncode == 1 and "error: invalid schema 'a;b'" in res.stderr
     assert "Traceback" not in res.stderr
+    assert not db.exists()  # rejected before any connection
 
 
 def test_db_init_on_a_url_creates_the_tables(tmp_path, pg_url):
