@@ -66,6 +66,8 @@ def deploy(
     build: Annotated[bool, typer.Option(help="Build the image (else use --image).")] = True,
     image: Annotated[str, typer.Option(help="Image to run when --no-build.")]
     = "shopfloor:latest",
+    paused: Annotated[bool, typer.Option("--paused", help="Register the schedules "
+                                         "inactive.")] = False,
 ) -> None:
     """Create the work pool if missing and deploy every flow of prefect.yaml."""
     from deployments.deploy import (
@@ -79,7 +81,7 @@ def deploy(
     root = project_root()
     mode = "local" if local else ("docker-no-build" if not build else
                                   "docker-no-push" if not push else "docker")
-    plan = plan_deploy(load_config(root), mode, pool, root, image=image)
+    plan = plan_deploy(load_config(root), mode, pool, root, image=image, paused=paused)
     created = ensure_work_pool(plan.pool, plan.pool_type)
     typer.echo(f"work pool {plan.pool} ({plan.pool_type}): {'created' if created else 'exists'}")
     run_deploy(plan, root)

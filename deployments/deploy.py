@@ -55,16 +55,27 @@ def _set_pool(config: dict[str, Any], pool: str, job_variables: dict[str, Any] |
         dep["work_pool"] = wp
 
 
+def _pause_schedules(config: dict[str, Any]) -> None:
+    for dep in config["deployments"]:
+        dep["schedules"] = [dict(s, active=False) for s in dep.get("schedules") or []]
+
+
 def plan_deploy(config: dict[str, Any], mode: Mode, pool: str | None, root: Path,
-                image: str = "shopfloor:latest") -> DeployPlan:
-    """Derive the prefect.yaml to deploy for ``mode`` (pure: no I/O)."""
+                image: str = "shopfloor:latest", paused: bool = False) -> DeployPlan:
+    """Derive the prefect.yaml to deploy for ``mode`` (pure: no I/O).
+
+    ``paused`` registers every schedule inactive (turn them on in the UI or with
+    ``prefect deployment schedule resume``).
+    """
     cfg = copy.deepcopy(config)
+    if paused:
+        _pause_schedules(cfg)
     if mode == "local":
         cfg["build"], cfg["push"] = None, None
         cfg["pull"] = [{"prefect.deployments.steps.set_working_directory":
                         {"directory": str(root)}}]
-        env = {k: v for k, v in _docker_env(config).items()}
-        _set_pool(cfg, pool or DEFAULT_LOCAL_POOL, {"env": env, "working_dir": str(root)})
+        _set_pool(cfg, pool or DEFAULT_LOCAL_POOL,
+                  {"env": _docker_env(config), "working_dir": str(root)})
         return DeployPlan(cfg, pool or DEFAULT_LOCAL_POOL, "process")
     if mode == "docker-no-push":
         cfg["push"] = None
