@@ -23,7 +23,7 @@ from typing import Literal
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusBaseServer, ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from shopfloor.errors import ShopfloorError
@@ -49,6 +49,8 @@ class SimulatedDevice:
     exception_code: int = 4
     framer: Literal["socket", "rtu"] = "socket"
     phase: float = 0.0
+    serial_port: str | None = None  # serve RTU on this serial device instead of TCP
+    baudrate: int = 9600
     requests: int = field(default=0, init=False)
 
 
@@ -188,7 +190,7 @@ class ModbusSimulator:
         self.host = host
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._servers: list[ModbusTcpServer] = []
+        self._servers: list[ModbusBaseServer] = []
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
@@ -196,10 +198,16 @@ class ModbusSimulator:
         for d in self.devices:
             if d.fault == "refuse":
                 continue
-            framer = FramerType.RTU if d.framer == "rtu" else FramerType.SOCKET
-            server = ModbusTcpServer(sim_device(d), address=(self.host, d.port), framer=framer)
+            server = self._server(d)
             await server.serve_forever(background=True)
             self._servers.append(server)
+
+    def _server(self, d: SimulatedDevice) -> ModbusBaseServer:
+        if d.serial_port:
+            return ModbusSerialServer(sim_device(d), port=d.serial_port, framer=FramerType.RTU,
+                                      baudrate=d.baudrate)
+        framer = FramerType.RTU if d.framer == "rtu" else FramerType.SOCKET
+        return ModbusTcpServer(sim_device(d), address=(self.host, d.port), framer=framer)
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
