@@ -1,0 +1,176 @@
+"""The register-s3-keys and s3-compaction flows end to end: moto S3 or local folders,
+PostgreSQL registry, Prefect test harness."""
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from prefect.filesystems import LocalFileSystem
+from prefect_aws import AwsCredentials, S3Bucket
+from prefect_aws.client_parameters import AwsClientParameters
+from sqlalchemy import select
+
+from blocks.bootstrap import connector_from_url
+from flows.s3_compaction import register_s3_keys, s3_compaction
+from shopfloor.errors import ShopfloorError
+from shopfloor.storage import S3Credentials, StorageLocation
+
+from .helpers import lake_rows, ndjson, records, statuses
+
+META = "cmp-meta"
+
+
+@pytest.fixture(scope="module")
+def meta_block(pg_url: str, prefect_harness: None) -> str:
+    connector_from_url(pg_url).save(META, overwrite=True)
+    return META
+
+
+@pytest.fixture
+def s3_blocks(s3_endpoint: str, s3_bucket: str, prefect_harness: None):
+    creds = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing",
+                           region_name="us-east-1",
+                           aws_client_parameters=AwsClientParameters(endpoint_url=s3_endpoint))
+    S3Bucket(bucket_name=s3_bucket, bucket_folder="raw", credentials=creds).save(
+        "cmp-raw-s3", overwrite=True)
+    S3Bucket(bucket_name=s3_bucket, bucket_folder="lake", credentials=creds).save(
+        "cmp-lake-s3", overwrite=True)
+    c = S3Credentials("testing", "testing", None, "us-east-1", s3_endpoint)
+    return StorageLocation("s3", s3_bucket, "raw", c), StorageLocation("s3", s3_bucket, "lake", c)
+
+
+@pytest.fixture
+def local_blocks(tmp_path: Path, prefect_harness: None):
+    LocalFileSystem(basepath=str(tmp_path / "raw")).save("cmp-raw-local", overwrite=True)
+    LocalFileSystem(basepath=str(tmp_path / "lake")).save("cmp-lake-local", overwrite=True)
+    return (StorageLocation("local", str(tmp_path / "raw")),
+            StorageLocation("local", str(tmp_path / "lake")))
+
+
+def _batch() -> dict[str, bytes]:
+    objects = {f"plc1/2025112000/o{i}-{unit}.json": ndjson(records(i, 50, unit))
+               for i, unit in enumerate(("s", "ms", "us", "ns", "ms", "s"))}
+    objects["plc1/2025112000/broken.json"] = b'{"heartbeat": 1763600000,'
+    objects["plc1/2025112000/empty.json"] = b""
+    objects["plc1/2025112000/bad-records.json"] = ndjson(
+        records(9, 5) + [{"heartbeat": "n/a", "seq": 99}])
+    objects["plc1/2025112000/notes.txt"] = b"not telemetry"
+    return objects
+
+
+def _lake_listing(lake: StorageLocation) -> list[tuple[str, int]]:
+    return [(o.key, o.size) for o in lake.list_objects("datalog_v2")]
+
+
+def _compact_until_done(raw_block: str, lake_block: str, **kw) -> list[dict]:
+    summaries = []
+    while True:
+        s = s3_compaction(distrik="BRCB", raw_logs=raw_block, lake=lake_block,
+                          metadata_db=META, **kw)
+        summaries.append(s)
+        if s["keys_claimed"] == 0:
+            return summaries
+
+
+def test_end_to_end_on_s3_then_a_rerun_changes_nothing(
+        meta_block, s3_blocks, write_objects, pg_engine, registry):
+    raw, lake = s3_blocks
+    write_objects(raw, _batch())
+    counts = register_s3_keys(raw_logs="cmp-raw-s3", distrik="BRCB", metadata_db=META)
+    assert counts == {"listed": 10, "json": 9, "new": 9, "known": 0, "no_distrik": 0}
+    summaries = _compact_until_done("cmp-raw-s3", "cmp-lake-s3", key_limit_per_run=4,
+                                    ram_limit="512MB")
+    assert [s["keys_claimed"] for s in summaries] == [4, 4, 1, 0]
+    assert sum(s["rows_out"] for s in summaries) == 6 * 50 + 5
+    st = statuses(pg_engine, registry)
+    assert st.pop("plc1/2025112000/broken.json") == "QUARANTINED"
+    assert st.pop("plc1/2025112000/empty.json") == "QUARANTINED"
+    assert set(st.values()) == {"SUCCESS"}
+    rows = lake_rows(lake)
+    assert len(rows) == len({(r[0], r[1]) for r in rows}) == 305
+    with pg_engine.connect() as conn:
+        q = conn.execute(select(registry.quarantine.c.source,
+                                registry.quarantine.c.record)).all()
+    assert [(s, json.loads(r)["seq"]) for s, r in q] == [
+        ("s3_compaction:plc1/2025112000/bad-records.json", 99)]
+
+    before = _lake_listing(lake)
+    again = register_s3_keys(raw_logs="cmp-raw-s3", distrik="BRCB", metadata_db=META)
+    assert again["new"] == 0 and again["known"] == 9
+    assert s3_compaction(distrik="BRCB", raw_logs="cmp-raw-s3", lake="cmp-lake-s3",
+                         metadata_db=META)["keys_claimed"] == 0
+    assert _lake_listing(lake) == before
+
+
+def test_nothing_to_do_completes_with_an_artifact(meta_block, local_blocks, registry):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    summary = s3_compaction(distrik="NONE", raw_logs="cmp-raw-local", lake="cmp-lake-local",
+                            metadata_db=META)
+    assert summary["keys_claimed"] == 0 and summary["rows_out"] == 0
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["s3-compaction"])))
+    assert any(a.description and "nothing to do" in a.description for a in arts)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"distrik": "BR CB"}, "invalid distrik"),
+    ({"ram_limit": "lots"}, "invalid ram_limit"),
+    ({"target_prefix": "../escape"}, "invalid target_prefix"),
+    ({"key_limit_per_run": 0}, "key_limit_per_run"),
+    ({"tz_offset_hours": 20}, "tz_offset_hours"),
+    ({"lake": "no-such-block"}, "no-such-block"),
+])
+def test_bad_parameters_fail_before_any_claim(meta_block, local_blocks, registry, pg_engine,
+                                              write_objects, kwargs, message):
+    raw, _ = local_blocks
+    write_objects(raw, {"plc/a.json": ndjson(records(1, 2))})
+    register_s3_keys(raw_logs="cmp-raw-local", distrik="BRCB", metadata_db=META)
+    params = {"raw_logs": "cmp-raw-local", "lake": "cmp-lake-local", "metadata_db": META}
+    with pytest.raises(ShopfloorError, match=message):
+        s3_compaction(**{**params, **kwargs})
+    assert set(statuses(pg_engine, registry).values()) == {"PENDING"}
+
+
+def test_register_takes_distrik_from_the_key_layout(meta_block, local_blocks, registry,
+                                                     pg_engine, write_objects):
+    raw, _ = local_blocks
+    write_objects(raw, {"BRCB/2025/a.json": b"{}", "distrik=SATU/b.json": b"{}",
+                        "plc9/c.json": b"{}"})
+    counts = register_s3_keys(raw_logs="cmp-raw-local", metadata_db=META)
+    assert counts["new"] == 2 and counts["no_distrik"] == 1
+    t = registry.s3_object
+    with pg_engine.connect() as conn:
+        assert dict(conn.execute(select(t.c.key, t.c.distrik)).all()) == {
+            "BRCB/2025/a.json": "BRCB", "distrik=SATU/b.json": "SATU"}
+
+
+def test_two_concurrent_runs_on_postgresql_write_every_record_once(
+        meta_block, local_blocks, registry, pg_engine, write_objects):
+    raw, lake = local_blocks
+    write_objects(raw, {f"plc/{i:02d}.json": ndjson(records(i, 20)) for i in range(12)})
+    register_s3_keys(raw_logs="cmp-raw-local", distrik="BRCB", metadata_db=META)
+    claimed: list[list[int]] = [[], []]
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for s in _compact_until_done("cmp-raw-local", "cmp-lake-local",
+                                         key_limit_per_run=2, ram_limit="256MB"):
+                claimed[n].append(s["keys_claimed"])
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(claimed[0]) + sum(claimed[1]) == 12
+    assert set(statuses(pg_engine, registry).values()) == {"SUCCESS"}
+    rows = lake_rows(lake)
+    assert len(rows) == len({(r[0], r[1]) for r in rows}) == 240
