@@ -1,0 +1,207 @@
+"""End to end with real processes: a `prefect server`, `shopfloor deploy`, a process worker,
+`prefect deployment run --param`, PostgreSQL and moto's S3 server.
+
+Everything is started here and stopped at the end (the worker with SIGINT, which is the
+signal it honours); no process is left behind.
+"""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import httpx
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from sqlalchemy import select
+
+from shopfloor.db.engine import init_db, make_engine
+from shopfloor.db.upsert import upsert
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.timeout(900)
+
+
+def _stop(proc: subprocess.Popen, sig: int, timeout: float = 60) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, pg_url, s3_endpoint) -> Iterator[dict[str, str]]:
+    """A real Prefect server on 127.0.0.1 and the environment that points at it."""
+    home = tmp_path_factory.mktemp("e2e")
+    bucket = "e2e-shopfloor"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(
+        Bucket=bucket)
+    port = free_port()
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SHOPFLOOR_"))}
+    e.update({
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "SHOPFLOOR_HOME": str(home / "shopfloor"),
+        "SHOPFLOOR_DB_URL": pg_url,
+        "SHOPFLOOR_S3_BUCKET": bucket,
+        "SHOPFLOOR_S3_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    })
+    log = open(home / "server.log", "w")
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=e, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{e['PREFECT_API_URL']}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, (home / "server.log").read_text()[-2000:]
+            time.sleep(1)
+        else:
+            pytest.fail("prefect server did not become healthy in 120 s")
+        e["E2E_BUCKET"] = bucket
+        yield e
+    finally:
+        _stop(server, signal.SIGTERM)
+        log.close()
+
+
+def sh(env: dict[str, str], *args: str, check: bool = True, timeout: float = 600):
+    res = subprocess.run(list(args), env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=timeout)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{args} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+def api(env: dict[str, str], method: str, path: str, **kw) -> httpx.Response:
+    r = httpx.request(method, env["PREFECT_API_URL"] + path, timeout=30, **kw)
+    r.raise_for_status()
+    return r
+
+
+@pytest.fixture(scope="module")
+def deployed(env) -> dict[str, str]:
+    """Blocks bootstrapped, tables created, every flow deployed to the Docker pool (read
+    back later) and then to a local process pool, schedules paused so only our runs run."""
+    sh(env, str(BIN / "shopfloor"), "blocks", "bootstrap")
+    sh(env, str(BIN / "shopfloor"), "db", "init")
+    sh(env, str(BIN / "shopfloor"), "deploy", "--no-build", "--image", "shopfloor:e2e",
+       "--paused")
+    docker = {
+        f"{d['flow_name']}/{d['name']}": d
+        for d in api(env, "POST", "/deployments/filter", json={}).json()
+    }
+    sh(env, str(BIN / "shopfloor"), "deploy", "--local", "--paused")
+    return docker
+
+
+@pytest.fixture(scope="module")
+def worker(env, deployed) -> Iterator[subprocess.Popen]:
+    log = open(Path(env["PREFECT_HOME"]) / "worker.log", "w")
+    proc = subprocess.Popen(
+        [str(BIN / "prefect"), "worker", "start", "--pool", "shopfloor-process"],
+        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    yield proc
+    _stop(proc, signal.SIGINT, timeout=90)
+    log.close()
+    assert proc.poll() is not None
+
+
+def test_deployments_match_prefect_yaml(env, deployed):
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    flows = {d["entrypoint"]: d for d in config["deployments"]}
+    assert len(deployed) == len(flows)
+    pool = api(env, "GET", "/work_pools/shopfloor-docker").json()
+    assert pool["type"] == "docker"
+    for dep in config["deployments"]:
+        got = next(d for d in deployed.values()
+                   if d["entrypoint"] == dep["entrypoint"] and d["name"] == dep["name"])
+        assert got["work_pool_name"] == "shopfloor-docker"
+        want_jv = dict(dep["work_pool"]["job_variables"], image="shopfloor:e2e")
+        assert got["job_variables"] == want_jv
+        assert got["enforce_parameter_schema"] is True
+        crons = [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in got["schedules"]]
+        assert crons == [(s["cron"], s["timezone"]) for s in dep.get("schedules") or []]
+    hourly = next(d for d in deployed.values() if d["entrypoint"].endswith("hourly_aggregation"))
+    assert hourly["concurrency_limit"] == 1 or hourly["global_concurrency_limit"]["limit"] == 1
+    assert hourly["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+
+
+def _run(env, name: str, *params: str) -> subprocess.CompletedProcess:
+    args = [str(BIN / "prefect"), "deployment", "run", name, "--watch",
+            "--watch-timeout", "400"]
+    for p in params:
+        args += ["--param", p]
+    return sh(env, *args, check=False, timeout=450)
+
+
+def test_hourly_aggregation_run_with_parameters(env, worker, pg_url):
+    engine = make_engine(pg_url)
+    tables = init_db(engine)
+    base = datetime(2026, 1, 5, 10, tzinfo=UTC)
+    rows = [{"loc_id": "E2E1", "capture_dt": base + timedelta(minutes=m), "temperature": 20.0 + m,
+             "humidity": 50.0, "pcv_temperature": 30.0, "device": "e2e",
+             "ingested_at": datetime.now(UTC)} for m in range(120)]
+    with engine.begin() as conn:
+        upsert(conn, tables.temperature_raw, rows, ["loc_id", "capture_dt"])
+    res = _run(env, "hourly-aggregation/hourly", f"start={base.isoformat()}",
+               f"end={(base + timedelta(hours=2)).isoformat()}")
+    assert res.returncode == 0 and "Completed" in res.stdout, res.stdout + res.stderr
+    t = tables.temperature_hourly
+    with engine.connect() as conn:
+        got = conn.execute(select(t.c.hh, t.c.sample_count, t.c.temperature_max)
+                           .where(t.c.loc_id == "E2E1").order_by(t.c.hh)).all()
+    assert got == [("10", 60, 79.0), ("11", 60, 139.0)]
+    engine.dispose()
+
+
+def test_s3_compaction_run_writes_parquet_to_the_bucket(env, worker, s3_endpoint):
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    bucket = env["E2E_BUCKET"]
+    hb = int(datetime(2026, 1, 5, 12, tzinfo=UTC).timestamp() * 1000)
+    for i in range(3):
+        body = "\n".join(json.dumps({"heartbeat": hb + 1000 * (10 * i + j), "dstrct_code": "E2E",
+                                     "temperature": 20.0 + j}) for j in range(10))
+        s3.put_object(Bucket=bucket, Key=f"raw/E2E/2026010512/part-{i}.json", Body=body.encode())
+    res = _run(env, "register-s3-keys/every-15-minutes", "prefix=E2E", "distrik=E2E")
+    assert res.returncode == 0 and "Completed" in res.stdout, res.stdout + res.stderr
+    res = _run(env, "s3-compaction/hourly-brcb", "distrik=E2E")
+    assert res.returncode == 0 and "Completed" in res.stdout, res.stdout + res.stderr
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="lake/")
+            .get("Contents", []) if o["Key"].endswith(".parquet")]
+    assert keys, "no Parquet written under lake/"
+    rows = sum(pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=k)["Body"].read()))
+               .num_rows for k in keys)
+    assert rows == 30
+
+
+def test_invalid_parameter_is_refused_before_the_run(env, deployed):
+    res = _run(env, "hourly-aggregation/hourly", "start=not-a-date")
+    assert res.returncode != 0
+    assert "start" in (res.stdout + res.stderr)
+    runs = api(env, "POST", "/flow_runs/filter", json={}).json()
+    assert all(r["parameters"].get("start") != "not-a-date" for r in runs)
