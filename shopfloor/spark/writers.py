@@ -64,6 +64,8 @@ class _PartitionFiles:
         self.key = key
         self.path = (f"{self.base}/tag={key[0]}/date={key[1]}/"
                      f"part-{self.pid:05d}-{self.seq:04d}.parquet")
+        if self.fs.type_name == "local":  # S3 has no folders; a marker object would be noise
+            self.fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
         self.writer = pq.ParquetWriter(self.fs.open_output_stream(self.path), schema,
                                        compression="snappy")
         self.rows = 0

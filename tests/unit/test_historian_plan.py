@@ -1,0 +1,126 @@
+"""Month planning and parameter checks of the Spark extraction (pure functions)."""
+
+from datetime import date
+
+import pytest
+
+from shopfloor.errors import ShopfloorError
+from shopfloor.historian.plan import (
+    check_output_prefix,
+    check_parameters,
+    check_spark_conf,
+    check_spark_master,
+    check_table_pattern,
+    epoch_ms,
+    plan_months,
+)
+
+PATTERN = "sqlt_data_1_{yyyy}_{mm}"
+
+
+def test_a_window_across_a_month_boundary_gives_one_slice_per_month():
+    months = plan_months(date(2026, 1, 30), date(2026, 2, 2), PATTERN)
+    assert [(m.table, m.month) for m in months] == [
+        ("sqlt_data_1_2026_01", "2026-01"), ("sqlt_data_1_2026_02", "2026-02")]
+    assert months[0].start_ms == epoch_ms(date(2026, 1, 30))
+    assert months[0].end_ms == months[1].start_ms == epoch_ms(date(2026, 2, 1))
+    # the end date is included: the window stops at 2026-02-03 00:00 UTC
+    assert months[1].end_ms == epoch_ms(date(2026, 2, 3))
+    assert months[0].dates == ["2026-01-30", "2026-01-31"]
+    assert months[1].dates == ["2026-02-01", "2026-02-02"]
+
+
+def test_start_equal_to_end_is_one_day():
+    (only,) = plan_months(date(2026, 3, 5), date(2026, 3, 5), PATTERN)
+    assert only.dates == ["2026-03-05"]
+    assert only.end_ms - only.start_ms == 86_400_000
+
+
+def test_year_rollover_and_a_pattern_without_placeholders():
+    months = plan_months(date(2025, 12, 31), date(2026, 1, 1), PATTERN)
+    assert [m.table for m in months] == ["sqlt_data_1_2025_12", "sqlt_data_1_2026_01"]
+    assert [m.table for m in plan_months(date(2025, 12, 31), date(2026, 1, 1), "hist_all")] == [
+        "hist_all", "hist_all"]
+
+
+def test_end_before_start_is_rejected():
+    with pytest.raises(ShopfloorError, match="before start"):
+        plan_months(date(2026, 2, 1), date(2026, 1, 31), PATTERN)
+
+
+@pytest.mark.parametrize("pattern", [
+    "sqlt_data_1_{yyyy}_{mm}; DROP TABLE sqlth_te",
+    "sqlt_data_1_{yyyy}_{mm} --",
+    "sqlt_data_1_{yyyy}_{mm}\" OR 1=1",
+    "public.sqlt_data_1_{yyyy}_{mm}",
+    "{yyyy}_{mm}",  # would start with a digit
+    "sqlt_{dd}",
+    "sqlt_{yyyy!r}",
+    "sqlt_{yyyy:>8}",
+    "sqlt_{",
+    "x" * 70,
+    "",
+])
+def test_table_patterns_that_could_inject_sql_or_are_not_identifiers_are_rejected(pattern):
+    with pytest.raises(ShopfloorError, match="table"):
+        check_table_pattern(pattern)
+
+
+@pytest.mark.parametrize("prefix", ["sensor_data", "lake/sensor-data.v2"])
+def test_good_output_prefixes(prefix):
+    assert check_output_prefix(prefix) == prefix
+
+
+@pytest.mark.parametrize("prefix", ["", "/abs", "a/", "../x", "a/../b", "a//b", "a b", "a=b",
+                                    ".."])
+def test_output_prefixes_that_escape_or_break_the_layout_are_rejected(prefix):
+    with pytest.raises(ShopfloorError, match="output_prefix"):
+        check_output_prefix(prefix)
+
+
+@pytest.mark.parametrize("master", ["local", "local[2]", "local[*]", "local[4,2]",
+                                    "spark://host-1.example:7077", "spark://a:7077,b:7077",
+                                    "yarn", "k8s://https://k8s.example:6443"])
+def test_spark_masters_accepted(master):
+    assert check_spark_master(master) == master
+
+
+@pytest.mark.parametrize("master", ["", "local[x]", "spark://host", "mesos://x:5050",
+                                    "local[*]; rm -rf /"])
+def test_spark_masters_rejected(master):
+    with pytest.raises(ShopfloorError, match="spark_master"):
+        check_spark_master(master)
+
+
+def test_spark_conf_keys_must_be_spark_settings():
+    assert check_spark_conf({"spark.jars": "/x.jar"}) == {"spark.jars": "/x.jar"}
+    with pytest.raises(ShopfloorError, match="sprak.jars"):
+        check_spark_conf({"sprak.jars": "/x.jar"})
+
+
+def _params(**over):
+    params = dict(tag_patterns=["%"], output_prefix="sensor_data", table_pattern=PATTERN,
+                  good_quality=[192], spark_master="local[*]", spark_conf={},
+                  max_records_per_file=1000, num_partitions=8)
+    params.update(over)
+    return params
+
+
+def test_check_parameters_plans_the_run():
+    plan = check_parameters(date(2026, 1, 1), date(2026, 3, 31),
+                            **_params(good_quality=[192, 192, 0], tag_patterns=["a%", "a%"]))
+    assert [m.month for m in plan.months] == ["2026-01", "2026-02", "2026-03"]
+    assert plan.good_quality == [0, 192]
+    assert plan.tag_patterns == ["a%"]
+
+
+@pytest.mark.parametrize(("over", "message"), [
+    ({"good_quality": []}, "good_quality"),
+    ({"tag_patterns": []}, "tag_patterns"),
+    ({"tag_patterns": [""]}, "tag_patterns"),
+    ({"num_partitions": 0}, "num_partitions"),
+    ({"max_records_per_file": -1}, "max_records_per_file"),
+])
+def test_check_parameters_rejects_each_bad_value(over, message):
+    with pytest.raises(ShopfloorError, match=message):
+        check_parameters(date(2026, 1, 1), date(2026, 1, 2), **_params(**over))
