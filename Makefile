@@ -9,7 +9,7 @@ export SHOPFLOOR_HOME
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: demo test install install-dev system-deps postgres lint bench clean
+.PHONY: demo test install install-dev jdbc-jars system-deps postgres lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,11 @@ install: $(BIN)/.installed
 install-dev: $(BIN)/.installed-dev
 
 # The demo keeps its Prefect state (ephemeral mode, no server) under SHOPFLOOR_HOME.
-demo: install
+demo: install jdbc-jars
 	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect $(BIN)/shopfloor demo
+
+jdbc-jars:
+	bash scripts/ensure-system-deps.sh --jars-only
 
 system-deps:
 	bash scripts/ensure-system-deps.sh

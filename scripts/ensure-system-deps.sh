@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests need, only when they are missing:
-# JDBC drivers for Spark and a PostgreSQL server.
+# Install the Debian packages shopfloor needs, only when they are missing:
+# JDBC drivers for Spark (the demo needs the SQLite one) and, for the tests, a
+# PostgreSQL server. `--jars-only` installs just the JDBC drivers.
 set -euo pipefail
 need=()
 [ -f /usr/share/java/postgresql.jar ] || need+=(libpostgresql-jdbc-java)
 [ -f /usr/share/java/sqlite-jdbc.jar ] || need+=(libxerial-sqlite-jdbc-java)
 [ -f /usr/share/java/mariadb-java-client.jar ] || need+=(libmariadb-java)
-command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+if [ "${1:-}" != "--jars-only" ]; then
+  command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
