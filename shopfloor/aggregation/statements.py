@@ -66,6 +66,26 @@ def _mssql(element, compiler, **kw) -> str:
     return f"((DATEDIFF_BIG(SECOND, '19700101', {ts}) + {offset}) / 3600)"
 
 
+class as_double(FunctionElement):  # noqa: N801 (SQL function style)
+    """A measure as double precision for AVG (the column itself where it already is)."""
+
+    inherit_cache = True
+    name = "as_double"
+
+
+@compiles(as_double)
+def _as_double_default(element, compiler, **kw) -> str:
+    return compiler.process(list(element.clauses)[0], **kw)
+
+
+@compiles(as_double, "mysql")
+@compiles(as_double, "mariadb")
+def _as_double_mysql(element, compiler, **kw) -> str:
+    # Float columns are single-precision FLOAT on MySQL, and AVG(FLOAT) comes back rounded
+    # to a few decimals; adding a DOUBLE zero makes AVG sum and return doubles.
+    return f"({compiler.process(list(element.clauses)[0], **kw)} + 0e0)"
+
+
 def offset_expr(ts: ColumnElement, segments: Sequence[OffsetSegment]) -> ColumnElement:
     """The UTC offset (seconds) of ``ts``: a constant, or a CASE over the segments."""
     if len(segments) == 1:
@@ -100,7 +120,7 @@ def aggregate_select(tables: Tables, segments: Sequence[OffsetSegment], start: d
     )
     aggs = []
     for m in MEASURES:
-        aggs += [func.max(inner.c[m]).label(f"{m}_max"), func.avg(inner.c[m]).label(f"{m}_avg")]
+        aggs += [func.max(inner.c[m]).label(f"{m}_max"), func.avg(as_double(inner.c[m])).label(f"{m}_avg")]
     return (
         select(inner.c.loc_id, inner.c.hour_index, *aggs, func.count().label("sample_count"))
         .group_by(inner.c.loc_id, inner.c.hour_index)

@@ -1,0 +1,87 @@
+"""Windows: explicit, whole days, last closed hour, chunks and late-data runs."""
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from shopfloor.aggregation.hours import index_of_ymd_hh, resolve_timezone
+from shopfloor.aggregation.windows import (
+    MAX_LOC_FILTER,
+    Window,
+    chunks,
+    date_range_window,
+    explicit_window,
+    last_closed_hour,
+    merge_hours,
+)
+from shopfloor.errors import ShopfloorError
+
+NY = resolve_timezone("America/New_York")
+
+
+def test_explicit_window_covers_whole_local_hours():
+    w = explicit_window(datetime(2024, 1, 5, 10, 20), datetime(2024, 1, 5, 12, 1), NY)
+    assert (w.first, w.last) == (index_of_ymd_hh("20240105", "10"),
+                                 index_of_ymd_hh("20240105", "13"))
+    assert w.bounds(NY) == (datetime(2024, 1, 5, 15, tzinfo=UTC),
+                            datetime(2024, 1, 5, 18, tzinfo=UTC))
+
+
+def test_aware_start_and_end_are_converted_to_the_zone():
+    w = explicit_window(datetime(2024, 1, 5, 15, tzinfo=UTC), datetime(2024, 1, 5, 16, tzinfo=UTC),
+                        NY)
+    assert w.label() == "20240105 10:00 - 20240105 11:00"
+
+
+@pytest.mark.parametrize("end", [datetime(2024, 1, 5, 10), datetime(2024, 1, 4)])
+def test_end_not_after_start_is_a_clear_error(end):
+    with pytest.raises(ShopfloorError, match="must be after start"):
+        explicit_window(datetime(2024, 1, 5, 10), end, NY)
+
+
+@pytest.mark.parametrize(("day", "real_hours"), [(date(2024, 3, 10), 23),
+                                                 (date(2024, 11, 3), 25),
+                                                 (date(2024, 6, 1), 24)])
+def test_a_local_day_spans_its_real_hours_in_24_clock_hour_indexes(day, real_hours):
+    # 2024-03-10 skips 02:00 in New York; 2024-11-03 has 01:00 twice (one bucket).
+    w = date_range_window(day, day, NY)
+    start, end = w.bounds(NY)
+    assert w.hours == 24
+    assert (end - start).total_seconds() == real_hours * 3600
+
+
+def test_end_date_before_start_date_is_a_clear_error():
+    with pytest.raises(ShopfloorError, match="end_date"):
+        date_range_window(date(2024, 2, 1), date(2024, 1, 31), NY)
+
+
+def test_last_closed_hour_is_the_hour_before_now():
+    w = last_closed_hour(datetime(2024, 1, 5, 15, 30, tzinfo=UTC), NY)
+    assert w.label() == "20240105 09:00 - 20240105 10:00"
+
+
+def test_chunks_cover_the_window_exactly():
+    w = date_range_window(date(2024, 1, 1), date(2024, 1, 31), NY)
+    parts = chunks(w, 100)
+    assert parts[0].first == w.first and parts[-1].last == w.last
+    assert all(a.last == b.first for a, b in zip(parts, parts[1:], strict=False))
+    assert [p.hours for p in parts] == [100] * 7 + [44]
+
+
+def test_chunk_hours_below_one_is_a_clear_error():
+    with pytest.raises(ShopfloorError, match="chunk_hours"):
+        chunks(Window(0, 10), 0)
+
+
+def test_merge_hours_makes_one_window_per_run_of_hours():
+    got = merge_hours([("B", 11), ("A", 10), ("A", 11), ("C", 20), ("A", 12)])
+    assert got == [Window(10, 13, ("A", "B")), Window(20, 21, ("C",))]
+
+
+def test_an_hour_for_every_location_drops_the_location_filter():
+    assert merge_hours([("A", 5), (None, 6)]) == [Window(5, 7)]
+
+
+def test_too_many_locations_drop_the_location_filter():
+    pairs = [(f"L{i}", 1) for i in range(MAX_LOC_FILTER + 1)]
+    assert merge_hours(pairs) == [Window(1, 2)]
