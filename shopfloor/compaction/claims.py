@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import (
     Connection,
     Engine,
+    Select,
     and_,
     bindparam,
     case,
@@ -83,8 +84,9 @@ OUTPUT inserted.id, inserted.{key}, inserted.size, deleted.compression_run_id;""
     )
 
 
-def _claim_with_select(conn: Connection, tables: Tables, distrik: str, limit: int,
-                       run_id: str, cutoff: datetime, now: datetime) -> list[ClaimedKey]:
+def build_claim_select(tables: Tables, distrik: str, limit: int, run_id: str,
+                       cutoff: datetime, dialect_name: str) -> Select:
+    """The rows to claim; on PostgreSQL and MySQL/MariaDB locked rows are skipped."""
     t = tables.s3_object
     stmt = (
         select(t.c.id, t.c.key, t.c.size, t.c.compression_run_id)
@@ -92,8 +94,15 @@ def _claim_with_select(conn: Connection, tables: Tables, distrik: str, limit: in
         .order_by(t.c.id)
         .limit(limit)
     )
-    if conn.dialect.name in ("postgresql", "mysql", "mariadb"):
+    if dialect_name in ("postgresql", "mysql", "mariadb"):
         stmt = stmt.with_for_update(skip_locked=True)
+    return stmt
+
+
+def _claim_with_select(conn: Connection, tables: Tables, distrik: str, limit: int,
+                       run_id: str, cutoff: datetime, now: datetime) -> list[ClaimedKey]:
+    t = tables.s3_object
+    stmt = build_claim_select(tables, distrik, limit, run_id, cutoff, conn.dialect.name)
     rows = conn.execute(stmt).all()
     if not rows:
         return []

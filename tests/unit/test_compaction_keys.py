@@ -1,0 +1,107 @@
+"""Key layout, registry rows and parameter checks of the compaction flows."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from shopfloor.compaction.duck import check_ram_limit
+from shopfloor.compaction.keys import (
+    check_distrik,
+    check_prefix,
+    distrik_from_key,
+    key_hash,
+    registry_rows,
+)
+from shopfloor.compaction.layout import ClaimLayout, check_target_prefix, sql_string
+from shopfloor.compaction.records import heartbeat_reason
+from shopfloor.compaction.status import quarantine_source
+from shopfloor.errors import ShopfloorError
+from shopfloor.storage import ObjectInfo, StorageLocation
+
+NOW = datetime(2025, 11, 20, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("key, expected", [
+    ("BRCB/2025/11/20/a.json", "BRCB"),
+    ("logs/distrik=SATU/2025/a.json", "SATU"),
+    ("dstrct_code=KJB1/a.json", "KJB1"),
+    ("line1-plc/2025112000/a.json", None),
+    ("a.json", None),
+])
+def test_distrik_from_key_layout(key, expected):
+    assert distrik_from_key(key) == expected
+
+
+def test_key_hash_is_sha256_hex():
+    assert key_hash("a") == "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"
+
+
+def test_registry_rows_prefer_the_parameter_and_skip_non_json():
+    objs = [ObjectInfo("BRCB/a.json", 5), ObjectInfo("x/b.jsonl.gz", 7), ObjectInfo("c.txt", 1)]
+    rows, unknown = registry_rows(objs, "SATU", NOW)
+    assert [(r["key"], r["distrik"], r["size"], r["compression_status"]) for r in rows] == [
+        ("BRCB/a.json", "SATU", 5, "PENDING"), ("x/b.jsonl.gz", "SATU", 7, "PENDING")]
+    assert unknown == []
+
+
+def test_registry_rows_report_keys_without_a_distrik():
+    rows, unknown = registry_rows([ObjectInfo("plc/a.json", 1)], None, NOW)
+    assert rows == [] and unknown == ["plc/a.json"]
+
+
+@pytest.mark.parametrize("bad", ["", "BR CB", "x" * 33, "a'b"])
+def test_bad_distrik_is_rejected(bad):
+    with pytest.raises(ShopfloorError, match="invalid distrik"):
+        check_distrik(bad)
+
+
+def test_prefix_may_not_climb_out():
+    assert check_prefix("/plc1/2025") == "plc1/2025"
+    with pytest.raises(ShopfloorError):
+        check_prefix("a/../../etc")
+
+
+@pytest.mark.parametrize("good", ["1GB", "512MB", "10GiB", " 2 gb "])
+def test_ram_limit_accepts_sizes(good):
+    assert check_ram_limit(good) == good.strip()
+
+
+@pytest.mark.parametrize("bad", ["lots", "1GB; DROP", "", "-1GB"])
+def test_ram_limit_rejects_anything_else(bad):
+    with pytest.raises(ShopfloorError, match="invalid ram_limit"):
+        check_ram_limit(bad)
+
+
+@pytest.mark.parametrize("bad", ["", "/", "../x", "a/../b", "a b", "a'b"])
+def test_target_prefix_must_be_plain_folders(bad):
+    with pytest.raises(ShopfloorError, match="invalid target_prefix"):
+        check_target_prefix(bad)
+
+
+def test_quotes_in_a_path_cannot_break_out_of_the_literal():
+    assert sql_string("it's") == "'it''s'"
+
+
+def test_claim_layout_names_everything_after_the_token():
+    layout = ClaimLayout(StorageLocation("s3", "bkt", "lake"), "datalog_v2", "run-1")
+    assert layout.staging_root == "s3://bkt/lake/_compaction/datalog_v2/staging/run-1"
+    assert layout.manifest_key == "_compaction/datalog_v2/manifests/run-1.json"
+    staged = layout.staging_root + "/hiveperiod=2025-11-20/dstrct_code=BRCB/part-run-1-0.parquet"
+    assert layout.final_url(staged) == (
+        "s3://bkt/lake/datalog_v2/hiveperiod=2025-11-20/dstrct_code=BRCB/part-run-1-0.parquet")
+    with pytest.raises(ShopfloorError):
+        layout.for_token("../other")
+
+
+@pytest.mark.parametrize("value, check", [
+    (None, "missing"), ("abc", "not_numeric"), ("nan", "not_numeric"),
+    (-5, "out_of_range_1970_2100"), ("1e30", "out_of_range_1970_2100"),
+])
+def test_heartbeat_reasons(value, check):
+    assert heartbeat_reason(value).check == check
+
+
+def test_quarantine_source_falls_back_to_a_hash_for_long_keys():
+    assert quarantine_source("a/b.json") == "s3_compaction:a/b.json"
+    long = quarantine_source("k" * 400)
+    assert long.startswith("s3_compaction:sha256:") and len(long) <= 255
