@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from deployments.compaction_cli import compaction_app
 from deployments.simulate_cli import modbus_app, simulate_app
 from shopfloor.errors import ShopfloorError
 
@@ -17,6 +18,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(blocks_app, name="blocks")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(modbus_app, name="modbus")
+app.add_typer(compaction_app, name="compaction")
 
 SchemaOption = Annotated[
     str | None,
