@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from deployments.aggregation_cli import hourly_app
 from deployments.compaction_cli import compaction_app
 from deployments.simulate_cli import modbus_app, simulate_app
 from shopfloor.errors import ShopfloorError
@@ -19,6 +20,7 @@ app.add_typer(blocks_app, name="blocks")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(modbus_app, name="modbus")
 app.add_typer(compaction_app, name="compaction")
+app.add_typer(hourly_app, name="hourly")
 
 SchemaOption = Annotated[
     str | None,

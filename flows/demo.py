@@ -33,10 +33,12 @@ def setup_step() -> list[str]:
 
 def demo_steps() -> list[tuple[str, Step]]:
     """The demo's steps in order; each later part of the suite adds its own."""
+    from flows.aggregation_demo import aggregation_demo_step
     from flows.compaction_demo import compaction_demo_step
     from flows.modbus_demo import modbus_demo_step
 
     return [("set up", setup_step), ("modbus capture", modbus_demo_step),
+            ("hourly aggregation", aggregation_demo_step),
             ("s3 compaction", compaction_demo_step)]
 
 

@@ -1,0 +1,67 @@
+"""``shopfloor hourly ...``: run the aggregation, backfill and master sync flows by hand."""
+
+from datetime import date, datetime
+from typing import Annotated
+
+import typer
+
+hourly_app = typer.Typer(no_args_is_help=True,
+                         help="Hourly aggregation, backfill and master data sync.")
+
+SourceOption = Annotated[str, typer.Option(help="SqlAlchemyConnector block of the raw readings.")]
+TargetOption = Annotated[str, typer.Option(help="SqlAlchemyConnector block of the warehouse.")]
+ZoneOption = Annotated[str, typer.Option(help="IANA time zone of the hour buckets.")]
+
+
+def _echo(summary: dict) -> None:
+    for key, value in summary.items():
+        if key != "rows":
+            typer.echo(f"{key:<14} {value}")
+
+
+@hourly_app.command("aggregate")
+def aggregate(
+    start: Annotated[datetime | None, typer.Option(help="Window start (local to --timezone).")]
+    = None,
+    end: Annotated[datetime | None, typer.Option(help="Window end, exclusive.")] = None,
+    source_db: SourceOption = "shopfloor-source-db",
+    target_db: TargetOption = "shopfloor-warehouse-db",
+    timezone: ZoneOption = "UTC",
+    late_data: Annotated[bool, typer.Option(help="Re-aggregate hours with late readings.")]
+    = True,
+) -> None:
+    """Aggregate a window, or (no --start/--end) the last closed hour plus late data."""
+    from flows.hourly_aggregation import hourly_aggregation
+
+    _echo(hourly_aggregation(start=start, end=end, source_db=source_db, target_db=target_db,
+                             timezone=timezone, late_data=late_data))
+
+
+@hourly_app.command("backfill")
+def backfill(
+    start_date: Annotated[datetime, typer.Argument(formats=["%Y-%m-%d"], help="First day.")],
+    end_date: Annotated[datetime, typer.Argument(formats=["%Y-%m-%d"], help="Last day.")],
+    chunk_hours: Annotated[int, typer.Option(help="Hours per chunk.")] = 24,
+    max_concurrency: Annotated[int, typer.Option(help="Chunks at the same time.")] = 4,
+    source_db: SourceOption = "shopfloor-source-db",
+    target_db: TargetOption = "shopfloor-warehouse-db",
+    timezone: ZoneOption = "UTC",
+) -> None:
+    """Re-aggregate whole local days START_DATE..END_DATE (both included)."""
+    from flows.backfill import hourly_backfill
+
+    _echo(hourly_backfill(start_date=date.fromordinal(start_date.toordinal()),
+                          end_date=date.fromordinal(end_date.toordinal()),
+                          chunk_hours=chunk_hours, max_concurrency=max_concurrency,
+                          source_db=source_db, target_db=target_db, timezone=timezone))
+
+
+@hourly_app.command("sync-locations")
+def sync_locations(
+    source_db: SourceOption = "shopfloor-source-db",
+    target_db: TargetOption = "shopfloor-warehouse-db",
+) -> None:
+    """Upsert locations and thresholds from source to target (master-data-sync)."""
+    from flows.master_sync import master_data_sync
+
+    _echo(master_data_sync(source_db=source_db, target_db=target_db))
