@@ -8,7 +8,7 @@ names are accepted for them too (only the byte swap matters).
 """
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from shopfloor.modbus.tags import TagSpec
 
@@ -92,3 +92,83 @@ def encode(tag: TagSpec, value: float) -> list[int]:
     if tag.data_type.startswith(("int", "uint")):
         raw = round(raw)
     return encode_raw(tag, raw)
+
+
+TagDecoder = Callable[[bytes, Sequence[int]], Value]
+
+
+def _byte_positions(tag: TagSpec) -> list[int]:
+    """Where each big-endian byte of the value sits in the tag's bytes on the wire."""
+    marked = _normalise([(2 * i) << 8 | (2 * i + 1) for i in range(tag.width)], tag.byte_order)
+    return [b for w in marked for b in (w >> 8, w & 0xFF)]
+
+
+def compile_tag(tag: TagSpec, offset: int) -> TagDecoder:
+    """A fast decoder equal to :func:`decode` for a tag at ``offset`` words into a read.
+
+    It takes the read's bytes (registers packed big-endian) and its raw payload; the
+    layout work (struct format, byte order) is done once here instead of per sample.
+    """
+    if tag.register_type in ("coil", "discrete") or tag.is_bit or tag.data_type == "string":
+        return lambda _buf, payload: decode(tag, payload[offset:offset + tag.width])
+    st = struct.Struct(">" + _STRUCT[tag.data_type])
+    scale, shift, start = tag.scale, tag.offset, 2 * offset
+    plain = scale == 1.0 and shift == 0.0 and tag.data_type.startswith("float")
+    positions = _byte_positions(tag)
+    if positions == sorted(positions):  # ABCD / AB: read straight from the buffer
+        if plain:
+            return lambda buf, _p: st.unpack_from(buf, start)[0]
+        return lambda buf, _p: st.unpack_from(buf, start)[0] * scale + shift
+    where = [start + p for p in positions]
+    if plain:
+        return lambda buf, _p: st.unpack(bytes([buf[i] for i in where]))[0]
+    return lambda buf, _p: st.unpack(bytes([buf[i] for i in where]))[0] * scale + shift
+
+
+def pack_words(words: Sequence[int]) -> bytes:
+    """Registers as the big-endian bytes they travelled as."""
+    return struct.pack(f">{len(words)}H", *words)
+
+
+class RequestDecoder:
+    """Decodes every tag of one read at once: one ``struct`` call for all numeric tags.
+
+    Word and byte swaps are applied to the whole read with one precomputed byte
+    permutation, so the numeric tags then sit in big-endian order and a single format
+    (with pad bytes over gaps) unpacks them together; bits and strings use
+    :func:`compile_tag`. Equal to :func:`decode` tag by tag (unit-tested).
+    """
+
+    def __init__(self, tags: Sequence[TagSpec], start: int, count: int):
+        numeric = sorted((t for t in tags if _is_plain_number(t)), key=lambda t: t.address)
+        self.others = [(t.name, compile_tag(t, t.address - start))
+                       for t in tags if not _is_plain_number(t)]
+        self.names = [t.name for t in numeric]
+        self.linear = [(t.scale, t.offset) for t in numeric]
+        self.needs_linear = any(lin != (1.0, 0.0) for lin in self.linear)
+        fmt, cursor, perm = ">", 0, list(range(2 * count))
+        for t in numeric:
+            begin = 2 * (t.address - start)
+            fmt += f"{begin - cursor}x" if begin > cursor else ""
+            fmt += _STRUCT[t.data_type]
+            perm[begin:begin + 2 * t.width] = [begin + p for p in _byte_positions(t)]
+            cursor = begin + 2 * t.width
+        self.struct = struct.Struct(fmt)
+        self.perm = None if perm == sorted(perm) else perm
+
+    def __call__(self, payload: Sequence[int]) -> dict[str, Value]:
+        buf = pack_words(payload) if self.names or self.others else b""
+        values: dict[str, Value] = {}
+        if self.names:
+            data = bytes([buf[i] for i in self.perm]) if self.perm else buf
+            raw = self.struct.unpack_from(data)
+            if self.needs_linear:
+                raw = tuple(v * s + o for v, (s, o) in zip(raw, self.linear, strict=True))
+            values.update(zip(self.names, raw, strict=True))
+        for name, fn in self.others:
+            values[name] = fn(buf, payload)
+        return values
+
+
+def _is_plain_number(tag: TagSpec) -> bool:
+    return tag.register_type in ("holding", "input") and tag.data_type in _STRUCT

@@ -42,8 +42,7 @@ def _tag_column(tag: TagSpec) -> pa.Column:
         return pa.Column(str, nullable=True)
     checks = [pa.Check(_finite, name="finite_number", ignore_na=False)]
     if tag.min_value is not None or tag.max_value is not None:
-        lo = -math.inf if tag.min_value is None else tag.min_value
-        hi = math.inf if tag.max_value is None else tag.max_value
+        lo, hi = _bounds(tag)
         checks.append(pa.Check.in_range(lo, hi, name=f"range[{lo},{hi}]"))
     return pa.Column(float, checks=checks, nullable=True, coerce=True)
 
@@ -60,18 +59,56 @@ def reading_schema(tags: Sequence[TagSpec]) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, strict=False)
 
 
+def _bounds(tag: TagSpec) -> tuple[float, float]:
+    lo = -math.inf if tag.min_value is None else tag.min_value
+    hi = math.inf if tag.max_value is None else tag.max_value
+    return lo, hi
+
+
+def suspect_rows(frame: pd.DataFrame, tags: Sequence[TagSpec]) -> np.ndarray:
+    """Rows that can fail :func:`reading_schema`, found with vectorised numpy.
+
+    The same rules as the schema (a missing tag, a non-finite number, a value out of
+    its tag's range), over the whole batch at once. Only these rows go through pandera,
+    which then gives the reasons: pandera costs about a millisecond per column per
+    batch, more than the reads themselves for wide maps (see benchmarks/README.md).
+    """
+    bad = frame["missing_tags"].astype(str).str.len().to_numpy() > 0
+    numeric = [t for t in tags if t.is_numeric]
+    if not numeric:
+        return bad
+    values = frame[[t.column for t in numeric]]
+    try:
+        matrix = values.to_numpy(dtype=float)  # None -> NaN
+    except (TypeError, ValueError):  # a non-number slipped in: it is suspect too
+        matrix = values.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    bounds = np.array([_bounds(t) for t in numeric])
+    with np.errstate(invalid="ignore"):
+        out = ~np.isfinite(matrix) | (matrix < bounds[:, 0]) | (matrix > bounds[:, 1])
+    return bad | out.any(axis=1)
+
+
 def readings_frame(cfg: DeviceConfig, readings: Sequence[Reading]) -> pd.DataFrame:
-    """One row per reading: keys, device, a column per tag, and the missing tag names."""
-    rows = []
-    for r in readings:
-        row: dict[str, object] = {"loc_id": cfg.loc_id, "capture_dt": r.capture_dt,
-                                  "device": cfg.name}
-        row.update({t.column: r.values.get(t.name) for t in cfg.tags})
-        row["missing_tags"] = ",".join(t.name for t in cfg.tags if t.name not in r.values)
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    if not frame.empty:
-        frame["capture_dt"] = pd.to_datetime(frame["capture_dt"], utc=True)
+    """One row per reading: keys, device, a column per tag, and the missing tag names.
+
+    Numeric tags come in as one float matrix (a missing tag is NaN there and named in
+    ``missing_tags``), which is much cheaper than letting pandas infer 60 columns.
+    """
+    numeric = [t for t in cfg.tags if t.is_numeric]
+    names = [t.name for t in cfg.tags]
+    nan = math.nan
+    matrix = np.array([[r.values.get(t.name, nan) for t in numeric] for r in readings],
+                      dtype=float).reshape(len(readings), len(numeric))
+    frame = pd.DataFrame(matrix, columns=[t.column for t in numeric])
+    for t in cfg.tags:
+        if not t.is_numeric:
+            frame[t.column] = [r.values.get(t.name) for r in readings]
+    frame.insert(0, "loc_id", cfg.loc_id)
+    frame.insert(1, "capture_dt", pd.to_datetime([r.capture_dt for r in readings], utc=True))
+    frame.insert(2, "device", cfg.name)
+    frame["missing_tags"] = [
+        "" if len(r.values) >= len(names) else ",".join(n for n in names if n not in r.values)
+        for r in readings]
     return frame
 
 
