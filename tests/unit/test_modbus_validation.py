@@ -1,0 +1,64 @@
+"""Validation of readings: the vectorised pre-check and the pandera schema agree."""
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shopfloor.modbus.capture import CaptureStats
+from shopfloor.modbus.client import DeviceConfig
+from shopfloor.modbus.readings import Reading, reading_schema, readings_frame, suspect_rows
+from shopfloor.modbus.sink import ReadingSink
+from shopfloor.modbus.tags import TagSpec
+from shopfloor.quality import split_valid
+
+TAGS = (
+    TagSpec(name="t", column="temperature", address=0, data_type="float32", min_value=-20,
+            max_value=80),
+    TagSpec(name="h", column="humidity", address=2, data_type="uint16", scale=0.1, max_value=100),
+    TagSpec(name="p", column="pcv_temperature", address=3, data_type="int16", min_value=0),
+    TagSpec(name="free", column="free", address=4, data_type="float64"),
+    TagSpec(name="label", column="label", address=8, data_type="string", length=2),
+)
+CFG = DeviceConfig("dev", "L1", TAGS)
+GOOD = {"t": 21.5, "h": 55.0, "p": 30.0, "free": -1e9, "label": "ok"}
+CASES = {
+    "good": {},
+    "nan": {"t": math.nan},
+    "inf": {"free": math.inf},
+    "-inf": {"p": -math.inf},
+    "below_min": {"t": -20.5},
+    "above_max": {"h": 100.1},
+    "at_bounds": {"t": 80.0, "h": 100.0, "p": 0.0},
+    "missing": {"h": None},
+}
+
+
+def _readings() -> list[Reading]:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    out = []
+    for i, change in enumerate(CASES.values()):
+        values = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
+        out.append(Reading(t0 + timedelta(seconds=i), values))
+    return out
+
+
+def test_pre_check_flags_exactly_the_rows_pandera_rejects():
+    frame = readings_frame(CFG, _readings())
+    by_pandera = split_valid(frame, reading_schema(TAGS))
+    rejected = {q.record["capture_dt"] for q in by_pandera.quarantined}
+    flagged = {frame.loc[i, "capture_dt"].isoformat()
+               for i in frame.index[suspect_rows(frame, TAGS)]}
+    assert flagged == rejected
+    assert len(rejected) == 6  # all but "good" and "at_bounds"
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_sink_outcome_is_the_same_with_and_without_the_pre_check(fast: bool):
+    stats = CaptureStats("dev")
+    result = ReadingSink(CFG, stats, "run", fast=fast).validate(_readings())
+    assert len(result.valid) == 2 and len(result.quarantined) == 6
+    reasons = {(r.column, r.check) for q in result.quarantined for r in q.reasons}
+    assert ("temperature", "finite_number") in reasons
+    assert "missing_tags" in {c for c, _ in reasons}
+    assert any(c == "humidity" and ch.startswith("in_range") for c, ch in reasons)
