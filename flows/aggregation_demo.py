@@ -40,7 +40,8 @@ def aggregation_demo_step() -> list[str]:
     # reading includes it.
     summary = hourly_aggregation(start=first, end=last + timedelta(seconds=1),
                                  source_db=SOURCE, target_db=TARGET)
-    lines = [f"master data: {sync['source_rows']} locations, {sync['upserted']} upserted",
+    lines = [f"master data: {sync['source_rows']} locations synced ({sync['upserted']} changed, "
+             f"{sync['quarantined']} quarantined)",
              f"{n} raw readings from {first:%Y-%m-%d %H:%M:%S} to {last:%H:%M:%S} UTC -> "
              f"{summary['groups']} hourly rows ({summary['upserted']} upserted, "
              f"{summary['breaches']} threshold breaches)",
