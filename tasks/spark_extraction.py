@@ -68,7 +68,7 @@ def clear_month_partitions(job: ExtractionJob, month: MonthSlice) -> int:
 
 
 @task(name="write-month-parquet", task_run_name="write-{month.month}", retries=1,
-      retry_delay_seconds=10, cache_policy=NO_CACHE)
+      retry_delay_seconds=3, cache_policy=NO_CACHE)
 def write_month_parquet(spark, engine: Engine, job: ExtractionJob, month: MonthSlice) -> str:
     """Read the month through JDBC (partitioned on t_stamp), filter, join tags, write Parquet.
 

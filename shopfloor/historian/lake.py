@@ -43,11 +43,14 @@ def window_files(storage: StorageLocation, output_prefix: str,
 
 def delete_window(storage: StorageLocation, output_prefix: str,
                   tag_keys: Iterable[str], dates: Iterable[str]) -> int:
-    """Delete the partitions of these tags and dates (and nothing else); returns files deleted."""
+    """Delete the partitions of these tags and dates (and nothing else).
+
+    Returns how many Parquet data files were deleted (checksums and markers go too).
+    """
     keys = window_files(storage, output_prefix, tag_keys, dates)
     if keys:
         storage.filesystem().rm([storage_path(storage, k) for k in keys])
-    return len(keys)
+    return sum(is_data_file(k) for k in keys)
 
 
 def storage_path(storage: StorageLocation, key: str) -> str:

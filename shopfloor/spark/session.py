@@ -2,6 +2,7 @@
 
 import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -33,6 +34,18 @@ def session_conf(kind: str, spark_conf: Mapping[str, str],
     return conf
 
 
+def local_worker_python(master: str, env: Mapping[str, str]) -> str | None:
+    """The Python the workers should run in local mode: this interpreter.
+
+    PySpark starts workers with ``$PYSPARK_PYTHON`` or else the system's ``python3``,
+    which may lack pyarrow (needed by ``mapInArrow``). On a cluster the executors'
+    own Python is kept.
+    """
+    if master.startswith("local") and not env.get("PYSPARK_PYTHON"):
+        return sys.executable
+    return None
+
+
 @contextmanager
 def spark_session(master: str, conf: Mapping[str, str],
                   app_name: str = "shopfloor-spark-extraction") -> Iterator:
@@ -51,6 +64,9 @@ def spark_session(master: str, conf: Mapping[str, str],
                 _set_runtime(existing, key, value)
         yield existing
         return
+    worker_python = local_worker_python(master, os.environ)
+    if worker_python:
+        os.environ["PYSPARK_PYTHON"] = worker_python
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in conf.items():
         builder = builder.config(key, value)

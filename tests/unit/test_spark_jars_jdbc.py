@@ -1,5 +1,7 @@
 """JDBC driver jar discovery and SQLAlchemy URL -> JDBC mapping (no Spark started)."""
 
+import sys
+
 import pytest
 from sqlalchemy import create_mock_engine
 
@@ -7,7 +9,7 @@ from shopfloor.db.schema import get_tables, historian_data_table
 from shopfloor.errors import ShopfloorError
 from shopfloor.spark.jars import JARS_ENV, MAVEN_PACKAGES, jar_conf
 from shopfloor.spark.jdbc import jdbc_source, month_subquery
-from shopfloor.spark.session import session_conf
+from shopfloor.spark.session import local_worker_python, session_conf
 
 
 @pytest.fixture
@@ -48,6 +50,12 @@ def test_session_conf_turns_aqe_and_skew_join_on_and_user_settings_win():
     assert conf["spark.sql.adaptive.enabled"] == "false"
     assert conf["spark.sql.session.timeZone"] == "UTC"
     assert conf["spark.jars"] == "/mine.jar"
+
+
+def test_local_workers_run_this_interpreter_cluster_workers_their_own():
+    assert local_worker_python("local[2]", {}) == sys.executable
+    assert local_worker_python("local[2]", {"PYSPARK_PYTHON": "/opt/py"}) is None
+    assert local_worker_python("spark://h:7077", {}) is None
 
 
 @pytest.mark.parametrize(("url", "jdbc", "driver"), [

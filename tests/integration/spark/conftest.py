@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from blocks.bootstrap import connector_from_url
 from shopfloor.db.schema import Tables, get_tables
 from shopfloor.historian.seed import HistorianSeed, seed_historian
-from shopfloor.spark.session import session_conf
+from shopfloor.spark.session import local_worker_python, session_conf
 
 # Two months with a boundary in the middle: 2026-01-30 .. 2026-02-03 (exclusive), 20 tags,
 # a reading per tag per hour, every 10th reading bad.
@@ -25,6 +25,7 @@ def spark() -> Iterator:
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", local_worker_python("local[2]", {}))
     builder = SparkSession.builder.master("local[2]").appName("shopfloor-tests")
     conf = session_conf("postgresql", {}) | {
         "spark.ui.enabled": "false",
