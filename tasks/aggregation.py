@@ -16,6 +16,7 @@ from shopfloor.aggregation.alerts import (
     load_thresholds,
 )
 from shopfloor.aggregation.hours import resolve_timezone
+from shopfloor.aggregation.in_database import aggregate_and_write
 from shopfloor.aggregation.locations import (
     apply_locations,
     read_source_locations,
@@ -26,7 +27,6 @@ from shopfloor.aggregation.run import (
     LatePlan,
     WindowResult,
     WriteStats,
-    aggregate_and_write,
     aggregate_window,
     plan_late,
     source_snapshot,

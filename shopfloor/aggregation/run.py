@@ -182,13 +182,3 @@ def window_rows(results: Sequence[WindowResult]) -> list[dict[str, Any]]:
     """Every hourly row of some window results."""
     return [r for res in results for r in res.rows]
 
-
-def aggregate_and_write(source: Engine, target: Engine, tables: Tables, window: Window,
-                        tz: ZoneInfo, now: datetime) -> tuple[WriteStats, list[dict[str, Any]]]:
-    """One window end to end in its own target transaction (a backfill chunk)."""
-    with source_snapshot(source) as conn:
-        result = aggregate_window(conn, tables, window, tz)
-    stats = WriteStats()
-    with target.begin() as conn:
-        write_window(conn, tables, result, now, stats)
-    return stats, result.rows

@@ -11,7 +11,18 @@ timestamp" differs per dialect, in :class:`local_hour_index`. Every value is bou
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, case, func, literal, or_, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -120,7 +131,8 @@ def aggregate_select(tables: Tables, segments: Sequence[OffsetSegment], start: d
     )
     aggs = []
     for m in MEASURES:
-        aggs += [func.max(inner.c[m]).label(f"{m}_max"), func.avg(as_double(inner.c[m])).label(f"{m}_avg")]
+        aggs += [func.max(inner.c[m]).label(f"{m}_max"),
+                 func.avg(as_double(inner.c[m])).label(f"{m}_avg")]
     return (
         select(inner.c.loc_id, inner.c.hour_index, *aggs, func.count().label("sample_count"))
         .group_by(inner.c.loc_id, inner.c.hour_index)
@@ -168,3 +180,46 @@ def hourly_in_window_select(tables: Tables, window: Window) -> Select:
     cols = [h.c[c] for c in (*HOURLY_KEY, *(f"{m}_{a}" for m in MEASURES for a in ("max", "avg")),
                              "sample_count")]
     return select(*cols).where(cond)
+
+
+class hour_ymd(FunctionElement):  # noqa: N801 (SQL function style)
+    """``'YYYYMMDD'`` of a local hour index, computed in SQL (in-database path)."""
+
+    type = String(8)
+    inherit_cache = True
+    name = "hour_ymd"
+
+
+class hour_hh(FunctionElement):  # noqa: N801 (SQL function style)
+    """``'HH'`` of a local hour index, computed in SQL (in-database path)."""
+
+    type = String(2)
+    inherit_cache = True
+    name = "hour_hh"
+
+
+_LABEL_FORMATS = {hour_ymd: ("YYYYMMDD", "%Y%m%d"), hour_hh: ("HH24", "%H")}
+
+
+@compiles(hour_ymd)
+@compiles(hour_hh)
+def _label_sqlite(element, compiler, **kw) -> str:
+    index = compiler.process(list(element.clauses)[0], **kw)
+    return f"strftime('{_LABEL_FORMATS[type(element)][1]}', ({index}) * 3600, 'unixepoch')"
+
+
+@compiles(hour_ymd, "postgresql")
+@compiles(hour_hh, "postgresql")
+def _label_postgresql(element, compiler, **kw) -> str:
+    index = compiler.process(list(element.clauses)[0], **kw)
+    fmt = _LABEL_FORMATS[type(element)][0]
+    return f"to_char(TIMESTAMP '1970-01-01' + ({index}) * INTERVAL '1 hour', '{fmt}')"
+
+
+def labelled_select(tables: Tables, segments: Sequence[OffsetSegment], start: datetime,
+                    end: datetime, loc_ids: Sequence[str] | None = None) -> Select:
+    """:func:`aggregate_select` with ``ymd``/``hh`` computed in SQL (one row per hourly row)."""
+    g = aggregate_select(tables, segments, start, end, loc_ids).subquery("g")
+    values = [g.c[f"{m}_{a}"] for m in MEASURES for a in ("max", "avg")]
+    return select(g.c.loc_id, hour_ymd(g.c.hour_index).label("ymd"),
+                  hour_hh(g.c.hour_index).label("hh"), *values, g.c.sample_count)

@@ -49,3 +49,19 @@ def test_backfill_matches_python_and_a_failed_chunk_is_repaired_by_a_rerun(db):
     repaired = db.hourly()
     assert all(repaired[k]["updated_at"] == partial[k]["updated_at"] for k in partial)
     assert len({k[2] for k in expected if k[1] == "20240331"}) == 23  # 02:00 never happened
+
+
+def test_backfill_across_databases_fetches_groups_and_matches_python(sqlite_db, pg_url,
+                                                                       prefect_harness):
+    from tests.integration.aggregation.conftest import make_db
+
+    target = make_db(pg_url)
+    rows = readings(LOCS, datetime(2024, 3, 29, 20, tzinfo=UTC),
+                    datetime(2024, 4, 2, 2, tzinfo=UTC), step_minutes=17)
+    sqlite_db.insert_raw(rows)
+    summary = hourly_backfill(DAYS[0], DAYS[1], chunk_hours=30, max_concurrency=3,
+                              source_db=sqlite_db.block, target_db=target.block, timezone=ZONE)
+    expected = expected_hourly(rows, ZONE, datetime(2024, 3, 30), datetime(2024, 4, 2))
+    assert_hourly_equal(target.hourly(), expected)
+    assert (summary["chunks"], summary["groups"]) == (3, len(expected))
+    target.engine.dispose()
