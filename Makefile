@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 SHOPFLOOR_HOME ?= $(CURDIR)/.shopfloor
 export SHOPFLOOR_HOME
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
 .PHONY: demo test install install-dev jdbc-jars system-deps postgres lint clean

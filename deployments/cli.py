@@ -109,6 +109,9 @@ def serve(
 
 def main() -> None:
     """Console entry point: one clear line for errors a user can fix."""
+    # Ephemeral mode starts a private Prefect server; on a busy 2-core machine it can
+    # take longer than Prefect's 20 s default.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     try:
         app()
     except ShopfloorError as exc:

@@ -20,6 +20,7 @@ TESTS = Path(__file__).parent
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -112,7 +112,7 @@ def deployed(env) -> dict[str, str]:
     sh(env, str(BIN / "shopfloor"), "deploy", "--no-build", "--image", "shopfloor:e2e",
        "--paused")
     docker = {
-        f"{d['flow_name']}/{d['name']}": d
+        f"{d['entrypoint']}/{d['name']}": d
         for d in api(env, "POST", "/deployments/filter", json={}).json()
     }
     sh(env, str(BIN / "shopfloor"), "deploy", "--local", "--paused")
@@ -204,4 +204,6 @@ def test_invalid_parameter_is_refused_before_the_run(env, deployed):
     assert res.returncode != 0
     assert "start" in (res.stdout + res.stderr)
     runs = api(env, "POST", "/flow_runs/filter", json={}).json()
-    assert all(r["parameters"].get("start") != "not-a-date" for r in runs)
+    bad = [(r["name"], r["state_name"], r["parameters"]) for r in runs
+           if r["parameters"].get("start") == "not-a-date"]
+    assert not bad, (res.stdout, res.stderr, bad)
