@@ -1,6 +1,7 @@
 """The ``modbus-capture`` flow: poll ModbusDevice blocks concurrently, validate, store."""
 
 import re
+import time
 import uuid
 
 from prefect import flow, get_run_logger
@@ -20,6 +21,7 @@ from shopfloor.modbus.capture import (
 from tasks.modbus import Progress, capture_device_task, resolve_device
 
 MAX_DEVICES = 64  # one polling thread per device
+START_LEAD_SECONDS = 2.0
 
 
 def _artifact_key(device: str) -> str:
@@ -74,7 +76,9 @@ def modbus_capture(
     if land_json:
         load_block(raw_logs)  # an unknown block fails here, before any device is polled
     run_id = str(flow_run.get_id() or uuid.uuid4())
-    anchor = schedule_anchor(interval_seconds)
+    # Sample 0 is due on the first interval boundary after a short lead time, so the
+    # device tasks have started (and resolved their blocks) before it is due.
+    anchor = schedule_anchor(interval_seconds, now=time.time() + START_LEAD_SECONDS)
     total = samples * len(configs)
     progress = Progress(create_progress_artifact(0.0, key="modbus-capture-progress",
                                                  description="samples taken"), total)

@@ -9,7 +9,7 @@ from shopfloor.modbus.simulator import ModbusSimulator, SimulatedDevice
 from shopfloor.modbus.tags import TagSpec
 from tests.conftest import free_port
 
-FAULTY = ("refuse", "nan", "exception", "out-of-range")
+FAULTY = ("refuse", "nan", "exception", "out-of-range", "no-answer")
 
 
 def plant_tags() -> list[TagSpec]:
@@ -43,10 +43,10 @@ def device_blocks(simulator: dict[str, SimulatedDevice], prefect_harness: None) 
     from blocks.modbus import ModbusDevice
 
     names = []
-    for i, (key, dev) in enumerate(simulator.items()):
+    for key, dev in simulator.items():
         transport = "rtu-over-tcp" if dev.framer == "rtu" else "tcp"
         ModbusDevice(host="127.0.0.1", port=dev.port, unit_id=dev.unit_id, transport=transport,
-                     loc_id=f"LOC{i:02d}", dstrct_code="D7", timeout_seconds=0.5, retries=1,
+                     loc_id=f"LOC-{key}", dstrct_code="D7", timeout_seconds=0.5, retries=1,
                      backoff_seconds=0.05, register_map=dev.tags).save(
             f"mb-{key}", overwrite=True)
         names.append(f"mb-{key}")

@@ -38,7 +38,7 @@ def test_one_faulty_device_does_not_stop_the_others(device_blocks, target_db, pg
         assert by_device[ok]["samples_ok"] == 3 and by_device[ok]["samples_failed"] == 0
         assert by_device[ok]["requests_planned"] == 3  # holding 0-2, input 10, coil 5
         assert by_device[ok]["rows_written"] == 3
-    rows = _rows(pg_engine, "LOC00")
+    rows = _rows(pg_engine, "LOC-ok-1")
     assert len(rows) == 3
     times = [r["capture_dt"] for r in rows]
     steps = {(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)}
@@ -60,7 +60,7 @@ def test_one_faulty_device_does_not_stop_the_others(device_blocks, target_db, pg
     oor = _quarantined(pg_engine, "mb-bad-out-of-range")
     assert len(oor) == 3 and oor[0]["reasons"][0]["column"] == "temperature"
     assert oor[0]["record"]["temperature"] > 80
-    assert _rows(pg_engine, "LOC03") == []  # the NaN device wrote nothing to temperature_raw
+    assert _rows(pg_engine, "LOC-bad-nan") == []  # the NaN device wrote nothing to temperature_raw
 
     landed = sorted(raw_logs.rglob("*.json"))
     assert {p.relative_to(raw_logs).parts[0] for p in landed} == {"mb-ok-1", "mb-ok-2"}
@@ -72,12 +72,26 @@ def test_one_faulty_device_does_not_stop_the_others(device_blocks, target_db, pg
     assert len(hour_folder) == 10 and hour_folder.isdigit()
 
 
+def test_a_silent_device_times_out_without_delaying_the_schedule_of_others(
+        device_blocks, target_db, pg_engine):
+    from flows.modbus_capture import modbus_capture
+
+    summary = modbus_capture(["mb-ok-2", "mb-bad-no-answer"], samples=3, interval_seconds=1.0,
+                             target_db=target_db)
+    ok, silent = summary
+    assert (ok["samples_ok"], ok["samples_missed"], ok["rows_written"]) == (3, 0, 3)
+    assert silent["samples_ok"] == 0 and silent["samples_failed"] + silent["samples_missed"] == 3
+    assert "no answer" in silent["last_error"]
+    times = [r["capture_dt"] for r in _rows(pg_engine, "LOC-ok-2")][-3:]
+    assert {(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)} == {1.0}
+
+
 def test_rtu_framing_over_tcp(device_blocks, target_db, pg_engine):
     from flows.modbus_capture import modbus_capture
 
     summary = modbus_capture(["mb-rtu"], samples=1, target_db=target_db)
     assert summary[0]["samples_ok"] == 1 and summary[0]["rows_written"] == 1
-    (row,) = _rows(pg_engine, "LOC06")
+    (row,) = _rows(pg_engine, "LOC-rtu")
     assert -20 <= row["temperature"] <= 80
 
 
