@@ -93,7 +93,7 @@ def read_request(client: Any, request: ReadRequest, unit_id: int) -> list[int] |
                           f"{request.address}+{request.count}", connection=False)
     if request.register_type in BIT_REGISTER_TYPES:
         return list(response.bits[:request.count])
-    return list(response.registers)
+    return response.registers
 
 
 @dataclass

@@ -7,6 +7,7 @@ swapped inside each word, ``DCBA`` fully little-endian. The same letters apply t
 names are accepted for them too (only the byte swap matters).
 """
 
+import operator
 import struct
 from collections.abc import Callable, Sequence
 
@@ -144,8 +145,11 @@ class RequestDecoder:
         self.others = [(t.name, compile_tag(t, t.address - start))
                        for t in tags if not _is_plain_number(t)]
         self.names = [t.name for t in numeric]
-        self.linear = [(t.scale, t.offset) for t in numeric]
-        self.needs_linear = any(lin != (1.0, 0.0) for lin in self.linear)
+        self.scales = [t.scale for t in numeric]
+        self.offsets = [t.offset for t in numeric]
+        self.needs_linear = any(t.scale != 1.0 or t.offset != 0.0 for t in numeric)
+        self.words = None if tags and tags[0].register_type in ("coil", "discrete") else (
+            struct.Struct(f">{count}H"))
         fmt, cursor, perm = ">", 0, list(range(2 * count))
         for t in numeric:
             begin = 2 * (t.address - start)
@@ -154,17 +158,16 @@ class RequestDecoder:
             perm[begin:begin + 2 * t.width] = [begin + p for p in _byte_positions(t)]
             cursor = begin + 2 * t.width
         self.struct = struct.Struct(fmt)
-        self.perm = None if perm == sorted(perm) else perm
+        self.take = None if perm == sorted(perm) else operator.itemgetter(*perm)
 
     def __call__(self, payload: Sequence[int]) -> dict[str, Value]:
-        buf = pack_words(payload) if self.names or self.others else b""
+        buf = self.words.pack(*payload) if self.words is not None else b""
         values: dict[str, Value] = {}
         if self.names:
-            data = bytes([buf[i] for i in self.perm]) if self.perm else buf
-            raw = self.struct.unpack_from(data)
+            raw = self.struct.unpack_from(bytes(self.take(buf)) if self.take else buf)
             if self.needs_linear:
-                raw = tuple(v * s + o for v, (s, o) in zip(raw, self.linear, strict=True))
-            values.update(zip(self.names, raw, strict=True))
+                raw = [v * s + o for v, s, o in zip(raw, self.scales, self.offsets, strict=True)]
+            values = dict(zip(self.names, raw, strict=True))
         for name, fn in self.others:
             values[name] = fn(buf, payload)
         return values
