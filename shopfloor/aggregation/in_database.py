@@ -106,7 +106,12 @@ def _check(conn: Connection, tables: Tables, tmp: Table, window: Window,
 
 def aggregate_in_database(engine: Engine, tables: Tables, window: Window, tz: ZoneInfo,
                           now: datetime) -> tuple[WriteStats, list[dict[str, Any]]]:
-    """Aggregate, upsert and validate one window inside one database and transaction."""
+    """Aggregate, upsert and validate one window inside one database and transaction.
+
+    Returns:
+        The write statistics and the window's hourly rows of active locations (the
+        only ones that can breach a threshold).
+    """
     start, end = window.bounds(tz)
     segments = offset_segments(start, end, tz)
     tmp = _temp_table()
@@ -121,7 +126,11 @@ def aggregate_in_database(engine: Engine, tables: Tables, window: Window, tz: Zo
                 list(COLUMNS), labelled_select(tables, segments, start, end, window.loc_ids)))
             upserted = _upsert_from(conn, tables.temperature_hourly, tmp, now)
             groups, stale = _check(conn, tables, tmp, window, int(raw_count))
-            rows = [dict(r) for r in conn.execute(select(tmp)).mappings()]
+            # Only rows of locations with thresholds can breach: the rest stay on the server.
+            loc = tables.location
+            with_limits = select(loc.c.loc_id).where(loc.c.active.is_(True))
+            rows = [dict(r) for r in conn.execute(
+                select(tmp).where(tmp.c.loc_id.in_(with_limits))).mappings()]
             tmp.drop(conn)
     stats = WriteStats(groups=groups, upserted=upserted, unchanged=groups - upserted,
                        raw_rows=int(raw_count), stale=stale)

@@ -70,3 +70,13 @@ def test_hourly_window_compares_ymd_and_hh_as_bound_strings():
     values = list(c.params.values())
     assert all(v in values for v in (y0, h0, y1, h1, ["A"]))
     assert y0 not in str(c) and y1 not in str(c)
+
+
+def test_labels_are_computed_from_the_hour_index_in_sql_for_the_in_database_path():
+    from shopfloor.aggregation.statements import labelled_select
+
+    stmt = labelled_select(get_tables(), SEGMENTS, START, END)
+    pg = str(compiled(stmt, "postgresql"))
+    lite = str(compiled(stmt, "sqlite"))
+    assert "to_char(TIMESTAMP '1970-01-01' + (g.hour_index) * INTERVAL '1 hour', 'HH24')" in pg
+    assert "strftime('%Y%m%d', (g.hour_index) * 3600, 'unixepoch')" in lite

@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from sqlalchemy import insert
 
 from flows.backfill import hourly_backfill
 from tests.integration.aggregation.conftest import assert_hourly_equal, expected_hourly, readings
@@ -29,6 +30,9 @@ def test_backfill_matches_python_and_a_failed_chunk_is_repaired_by_a_rerun(db):
     db.insert_raw(rows)
     expected = expected_hourly(rows, ZONE, datetime(2024, 3, 30), datetime(2024, 4, 2))
     db.fail_writes_of_day("20240331")
+    with db.engine.begin() as conn:  # L001 has a limit; L002 has none and never breaches
+        conn.execute(insert(db.tables.location).values(loc_id="L001", temperature_max=31.5,
+                                                       active=True))
     kwargs = {"start_date": DAYS[0], "end_date": DAYS[1], "chunk_hours": 12,
               "max_concurrency": 2, "source_db": db.block, "target_db": db.block,
               "timezone": ZONE}
@@ -45,6 +49,9 @@ def test_backfill_matches_python_and_a_failed_chunk_is_repaired_by_a_rerun(db):
     summary = hourly_backfill(**kwargs)
     assert_hourly_equal(db.hourly(), expected)
     assert summary["failed"] == 0
+    assert summary["breaches"] == sum(
+        (v["temperature_max"] > 31.5) + (v["temperature_avg"] > 31.5)
+        for k, v in expected.items() if k[0] == "L001") > 0
     assert summary["upserted"] == len([k for k in expected if k[1] == "20240331"])
     repaired = db.hourly()
     assert all(repaired[k]["updated_at"] == partial[k]["updated_at"] for k in partial)
