@@ -36,10 +36,12 @@ def demo_steps() -> list[tuple[str, Step]]:
     from flows.aggregation_demo import aggregation_demo_step
     from flows.compaction_demo import compaction_demo_step
     from flows.modbus_demo import modbus_demo_step
+    from flows.spark_demo import spark_demo_step
 
     return [("set up", setup_step), ("modbus capture", modbus_demo_step),
             ("hourly aggregation", aggregation_demo_step),
-            ("s3 compaction", compaction_demo_step)]
+            ("s3 compaction", compaction_demo_step),
+            ("spark extraction", spark_demo_step)]
 
 
 @flow(name="demo", log_prints=False)

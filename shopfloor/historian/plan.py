@@ -40,6 +40,22 @@ class MonthSlice:
         return out
 
 
+    def day_ranges(self, parts: int) -> list[tuple[int, int]]:
+        """The slice cut at UTC midnights into at most ``parts`` contiguous ``[lo, hi)`` ranges.
+
+        Day-aligned ranges keep every ``(tag, date)`` in one Spark partition, so a date
+        partition gets one file instead of one per read range that crosses it.
+        """
+        days = len(self.dates)
+        parts = max(1, min(parts, days))
+        bounds = [self.start_ms]
+        for i in range(1, parts):
+            day = _from_ms(self.start_ms).date() + timedelta(days=(i * days) // parts)
+            bounds.append(max(self.start_ms, epoch_ms(day)))
+        bounds.append(self.end_ms)
+        return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
 def _from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 

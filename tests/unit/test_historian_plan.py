@@ -124,3 +124,14 @@ def test_check_parameters_plans_the_run():
 def test_check_parameters_rejects_each_bad_value(over, message):
     with pytest.raises(ShopfloorError, match=message):
         check_parameters(date(2026, 1, 1), date(2026, 1, 2), **_params(**over))
+
+
+def test_day_ranges_cover_the_slice_cut_at_midnights():
+    (jan,) = plan_months(date(2026, 1, 1), date(2026, 1, 31), PATTERN)
+    ranges = jan.day_ranges(8)
+    assert len(ranges) == 8
+    assert ranges[0][0] == jan.start_ms and ranges[-1][1] == jan.end_ms
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    assert all((lo - jan.start_ms) % 86_400_000 == 0 for lo, _ in ranges)
+    (one_day,) = plan_months(date(2026, 1, 5), date(2026, 1, 5), PATTERN)
+    assert one_day.day_ranges(8) == [(one_day.start_ms, one_day.end_ms)]

@@ -68,6 +68,9 @@ def test_extracts_good_readings_of_matching_tags_partitioned_by_tag_and_date(
     assert all(r["tagpath"].startswith("line1/") for r in rows)
     assert all(r["tag"].startswith(r["tagpath"].replace("/", "_") + "_") for r in rows)
     assert all(r["ts"].strftime("%Y-%m-%d") == str(r["date"]) for r in rows)
+    # day-aligned read ranges: one file per (tag, date) partition
+    files = ds.dataset(os.path.join(folder, "sensor_data"), format="parquet").files
+    assert len(files) == len({(r["tag"], str(r["date"])) for r in rows}) == 5 * 2
 
 
 def test_a_missing_month_is_reported_and_the_others_are_extracted(historian_block,
