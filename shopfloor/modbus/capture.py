@@ -10,12 +10,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from shopfloor.errors import ShopfloorError
-from shopfloor.modbus.client import DeviceConfig, make_client, poll_sample
-from shopfloor.modbus.planning import ReadRequest, plan_requests
-from shopfloor.modbus.readings import Reading, sample_time
+import pandas as pd
 
-Sink = Callable[[Sequence[Reading]], None]
+from shopfloor.errors import ShopfloorError
+from shopfloor.modbus.client import DeviceConfig, device_plan, make_client, poll_sample
+from shopfloor.modbus.planning import ReadRequest
+from shopfloor.modbus.readings import RawSample, decode_batch, sample_time
+
+Sink = Callable[[pd.DataFrame], None]
 
 
 @dataclass
@@ -47,12 +49,6 @@ class CaptureStats:
         }
 
 
-def device_plan(cfg: DeviceConfig) -> list[ReadRequest]:
-    """The device's planned reads (raises ShopfloorError naming a tag that cannot fit)."""
-    return plan_requests(cfg.tags, cfg.max_registers_per_request, cfg.max_gap_registers,
-                         cfg.max_bits_per_request)
-
-
 def flush_every(samples: int, interval: float, seconds: float = 60.0) -> int:
     """Samples per batch: about one write a minute, so a long run lands data as it goes."""
     if interval <= 0:
@@ -76,7 +72,7 @@ class _Loop:
             return True
         return interval <= 0 or late < interval
 
-    def poll(self, client: object, due: float, interval: float) -> dict[str, object] | None:
+    def poll(self, client: object, due: float, interval: float) -> dict[int, list] | None:
         budget = interval if interval > 0 else self.cfg.timeout_seconds * (self.cfg.retries + 1)
         result = poll_sample(client, self.plan, self.cfg, due + budget, self.sleep)
         self.stats.requests_sent += result.requests_sent
@@ -89,7 +85,7 @@ class _Loop:
             self.stats.samples_failed += 1
             return None
         self.stats.samples_ok += 1
-        return result.values
+        return result.payloads
 
 
 def capture_device(
@@ -100,7 +96,8 @@ def capture_device(
 ) -> CaptureStats:
     """Poll ``cfg`` ``samples`` times from ``anchor`` (epoch seconds) every ``interval`` s.
 
-    Readings go to ``sink`` in batches (see :func:`flush_every`) and once at the end.
+    Readings go to ``sink`` as frames (one row per sample, see :func:`decode_batch`) in
+    batches (see :func:`flush_every`) and once at the end.
     Device failures are counted, never raised: other devices keep their schedule.
     ``progress`` is called with 1 after every sample (taken, failed or skipped). Pass
     ``stats`` to share the counters with the sink.
@@ -110,22 +107,22 @@ def capture_device(
     stats.planned_requests = len(plan)
     loop = _Loop(cfg, plan, stats, clock, sleep)
     client = client if client is not None else make_client(cfg)
-    batch: list[Reading] = []
+    batch: list[RawSample] = []
     size = flush_every(samples, interval)
     try:
         for k in range(samples):
             due = anchor + k * interval
             if not loop.wait_for(due, interval):
                 stats.samples_missed += 1
-            elif (values := loop.poll(client, due, interval)) is not None:
-                batch.append(Reading(sample_time(anchor, k, interval), values))
+            elif (payloads := loop.poll(client, due, interval)) is not None:
+                batch.append(RawSample(sample_time(anchor, k, interval), payloads))
             if progress is not None:
                 progress(1)
             if len(batch) >= size:
-                sink(batch)
+                sink(decode_batch(cfg, plan, batch))
                 batch = []
         if batch:
-            sink(batch)
+            sink(decode_batch(cfg, plan, batch))
     finally:
         client.close()  # type: ignore[attr-defined]
     return stats

@@ -10,7 +10,7 @@ from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerType
 
-from shopfloor.modbus.planning import ReadRequest, decode_request
+from shopfloor.modbus.planning import ReadRequest, plan_requests
 from shopfloor.modbus.tags import BIT_REGISTER_TYPES, TagSpec
 
 # pymodbus logs every failed read with a hex dump at ERROR; failures are counted and
@@ -100,7 +100,7 @@ def read_request(client: Any, request: ReadRequest, unit_id: int) -> list[int] |
 class SampleResult:
     """What one poll of a device produced."""
 
-    values: dict[str, object] = field(default_factory=dict)
+    payloads: dict[int, list[int] | list[bool]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     requests_sent: int = 0
     requests_failed: int = 0
@@ -108,10 +108,10 @@ class SampleResult:
     @property
     def ok(self) -> bool:
         """At least one read answered (missing tags are then quarantined, not lost)."""
-        return bool(self.values)
+        return bool(self.payloads)
 
 
-def _read_with_retries(client: Any, request: ReadRequest, cfg: DeviceConfig,
+def _read_with_retries(client: Any, index: int, request: ReadRequest, cfg: DeviceConfig,
                        result: SampleResult, deadline: float,
                        sleep: Callable[[float], None]) -> bool:
     for attempt in range(cfg.retries + 1):
@@ -127,7 +127,7 @@ def _read_with_retries(client: Any, request: ReadRequest, cfg: DeviceConfig,
                 return not exc.connection
             sleep(backoff)
             continue
-        result.values.update(decode_request(request, payload))
+        result.payloads[index] = payload  # decoded per batch, see decode_batch
         return True
     return True  # pragma: no cover - the loop always returns
 
@@ -141,7 +141,13 @@ def poll_sample(client: Any, plan: list[ReadRequest], cfg: DeviceConfig, deadlin
     A connection-level failure ends the sample: the other reads would fail the same way.
     """
     result = SampleResult()
-    for request in plan:
-        if not _read_with_retries(client, request, cfg, result, deadline, sleep):
+    for index, request in enumerate(plan):
+        if not _read_with_retries(client, index, request, cfg, result, deadline, sleep):
             break
     return result
+
+
+def device_plan(cfg: DeviceConfig) -> list[ReadRequest]:
+    """The device's planned reads (raises ShopfloorError naming a tag that cannot fit)."""
+    return plan_requests(cfg.tags, cfg.max_registers_per_request, cfg.max_gap_registers,
+                         cfg.max_bits_per_request)

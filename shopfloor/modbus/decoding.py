@@ -11,11 +11,17 @@ import operator
 import struct
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from shopfloor.modbus.tags import TagSpec
 
 _STRUCT = {
     "int16": "h", "uint16": "H", "int32": "i", "uint32": "I",
     "int64": "q", "uint64": "Q", "float32": "f", "float64": "d",
+}
+_NUMPY = {
+    "int16": "i2", "uint16": "u2", "int32": "i4", "uint32": "u4",
+    "int64": "i8", "uint64": "u8", "float32": "f4", "float64": "f8",
 }
 _BYTE_SWAP = {"BA", "BADC", "DCBA"}
 _WORD_SWAP = {"CDAB", "DCBA"}
@@ -150,6 +156,7 @@ class RequestDecoder:
         self.needs_linear = any(t.scale != 1.0 or t.offset != 0.0 for t in numeric)
         self.words = None if tags and tags[0].register_type in ("coil", "discrete") else (
             struct.Struct(f">{count}H"))
+        self.columns: list[tuple[str, int, str, float, float]] = []  # for batch()
         fmt, cursor, perm = ">", 0, list(range(2 * count))
         for t in numeric:
             begin = 2 * (t.address - start)
@@ -157,8 +164,10 @@ class RequestDecoder:
             fmt += _STRUCT[t.data_type]
             perm[begin:begin + 2 * t.width] = [begin + p for p in _byte_positions(t)]
             cursor = begin + 2 * t.width
+            self.columns.append((t.name, begin, ">" + _NUMPY[t.data_type], t.scale, t.offset))
         self.struct = struct.Struct(fmt)
         self.take = None if perm == sorted(perm) else operator.itemgetter(*perm)
+        self.perm = None if self.take is None else np.array(perm)
 
     def __call__(self, payload: Sequence[int]) -> dict[str, Value]:
         buf = self.words.pack(*payload) if self.words is not None else b""
@@ -171,6 +180,29 @@ class RequestDecoder:
         for name, fn in self.others:
             values[name] = fn(buf, payload)
         return values
+
+
+    def batch(self, payloads: Sequence[Sequence[int]]) -> dict[str, np.ndarray | list[Value]]:
+        """Every tag over many samples of this read at once (numpy, one pass per tag).
+
+        Numeric tags come back as float64 arrays, bits and strings as lists.
+        """
+        out: dict[str, np.ndarray | list[Value]] = {}
+        if self.names and payloads:
+            words = np.asarray(payloads, dtype=">u2")  # big-endian words, as on the wire
+            raw = words.view(np.uint8).reshape(len(payloads), -1)
+            if self.perm is not None:
+                raw = raw[:, self.perm]
+            for name, begin, dtype, scale, shift in self.columns:
+                size = np.dtype(dtype).itemsize
+                cell = np.ascontiguousarray(raw[:, begin:begin + size])
+                values = cell.view(dtype).reshape(-1).astype(np.float64)
+                out[name] = values * scale + shift if (scale, shift) != (1.0, 0.0) else values
+        elif self.names:
+            out.update({name: np.empty(0) for name in self.names})
+        for name, fn in self.others:
+            out[name] = [fn(b"", p) for p in payloads]
+        return out
 
 
 def _is_plain_number(tag: TagSpec) -> bool:

@@ -18,6 +18,8 @@ import pandas as pd
 import pandera.pandas as pa
 
 from shopfloor.modbus.client import DeviceConfig
+from shopfloor.modbus.decoding import RequestDecoder
+from shopfloor.modbus.planning import ReadRequest
 from shopfloor.modbus.tags import TagSpec
 
 MEASURE_COLUMNS = ("temperature", "humidity", "pcv_temperature")
@@ -30,6 +32,15 @@ class Reading:
 
     capture_dt: datetime
     values: dict[str, object]
+
+
+@dataclass(frozen=True)
+class RawSample:
+    """One sample as read: the words (or bits) of each planned read that answered,
+    by the read's index in the plan. Decoded a batch at a time by :func:`decode_batch`."""
+
+    capture_dt: datetime
+    payloads: dict[int, list[int] | list[bool]]
 
 
 def _finite(series: pd.Series) -> pd.Series:
@@ -110,6 +121,46 @@ def readings_frame(cfg: DeviceConfig, readings: Sequence[Reading]) -> pd.DataFra
         "" if len(r.values) >= len(names) else ",".join(n for n in names if n not in r.values)
         for r in readings]
     return frame
+
+
+def _frame(cfg: DeviceConfig, capture_dts: list[datetime], columns: dict[str, object],
+           missing: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(len(capture_dts)))
+    frame.insert(0, "loc_id", cfg.loc_id)
+    frame.insert(1, "capture_dt", pd.to_datetime(capture_dts, utc=True))
+    frame.insert(2, "device", cfg.name)
+    frame["missing_tags"] = missing
+    return frame
+
+
+def decode_batch(cfg: DeviceConfig, plan: Sequence[ReadRequest],
+                 samples: Sequence[RawSample]) -> pd.DataFrame:
+    """The frame of :func:`readings_frame` for raw samples, decoded read by read with
+    numpy over the whole batch (a read that failed in a sample leaves its tags NaN/None
+    there and named in ``missing_tags``)."""
+    n = len(samples)
+    columns: dict[str, object] = {}
+    missing: list[list[str]] = [[] for _ in range(n)]
+    for i, request in enumerate(plan):
+        have = [k for k, s in enumerate(samples) if i in s.payloads]
+        if len(have) < n:
+            lost = [t.name for t in request.tags]
+            for k in set(range(n)).difference(have):
+                missing[k].extend(lost)
+        if request.decoder is None:
+            request.decoder = RequestDecoder(request.tags, request.address, request.count)
+        decoded = request.decoder.batch([samples[k].payloads[i] for k in have])
+        for tag in request.tags:
+            values = decoded[tag.name]
+            if len(have) == n:
+                columns[tag.column] = values
+                continue
+            full = np.full(n, np.nan) if tag.is_numeric else np.full(n, None, dtype=object)
+            full[have] = values
+            columns[tag.column] = full
+    ordered = {t.column: columns[t.column] for t in cfg.tags if t.column in columns}
+    return _frame(cfg, [s.capture_dt for s in samples], ordered,
+                  [",".join(m) for m in missing])
 
 
 def raw_rows(valid: pd.DataFrame, ingested_at: datetime) -> list[dict[str, object]]:

@@ -56,9 +56,46 @@ def test_pre_check_flags_exactly_the_rows_pandera_rejects():
 @pytest.mark.parametrize("fast", [True, False])
 def test_sink_outcome_is_the_same_with_and_without_the_pre_check(fast: bool):
     stats = CaptureStats("dev")
-    result = ReadingSink(CFG, stats, "run", fast=fast).validate(_readings())
+    result = ReadingSink(CFG, stats, "run", fast=fast).validate(readings_frame(CFG, _readings()))
     assert len(result.valid) == 2 and len(result.quarantined) == 6
     reasons = {(r.column, r.check) for q in result.quarantined for r in q.reasons}
     assert ("temperature", "finite_number") in reasons
     assert "missing_tags" in {c for c, _ in reasons}
     assert any(c == "humidity" and ch.startswith("in_range") for c, ch in reasons)
+
+
+def test_batch_decoding_equals_sample_by_sample_decoding_with_a_failed_read():
+    import random
+
+    import pandas as pd
+
+    from shopfloor.modbus.client import device_plan
+    from shopfloor.modbus.planning import decode_request
+    from shopfloor.modbus.readings import RawSample, decode_batch
+
+    tags = TAGS + (
+        TagSpec(name="w", column="w", address=20, data_type="int32", byte_order="CDAB",
+                scale=0.5),
+        TagSpec(name="b", column="b", address=22, data_type="bit", bit=2),
+        TagSpec(name="c", column="c", register_type="coil", address=1, data_type="bool"),
+    )
+    cfg = DeviceConfig("dev", "L1", tags, max_gap_registers=2)
+    plan = device_plan(cfg)
+    assert len(plan) == 3  # coils, holding 0-10, holding 20-22
+    rng = random.Random(3)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    samples = []
+    for k in range(6):
+        payloads = {i: ([rng.random() < 0.5 for _ in range(r.count)] if i == 0 else
+                        [rng.randrange(65536) for _ in range(r.count)])
+                    for i, r in enumerate(plan)}
+        if k == 4:
+            del payloads[2]  # this read failed in sample 4
+        samples.append(RawSample(t0 + timedelta(seconds=k), payloads))
+    batch = decode_batch(cfg, plan, samples)
+    one_by_one = readings_frame(cfg, [
+        Reading(s.capture_dt, {n: v for i, p in s.payloads.items()
+                               for n, v in decode_request(plan[i], p).items()})
+        for s in samples])
+    pd.testing.assert_frame_equal(batch, one_by_one, check_dtype=False, check_like=True)
+    assert batch.loc[4, "missing_tags"] == "w,b" and math.isnan(batch.loc[4, "w"])

@@ -52,7 +52,9 @@ def test_serial_rtu_capture_over_a_pty_link(null_modem: tuple[str, str]):
                        serial_port=client_end, baudrate=19200, unit_id=3, timeout_seconds=1)
     got = []
     with ModbusSimulator([sim]):
-        stats = capture_device(cfg, 2, 0.2, time.time() + 0.2, got.extend)
+        stats = capture_device(cfg, 2, 0.2, time.time() + 0.2, got.append)
     assert stats.samples_ok == 2 and stats.requests_failed == 0, stats.errors
-    assert len(got) == 2 and -20 <= got[0].values["air_temp"] <= 80
-    assert 0 <= got[0].values["air_rh"] <= 100 and got[0].values["running"] == 1.0
+    (frame,) = got  # one batch of two samples
+    assert len(frame) == 2 and frame["temperature"].between(-20, 80).all()
+    assert frame["humidity"].between(0, 100).all() and (frame["running"] == 1.0).all()
+    assert (frame["missing_tags"] == "").all()
