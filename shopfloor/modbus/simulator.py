@@ -112,9 +112,9 @@ def tag_value(tag: TagSpec, now: float, phase: float = 0.0) -> float:
     if tag.is_bit:
         return 1.0
     base, amp = _BASES.get(tag.column, (100.0, 10.0))
-    if tag.min_value is not None and tag.max_value is not None:
-        base = (tag.min_value + tag.max_value) / 2
-        amp = (tag.max_value - tag.min_value) / 4
+    lo, hi = tag.min_value, tag.max_value
+    if lo is not None and hi is not None and not lo + amp <= base <= hi - amp:
+        base, amp = (lo + hi) / 2, (hi - lo) / 4  # keep well inside the valid range
     if tag.data_type.startswith("uint"):
         base = max(base, amp)
     return base + amp * math.sin(2 * math.pi * now / 600.0 + phase)
