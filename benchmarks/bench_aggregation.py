@@ -66,22 +66,29 @@ CHILD = """
 import json, resource, sys, time
 from datetime import date
 from prefect.testing.utilities import prefect_test_harness
+from sqlalchemy import text
 from blocks.bootstrap import connector_from_url
+from shopfloor.db.engine import make_engine
 url, first, last = sys.argv[1:4]
-chunk, conc = int(sys.argv[4]), int(sys.argv[5])
+chunk, conc, repeat = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+engine = make_engine(url)
+runs = []
 with prefect_test_harness(server_startup_timeout=180):
     from flows.backfill import hourly_backfill
     connector_from_url(url).save("bench-agg-db", overwrite=True)
     hourly_backfill(date(2000, 1, 1), date(2000, 1, 1), source_db="bench-agg-db",
                     target_db="bench-agg-db")  # warm-up: imports, first flow run
-    t0 = time.perf_counter()
-    s = hourly_backfill(date.fromisoformat(first), date.fromisoformat(last), chunk_hours=chunk,
-                        max_concurrency=conc, source_db="bench-agg-db", target_db="bench-agg-db")
-    elapsed = time.perf_counter() - t0
-print("RESULT " + json.dumps({"seconds": elapsed, "summary": s,
+    for _ in range(repeat):
+        with engine.begin() as conn:
+            conn.execute(text("TRUNCATE temperature_hourly"))
+        t0 = time.perf_counter()
+        s = hourly_backfill(date.fromisoformat(first), date.fromisoformat(last),
+                            chunk_hours=chunk, max_concurrency=conc,
+                            source_db="bench-agg-db", target_db="bench-agg-db")
+        runs.append(time.perf_counter() - t0)
+print("RESULT " + json.dumps({"runs": runs, "seconds": min(runs), "summary": s,
       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
-
 
 def timed(fn):
     t0 = time.perf_counter()
@@ -120,13 +127,14 @@ def run_bare(engine, days: int) -> float:
     return seconds
 
 
-def run_flow(url: str, days: int, chunk: int, conc: int) -> dict:
-    truncate_hourly(make_engine(url))
+def run_flow(url: str, days: int, chunk: int, conc: int, repeat: int) -> dict:
+    """Backfill ``repeat`` times in a child process; the best time and the peak RSS."""
     last = (START + timedelta(days=days - 1)).date().isoformat()
     env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_LOGGING_LEVEL="WARNING")
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, url, START.date().isoformat(), last, str(chunk), str(conc)],
+        [sys.executable, "-c", CHILD, url, START.date().isoformat(), last, str(chunk), str(conc),
+         str(repeat)],
         capture_output=True, text=True, env=env, check=False)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode or not lines:
@@ -173,6 +181,10 @@ def run_pandas(url: str, days: int) -> tuple[float, int]:
     return time.perf_counter() - t0, len(df)
 
 
+def _runs(seconds: list[float]) -> str:
+    return ", ".join(f"{x:.1f} s" for x in seconds)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=10_000_000)
@@ -182,6 +194,8 @@ def main() -> None:
     p.add_argument("--pandas-days", type=int, default=1)
     p.add_argument("--chunk-hours", type=int, default=24)
     p.add_argument("--max-concurrency", type=int, default=4)
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs of (a), (b) and (c) each; the best is compared (shared machine)")
     a = p.parse_args()
     server = os.environ.get("SHOPFLOOR_BENCH_PG_URL",
                             "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
@@ -197,20 +211,23 @@ def main() -> None:
         print(f"generated {a.rows:,} raw rows, {a.days} days, {a.locations} locations "
               f"in {gen:.1f} s")
         per_day = a.rows / a.days
-        bare = run_bare(engine, a.days)
-        print(f"(b) bare INSERT..SELECT..GROUP BY..ON CONFLICT: {bare:.1f} s "
-              f"({a.rows / bare:,.0f} raw rows/s)")
-        short = run_flow(url, a.short_days, a.chunk_hours, a.max_concurrency)
-        full = run_flow(url, a.days, a.chunk_hours, a.max_concurrency)
-        print(f"(a) hourly_backfill {a.days} days: {full['seconds']:.1f} s "
+        bares = [run_bare(engine, a.days) for _ in range(a.repeat)]
+        bare = min(bares)
+        print(f"(b) bare INSERT..SELECT..GROUP BY..ON CONFLICT: best {bare:.1f} s "
+              f"({a.rows / bare:,.0f} raw rows/s); runs {_runs(bares)}")
+        short = run_flow(url, a.short_days, a.chunk_hours, a.max_concurrency, 1)
+        full = run_flow(url, a.days, a.chunk_hours, a.max_concurrency, a.repeat)
+        print(f"(a) hourly_backfill {a.days} days: best {full['seconds']:.1f} s "
               f"({a.rows / full['seconds']:,.0f} raw rows/s), {full['summary']['groups']:,} "
-              f"groups, peak RSS {full['peak_rss_mb']:.0f} MB")
+              f"groups, peak RSS {full['peak_rss_mb']:.0f} MB; runs {_runs(full['runs'])}")
         print(f"    same flow over {a.short_days} days ({per_day * a.short_days:,.0f} rows): "
               f"{short['seconds']:.1f} s, peak RSS {short['peak_rss_mb']:.0f} MB")
         print(f"    (a) vs (b): {compare_with_bare(engine)}")
-        pandas_s, pandas_rows = run_pandas(url, a.pandas_days)
+        pandas = [run_pandas(url, a.pandas_days) for _ in range(a.repeat)]
+        pandas_s, pandas_rows = min(pandas)
         print(f"(c) pandas + row-by-row upsert, {a.pandas_days} day(s) = {pandas_rows:,} rows: "
-              f"{pandas_s:.1f} s ({pandas_rows / pandas_s:,.0f} raw rows/s)")
+              f"best {pandas_s:.1f} s ({pandas_rows / pandas_s:,.0f} raw rows/s); "
+              f"runs {_runs([x[0] for x in pandas])}")
         print(f"ratio (a)/(b) time: {full['seconds'] / bare:.2f}x; (a) throughput / (c) "
               f"throughput: {(a.rows / full['seconds']) / (pandas_rows / pandas_s):.1f}x")
         engine.dispose()
