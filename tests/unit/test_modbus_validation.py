@@ -99,3 +99,22 @@ def test_batch_decoding_equals_sample_by_sample_decoding_with_a_failed_read():
         for s in samples])
     pd.testing.assert_frame_equal(batch, one_by_one, check_dtype=False, check_like=True)
     assert batch.loc[4, "missing_tags"] == "w,b" and math.isnan(batch.loc[4, "w"])
+
+
+def test_landed_objects_are_per_hour_with_deterministic_names():
+    from shopfloor.modbus.readings import json_objects
+
+    cfg = DeviceConfig("plc-1", "L1", TAGS, dstrct_code="D9")
+    t0 = datetime(2026, 1, 1, 9, 59, 59, tzinfo=UTC)
+    rows = [Reading(t0 + timedelta(seconds=k), dict(GOOD)) for k in range(2)]
+    frame = readings_frame(cfg, rows)
+    objects = json_objects(cfg, frame, "run-1-x")
+    assert sorted(objects) == ["plc-1/2026010109/run-1-x.json", "plc-1/2026010110/run-1-x.json"]
+    assert json_objects(cfg, frame, "run-1-x") == objects  # a retry writes the same bytes
+    import json
+
+    (line,) = objects["plc-1/2026010110/run-1-x.json"].decode().splitlines()
+    record = json.loads(line)
+    assert record["heartbeat"] == int(datetime(2026, 1, 1, 10, tzinfo=UTC).timestamp() * 1000)
+    assert (record["dstrct_code"], record["device"], record["loc_id"]) == ("D9", "plc-1", "L1")
+    assert record["temperature"] == 21.5 and record["label"] == "ok"

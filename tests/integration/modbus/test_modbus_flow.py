@@ -126,3 +126,28 @@ def test_retried_sample_overwrites_instead_of_duplicating(simulator, pg_engine, 
     t = get_tables().temperature_raw
     with pg_engine.connect() as conn:
         assert conn.scalar(select(func.count()).where(t.c.loc_id == "RETRY")) == 1
+
+
+def test_landed_json_goes_to_s3_in_the_layout_compaction_reads(device_blocks, s3_endpoint,
+                                                               s3_bucket, prefect_harness):
+    import boto3
+    from prefect_aws import AwsCredentials, S3Bucket
+    from prefect_aws.client_parameters import AwsClientParameters
+
+    from flows.modbus_capture import modbus_capture
+
+    creds = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing",
+                           region_name="us-east-1",
+                           aws_client_parameters=AwsClientParameters(endpoint_url=s3_endpoint))
+    S3Bucket(bucket_name=s3_bucket, bucket_folder="raw", credentials=creds).save(
+        "modbus-test-s3", overwrite=True)
+    summary = modbus_capture(["mb-ok-1"], samples=2, interval_seconds=0.5, write_raw=False,
+                             land_json=True, raw_logs="modbus-test-s3")
+    assert summary[0]["objects_landed"] >= 1 and summary[0]["rows_written"] == 2
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert all(k.startswith("raw/mb-ok-1/") and k.endswith(".json") for k in keys)
+    body = b"".join(s3.get_object(Bucket=s3_bucket, Key=k)["Body"].read() for k in keys)
+    lines = [json.loads(line) for line in body.decode().splitlines()]
+    assert len(lines) == 2 and lines[1]["heartbeat"] - lines[0]["heartbeat"] == 500
+    assert {ln["dstrct_code"] for ln in lines} == {"D7"} and lines[0]["loc_id"] == "LOC-ok-1"
