@@ -31,6 +31,7 @@ class CaptureStats:
     samples_missed: int = 0
     requests_sent: int = 0
     requests_failed: int = 0
+    rows_valid: int = 0
     rows_written: int = 0
     rows_quarantined: int = 0
     objects_landed: int = 0
@@ -43,7 +44,8 @@ class CaptureStats:
             "device": self.device, "samples_ok": self.samples_ok,
             "samples_failed": self.samples_failed, "samples_missed": self.samples_missed,
             "requests_planned": self.planned_requests, "requests_sent": self.requests_sent,
-            "requests_failed": self.requests_failed, "rows_written": self.rows_written,
+            "requests_failed": self.requests_failed, "rows_valid": self.rows_valid,
+            "rows_written": self.rows_written,
             "rows_quarantined": self.rows_quarantined, "objects_landed": self.objects_landed,
             "last_error": self.last_error,
         }

@@ -27,7 +27,8 @@ from shopfloor.storage import StorageLocation
 class ReadingSink:
     """Validates each batch and writes it; every write is keyed, so a repeat overwrites.
 
-    ``engine=None`` skips the database (rows are still validated and counted);
+    ``engine=None`` skips the database (rows are still validated and counted in
+    ``rows_valid`` / ``rows_quarantined``);
     ``storage=None`` skips the JSON landing.
     """
 
@@ -58,11 +59,11 @@ class ReadingSink:
 
     def __call__(self, frame: pd.DataFrame) -> None:
         result = self.validate(frame)
+        self.stats.rows_valid += len(result.valid)
         if self.engine is not None and self.tables is not None:
             self._write(result)
         else:
-            self.stats.rows_written += len(result.valid)
-            self.stats.rows_quarantined += len(result.quarantined)
+            self.stats.rows_quarantined += len(result.quarantined)  # counted, not stored
         if self.storage is not None and not result.valid.empty:
             first_ms = int(result.valid["capture_dt"].iloc[0].value // 1_000_000)
             name = f"{self.run_id}-{first_ms}"
