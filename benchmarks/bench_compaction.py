@@ -142,7 +142,8 @@ def run_flow(data: Path, raw: Path, ram_limit: str, tag: str) -> dict:
 
 def child_peak_rss(args: argparse.Namespace, raw: Path) -> tuple[float, dict]:
     """Run the flow in a child process with the memory test's RAM limit; its peak RSS in GB."""
-    env = {**os.environ, "PREFECT_HOME": str(args.data_dir / "prefect-child")}
+    env = {**os.environ, "PREFECT_HOME": str(args.data_dir / "prefect-child"),
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
     cmd = [sys.executable, __file__, "--child", "--data-dir", str(args.data_dir),
            "--memory-ram-limit", args.memory_ram_limit]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
@@ -169,6 +170,8 @@ def main() -> None:
         print(json.dumps({"compaction_s": r["compaction_s"], "rows": r["summary"]["rows_out"]}))
         return
     os.environ.setdefault("PREFECT_HOME", str(args.data_dir / "prefect"))
+    # On a busy machine the ephemeral API can take longer than its default 20 s to start.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     skip = set(args.skip.split(","))
     t = time.perf_counter()
     raw = generate(args.data_dir, args.objects, args.records)

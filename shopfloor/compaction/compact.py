@@ -19,12 +19,16 @@ from shopfloor.compaction import duck, output
 from shopfloor.compaction.claims import ClaimedKey
 from shopfloor.compaction.layout import ClaimLayout, sql_string
 from shopfloor.compaction.records import bad_heartbeat_rows
-from shopfloor.compaction.sql import compaction_select, describe_sql, probe_sql
+from shopfloor.compaction.sql import compaction_select, describe_sql, merge_type, probe_sql
 from shopfloor.errors import ShopfloorError
 from shopfloor.quality import QuarantinedRow
 from shopfloor.storage import StorageLocation
 
 INVALID_PARTITION = "hiveperiod=__HIVE_DEFAULT_PARTITION__"
+SCHEMA_SAMPLE = 2048  # records per object the schema is detected from
+SCHEMA_CHUNK = 25  # objects per DESCRIBE
+# What bad input makes DuckDB raise; anything else (network, memory) is not the input's fault.
+MALFORMED = (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.BinderException)
 Hook = Callable[[str], None]
 
 
@@ -79,9 +83,17 @@ class _Batch:
             "distrik": self.spec.distrik,
         }
 
-    def schema(self, keys: Sequence[str]) -> dict[str, str]:
-        rows = self.con.execute(describe_sql(), {"files": self.params(keys)["files"]}).fetchall()
-        return {r[0]: r[1] for r in rows}
+    def schema(self, keys: Sequence[str], sample_size: int) -> dict[str, str]:
+        """Column name -> type over all ``keys``, from ``sample_size`` records of each."""
+        files = self.params(keys)["files"]
+        columns: dict[str, str] = {}
+        # A few objects per DESCRIBE: DuckDB holds every sampled object in memory at once.
+        for i in range(0, len(files), SCHEMA_CHUNK):
+            sql = describe_sql(sample_size)
+            for name, typ, *_ in self.con.execute(sql, {"files": files[i:i + SCHEMA_CHUNK]}
+                                                  ).fetchall():
+                columns[name] = merge_type(columns.get(name), typ)
+        return columns
 
     def stage(self, keys: Sequence[str], columns: dict[str, str]) -> list[str]:
         """COPY the keys' records into the claim's staging folder; returns the files."""
@@ -94,7 +106,7 @@ class _Batch:
         copy = (f"COPY ({compaction_select(columns)}) TO {target} (FORMAT parquet, "
                 f"COMPRESSION zstd, PARTITION_BY (hiveperiod, dstrct_code), "
                 f"FILENAME_PATTERN {pattern}, RETURN_FILES true)")
-        row = self.con.execute(copy, self.params(keys)).fetchone()
+        row = self.con.execute(copy, {**self.params(keys), "columns": columns}).fetchone()
         return list(row[1]) if row else []
 
     def counts(self, files: Sequence[str]) -> dict[str, int]:
@@ -113,8 +125,12 @@ class _Batch:
             if "non-record JSON" in str(exc):
                 return _non_record_reason(self.con, self.spec.raw.url(key))
             return _first_line(exc)
-        except duckdb.Error as exc:
+        except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
             return _first_line(exc)
+        except duckdb.IOException as exc:
+            if _missing(exc):
+                return "object not found (deleted after it was registered?)"
+            raise  # a network or permission error says nothing about the object
         return None
 
 
@@ -125,22 +141,37 @@ def _non_record_reason(con: duckdb.DuckDBPyConnection, url: str) -> str:
     return "a record is not a JSON object"
 
 
+def _missing(exc: duckdb.Error) -> bool:
+    return isinstance(exc, duckdb.IOException) and (
+        "No files found" in str(exc) or "404" in str(exc))
+
+
+def _bad_input(exc: duckdb.Error) -> bool:
+    """Whether ``exc`` is about the objects (malformed, missing) rather than the system."""
+    return isinstance(exc, MALFORMED) or _missing(exc)
+
+
 def _stage_isolating(batch: _Batch, keys: list[str], result: CompactResult) -> list[str]:
     """Stage ``keys``; if the batch read fails, quarantine the objects that fail alone."""
     try:
-        return _stage_checked(batch, keys, result)
-    except duckdb.Error:
+        return _stage_checked(batch, keys, result, SCHEMA_SAMPLE)
+    except duckdb.Error as exc:
+        if not _bad_input(exc):
+            raise
         output.drop_staging(batch.layout)
     for key in keys:
         reason = batch.probe(key)
         if reason:
             result.quarantined[key] = reason
     good = [k for k in keys if k not in result.quarantined]
-    return _stage_checked(batch, good, result) if good else []
+    # The batch may also have failed on a type the sample did not show (a number column
+    # turning to text late in an object): this time the schema comes from every record.
+    return _stage_checked(batch, good, result, -1) if good else []
 
 
-def _stage_checked(batch: _Batch, keys: list[str], result: CompactResult) -> list[str]:
-    columns = batch.schema(keys)
+def _stage_checked(batch: _Batch, keys: list[str], result: CompactResult,
+                   sample_size: int) -> list[str]:
+    columns = batch.schema(keys, sample_size)
     if "heartbeat" not in columns:
         for key in keys:
             result.quarantined[key] = "no heartbeat field in any record"

@@ -4,11 +4,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from prefect.filesystems import LocalFileSystem
+from prefect_aws import AwsCredentials, S3Bucket
+from prefect_aws.client_parameters import AwsClientParameters
 from sqlalchemy import Engine, delete
 
+from blocks.bootstrap import connector_from_url
 from shopfloor.db.engine import init_db
 from shopfloor.db.schema import Tables
 from shopfloor.storage import S3Credentials, StorageLocation
+
+from .helpers import META
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +52,33 @@ def write_objects() -> Callable[[StorageLocation, dict[str, bytes]], None]:
         for key, data in objects.items():
             location.write_bytes(key, data)
     return write
+
+
+
+
+
+@pytest.fixture(scope="module")
+def meta_block(pg_url: str, prefect_harness: None) -> str:
+    connector_from_url(pg_url).save(META, overwrite=True)
+    return META
+
+
+@pytest.fixture
+def s3_blocks(s3_endpoint: str, s3_bucket: str, prefect_harness: None):
+    creds = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing",
+                           region_name="us-east-1",
+                           aws_client_parameters=AwsClientParameters(endpoint_url=s3_endpoint))
+    S3Bucket(bucket_name=s3_bucket, bucket_folder="raw", credentials=creds).save(
+        "cmp-raw-s3", overwrite=True)
+    S3Bucket(bucket_name=s3_bucket, bucket_folder="lake", credentials=creds).save(
+        "cmp-lake-s3", overwrite=True)
+    c = S3Credentials("testing", "testing", None, "us-east-1", s3_endpoint)
+    return StorageLocation("s3", s3_bucket, "raw", c), StorageLocation("s3", s3_bucket, "lake", c)
+
+
+@pytest.fixture
+def local_blocks(tmp_path: Path, prefect_harness: None):
+    LocalFileSystem(basepath=str(tmp_path / "raw")).save("cmp-raw-local", overwrite=True)
+    LocalFileSystem(basepath=str(tmp_path / "lake")).save("cmp-lake-local", overwrite=True)
+    return (StorageLocation("local", str(tmp_path / "raw")),
+            StorageLocation("local", str(tmp_path / "lake")))

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, select
 from shopfloor.db.schema import Tables
 from shopfloor.storage import StorageLocation
 
+META = "cmp-meta"  # the registry database block of these tests
 HEARTBEAT_BASE_S = 1_763_600_000  # 2025-11-20 00:53:20 UTC
 
 

@@ -68,11 +68,14 @@ def test_malformed_objects_are_isolated_and_good_ones_go_through(storage, write_
         "d/latin1.json": '{"heartbeat": 1763600000, "site": "Bénoa"}\n'.encode("latin-1"),
         "d/not_object.json": b'{"heartbeat": 1763600000, "seq": 1}\n42\n',
     })
-    result = _compact(raw, lake, "run-bad", _claimed(raw))
+    claimed = _claimed(raw) + [ClaimedKey(99, "d/deleted.json", 10, None)]
+    result = _compact(raw, lake, "run-bad", claimed)
     assert sorted(result.succeeded) == ["d/good.json", "d/mixed.json"]
     q = result.quarantined
     assert set(q) == {"d/invalid.json", "d/empty.json", "d/blank.json", "d/no_heartbeat.json",
-                      "d/text_heartbeat.json", "d/latin1.json", "d/not_object.json"}
+                      "d/text_heartbeat.json", "d/latin1.json", "d/not_object.json",
+                      "d/deleted.json"}
+    assert q["d/deleted.json"].startswith("object not found")
     assert "Malformed JSON" in q["d/invalid.json"]
     assert q["d/empty.json"].startswith("empty file")
     assert q["d/blank.json"].startswith("empty file")
@@ -113,3 +116,15 @@ def test_no_valid_rows_writes_no_file(local_storage, write_objects):
     result = _compact(raw, lake, "run-empty", _claimed(raw))
     assert result.files == [] and result.rows_out == 0
     assert list(lake.list_objects(TARGET)) == []
+
+
+def test_a_type_change_past_the_schema_sample_is_not_taken_for_a_malformed_object(
+        local_storage, write_objects):
+    raw, lake = local_storage
+    rows = records(1, 2100)
+    rows[-1]["temperature"] = "sensor fault"  # numbers for 2,099 records, then text
+    write_objects(raw, {"t/late.json": ndjson(rows), "t/other.json": ndjson(records(2, 5))})
+    result = _compact(raw, lake, "run-late", _claimed(raw))
+    assert result.quarantined == {}
+    assert result.rows_out == 2105
+    assert len(lake_rows(lake)) == 2105

@@ -13,8 +13,7 @@ from prefect.settings import PREFECT_API_URL
 
 from flows.s3_compaction import register_s3_keys, s3_compaction
 
-from .helpers import lake_rows, ndjson, records, statuses
-from .test_compaction_flow import META, local_blocks, meta_block, s3_blocks  # noqa: F401
+from .helpers import META, lake_rows, ndjson, records, statuses
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -3,49 +3,15 @@ PostgreSQL registry, Prefect test harness."""
 
 import json
 import threading
-from pathlib import Path
 
 import pytest
-from prefect.filesystems import LocalFileSystem
-from prefect_aws import AwsCredentials, S3Bucket
-from prefect_aws.client_parameters import AwsClientParameters
 from sqlalchemy import select
 
-from blocks.bootstrap import connector_from_url
 from flows.s3_compaction import register_s3_keys, s3_compaction
 from shopfloor.errors import ShopfloorError
-from shopfloor.storage import S3Credentials, StorageLocation
+from shopfloor.storage import StorageLocation
 
-from .helpers import lake_rows, ndjson, records, statuses
-
-META = "cmp-meta"
-
-
-@pytest.fixture(scope="module")
-def meta_block(pg_url: str, prefect_harness: None) -> str:
-    connector_from_url(pg_url).save(META, overwrite=True)
-    return META
-
-
-@pytest.fixture
-def s3_blocks(s3_endpoint: str, s3_bucket: str, prefect_harness: None):
-    creds = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing",
-                           region_name="us-east-1",
-                           aws_client_parameters=AwsClientParameters(endpoint_url=s3_endpoint))
-    S3Bucket(bucket_name=s3_bucket, bucket_folder="raw", credentials=creds).save(
-        "cmp-raw-s3", overwrite=True)
-    S3Bucket(bucket_name=s3_bucket, bucket_folder="lake", credentials=creds).save(
-        "cmp-lake-s3", overwrite=True)
-    c = S3Credentials("testing", "testing", None, "us-east-1", s3_endpoint)
-    return StorageLocation("s3", s3_bucket, "raw", c), StorageLocation("s3", s3_bucket, "lake", c)
-
-
-@pytest.fixture
-def local_blocks(tmp_path: Path, prefect_harness: None):
-    LocalFileSystem(basepath=str(tmp_path / "raw")).save("cmp-raw-local", overwrite=True)
-    LocalFileSystem(basepath=str(tmp_path / "lake")).save("cmp-lake-local", overwrite=True)
-    return (StorageLocation("local", str(tmp_path / "raw")),
-            StorageLocation("local", str(tmp_path / "lake")))
+from .helpers import META, lake_rows, ndjson, records, statuses
 
 
 def _batch() -> dict[str, bytes]:
@@ -174,3 +140,15 @@ def test_two_concurrent_runs_on_postgresql_write_every_record_once(
     assert set(statuses(pg_engine, registry).values()) == {"SUCCESS"}
     rows = lake_rows(lake)
     assert len(rows) == len({(r[0], r[1]) for r in rows}) == 240
+
+
+def test_register_pages_through_more_keys_than_one_listing_returns(
+        meta_block, s3_blocks, s3_endpoint, s3_bucket, registry):
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    for i in range(1100):  # S3 lists at most 1,000 keys a page
+        client.put_object(Bucket=s3_bucket, Key=f"raw/many/{i:05d}.json", Body=b"{}\n")
+    counts = register_s3_keys(raw_logs="cmp-raw-s3", prefix="many", distrik="BRCB",
+                              metadata_db=META)
+    assert counts["listed"] == counts["new"] == 1100
