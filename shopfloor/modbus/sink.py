@@ -65,7 +65,8 @@ class ReadingSink:
         else:
             self.stats.rows_quarantined += len(result.quarantined)  # counted, not stored
         if self.storage is not None and not result.valid.empty:
-            first_ms = int(result.valid["capture_dt"].iloc[0].value // 1_000_000)
+            # named by the batch's first sample, whatever its validity: stable on a repeat
+            first_ms = int(frame["capture_dt"].iloc[0].value // 1_000_000)
             name = f"{self.run_id}-{first_ms}"
             for key, body in json_objects(self.cfg, result.valid, name).items():
                 self.storage.write_bytes(key, body)
