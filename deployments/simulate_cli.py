@@ -98,3 +98,36 @@ def add_device(
     where = serial_port if transport == "serial" else f"{host}:{port}"
     typer.echo(f"{name}: {transport} {where} unit {unit_id}, loc_id {loc_id}, "
                f"{len(block.register_map)} tags in {len(plan)} reads")
+
+
+@modbus_app.command("read")
+def read_device(
+    name: Annotated[str, typer.Argument(help="ModbusDevice block name.")],
+) -> None:
+    """Poll a device once and print every tag's value and verdict (like `telegraf --test`).
+
+    Nothing is written; use it to check a register map while commissioning a device.
+    """
+    from blocks.modbus import ModbusDevice
+    from blocks.resolve import load_block
+    from shopfloor.errors import ShopfloorError
+    from shopfloor.modbus.capture import CaptureStats, capture_device, device_plan
+    from shopfloor.modbus.sink import ReadingSink
+
+    cfg = load_block(name, ModbusDevice).to_config(name)
+    frames: list = []
+    stats = capture_device(cfg, 1, 0.0, time.time(), frames.append)
+    for r in device_plan(cfg):
+        typer.echo(f"read {r.register_type} {r.address}+{r.count}: "
+                   f"{', '.join(t.name for t in r.tags)}")
+    if not frames:
+        raise ShopfloorError(f"device {name} did not answer: {stats.last_error}")
+    result = ReadingSink(cfg, CaptureStats(name), "read").validate(frames[0])
+    row = frames[0].iloc[0]
+    reasons = [x for q in result.quarantined for x in q.reasons]
+    for t in cfg.tags:
+        bad = [x.check for x in reasons if x.column == t.column]
+        verdict = "ok" if not bad else "REJECTED: " + ", ".join(bad)
+        typer.echo(f"{t.name:<20} {t.column:<18} {row[t.column]!s:<22} {verdict}")
+    if row["missing_tags"]:
+        typer.echo(f"missing tags: {row['missing_tags']} ({stats.last_error})")

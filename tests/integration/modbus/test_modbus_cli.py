@@ -78,3 +78,17 @@ def test_simulate_command_serves_devices_with_a_fault(tmp_path: Path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_read_prints_values_and_rejections(device_blocks):
+    res = CliRunner().invoke(app, ["modbus", "read", "mb-bad-out-of-range"])
+    assert res.exit_code == 0, res.output
+    lines = {ln.split()[0]: ln for ln in res.output.splitlines() if ln and ln[0] != "r"}
+    assert "REJECTED: in_range" in lines["air_temp"] and lines["air_rh"].endswith("ok")
+    assert "read holding 0+3: air_temp, air_rh" in res.output
+
+
+def test_read_of_a_dead_device_is_one_clear_error(device_blocks):
+    res = CliRunner().invoke(app, ["modbus", "read", "mb-bad-refuse"])
+    assert isinstance(res.exception, ShopfloorError)
+    assert "did not answer: connection refused" in str(res.exception)
