@@ -37,10 +37,22 @@ from shopfloor.db.engine import check_connection
 from shopfloor.db.schema import Tables, get_tables
 from shopfloor.db.types import utcnow
 from shopfloor.db.watermark import get_watermark, set_watermark
+from shopfloor.errors import ShopfloorError
 from shopfloor.quality import write_quarantine
 from shopfloor.settings import db_schema
 
 MAX_EVENTS = 1000  # one run never floods the event stream; the artifact lists them all
+
+
+def transient(task, task_run, state) -> bool:
+    """Retry database hiccups, not our own errors (a validation mismatch stays one)."""
+    try:
+        state.result()
+    except ShopfloorError:
+        return False
+    except Exception:  # anything else (a lost connection, a deadlock) may pass
+        return True
+    return True
 
 
 def tables() -> Tables:
@@ -67,7 +79,7 @@ def check_databases(source_db: str, target_db: str) -> None:
     get_run_logger().info("databases %r and %r answer", source_db, target_db)
 
 
-@task(name="plan-late-data", retries=2, retry_delay_seconds=5)
+@task(name="plan-late-data", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
 def plan_late_data(source_db: str, target_db: str, timezone: str,
                    watermark_name: str) -> LatePlan:
     """Find the (location, hour) pairs that received readings since the watermark.
@@ -91,7 +103,7 @@ def plan_late_data(source_db: str, target_db: str, timezone: str,
     return plan
 
 
-@task(name="aggregate-windows", retries=2, retry_delay_seconds=5)
+@task(name="aggregate-windows", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
 def aggregate_windows(source_db: str, windows: list[Window], timezone: str) -> list[WindowResult]:
     """Run one GROUP BY per window on the source database.
 
@@ -134,7 +146,7 @@ def write_hourly(target_db: str, results: list[WindowResult], watermark_name: st
     return stats
 
 
-@task(name="aggregate-chunk", retries=1, retry_delay_seconds=5)
+@task(name="aggregate-chunk", retries=1, retry_delay_seconds=5, retry_condition_fn=transient)
 def aggregate_chunk(source_db: str, target_db: str, window: Window,
                     timezone: str) -> tuple[WriteStats, list[Breach]]:
     """Aggregate one backfill chunk, commit it on its own and find its threshold breaches.
@@ -195,7 +207,7 @@ def emit_threshold_alerts(breaches: list[Breach], timezone: str) -> int:
     return sent
 
 
-@task(name="sync-locations", retries=2, retry_delay_seconds=5)
+@task(name="sync-locations", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
 def sync_locations(source_db: str, target_db: str, run_id: str | None) -> dict[str, Any]:
     """Upsert locations and thresholds into the target; deactivate the ones gone.
 
