@@ -2,6 +2,7 @@
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -112,6 +113,8 @@ def main() -> None:
     # Ephemeral mode starts a private Prefect server; on a busy 2-core machine it can
     # take longer than Prefect's 20 s default.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    if os.environ.get("PREFECT_HOME"):  # Prefect creates it only if its parent exists
+        Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     try:
         app()
     except ShopfloorError as exc:
