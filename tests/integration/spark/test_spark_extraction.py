@@ -208,3 +208,21 @@ def test_a_sqlite_historian_is_read_through_jdbc(prefect_harness, sqlite_url, hi
     rows = read_output(os.path.join(folder, "sensor_data"))
     assert as_set(rows) == expected_rows(SEED, {2}, date(2026, 2, 1), date(2026, 2, 2))
     engine.dispose()
+
+
+@pytest.mark.mariadb
+def test_a_mariadb_historian_is_read_through_jdbc(prefect_harness, mariadb_url, historian_tables,
+                                                  lake_block):
+    from blocks.bootstrap import connector_from_url
+    from shopfloor.db.engine import make_engine
+
+    engine = make_engine(mariadb_url)
+    seed_historian(engine, historian_tables, SEED)
+    name = f"hist-maria-{uuid.uuid4().hex[:8]}"
+    connector_from_url(mariadb_url).save(name)
+    lake, folder = lake_block
+    results = run(name, lake, date(2026, 1, 31), date(2026, 2, 1), tag_patterns=["line4/%"])
+    assert [r.status for r in results] == ["ok", "ok"]
+    rows = read_output(os.path.join(folder, "sensor_data"))
+    assert as_set(rows) == expected_rows(SEED, {4}, date(2026, 1, 31), date(2026, 2, 1))
+    engine.dispose()
