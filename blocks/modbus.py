@@ -5,6 +5,7 @@ from typing import Literal
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from shopfloor.errors import ShopfloorError
 from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.tags import TagSpec, validate_register_map
 
@@ -60,6 +61,8 @@ class ModbusDevice(Block):
             ShopfloorError: the map is invalid (the message names the tag).
         """
         validate_register_map(list(self.register_map))
+        if self.transport == "serial" and not self.serial_port:
+            raise ShopfloorError(f"device {name}: transport serial needs serial_port")
         return DeviceConfig(
             name=name, loc_id=self.loc_id, tags=tuple(self.register_map), host=self.host,
             port=self.port, unit_id=self.unit_id, transport=self.transport,

@@ -56,3 +56,20 @@ def test_unreadable_files_are_clear_errors(tmp_path: Path):
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ShopfloorError, match="not valid"):
         load_register_map(tmp_path / "broken.json")
+
+
+def test_device_block_settings_become_a_checked_capture_config():
+    from blocks.modbus import ModbusDevice
+
+    tags = parse_register_map(GOOD)
+    block = ModbusDevice(host="10.0.0.5", port=1502, unit_id=3, loc_id="L1", dstrct_code="D1",
+                         transport="rtu-over-tcp", max_registers_per_request=16,
+                         register_map=tags)
+    cfg = block.to_config("line1-plc")
+    assert (cfg.name, cfg.host, cfg.port, cfg.unit_id, cfg.transport) == (
+        "line1-plc", "10.0.0.5", 1502, 3, "rtu-over-tcp")
+    assert cfg.tags == tuple(tags) and cfg.max_registers_per_request == 16
+    with pytest.raises(ShopfloorError, match="serial needs serial_port"):
+        ModbusDevice(loc_id="L1", transport="serial", register_map=tags).to_config("x")
+    with pytest.raises(ShopfloorError, match="register map is empty"):
+        ModbusDevice(loc_id="L1").to_config("x")
