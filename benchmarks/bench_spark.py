@@ -126,7 +126,11 @@ def run_flow(historian_block: str, lake_block: str, master: str, parts: int,
 
 
 def run_bare(spark, url: str, out: str, parts: int) -> None:
-    """What one would write by hand: JDBC range reads, filter, broadcast join, partitionBy."""
+    """What one would write by hand: JDBC range reads, filter, broadcast join, partitionBy.
+
+    Both months in one job (one write), with no Prefect, no validation and no
+    partition clean-up: the upper bound for the flow.
+    """
     from pyspark.sql import functions as F
 
     from shopfloor.spark.jdbc import jdbc_source
@@ -134,12 +138,17 @@ def run_bare(spark, url: str, out: str, parts: int) -> None:
     src = jdbc_source(url)
     props = {"user": src.user or "", "driver": src.driver, "fetchsize": "10000"}
     frames = []
+    day_ms = 86_400_000
     for table, lo, hi in (("sqlt_data_1_2026_01", date(2026, 1, 1), date(2026, 2, 1)),
                           ("sqlt_data_1_2026_02", date(2026, 2, 1), date(2026, 3, 1))):
         lo_ms = int(datetime(lo.year, lo.month, lo.day, tzinfo=UTC).timestamp() * 1000)
-        hi_ms = int(datetime(hi.year, hi.month, hi.day, tzinfo=UTC).timestamp() * 1000)
-        frames.append(spark.read.jdbc(src.url, table, column="t_stamp", lowerBound=lo_ms,
-                                      upperBound=hi_ms, numPartitions=parts,
+        days = (hi - lo).days
+        # day-aligned ranges, as the flow does, so both write one file per (tag, date)
+        cuts = [lo_ms + (i * days // parts) * day_ms for i in range(parts)] + [
+            lo_ms + days * day_ms]
+        predicates = [f"t_stamp >= {a} AND t_stamp < {b}"
+                      for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        frames.append(spark.read.jdbc(src.url, table, predicates=predicates,
                                       properties=props)
                       .select("tagid", "intvalue", "floatvalue", "dataintegrity", "t_stamp")
                       .where(F.col("dataintegrity") == 192))

@@ -14,12 +14,13 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect_sqlalchemy import SqlAlchemyConnector
+from sqlalchemy import Engine
 
 from blocks.resolve import connector_url, load_block, load_engine, load_storage
 from shopfloor.db.engine import check_connection
 from shopfloor.db.schema import get_tables
 from shopfloor.errors import ShopfloorError
-from shopfloor.historian.plan import MonthSlice, check_parameters
+from shopfloor.historian.plan import ExtractionPlan, MonthSlice, check_parameters
 from shopfloor.settings import db_schema
 from shopfloor.spark.extract import ExtractionJob, MonthResult
 from shopfloor.spark.jdbc import jdbc_source
@@ -43,7 +44,7 @@ def _month_artifact(result: MonthResult) -> None:
     )
 
 
-def _extract_month(spark, engine, job: ExtractionJob, month: MonthSlice) -> MonthResult:
+def _extract_month(spark, engine: Engine, job: ExtractionJob, month: MonthSlice) -> MonthResult:
     logger = get_run_logger()
     result = MonthResult(month.month, month.table)
     started = time.perf_counter()
@@ -130,7 +131,8 @@ def spark_sensor_extraction(
     return results
 
 
-def _run_months(plan, job: ExtractionJob, engine, months: list[MonthSlice]) -> list[MonthResult]:
+def _run_months(plan: ExtractionPlan, job: ExtractionJob, engine: Engine,
+                months: list[MonthSlice]) -> list[MonthResult]:
     progress = create_progress_artifact(
         0.0, key=f"{ARTIFACT_PREFIX}-progress",
         description=f"{len(months)} month(s): {months[0].month} .. {months[-1].month}")

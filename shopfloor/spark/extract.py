@@ -1,6 +1,5 @@
 """One month of the extraction: clear its partitions, read-shape-write, read back and count."""
 
-import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -94,14 +93,3 @@ def validate_month(engine: Engine, job: ExtractionJob, month: MonthSlice) -> tup
         )
     return expected, actual, len(keys)
 
-
-def run_month(spark, engine: Engine, job: ExtractionJob, month: MonthSlice) -> MonthResult:
-    """Clear, write and validate one month (what the flow's tasks do, in one call)."""
-    started = time.perf_counter()
-    result = MonthResult(month.month, month.table)
-    result.deleted_files = clear_month(job, month)
-    result.writer = write_month(spark, engine, job, month)
-    result.source_rows, result.written_rows, result.files = validate_month(engine, job, month)
-    result.status = "ok"
-    result.seconds = round(time.perf_counter() - started, 2)
-    return result
