@@ -118,8 +118,39 @@ async def _artifact(key: str):
     return found[0]
 
 
+async def _breach_events(since: datetime) -> list:
+    from prefect.events.filters import (
+        EventFilter,
+        EventNameFilter,
+        EventOccurredFilter,
+        EventResourceFilter,
+    )
+
+    flt = EventFilter(occurred=EventOccurredFilter(since=since),
+                      event=EventNameFilter(name=["shopfloor.threshold.breached"]),
+                      resource=EventResourceFilter(id=["shopfloor.location.L001"]))
+    async with get_client() as client:
+        return (await client.read_events(filter=flt, limit=50)).events
+
+
+def _wait_for_breach_events(since: datetime) -> list:
+    """Events are stored asynchronously by the server: poll (this bounds the wait, it
+    asserts nothing about time)."""
+    import asyncio
+    import time
+
+    for _ in range(60):
+        found = asyncio.run(_breach_events(since))
+        if found:
+            return found
+        time.sleep(0.5)
+    return []
+
+
 def test_threshold_breaches_are_listed_and_alerted_once(db):
     import asyncio
+
+    since = datetime.now(UTC)
 
     rows = readings(["L001", "L002"], DATA_START, DATA_START + timedelta(hours=6))
     rows.append({**rows[0], "capture_dt": DATA_START + timedelta(hours=2, minutes=1),
@@ -136,5 +167,8 @@ def test_threshold_breaches_are_listed_and_alerted_once(db):
     assert (first["breaches"], first["alert_events"]) == (1, 1)
     artifact = asyncio.run(_artifact("hourly-aggregation-alerts"))
     assert "| L001 | 20241102 | 02 | temperature max 45.00 > max 40 |" in artifact.data
+    (event,) = _wait_for_breach_events(since)
+    assert event.payload["ymd"] == "20241102" and event.payload["hh"] == "02"
+    assert event.payload["breaches"][0]["value"] == 45.0
     again = hourly_aggregation(**kwargs)  # nothing changed: listed again, not re-alerted
     assert (again["breaches"], again["alert_events"]) == (1, 0)
