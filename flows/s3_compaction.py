@@ -81,6 +81,7 @@ def _summary(distrik: str, claimed: int, result: CompactResult | None,
         "keys_quarantined": len(r.quarantined),
         "records_quarantined": sum(len(v) for v in r.bad_records.values()),
         "rows_in": r.rows_in, "rows_out": r.rows_out, "bytes_in": r.bytes_in,
+        "bytes_out": r.bytes_out,
         "parquet_files": len(r.files), "duration_s": round(seconds, 2),
     }
 

@@ -42,6 +42,7 @@ class CompactResult:
     rows_in: int = 0
     rows_out: int = 0
     bytes_in: int = 0
+    bytes_out: int = 0
     files: list[str] = field(default_factory=list)
 
 
@@ -231,6 +232,7 @@ def compact_claim(spec: CompactionSpec, layout: ClaimLayout, claimed: Sequence[C
         valid = _classify(batch, keys, staged, result)
         hook("after_stage")
         result.files = output.publish(layout, valid, lambda: hook("mid_publish"))
+        result.bytes_out = output.total_size(layout, result.files)
         hook("after_publish")
     finally:
         con.close()

@@ -71,3 +71,9 @@ def forget_manifest(layout: ClaimLayout) -> None:
     """Drop the manifest of a claim whose keys are SUCCESS (its files are now final)."""
     if layout.lake.exists(layout.manifest_key):
         layout.lake.filesystem().rm(fs_path(layout.lake.url(layout.manifest_key)))
+
+
+def total_size(layout: ClaimLayout, urls: Sequence[str]) -> int:
+    """Bytes of the published files."""
+    fs = layout.lake.filesystem()
+    return sum(int(fs.size(fs_path(u))) for u in urls)

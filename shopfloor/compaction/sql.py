@@ -79,7 +79,7 @@ def compaction_select(columns: Mapping[str, str]) -> str:
 SELECT * EXCLUDE ({exclude}, __hb, __us, __wita),
     __wita AS datetime_wita,
     substr({PATH_COLUMN}, $path_len + 1) AS source_file,
-    strftime(__wita, '%Y-%m-%d') AS hiveperiod,
+    CAST(__wita AS DATE) AS hiveperiod,  -- folder hiveperiod=YYYY-MM-DD; cheaper than strftime
     {district} AS dstrct_code
 FROM stamped"""  # noqa: S608
 

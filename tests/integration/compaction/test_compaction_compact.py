@@ -95,6 +95,7 @@ def test_a_retry_of_the_same_claim_overwrites_its_own_files(storage, write_objec
     first = _compact(raw, lake, "run-retry", _claimed(raw))
     second = _compact(raw, lake, "run-retry", _claimed(raw))
     assert sorted(first.files) == sorted(second.files)
+    assert first.bytes_out == second.bytes_out > 0
     assert len(lake_rows(lake)) == 20
 
 
@@ -114,7 +115,7 @@ def test_no_valid_rows_writes_no_file(local_storage, write_objects):
     raw, lake = local_storage
     write_objects(raw, {"z/none.json": ndjson([{"heartbeat": None, "seq": 1}])})
     result = _compact(raw, lake, "run-empty", _claimed(raw))
-    assert result.files == [] and result.rows_out == 0
+    assert result.files == [] and result.rows_out == 0 and result.bytes_out == 0
     assert list(lake.list_objects(TARGET)) == []
 
 
