@@ -1,6 +1,6 @@
 """``shopfloor hourly ...``: run the aggregation, backfill and master sync flows by hand."""
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -31,8 +31,9 @@ def aggregate(
     = True,
 ) -> None:
     """Aggregate a window, or (no --start/--end) the last closed hour plus late data."""
-    from flows.hourly_aggregation import hourly_aggregation
+    from flows.hourly_aggregation import hourly_aggregation, requested_window
 
+    requested_window(start, end, timezone)  # bad values: one line, no flow-run traceback
     _echo(hourly_aggregation(start=start, end=end, source_db=source_db, target_db=target_db,
                              timezone=timezone, late_data=late_data))
 
@@ -48,12 +49,13 @@ def backfill(
     timezone: ZoneOption = "UTC",
 ) -> None:
     """Re-aggregate whole local days START_DATE..END_DATE (both included)."""
-    from flows.backfill import hourly_backfill
+    from flows.backfill import hourly_backfill, plan_chunks
 
-    _echo(hourly_backfill(start_date=date.fromordinal(start_date.toordinal()),
-                          end_date=date.fromordinal(end_date.toordinal()),
-                          chunk_hours=chunk_hours, max_concurrency=max_concurrency,
-                          source_db=source_db, target_db=target_db, timezone=timezone))
+    first, last = start_date.date(), end_date.date()
+    plan_chunks(first, last, chunk_hours, max_concurrency, timezone)  # bad values: one line
+    _echo(hourly_backfill(start_date=first, end_date=last, chunk_hours=chunk_hours,
+                          max_concurrency=max_concurrency, source_db=source_db,
+                          target_db=target_db, timezone=timezone))
 
 
 @hourly_app.command("sync-locations")
