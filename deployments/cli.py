@@ -10,6 +10,7 @@ import typer
 from deployments.aggregation_cli import hourly_app
 from deployments.compaction_cli import compaction_app
 from deployments.simulate_cli import modbus_app, simulate_app
+from deployments.spark_cli import spark_app
 from shopfloor.errors import ShopfloorError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -22,6 +23,7 @@ app.add_typer(simulate_app, name="simulate")
 app.add_typer(modbus_app, name="modbus")
 app.add_typer(compaction_app, name="compaction")
 app.add_typer(hourly_app, name="hourly")
+app.add_typer(spark_app, name="spark")
 
 SchemaOption = Annotated[
     str | None,

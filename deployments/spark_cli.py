@@ -1,0 +1,55 @@
+"""``shopfloor spark ...``: run the Spark historian extraction by hand."""
+
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+spark_app = typer.Typer(no_args_is_help=True, help="Spark historian extraction.")
+
+
+def parse_conf(items: list[str]) -> dict[str, str]:
+    """``["spark.a=1", ...]`` -> ``{"spark.a": "1"}``; a missing ``=`` is a clear error."""
+    from shopfloor.errors import ShopfloorError
+
+    conf = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ShopfloorError(f"--conf takes key=value, got {item!r}")
+        conf[key.strip()] = value
+    return conf
+
+
+@spark_app.command("extract")
+def extract(
+    start: Annotated[datetime, typer.Argument(formats=["%Y-%m-%d"], help="First day (UTC).")],
+    end: Annotated[datetime, typer.Argument(formats=["%Y-%m-%d"],
+                                            help="Last day (UTC), included.")],
+    tag_pattern: Annotated[list[str] | None, typer.Option(
+        help="SQL LIKE pattern on tagpath (repeat for several).")] = None,
+    historian_db: Annotated[str, typer.Option(help="SqlAlchemyConnector block.")]
+    = "shopfloor-historian-db",
+    lake: Annotated[str, typer.Option(help="S3Bucket or LocalFileSystem block.")]
+    = "shopfloor-lake",
+    output_prefix: Annotated[str, typer.Option(help="Folder inside the lake.")] = "sensor_data",
+    master: Annotated[str, typer.Option(help="local[*], local[N] or spark://host:7077.")]
+    = "local[*]",
+    conf: Annotated[list[str] | None, typer.Option(help="Spark setting key=value (repeat).")]
+    = None,
+    num_partitions: Annotated[int, typer.Option(help="JDBC range reads per month.")] = 8,
+) -> None:
+    """Extract historian months START..END to Parquet partitioned by tag and date."""
+    from flows.spark_extraction import spark_sensor_extraction
+    from shopfloor.historian.plan import check_parameters
+
+    params = dict(tag_patterns=tag_pattern or ["%"], output_prefix=output_prefix,
+                  table_pattern="sqlt_data_1_{yyyy}_{mm}", good_quality=[192],
+                  spark_master=master, spark_conf=parse_conf(conf or []),
+                  max_records_per_file=1_000_000, num_partitions=num_partitions)
+    check_parameters(start.date(), end.date(), **params)  # bad values: one line, no run
+    results = spark_sensor_extraction(start=start.date(), end=end.date(),
+                                      historian_db=historian_db, lake=lake, **params)
+    for r in results:
+        typer.echo(f"{r.month}  {r.status:<8} {r.written_rows:>10} rows  {r.files:>6} files  "
+                   f"{r.seconds:>8} s  {r.error}")
