@@ -117,15 +117,22 @@ def _key(row: Any) -> tuple[str, str, str]:
     return row["loc_id"], row["ymd"], row["hh"]
 
 
-def _same(old: Any, new: dict[str, Any]) -> bool:
+def _same(old: Any, new: dict[str, Any], rel_tol: float) -> bool:
     if old is None or old["sample_count"] != new["sample_count"]:
         return False
     for c in VALUE_COLUMNS:
         a, b = old[c], new[c]
         # Parallel aggregation may sum in another order: compare floats, not bits.
-        if (a is None) != (b is None) or (a is not None and not math.isclose(a, b, rel_tol=1e-9)):
+        if (a is None) != (b is None) or (a is not None and not math.isclose(a, b,
+                                                                             rel_tol=rel_tol)):
             return False
     return True
+
+
+def _storage_tolerance(conn: Connection) -> float:
+    # MySQL/MariaDB store Float columns as 32-bit FLOAT and return about 6 significant
+    # digits: a stored value never equals the fresh double, only agrees to that precision.
+    return 1e-5 if conn.dialect.name in ("mysql", "mariadb") else 1e-9
 
 
 def _existing(conn: Connection, tables: Tables, window: Window) -> dict[tuple, Any]:
@@ -139,8 +146,9 @@ def write_window(conn: Connection, tables: Tables, result: WindowResult, now: da
     Unchanged rows are not rewritten, so a rerun keeps their ``updated_at`` and changes
     nothing. Raises :class:`ValidationError` (the caller's transaction rolls back).
     """
-    before = _existing(conn, tables, result.window)
-    changed = [dict(r, updated_at=now) for r in result.rows if not _same(before.get(_key(r)), r)]
+    before, tol = _existing(conn, tables, result.window), _storage_tolerance(conn)
+    changed = [dict(r, updated_at=now) for r in result.rows
+               if not _same(before.get(_key(r)), r, tol)]
     upsert(conn, tables.temperature_hourly, changed, HOURLY_KEY, batch_size=batch_size)
     after = _existing(conn, tables, result.window)
     expected = {_key(r): r["sample_count"] for r in result.rows}

@@ -39,7 +39,8 @@ def test_exact_aggregates_of_a_local_window(any_db, zone):
             ("L001", "20241103", "00")]["sample_count"]
 
 
-def test_rerun_changes_nothing_not_even_updated_at(db):
+def test_rerun_changes_nothing_not_even_updated_at(any_db):
+    db = any_db
     db.insert_raw(readings(LOCS, DATA_START, DATA_END))
     kwargs = {"start": DATA_START, "end": DATA_END, "source_db": db.block,
               "target_db": db.block, "timezone": "Europe/Berlin"}
@@ -63,7 +64,8 @@ def test_source_and_target_can_be_different_databases(sqlite_db, pg_url, prefect
     target.engine.dispose()
 
 
-def test_late_rows_reaggregate_only_their_hour_and_move_the_watermark(db):
+def test_late_rows_reaggregate_only_their_hour_and_move_the_watermark(any_db):
+    db = any_db
     db.insert_raw(readings(LOCS, DATA_START, DATA_END))
     first = hourly_aggregation(source_db=db.block, target_db=db.block, timezone="UTC")
     assert first["late_rows"] == first["raw_rows"] > 0  # no watermark: everything catches up
