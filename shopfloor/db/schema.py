@@ -42,12 +42,12 @@ class Tables:
 
 
 def _sensor_columns() -> list[Column]:
-    return [Column(c, Float) for c in ("temperature", "humidity", "pcv_temperature")]
+    return [Column(c, Float(53)) for c in ("temperature", "humidity", "pcv_temperature")]
 
 
 def _hourly_columns() -> list[Column]:
     return [
-        Column(f"{measure}_{agg}", Float)
+        Column(f"{measure}_{agg}", Float(53))
         for measure in ("temperature", "humidity", "pcv_temperature")
         for agg in ("max", "avg")
     ]
@@ -55,7 +55,7 @@ def _hourly_columns() -> list[Column]:
 
 def _threshold_columns() -> list[Column]:
     return [
-        Column(f"{measure}_{bound}", Float)
+        Column(f"{measure}_{bound}", Float(53))
         for measure in ("temperature", "humidity", "pcv_temperature")
         for bound in ("min", "max")
     ]
@@ -157,7 +157,7 @@ def historian_data_table(tables: Tables, name: str) -> Table:
         name, tables.metadata,
         Column("tagid", Integer, nullable=False),
         Column("intvalue", BigInteger),
-        Column("floatvalue", Float),
+        Column("floatvalue", Float(53)),
         Column("stringvalue", String(255)),
         Column("datevalue", UtcDateTime),
         Column("dataintegrity", Integer),
