@@ -3,7 +3,7 @@
 import time
 from collections import deque
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -13,11 +13,13 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.futures import PrefectFuture
+from pydantic import Field
 
 from shopfloor.aggregation.alerts import Breach, breaches_markdown
 from shopfloor.aggregation.hours import resolve_timezone
 from shopfloor.aggregation.windows import Window, chunks, date_range_window
 from shopfloor.errors import ShopfloorError
+from shopfloor.params import IsoDate
 from tasks.aggregation import aggregate_chunk, check_databases, load_engines
 
 MAX_CONCURRENCY = 32
@@ -49,10 +51,10 @@ def _outcome(window: Window, future: PrefectFuture) -> tuple[dict[str, Any], lis
 
 @flow(name="hourly-backfill")
 def hourly_backfill(
-    start_date: date,
-    end_date: date,
-    chunk_hours: int = 24,
-    max_concurrency: int = 4,
+    start_date: IsoDate,
+    end_date: IsoDate,
+    chunk_hours: Annotated[int, Field(ge=1, le=24 * 366)] = 24,
+    max_concurrency: Annotated[int, Field(ge=1, le=32)] = 4,
     source_db: str = "shopfloor-source-db",
     target_db: str = "shopfloor-warehouse-db",
     timezone: str = "UTC",

@@ -13,6 +13,7 @@ from shopfloor.aggregation.run import window_rows
 from shopfloor.aggregation.windows import Window, explicit_window, last_closed_hour, merge_hours
 from shopfloor.db.types import utcnow
 from shopfloor.errors import ShopfloorError
+from shopfloor.params import IsoDateTime
 from tasks.aggregation import (
     aggregate_windows,
     check_databases,
@@ -40,8 +41,8 @@ def requested_window(start: datetime | None, end: datetime | None,
 
 @flow(name="hourly-aggregation")
 def hourly_aggregation(
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: IsoDateTime | None = None,
+    end: IsoDateTime | None = None,
     source_db: str = "shopfloor-source-db",
     target_db: str = "shopfloor-warehouse-db",
     timezone: str = "UTC",
