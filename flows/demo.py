@@ -1,9 +1,11 @@
 """The embedded end-to-end run behind ``shopfloor demo``: no servers, nothing to configure."""
 
 import os
+import time
 from collections.abc import Callable
 
 from prefect import flow
+from prefect.artifacts import create_table_artifact
 
 from blocks.bootstrap import bootstrap_blocks
 from deployments.commands import init_databases
@@ -48,9 +50,15 @@ def demo_steps() -> list[tuple[str, Step]]:
 def demo() -> None:
     """Run the whole chain on embedded defaults: SQLite, local folders, ephemeral Prefect.
 
-    Prints what every step did.
+    Prints what every step did and ends with a table artifact of the steps' durations.
     """
+    summary = []
     for title, step in demo_steps():
         print(f"== {title}", flush=True)
-        for line in step():
+        started = time.perf_counter()
+        lines = step()
+        for line in lines:
             print(line, flush=True)
+        summary.append({"step": title, "seconds": round(time.perf_counter() - started, 2),
+                        "lines printed": len(lines)})
+    create_table_artifact(summary, key="demo", description="The embedded demo's steps")
