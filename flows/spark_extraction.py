@@ -5,7 +5,7 @@ and does not undo the finished ones.
 """
 
 import time
-from datetime import date
+from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -20,7 +20,13 @@ from blocks.resolve import connector_url, load_block, load_engine, load_storage
 from shopfloor.db.engine import check_connection
 from shopfloor.db.schema import get_tables
 from shopfloor.errors import ShopfloorError
-from shopfloor.historian.plan import ExtractionPlan, MonthSlice, check_parameters
+from shopfloor.historian.plan import (
+    ExtractionPlan,
+    MonthSlice,
+    check_parameters,
+    resolve_window,
+)
+from shopfloor.params import IsoDate
 from shopfloor.settings import db_schema
 from shopfloor.spark.extract import ExtractionJob, MonthResult
 from shopfloor.spark.jdbc import jdbc_source
@@ -65,8 +71,8 @@ def _extract_month(spark, engine: Engine, job: ExtractionJob, month: MonthSlice)
 
 @flow(name="spark-sensor-extraction")
 def spark_sensor_extraction(
-    start: date,
-    end: date,
+    start: IsoDate | None = None,
+    end: IsoDate | None = None,
     tag_patterns: list[str] = ["%"],  # noqa: B006 - Prefect needs JSON defaults; never mutated
     historian_db: str = "shopfloor-historian-db",
     lake: str = "shopfloor-lake",
@@ -85,7 +91,7 @@ def spark_sensor_extraction(
     A rerun replaces exactly the window's partitions of the matching tags.
 
     Args:
-        start: first day to extract (UTC).
+        start: first day to extract (UTC); leave start and end empty for yesterday.
         end: last day to extract, included (UTC).
         tag_patterns: SQL LIKE patterns on sqlth_te.tagpath (% any, _ one character).
         historian_db: SqlAlchemyConnector block of the historian database.
@@ -98,6 +104,7 @@ def spark_sensor_extraction(
         max_records_per_file: cap on rows per Parquet file.
         num_partitions: parallel JDBC range reads on t_stamp per month.
     """
+    start, end = resolve_window(start, end, datetime.now(UTC).date())
     plan = check_parameters(
         start, end, tag_patterns=tag_patterns, output_prefix=output_prefix,
         table_pattern=table_pattern, good_quality=good_quality, spark_master=spark_master,

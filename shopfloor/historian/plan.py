@@ -93,6 +93,20 @@ def table_name(pattern: str, year: int, month: int) -> str:
     return check_identifier(name, "historian table")
 
 
+def resolve_window(start: date | None, end: date | None, today: date) -> tuple[date, date]:
+    """The window to extract: ``start``/``end`` when given, else yesterday (one day).
+
+    A scheduled run (prefect.yaml's daily 02:00 deployment) passes neither and gets the
+    day before ``today``; giving only one of them is an error.
+    """
+    if start is None and end is None:
+        yesterday = today - timedelta(days=1)
+        return yesterday, yesterday
+    if start is None or end is None:
+        raise ShopfloorError("give both start and end, or neither (yesterday)")
+    return start, end
+
+
 def check_window(start: date, end: date) -> None:
     """Reject an end before the start (the end date is included)."""
     if end < start:

@@ -135,3 +135,25 @@ def test_day_ranges_cover_the_slice_cut_at_midnights():
     assert all((lo - jan.start_ms) % 86_400_000 == 0 for lo, _ in ranges)
     (one_day,) = plan_months(date(2026, 1, 5), date(2026, 1, 5), PATTERN)
     assert one_day.day_ranges(8) == [(one_day.start_ms, one_day.end_ms)]
+
+
+def test_no_window_means_yesterday_for_the_daily_schedule():
+    from datetime import date
+
+    from shopfloor.historian.plan import resolve_window
+
+    assert resolve_window(None, None, date(2026, 3, 1)) == (date(2026, 2, 28), date(2026, 2, 28))
+    assert resolve_window(date(2026, 1, 1), date(2026, 1, 31), date(2026, 3, 1)) == (
+        date(2026, 1, 1), date(2026, 1, 31))
+
+
+def test_half_a_window_is_rejected():
+    from datetime import date
+
+    import pytest
+
+    from shopfloor.errors import ShopfloorError
+    from shopfloor.historian.plan import resolve_window
+
+    with pytest.raises(ShopfloorError, match="both start and end"):
+        resolve_window(date(2026, 1, 1), None, date(2026, 3, 1))

@@ -30,6 +30,7 @@ def nothing_may_open(monkeypatch):
     ({"spark_master": "mesos://x:5050"}, "spark_master"),
     ({"spark_conf": {"jars": "/x.jar"}}, "spark_conf"),
     ({"num_partitions": 0}, "num_partitions"),
+    ({"end": None}, "both start and end"),
 ])
 def test_bad_parameters_are_rejected_before_anything_opens(nothing_may_open, params, message):
     call = {"start": date(2026, 1, 1), "end": date(2026, 1, 2)} | params
