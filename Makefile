@@ -30,6 +30,7 @@ install-dev: $(BIN)/.installed-dev
 
 # The demo keeps its Prefect state (ephemeral mode, no server) under SHOPFLOOR_HOME.
 demo: install jdbc-jars
+	mkdir -p $(SHOPFLOOR_HOME)/prefect
 	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect $(BIN)/shopfloor demo
 
 jdbc-jars:
@@ -42,6 +43,7 @@ postgres: system-deps
 	bash scripts/ensure-postgres.sh
 
 test: install-dev postgres
+	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
 	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test $(BIN)/pytest
 
 lint: install-dev
