@@ -28,6 +28,7 @@ from pymodbus.client import ModbusTcpClient
 from shopfloor.modbus.capture import CaptureStats, capture_device
 from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.planning import ReadRequest, plan_requests
+from shopfloor.modbus.simulator import free_port_run
 from shopfloor.modbus.sink import ReadingSink
 from shopfloor.modbus.tags import TagSpec, parse_register_map
 
@@ -50,23 +51,6 @@ def bench_map() -> list[TagSpec]:
     entries[0]["column"], entries[1]["column"], entries[2]["column"] = (
         "temperature", "humidity", "pcv_temperature")
     return parse_register_map(entries)
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_base(count: int) -> int:
-    """A port with ``count`` free ports from it on."""
-    for base in range(21000, 60000, 97):
-        if all(_bindable(base + i) for i in range(count)):
-            return base
-    raise SystemExit("no free run of ports")
 
 
 def _wait(port: int, sim: subprocess.Popen) -> None:
@@ -122,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     tags = bench_map()
     plan = plan_requests(tags)
-    port = _free_base(DEVICES)
+    port = free_port_run(DEVICES)
     with tempfile.TemporaryDirectory() as tmp:
         map_file = Path(tmp, "bench-map.yaml")
         map_file.write_text(yaml.safe_dump([t.model_dump() for t in tags]))

@@ -1,37 +1,20 @@
 """The demo's Modbus step: a simulator in-process, device blocks, a short capture."""
 
-import socket
-
 from blocks.modbus import ModbusDevice
 from flows.modbus_capture import modbus_capture
-from shopfloor.modbus.simulator import ModbusSimulator, build_devices, default_map
+from shopfloor.modbus.simulator import (
+    ModbusSimulator,
+    build_devices,
+    default_map,
+    free_port_run,
+)
 
 DEMO_FAULTS = {3: "nan", 4: "refuse"}  # device 3 sends NaN, device 4 is switched off
 
 
-def _free_ports(count: int) -> int:
-    """A first port with ``count`` free ports after it (retries a few base ports)."""
-    for _ in range(20):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count <= 65535 and all(_is_free(base + i) for i in range(1, count)):
-            return base
-    raise RuntimeError("no run of free local ports found")
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def modbus_demo_step(samples: int = 6, interval_seconds: float = 0.5) -> list[str]:
     """Capture from four simulated devices (one sending NaN, one refusing connections)."""
-    sims = build_devices(_free_ports(4), 4, default_map(), DEMO_FAULTS)  # type: ignore[arg-type]
+    sims = build_devices(free_port_run(4), 4, default_map(), DEMO_FAULTS)  # type: ignore[arg-type]
     names = []
     for i, sim in enumerate(sims, start=1):
         ModbusDevice(port=sim.port, loc_id=f"L{i:03d}", dstrct_code="DEMO",

@@ -15,6 +15,7 @@ one. Faults, per device:
 
 import asyncio
 import math
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -52,6 +53,26 @@ class SimulatedDevice:
     serial_port: str | None = None  # serve RTU on this serial device instead of TCP
     baudrate: int = 9600
     requests: int = field(default=0, init=False)
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_run(count: int) -> int:
+    """A first port on 127.0.0.1 with ``count`` free ports from it on (one per device)."""
+    for _ in range(20):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + count <= 65535 and all(_port_is_free(base + i) for i in range(1, count)):
+            return base
+    raise RuntimeError("no run of free local ports found")
 
 
 def default_map() -> list[TagSpec]:
