@@ -38,7 +38,7 @@ def db_init(
     schema: SchemaOption = None,
 ) -> None:
     """Create every table of DESIGN.md (idempotent). Default: all database blocks."""
-    from deployments.commands import init_databases
+    from blocks.databases import init_databases
 
     for line in init_databases(block=block, url=url, schema=schema):
         typer.echo(line)

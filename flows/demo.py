@@ -8,7 +8,7 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from blocks.bootstrap import bootstrap_blocks
-from deployments.commands import init_databases
+from blocks.databases import init_databases
 from shopfloor.settings import shopfloor_home
 
 Step = Callable[[], list[str]]

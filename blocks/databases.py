@@ -1,4 +1,4 @@
-"""What the CLI commands do, kept out of the typer wrappers so it can be tested."""
+"""Table creation in the databases the blocks point at (`shopfloor db init`, the demo)."""
 
 from collections.abc import Iterator
 
