@@ -1,15 +1,28 @@
 """Object storage behind one interface: a local folder or an S3 bucket (AWS, MinIO, moto).
 
+This module is the only place that knows a local folder from a bucket. Callers work on
+keys relative to a :class:`StorageLocation` and ask it for what they need: a URL for
+DuckDB, a filesystem path, an fsspec or pyarrow filesystem, listing (with a
+start-after), removing a tree, moving an object. The engine-specific credential
+translations (DuckDB secret, Spark s3a settings, pyarrow S3) live side by side in
+:mod:`shopfloor.storage_engines`, fed by the same location.
+
 Blocks (``S3Bucket``, ``LocalFileSystem``) are turned into a :class:`StorageLocation` by
 ``blocks.resolve.load_storage``; everything below works on plain values, so the domain
 stays free of prefect.
 """
 
-from collections.abc import Iterator
+import os
+import shutil
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
+
+from shopfloor.errors import ShopfloorError
+
+S3_SCHEME = "s3://"
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,12 @@ class StorageLocation:
     prefix: str = ""
     credentials: S3Credentials | None = None
 
+    # -- addresses ---------------------------------------------------------------
+    @property
+    def is_remote(self) -> bool:
+        """True for object storage (no folders, no atomic rename, needs credentials)."""
+        return self.kind != "local"
+
     def _full_key(self, key: str) -> str:
         parts = [p.strip("/") for p in (self.prefix, key) if p and p.strip("/")]
         return "/".join(parts)
@@ -57,15 +76,33 @@ class StorageLocation:
     def url(self, key: str = "") -> str:
         """An address DuckDB, pyarrow and fsspec understand: a path or ``s3://bucket/key``."""
         full = self._full_key(key)
-        if self.kind == "local":
+        if not self.is_remote:
             return str(Path(self.root, full)) if full else str(Path(self.root))
-        return f"s3://{self.root}/{full}" if full else f"s3://{self.root}"
+        return f"{S3_SCHEME}{self.root}/{full}" if full else f"{S3_SCHEME}{self.root}"
 
+    def path(self, key: str = "") -> str:
+        """The filesystem path of ``key`` for fsspec and pyarrow: a local path, or
+        ``bucket/key`` (no scheme) on S3."""
+        return self.url(key).removeprefix(S3_SCHEME)
+
+    def hadoop_url(self, key: str = "") -> str:
+        """The address Hadoop/Spark's own writer takes: a local path or ``s3a://bucket/key``."""
+        return f"s3a://{self.path(key)}" if self.is_remote else self.url(key)
+
+    def key_of(self, url_or_path: str) -> str:
+        """The key (relative to this location) of a URL or path inside it."""
+        for base in (self.url(""), self.path("")):
+            base = base.rstrip("/") + "/"
+            if url_or_path.startswith(base):
+                return url_or_path[len(base):]
+        raise ValueError(f"{url_or_path!r} is not inside {self.url('')!r}")
+
+    # -- filesystems -------------------------------------------------------------
     def filesystem(self) -> Any:
         """An fsspec filesystem for this location (local, or s3fs with the credentials)."""
         import fsspec
 
-        if self.kind == "local":
+        if not self.is_remote:
             return fsspec.filesystem("file", auto_mkdir=True)
         c = self.credentials or S3Credentials()
         client_kwargs: dict[str, Any] = {}
@@ -78,44 +115,109 @@ class StorageLocation:
             client_kwargs=client_kwargs, use_listings_cache=False,
         )
 
-    def _fs_path(self, key: str = "") -> str:
-        url = self.url(key)
-        return url[len("s3://"):] if url.startswith("s3://") else url
+    def arrow_filesystem(self) -> Any:
+        """A pyarrow filesystem for this location (it pickles: usable on Spark executors)."""
+        from shopfloor.storage_engines import arrow_filesystem
 
-    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object under ``prefix`` (keys relative to the location), paging as needed."""
+        return arrow_filesystem(self)
+
+    # -- reading -------------------------------------------------------------------
+    def list_objects(self, prefix: str = "", start_after: str | None = None
+                     ) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix`` in key order, paging as needed.
+
+        Keys are relative to the location. With ``start_after``, only keys that sort
+        after it are returned (S3's ``StartAfter``: a listing resumes where the last
+        one stopped instead of walking the whole history again).
+        """
+        if not self.is_remote and not Path(self.path(prefix)).exists():
+            return
+        if self.is_remote:
+            yield from self._list_s3(prefix, start_after)
+            return
         fs = self.filesystem()
-        base = self._fs_path().rstrip("/")
-        path = self._fs_path(prefix)
-        if self.kind == "local" and not Path(path).exists():
-            return
-        try:
-            found = fs.find(path, detail=True)
-        except FileNotFoundError:
-            return
+        base = self.path().rstrip("/")
+        found = fs.find(self.path(prefix), detail=True)
         for name, info in sorted(found.items()):
             if info.get("type") == "directory":
                 continue
             rel = name[len(base):].lstrip("/") if name.startswith(base) else name
-            yield ObjectInfo(rel, int(info.get("size") or 0))
+            if start_after is None or rel > start_after:
+                yield ObjectInfo(rel, int(info.get("size") or 0))
+
+    def _list_s3(self, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:
+        from shopfloor.storage_engines import boto3_client
+
+        base = self._full_key("")
+        full_prefix = self._full_key(prefix)
+        # A folder-like prefix ("a") must not match "ab/..."; S3 prefixes are plain strings.
+        kwargs: dict[str, Any] = {"Bucket": self.root,
+                                  "Prefix": full_prefix + "/" if full_prefix else ""}
+        if start_after is not None:
+            kwargs["StartAfter"] = self._full_key(start_after)
+        client = boto3_client(self)
+        try:
+            for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
+                for obj in page.get("Contents", []):
+                    key = obj["Key"]
+                    rel = key[len(base):].lstrip("/") if base else key
+                    if rel and not key.endswith("/"):
+                        yield ObjectInfo(rel, int(obj.get("Size") or 0))
+        except client.exceptions.NoSuchBucket:
+            raise ShopfloorError(f"bucket {self.root!r} does not exist") from None
 
     def read_bytes(self, key: str) -> bytes:
-        return self.filesystem().cat_file(self._fs_path(key))
-
-    def write_bytes(self, key: str, data: bytes) -> None:
-        fs = self.filesystem()
-        path = self._fs_path(key)
-        if self.kind == "local":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fs.pipe_file(path, data)
+        return self.filesystem().cat_file(self.path(key))
 
     def exists(self, key: str) -> bool:
-        return bool(self.filesystem().exists(self._fs_path(key)))
+        return bool(self.filesystem().exists(self.path(key)))
+
+    def size(self, key: str) -> int:
+        """Bytes of the object ``key``."""
+        return int(self.filesystem().size(self.path(key)))
+
+    # -- writing -----------------------------------------------------------------
+    def make_parent(self, key: str) -> None:
+        """Create the folder that will hold ``key`` (local only: S3 has no folders)."""
+        if not self.is_remote:
+            Path(self.path(key)).parent.mkdir(parents=True, exist_ok=True)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.make_parent(key)
+        self.filesystem().pipe_file(self.path(key), data)
+
+    def move(self, src_key: str, dst_key: str) -> None:
+        """Move one object. Atomic on a local folder (``os.replace``); on S3 a copy then a
+        delete, so a reader may briefly see both: callers publish through a manifest."""
+        if not self.is_remote:
+            self.make_parent(dst_key)
+            os.replace(self.path(src_key), self.path(dst_key))
+            return
+        self.filesystem().mv(self.path(src_key), self.path(dst_key))
+
+    def delete(self, keys: Iterable[str]) -> int:
+        """Delete these objects (missing ones are ignored); returns how many were asked."""
+        paths = [self.path(k) for k in keys]
+        if not paths:
+            return 0
+        fs = self.filesystem()
+        present = paths if self.is_remote else [p for p in paths if os.path.exists(p)]
+        if present:
+            fs.rm(present)
+        return len(paths)
+
+    def remove_tree(self, prefix: str) -> int:
+        """Delete everything under ``prefix`` (a folder and its sub-folders, or every
+        object whose key starts with ``prefix/``); returns objects deleted."""
+        if not self.is_remote:
+            root = Path(self.path(prefix))
+            if not root.exists():
+                return 0
+            count = sum(1 for p in root.rglob("*") if p.is_file())
+            shutil.rmtree(root, ignore_errors=True)
+            return count
+        return self.delete_prefix(prefix)
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under ``prefix``; returns how many were deleted."""
-        keys = [o.key for o in self.list_objects(prefix)]
-        if keys:
-            fs = self.filesystem()
-            fs.rm([self._fs_path(k) for k in keys])
-        return len(keys)
+        return self.delete([o.key for o in self.list_objects(prefix)])
