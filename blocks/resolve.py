@@ -91,3 +91,13 @@ def storage_from_block(block: Block) -> StorageLocation:
 def load_storage(name: str) -> StorageLocation:
     """The storage location of the ``S3Bucket`` or ``LocalFileSystem`` block ``name``."""
     return storage_from_block(load_block(name))
+
+
+def require_blocks(*names: str) -> None:
+    """Fail with one clear line if any of these blocks does not exist.
+
+    Loads each block once and connects to nothing: what a CLI command runs before it
+    starts a flow, so an unknown name is refused before a flow run exists.
+    """
+    for name in dict.fromkeys(names):
+        load_block(name)
