@@ -32,6 +32,7 @@ COPY shopfloor ./shopfloor
 COPY blocks ./blocks
 COPY tasks ./tasks
 COPY flows ./flows
+COPY demo_steps ./demo_steps
 COPY deployments ./deployments
 RUN pip install --no-deps . \
  && useradd --create-home --uid 10001 shopfloor \

@@ -1,5 +1,6 @@
 """The ``shopfloor`` command line. Errors a user can fix print as one line, exit code 1."""
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -110,6 +111,24 @@ def serve(
     prefect_serve(*runner_deployments(load_config(root), root, only=flow))
 
 
+class _UserErrorsWithoutTraceback(logging.Filter):
+    """A flow or task run that failed with a :class:`ShopfloorError` logs its message
+    without the traceback: the error is the user's to fix, and the CLI prints it as one
+    ``error:`` line anyway. A logger filter (not a handler filter) because Prefect
+    rebuilds its handlers when a run starts; it is installed by the CLI process only, so
+    deployments and plain Python calls keep the full record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ShopfloorError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _quiet_user_error_tracebacks() -> None:
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).addFilter(_UserErrorsWithoutTraceback())
+
+
 def main() -> None:
     """Console entry point: one clear line for errors a user can fix."""
     # Ephemeral mode starts a private Prefect server; on a busy 2-core machine it can
@@ -117,6 +136,7 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if os.environ.get("PREFECT_HOME"):  # Prefect creates it only if its parent exists
         Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
+    _quiet_user_error_tracebacks()
     try:
         app()
     except ShopfloorError as exc:
