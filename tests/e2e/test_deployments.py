@@ -207,3 +207,64 @@ def test_invalid_parameter_is_refused_before_the_run(env, deployed):
     bad = [(r["name"], r["state_name"], r["parameters"]) for r in runs
            if r["parameters"].get("start") == "not-a-date"]
     assert not bad, (res.stdout, res.stderr, bad)
+
+
+# One bad value per typed limit of every deployed flow: the server must refuse each before
+# a run exists, and the parameter's schema (what the UI form shows) must carry the limit.
+REFUSED = [
+    ("modbus-capture/every-minute", "samples", 0, "minimum"),
+    ("modbus-capture/every-minute", "interval_seconds", -1, "minimum"),
+    ("hourly-aggregation/hourly", "timezone", "Mars/Olympus_Mons", "enum"),
+    ("hourly-aggregation/hourly", "end", "yesterday", "pattern"),
+    ("hourly-backfill/on-demand", "chunk_hours", 0, "minimum"),
+    ("hourly-backfill/on-demand", "max_concurrency", 99, "maximum"),
+    ("hourly-backfill/on-demand", "timezone", "Europe/Atlantis", "enum"),
+    ("register-s3-keys/every-15-minutes", "distrik", "no spaces!", "pattern"),
+    ("register-s3-keys/every-15-minutes", "prefix", "../outside", "pattern"),
+    ("s3-compaction/hourly-brcb", "key_limit_per_run", 0, "minimum"),
+    ("s3-compaction/hourly-brcb", "ram_limit", "lots", "pattern"),
+    ("s3-compaction/hourly-brcb", "tz_offset_hours", 99, "maximum"),
+    ("s3-compaction/hourly-brcb", "claim_ttl_minutes", -1, "minimum"),
+    ("s3-compaction/hourly-brcb", "target_prefix", "../outside", "pattern"),
+    ("spark-sensor-extraction/daily", "max_records_per_file", 0, "minimum"),
+    ("spark-sensor-extraction/daily", "num_partitions", 0, "minimum"),
+    ("spark-sensor-extraction/daily", "spark_master", "nowhere", "pattern"),
+    ("spark-sensor-extraction/daily", "output_prefix", "../outside", "pattern"),
+]
+
+
+def _keywords(schema: dict, definitions: dict) -> set[str]:
+    """Every validation keyword in a parameter's schema, following $ref and anyOf/allOf."""
+    found: set[str] = set()
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        found |= set(node) & {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                              "pattern", "enum", "maxItems", "minItems"}
+        if "$ref" in node:
+            stack.append(definitions.get(node["$ref"].rsplit("/", 1)[-1], {}))
+        for key in ("anyOf", "allOf", "oneOf"):
+            stack.extend(node.get(key, []))
+        if isinstance(node.get("items"), dict):
+            stack.append(node["items"])
+    return found
+
+
+@pytest.mark.parametrize(("deployment", "param", "value", "keyword"), REFUSED,
+                         ids=[f"{d.split('/')[0]}-{p}" for d, p, _, _ in REFUSED])
+def test_typed_limits_are_refused_by_the_server(env, deployed, deployment, param, value,
+                                                keyword):
+    flow_name, name = deployment.split("/")
+    dep = api(env, "GET", f"/deployments/name/{flow_name}/{name}").json()
+    schema = dep["parameter_openapi_schema"]
+    assert param in schema["properties"], sorted(schema["properties"])
+    assert keyword in _keywords(schema["properties"][param], schema.get("definitions", {}))
+    r = httpx.post(f"{env['PREFECT_API_URL']}/deployments/{dep['id']}/create_flow_run",
+                   json={"parameters": {param: value}}, timeout=30)
+    assert r.status_code == 409, r.text
+    assert param in r.text
+    runs = api(env, "POST", "/flow_runs/filter",
+               json={"deployments": {"id": {"any_": [dep["id"]]}}}).json()
+    assert not [x for x in runs if x["parameters"].get(param) == value]
