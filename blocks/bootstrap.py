@@ -26,10 +26,8 @@ from prefect.filesystems import LocalFileSystem
 from prefect_aws import AwsCredentials, S3Bucket
 from prefect_aws.client_parameters import AwsClientParameters
 from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.db.urls import display_url, parse_database_url
 from shopfloor.settings import default_sqlite_url
 
 DB_BLOCKS = {
@@ -52,11 +50,9 @@ class BootstrapResult:
 
 
 def connector_from_url(url: str) -> SqlAlchemyConnector:
-    """A ``SqlAlchemyConnector`` whose password is a secret field, not part of a URL string."""
-    try:
-        u = make_url(url)
-    except ArgumentError as exc:
-        raise ShopfloorError(f"invalid database URL: {exc}") from None
+    """A ``SqlAlchemyConnector`` whose password is a secret field, not part of a URL string
+    (nor of its query: a ``?password=`` is moved into the secret field)."""
+    u = parse_database_url(url)
     return SqlAlchemyConnector(
         connection_info=ConnectionComponents(
             driver=u.drivername,
@@ -111,10 +107,13 @@ def bootstrap_blocks(env: Mapping[str, str], home: Path) -> list[BootstrapResult
     """Create or update every default block from ``env``; safe to repeat."""
     results: list[BootstrapResult] = []
     fallback = env.get("SHOPFLOOR_DB_URL") or default_sqlite_url()
+    # Every URL is parsed and its driver loaded before anything is saved: one bad URL
+    # must not leave some blocks overwritten and others not.
+    connectors = {name: connector_from_url(env.get(var) or fallback)
+                  for name, var in DB_BLOCKS.items()}
     for name, var in DB_BLOCKS.items():
-        url = env.get(var) or fallback
-        _save(connector_from_url(url), name)
-        shown = make_url(url).render_as_string(hide_password=True)
+        _save(connectors[name], name)
+        shown = display_url(parse_database_url(env.get(var) or fallback))
         results.append(BootstrapResult(name, "SqlAlchemyConnector", shown))
     creds = _aws_credentials(env)
     _save(creds, AWS_BLOCK)

@@ -7,6 +7,7 @@ from prefect_sqlalchemy import SqlAlchemyConnector
 from blocks.bootstrap import DB_BLOCKS
 from blocks.resolve import connector_url, load_block
 from shopfloor.db.engine import check_connection, init_db, make_engine
+from shopfloor.db.urls import display_url
 from shopfloor.identifiers import check_optional_identifier
 from shopfloor.settings import db_schema
 
@@ -29,6 +30,6 @@ def init_databases(block: str | None = None, url: str | None = None,
         engine = make_engine(target_url)
         check_connection(engine, name)
         tables = init_db(engine, schema)
-        shown = engine.url.render_as_string(hide_password=True)
+        shown = display_url(engine.url)
         yield f"{name:<24} {shown}: {len(tables.metadata.sorted_tables)} tables ready"
         engine.dispose()

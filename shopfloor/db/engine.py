@@ -3,12 +3,12 @@
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateSchema
 
 from shopfloor.db.schema import Tables, get_tables
-from shopfloor.errors import ShopfloorError
+from shopfloor.db.urls import display_url, parse_database_url
+from shopfloor.errors import ShopfloorError, first_line
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -22,10 +22,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def make_engine(url: str, **kwargs) -> Engine:
     """Create an engine for ``url``; SQLite files get their folder, WAL and a busy timeout."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ShopfloorError(f"invalid database URL: {exc}") from None
+    parsed = parse_database_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
@@ -40,10 +37,12 @@ def check_connection(engine: Engine, name: str) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        reason = first_line(getattr(exc, "orig", None) or exc)
+        password = engine.url.password
+        if password:  # a driver may echo its connection string in the reason
+            reason = reason.replace(str(password), "***")
         raise ShopfloorError(
-            f"cannot connect to database {name!r} "
-            f"({engine.url.render_as_string(hide_password=True)}): {reason}"
+            f"cannot connect to database {name!r} ({display_url(engine.url)}): {reason}"
         ) from None
 
 
