@@ -12,7 +12,6 @@ import pytest
 
 from blocks.bootstrap import bootstrap_blocks
 from blocks.resolve import load_engine
-from shopfloor.errors import ShopfloorError
 
 SHOPFLOOR = str(Path(sys.executable).with_name("shopfloor"))
 PLANTED = "planted-pw-7f3a9"
@@ -106,10 +105,3 @@ def test_query_password_goes_to_the_secret_field_and_stays_out_of_logs_and_event
     assert PLANTED not in json.dumps(events)
     assert PLANTED not in str(state)
     assert Block.load("sqlalchemy-connector/shopfloor-warehouse-db")  # still loads
-
-
-def test_two_different_passwords_are_refused():
-    from shopfloor.db.urls import parse_database_url
-
-    with pytest.raises(ShopfloorError, match="two different passwords"):
-        parse_database_url("postgresql://u:one@h/db?password=two")
