@@ -21,7 +21,7 @@ def test_the_same_password_twice_is_accepted_and_two_different_are_refused():
 @pytest.mark.parametrize(("url", "message"), [
     ("postgresql://u:x@h:abc/db", "invalid database URL: the port must be a number"),
     ("not a url", "invalid database URL: expected driver://"),
-    ("postgresql+nosuchdriver://u@h/db", "unknown database driver 'postgresql+nosuchdriver'"),
+    ("postgresql+nosuchdriver://u@h/db", r"unknown database driver 'postgresql\+nosuchdriver'"),
     ("postgresql://u@h/db?sslpassword=x", r"secret in its query string \(sslpassword\)"),
 ])
 def test_bad_urls_are_one_clear_line_without_the_url(url, message):
