@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from shopfloor.aggregation.alerts import breaches_markdown
 from shopfloor.aggregation.hours import resolve_timezone
-from shopfloor.aggregation.run import window_rows
+from shopfloor.aggregation.transfer import window_rows
 from shopfloor.aggregation.windows import Window, explicit_window, last_closed_hour, merge_hours
 from shopfloor.db.types import utcnow
 from shopfloor.errors import ShopfloorError

@@ -22,7 +22,7 @@ from shopfloor.aggregation.locations import (
     read_source_locations,
     validate_locations,
 )
-from shopfloor.aggregation.run import (
+from shopfloor.aggregation.transfer import (
     LATE_OVERLAP,
     LatePlan,
     WindowResult,

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shopfloor.aggregation.hours import offset_segments
-from shopfloor.aggregation.run import (
+from shopfloor.aggregation.transfer import (
     VALUE_COLUMNS,
     ValidationError,
     WriteStats,
