@@ -1,9 +1,20 @@
-"""``shopfloor hourly ...``: run the aggregation, backfill and master sync flows by hand."""
+"""``shopfloor hourly ...``: run the aggregation, backfill and master sync flows by hand.
+
+Every command refuses bad parameters and unknown blocks with one ``error: ...`` line
+before a flow run exists: the flow's own ``check_parameters``, the flow's parameter
+types (the limits the Prefect server enforces on a deployment run), then
+``require_blocks``.
+"""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, get_type_hints
 
 import typer
+from prefect import Flow
+from pydantic import TypeAdapter, ValidationError
+
+from blocks.resolve import require_blocks
+from shopfloor.errors import ShopfloorError
 
 hourly_app = typer.Typer(no_args_is_help=True,
                          help="Hourly aggregation, backfill and master data sync.")
@@ -19,6 +30,28 @@ def _echo(summary: dict) -> None:
             typer.echo(f"{key:<14} {value}")
 
 
+def check_types(flow: Flow, **params: Any) -> None:
+    """Check values against the types of ``flow``'s parameters, as the server would.
+
+    The limits live in the flow signature only; this applies them to a CLI call, with
+    one line naming the parameter instead of Prefect's multi-line validation report.
+
+    Raises:
+        ShopfloorError: ``<name>: <what is wrong>`` for the first bad value.
+    """
+    hints = get_type_hints(flow.fn, include_extras=True)
+    for name, value in params.items():
+        try:
+            TypeAdapter(hints[name]).validate_python(value)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            # An enum's message lists every allowed value (hundreds of zones): name the
+            # bad value instead.
+            reason = (f"{value!r} is not an allowed value" if error["type"] == "literal_error"
+                      else error["msg"])
+            raise ShopfloorError(f"{name}: {reason}") from None
+
+
 @hourly_app.command("aggregate")
 def aggregate(
     start: Annotated[datetime | None, typer.Option(help="Window start (local to --timezone).")]
@@ -31,11 +64,14 @@ def aggregate(
     = True,
 ) -> None:
     """Aggregate a window, or (no --start/--end) the last closed hour plus late data."""
-    from flows.hourly_aggregation import hourly_aggregation, requested_window
+    from flows.hourly_aggregation import check_parameters, hourly_aggregation
 
-    requested_window(start, end, timezone)  # bad values: one line, no flow-run traceback
-    _echo(hourly_aggregation(start=start, end=end, source_db=source_db, target_db=target_db,
-                             timezone=timezone, late_data=late_data))
+    params = {"start": start, "end": end, "source_db": source_db, "target_db": target_db,
+              "timezone": timezone, "late_data": late_data}
+    check_parameters(start, end, timezone)
+    check_types(hourly_aggregation, **params)
+    require_blocks(source_db, target_db)
+    _echo(hourly_aggregation(**params))
 
 
 @hourly_app.command("backfill")
@@ -49,13 +85,15 @@ def backfill(
     timezone: ZoneOption = "UTC",
 ) -> None:
     """Re-aggregate whole local days START_DATE..END_DATE (both included)."""
-    from flows.backfill import hourly_backfill, plan_chunks
+    from flows.backfill import check_parameters, hourly_backfill
 
-    first, last = start_date.date(), end_date.date()
-    plan_chunks(first, last, chunk_hours, max_concurrency, timezone)  # bad values: one line
-    _echo(hourly_backfill(start_date=first, end_date=last, chunk_hours=chunk_hours,
-                          max_concurrency=max_concurrency, source_db=source_db,
-                          target_db=target_db, timezone=timezone))
+    params = {"start_date": start_date.date(), "end_date": end_date.date(),
+              "chunk_hours": chunk_hours, "max_concurrency": max_concurrency,
+              "source_db": source_db, "target_db": target_db, "timezone": timezone}
+    check_parameters(params["start_date"], params["end_date"], timezone)
+    check_types(hourly_backfill, **params)
+    require_blocks(source_db, target_db)
+    _echo(hourly_backfill(**params))
 
 
 @hourly_app.command("sync-locations")
@@ -66,4 +104,5 @@ def sync_locations(
     """Upsert locations and thresholds from source to target (master-data-sync)."""
     from flows.master_sync import master_data_sync
 
+    require_blocks(source_db, target_db)
     _echo(master_data_sync(source_db=source_db, target_db=target_db))

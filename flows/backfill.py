@@ -4,6 +4,7 @@ import time
 from collections import deque
 from datetime import date
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -18,21 +19,29 @@ from pydantic import Field
 from shopfloor.aggregation.alerts import Breach, breaches_markdown
 from shopfloor.aggregation.hours import resolve_timezone
 from shopfloor.aggregation.windows import Window, chunks, date_range_window
-from shopfloor.errors import ShopfloorError
-from shopfloor.params import IsoDate
-from tasks.aggregation import aggregate_chunk, check_databases, load_engines
-
-MAX_CONCURRENCY = 32
+from shopfloor.errors import ShopfloorError, first_line
+from shopfloor.params import IsoDate, TimeZone
+from tasks.aggregation import aggregate_chunk, check_databases
 
 
-def plan_chunks(start_date: date, end_date: date, chunk_hours: int, max_concurrency: int,
-                timezone: str) -> list[Window]:
-    """The chunks of the range; bad parameters raise before anything connects."""
-    if not 1 <= max_concurrency <= MAX_CONCURRENCY:
-        raise ShopfloorError(
-            f"max_concurrency must be between 1 and {MAX_CONCURRENCY}, got {max_concurrency}")
-    return chunks(date_range_window(start_date, end_date, resolve_timezone(timezone)),
-                  chunk_hours)
+def check_parameters(start_date: date, end_date: date, timezone: str) -> ZoneInfo:
+    """Refuse what the parameter schema cannot say, before anything connects.
+
+    ``end_date`` not before ``start_date`` (the rule of
+    :func:`~shopfloor.aggregation.windows.date_range_window`), and a zone that exists
+    (the schema's enum guards a deployment run; this guards the CLI and plain callers).
+    ``chunk_hours`` and ``max_concurrency`` are limited by their types in the flow
+    signature. Called by the flow and by ``shopfloor hourly backfill``.
+
+    Returns:
+        The resolved zone, so a run resolves it once.
+
+    Raises:
+        ShopfloorError: with one line saying what to change.
+    """
+    tz = resolve_timezone(timezone)
+    date_range_window(start_date, end_date, tz)
+    return tz
 
 
 def _outcome(window: Window, future: PrefectFuture) -> tuple[dict[str, Any], list[Breach]]:
@@ -41,7 +50,7 @@ def _outcome(window: Window, future: PrefectFuture) -> tuple[dict[str, Any], lis
                            "upserted": 0, "unchanged": 0, "raw_rows": 0, "error": ""}
     if not future.state.is_completed():
         exc = future.result(raise_on_failure=False)
-        row.update(status="FAILED", error=str(exc).splitlines()[0][:300] if exc else "failed")
+        row.update(status="FAILED", error=first_line(exc, 300) if exc else "failed")
         return row, []
     stats, breaches = future.result()
     row.update(groups=stats.groups, upserted=stats.upserted, unchanged=stats.unchanged,
@@ -57,7 +66,7 @@ def hourly_backfill(
     max_concurrency: Annotated[int, Field(ge=1, le=32)] = 4,
     source_db: str = "shopfloor-source-db",
     target_db: str = "shopfloor-warehouse-db",
-    timezone: str = "UTC",
+    timezone: TimeZone = "UTC",
 ) -> dict[str, Any]:
     """Re-aggregate whole local days into ``temperature_hourly``, chunk by chunk.
 
@@ -77,9 +86,9 @@ def hourly_backfill(
         timezone: IANA time zone of the days and hour buckets.
     """
     started, logger = time.perf_counter(), get_run_logger()
-    parts = plan_chunks(start_date, end_date, chunk_hours, max_concurrency, timezone)
-    load_engines(source_db, target_db)
-    check_databases(source_db, target_db)
+    tz = check_parameters(start_date, end_date, timezone)
+    parts = chunks(date_range_window(start_date, end_date, tz), chunk_hours)
+    check_databases(source_db, target_db)  # unknown blocks fail here, then unreachable ones
     logger.info("%d chunks of up to %d hours, %d at a time", len(parts), chunk_hours,
                 max_concurrency)
     progress = create_progress_artifact(0.0, key="hourly-backfill-progress",

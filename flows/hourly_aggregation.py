@@ -3,23 +3,22 @@
 import time
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from shopfloor.aggregation.alerts import breaches_markdown
 from shopfloor.aggregation.hours import resolve_timezone
-from shopfloor.aggregation.run import window_rows
-from shopfloor.aggregation.windows import Window, explicit_window, last_closed_hour, merge_hours
+from shopfloor.aggregation.transfer import window_rows
+from shopfloor.aggregation.windows import plan_windows
 from shopfloor.db.types import utcnow
-from shopfloor.errors import ShopfloorError
-from shopfloor.params import IsoDateTime
+from shopfloor.params import IsoDateTime, TimeZone
 from tasks.aggregation import (
     aggregate_windows,
     check_databases,
     emit_threshold_alerts,
     find_threshold_breaches,
-    load_engines,
     plan_late_data,
     write_hourly,
 )
@@ -30,13 +29,23 @@ def watermark_name(source_db: str) -> str:
     return f"hourly-aggregation:{source_db}"
 
 
-def requested_window(start: datetime | None, end: datetime | None,
-                     timezone: str) -> Window | None:
-    """The explicit window, or None for an incremental run; bad values raise."""
+def check_parameters(start: datetime | None, end: datetime | None, timezone: str) -> ZoneInfo:
+    """Refuse what the parameter schema cannot say, before anything connects.
+
+    Both ``start`` and ``end`` or neither, ``end`` after ``start`` (the rules of
+    :func:`~shopfloor.aggregation.windows.plan_windows`), and a zone that exists (the
+    schema's enum guards a deployment run; this guards the CLI and plain callers).
+    Called by the flow and by ``shopfloor hourly aggregate``.
+
+    Returns:
+        The resolved zone, so a run resolves it once.
+
+    Raises:
+        ShopfloorError: with one line saying what to change.
+    """
     tz = resolve_timezone(timezone)
-    if (start is None) != (end is None):
-        raise ShopfloorError("give both start and end, or neither (incremental run)")
-    return explicit_window(start, end, tz) if start is not None else None
+    plan_windows(start, end, tz, utcnow())
+    return tz
 
 
 @flow(name="hourly-aggregation")
@@ -45,7 +54,7 @@ def hourly_aggregation(
     end: IsoDateTime | None = None,
     source_db: str = "shopfloor-source-db",
     target_db: str = "shopfloor-warehouse-db",
-    timezone: str = "UTC",
+    timezone: TimeZone = "UTC",
     late_data: bool = True,
 ) -> dict[str, Any]:
     """Aggregate raw temperature readings into hourly max/avg rows per location.
@@ -70,21 +79,15 @@ def hourly_aggregation(
     """
     started = time.perf_counter()
     logger = get_run_logger()
-    explicit = requested_window(start, end, timezone)
-    load_engines(source_db, target_db)  # unknown blocks fail here, before any connection
-    check_databases(source_db, target_db)
-    if explicit is not None:
-        windows, mark, new_mark, late_rows = [explicit], None, None, 0
-    else:
-        closed = last_closed_hour(utcnow(), resolve_timezone(timezone))
-        pairs: list[tuple[str | None, int]] = [(None, closed.first)]
-        mark, new_mark, late_rows = None, None, 0
-        if late_data:
-            mark = watermark_name(source_db)
-            plan = plan_late_data(source_db, target_db, timezone, mark)
-            pairs += plan.pairs
-            new_mark, late_rows = plan.new_watermark, plan.late_rows
-        windows = merge_hours(pairs)
+    tz = check_parameters(start, end, timezone)
+    check_databases(source_db, target_db)  # unknown blocks fail here, then unreachable ones
+    now = utcnow()
+    mark, new_mark, late_rows, late = None, None, 0, []
+    if start is None and late_data:
+        mark = watermark_name(source_db)
+        plan = plan_late_data(source_db, target_db, timezone, mark)
+        late, new_mark, late_rows = plan.pairs, plan.new_watermark, plan.late_rows
+    windows = plan_windows(start, end, tz, now, late)
     logger.info("aggregating %d window(s): %s", len(windows),
                 "; ".join(w.label() for w in windows[:10]))
     results = aggregate_windows(source_db, windows, timezone)

@@ -7,7 +7,7 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
-from tasks.aggregation import check_databases, load_engines, sync_locations
+from tasks.aggregation import check_databases, sync_locations
 
 
 @flow(name="master-data-sync")
@@ -26,8 +26,7 @@ def master_data_sync(
         target_db: SqlAlchemyConnector block to sync into (the warehouse).
     """
     started = time.perf_counter()
-    load_engines(source_db, target_db)  # unknown blocks fail before any connection
-    check_databases(source_db, target_db)
+    check_databases(source_db, target_db)  # unknown blocks fail here, then unreachable ones
     result = sync_locations(source_db, target_db, flow_run.get_id())
     row = {k: v for k, v in result.items() if k != "deactivated"}
     row["deactivated"] = len(result["deactivated"])

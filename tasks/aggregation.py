@@ -22,7 +22,7 @@ from shopfloor.aggregation.locations import (
     read_source_locations,
     validate_locations,
 )
-from shopfloor.aggregation.run import (
+from shopfloor.aggregation.transfer import (
     LATE_OVERLAP,
     LatePlan,
     WindowResult,
@@ -34,12 +34,11 @@ from shopfloor.aggregation.run import (
 )
 from shopfloor.aggregation.windows import Window
 from shopfloor.db.engine import check_connection
-from shopfloor.db.schema import Tables, get_tables
+from shopfloor.db.schema import configured_tables
 from shopfloor.db.types import utcnow
 from shopfloor.db.watermark import get_watermark, set_watermark
 from shopfloor.errors import ShopfloorError
 from shopfloor.quality import write_quarantine
-from shopfloor.settings import db_schema
 
 MAX_EVENTS = 1000  # one run never floods the event stream; the artifact lists them all
 
@@ -55,26 +54,28 @@ def transient(task, task_run, state) -> bool:
     return True
 
 
-def tables() -> Tables:
-    """The tables in ``$SHOPFLOOR_DB_SCHEMA`` (same schema on source and target)."""
-    return get_tables(db_schema())
-
-
 def load_engines(*block_names: str) -> list[Engine]:
-    """Engines for database blocks; an unknown block raises before anything connects."""
-    return [load_engine(name) for name in block_names]
+    """Engines for database blocks, in order; each block is loaded once, and an unknown
+    block raises before anything connects."""
+    engines = {name: load_engine(name) for name in dict.fromkeys(block_names)}
+    return [engines[name] for name in block_names]
 
 
 @task(name="check-databases")
 def check_databases(source_db: str, target_db: str) -> None:
-    """Open both databases with ``SELECT 1``; a failure names the block and the reason.
+    """Load both blocks, then open both databases with ``SELECT 1``.
+
+    The one check a flow runs before its work: an unknown block fails first (one
+    :class:`ShopfloorError` naming it, nothing connected), then a database that does
+    not answer is named with its reason. Each block is loaded once, also when
+    ``source_db`` and ``target_db`` are the same.
 
     Args:
         source_db: SqlAlchemyConnector block of the raw readings.
         target_db: SqlAlchemyConnector block of the hourly table.
     """
-    engines = load_engines(source_db, target_db)
-    for name, engine in zip((source_db, target_db), engines, strict=True):
+    names = tuple(dict.fromkeys((source_db, target_db)))
+    for name, engine in zip(names, load_engines(*names), strict=True):
         check_connection(engine, name)
     get_run_logger().info("databases %r and %r answer", source_db, target_db)
 
@@ -90,12 +91,12 @@ def plan_late_data(source_db: str, target_db: str, timezone: str,
         timezone: IANA zone of the hour buckets.
         watermark_name: the watermark to read.
     """
-    source, target = load_engines(source_db, target_db)
+    (source, target), tables = load_engines(source_db, target_db), configured_tables()
     with target.connect() as conn:
-        stored = get_watermark(conn, tables(), watermark_name)
+        stored = get_watermark(conn, tables, watermark_name)
     since = datetime.fromisoformat(stored) if stored else None
     with source_snapshot(source) as conn:
-        plan = plan_late(conn, tables(), resolve_timezone(timezone), since)
+        plan = plan_late(conn, tables, resolve_timezone(timezone), since)
     get_run_logger().info(
         "%d rows ingested since %s (watermark %s minus %s) touch %d (location, hour) pairs",
         plan.late_rows, since - LATE_OVERLAP if since else "the beginning", stored or "unset",
@@ -112,12 +113,12 @@ def aggregate_windows(source_db: str, windows: list[Window], timezone: str) -> l
         windows: the local-hour windows to aggregate.
         timezone: IANA zone of the hour buckets.
     """
-    (source,) = load_engines(source_db)
+    (source,), tables = load_engines(source_db), configured_tables()
     tz, logger = resolve_timezone(timezone), get_run_logger()
     results = []
     with source_snapshot(source) as conn:
         for window in windows:
-            results.append(aggregate_window(conn, tables(), window, tz))
+            results.append(aggregate_window(conn, tables, window, tz))
             logger.info("window %s: %d raw rows in %d hourly groups", window.label(),
                         results[-1].raw_count, len(results[-1].rows))
     return results
@@ -134,13 +135,13 @@ def write_hourly(target_db: str, results: list[WindowResult], watermark_name: st
         watermark_name: watermark to move (None: leave watermarks alone).
         watermark: its new value.
     """
-    (target,) = load_engines(target_db)
+    (target,), tables = load_engines(target_db), configured_tables()
     stats, now = WriteStats(), utcnow()
     with target.begin() as conn:
         for result in results:
-            write_window(conn, tables(), result, now, stats)
+            write_window(conn, tables, result, now, stats)
         if watermark_name and watermark is not None:
-            set_watermark(conn, tables(), watermark_name, watermark.isoformat())
+            set_watermark(conn, tables, watermark_name, watermark.isoformat())
     get_run_logger().info("%d groups (%d raw rows): %d upserted, %d unchanged", stats.groups,
                           stats.raw_rows, stats.upserted, stats.unchanged)
     return stats
@@ -160,11 +161,11 @@ def aggregate_chunk(source_db: str, target_db: str, window: Window,
         window: the chunk's local hours.
         timezone: IANA zone of the hour buckets.
     """
-    source, target = load_engines(source_db, target_db)
-    stats, rows = aggregate_and_write(source, target, tables(), window,
+    (source, target), tables = load_engines(source_db, target_db), configured_tables()
+    stats, rows = aggregate_and_write(source, target, tables, window,
                                       resolve_timezone(timezone), utcnow())
     with target.connect() as conn:
-        limits = load_thresholds(conn, tables(), {r["loc_id"] for r in rows})
+        limits = load_thresholds(conn, tables, {r["loc_id"] for r in rows})
     breaches = find_breaches(rows, limits)
     get_run_logger().info("chunk %s: %d groups, %d upserted, %d unchanged, %d breaches",
                           window.label(), stats.groups, stats.upserted, stats.unchanged,
@@ -184,7 +185,7 @@ def find_threshold_breaches(target_db: str, rows: list[dict[str, Any]]) -> list[
         return []
     (target,) = load_engines(target_db)
     with target.connect() as conn:
-        limits = load_thresholds(conn, tables(), {r["loc_id"] for r in rows})
+        limits = load_thresholds(conn, configured_tables(), {r["loc_id"] for r in rows})
     return find_breaches(rows, limits)
 
 
@@ -216,14 +217,14 @@ def sync_locations(source_db: str, target_db: str, run_id: str | None) -> dict[s
         target_db: block to sync into.
         run_id: flow run id for quarantine rows.
     """
-    source, target = load_engines(source_db, target_db)
+    (source, target), tables = load_engines(source_db, target_db), configured_tables()
     with source.connect() as conn:
-        df = read_source_locations(conn, tables())
+        df = read_source_locations(conn, tables)
     result = validate_locations(df)
     with target.begin() as conn:
-        upserted, unchanged, gone = apply_locations(conn, tables(), result.valid,
+        upserted, unchanged, gone = apply_locations(conn, tables, result.valid,
                                                     set(df["loc_id"].dropna()), utcnow())
-        quarantined = write_quarantine(conn, tables(), result.quarantined,
+        quarantined = write_quarantine(conn, tables, result.quarantined,
                                        "master-data-sync", run_id)
     logger = get_run_logger()
     logger.info("%d source locations: %d upserted, %d unchanged, %d deactivated, "

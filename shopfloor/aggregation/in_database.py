@@ -33,19 +33,19 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shopfloor.aggregation.hours import offset_segments
-from shopfloor.aggregation.run import (
+from shopfloor.aggregation.statements import (
+    HOURLY_KEY,
     VALUE_COLUMNS,
+    hourly_in_window_select,
+    labelled_select,
+    raw_count_select,
+)
+from shopfloor.aggregation.transfer import (
     ValidationError,
     WriteStats,
     aggregate_window,
     source_snapshot,
     write_window,
-)
-from shopfloor.aggregation.statements import (
-    HOURLY_KEY,
-    hourly_in_window_select,
-    labelled_select,
-    raw_count_select,
 )
 from shopfloor.aggregation.windows import Window
 from shopfloor.db.schema import Tables

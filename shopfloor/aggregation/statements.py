@@ -32,6 +32,8 @@ from shopfloor.db.schema import Tables
 
 MEASURES = ("temperature", "humidity", "pcv_temperature")
 HOURLY_KEY = ("loc_id", "ymd", "hh")
+# The value columns of ``temperature_hourly``, in table order: max and avg per measure.
+VALUE_COLUMNS = tuple(f"{m}_{a}" for m in MEASURES for a in ("max", "avg"))
 
 
 class local_hour_index(FunctionElement):  # noqa: N801 (SQL function style)
@@ -177,8 +179,7 @@ def hourly_in_window_select(tables: Tables, window: Window) -> Select:
     )
     if window.loc_ids is not None:
         cond = and_(cond, h.c.loc_id.in_(list(window.loc_ids)))
-    cols = [h.c[c] for c in (*HOURLY_KEY, *(f"{m}_{a}" for m in MEASURES for a in ("max", "avg")),
-                             "sample_count")]
+    cols = [h.c[c] for c in (*HOURLY_KEY, *VALUE_COLUMNS, "sample_count")]
     return select(*cols).where(cond)
 
 
@@ -220,6 +221,6 @@ def labelled_select(tables: Tables, segments: Sequence[OffsetSegment], start: da
                     end: datetime, loc_ids: Sequence[str] | None = None) -> Select:
     """:func:`aggregate_select` with ``ymd``/``hh`` computed in SQL (one row per hourly row)."""
     g = aggregate_select(tables, segments, start, end, loc_ids).subquery("g")
-    values = [g.c[f"{m}_{a}"] for m in MEASURES for a in ("max", "avg")]
+    values = [g.c[c] for c in VALUE_COLUMNS]
     return select(g.c.loc_id, hour_ymd(g.c.hour_index).label("ymd"),
                   hour_hh(g.c.hour_index).label("hh"), *values, g.c.sample_count)

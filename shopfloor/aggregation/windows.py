@@ -1,5 +1,8 @@
 """The windows a run aggregates, as ranges of local hour indexes (see :mod:`.hours`).
 
+:func:`plan_windows` is the plan of one ``hourly_aggregation`` run; the backfill cuts a
+:func:`date_range_window` into :func:`chunks`.
+
 A window never splits a local hour, so the two 01:00 hours of a DST fall-back are
 always aggregated together, whatever the chunking.
 """
@@ -111,3 +114,24 @@ def _run_window(run: list[int], locs_by_hour: dict[int, set[str | None]]) -> Win
     if None in locs or len(locs) > MAX_LOC_FILTER:
         return Window(run[0], run[-1] + 1)
     return Window(run[0], run[-1] + 1, tuple(sorted(locs)))  # type: ignore[arg-type]
+
+
+def plan_windows(start: datetime | None, end: datetime | None, tz: ZoneInfo, now: datetime,
+                 late: Iterable[tuple[str, int]] = ()) -> list[Window]:
+    """The windows of one aggregation run.
+
+    With ``start`` and ``end``: the one explicit window (whole local hours covering
+    ``[start, end)``, naive values local to ``tz``). With neither: an incremental run,
+    the last local hour closed at ``now`` (aware) plus the ``(loc_id, hour index)``
+    pairs of ``late`` (hours that received readings since the last run), merged into one
+    window per run of consecutive hours.
+
+    Raises:
+        ShopfloorError: if only one of ``start`` and ``end`` is given, or ``end`` is not
+            after ``start``.
+    """
+    if (start is None) != (end is None):
+        raise ShopfloorError("give both start and end, or neither (incremental run)")
+    if start is not None and end is not None:
+        return [explicit_window(start, end, tz)]
+    return merge_hours([(None, last_closed_hour(now, tz).first), *late])

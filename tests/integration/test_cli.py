@@ -53,3 +53,33 @@ def test_bootstrap_then_unknown_block_in_ephemeral_mode(tmp_path):
     assert res.returncode == 1
     assert "error: block 'no-such-db' not found" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def error_lines(res: subprocess.CompletedProcess) -> list[str]:
+    """What the command printed besides Prefect's notice of its temporary server."""
+    return [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()
+            and "temporary server" not in ln and not ln.startswith("See https://docs.prefect")]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["hourly", "aggregate", "--timezone", "Mars/Base"], "error: unknown time zone 'Mars/Base'"),
+    (["hourly", "aggregate", "--start", "2024-01-02", "--end", "2024-01-01"],
+     "error: end (2024-01-01T00:00:00) must be after start"),
+    (["hourly", "backfill", "2024-01-01", "2024-01-02", "--max-concurrency", "33"],
+     "error: max_concurrency: Input should be less than or equal to 32"),
+    (["hourly", "backfill", "2024-01-01", "2024-01-02", "--timezone", "Nowhere"],
+     "error: unknown time zone 'Nowhere'"),
+])
+def test_hourly_bad_parameters_are_one_error_line(tmp_path, args, message):
+    res = run(args, tmp_path)
+    assert res.returncode == 1
+    lines = error_lines(res)
+    assert len(lines) == 1 and lines[0].startswith(message), lines
+
+
+@pytest.mark.timeout(300)
+def test_hourly_unknown_block_is_one_error_line_before_any_flow_run(tmp_path):
+    res = run(["hourly", "aggregate", "--source-db", "nope"], tmp_path)
+    assert res.returncode == 1
+    lines = error_lines(res)
+    assert len(lines) == 1 and lines[0].startswith("error: block 'nope' not found"), lines

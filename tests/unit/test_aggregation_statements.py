@@ -7,12 +7,14 @@ from sqlalchemy.dialects import mssql, mysql, postgresql, sqlite
 
 from shopfloor.aggregation.hours import offset_segments, resolve_timezone, ymd_hh
 from shopfloor.aggregation.statements import (
+    HOURLY_KEY,
+    VALUE_COLUMNS,
     aggregate_select,
     hourly_in_window_select,
     late_pairs_select,
 )
 from shopfloor.aggregation.windows import Window
-from shopfloor.db.schema import get_tables
+from shopfloor.db.schema import configured_tables, get_tables
 
 START, END = datetime(2024, 11, 2, tzinfo=UTC), datetime(2024, 11, 4, tzinfo=UTC)
 SEGMENTS = offset_segments(START, END, resolve_timezone("America/New_York"))
@@ -80,3 +82,18 @@ def test_labels_are_computed_from_the_hour_index_in_sql_for_the_in_database_path
     lite = str(compiled(stmt, "sqlite"))
     assert "to_char(TIMESTAMP '1970-01-01' + (g.hour_index) * INTERVAL '1 hour', 'HH24')" in pg
     assert "strftime('%Y%m%d', (g.hour_index) * 3600, 'unixepoch')" in lite
+
+
+def test_value_columns_are_the_hourly_tables_columns_in_order():
+    names = [c.name for c in get_tables().temperature_hourly.columns]
+    assert names[:len(HOURLY_KEY) + len(VALUE_COLUMNS)] == [*HOURLY_KEY, *VALUE_COLUMNS]
+    stmt = hourly_in_window_select(get_tables(), Window(0, 1))
+    selected = [c.name for c in stmt.selected_columns]
+    assert selected == [*HOURLY_KEY, *VALUE_COLUMNS, "sample_count"]
+
+
+def test_aggregation_tasks_use_the_schema_of_the_environment(monkeypatch):
+    monkeypatch.setenv("SHOPFLOOR_DB_SCHEMA", "flet_montrg")
+    assert configured_tables().temperature_hourly.fullname == "flet_montrg.temperature_hourly"
+    monkeypatch.delenv("SHOPFLOOR_DB_SCHEMA")
+    assert configured_tables().temperature_hourly.fullname == "temperature_hourly"

@@ -13,6 +13,7 @@ from shopfloor.aggregation.windows import (
     explicit_window,
     last_closed_hour,
     merge_hours,
+    plan_windows,
 )
 from shopfloor.errors import ShopfloorError
 
@@ -85,3 +86,29 @@ def test_an_hour_for_every_location_drops_the_location_filter():
 def test_too_many_locations_drop_the_location_filter():
     pairs = [(f"L{i}", 1) for i in range(MAX_LOC_FILTER + 1)]
     assert merge_hours(pairs) == [Window(1, 2)]
+
+
+NOW = datetime(2024, 1, 5, 15, 30, tzinfo=UTC)  # 10:30 in New York
+
+
+def test_plan_windows_with_start_and_end_is_the_explicit_window():
+    got = plan_windows(datetime(2024, 1, 5, 10, 20), datetime(2024, 1, 5, 12, 1), NY, NOW,
+                       late=[("A", 1)])
+    assert [w.label() for w in got] == ["20240105 10:00 - 20240105 13:00"]
+
+
+def test_plan_windows_incremental_merges_late_hours_with_the_last_closed_hour():
+    closed = index_of_ymd_hh("20240105", "09")
+    got = plan_windows(None, None, NY, NOW, late=[("A", closed - 1), ("B", closed - 5)])
+    assert got == [Window(closed - 5, closed - 4, ("B",)), Window(closed - 1, closed + 1)]
+    assert plan_windows(None, None, NY, NOW) == [Window(closed, closed + 1)]
+
+
+@pytest.mark.parametrize(("start", "end", "message"), [
+    (datetime(2024, 1, 5), None, "give both start and end"),
+    (None, datetime(2024, 1, 5), "give both start and end"),
+    (datetime(2024, 1, 5, 12), datetime(2024, 1, 5, 12), "must be after start"),
+])
+def test_plan_windows_refuses_half_or_backward_windows(start, end, message):
+    with pytest.raises(ShopfloorError, match=message):
+        plan_windows(start, end, NY, NOW)

@@ -25,7 +25,6 @@ def dead_db(prefect_harness) -> str:
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"start": datetime(2024, 1, 2), "end": datetime(2024, 1, 1)}, "must be after start"),
     ({"start": datetime(2024, 1, 2)}, "give both start and end"),
-    ({"timezone": "Europe/Atlantis"}, "unknown time zone 'Europe/Atlantis'"),
 ])
 def test_aggregation_rejects_bad_parameters_before_connecting(dead_db, kwargs, message):
     with pytest.raises(ShopfloorError, match=message):
@@ -34,7 +33,6 @@ def test_aggregation_rejects_bad_parameters_before_connecting(dead_db, kwargs, m
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"start_date": date(2024, 2, 1), "end_date": date(2024, 1, 1)}, "end_date"),
-    ({"timezone": "Nowhere"}, "unknown time zone"),
 ])
 def test_backfill_rejects_bad_parameters_before_connecting(dead_db, kwargs, message):
     args = {"start_date": date(2024, 1, 1), "end_date": date(2024, 1, 2), **kwargs}
@@ -47,6 +45,7 @@ def test_backfill_rejects_bad_parameters_before_connecting(dead_db, kwargs, mess
     ({"max_concurrency": 0}, "max_concurrency"),
     ({"max_concurrency": 33}, "max_concurrency"),
     ({"start_date": "2024-13-01"}, "start_date"),
+    ({"timezone": "Nowhere"}, "timezone"),
 ])
 def test_backfill_bounds_are_in_the_parameter_schema(dead_db, kwargs, field):
     # The bounds live in the flow signature, so the Prefect server refuses such a run
@@ -54,6 +53,12 @@ def test_backfill_bounds_are_in_the_parameter_schema(dead_db, kwargs, field):
     args = {"start_date": date(2024, 1, 1), "end_date": date(2024, 1, 2), **kwargs}
     with pytest.raises(ParameterTypeError, match=field):
         hourly_backfill(source_db=dead_db, target_db=dead_db, **args)
+
+
+def test_an_unknown_time_zone_is_refused_by_the_parameter_schema(dead_db):
+    # TimeZone is an enum in the flow signature: the same refusal the server gives.
+    with pytest.raises(ParameterTypeError, match="timezone"):
+        hourly_aggregation(source_db=dead_db, target_db=dead_db, timezone="Europe/Atlantis")
 
 
 def test_an_unknown_block_is_named_in_the_error(dead_db):

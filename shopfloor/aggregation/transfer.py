@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine
 from shopfloor.aggregation.hours import hour_start, local_hour_index, offset_segments, ymd_hh
 from shopfloor.aggregation.statements import (
     HOURLY_KEY,
-    MEASURES,
+    VALUE_COLUMNS,
     aggregate_select,
     hourly_in_window_select,
     late_pairs_select,
@@ -29,7 +29,6 @@ from shopfloor.db.schema import Tables
 from shopfloor.db.upsert import upsert
 from shopfloor.errors import ShopfloorError
 
-VALUE_COLUMNS = tuple(f"{m}_{a}" for m in MEASURES for a in ("max", "avg"))
 # Writers stamp ingested_at before they commit, so a row can become visible after a run
 # has already moved the watermark past its ingested_at. Looking this far behind the
 # watermark catches such rows; re-aggregating their hours again is harmless.
