@@ -19,6 +19,7 @@ from sqlalchemy import (
 
 from shopfloor.db.types import UtcDateTime
 from shopfloor.identifiers import check_identifier, check_optional_identifier
+from shopfloor.settings import db_schema
 
 S3_STATUSES = ("PENDING", "CLAIMED", "SUCCESS", "FAILED", "QUARANTINED")
 
@@ -143,6 +144,11 @@ def _build(schema: str | None) -> Tables:
 def get_tables(schema: str | None = None) -> Tables:
     """The tables of DESIGN.md in ``schema`` (``None``: the connection's default schema)."""
     return _build(check_optional_identifier(schema, "schema"))
+
+
+def configured_tables() -> Tables:
+    """The tables in the configured schema (``$SHOPFLOOR_DB_SCHEMA``, read at call time)."""
+    return get_tables(db_schema())
 
 
 def historian_data_table(tables: Tables, name: str) -> Table:
