@@ -59,3 +59,24 @@ def test_an_unknown_block_is_a_clear_error_before_spark_starts(monkeypatch):
     with pytest.raises(ShopfloorError, match="no-such-historian"):
         extraction.spark_sensor_extraction(start=date(2026, 1, 1), end=date(2026, 1, 2),
                                            historian_db="no-such-historian")
+
+
+def test_the_cli_refuses_an_unknown_block_in_one_line_before_a_flow_run(monkeypatch,
+                                                                        lake_block):
+    from typer.testing import CliRunner
+
+    from deployments.cli import app
+
+    class NoRun:
+        fn = extraction.spark_sensor_extraction.fn  # the types are still checked
+
+        def __call__(self, **params):
+            raise AssertionError("a flow run started")
+
+    monkeypatch.setattr(extraction, "spark_sensor_extraction", NoRun())
+    lake, _ = lake_block
+    result = CliRunner().invoke(app, ["spark", "extract", "2026-01-01", "2026-01-02",
+                                      "--historian-db", "no-such-historian", "--lake", lake])
+    assert isinstance(result.exception, ShopfloorError)
+    assert "block 'no-such-historian' not found" in str(result.exception)
+    assert "\n" not in str(result.exception)
