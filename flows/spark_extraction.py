@@ -13,21 +13,22 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect_sqlalchemy import SqlAlchemyConnector
-from sqlalchemy import Engine
 
-from blocks.resolve import connector_url, load_block, load_engine, load_storage
+from blocks.resolve import load_engine, load_storage
 from shopfloor.db.engine import check_connection
-from shopfloor.db.schema import get_tables
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import ShopfloorError, first_line
 from shopfloor.historian.plan import (
-    ExtractionPlan,
     MonthSlice,
+    OutputPrefix,
+    PositiveInt,
+    QualityCodes,
+    SparkMaster,
+    TablePattern,
+    TagPatterns,
     check_parameters,
     resolve_window,
 )
 from shopfloor.params import IsoDate
-from shopfloor.settings import db_schema
 from shopfloor.spark.extract import ExtractionJob, MonthResult
 from shopfloor.spark.jdbc import jdbc_source
 from shopfloor.spark.session import session_conf, spark_session
@@ -50,19 +51,20 @@ def _month_artifact(result: MonthResult) -> None:
     )
 
 
-def _extract_month(spark, engine: Engine, job: ExtractionJob, month: MonthSlice) -> MonthResult:
+def _extract_month(spark, historian_db: str, lake: str, job: ExtractionJob,
+                   month: MonthSlice) -> MonthResult:
     logger = get_run_logger()
     result = MonthResult(month.month, month.table)
     started = time.perf_counter()
     try:
-        result.deleted_files = clear_month_partitions(job, month)
-        result.writer = write_month_parquet(spark, engine, job, month)
+        result.deleted_files = clear_month_partitions(lake, job, month)
+        result.writer = write_month_parquet(spark, historian_db, lake, job, month)
         result.source_rows, result.written_rows, result.files = validate_month_output(
-            engine, job, month)
+            historian_db, lake, job, month)
         result.status = "ok"
     except Exception as exc:  # one month failing must not stop or undo the others
         result.status = "failed"
-        result.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
+        result.error = first_line(exc)
         logger.error("month %s failed: %s", month.month, result.error)
     result.seconds = round(time.perf_counter() - started, 2)
     _month_artifact(result)
@@ -73,16 +75,16 @@ def _extract_month(spark, engine: Engine, job: ExtractionJob, month: MonthSlice)
 def spark_sensor_extraction(
     start: IsoDate | None = None,
     end: IsoDate | None = None,
-    tag_patterns: list[str] = ["%"],  # noqa: B006 - Prefect needs JSON defaults; never mutated
+    tag_patterns: TagPatterns = ["%"],  # noqa: B006 - Prefect needs JSON defaults; never mutated
     historian_db: str = "shopfloor-historian-db",
     lake: str = "shopfloor-lake",
-    output_prefix: str = "sensor_data",
-    table_pattern: str = "sqlt_data_1_{yyyy}_{mm}",
-    good_quality: list[int] = [192],  # noqa: B006
-    spark_master: str = "local[*]",
+    output_prefix: OutputPrefix = "sensor_data",
+    table_pattern: TablePattern = "sqlt_data_1_{yyyy}_{mm}",
+    good_quality: QualityCodes = [192],  # noqa: B006
+    spark_master: SparkMaster = "local[*]",
     spark_conf: dict[str, str] = {},  # noqa: B006
-    max_records_per_file: int = 1_000_000,
-    num_partitions: int = 8,
+    max_records_per_file: PositiveInt = 1_000_000,
+    num_partitions: PositiveInt = 8,
 ) -> list[MonthResult]:
     """Extract historian readings with Spark into Parquet partitioned by tag and date.
 
@@ -103,32 +105,34 @@ def spark_sensor_extraction(
         spark_conf: extra Spark settings (spark.* keys), e.g. spark.jars.
         max_records_per_file: cap on rows per Parquet file.
         num_partitions: parallel JDBC range reads on t_stamp per month.
+
+    The limits a type can state are in the signature, so the server and the UI form
+    refuse a bad value before a run exists; :func:`check_parameters` holds the rest.
     """
     start, end = resolve_window(start, end, datetime.now(UTC).date())
-    plan = check_parameters(
-        start, end, tag_patterns=tag_patterns, output_prefix=output_prefix,
-        table_pattern=table_pattern, good_quality=good_quality, spark_master=spark_master,
-        spark_conf=spark_conf, max_records_per_file=max_records_per_file,
-        num_partitions=num_partitions)
+    months = check_parameters(start, end, table_pattern=table_pattern, spark_conf=spark_conf)
     logger = get_run_logger()
-    source = jdbc_source(connector_url(load_block(historian_db, SqlAlchemyConnector)))
+    # Resolved here once, only to fail fast (unknown block, unreachable database, a
+    # database JDBC cannot read) and to pick the JDBC jars; the tasks get the names.
     engine = load_engine(historian_db)
+    jdbc_kind = jdbc_source(engine.url).kind
     storage = load_storage(lake)
     check_connection(engine, historian_db)
-    tables = get_tables(db_schema())
-    present, missing = find_month_tables(engine, tables, plan.months)
-    tags = load_historian_tags(engine, tables, plan.tag_patterns)
+    patterns = list(dict.fromkeys(tag_patterns))
+    present, missing = find_month_tables(historian_db, months)
+    tags = load_historian_tags(historian_db, patterns)
     if not tags:
-        raise ShopfloorError(f"no tag in sqlth_te matches {plan.tag_patterns}")
-    job = ExtractionJob(source, tables, storage, plan.output_prefix, tags, plan.tag_patterns,
-                        plan.good_quality, plan.num_partitions, plan.max_records_per_file)
+        raise ShopfloorError(f"no tag in sqlth_te matches {patterns}")
+    job = ExtractionJob(output_prefix, tags, patterns, sorted(set(good_quality)),
+                        num_partitions, max_records_per_file)
     results = [MonthResult(m.month, m.table, status="missing") for m in missing]
     if present:
-        results += _run_months(plan, job, engine, present)
+        conf = session_conf(jdbc_kind, spark_conf)
+        results += _run_months(spark_master, conf, historian_db, lake, job, present)
     results.sort(key=lambda r: r.month)
     create_table_artifact(
         key=f"{ARTIFACT_PREFIX}-summary", table=[vars(r) for r in results],
-        description=f"Spark extraction {start} .. {end} to {storage.url(plan.output_prefix)}")
+        description=f"Spark extraction {start} .. {end} to {storage.url(output_prefix)}")
     failed = [r for r in results if r.status == "failed"]
     logger.info("%d month(s) ok, %d missing, %d failed",
                 sum(r.status == "ok" for r in results), len(missing), len(failed))
@@ -138,15 +142,14 @@ def spark_sensor_extraction(
     return results
 
 
-def _run_months(plan: ExtractionPlan, job: ExtractionJob, engine: Engine,
-                months: list[MonthSlice]) -> list[MonthResult]:
+def _run_months(master: str, conf: dict[str, str], historian_db: str, lake: str,
+                job: ExtractionJob, months: list[MonthSlice]) -> list[MonthResult]:
     progress = create_progress_artifact(
         0.0, key=f"{ARTIFACT_PREFIX}-progress",
         description=f"{len(months)} month(s): {months[0].month} .. {months[-1].month}")
     results = []
-    conf = session_conf(job.source.kind, plan.spark_conf)
-    with spark_session(plan.spark_master, conf) as spark:
+    with spark_session(master, conf) as spark:
         for i, month in enumerate(months, 1):
-            results.append(_extract_month(spark, engine, job, month))
+            results.append(_extract_month(spark, historian_db, lake, job, month))
             update_progress_artifact(progress, 100.0 * i / len(months))
     return results

@@ -147,7 +147,7 @@ def get_tables(schema: str | None = None) -> Tables:
 
 
 def configured_tables() -> Tables:
-    """The tables in ``$SHOPFLOOR_DB_SCHEMA`` (the same schema on every database)."""
+    """The tables in the configured schema (``$SHOPFLOOR_DB_SCHEMA``, read at call time)."""
     return get_tables(db_schema())
 
 

@@ -6,7 +6,6 @@ Layout: ``<output_prefix>/tag=<partition key>/date=<YYYY-MM-DD>/<file>.parquet``
 
 import re
 from collections.abc import Iterable
-from typing import Any
 
 from shopfloor.storage import StorageLocation
 
@@ -48,31 +47,8 @@ def delete_window(storage: StorageLocation, output_prefix: str,
     Returns how many Parquet data files were deleted (checksums and markers go too).
     """
     keys = window_files(storage, output_prefix, tag_keys, dates)
-    if keys:
-        storage.filesystem().rm([storage_path(storage, k) for k in keys])
+    storage.delete(keys)
     return sum(is_data_file(k) for k in keys)
-
-
-def storage_path(storage: StorageLocation, key: str) -> str:
-    """The path of ``key`` for fsspec/pyarrow: a local path or ``bucket/key`` (no scheme)."""
-    url = storage.url(key)
-    return url.removeprefix("s3://")
-
-
-def arrow_filesystem(storage: StorageLocation) -> Any:
-    """A pyarrow filesystem for the location (usable on executors: it pickles)."""
-    from pyarrow import fs
-
-    if storage.kind == "local":
-        return fs.LocalFileSystem()
-    c = storage.credentials
-    kwargs: dict[str, Any] = {"region": (c.region if c and c.region else "us-east-1")}
-    if c:
-        kwargs.update(access_key=c.key_id, secret_key=c.secret, session_token=c.session_token)
-        if c.endpoint_url:
-            kwargs.update(endpoint_override=c.endpoint_host,
-                          scheme="https" if c.use_ssl else "http")
-    return fs.S3FileSystem(**kwargs)
 
 
 def count_rows(storage: StorageLocation, keys: list[str]) -> int:
@@ -81,7 +57,8 @@ def count_rows(storage: StorageLocation, keys: list[str]) -> int:
         return 0
     import pyarrow.dataset as ds
 
-    paths = [storage_path(storage, k) for k in keys if is_data_file(k)]
+    paths = [storage.path(k) for k in keys if is_data_file(k)]
     if not paths:
         return 0
-    return ds.dataset(paths, filesystem=arrow_filesystem(storage), format="parquet").count_rows()
+    return ds.dataset(paths, filesystem=storage.arrow_filesystem(),
+                      format="parquet").count_rows()

@@ -1,5 +1,9 @@
 """Check the extraction parameters and split a date window into monthly table slices.
 
+The limits a type can state are the parameter types at the end of this module (the
+flow's signature uses them); the rules across fields and the identifier checks are
+:func:`check_parameters`.
+
 The window is ``[start 00:00 UTC, end + 1 day 00:00 UTC)``: both dates are included,
 so ``start == end`` extracts one day.
 """
@@ -8,15 +12,25 @@ import re
 import string
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 from shopfloor.errors import ShopfloorError
+from shopfloor.historian.tags import MAX_PATTERN_LENGTH
 from shopfloor.identifiers import check_identifier
 
 PLACEHOLDERS = ("yyyy", "mm")
-_PATTERN_CHARS = re.compile(r"^[A-Za-z0-9_{}]+$")
-_PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
-_MASTER = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://[\w.-]+:\d+(,[\w.-]+:\d+)*"
-                     r"|yarn|k8s://\S+)$")
+TABLE_PATTERN_CHARS = r"^[A-Za-z0-9_{}]+$"
+_PATTERN_CHARS = re.compile(TABLE_PATTERN_CHARS)
+# Folder names separated by '/': each of letters, digits, '_', '.', '-' and not only dots
+# (so no '.' or '..'); no leading, trailing or doubled '/'. No look-ahead: pydantic's
+# regex engine has none.
+_SEGMENT = r"\.*[A-Za-z0-9_-][A-Za-z0-9_.-]*"
+OUTPUT_PREFIX_PATTERN = rf"^{_SEGMENT}(/{_SEGMENT})*$"
+MASTER_PATTERN = (r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://[\w.-]+:\d+(,[\w.-]+:\d+)*"
+                  r"|yarn|k8s://\S+)$")
 
 
 @dataclass(frozen=True)
@@ -129,40 +143,6 @@ def plan_months(start: date, end: date, pattern: str) -> list[MonthSlice]:
     return slices
 
 
-def check_output_prefix(prefix: str) -> str:
-    """A relative folder inside the lake: safe segments, no ``..``, no leading ``/``."""
-    parts = prefix.split("/") if isinstance(prefix, str) else [""]
-    if not prefix or any(not _PREFIX_SEGMENT.fullmatch(p) or set(p) == {"."} for p in parts):
-        raise ShopfloorError(
-            f"invalid output_prefix {prefix!r}: use folder names of letters, digits, "
-            "'_', '-', '.' separated by '/' (no '..', no leading or trailing '/')"
-        )
-    return prefix
-
-
-def check_spark_master(master: str) -> str:
-    """``local``, ``local[N]``, ``local[*]``, ``spark://host:port``, ``yarn`` or ``k8s://...``."""
-    if not isinstance(master, str) or not _MASTER.fullmatch(master):
-        raise ShopfloorError(
-            f"invalid spark_master {master!r}: use local[*], local[N], spark://host:7077, "
-            "yarn or k8s://https://host:port"
-        )
-    return master
-
-
-def check_positive(value: int, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ShopfloorError(f"{what} must be a positive integer, got {value!r}")
-    return value
-
-
-def check_good_quality(codes: list[int]) -> list[int]:
-    """At least one dataintegrity code (192 is Ignition's "good")."""
-    if not codes or any(not isinstance(c, int) or isinstance(c, bool) for c in codes):
-        raise ShopfloorError(f"good_quality must be a non-empty list of integers, got {codes!r}")
-    return sorted(set(codes))
-
-
 def check_spark_conf(conf: dict[str, str]) -> dict[str, str]:
     """Only ``spark.*`` keys with string values (typos like ``sprak.jars`` fail early)."""
     bad = [k for k, v in conf.items()
@@ -172,34 +152,65 @@ def check_spark_conf(conf: dict[str, str]) -> dict[str, str]:
     return dict(conf)
 
 
-@dataclass(frozen=True)
-class ExtractionPlan:
-    """The checked parameters of one extraction run."""
+def check_parameters(start: date, end: date, *, table_pattern: str,
+                     spark_conf: dict[str, str]) -> list[MonthSlice]:
+    """The rules of the extraction that its parameter types cannot state: ``end`` not
+    before ``start``, ``table_pattern``'s placeholders and the identifier it gives,
+    ``spark_conf`` keys. Opens nothing; returns the planned months; raises
+    :class:`ShopfloorError` with one line.
 
-    months: list[MonthSlice]
-    tag_patterns: list[str]
-    good_quality: list[int]
-    output_prefix: str
-    spark_master: str
-    spark_conf: dict[str, str]
-    max_records_per_file: int
-    num_partitions: int
+    The limits a type can hold (counts, the prefix, the master, the patterns' lengths)
+    are the flow's parameter types below, checked before a run exists.
+    """
+    months = plan_months(start, end, table_pattern)
+    check_spark_conf(spark_conf)
+    return months
 
 
-def check_parameters(start: date, end: date, *, tag_patterns: list[str], output_prefix: str,
-                     table_pattern: str, good_quality: list[int], spark_master: str,
-                     spark_conf: dict[str, str], max_records_per_file: int,
-                     num_partitions: int) -> ExtractionPlan:
-    """Check every parameter (nothing is opened) and plan the months; raises ShopfloorError."""
-    from shopfloor.historian.tags import check_tag_patterns
+# -- parameter types of spark-sensor-extraction ---------------------------------------
+def _pattern_type(pattern: str, hint: str) -> Any:
+    """A string limited by ``pattern`` in the JSON schema (the server and the UI form
+    check it), refused in Python with ``hint`` instead of the raw regular expression."""
+    regex = re.compile(pattern)
 
-    return ExtractionPlan(
-        months=plan_months(start, end, table_pattern),
-        tag_patterns=check_tag_patterns(tag_patterns),
-        good_quality=check_good_quality(good_quality),
-        output_prefix=check_output_prefix(output_prefix),
-        spark_master=check_spark_master(spark_master),
-        spark_conf=check_spark_conf(spark_conf),
-        max_records_per_file=check_positive(max_records_per_file, "max_records_per_file"),
-        num_partitions=check_positive(num_partitions, "num_partitions"),
-    )
+    def check(value: str) -> str:
+        if not regex.fullmatch(value):
+            # the message goes through the context: braces in it are not placeholders
+            raise PydanticCustomError("invalid_value", "{message}",
+                                      {"message": f"{value!r} {hint}"})
+        return value
+
+    return Annotated[str, Field(json_schema_extra={"pattern": pattern}), AfterValidator(check)]
+
+
+OutputPrefix = _pattern_type(
+    OUTPUT_PREFIX_PATTERN,
+    "is not a folder inside the lake: use names of letters, digits, '_', '-', '.' "
+    "separated by '/' (no '..', no leading or trailing '/')")
+"""A relative folder inside the lake, e.g. ``sensor_data`` or ``lake/sensors.v2``."""
+
+SparkMaster = _pattern_type(
+    MASTER_PATTERN,
+    "is not a Spark master: use local[*], local[N], spark://host:7077, yarn or "
+    "k8s://https://host:port")
+"""``local``, ``local[N]``, ``local[*]``, ``spark://host:port[,host:port]``, ``yarn``,
+``k8s://...``."""
+
+TablePattern = _pattern_type(
+    TABLE_PATTERN_CHARS,
+    "is not a table pattern: use letters, digits, underscores and the placeholders "
+    "{yyyy} and {mm} only")
+"""A monthly table name with ``{yyyy}`` and ``{mm}``; placeholders are checked by
+:func:`check_parameters`."""
+
+TagPatterns = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=MAX_PATTERN_LENGTH)]],
+    Field(min_length=1)]
+"""At least one SQL LIKE pattern, each of 1-255 characters."""
+
+# Strict: a bool or a numeric string is not a count or a code (as before the types).
+QualityCodes = Annotated[list[Annotated[int, Field(strict=True)]], Field(min_length=1)]
+"""At least one ``dataintegrity`` code (192 is Ignition's "good")."""
+
+PositiveInt = Annotated[int, Field(strict=True, ge=1)]
+"""A whole number of at least 1."""

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, or_, select
 
 from shopfloor.db.schema import Tables
-from shopfloor.errors import ShopfloorError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-MAX_PATTERN_LENGTH = 255
+MAX_PATTERN_LENGTH = 255  # tagpath's column length
 
 
 @dataclass(frozen=True)
@@ -42,18 +41,6 @@ def partition_key(tagpath: str) -> str:
         return safe
     digest = hashlib.sha1(tagpath.encode("utf-8"), usedforsecurity=False).hexdigest()[:8]
     return f"{safe}_{digest}"
-
-
-def check_tag_patterns(patterns: list[str]) -> list[str]:
-    """At least one non-empty pattern, each at most 255 characters."""
-    if not patterns or any(
-        not isinstance(p, str) or not p or len(p) > MAX_PATTERN_LENGTH for p in patterns
-    ):
-        raise ShopfloorError(
-            f"tag_patterns must be a non-empty list of SQL LIKE patterns of 1-"
-            f"{MAX_PATTERN_LENGTH} characters, got {patterns!r}"
-        )
-    return list(dict.fromkeys(patterns))
 
 
 def tag_filter(tables: Tables, patterns: list[str]):

@@ -11,19 +11,21 @@ from shopfloor.historian.plan import MonthSlice
 from shopfloor.historian.source import count_filtered
 from shopfloor.historian.tags import Tag
 from shopfloor.spark import writers
-from shopfloor.spark.jdbc import JdbcSource, month_subquery
+from shopfloor.spark.jdbc import jdbc_source, month_subquery
 from shopfloor.spark.session import has_s3a
 from shopfloor.spark.transform import read_month, shape_readings, tags_frame
 from shopfloor.storage import StorageLocation
+from shopfloor.storage_engines import spark_s3a_settings
 
 
 @dataclass(frozen=True)
 class ExtractionJob:
-    """Everything a month needs, resolved from the flow's parameters and blocks."""
+    """The plain values every month of one run shares.
 
-    source: JdbcSource
-    tables: Tables
-    storage: StorageLocation
+    No connection and no credential: the database and the lake are resolved from their
+    blocks where they are used, so the job travels into tasks as it is.
+    """
+
     output_prefix: str
     tags: list[Tag]
     tag_patterns: list[str]
@@ -52,44 +54,53 @@ class MonthResult:
     error: str = field(default="")
 
 
-def clear_month(job: ExtractionJob, month: MonthSlice) -> int:
+def clear_month(storage: StorageLocation, job: ExtractionJob, month: MonthSlice) -> int:
     """Delete the month's ``(tag, date)`` partitions of the selected tags; files deleted."""
-    return lake.delete_window(job.storage, job.output_prefix, job.tag_keys, month.dates)
+    return lake.delete_window(storage, job.output_prefix, job.tag_keys, month.dates)
 
 
-def write_month(spark, engine: Engine, job: ExtractionJob, month: MonthSlice) -> str:
-    """Read the month through JDBC, shape it and write it; returns the writer used."""
-    table = historian_data_table(job.tables, month.table)
-    raw = read_month(spark, job.source, month_subquery(table, engine.dialect), month,
-                     [t.id for t in job.tags], job.good_quality, job.num_partitions)
+def write_month(spark, engine: Engine, tables: Tables, storage: StorageLocation,
+                job: ExtractionJob, month: MonthSlice) -> str:
+    """Read the month through JDBC, shape it and write it; returns the writer used.
+
+    JDBC reads the engine's database with the engine's credentials; the engine itself
+    only gives the SQL dialect of the subquery.
+    """
+    table = historian_data_table(tables, month.table)
+    raw = read_month(spark, jdbc_source(engine.url), month_subquery(table, engine.dialect),
+                     month, [t.id for t in job.tags], job.good_quality, job.num_partitions)
     df = shape_readings(raw, tags_frame(spark, job.tags))
-    if job.storage.kind == "local":
-        writers.write_native(df, job.storage.url(job.output_prefix), job.max_records_per_file)
+    return write_frame(spark, df, storage, job.output_prefix, job.max_records_per_file)
+
+
+def write_frame(spark, df, storage: StorageLocation, prefix: str,
+                max_records_per_file: int) -> str:
+    """Write ``df`` under ``prefix``; returns the writer: ``spark`` (Spark's own writer on
+    a local folder), ``spark-s3a`` (the same on ``s3a://`` when hadoop-aws is on the
+    classpath) or ``arrow-s3`` (pyarrow from the executors, no jars needed)."""
+    if not storage.is_remote:
+        writers.write_native(df, storage.hadoop_url(prefix), max_records_per_file)
         return "spark"
     if has_s3a(spark):
-        c = job.storage.credentials
-        if c:
-            writers.configure_s3a(spark, c.endpoint_url, c.key_id, c.secret, c.session_token)
-        url = "s3a://" + lake.storage_path(job.storage, job.output_prefix)
-        writers.write_native(df, url, job.max_records_per_file)
+        writers.configure_s3a(spark, spark_s3a_settings(storage))
+        writers.write_native(df, storage.hadoop_url(prefix), max_records_per_file)
         return "spark-s3a"
-    writers.write_arrow(df, lake.arrow_filesystem(job.storage),
-                        lake.storage_path(job.storage, job.output_prefix),
-                        job.max_records_per_file)
+    writers.write_arrow(df, storage.arrow_filesystem(), storage.path(prefix),
+                        max_records_per_file)
     return "arrow-s3"
 
 
-def validate_month(engine: Engine, job: ExtractionJob, month: MonthSlice) -> tuple[int, int, int]:
+def validate_month(engine: Engine, tables: Tables, storage: StorageLocation,
+                   job: ExtractionJob, month: MonthSlice) -> tuple[int, int, int]:
     """``(source_rows, written_rows, files)``; a mismatch raises with both numbers."""
     with engine.connect() as conn:
-        expected = count_filtered(conn, job.tables, month, job.tag_patterns, job.good_quality)
-    keys = [k for k in lake.window_files(job.storage, job.output_prefix, job.tag_keys,
+        expected = count_filtered(conn, tables, month, job.tag_patterns, job.good_quality)
+    keys = [k for k in lake.window_files(storage, job.output_prefix, job.tag_keys,
                                          month.dates) if lake.is_data_file(k)]
-    actual = lake.count_rows(job.storage, keys)
+    actual = lake.count_rows(storage, keys)
     if actual != expected:
         raise ShopfloorError(
             f"month {month.month}: the output holds {actual} rows in {len(keys)} files "
             f"but the source has {expected} matching good rows in {month.table}"
         )
     return expected, actual, len(keys)
-

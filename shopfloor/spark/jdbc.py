@@ -49,7 +49,7 @@ def _kind(u: URL) -> str:
     return backend
 
 
-def jdbc_source(sqlalchemy_url: str) -> JdbcSource:
+def jdbc_source(sqlalchemy_url: str | URL) -> JdbcSource:
     """Map an SQLAlchemy URL to JDBC (PostgreSQL, MySQL/MariaDB, SQL Server, SQLite)."""
     u = make_url(sqlalchemy_url)
     kind = _kind(u)

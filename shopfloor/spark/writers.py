@@ -10,7 +10,7 @@ This module is pickled by value, so executors need pyarrow but not this package.
 """
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -114,20 +114,9 @@ def write_arrow(df: DataFrame, fs: Any, base: str,
     return [(r.path, int(r.rows)) for r in out.collect()]
 
 
-def configure_s3a(spark: Any, endpoint_url: str | None, key_id: str | None,
-                  secret: str | None, session_token: str | None) -> None:
-    """Give hadoop-aws the location's credentials (runtime Hadoop settings, never logged)."""
+def configure_s3a(spark: Any, settings: Mapping[str, str]) -> None:
+    """Apply Hadoop ``fs.s3a.*`` settings (from ``storage_engines.spark_s3a_settings``) to
+    the running session's Hadoop configuration: runtime only, and never logged."""
     conf = spark.sparkContext._jsc.hadoopConfiguration()
-    settings = {
-        "fs.s3a.access.key": key_id,
-        "fs.s3a.secret.key": secret,
-        "fs.s3a.session.token": session_token,
-        "fs.s3a.endpoint": endpoint_url,
-        "fs.s3a.path.style.access": "true" if endpoint_url else None,
-    }
-    if session_token:
-        settings["fs.s3a.aws.credentials.provider"] = (
-            "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider")
     for key, value in settings.items():
-        if value:
-            conf.set(key, value)
+        conf.set(key, value)

@@ -1,15 +1,24 @@
 """Month planning and parameter checks of the Spark extraction (pure functions)."""
 
+import re
 from datetime import date
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
 from shopfloor.errors import ShopfloorError
 from shopfloor.historian.plan import (
-    check_output_prefix,
+    MASTER_PATTERN,
+    OUTPUT_PREFIX_PATTERN,
+    TABLE_PATTERN_CHARS,
+    OutputPrefix,
+    PositiveInt,
+    QualityCodes,
+    SparkMaster,
+    TablePattern,
+    TagPatterns,
     check_parameters,
     check_spark_conf,
-    check_spark_master,
     check_table_pattern,
     epoch_ms,
     plan_months,
@@ -66,30 +75,74 @@ def test_table_patterns_that_could_inject_sql_or_are_not_identifiers_are_rejecte
         check_table_pattern(pattern)
 
 
-@pytest.mark.parametrize("prefix", ["sensor_data", "lake/sensor-data.v2"])
+def _accepts(type_, value) -> bool:
+    """Whether the flow's parameter type takes ``value``, in Python and in the JSON schema
+    the server checks (the same pattern both ways)."""
+    try:
+        TypeAdapter(type_).validate_python(value)
+        return True
+    except ValidationError as exc:
+        assert len(str(exc.errors()[0]["msg"]).splitlines()) == 1  # a readable one-liner
+        return False
+
+
+@pytest.mark.parametrize("prefix", ["sensor_data", "lake/sensor-data.v2", ".hidden", "a..b"])
 def test_good_output_prefixes(prefix):
-    assert check_output_prefix(prefix) == prefix
+    assert _accepts(OutputPrefix, prefix)
+    assert re.search(OUTPUT_PREFIX_PATTERN, prefix)
 
 
 @pytest.mark.parametrize("prefix", ["", "/abs", "a/", "../x", "a/../b", "a//b", "a b", "a=b",
-                                    ".."])
+                                    "..", ".", "a/./b", "..."])
 def test_output_prefixes_that_escape_or_break_the_layout_are_rejected(prefix):
-    with pytest.raises(ShopfloorError, match="output_prefix"):
-        check_output_prefix(prefix)
+    assert not _accepts(OutputPrefix, prefix)
+    assert not re.search(OUTPUT_PREFIX_PATTERN, prefix)
+
+
+def test_a_refused_prefix_says_why_without_the_regular_expression():
+    with pytest.raises(ValidationError) as err:
+        TypeAdapter(OutputPrefix).validate_python("../outside")
+    message = err.value.errors()[0]["msg"]
+    assert message.startswith("'../outside' is not a folder inside the lake")
+    assert OUTPUT_PREFIX_PATTERN not in message
 
 
 @pytest.mark.parametrize("master", ["local", "local[2]", "local[*]", "local[4,2]",
                                     "spark://host-1.example:7077", "spark://a:7077,b:7077",
                                     "yarn", "k8s://https://k8s.example:6443"])
 def test_spark_masters_accepted(master):
-    assert check_spark_master(master) == master
+    assert _accepts(SparkMaster, master)
+    assert re.search(MASTER_PATTERN, master)
 
 
 @pytest.mark.parametrize("master", ["", "local[x]", "spark://host", "mesos://x:5050",
                                     "local[*]; rm -rf /"])
 def test_spark_masters_rejected(master):
-    with pytest.raises(ShopfloorError, match="spark_master"):
-        check_spark_master(master)
+    assert not _accepts(SparkMaster, master)
+    assert not re.search(MASTER_PATTERN, master)
+
+
+def test_table_pattern_type_allows_identifier_characters_and_braces_only():
+    assert _accepts(TablePattern, PATTERN)
+    for bad in ("sqlt_{yyyy}; DROP TABLE x", "public.sqlt_{yyyy}", "sqlt_{yyyy!r}", ""):
+        assert not _accepts(TablePattern, bad)
+        assert not re.search(TABLE_PATTERN_CHARS, bad)
+    # braces in the message are text, not placeholders
+    with pytest.raises(ValidationError, match=r"\{yyyy\} and \{mm\}"):
+        TypeAdapter(TablePattern).validate_python("a b")
+
+
+@pytest.mark.parametrize("patterns", [[], [""], ["x" * 256], [None]])
+def test_bad_tag_pattern_lists_are_rejected(patterns):
+    assert not _accepts(TagPatterns, patterns)
+
+
+@pytest.mark.parametrize(("type_", "value"), [
+    (QualityCodes, []), (QualityCodes, [True]), (QualityCodes, ["192"]),
+    (PositiveInt, 0), (PositiveInt, -1), (PositiveInt, True), (PositiveInt, "8"),
+])
+def test_counts_and_codes_are_whole_numbers(type_, value):
+    assert not _accepts(type_, value)
 
 
 def test_spark_conf_keys_must_be_spark_settings():
@@ -98,32 +151,21 @@ def test_spark_conf_keys_must_be_spark_settings():
         check_spark_conf({"sprak.jars": "/x.jar"})
 
 
-def _params(**over):
-    params = dict(tag_patterns=["%"], output_prefix="sensor_data", table_pattern=PATTERN,
-                  good_quality=[192], spark_master="local[*]", spark_conf={},
-                  max_records_per_file=1000, num_partitions=8)
-    params.update(over)
-    return params
+def test_check_parameters_plans_the_months():
+    months = check_parameters(date(2026, 1, 1), date(2026, 3, 31), table_pattern=PATTERN,
+                              spark_conf={"spark.executor.memory": "2g"})
+    assert [m.month for m in months] == ["2026-01", "2026-02", "2026-03"]
 
 
-def test_check_parameters_plans_the_run():
-    plan = check_parameters(date(2026, 1, 1), date(2026, 3, 31),
-                            **_params(good_quality=[192, 192, 0], tag_patterns=["a%", "a%"]))
-    assert [m.month for m in plan.months] == ["2026-01", "2026-02", "2026-03"]
-    assert plan.good_quality == [0, 192]
-    assert plan.tag_patterns == ["a%"]
-
-
-@pytest.mark.parametrize(("over", "message"), [
-    ({"good_quality": []}, "good_quality"),
-    ({"tag_patterns": []}, "tag_patterns"),
-    ({"tag_patterns": [""]}, "tag_patterns"),
-    ({"num_partitions": 0}, "num_partitions"),
-    ({"max_records_per_file": -1}, "max_records_per_file"),
+@pytest.mark.parametrize(("start", "over", "message"), [
+    (date(2026, 1, 3), {}, "before start"),
+    (date(2026, 1, 1), {"table_pattern": "sqlt_{dd}"}, "table_pattern"),
+    (date(2026, 1, 1), {"spark_conf": {"executor.memory": "2g"}}, "spark_conf"),
 ])
-def test_check_parameters_rejects_each_bad_value(over, message):
+def test_check_parameters_rejects_what_the_types_cannot_say(start, over, message):
+    params = {"table_pattern": PATTERN, "spark_conf": {}} | over
     with pytest.raises(ShopfloorError, match=message):
-        check_parameters(date(2026, 1, 1), date(2026, 1, 2), **_params(**over))
+        check_parameters(start, date(2026, 1, 2), **params)
 
 
 def test_day_ranges_cover_the_slice_cut_at_midnights():

@@ -1,10 +1,15 @@
-"""The executor-side Parquet writer, run here on plain Arrow batches (no Spark started)."""
+"""The executor-side Parquet writer, run here on plain Arrow batches, and the choice of
+writer per storage location (no Spark started)."""
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from pyarrow import fs
 
+from shopfloor.spark import extract, writers
 from shopfloor.spark.writers import _PartitionFiles, _runs
+from shopfloor.storage import S3Credentials, StorageLocation
+from shopfloor.storage_engines import spark_s3a_settings
 
 
 def _batch(rows: list[tuple[str, str, int]]) -> pa.RecordBatch:
@@ -32,3 +37,59 @@ def test_sorted_batches_become_capped_files_with_deterministic_names(tmp_path):
     table = pq.read_table(tmp_path / "tag=a/date=2026-01-01/part-00003-0002.parquet")
     assert table.column_names == ["tagid", "value"]  # partition values live in the path
     assert table.column("tagid").to_pylist() == [4]
+
+
+class _HadoopConf:
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def set(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+
+class _FakeSpark:
+    """Just enough of a SparkSession for the writer choice: a Hadoop configuration."""
+
+    def __init__(self) -> None:
+        self.hadoop = _HadoopConf()
+        jsc = type("Jsc", (), {"hadoopConfiguration": lambda _self: self.hadoop})()
+        self.sparkContext = type("Ctx", (), {"_jsc": jsc})()
+
+
+S3 = StorageLocation("s3", "bucket", "lake", S3Credentials(
+    key_id="AKIA", secret="s3cr3t", endpoint_url="http://127.0.0.1:9000"))
+
+
+@pytest.fixture
+def calls(monkeypatch) -> list[tuple]:
+    out: list[tuple] = []
+    monkeypatch.setattr(writers, "write_native", lambda df, url, n: out.append(("native", url)))
+    monkeypatch.setattr(writers, "write_arrow",
+                        lambda df, fs, base, n: out.append(("arrow", type(fs).__name__, base)))
+    return out
+
+
+def test_a_local_folder_gets_sparks_own_writer_and_no_s3_settings(tmp_path, calls, monkeypatch):
+    monkeypatch.setattr(extract, "has_s3a", pytest.fail)  # not even asked
+    spark = _FakeSpark()
+    local = StorageLocation("local", str(tmp_path))
+    assert extract.write_frame(spark, None, local, "out", 10) == "spark"
+    assert calls == [("native", str(tmp_path / "out"))]
+    assert spark.hadoop.values == {}
+
+
+def test_s3_with_hadoop_aws_writes_s3a_with_the_locations_settings(calls, monkeypatch):
+    monkeypatch.setattr(extract, "has_s3a", lambda spark: True)
+    spark = _FakeSpark()
+    assert extract.write_frame(spark, None, S3, "out", 10) == "spark-s3a"
+    assert calls == [("native", "s3a://bucket/lake/out")]
+    assert spark.hadoop.values == spark_s3a_settings(S3)
+    assert spark.hadoop.values["fs.s3a.secret.key"] == "s3cr3t"
+
+
+def test_s3_without_hadoop_aws_writes_from_the_executors_with_pyarrow(calls, monkeypatch):
+    monkeypatch.setattr(extract, "has_s3a", lambda spark: False)
+    spark = _FakeSpark()
+    assert extract.write_frame(spark, None, S3, "out", 10) == "arrow-s3"
+    assert calls == [("arrow", "S3FileSystem", "bucket/lake/out")]
+    assert spark.hadoop.values == {}

@@ -1,9 +1,11 @@
 """Bad parameters of spark-sensor-extraction fail with a clear error before Spark starts
-and before any database connection is opened."""
+and before any database connection is opened: the typed limits through Prefect's
+parameter validation (``ParameterTypeError``), the rest through ``check_parameters``."""
 
 from datetime import date
 
 import pytest
+from prefect.exceptions import ParameterTypeError
 
 import flows.spark_extraction as extraction
 from shopfloor.errors import ShopfloorError
@@ -16,26 +18,40 @@ def nothing_may_open(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("opened before the parameters were checked")
 
-    for name in ("spark_session", "load_block", "load_engine", "load_storage"):
+    for name in ("spark_session", "load_engine", "load_storage"):
         monkeypatch.setattr(extraction, name, forbidden)
 
 
 @pytest.mark.parametrize(("params", "message"), [
-    ({"start": date(2026, 2, 1), "end": date(2026, 1, 1)}, "before start"),
-    ({"table_pattern": "sqlt_data_1_{yyyy}_{mm}; DROP TABLE sqlth_te"}, "table_pattern"),
-    ({"table_pattern": "sqlt_{yyyy}_{mm} WHERE 1=1 --"}, "table_pattern"),
-    ({"output_prefix": "../outside"}, "output_prefix"),
-    ({"tag_patterns": []}, "tag_patterns"),
-    ({"good_quality": []}, "good_quality"),
-    ({"spark_master": "mesos://x:5050"}, "spark_master"),
-    ({"spark_conf": {"jars": "/x.jar"}}, "spark_conf"),
-    ({"num_partitions": 0}, "num_partitions"),
+    ({"table_pattern": "sqlt_data_1_{yyyy}_{mm}; DROP TABLE sqlth_te"},
+     "table_pattern: 'sqlt_data_1_{yyyy}_{mm}; DROP TABLE sqlth_te' is not a table pattern"),
+    ({"table_pattern": "sqlt_{yyyy}_{mm} WHERE 1=1 --"}, "table_pattern: "),
+    ({"output_prefix": "../outside"}, "output_prefix: '../outside' is not a folder"),
+    ({"tag_patterns": []}, "tag_patterns: List should have at least 1 item"),
+    ({"good_quality": []}, "good_quality: List should have at least 1 item"),
+    ({"spark_master": "mesos://x:5050"}, "spark_master: 'mesos://x:5050' is not a Spark master"),
+    ({"num_partitions": 0}, "num_partitions: Input should be greater than or equal to 1"),
+    ({"max_records_per_file": -1}, "max_records_per_file: Input should be greater than"),
+])
+def test_typed_limits_are_refused_by_parameter_validation(nothing_may_open, params, message):
+    call = {"start": date(2026, 1, 1), "end": date(2026, 1, 2)} | params
+    with pytest.raises(ParameterTypeError) as err:
+        extraction.spark_sensor_extraction(**call)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"start": date(2026, 2, 1), "end": date(2026, 1, 1)}, "end 2026-01-01 is before start"),
+    ({"table_pattern": "sqlt_{yyyy}_{dd}"}, "unknown placeholder(s) ['dd']"),
+    ({"spark_conf": {"jars": "/x.jar"}}, "spark_conf keys must start with 'spark.'"),
     ({"end": None}, "both start and end"),
 ])
-def test_bad_parameters_are_rejected_before_anything_opens(nothing_may_open, params, message):
+def test_rules_across_fields_are_refused_by_check_parameters(nothing_may_open, params,
+                                                             message):
     call = {"start": date(2026, 1, 1), "end": date(2026, 1, 2)} | params
-    with pytest.raises(ShopfloorError, match=message):
+    with pytest.raises(ShopfloorError) as err:
         extraction.spark_sensor_extraction(**call)
+    assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_an_unknown_block_is_a_clear_error_before_spark_starts(monkeypatch):
@@ -43,3 +59,24 @@ def test_an_unknown_block_is_a_clear_error_before_spark_starts(monkeypatch):
     with pytest.raises(ShopfloorError, match="no-such-historian"):
         extraction.spark_sensor_extraction(start=date(2026, 1, 1), end=date(2026, 1, 2),
                                            historian_db="no-such-historian")
+
+
+def test_the_cli_refuses_an_unknown_block_in_one_line_before_a_flow_run(monkeypatch,
+                                                                        lake_block):
+    from typer.testing import CliRunner
+
+    from deployments.cli import app
+
+    class NoRun:
+        fn = extraction.spark_sensor_extraction.fn  # the types are still checked
+
+        def __call__(self, **params):
+            raise AssertionError("a flow run started")
+
+    monkeypatch.setattr(extraction, "spark_sensor_extraction", NoRun())
+    lake, _ = lake_block
+    result = CliRunner().invoke(app, ["spark", "extract", "2026-01-01", "2026-01-02",
+                                      "--historian-db", "no-such-historian", "--lake", lake])
+    assert isinstance(result.exception, ShopfloorError)
+    assert "block 'no-such-historian' not found" in str(result.exception)
+    assert "\n" not in str(result.exception)
