@@ -1,13 +1,23 @@
 """The ``ModbusDevice`` block: where a device is and what to read from it."""
 
-from typing import Literal
-
 from prefect.blocks.core import Block
 from pydantic import Field
 
 from shopfloor.errors import ShopfloorError
-from shopfloor.modbus.client import DeviceConfig
+from shopfloor.modbus.device import (
+    DEVICE_DEFAULTS,
+    DEVICE_SETTINGS,
+    MAX_BITS,
+    MAX_REGISTERS,
+    DeviceConfig,
+    Parity,
+    Transport,
+)
 from shopfloor.modbus.tags import TagSpec, validate_register_map
+
+# Every field but ``register_map`` is a DeviceConfig setting of the same name and takes
+# its default from there (tests/unit/test_modbus_block.py holds the two together).
+_D = DEVICE_DEFAULTS
 
 
 class ModbusDevice(Block):
@@ -35,23 +45,25 @@ class ModbusDevice(Block):
     _block_type_slug = "shopfloor-modbus-device"
     _description = "A Modbus TCP / RTU device and its register map, polled by modbus-capture."
 
-    host: str = Field(default="127.0.0.1", description="Host of a TCP or RTU-over-TCP device")
-    port: int = Field(default=502, ge=1, le=65535)
-    unit_id: int = Field(default=1, ge=0, le=255, description="Modbus unit id")
-    transport: Literal["tcp", "rtu-over-tcp", "serial"] = "tcp"
-    serial_port: str | None = Field(default=None, description="e.g. /dev/ttyUSB0")
-    baudrate: int = 9600
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: int = 1
-    bytesize: int = 8
-    timeout_seconds: float = Field(default=3.0, gt=0)
-    retries: int = Field(default=2, ge=0, le=10)
-    backoff_seconds: float = Field(default=0.2, ge=0, description="First retry delay")
+    host: str = Field(default=_D.host, description="Host of a TCP or RTU-over-TCP device")
+    port: int = Field(default=_D.port, ge=1, le=65535)
+    unit_id: int = Field(default=_D.unit_id, ge=0, le=255, description="Modbus unit id")
+    transport: Transport = _D.transport
+    serial_port: str | None = Field(default=_D.serial_port, description="e.g. /dev/ttyUSB0")
+    baudrate: int = _D.baudrate
+    parity: Parity = _D.parity
+    stopbits: int = _D.stopbits
+    bytesize: int = _D.bytesize
+    timeout_seconds: float = Field(default=_D.timeout_seconds, gt=0)
+    retries: int = Field(default=_D.retries, ge=0, le=10)
+    backoff_seconds: float = Field(default=_D.backoff_seconds, ge=0,
+                                   description="First retry delay")
     loc_id: str = Field(description="Location id the readings are stored under")
-    dstrct_code: str = Field(default="", description="District code for landed JSON")
-    max_registers_per_request: int = Field(default=125, ge=1, le=125)
-    max_bits_per_request: int = Field(default=2000, ge=1, le=2000)
-    max_gap_registers: int = Field(default=10, ge=0)
+    dstrct_code: str = Field(default=_D.dstrct_code, description="District code for landed JSON")
+    max_registers_per_request: int = Field(default=_D.max_registers_per_request, ge=1,
+                                           le=MAX_REGISTERS)
+    max_bits_per_request: int = Field(default=_D.max_bits_per_request, ge=1, le=MAX_BITS)
+    max_gap_registers: int = Field(default=_D.max_gap_registers, ge=0)
     register_map: list[TagSpec] = Field(default_factory=list)
 
     def to_config(self, name: str) -> DeviceConfig:
@@ -63,14 +75,5 @@ class ModbusDevice(Block):
         validate_register_map(list(self.register_map))
         if self.transport == "serial" and not self.serial_port:
             raise ShopfloorError(f"device {name}: transport serial needs serial_port")
-        return DeviceConfig(
-            name=name, loc_id=self.loc_id, tags=tuple(self.register_map), host=self.host,
-            port=self.port, unit_id=self.unit_id, transport=self.transport,
-            serial_port=self.serial_port, baudrate=self.baudrate, parity=self.parity,
-            stopbits=self.stopbits, bytesize=self.bytesize,
-            timeout_seconds=self.timeout_seconds, retries=self.retries,
-            backoff_seconds=self.backoff_seconds,
-            max_registers_per_request=self.max_registers_per_request,
-            max_bits_per_request=self.max_bits_per_request,
-            max_gap_registers=self.max_gap_registers, dstrct_code=self.dstrct_code,
-        )
+        settings = {key: getattr(self, key) for key in DEVICE_SETTINGS}
+        return DeviceConfig(name=name, tags=tuple(self.register_map), **settings)
