@@ -2,14 +2,18 @@
 against the one declaration of a device's settings (no server)."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import typer
+from prefect.testing.standard_test_suites import BlockStandardTestSuite
 
 from blocks.modbus import ModbusDevice
 from deployments.modbus_cli import modbus_app
 from shopfloor.modbus.device import DEVICE_DEFAULTS, DEVICE_SETTINGS, DeviceConfig
 from shopfloor.modbus.simulator import default_map
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # A value other than the default for every setting: to_config must carry each one.
 OTHER_VALUES = {
@@ -73,3 +77,22 @@ def test_the_signature_refuses_out_of_bounds_values(params, field):
 
     with pytest.raises(ParameterTypeError, match=field):
         modbus_capture.validate_parameters(params)
+
+
+class TestModbusDeviceStandards(BlockStandardTestSuite):
+    """Prefect's checks for a block: description, field descriptions, code example, logo."""
+
+    @pytest.fixture
+    def block(self) -> type[ModbusDevice]:
+        return ModbusDevice
+
+    def test_has_a_documentation_url(self, block: type[ModbusDevice]) -> None:
+        # No site hosts this project's docs: the docstring points to the file that ships
+        # with the code instead.
+        assert block._documentation_url is None
+        assert "docs/modbus.md" in (block.__doc__ or "")
+        assert (ROOT / "docs" / "modbus.md").is_file()
+
+    def test_has_a_valid_image(self, block: type[ModbusDevice]) -> None:
+        # No logo (Prefect's suite would download it): the UI shows its default icon.
+        assert block._logo_url is None and "no logo" in (block.__doc__ or "")
