@@ -135,13 +135,19 @@ def capture(
 
 def _flow_parameters(flow: Any, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` checked against the flow's signature (the limits the server enforces),
-    an offending value as one line."""
+    what is wrong as one line (Prefect's own log line of it is kept quiet)."""
     from prefect.exceptions import ParameterTypeError
+    from prefect.logging.loggers import disable_logger
 
     from shopfloor.errors import ShopfloorError
+    from shopfloor.params import BLOCK_NAME_PATTERN
 
     try:
-        return flow.validate_parameters(params)
+        with disable_logger("prefect.flows"):
+            return flow.validate_parameters(params)
     except ParameterTypeError as exc:
         problems = [ln.strip(" -") for ln in str(exc).splitlines()[1:]] or [str(exc)]
-        raise ShopfloorError("; ".join(problems)) from None
+        message = "; ".join(problems).replace(
+            f"String should match pattern '{BLOCK_NAME_PATTERN}'",
+            "not a block name (lower-case letters, digits and dashes)")
+        raise ShopfloorError(message) from None
