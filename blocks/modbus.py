@@ -1,58 +1,81 @@
 """The ``ModbusDevice`` block: where a device is and what to read from it."""
 
-from typing import Literal
-
 from prefect.blocks.core import Block
 from pydantic import Field
 
 from shopfloor.errors import ShopfloorError
-from shopfloor.modbus.client import DeviceConfig
+from shopfloor.modbus.device import (
+    DEVICE_DEFAULTS,
+    DEVICE_SETTINGS,
+    MAX_BITS,
+    MAX_REGISTERS,
+    DeviceConfig,
+    Parity,
+    Transport,
+)
 from shopfloor.modbus.tags import TagSpec, validate_register_map
+
+# Every field but ``register_map`` is a DeviceConfig setting of the same name and takes
+# its default from there (tests/unit/test_modbus_block.py holds the two together).
+_D = DEVICE_DEFAULTS
 
 
 class ModbusDevice(Block):
     """A Modbus device (PLC, sensor gateway) polled by the ``modbus-capture`` flow.
 
-    Attributes:
-        host: host name or IP of a TCP or RTU-over-TCP device.
-        port: TCP port (502 by default).
-        unit_id: Modbus unit (device/slave) id.
-        transport: ``tcp``, ``rtu-over-tcp`` or ``serial`` (RTU on a serial line).
-        serial_port: serial device path, for ``serial``.
-        baudrate, parity, stopbits, bytesize: serial line settings.
-        timeout_seconds: per-request timeout.
-        retries: attempts after the first failure, with backoff.
-        backoff_seconds: wait before the first retry; doubles with every retry.
-        loc_id: location id the readings are stored under.
-        dstrct_code: district code written into landed JSON telemetry.
-        max_registers_per_request: lower this for devices that reject long reads.
-        max_bits_per_request: the same for coils and discrete inputs (2000 at most).
-        max_gap_registers: unused registers a coalesced read may span.
-        register_map: the tags to read (see docs/modbus.md for the format).
+    Each field's description says what it holds; docs/modbus.md describes the register
+    map format, the transports and how reads are planned. The block has no logo (the UI
+    shows Prefect's default icon) and no documentation URL: the docs ship with the code.
+
+    Example:
+        ```python
+        from blocks.modbus import ModbusDevice
+
+        device = ModbusDevice.load("BLOCK_NAME")
+        config = device.to_config("BLOCK_NAME")  # checks the register map
+        ```
     """
 
     _block_type_name = "Modbus Device"
     _block_type_slug = "shopfloor-modbus-device"
     _description = "A Modbus TCP / RTU device and its register map, polled by modbus-capture."
 
-    host: str = Field(default="127.0.0.1", description="Host of a TCP or RTU-over-TCP device")
-    port: int = Field(default=502, ge=1, le=65535)
-    unit_id: int = Field(default=1, ge=0, le=255, description="Modbus unit id")
-    transport: Literal["tcp", "rtu-over-tcp", "serial"] = "tcp"
-    serial_port: str | None = Field(default=None, description="e.g. /dev/ttyUSB0")
-    baudrate: int = 9600
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: int = 1
-    bytesize: int = 8
-    timeout_seconds: float = Field(default=3.0, gt=0)
-    retries: int = Field(default=2, ge=0, le=10)
-    backoff_seconds: float = Field(default=0.2, ge=0, description="First retry delay")
-    loc_id: str = Field(description="Location id the readings are stored under")
-    dstrct_code: str = Field(default="", description="District code for landed JSON")
-    max_registers_per_request: int = Field(default=125, ge=1, le=125)
-    max_bits_per_request: int = Field(default=2000, ge=1, le=2000)
-    max_gap_registers: int = Field(default=10, ge=0)
-    register_map: list[TagSpec] = Field(default_factory=list)
+    host: str = Field(default=_D.host, description="Host of a TCP or RTU-over-TCP device.")
+    port: int = Field(default=_D.port, ge=1, le=65535,
+                      description="TCP port of a TCP or RTU-over-TCP device.")
+    unit_id: int = Field(default=_D.unit_id, ge=0, le=255,
+                         description="Modbus unit id.")
+    transport: Transport = Field(
+        default=_D.transport,
+        description="tcp (Modbus TCP), rtu-over-tcp (RTU frames over a TCP socket) or "
+                    "serial (RTU on a serial line).")
+    serial_port: str | None = Field(default=_D.serial_port,
+                                    description="e.g. /dev/ttyUSB0.")
+    baudrate: int = Field(default=_D.baudrate, description="Serial line speed in baud.")
+    parity: Parity = Field(default=_D.parity,
+                           description="Serial parity: N (none), E (even) or O (odd).")
+    stopbits: int = Field(default=_D.stopbits, description="Serial stop bits.")
+    bytesize: int = Field(default=_D.bytesize, description="Serial data bits per character.")
+    timeout_seconds: float = Field(default=_D.timeout_seconds, gt=0,
+                                   description="Per-request timeout in seconds.")
+    retries: int = Field(default=_D.retries, ge=0, le=10,
+                         description="Attempts after a failed read, with backoff.")
+    backoff_seconds: float = Field(default=_D.backoff_seconds, ge=0,
+                                   description="First retry delay.")
+    loc_id: str = Field(description="Location id the readings are stored under.")
+    dstrct_code: str = Field(default=_D.dstrct_code,
+                             description="District code for landed JSON.")
+    max_registers_per_request: int = Field(
+        default=_D.max_registers_per_request, ge=1, le=MAX_REGISTERS,
+        description="Most registers per read; lower it for devices that reject long reads.")
+    max_bits_per_request: int = Field(
+        default=_D.max_bits_per_request, ge=1, le=MAX_BITS,
+        description="Most coils or discrete inputs per read.")
+    max_gap_registers: int = Field(
+        default=_D.max_gap_registers, ge=0,
+        description="Unused registers a merged read may span.")
+    register_map: list[TagSpec] = Field(
+        default_factory=list, description="The tags to read (format: docs/modbus.md).")
 
     def to_config(self, name: str) -> DeviceConfig:
         """Plain settings for the capture code, after checking the register map.
@@ -63,14 +86,5 @@ class ModbusDevice(Block):
         validate_register_map(list(self.register_map))
         if self.transport == "serial" and not self.serial_port:
             raise ShopfloorError(f"device {name}: transport serial needs serial_port")
-        return DeviceConfig(
-            name=name, loc_id=self.loc_id, tags=tuple(self.register_map), host=self.host,
-            port=self.port, unit_id=self.unit_id, transport=self.transport,
-            serial_port=self.serial_port, baudrate=self.baudrate, parity=self.parity,
-            stopbits=self.stopbits, bytesize=self.bytesize,
-            timeout_seconds=self.timeout_seconds, retries=self.retries,
-            backoff_seconds=self.backoff_seconds,
-            max_registers_per_request=self.max_registers_per_request,
-            max_bits_per_request=self.max_bits_per_request,
-            max_gap_registers=self.max_gap_registers, dstrct_code=self.dstrct_code,
-        )
+        settings = {key: getattr(self, key) for key in DEVICE_SETTINGS}
+        return DeviceConfig(name=name, tags=tuple(self.register_map), **settings)

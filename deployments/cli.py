@@ -10,7 +10,8 @@ import typer
 
 from deployments.aggregation_cli import hourly_app
 from deployments.compaction_cli import compaction_app
-from deployments.simulate_cli import modbus_app, simulate_app
+from deployments.modbus_cli import modbus_app
+from deployments.simulate_cli import simulate_app
 from deployments.spark_cli import spark_app
 from shopfloor.errors import ShopfloorError
 

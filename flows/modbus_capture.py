@@ -3,25 +3,34 @@
 import re
 import time
 import uuid
+from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
 
 from blocks.resolve import load_block, load_engine
 from shopfloor.db.engine import check_connection
 from shopfloor.errors import ShopfloorError
 from shopfloor.modbus.capture import (
     CaptureStats,
-    check_capture_parameters,
     check_distinct_locations,
+    check_parameters,
     schedule_anchor,
 )
+from shopfloor.params import BlockName
 from tasks.modbus import Progress, capture_device_task, resolve_device
 
 MAX_DEVICES = 64  # one polling thread per device
 START_LEAD_SECONDS = 2.0
+
+# The limits a parameter's type can carry: the server refuses a run that breaks them
+# before it exists, and the UI form shows them. The rest is in check_parameters.
+DeviceNames = Annotated[list[BlockName], Field(min_length=1, max_length=MAX_DEVICES)]
+Samples = Annotated[int, Field(ge=1)]
+IntervalSeconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 def _artifact_key(device: str) -> str:
@@ -39,13 +48,13 @@ def _publish(stats: list[CaptureStats]) -> None:
 
 @flow(name="modbus-capture", task_runner=ThreadPoolTaskRunner(max_workers=MAX_DEVICES))
 def modbus_capture(
-    devices: list[str],
-    samples: int = 1,
-    interval_seconds: float = 5.0,
+    devices: DeviceNames,
+    samples: Samples = 1,
+    interval_seconds: IntervalSeconds = 5.0,
     write_raw: bool = True,
     land_json: bool = False,
-    target_db: str = "shopfloor-warehouse-db",
-    raw_logs: str = "shopfloor-raw-logs",
+    target_db: BlockName = "shopfloor-warehouse-db",
+    raw_logs: BlockName = "shopfloor-raw-logs",
 ) -> list[dict[str, object]]:
     """Poll Modbus devices concurrently; write validated readings, quarantine bad ones.
 
@@ -54,9 +63,9 @@ def modbus_capture(
     never delays the others. Failed reads are retried with backoff within the sample.
 
     Args:
-        devices: ModbusDevice block names to poll.
-        samples: how many samples to take per device.
-        interval_seconds: seconds between samples (> 0 when samples > 1).
+        devices: ModbusDevice block names to poll (1 to 64, each once).
+        samples: how many samples to take per device (>= 1).
+        interval_seconds: seconds between samples (>= 0; > 0 when samples > 1).
         write_raw: upsert valid readings into temperature_raw and bad ones into quarantine.
         land_json: also write valid readings as JSON lines to the raw_logs storage.
         target_db: SqlAlchemyConnector block of the database to write to.
@@ -66,9 +75,7 @@ def modbus_capture(
         One summary per device: samples ok/failed/missed, requests, rows written/quarantined.
     """
     logger = get_run_logger()
-    check_capture_parameters(devices, samples, interval_seconds)
-    if len(devices) > MAX_DEVICES:
-        raise ShopfloorError(f"at most {MAX_DEVICES} devices per run, got {len(devices)}")
+    check_parameters(devices, samples, interval_seconds)
     configs = [resolve_device(name) for name in devices]
     if write_raw:
         check_distinct_locations(configs)

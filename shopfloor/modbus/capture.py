@@ -140,22 +140,20 @@ def schedule_anchor(interval: float, now: float | None = None) -> float:
     return math.ceil(now * 1000 / step_ms) * step_ms / 1000
 
 
-def check_capture_parameters(devices: Sequence[str], samples: int, interval: float) -> None:
-    """Reject bad flow parameters before any block is loaded or device contacted.
+def check_parameters(devices: Sequence[str], samples: int, interval_seconds: float) -> None:
+    """The modbus-capture rules its parameter types cannot say (the flow's signature holds
+    the bounds: 1..64 devices, ``samples >= 1``, ``interval_seconds >= 0``).
+
+    Called by the flow and by ``shopfloor modbus capture`` before any block is loaded
+    or device contacted.
 
     Raises:
         ShopfloorError: with what is wrong and how to fix it.
     """
-    if not devices:
-        raise ShopfloorError("devices is empty: give at least one ModbusDevice block name")
     dupes = sorted({d for d in devices if list(devices).count(d) > 1})
     if dupes:
         raise ShopfloorError(f"devices listed twice: {', '.join(dupes)}")
-    if samples < 1:
-        raise ShopfloorError(f"samples must be >= 1, got {samples}")
-    if not math.isfinite(interval) or interval < 0:
-        raise ShopfloorError(f"interval_seconds must be a number >= 0, got {interval}")
-    if samples > 1 and interval == 0:
+    if samples > 1 and interval_seconds == 0:
         raise ShopfloorError("interval_seconds must be > 0 when samples > 1")
 
 

@@ -4,49 +4,24 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerType
 
+from shopfloor.modbus.device import DeviceConfig
 from shopfloor.modbus.planning import ReadRequest, plan_requests
-from shopfloor.modbus.tags import BIT_REGISTER_TYPES, TagSpec
+from shopfloor.modbus.tags import BIT_REGISTER_TYPES
 
 # pymodbus logs every failed read with a hex dump at ERROR; failures are counted and
 # reported by the capture itself, so only pymodbus' critical messages are kept.
 logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
 
-Transport = Literal["tcp", "rtu-over-tcp", "serial"]
 _READERS = {
     "coil": "read_coils", "discrete": "read_discrete_inputs",
     "holding": "read_holding_registers", "input": "read_input_registers",
 }
-
-
-@dataclass(frozen=True)
-class DeviceConfig:
-    """Everything the capture needs about one device (plain values, built from the block)."""
-
-    name: str
-    loc_id: str
-    tags: tuple[TagSpec, ...]
-    host: str = "127.0.0.1"
-    port: int = 502
-    unit_id: int = 1
-    transport: Transport = "tcp"
-    serial_port: str | None = None
-    baudrate: int = 9600
-    parity: str = "N"
-    stopbits: int = 1
-    bytesize: int = 8
-    timeout_seconds: float = 3.0
-    retries: int = 2
-    backoff_seconds: float = 0.2
-    max_registers_per_request: int = 125
-    max_bits_per_request: int = 2000
-    max_gap_registers: int = 10
-    dstrct_code: str = ""
 
 
 class DeviceError(Exception):

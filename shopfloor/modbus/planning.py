@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 
 from shopfloor.errors import ShopfloorError
 from shopfloor.modbus.decoding import RequestDecoder
+from shopfloor.modbus.device import MAX_BITS, MAX_REGISTERS
 from shopfloor.modbus.tags import BIT_REGISTER_TYPES, TagSpec
-
-MAX_REGISTERS = 125
-MAX_BITS = 2000
 
 
 @dataclass

@@ -5,34 +5,20 @@ from pathlib import Path
 
 import pytest
 
-from shopfloor.modbus.simulator import ModbusSimulator, SimulatedDevice
-from shopfloor.modbus.tags import TagSpec
+from shopfloor.modbus.simulator import ModbusSimulator, SimulatedDevice, default_map
 from tests.conftest import free_port
 
 FAULTY = ("refuse", "nan", "exception", "out-of-range", "no-answer")
 
 
-def plant_tags() -> list[TagSpec]:
-    """A small plant map: float32 in CDAB, scaled integers, a coil."""
-    return [
-        TagSpec(name="air_temp", column="temperature", address=0, data_type="float32",
-                byte_order="CDAB", min_value=-20, max_value=80),
-        TagSpec(name="air_rh", column="humidity", address=2, data_type="uint16", scale=0.1,
-                min_value=0, max_value=100),
-        TagSpec(name="pcv_temp", column="pcv_temperature", register_type="input", address=10,
-                data_type="int16", scale=0.1, min_value=-40, max_value=150),
-        TagSpec(name="running", column="running", register_type="coil", address=5,
-                data_type="bool"),
-    ]
-
-
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[dict[str, SimulatedDevice]]:
-    """Two healthy devices and one per fault, each on its own port."""
-    devices = {f"ok-{i}": SimulatedDevice(free_port(), plant_tags(), phase=i) for i in (1, 2)}
-    devices.update({f"bad-{f}": SimulatedDevice(free_port(), plant_tags(), fault=f)
+    """Two healthy devices and one per fault, each on its own port, serving the
+    simulator's own map (float32 in CDAB, scaled integers, a coil)."""
+    devices = {f"ok-{i}": SimulatedDevice(free_port(), default_map(), phase=i) for i in (1, 2)}
+    devices.update({f"bad-{f}": SimulatedDevice(free_port(), default_map(), fault=f)
                     for f in FAULTY})
-    devices["rtu"] = SimulatedDevice(free_port(), plant_tags(), framer="rtu", unit_id=7)
+    devices["rtu"] = SimulatedDevice(free_port(), default_map(), framer="rtu", unit_id=7)
     with ModbusSimulator(list(devices.values())):
         yield devices
 

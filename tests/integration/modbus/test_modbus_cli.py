@@ -92,3 +92,76 @@ def test_read_of_a_dead_device_is_one_clear_error(device_blocks):
     res = CliRunner().invoke(app, ["modbus", "read", "mb-bad-refuse"])
     assert isinstance(res.exception, ShopfloorError)
     assert "did not answer: connection refused" in str(res.exception)
+
+
+def test_add_device_with_a_bad_setting_is_one_clear_error(tmp_path: Path, prefect_harness):
+    tags = [t.model_dump(exclude_defaults=True) for t in default_map()]
+    path = _write_map(tmp_path / "plc.yaml", tags)
+    res = CliRunner().invoke(app, ["modbus", "add-device", "bad-port", "--map", str(path),
+                                   "--loc-id", "L1", "--port", "70000"])
+    assert isinstance(res.exception, ShopfloorError)
+    assert str(res.exception).startswith("device bad-port: port: Input should be less than")
+
+
+def test_add_device_passes_serial_settings(tmp_path: Path, prefect_harness):
+    from blocks.modbus import ModbusDevice
+
+    path = _write_map(tmp_path / "plc.yaml", [t.model_dump() for t in default_map()])
+    res = CliRunner().invoke(app, ["modbus", "add-device", "rtu-plc", "--map", str(path),
+                                   "--loc-id", "L8", "--transport", "serial", "--serial-port",
+                                   "/dev/ttyS9", "--parity", "E", "--stopbits", "2",
+                                   "--max-bits", "100", "--max-gap", "2"])
+    assert res.exit_code == 0, res.output
+    block = ModbusDevice.load("rtu-plc")
+    assert (block.parity, block.stopbits, block.max_bits_per_request,
+            block.max_gap_registers) == ("E", 2, 100, 2)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["mb-ok-1", "--samples", "0"], "samples: Input should be greater than or equal to 1"),
+    (["mb-ok-1", "--interval-seconds", "-1"], "interval_seconds: Input should be greater"),
+    (["Line1_PLC"], "devices.0: not a block name (lower-case letters, digits and dashes)"),
+    (["mb-ok-1", "mb-ok-1"], "devices listed twice: mb-ok-1"),
+    (["mb-ok-1", "--samples", "2", "--interval-seconds", "0"], "must be > 0"),
+    (["mb-ok-1", "no-such-plc"], "block 'no-such-plc' not found"),
+    (["mb-ok-1", "--target-db", "no-such-db"], "block 'no-such-db' not found"),
+    (["mb-ok-1", "--no-write-raw", "--land-json", "--raw-logs", "nowhere"],
+     "block 'nowhere' not found"),
+])
+def test_capture_refuses_bad_parameters_before_a_flow_run(device_blocks, monkeypatch, args,
+                                                          message):
+    import flows.modbus_capture
+
+    monkeypatch.setattr(flows.modbus_capture, "modbus_capture",
+                        _NotStarted(flows.modbus_capture.modbus_capture))
+    res = CliRunner().invoke(app, ["modbus", "capture", *args])
+    assert isinstance(res.exception, ShopfloorError), res.output
+    assert message in str(res.exception)
+
+
+class _NotStarted:
+    """The capture flow's parameter check, but calling it (starting a run) fails the test."""
+
+    def __init__(self, flow):
+        self.flow = flow
+
+    def validate_parameters(self, params: dict) -> dict:
+        return self.flow.validate_parameters(params)
+
+    def __call__(self, **_kwargs):
+        raise AssertionError("the flow was started")
+
+
+def test_capture_prints_one_line_per_device(device_blocks, raw_logs: Path):
+    # Lands JSON instead of writing temperature_raw: the flow tests count those rows.
+    res = CliRunner().invoke(app, ["modbus", "capture", "mb-ok-1", "mb-bad-refuse",
+                                   "--no-write-raw", "--land-json", "--raw-logs",
+                                   "modbus-test-raw", "--samples", "1"])
+    assert res.exit_code == 0, res.output
+    lines = {ln.split(":")[0]: ln for ln in res.output.splitlines() if ln.startswith("mb-")}
+    assert "samples_ok 1, samples_failed 0" in lines["mb-ok-1"]
+    assert "rows_valid 1, rows_written 0" in lines["mb-ok-1"]
+    assert "objects_landed 1" in lines["mb-ok-1"]
+    assert "samples_ok 0, samples_failed 1" in lines["mb-bad-refuse"]
+    assert "last_error connection refused" in lines["mb-bad-refuse"]
+    assert len(list(raw_logs.rglob("*.json"))) == 1

@@ -1,0 +1,153 @@
+"""``shopfloor modbus``: add a device, read it once, capture from devices now."""
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from shopfloor.modbus.device import DEVICE_DEFAULTS, DEVICE_SETTINGS
+
+modbus_app = typer.Typer(no_args_is_help=True, help="Modbus devices (ModbusDevice blocks).")
+
+# Device settings: every option of add-device named like a DEVICE_SETTINGS entry is a
+# setting of the block, with the dataclass's default (tests check none is missing).
+_D = DEVICE_DEFAULTS
+
+
+@modbus_app.command("add-device")
+def add_device(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Block name, e.g. line1-plc.")],
+    register_map: Annotated[Path, typer.Option("--map", help="YAML/JSON register map.")],
+    loc_id: Annotated[str, typer.Option(help="Location id the readings are stored under.")],
+    host: Annotated[str, typer.Option(help="Device host (TCP transports).")] = _D.host,
+    port: Annotated[int, typer.Option(help="Device TCP port.")] = _D.port,
+    unit_id: Annotated[int, typer.Option(help="Modbus unit id.")] = _D.unit_id,
+    transport: Annotated[str, typer.Option(help="tcp, rtu-over-tcp or serial.")] = _D.transport,
+    serial_port: Annotated[str | None, typer.Option(help="Serial device, for serial.")]
+    = _D.serial_port,
+    baudrate: Annotated[int, typer.Option(help="Serial baud rate.")] = _D.baudrate,
+    parity: Annotated[str, typer.Option(help="Serial parity: N, E or O.")] = _D.parity,
+    stopbits: Annotated[int, typer.Option(help="Serial stop bits.")] = _D.stopbits,
+    bytesize: Annotated[int, typer.Option(help="Serial data bits.")] = _D.bytesize,
+    dstrct_code: Annotated[str, typer.Option(help="District code for landed JSON.")]
+    = _D.dstrct_code,
+    timeout_seconds: Annotated[float, typer.Option(help="Per-request timeout.")]
+    = _D.timeout_seconds,
+    retries: Annotated[int, typer.Option(help="Retries after a failed read.")] = _D.retries,
+    backoff_seconds: Annotated[float, typer.Option(help="First retry delay; doubles.")]
+    = _D.backoff_seconds,
+    max_registers_per_request: Annotated[int, typer.Option(
+        "--max-registers", help="Registers per read (1..125).")] = _D.max_registers_per_request,
+    max_bits_per_request: Annotated[int, typer.Option(
+        "--max-bits", help="Coils or discrete inputs per read (1..2000).")]
+    = _D.max_bits_per_request,
+    max_gap_registers: Annotated[int, typer.Option(
+        "--max-gap", help="Unused registers a read may span.")] = _D.max_gap_registers,
+) -> None:
+    """Create or update a ModbusDevice block from a register map file."""
+    from pydantic import ValidationError
+
+    from blocks.modbus import ModbusDevice
+    from shopfloor.errors import ShopfloorError
+    from shopfloor.modbus.capture import device_plan
+    from shopfloor.modbus.tags import load_register_map
+
+    settings = {key: value for key, value in ctx.params.items() if key in DEVICE_SETTINGS}
+    try:
+        block = ModbusDevice(**settings, register_map=load_register_map(register_map))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ShopfloorError(f"device {name}: {'.'.join(map(str, err['loc']))}: "
+                             f"{err['msg']}") from None
+    plan = device_plan(block.to_config(name))  # reject a map that cannot be read, by tag
+    block.save(name, overwrite=True)
+    where = serial_port if transport == "serial" else f"{host}:{port}"
+    typer.echo(f"{name}: {transport} {where} unit {unit_id}, loc_id {loc_id}, "
+               f"{len(block.register_map)} tags in {len(plan)} reads")
+
+
+@modbus_app.command("read")
+def read_device(
+    name: Annotated[str, typer.Argument(help="ModbusDevice block name.")],
+) -> None:
+    """Poll a device once and print every tag's value and verdict (like `telegraf --test`).
+
+    Nothing is written; use it to check a register map while commissioning a device.
+    """
+    from blocks.modbus import ModbusDevice
+    from blocks.resolve import load_block
+    from shopfloor.errors import ShopfloorError
+    from shopfloor.modbus.capture import CaptureStats, capture_device, device_plan
+    from shopfloor.modbus.sink import ReadingSink
+
+    cfg = load_block(name, ModbusDevice).to_config(name)
+    frames: list = []
+    stats = capture_device(cfg, 1, 0.0, time.time(), frames.append)
+    for r in device_plan(cfg):
+        typer.echo(f"read {r.register_type} {r.address}+{r.count}: "
+                   f"{', '.join(t.name for t in r.tags)}")
+    if not frames:
+        raise ShopfloorError(f"device {name} did not answer: {stats.last_error}")
+    result = ReadingSink(cfg, CaptureStats(name), "read").validate(frames[0])
+    row = frames[0].iloc[0]
+    reasons = [x for q in result.quarantined for x in q.reasons]
+    for t in cfg.tags:
+        bad = [x.check for x in reasons if x.column == t.column]
+        verdict = "ok" if not bad else "REJECTED: " + ", ".join(bad)
+        typer.echo(f"{t.name:<20} {t.column:<18} {row[t.column]!s:<22} {verdict}")
+    if row["missing_tags"]:
+        typer.echo(f"missing tags: {row['missing_tags']} ({stats.last_error})")
+
+
+@modbus_app.command("capture")
+def capture(
+    devices: Annotated[list[str], typer.Argument(help="ModbusDevice block names.")],
+    samples: Annotated[int, typer.Option(help="Samples per device.")] = 1,
+    interval_seconds: Annotated[float, typer.Option(help="Seconds between samples.")] = 5.0,
+    write_raw: Annotated[bool, typer.Option(
+        help="Upsert into temperature_raw, quarantine bad readings.")] = True,
+    land_json: Annotated[bool, typer.Option(help="Also land JSON lines in --raw-logs.")]
+    = False,
+    target_db: Annotated[str, typer.Option(help="SqlAlchemyConnector block to write to.")]
+    = "shopfloor-warehouse-db",
+    raw_logs: Annotated[str, typer.Option(help="Storage block for landed JSON.")]
+    = "shopfloor-raw-logs",
+) -> None:
+    """Run the modbus-capture flow now and print one line per device."""
+    from blocks.resolve import require_blocks
+    from flows.modbus_capture import modbus_capture
+    from shopfloor.modbus.capture import check_parameters
+
+    params = _flow_parameters(modbus_capture, {
+        "devices": devices, "samples": samples, "interval_seconds": interval_seconds,
+        "write_raw": write_raw, "land_json": land_json, "target_db": target_db,
+        "raw_logs": raw_logs})
+    # Bad values and unknown blocks: one line, before a flow run exists.
+    check_parameters(devices, samples, interval_seconds)
+    require_blocks(*devices, *([target_db] if write_raw else []),
+                   *([raw_logs] if land_json else []))
+    for row in modbus_capture(**params):
+        typer.echo(f"{row['device']}: " + ", ".join(
+            f"{k} {v}" for k, v in row.items() if k != "device" and v != ""))
+
+
+def _flow_parameters(flow: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` checked against the flow's signature (the limits the server enforces),
+    what is wrong as one line (Prefect's own log line of it is kept quiet)."""
+    from prefect.exceptions import ParameterTypeError
+    from prefect.logging.loggers import disable_logger
+
+    from shopfloor.errors import ShopfloorError
+    from shopfloor.params import BLOCK_NAME_PATTERN
+
+    try:
+        with disable_logger("prefect.flows"):
+            return flow.validate_parameters(params)
+    except ParameterTypeError as exc:
+        problems = [ln.strip(" -") for ln in str(exc).splitlines()[1:]] or [str(exc)]
+        message = "; ".join(problems).replace(
+            f"String should match pattern '{BLOCK_NAME_PATTERN}'",
+            "not a block name (lower-case letters, digits and dashes)")
+        raise ShopfloorError(message) from None
