@@ -19,8 +19,12 @@ def register(
         "shopfloor-metadata-db",
 ) -> None:
     """List the objects under a prefix and register the new ones as PENDING."""
-    from flows.s3_compaction import register_s3_keys
+    from blocks.resolve import require_blocks
+    from flows.s3_compaction import check_register_parameters, register_s3_keys
 
+    # A bad value or an unknown block is one `error:` line, before a flow run exists.
+    check_register_parameters(prefix, distrik)
+    require_blocks(raw_logs, metadata_db)
     counts = register_s3_keys(raw_logs=raw_logs, prefix=prefix, distrik=distrik,
                               metadata_db=metadata_db)
     typer.echo(", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -44,8 +48,13 @@ def run(
         False,
 ) -> None:
     """Claim keys, compact them to Parquet, mark them SUCCESS or QUARANTINED."""
-    from flows.s3_compaction import s3_compaction
+    from blocks.resolve import require_blocks
+    from flows.s3_compaction import check_parameters, s3_compaction
 
+    # A bad value or an unknown block is one `error:` line, before a flow run exists.
+    check_parameters(distrik, key_limit_per_run, ram_limit, target_prefix, tz_offset_hours,
+                     claim_ttl_minutes)
+    require_blocks(raw_logs, lake, metadata_db)
     while True:
         s = s3_compaction(distrik=distrik, key_limit_per_run=key_limit_per_run,
                           ram_limit=ram_limit, raw_logs=raw_logs, lake=lake,

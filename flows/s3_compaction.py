@@ -3,7 +3,7 @@ update_status, exactly once."""
 
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any, get_type_hints
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -12,17 +12,23 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.runtime import flow_run
+from pydantic import Field, TypeAdapter, ValidationError
 
-from blocks.resolve import load_engine, load_storage
-from shopfloor.compaction.compact import CompactionSpec, CompactResult
+from blocks.resolve import require_blocks
+from shopfloor.compaction.compact import CompactResult
 from shopfloor.compaction.duck import check_ram_limit
-from shopfloor.compaction.hooks import pause_point
+from shopfloor.compaction.faults import pause_hook_from_env
 from shopfloor.compaction.keys import check_distrik, check_prefix
 from shopfloor.compaction.layout import check_target_prefix
 from shopfloor.errors import ShopfloorError
+from shopfloor.params import DistrictCode, OptionalStoragePrefix, RamLimit, StoragePrefix
 from tasks.s3_compaction import compact, get_keys, register_new_keys, release_keys, update_status
 
 MAX_KEYS_PER_RUN = 100_000
+
+KeyLimit = Annotated[int, Field(ge=1, le=MAX_KEYS_PER_RUN)]
+TzOffsetHours = Annotated[float, Field(ge=-14, le=14)]
+ClaimTtlMinutes = Annotated[int, Field(ge=0)]
 
 
 def _run_id() -> str:
@@ -30,27 +36,36 @@ def _run_id() -> str:
     return str(flow_run.get_id() or uuid.uuid4())
 
 
-def check_compaction_parameters(distrik: str, key_limit_per_run: int, ram_limit: str,
-                                target_prefix: str, tz_offset_hours: float,
-                                claim_ttl_minutes: int) -> None:
-    """Raise :class:`ShopfloorError` for a bad parameter, before anything connects."""
-    check_distrik(distrik)
-    check_ram_limit(ram_limit)
-    check_target_prefix(target_prefix)
-    if not 1 <= key_limit_per_run <= MAX_KEYS_PER_RUN:
-        raise ShopfloorError(
-            f"key_limit_per_run must be between 1 and {MAX_KEYS_PER_RUN}, got {key_limit_per_run}")
-    if not -14 <= tz_offset_hours <= 14:
-        raise ShopfloorError(f"tz_offset_hours must be between -14 and 14, got {tz_offset_hours}")
-    if claim_ttl_minutes < 0:
-        raise ShopfloorError(f"claim_ttl_minutes must be 0 or more, got {claim_ttl_minutes}")
+def _check_typed(fn: Any, **values: Any) -> None:
+    """Check ``values`` against ``fn``'s parameter types (the limits the Prefect server and
+    a plain flow call enforce), as one :class:`ShopfloorError` line naming the field."""
+    hints = get_type_hints(fn, include_extras=True)
+    for name, value in values.items():
+        try:
+            TypeAdapter(hints[name]).validate_python(value)
+        except ValidationError as exc:
+            raise ShopfloorError(
+                f"invalid {name} {value!r}: {exc.errors()[0]['msg']}") from None
+
+
+def check_register_parameters(prefix: str, distrik: str | None) -> str:
+    """Refuse a bad ``register_s3_keys`` parameter with one :class:`ShopfloorError` line,
+    before anything connects; returns the prefix to list.
+
+    The limits are the flow's parameter types (the server and a plain call refuse a bad
+    value before the run); this applies the same rules for the CLI and for callers of
+    the undecorated function, with the domain's messages.
+    """
+    if distrik is not None:
+        check_distrik(distrik)
+    return check_prefix(prefix)
 
 
 @flow(name="register-s3-keys")
 def register_s3_keys(
     raw_logs: str = "shopfloor-raw-logs",
-    prefix: str = "",
-    distrik: str | None = None,
+    prefix: OptionalStoragePrefix = "",
+    distrik: DistrictCode | None = None,
     metadata_db: str = "shopfloor-metadata-db",
 ) -> dict[str, int]:
     """List the raw JSON objects under a prefix and register the new ones as PENDING.
@@ -60,12 +75,11 @@ def register_s3_keys(
     Args:
         raw_logs: S3Bucket or LocalFileSystem block where the raw JSON lands.
         prefix: folder inside the raw logs to list ("" lists everything).
-        distrik: district of every listed key; empty takes it from the key layout
+        distrik: district of every listed key; none takes it from the key layout
             (``distrik=XXXX/`` or a leading ``XXXX/`` folder).
         metadata_db: SqlAlchemyConnector block holding the ``s3_object`` registry.
     """
-    prefix = check_prefix(prefix)
-    distrik = check_distrik(distrik) if distrik else None
+    prefix = check_register_parameters(prefix, distrik)
     counts = register_new_keys(raw_logs, prefix, distrik, metadata_db)
     create_table_artifact([{"metric": k, "value": v} for k, v in counts.items()],
                           key="register-s3-keys",
@@ -88,15 +102,15 @@ def _summary(distrik: str, claimed: int, result: CompactResult | None,
 
 @flow(name="s3-compaction")
 def s3_compaction(
-    distrik: str = "BRCB",
-    key_limit_per_run: int = 1000,
-    ram_limit: str = "10GB",
+    distrik: DistrictCode = "BRCB",
+    key_limit_per_run: KeyLimit = 1000,
+    ram_limit: RamLimit = "10GB",
     raw_logs: str = "shopfloor-raw-logs",
     lake: str = "shopfloor-lake",
-    target_prefix: str = "datalog_v2",
+    target_prefix: StoragePrefix = "datalog_v2",
     metadata_db: str = "shopfloor-metadata-db",
-    tz_offset_hours: float = 8,
-    claim_ttl_minutes: int = 60,
+    tz_offset_hours: TzOffsetHours = 8,
+    claim_ttl_minutes: ClaimTtlMinutes = 60,
 ) -> dict[str, Any]:
     """Compact claimed raw JSON objects into Parquet partitioned by hiveperiod and dstrct_code.
 
@@ -116,14 +130,13 @@ def s3_compaction(
         tz_offset_hours: offset of ``datetime_wita`` from UTC (8 = WITA).
         claim_ttl_minutes: a claim older than this is taken over by the next run.
     """
-    check_compaction_parameters(distrik, key_limit_per_run, ram_limit, target_prefix,
-                                tz_offset_hours, claim_ttl_minutes)
+    check_parameters(distrik, key_limit_per_run, ram_limit, target_prefix, tz_offset_hours,
+                     claim_ttl_minutes)
     started = time.monotonic()
     logger = get_run_logger()
-    load_engine(metadata_db)  # an unknown block fails here, before any claim
-    spec = CompactionSpec(load_storage(raw_logs), load_storage(lake),
-                          check_target_prefix(target_prefix), distrik, tz_offset_hours,
-                          ram_limit)
+    # One check of the three block names, before any claim; the tasks resolve them.
+    require_blocks(raw_logs, lake, metadata_db)
+    pause = pause_hook_from_env()  # fault injection, docs/s3_compaction.md; normally None
     run_id = _run_id()
     progress = create_progress_artifact(0.0, key="s3-compaction-progress",
                                         description=f"s3-compaction of {distrik}")
@@ -134,10 +147,12 @@ def s3_compaction(
     else:
         update_progress_artifact(progress, 33.0)
         try:
-            result = compact(spec, run_id, claimed)
-            pause_point("after_compact")
+            result = compact(raw_logs, lake, target_prefix, distrik, tz_offset_hours,
+                             ram_limit, run_id, claimed)
+            if pause:
+                pause("after_compact")
             update_progress_artifact(progress, 66.0)
-            update_status(metadata_db, spec, run_id, result)
+            update_status(metadata_db, lake, target_prefix, run_id, result)
         except Exception as exc:
             release_keys(metadata_db, run_id, f"{type(exc).__name__}: {exc}")
             raise
@@ -148,3 +163,20 @@ def s3_compaction(
         description="nothing to do: no PENDING keys" if not claimed else
         f"s3-compaction of {distrik} into {target_prefix}")
     return summary
+
+
+def check_parameters(distrik: str, key_limit_per_run: int, ram_limit: str, target_prefix: str,
+                     tz_offset_hours: float, claim_ttl_minutes: int) -> None:
+    """Refuse a bad ``s3_compaction`` parameter with one :class:`ShopfloorError` line,
+    before anything connects.
+
+    The limits are the flow's parameter types: the Prefect server refuses a bad value
+    before a run exists, a plain call refuses it before the flow body. This applies the
+    same rules for the CLI and for callers of the undecorated function: the domain checks
+    for the strings (with their messages), the signature's own limits for the numbers.
+    """
+    check_distrik(distrik)
+    check_ram_limit(ram_limit)
+    check_target_prefix(target_prefix)
+    _check_typed(s3_compaction.fn, key_limit_per_run=key_limit_per_run,
+                 tz_offset_hours=tz_offset_hours, claim_ttl_minutes=claim_ttl_minutes)

@@ -24,8 +24,10 @@ ISO_DATETIME_PATTERN = (
 RAM_LIMIT_PATTERN = r"^\s*\d+(\.\d+)?\s*([KkMmGgTt][Ii]?)?[Bb]\s*$"
 # A district code as the seed's registry and partitions hold it (``BRCB``, ``D01``).
 DISTRICT_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
-# A folder inside a bucket or folder: safe segments separated by '/', no '..'.
-PREFIX_PATTERN = r"^(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*/?$"
+# A folder inside a bucket or folder: safe segments separated by '/', none '.' or '..'.
+# No look-ahead: pydantic-core's regex engine (Rust) refuses look-arounds.
+_SEGMENT = r"(\.{0,2}[A-Za-z0-9_=-][A-Za-z0-9_.=-]*|\.{3}[A-Za-z0-9_.=-]*)"
+PREFIX_PATTERN = rf"^{_SEGMENT}(/{_SEGMENT})*/?$"
 OPTIONAL_PREFIX_PATTERN = r"^$|" + PREFIX_PATTERN
 # A Prefect block document name (lower-case letters, digits and dashes).
 BLOCK_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"

@@ -8,8 +8,8 @@ from prefect.cache_policies import NO_CACHE
 from blocks.resolve import load_engine, load_storage
 from shopfloor.compaction import output
 from shopfloor.compaction.claims import ClaimedKey, claim_keys, release_claim
-from shopfloor.compaction.compact import CompactionSpec, CompactResult, compact_claim
-from shopfloor.compaction.hooks import pause_point
+from shopfloor.compaction.compact import CompactionSpec, CompactResult, compact_claim, no_hook
+from shopfloor.compaction.faults import pause_hook_from_env
 from shopfloor.compaction.keys import register_keys, registry_rows
 from shopfloor.compaction.layout import ClaimLayout
 from shopfloor.compaction.status import record_outcome
@@ -74,16 +74,27 @@ def get_keys(metadata_db: str, distrik: str, limit: int, run_id: str,
 
 
 @task(name="compact", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def compact(spec: CompactionSpec, run_id: str, claimed: list[ClaimedKey]) -> CompactResult:
+def compact(raw_logs: str, lake: str, target_prefix: str, distrik: str,
+            tz_offset_hours: float, ram_limit: str, run_id: str,
+            claimed: list[ClaimedKey]) -> CompactResult:
     """DuckDB: the claimed JSON objects -> Parquet partitioned by hiveperiod and dstrct_code.
 
     Args:
-        spec: storage locations, target prefix, distrik, time zone offset, RAM limit.
+        raw_logs: storage block (S3Bucket or LocalFileSystem) of the raw JSON.
+        lake: storage block the Parquet goes to.
+        target_prefix: folder inside the lake for the partitions.
+        distrik: partition value of records without ``dstrct_code``.
+        tz_offset_hours: offset of ``datetime_wita`` from UTC.
+        ram_limit: DuckDB memory limit.
         run_id: the claim token; output file names derive from it.
         claimed: the keys claimed by ``get_keys``.
     """
-    layout = ClaimLayout(spec.lake, spec.target_prefix, run_id)
-    result = compact_claim(spec, layout, claimed, pause_point)
+    spec = CompactionSpec(load_storage(raw_logs), load_storage(lake), target_prefix, distrik,
+                          tz_offset_hours, ram_limit)
+    layout = ClaimLayout(spec.lake, target_prefix, run_id)
+    # Fault injection (docs/s3_compaction.md): nothing is wired in unless the setting is on.
+    hook = pause_hook_from_env() or no_hook
+    result = compact_claim(spec, layout, claimed, hook)
     logger = get_run_logger()
     for key, reason in result.quarantined.items():
         logger.warning("object %r quarantined: %s", key, reason)
@@ -93,20 +104,22 @@ def compact(spec: CompactionSpec, run_id: str, claimed: list[ClaimedKey]) -> Com
 
 
 @task(name="update-status", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def update_status(metadata_db: str, spec: CompactionSpec, run_id: str,
+def update_status(metadata_db: str, lake: str, target_prefix: str, run_id: str,
                   result: CompactResult) -> int:
     """Mark written keys SUCCESS and malformed ones QUARANTINED; store bad records.
 
     Args:
         metadata_db: SqlAlchemyConnector block holding ``s3_object`` and ``quarantine``.
-        spec: where the output went (its manifest is dropped once keys are SUCCESS).
+        lake: storage block the output went to (its manifest is dropped once keys are
+            SUCCESS).
+        target_prefix: folder inside the lake of the partitions.
         run_id: the claim token.
         result: what ``compact`` produced.
     """
     with load_engine(metadata_db).begin() as conn:
         _, bad = record_outcome(conn, tables(), run_id, result.succeeded, result.quarantined,
                                 result.bad_records)
-    output.forget_manifest(ClaimLayout(spec.lake, spec.target_prefix, run_id))
+    output.forget_manifest(ClaimLayout(load_storage(lake), target_prefix, run_id))
     get_run_logger().info("%d keys SUCCESS, %d QUARANTINED, %d bad records quarantined",
                           len(result.succeeded), len(result.quarantined), bad)
     return bad

@@ -10,7 +10,6 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -20,7 +19,7 @@ from shopfloor.compaction.claims import ClaimedKey
 from shopfloor.compaction.layout import ClaimLayout, sql_string
 from shopfloor.compaction.records import bad_heartbeat_rows
 from shopfloor.compaction.sql import compaction_select, describe_sql, merge_type, probe_sql
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import ShopfloorError, first_line
 from shopfloor.quality import QuarantinedRow
 from shopfloor.storage import StorageLocation
 
@@ -30,6 +29,12 @@ SCHEMA_CHUNK = 25  # objects per DESCRIBE
 # What bad input makes DuckDB raise; anything else (network, memory) is not the input's fault.
 MALFORMED = (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.BinderException)
 Hook = Callable[[str], None]
+"""Called with the name of each step reached (``after_stage``, ``mid_publish``,
+``after_publish``): a seam for fault injection; the default does nothing."""
+
+
+def no_hook(point: str) -> None:
+    """The default :data:`Hook`: do nothing."""
 
 
 @dataclass
@@ -56,10 +61,6 @@ class CompactionSpec:
     distrik: str
     tz_offset_hours: float
     ram_limit: str
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
 
 
 def _path_len(raw: StorageLocation, keys: Sequence[str]) -> int:
@@ -98,8 +99,8 @@ class _Batch:
 
     def stage(self, keys: Sequence[str], columns: dict[str, str]) -> list[str]:
         """COPY the keys' records into the claim's staging folder; returns the files."""
-        if self.layout.lake.kind == "local":
-            Path(self.layout.staging_root).parent.mkdir(parents=True, exist_ok=True)
+        # DuckDB creates the staging folder itself, but not the folders above it.
+        self.layout.lake.make_parent(self.layout.staging_key)
         target = sql_string(self.layout.staging_root)
         pattern = sql_string(self.layout.filename_pattern)
         # Paths and the pattern are quoted literals (COPY takes no parameter there);
@@ -125,9 +126,9 @@ class _Batch:
         except duckdb.BinderException as exc:
             if "non-record JSON" in str(exc):
                 return _non_record_reason(self.con, self.spec.raw.url(key))
-            return _first_line(exc)
+            return first_line(exc)
         except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
-            return _first_line(exc)
+            return first_line(exc)
         except duckdb.IOException as exc:
             if _missing(exc):
                 return "object not found (deleted after it was registered?)"
@@ -205,12 +206,13 @@ def _classify(batch: _Batch, keys: Sequence[str], staged: Sequence[str],
 
 
 def compact_claim(spec: CompactionSpec, layout: ClaimLayout, claimed: Sequence[ClaimedKey],
-                  hook: Hook = lambda point: None) -> CompactResult:
+                  hook: Hook = no_hook) -> CompactResult:
     """Write the claimed objects' valid records as Parquet under the target prefix.
 
     First removes what an earlier attempt of this claim, or the stale claims taken
     over, left behind; then stages, classifies and publishes. Keys are not marked
-    here: the caller records ``succeeded`` and ``quarantined`` afterwards.
+    here: the caller records ``succeeded`` and ``quarantined`` afterwards. ``hook`` is
+    called at each step (see :data:`Hook`); production passes nothing.
     """
     for token in sorted({c.previous_run_id for c in claimed if c.previous_run_id}
                         | {layout.token}):
@@ -231,8 +233,9 @@ def compact_claim(spec: CompactionSpec, layout: ClaimLayout, claimed: Sequence[C
         staged = _stage_isolating(batch, keys, result)
         valid = _classify(batch, keys, staged, result)
         hook("after_stage")
-        result.files = output.publish(layout, valid, lambda: hook("mid_publish"))
-        result.bytes_out = output.total_size(layout, result.files)
+        published = output.publish(layout, valid, lambda: hook("mid_publish"))
+        result.files = [layout.lake.url(k) for k in published]
+        result.bytes_out = output.total_size(layout, published)
         hook("after_publish")
     finally:
         con.close()

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, func, select
 from shopfloor.db.schema import Tables
 from shopfloor.db.upsert import upsert
 from shopfloor.errors import ShopfloorError
+from shopfloor.params import DISTRICT_PATTERN, OPTIONAL_PREFIX_PATTERN
 from shopfloor.storage import ObjectInfo
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
@@ -73,11 +74,13 @@ def register_keys(conn: Connection, tables: Tables, rows: list[dict[str, Any]]) 
     return int(after - before)
 
 
-_DISTRIK = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_DISTRIK = re.compile(DISTRICT_PATTERN)
+_PREFIX = re.compile(OPTIONAL_PREFIX_PATTERN)
 
 
 def check_distrik(value: str) -> str:
-    """``value`` if it is a district code (letters, digits, ``_``, ``-``; at most 32)."""
+    """``value`` if it is a district code (letters, digits, ``_``, ``-``; at most 32): the
+    flow parameter type ``DistrictCode``'s rule, for callers outside a flow."""
     if not isinstance(value, str) or not _DISTRIK.fullmatch(value):
         raise ShopfloorError(
             f"invalid distrik {value!r}: use 1-32 letters, digits, '_' or '-'"
@@ -86,7 +89,11 @@ def check_distrik(value: str) -> str:
 
 
 def check_prefix(value: str) -> str:
-    """A listing prefix without ``..`` segments (it must stay inside the storage)."""
-    if not isinstance(value, str) or any(s == ".." for s in value.split("/")):
-        raise ShopfloorError(f"invalid prefix {value!r}: '..' is not allowed")
-    return value.lstrip("/")
+    """``value`` if it is a listing prefix inside the storage: ``""``, or folder names
+    separated by ``/`` with no ``.``/``..`` (the flow parameter type's rule)."""
+    if not isinstance(value, str) or not _PREFIX.fullmatch(value):
+        raise ShopfloorError(
+            f"invalid prefix {value!r}: use folder names of letters, digits, '_', '-', '.', "
+            "'=' separated by '/' (no '..'), or '' for everything"
+        )
+    return value

@@ -10,17 +10,20 @@ import re
 from dataclasses import dataclass
 
 from shopfloor.errors import ShopfloorError
+from shopfloor.params import PREFIX_PATTERN
 from shopfloor.storage import StorageLocation
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.=-]{1,128}$")
+_PREFIX = re.compile(PREFIX_PATTERN)
 
 
 def check_target_prefix(prefix: str) -> str:
-    """``prefix`` without surrounding slashes if every segment is a safe folder name."""
-    clean = (prefix or "").strip("/")
-    segments = clean.split("/") if clean else []
-    if not segments or any(not _SEGMENT.fullmatch(s) or s in (".", "..") for s in segments):
+    """``prefix`` without a trailing slash if every segment is a safe folder name (the
+    flow parameter type ``StoragePrefix``'s rule, and at most 128 characters a segment)."""
+    valid = isinstance(prefix, str) and _PREFIX.fullmatch(prefix)
+    clean = prefix.strip("/") if valid else ""
+    if not clean or any(not _SEGMENT.fullmatch(s) for s in clean.split("/")):
         raise ShopfloorError(
             f"invalid target_prefix {prefix!r}: use folder names of letters, digits, "
             "'_', '-', '.', '=' separated by '/'"
@@ -40,22 +43,21 @@ def sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def fs_path(url: str) -> str:
-    """The fsspec path of a location URL (``s3://b/k`` -> ``b/k``; local paths unchanged)."""
-    return url[len("s3://"):] if url.startswith("s3://") else url
-
-
 @dataclass(frozen=True)
 class ClaimLayout:
-    """The lake paths of one claim."""
+    """The lake keys of one claim: where it stages, where it publishes, its manifest.
+
+    The target prefix is checked and stripped of surrounding slashes here, so every
+    caller (a flow, a benchmark, a test) names the same keys for the same claim.
+    """
 
     lake: StorageLocation
     target_prefix: str
     token: str
 
-    @property
-    def final_root(self) -> str:
-        return self.lake.url(self.target_prefix)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target_prefix", check_target_prefix(self.target_prefix))
+        check_token(self.token)
 
     @property
     def staging_key(self) -> str:
@@ -73,12 +75,24 @@ class ClaimLayout:
     def filename_pattern(self) -> str:
         return f"part-{self.token}-{{i}}"
 
-    def final_url(self, staged_url: str) -> str:
-        """Where a staged file goes: the same partition path under the target prefix."""
+    def _partition_path(self, staged_url: str) -> str:
+        # DuckDB returns the files it wrote as URLs under the staging root it was given.
         root = self.staging_root.rstrip("/") + "/"
         if not staged_url.startswith(root):
             raise ShopfloorError(f"staged file {staged_url!r} is outside {root!r}")
-        return self.final_root.rstrip("/") + "/" + staged_url[len(root):]
+        return staged_url[len(root):]
+
+    def staged_key(self, staged_url: str) -> str:
+        """The lake key of a file DuckDB wrote into the staging folder."""
+        return f"{self.staging_key}/{self._partition_path(staged_url)}"
+
+    def final_key(self, staged_url: str) -> str:
+        """Where a staged file goes: the same partition path under the target prefix."""
+        return f"{self.target_prefix}/{self._partition_path(staged_url)}"
+
+    def final_url(self, staged_url: str) -> str:
+        """The URL of :meth:`final_key`."""
+        return self.lake.url(self.final_key(staged_url))
 
     def for_token(self, token: str) -> "ClaimLayout":
         return ClaimLayout(self.lake, self.target_prefix, check_token(token))

@@ -1,66 +1,52 @@
 """Publishing a claim's Parquet files, and removing what an unfinished claim left behind.
 
 Order of a publish: write the manifest (the list of final files), move the staged
-files to their final names, and only then (in the flow) mark the keys SUCCESS. A claim
-whose keys never reached SUCCESS is cleaned from its manifest by whoever takes it over,
-so its partial output never survives beside the new output.
+files to their final names, drop the staging folder, and only then (in the flow) mark
+the keys SUCCESS. A claim whose keys never reached SUCCESS is cleaned from its manifest
+by whoever takes it over, so its partial output never survives beside the new output.
+
+Everything here works on lake keys through :class:`~shopfloor.storage.StorageLocation`,
+so the same code runs on a local folder and on a bucket.
 """
 
 import json
-import shutil
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-from shopfloor.compaction.layout import ClaimLayout, fs_path
-
-
-def _rel(layout: ClaimLayout, url: str) -> str:
-    base = layout.lake.url("").rstrip("/") + "/"
-    return url[len(base):] if url.startswith(base) else url
-
-
-def _remove_tree(layout: ClaimLayout, key: str) -> None:
-    if layout.lake.kind == "local":
-        shutil.rmtree(layout.lake.url(key), ignore_errors=True)
-    else:
-        layout.lake.delete_prefix(key)
+from shopfloor.compaction.layout import ClaimLayout
 
 
 def clean_claim(layout: ClaimLayout) -> int:
     """Delete the final files listed in the claim's manifest, its staging and its manifest.
 
-    Safe to repeat, and a no-op for a claim that wrote nothing. Returns files deleted.
+    Safe to repeat, and a no-op for a claim that wrote nothing. Returns how many files
+    the manifest listed (files never moved into place are simply not there).
     """
-    fs = layout.lake.filesystem()
-    deleted = 0
-    if layout.lake.exists(layout.manifest_key):
-        listed = json.loads(layout.lake.read_bytes(layout.manifest_key))["files"]
-        present = [p for p in (fs_path(layout.lake.url(k)) for k in listed) if fs.exists(p)]
-        if present:
-            fs.rm(present)
-        deleted = len(present)
-    _remove_tree(layout, layout.staging_key)
-    if layout.lake.exists(layout.manifest_key):
-        fs.rm(fs_path(layout.lake.url(layout.manifest_key)))
-    return deleted
+    lake = layout.lake
+    listed: list[str] = []
+    if lake.exists(layout.manifest_key):
+        listed = json.loads(lake.read_bytes(layout.manifest_key))["files"]
+        lake.delete(listed)
+    lake.remove_tree(layout.staging_key)
+    # The manifest goes last: a crash before this line leaves it for the next cleaner.
+    lake.delete([layout.manifest_key])
+    return len(listed)
 
 
 def drop_staging(layout: ClaimLayout) -> None:
     """Remove the claim's staging folder (after a publish, or before a rewrite)."""
-    _remove_tree(layout, layout.staging_key)
+    layout.lake.remove_tree(layout.staging_key)
 
 
 def publish(layout: ClaimLayout, staged: Sequence[str],
             after_first_move: Callable[[], None] = lambda: None) -> list[str]:
-    """Move staged files to their final names, manifest first; returns the final URLs."""
-    finals = [layout.final_url(s) for s in staged]
-    manifest = {"token": layout.token, "files": [_rel(layout, f) for f in finals]}
-    layout.lake.write_bytes(layout.manifest_key, json.dumps(manifest).encode())
-    fs = layout.lake.filesystem()
+    """Move staged files (URLs as DuckDB returned them) to their final names, manifest
+    first; returns the final keys."""
+    lake = layout.lake
+    finals = [layout.final_key(s) for s in staged]
+    manifest = {"token": layout.token, "files": finals}
+    lake.write_bytes(layout.manifest_key, json.dumps(manifest).encode())
     for i, (src, dst) in enumerate(zip(staged, finals, strict=True)):
-        if layout.lake.kind == "local":
-            Path(dst).parent.mkdir(parents=True, exist_ok=True)
-        fs.mv(fs_path(src), fs_path(dst))
+        lake.move(layout.staged_key(src), dst)
         if i == 0:
             after_first_move()
     drop_staging(layout)
@@ -69,11 +55,9 @@ def publish(layout: ClaimLayout, staged: Sequence[str],
 
 def forget_manifest(layout: ClaimLayout) -> None:
     """Drop the manifest of a claim whose keys are SUCCESS (its files are now final)."""
-    if layout.lake.exists(layout.manifest_key):
-        layout.lake.filesystem().rm(fs_path(layout.lake.url(layout.manifest_key)))
+    layout.lake.delete([layout.manifest_key])
 
 
-def total_size(layout: ClaimLayout, urls: Sequence[str]) -> int:
+def total_size(layout: ClaimLayout, keys: Sequence[str]) -> int:
     """Bytes of the published files."""
-    fs = layout.lake.filesystem()
-    return sum(int(fs.size(fs_path(u))) for u in urls)
+    return sum(layout.lake.size(k) for k in keys)

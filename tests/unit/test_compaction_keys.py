@@ -1,10 +1,13 @@
-"""Key layout, registry rows and parameter checks of the compaction flows."""
+"""Key layout, registry rows, parameter checks and fault injection of the compaction flows."""
 
 from datetime import UTC, datetime
 
 import pytest
 
+from flows.s3_compaction import check_parameters, check_register_parameters
+from shopfloor.compaction import faults
 from shopfloor.compaction.duck import check_ram_limit
+from shopfloor.compaction.faults import PAUSE_AT, PAUSE_FILE, pause_hook_from_env
 from shopfloor.compaction.keys import (
     check_distrik,
     check_prefix,
@@ -56,9 +59,11 @@ def test_bad_distrik_is_rejected(bad):
 
 
 def test_prefix_may_not_climb_out():
-    assert check_prefix("/plc1/2025") == "plc1/2025"
-    with pytest.raises(ShopfloorError):
-        check_prefix("a/../../etc")
+    assert check_prefix("plc1/2025") == "plc1/2025"
+    assert check_prefix("") == ""
+    for bad in ("a/../../etc", "/plc1", "..", "a b"):
+        with pytest.raises(ShopfloorError, match="invalid prefix"):
+            check_prefix(bad)
 
 
 @pytest.mark.parametrize("good", ["1GB", "512MB", "10GiB", " 2 gb "])
@@ -72,10 +77,16 @@ def test_ram_limit_rejects_anything_else(bad):
         check_ram_limit(bad)
 
 
-@pytest.mark.parametrize("bad", ["", "/", "../x", "a/../b", "a b", "a'b"])
+@pytest.mark.parametrize("bad", ["", "/", "/x", "../x", "a/../b", "a b", "a'b", "x" * 129])
 def test_target_prefix_must_be_plain_folders(bad):
     with pytest.raises(ShopfloorError, match="invalid target_prefix"):
         check_target_prefix(bad)
+
+
+def test_target_prefix_loses_its_trailing_slash_in_the_layout():
+    assert check_target_prefix("lake/datalog_v2/") == "lake/datalog_v2"
+    layout = ClaimLayout(StorageLocation("local", "/l"), "datalog_v2/", "run-1")
+    assert layout.staging_key == "_compaction/datalog_v2/staging/run-1"
 
 
 def test_quotes_in_a_path_cannot_break_out_of_the_literal():
@@ -89,6 +100,13 @@ def test_claim_layout_names_everything_after_the_token():
     staged = layout.staging_root + "/hiveperiod=2025-11-20/dstrct_code=BRCB/part-run-1-0.parquet"
     assert layout.final_url(staged) == (
         "s3://bkt/lake/datalog_v2/hiveperiod=2025-11-20/dstrct_code=BRCB/part-run-1-0.parquet")
+    assert layout.final_key(staged) == (
+        "datalog_v2/hiveperiod=2025-11-20/dstrct_code=BRCB/part-run-1-0.parquet")
+    assert layout.staged_key(staged) == (
+        "_compaction/datalog_v2/staging/run-1/hiveperiod=2025-11-20/dstrct_code=BRCB/"
+        "part-run-1-0.parquet")
+    with pytest.raises(ShopfloorError, match="outside"):
+        layout.final_key("s3://bkt/lake/elsewhere/part-run-1-0.parquet")
     with pytest.raises(ShopfloorError):
         layout.for_token("../other")
 
@@ -105,3 +123,45 @@ def test_quarantine_source_falls_back_to_a_hash_for_long_keys():
     assert quarantine_source("a/b.json") == "s3_compaction:a/b.json"
     long = quarantine_source("k" * 400)
     assert long.startswith("s3_compaction:sha256:") and len(long) <= 255
+
+
+def test_fault_injection_is_off_unless_set():
+    assert pause_hook_from_env({}) is None
+    assert pause_hook_from_env({PAUSE_AT: ""}) is None
+    with pytest.raises(ShopfloorError, match="after_stage, mid_publish"):
+        pause_hook_from_env({PAUSE_AT: "mid-publish"})
+
+
+def test_fault_injection_pauses_only_at_its_step(tmp_path, monkeypatch):
+    slept: list[float] = []
+    monkeypatch.setattr(faults.time, "sleep", slept.append)
+    marker = tmp_path / "paused"
+    pause = pause_hook_from_env({PAUSE_AT: "mid_publish", PAUSE_FILE: str(marker)})
+    pause("after_stage")
+    assert slept == [] and not marker.exists()
+    pause("mid_publish")
+    assert slept == [faults.PAUSE_SECONDS] and marker.read_text() == "mid_publish"
+
+
+def test_check_parameters_gives_one_line_per_bad_value():
+    good = {"distrik": "BRCB", "key_limit_per_run": 1000, "ram_limit": "10GB",
+            "target_prefix": "datalog_v2", "tz_offset_hours": 8, "claim_ttl_minutes": 60}
+    check_parameters(**good)
+    for change, message in [
+        ({"distrik": "BR CB"}, "invalid distrik 'BR CB'"),
+        ({"ram_limit": "lots"}, "invalid ram_limit 'lots'"),
+        ({"target_prefix": "../x"}, "invalid target_prefix"),
+        ({"key_limit_per_run": 0}, "invalid key_limit_per_run 0: .*greater than or equal to 1"),
+        ({"key_limit_per_run": 100_001}, "invalid key_limit_per_run 100001: .*100000"),
+        ({"tz_offset_hours": -15}, "invalid tz_offset_hours -15: .*-14"),
+        ({"claim_ttl_minutes": -1}, "invalid claim_ttl_minutes -1"),
+    ]:
+        with pytest.raises(ShopfloorError, match=message) as info:
+            check_parameters(**{**good, **change})
+        assert "\n" not in str(info.value)
+
+
+def test_check_register_parameters_returns_the_prefix_to_list():
+    assert check_register_parameters("plc1", None) == "plc1"
+    with pytest.raises(ShopfloorError, match="invalid distrik"):
+        check_register_parameters("", "a b")

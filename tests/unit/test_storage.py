@@ -1,3 +1,5 @@
+import pytest
+
 from shopfloor.storage import S3Credentials, StorageLocation
 
 
@@ -34,3 +36,55 @@ def test_local_write_list_read_delete(tmp_path):
     assert loc.delete_prefix("a") == 2
     assert [o.key for o in loc.list_objects()] == ["b/3.json"]
     assert list(StorageLocation("local", str(tmp_path / "none")).list_objects()) == []
+
+
+def test_key_of_turns_a_url_or_path_back_into_a_key(tmp_path):
+    loc = StorageLocation("local", str(tmp_path), "lake")
+    assert loc.key_of(loc.url("d/x.parquet")) == "d/x.parquet"
+    s3 = StorageLocation("s3", "bkt", "lake")
+    assert s3.key_of("s3://bkt/lake/d/x.parquet") == "d/x.parquet"
+    assert s3.key_of("bkt/lake/d/x.parquet") == "d/x.parquet"
+    with pytest.raises(ValueError, match="not inside"):
+        s3.key_of("s3://bkt/other/x.parquet")
+
+
+def test_local_move_creates_the_target_folder_and_replaces(tmp_path):
+    loc = StorageLocation("local", str(tmp_path))
+    loc.write_bytes("stage/a.bin", b"new")
+    loc.write_bytes("final/deep/a.bin", b"old")
+    loc.write_bytes("stage/b.bin", b"b")
+    loc.move("stage/a.bin", "final/deep/a.bin")
+    loc.move("stage/b.bin", "other/x/b.bin")
+    assert loc.read_bytes("final/deep/a.bin") == b"new"
+    assert loc.read_bytes("other/x/b.bin") == b"b"
+    assert [o.key for o in loc.list_objects("stage")] == []
+    assert loc.size("final/deep/a.bin") == 3
+
+
+def test_local_delete_ignores_missing_objects(tmp_path):
+    loc = StorageLocation("local", str(tmp_path))
+    loc.write_bytes("a.json", b"1")
+    loc.write_bytes("b.json", b"2")
+    assert loc.delete(["a.json", "gone.json"]) == 2
+    assert loc.delete([]) == 0
+    assert [o.key for o in loc.list_objects()] == ["b.json"]
+
+
+def test_local_remove_tree_removes_sub_folders_only_under_the_prefix(tmp_path):
+    loc = StorageLocation("local", str(tmp_path))
+    for key in ("t/a/1.json", "t/a/b/2.json", "t/3.json", "tt/4.json"):
+        loc.write_bytes(key, b"x")
+    assert loc.remove_tree("t") == 3
+    assert [o.key for o in loc.list_objects()] == ["tt/4.json"]
+    assert not (tmp_path / "t").exists()
+    assert loc.remove_tree("t") == 0
+
+
+def test_local_listing_resumes_after_a_key(tmp_path):
+    loc = StorageLocation("local", str(tmp_path), "raw")
+    for key in ("p/1.json", "p/2.json", "p/3.json", "q/4.json"):
+        loc.write_bytes(key, b"{}")
+    assert [o.key for o in loc.list_objects(start_after="p/2.json")] == ["p/3.json", "q/4.json"]
+    assert [o.key for o in loc.list_objects("p", start_after="p/1.json")] == [
+        "p/2.json", "p/3.json"]
+    assert list(loc.list_objects("p", start_after="p/3.json")) == []

@@ -4,9 +4,9 @@ import json
 import tempfile
 import uuid
 
-import duckdb
 from sqlalchemy import Engine, select
 
+from shopfloor.compaction.duck import connect
 from shopfloor.db.schema import Tables
 from shopfloor.storage import StorageLocation
 
@@ -38,11 +38,7 @@ def lake_rows(lake: StorageLocation, target_prefix: str = "datalog_v2") -> list[
              if o.key.endswith(".parquet")]
     if not files:
         return []
-    con = duckdb.connect()
-    if lake.kind == "s3":
-        from shopfloor.compaction.duck import connect
-
-        con = connect("1GB", tempfile.gettempdir(), [lake])
+    con = connect("1GB", tempfile.gettempdir(), [lake])
     return con.execute(
         "SELECT source_file, seq, CAST(hiveperiod AS VARCHAR), dstrct_code, datetime_wita "
         "FROM read_parquet($f, hive_partitioning=true, union_by_name=true) ORDER BY 1, 2",

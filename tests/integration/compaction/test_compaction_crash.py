@@ -12,6 +12,7 @@ import pytest
 from prefect.settings import PREFECT_API_URL
 
 from flows.s3_compaction import register_s3_keys, s3_compaction
+from shopfloor.compaction.faults import PAUSE_AT, PAUSE_FILE
 
 from .helpers import META, lake_rows, ndjson, records, statuses
 
@@ -26,7 +27,7 @@ CHILD = textwrap.dedent("""
 
 def _run_child_until(point: str, raw_block: str, lake_block: str, marker: Path) -> None:
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
-           "SHOPFLOOR_TEST_PAUSE_AT": point, "SHOPFLOOR_TEST_PAUSE_FILE": str(marker)}
+           PAUSE_AT: point, PAUSE_FILE: str(marker)}
     code = CHILD.format(raw=raw_block, lake=lake_block, meta=META)
     child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -5,6 +5,7 @@ import json
 import threading
 
 import pytest
+from prefect.exceptions import ParameterTypeError
 from sqlalchemy import select
 
 from flows.s3_compaction import register_s3_keys, s3_compaction
@@ -82,23 +83,41 @@ def test_nothing_to_do_completes_with_an_artifact(meta_block, local_blocks, regi
     assert any(a.description and "nothing to do" in a.description for a in arts)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"distrik": "BR CB"}, "invalid distrik"),
-    ({"ram_limit": "lots"}, "invalid ram_limit"),
-    ({"target_prefix": "../escape"}, "invalid target_prefix"),
-    ({"key_limit_per_run": 0}, "key_limit_per_run"),
-    ({"tz_offset_hours": 20}, "tz_offset_hours"),
-    ({"lake": "no-such-block"}, "no-such-block"),
+@pytest.mark.parametrize("kwargs, field", [
+    ({"distrik": "BR CB"}, "distrik"),
+    ({"ram_limit": "lots"}, "ram_limit"),
+    ({"target_prefix": "../escape"}, "target_prefix"),
+    ({"key_limit_per_run": 0}, "key_limit_per_run: Input should be greater than or equal to 1"),
+    ({"tz_offset_hours": 20}, "tz_offset_hours: Input should be less than or equal to 14"),
+    ({"claim_ttl_minutes": -1}, "claim_ttl_minutes"),
 ])
-def test_bad_parameters_fail_before_any_claim(meta_block, local_blocks, registry, pg_engine,
-                                              write_objects, kwargs, message):
+def test_bad_parameters_are_refused_by_the_signature_before_any_claim(
+        meta_block, local_blocks, registry, pg_engine, write_objects, kwargs, field):
     raw, _ = local_blocks
     write_objects(raw, {"plc/a.json": ndjson(records(1, 2))})
     register_s3_keys(raw_logs="cmp-raw-local", distrik="BRCB", metadata_db=META)
     params = {"raw_logs": "cmp-raw-local", "lake": "cmp-lake-local", "metadata_db": META}
-    with pytest.raises(ShopfloorError, match=message):
+    # A plain call validates against the typed signature, like the server does.
+    with pytest.raises(ParameterTypeError, match=f"invalid parameters:\n - {field}"):
         s3_compaction(**{**params, **kwargs})
     assert set(statuses(pg_engine, registry).values()) == {"PENDING"}
+
+
+def test_an_unknown_block_fails_before_any_claim(meta_block, local_blocks, registry,
+                                                 pg_engine, write_objects):
+    raw, _ = local_blocks
+    write_objects(raw, {"plc/a.json": ndjson(records(1, 2))})
+    register_s3_keys(raw_logs="cmp-raw-local", distrik="BRCB", metadata_db=META)
+    with pytest.raises(ShopfloorError, match="block 'no-such-block' not found"):
+        s3_compaction(raw_logs="cmp-raw-local", lake="no-such-block", metadata_db=META)
+    assert set(statuses(pg_engine, registry).values()) == {"PENDING"}
+
+
+def test_register_refuses_a_bad_prefix_or_distrik_by_its_signature(meta_block, local_blocks):
+    with pytest.raises(ParameterTypeError, match=" - prefix"):
+        register_s3_keys(raw_logs="cmp-raw-local", prefix="a/../..", metadata_db=META)
+    with pytest.raises(ParameterTypeError, match=" - distrik"):
+        register_s3_keys(raw_logs="cmp-raw-local", distrik="", metadata_db=META)
 
 
 def test_register_takes_distrik_from_the_key_layout(meta_block, local_blocks, registry,

@@ -1,0 +1,47 @@
+"""Fault injection for compaction: pause a run at a chosen step, so it can be killed there.
+
+A documented operator/test setting, off unless set (see docs/s3_compaction.md):
+
+- ``SHOPFLOOR_FAULT_PAUSE_AT``: the step to pause at, one of :data:`PAUSE_POINTS`.
+- ``SHOPFLOOR_FAULT_PAUSE_FILE`` (optional): a file written with the step's name when
+  the run gets there, so whoever waits for the pause knows it was reached.
+
+The run then sleeps for :data:`PAUSE_SECONDS`; the crash tests ``kill -9`` it there to
+prove a crash at any step leaves every record in the output exactly once. Unset (the
+normal case), :func:`pause_hook_from_env` returns ``None`` and the flow wires in nothing.
+"""
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from shopfloor.errors import ShopfloorError
+
+PAUSE_AT = "SHOPFLOOR_FAULT_PAUSE_AT"
+PAUSE_FILE = "SHOPFLOOR_FAULT_PAUSE_FILE"
+PAUSE_SECONDS = 600
+# In the order a run reaches them: staged, first file moved, all moved, keys not yet marked.
+PAUSE_POINTS = ("after_stage", "mid_publish", "after_publish", "after_compact")
+
+
+def pause_hook_from_env(environ: Mapping[str, str] = os.environ
+                        ) -> Callable[[str], None] | None:
+    """A hook that pauses at the step ``SHOPFLOOR_FAULT_PAUSE_AT`` names, or ``None``
+    when it is unset. An unknown step name is refused rather than silently ignored."""
+    point = environ.get(PAUSE_AT)
+    if not point:
+        return None
+    if point not in PAUSE_POINTS:
+        raise ShopfloorError(
+            f"invalid {PAUSE_AT} {point!r}: use one of {', '.join(PAUSE_POINTS)}")
+    marker = environ.get(PAUSE_FILE)
+
+    def pause(name: str) -> None:
+        if name != point:
+            return
+        if marker:
+            Path(marker).write_text(name)
+        time.sleep(PAUSE_SECONDS)
+
+    return pause

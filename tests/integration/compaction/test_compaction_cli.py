@@ -1,0 +1,65 @@
+"""``shopfloor compaction``: a bad value or an unknown block is one ``error:`` line, before
+a flow run exists."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prefect.settings import PREFECT_API_URL
+
+from .helpers import META, statuses
+
+REPO = Path(__file__).resolve().parents[3]
+MAIN = "import sys; from deployments.cli import main; sys.argv[0] = 'shopfloor'; main()"
+
+
+def shopfloor(*args: str, **env: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    return subprocess.run([sys.executable, "-c", MAIN, *args], cwd=REPO, capture_output=True,
+                          text=True, env=full_env, timeout=300)
+
+
+def _one_error_line(res: subprocess.CompletedProcess) -> str:
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    # Prefect may log its own shutdown (e.g. its events worker flushing) after the error.
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and " | " not in ln[:20]]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--ram-limit", "lots"], "error: invalid ram_limit 'lots'"),
+    (["run", "--key-limit-per-run", "0"],
+     "error: invalid key_limit_per_run 0: Input should be greater than or equal to 1"),
+    (["run", "--tz-offset-hours", "15"], "error: invalid tz_offset_hours 15.0"),
+    (["run", "--claim-ttl-minutes", "-1"], "error: invalid claim_ttl_minutes -1"),
+    (["run", "--distrik", "BR CB"], "error: invalid distrik 'BR CB'"),
+    (["run", "--target-prefix", "/abs"], "error: invalid target_prefix '/abs'"),
+    (["register", "--prefix", "a/../.."], "error: invalid prefix 'a/../..'"),
+    (["register", "--distrik", ""], "error: invalid distrik ''"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_a_bad_value_is_one_error_line_without_a_server(tmp_path, args, message):
+    # No Prefect API reachable: the value is refused before anything talks to one.
+    res = shopfloor("compaction", *args, PREFECT_API_URL="http://127.0.0.1:9/api",
+                    PREFECT_HOME=str(tmp_path))
+    assert _one_error_line(res).startswith(message)
+
+
+def test_an_unknown_block_is_one_error_line_and_claims_nothing(
+        meta_block, local_blocks, registry, pg_engine, write_objects):
+    from flows.s3_compaction import register_s3_keys
+
+    raw, _ = local_blocks
+    write_objects(raw, {"plc/a.json": b'{"heartbeat": 1763600000}\n'})
+    register_s3_keys(raw_logs="cmp-raw-local", distrik="BRCB", metadata_db=META)
+    api = {"PREFECT_API_URL": PREFECT_API_URL.value()}
+    res = shopfloor("compaction", "run", "--raw-logs", "cmp-raw-local", "--lake", "no-such-lake",
+                    "--metadata-db", META, **api)
+    assert "error: block 'no-such-lake' not found" in _one_error_line(res)
+    res = shopfloor("compaction", "register", "--raw-logs", "nope-raw", "--metadata-db", META,
+                    **api)
+    assert "error: block 'nope-raw' not found" in _one_error_line(res)
+    assert statuses(pg_engine, registry) == {"plc/a.json": "PENDING"}
