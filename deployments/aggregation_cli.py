@@ -7,14 +7,12 @@ types (the limits the Prefect server enforces on a deployment run), then
 """
 
 from datetime import datetime
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated
 
 import typer
-from prefect import Flow
-from pydantic import TypeAdapter, ValidationError
 
 from blocks.resolve import require_blocks
-from shopfloor.errors import ShopfloorError
+from shopfloor.params import check_typed
 
 hourly_app = typer.Typer(no_args_is_help=True,
                          help="Hourly aggregation, backfill and master data sync.")
@@ -28,28 +26,6 @@ def _echo(summary: dict) -> None:
     for key, value in summary.items():
         if key != "rows":
             typer.echo(f"{key:<14} {value}")
-
-
-def check_types(flow: Flow, **params: Any) -> None:
-    """Check values against the types of ``flow``'s parameters, as the server would.
-
-    The limits live in the flow signature only; this applies them to a CLI call, with
-    one line naming the parameter instead of Prefect's multi-line validation report.
-
-    Raises:
-        ShopfloorError: ``<name>: <what is wrong>`` for the first bad value.
-    """
-    hints = get_type_hints(flow.fn, include_extras=True)
-    for name, value in params.items():
-        try:
-            TypeAdapter(hints[name]).validate_python(value)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            # An enum's message lists every allowed value (hundreds of zones): name the
-            # bad value instead.
-            reason = (f"{value!r} is not an allowed value" if error["type"] == "literal_error"
-                      else error["msg"])
-            raise ShopfloorError(f"{name}: {reason}") from None
 
 
 @hourly_app.command("aggregate")
@@ -69,7 +45,7 @@ def aggregate(
     params = {"start": start, "end": end, "source_db": source_db, "target_db": target_db,
               "timezone": timezone, "late_data": late_data}
     check_parameters(start, end, timezone)
-    check_types(hourly_aggregation, **params)
+    check_typed(hourly_aggregation, **params)
     require_blocks(source_db, target_db)
     _echo(hourly_aggregation(**params))
 
@@ -91,7 +67,7 @@ def backfill(
               "chunk_hours": chunk_hours, "max_concurrency": max_concurrency,
               "source_db": source_db, "target_db": target_db, "timezone": timezone}
     check_parameters(params["start_date"], params["end_date"], timezone)
-    check_types(hourly_backfill, **params)
+    check_typed(hourly_backfill, **params)
     require_blocks(source_db, target_db)
     _echo(hourly_backfill(**params))
 

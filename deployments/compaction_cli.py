@@ -20,13 +20,15 @@ def register(
 ) -> None:
     """List the objects under a prefix and register the new ones as PENDING."""
     from blocks.resolve import require_blocks
-    from flows.s3_compaction import check_register_parameters, register_s3_keys
+    from flows.s3_compaction import register_s3_keys
+    from shopfloor.params import check_typed
 
+    params = {"raw_logs": raw_logs, "prefix": prefix, "distrik": distrik,
+              "metadata_db": metadata_db}
     # A bad value or an unknown block is one `error:` line, before a flow run exists.
-    check_register_parameters(prefix, distrik)
+    check_typed(register_s3_keys, **params)
     require_blocks(raw_logs, metadata_db)
-    counts = register_s3_keys(raw_logs=raw_logs, prefix=prefix, distrik=distrik,
-                              metadata_db=metadata_db)
+    counts = register_s3_keys(**params)
     typer.echo(", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
@@ -49,17 +51,18 @@ def run(
 ) -> None:
     """Claim keys, compact them to Parquet, mark them SUCCESS or QUARANTINED."""
     from blocks.resolve import require_blocks
-    from flows.s3_compaction import check_parameters, s3_compaction
+    from flows.s3_compaction import s3_compaction
+    from shopfloor.params import check_typed
 
+    params = {"distrik": distrik, "key_limit_per_run": key_limit_per_run,
+              "ram_limit": ram_limit, "raw_logs": raw_logs, "lake": lake,
+              "target_prefix": target_prefix, "metadata_db": metadata_db,
+              "tz_offset_hours": tz_offset_hours, "claim_ttl_minutes": claim_ttl_minutes}
     # A bad value or an unknown block is one `error:` line, before a flow run exists.
-    check_parameters(distrik, key_limit_per_run, ram_limit, target_prefix, tz_offset_hours,
-                     claim_ttl_minutes)
+    check_typed(s3_compaction, **params)
     require_blocks(raw_logs, lake, metadata_db)
     while True:
-        s = s3_compaction(distrik=distrik, key_limit_per_run=key_limit_per_run,
-                          ram_limit=ram_limit, raw_logs=raw_logs, lake=lake,
-                          target_prefix=target_prefix, metadata_db=metadata_db,
-                          tz_offset_hours=tz_offset_hours, claim_ttl_minutes=claim_ttl_minutes)
+        s = s3_compaction(**params)
         typer.echo(", ".join(f"{k} {v}" for k, v in s.items()))
         if not until_done or s["keys_claimed"] == 0:
             return

@@ -2,7 +2,7 @@
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -119,35 +119,16 @@ def capture(
     from blocks.resolve import require_blocks
     from flows.modbus_capture import modbus_capture
     from shopfloor.modbus.capture import check_parameters
+    from shopfloor.params import check_typed
 
-    params = _flow_parameters(modbus_capture, {
-        "devices": devices, "samples": samples, "interval_seconds": interval_seconds,
-        "write_raw": write_raw, "land_json": land_json, "target_db": target_db,
-        "raw_logs": raw_logs})
+    params = {"devices": devices, "samples": samples, "interval_seconds": interval_seconds,
+              "write_raw": write_raw, "land_json": land_json, "target_db": target_db,
+              "raw_logs": raw_logs}
     # Bad values and unknown blocks: one line, before a flow run exists.
+    check_typed(modbus_capture, **params)
     check_parameters(devices, samples, interval_seconds)
     require_blocks(*devices, *([target_db] if write_raw else []),
                    *([raw_logs] if land_json else []))
     for row in modbus_capture(**params):
         typer.echo(f"{row['device']}: " + ", ".join(
             f"{k} {v}" for k, v in row.items() if k != "device" and v != ""))
-
-
-def _flow_parameters(flow: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` checked against the flow's signature (the limits the server enforces),
-    what is wrong as one line (Prefect's own log line of it is kept quiet)."""
-    from prefect.exceptions import ParameterTypeError
-    from prefect.logging.loggers import disable_logger
-
-    from shopfloor.errors import ShopfloorError
-    from shopfloor.params import BLOCK_NAME_PATTERN
-
-    try:
-        with disable_logger("prefect.flows"):
-            return flow.validate_parameters(params)
-    except ParameterTypeError as exc:
-        problems = [ln.strip(" -") for ln in str(exc).splitlines()[1:]] or [str(exc)]
-        message = "; ".join(problems).replace(
-            f"String should match pattern '{BLOCK_NAME_PATTERN}'",
-            "not a block name (lower-case letters, digits and dashes)")
-        raise ShopfloorError(message) from None

@@ -1,9 +1,7 @@
 """``shopfloor spark ...``: run the Spark historian extraction by hand."""
 
-import inspect
-from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -21,25 +19,6 @@ def parse_conf(items: list[str]) -> dict[str, str]:
             raise ShopfloorError(f"--conf takes key=value, got {item!r}")
         conf[key.strip()] = value
     return conf
-
-
-def check_types(fn: Callable[..., Any], params: dict[str, Any]) -> None:
-    """Check ``params`` against the parameter types of flow function ``fn``, as the
-    Prefect server does for a deployment run; every problem in one line."""
-    from pydantic import TypeAdapter, ValidationError
-
-    from shopfloor.errors import ShopfloorError
-
-    signature = inspect.signature(fn)
-    problems = []
-    for name, value in params.items():
-        try:
-            TypeAdapter(signature.parameters[name].annotation).validate_python(value)
-        except ValidationError as exc:
-            problems += [".".join([name, *map(str, e["loc"])]) + f": {e['msg']}"
-                         for e in exc.errors()]
-    if problems:
-        raise ShopfloorError("; ".join(problems))
 
 
 @spark_app.command("extract")
@@ -64,13 +43,14 @@ def extract(
     from blocks.resolve import require_blocks
     from flows.spark_extraction import spark_sensor_extraction
     from shopfloor.historian.plan import check_parameters
+    from shopfloor.params import check_typed
 
     params = dict(tag_patterns=tag_pattern or ["%"], historian_db=historian_db, lake=lake,
                   output_prefix=output_prefix, table_pattern="sqlt_data_1_{yyyy}_{mm}",
                   good_quality=[192], spark_master=master, spark_conf=parse_conf(conf or []),
                   max_records_per_file=1_000_000, num_partitions=num_partitions)
     # Bad values and unknown blocks: one line each, before a flow run exists.
-    check_types(spark_sensor_extraction.fn, params)
+    check_typed(spark_sensor_extraction, **params)
     check_parameters(start.date(), end.date(), table_pattern=params["table_pattern"],
                      spark_conf=params["spark_conf"])
     require_blocks(historian_db, lake)

@@ -3,7 +3,7 @@ update_status, exactly once."""
 
 import time
 import uuid
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -12,16 +12,18 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.runtime import flow_run
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field
 
 from blocks.resolve import require_blocks
 from shopfloor.compaction.compact import CompactResult
-from shopfloor.compaction.duck import check_ram_limit
 from shopfloor.compaction.faults import pause_hook_from_env
-from shopfloor.compaction.keys import check_distrik, check_prefix
-from shopfloor.compaction.layout import check_target_prefix
-from shopfloor.errors import ShopfloorError
-from shopfloor.params import DistrictCode, OptionalStoragePrefix, RamLimit, StoragePrefix
+from shopfloor.compaction.keys import check_prefix
+from shopfloor.params import (
+    DistrictCode,
+    OptionalStoragePrefix,
+    RamLimit,
+    StoragePrefix,
+)
 from tasks.s3_compaction import compact, get_keys, register_new_keys, release_keys, update_status
 
 MAX_KEYS_PER_RUN = 100_000
@@ -34,31 +36,6 @@ ClaimTtlMinutes = Annotated[int, Field(ge=0)]
 def _run_id() -> str:
     # The flow run id is the claim token; a plain call outside Prefect still gets one.
     return str(flow_run.get_id() or uuid.uuid4())
-
-
-def _check_typed(fn: Any, **values: Any) -> None:
-    """Check ``values`` against ``fn``'s parameter types (the limits the Prefect server and
-    a plain flow call enforce), as one :class:`ShopfloorError` line naming the field."""
-    hints = get_type_hints(fn, include_extras=True)
-    for name, value in values.items():
-        try:
-            TypeAdapter(hints[name]).validate_python(value)
-        except ValidationError as exc:
-            raise ShopfloorError(
-                f"invalid {name} {value!r}: {exc.errors()[0]['msg']}") from None
-
-
-def check_register_parameters(prefix: str, distrik: str | None) -> str:
-    """Refuse a bad ``register_s3_keys`` parameter with one :class:`ShopfloorError` line,
-    before anything connects; returns the prefix to list.
-
-    The limits are the flow's parameter types (the server and a plain call refuse a bad
-    value before the run); this applies the same rules for the CLI and for callers of
-    the undecorated function, with the domain's messages.
-    """
-    if distrik is not None:
-        check_distrik(distrik)
-    return check_prefix(prefix)
 
 
 @flow(name="register-s3-keys")
@@ -79,7 +56,7 @@ def register_s3_keys(
             (``distrik=XXXX/`` or a leading ``XXXX/`` folder).
         metadata_db: SqlAlchemyConnector block holding the ``s3_object`` registry.
     """
-    prefix = check_register_parameters(prefix, distrik)
+    prefix = check_prefix(prefix)  # without the trailing "/"; the type refused the rest
     counts = register_new_keys(raw_logs, prefix, distrik, metadata_db)
     create_table_artifact([{"metric": k, "value": v} for k, v in counts.items()],
                           key="register-s3-keys",
@@ -130,8 +107,6 @@ def s3_compaction(
         tz_offset_hours: offset of ``datetime_wita`` from UTC (8 = WITA).
         claim_ttl_minutes: a claim older than this is taken over by the next run.
     """
-    check_parameters(distrik, key_limit_per_run, ram_limit, target_prefix, tz_offset_hours,
-                     claim_ttl_minutes)
     started = time.monotonic()
     logger = get_run_logger()
     # One check of the three block names, before any claim; the tasks resolve them.
@@ -163,20 +138,3 @@ def s3_compaction(
         description="nothing to do: no PENDING keys" if not claimed else
         f"s3-compaction of {distrik} into {target_prefix}")
     return summary
-
-
-def check_parameters(distrik: str, key_limit_per_run: int, ram_limit: str, target_prefix: str,
-                     tz_offset_hours: float, claim_ttl_minutes: int) -> None:
-    """Refuse a bad ``s3_compaction`` parameter with one :class:`ShopfloorError` line,
-    before anything connects.
-
-    The limits are the flow's parameter types: the Prefect server refuses a bad value
-    before a run exists, a plain call refuses it before the flow body. This applies the
-    same rules for the CLI and for callers of the undecorated function: the domain checks
-    for the strings (with their messages), the signature's own limits for the numbers.
-    """
-    check_distrik(distrik)
-    check_ram_limit(ram_limit)
-    check_target_prefix(target_prefix)
-    _check_typed(s3_compaction.fn, key_limit_per_run=key_limit_per_run,
-                 tz_offset_hours=tz_offset_hours, claim_ttl_minutes=claim_ttl_minutes)

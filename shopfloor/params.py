@@ -10,11 +10,16 @@ What cannot be a type (rules across fields, identifier safety against a database
 one ``check_parameters(...)`` per flow, called by the flow and by the CLI.
 """
 
+import re
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 from zoneinfo import available_timezones
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
+
+from shopfloor.errors import ShopfloorError
 
 ISO_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 ISO_DATETIME_PATTERN = (
@@ -43,17 +48,70 @@ TimeZone = Literal[TIME_ZONES]  # type: ignore[valid-type]
 """An IANA time zone name (``UTC``, ``Asia/Makassar``): an ``enum`` in the schema, so the
 server refuses a misspelt zone and the UI offers a list."""
 
-RamLimit = Annotated[str, Field(pattern=RAM_LIMIT_PATTERN)]
+
+
+def pattern_type(pattern: str, hint: str) -> Any:
+    """A string limited by ``pattern``: in the JSON schema (the server and the UI form
+    check it) and, in Python, refused with ``'<value>' <hint>`` instead of the raw
+    regular expression. Python's ``re`` checks it, so look-arounds are allowed."""
+    regex = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not regex.search(value):
+            # The message goes through the context: braces in it are not placeholders.
+            raise PydanticCustomError("invalid_value", "{message}",
+                                      {"message": f"{value!r} {hint}"})
+        return value
+
+    return Annotated[str, Field(json_schema_extra={"pattern": pattern}), AfterValidator(check)]
+
+
+RamLimit = pattern_type(RAM_LIMIT_PATTERN,
+                        "is not a memory size: use e.g. '1GB', '512MB' or '10GiB'")
 """A memory size such as ``10GB``, ``512MiB``."""
 
-DistrictCode = Annotated[str, Field(pattern=DISTRICT_PATTERN)]
+DistrictCode = pattern_type(DISTRICT_PATTERN,
+                            "is not a district code: use 1-32 letters, digits, '_' or '-'")
 """A district code (``distrik`` in the seed's registry, ``dstrct_code`` in its records)."""
 
-StoragePrefix = Annotated[str, Field(pattern=PREFIX_PATTERN)]
+_FOLDER_HINT = ("use folder names of letters, digits, '_', '-', '.', '=' separated by '/' "
+                "(no '.' or '..', no leading '/')")
+StoragePrefix = pattern_type(PREFIX_PATTERN, "is not a folder inside the storage: " + _FOLDER_HINT)
 """A folder inside a storage location, e.g. ``datalog_v2`` or ``lake/sensors``."""
 
-OptionalStoragePrefix = Annotated[str, Field(pattern=OPTIONAL_PREFIX_PATTERN)]
+OptionalStoragePrefix = pattern_type(OPTIONAL_PREFIX_PATTERN,
+                                     "is not a folder inside the storage: " + _FOLDER_HINT)
 """A folder inside a storage location, or ``""`` for all of it."""
 
-BlockName = Annotated[str, Field(pattern=BLOCK_NAME_PATTERN)]
+BlockName = pattern_type(BLOCK_NAME_PATTERN,
+                         "is not a block name: use lower-case letters, digits and dashes")
 """The name of a saved Prefect block."""
+
+
+def check_typed(fn: Callable[..., Any], **values: Any) -> None:
+    """Check ``values`` against the parameter types of ``fn`` (a flow or its function),
+    as the Prefect server does for a deployment run: what a CLI runs before it starts
+    a flow, so the limits are written once, in the signature.
+
+    Raises:
+        ShopfloorError: one line, ``<name>: <what is wrong>`` for every bad value.
+    """
+    hints = get_type_hints(getattr(fn, "fn", fn), include_extras=True)
+    problems: list[str] = []
+    for name, value in values.items():
+        try:
+            TypeAdapter(hints[name]).validate_python(value)
+        except ValidationError as exc:
+            problems += [_problem(name, error) for error in exc.errors()]
+    if problems:
+        raise ShopfloorError("; ".join(problems))
+
+
+def _problem(name: str, error: Any) -> str:
+    where = ".".join([name, *(str(p) for p in error["loc"])])
+    if error["type"] == "invalid_value":  # ours (pattern_type): names the value already
+        return f"{where}: {error['msg']}"
+    if error["type"] == "literal_error":  # an enum: its message lists every zone
+        return f"{where}: {error['input']!r} is not an allowed value"
+    return f"{where}: {error['msg']}, got {error['input']!r}"
+

@@ -12,14 +12,14 @@ import re
 import string
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import AfterValidator, Field
-from pydantic_core import PydanticCustomError
+from pydantic import Field
 
 from shopfloor.errors import ShopfloorError
 from shopfloor.historian.tags import MAX_PATTERN_LENGTH
 from shopfloor.identifiers import check_identifier
+from shopfloor.params import pattern_type
 
 PLACEHOLDERS = ("yyyy", "mm")
 TABLE_PATTERN_CHARS = r"^[A-Za-z0-9_{}]+$"
@@ -168,35 +168,20 @@ def check_parameters(start: date, end: date, *, table_pattern: str,
 
 
 # -- parameter types of spark-sensor-extraction ---------------------------------------
-def _pattern_type(pattern: str, hint: str) -> Any:
-    """A string limited by ``pattern`` in the JSON schema (the server and the UI form
-    check it), refused in Python with ``hint`` instead of the raw regular expression."""
-    regex = re.compile(pattern)
-
-    def check(value: str) -> str:
-        if not regex.fullmatch(value):
-            # the message goes through the context: braces in it are not placeholders
-            raise PydanticCustomError("invalid_value", "{message}",
-                                      {"message": f"{value!r} {hint}"})
-        return value
-
-    return Annotated[str, Field(json_schema_extra={"pattern": pattern}), AfterValidator(check)]
-
-
-OutputPrefix = _pattern_type(
+OutputPrefix = pattern_type(
     OUTPUT_PREFIX_PATTERN,
     "is not a folder inside the lake: use names of letters, digits, '_', '-', '.' "
     "separated by '/' (no '..', no leading or trailing '/')")
 """A relative folder inside the lake, e.g. ``sensor_data`` or ``lake/sensors.v2``."""
 
-SparkMaster = _pattern_type(
+SparkMaster = pattern_type(
     MASTER_PATTERN,
     "is not a Spark master: use local[*], local[N], spark://host:7077, yarn or "
     "k8s://https://host:port")
 """``local``, ``local[N]``, ``local[*]``, ``spark://host:port[,host:port]``, ``yarn``,
 ``k8s://...``."""
 
-TablePattern = _pattern_type(
+TablePattern = pattern_type(
     TABLE_PATTERN_CHARS,
     "is not a table pattern: use letters, digits, underscores and the placeholders "
     "{yyyy} and {mm} only")

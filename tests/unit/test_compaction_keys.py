@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from flows.s3_compaction import check_parameters, check_register_parameters
+from flows.s3_compaction import register_s3_keys, s3_compaction
 from shopfloor.compaction import faults
 from shopfloor.compaction.duck import check_ram_limit
 from shopfloor.compaction.faults import PAUSE_AT, PAUSE_FILE, pause_hook_from_env
@@ -19,6 +19,7 @@ from shopfloor.compaction.layout import ClaimLayout, check_target_prefix, sql_st
 from shopfloor.compaction.records import heartbeat_reason
 from shopfloor.compaction.status import quarantine_source
 from shopfloor.errors import ShopfloorError
+from shopfloor.params import check_typed
 from shopfloor.storage import ObjectInfo, StorageLocation
 
 NOW = datetime(2025, 11, 20, tzinfo=UTC)
@@ -143,25 +144,26 @@ def test_fault_injection_pauses_only_at_its_step(tmp_path, monkeypatch):
     assert slept == [faults.PAUSE_SECONDS] and marker.read_text() == "mid_publish"
 
 
-def test_check_parameters_gives_one_line_per_bad_value():
+def test_the_typed_limits_give_one_line_per_bad_value():
     good = {"distrik": "BRCB", "key_limit_per_run": 1000, "ram_limit": "10GB",
             "target_prefix": "datalog_v2", "tz_offset_hours": 8, "claim_ttl_minutes": 60}
-    check_parameters(**good)
+    check_typed(s3_compaction, **good)
     for change, message in [
-        ({"distrik": "BR CB"}, "invalid distrik 'BR CB'"),
-        ({"ram_limit": "lots"}, "invalid ram_limit 'lots'"),
-        ({"target_prefix": "../x"}, "invalid target_prefix"),
-        ({"key_limit_per_run": 0}, "invalid key_limit_per_run 0: .*greater than or equal to 1"),
-        ({"key_limit_per_run": 100_001}, "invalid key_limit_per_run 100001: .*100000"),
-        ({"tz_offset_hours": -15}, "invalid tz_offset_hours -15: .*-14"),
-        ({"claim_ttl_minutes": -1}, "invalid claim_ttl_minutes -1"),
+        ({"distrik": "BR CB"}, "distrik: 'BR CB' is not a district code"),
+        ({"ram_limit": "lots"}, "ram_limit: 'lots' is not a memory size"),
+        ({"target_prefix": "../x"}, "target_prefix: '../x' is not a folder"),
+        ({"key_limit_per_run": 0}, "key_limit_per_run: .*greater than or equal to 1, got 0"),
+        ({"key_limit_per_run": 100_001}, "key_limit_per_run: .*100000, got 100001"),
+        ({"tz_offset_hours": -15}, "tz_offset_hours: .*-14, got -15"),
+        ({"claim_ttl_minutes": -1}, "claim_ttl_minutes: .*, got -1"),
     ]:
         with pytest.raises(ShopfloorError, match=message) as info:
-            check_parameters(**{**good, **change})
+            check_typed(s3_compaction, **{**good, **change})
         assert "\n" not in str(info.value)
 
 
-def test_check_register_parameters_returns_the_prefix_to_list():
-    assert check_register_parameters("plc1", None) == "plc1"
-    with pytest.raises(ShopfloorError, match="invalid distrik"):
-        check_register_parameters("", "a b")
+def test_register_refuses_a_bad_district_and_prefix_in_one_line():
+    check_typed(register_s3_keys, prefix="plc1/", distrik=None)
+    with pytest.raises(ShopfloorError, match="distrik: 'a b' is not a district code; "
+                                             "prefix: '/abs' is not a folder"):
+        check_typed(register_s3_keys, prefix="/abs", distrik="a b")

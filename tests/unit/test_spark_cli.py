@@ -4,8 +4,9 @@ import pytest
 from typer.testing import CliRunner
 
 from deployments.cli import app
-from deployments.spark_cli import check_types, parse_conf
+from deployments.spark_cli import parse_conf
 from shopfloor.errors import ShopfloorError
+from shopfloor.params import check_typed
 
 
 def test_conf_options_become_a_dict():
@@ -40,9 +41,9 @@ def test_every_typed_problem_is_named_on_one_line():
     from flows.spark_extraction import spark_sensor_extraction
 
     with pytest.raises(ShopfloorError) as err:
-        check_types(spark_sensor_extraction.fn, {"num_partitions": 0, "spark_master": "x"})
+        check_typed(spark_sensor_extraction, num_partitions=0, spark_master="x")
     assert str(err.value) == (
-        "num_partitions: Input should be greater than or equal to 1; spark_master: 'x' is "
+        "num_partitions: Input should be greater than or equal to 1, got 0; spark_master: 'x' is "
         "not a Spark master: use local[*], local[N], spark://host:7077, yarn or "
         "k8s://https://host:port")
-    check_types(spark_sensor_extraction.fn, {"num_partitions": 4, "spark_master": "local[2]"})
+    check_typed(spark_sensor_extraction, num_partitions=4, spark_master="local[2]")
