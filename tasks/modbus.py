@@ -9,11 +9,10 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.modbus import ModbusDevice
 from blocks.resolve import load_block, load_engine, load_storage
-from shopfloor.db.schema import get_tables
+from shopfloor.db.schema import configured_tables
 from shopfloor.modbus.capture import CaptureStats, capture_device, device_plan
 from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.sink import ReadingSink
-from shopfloor.settings import db_schema
 
 
 class Progress:
@@ -75,7 +74,7 @@ def capture_device_task(
     sink = ReadingSink(
         cfg, stats, run_id,
         engine=load_engine(target_db) if target_db else None,
-        tables=get_tables(db_schema()) if target_db else None,
+        tables=configured_tables() if target_db else None,
         storage=load_storage(raw_logs) if raw_logs else None,
     )
     result = capture_device(cfg, samples, interval_seconds, anchor, sink, progress=progress,

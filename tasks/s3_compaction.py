@@ -14,14 +14,8 @@ from shopfloor.compaction.keys import register_keys, registry_rows
 from shopfloor.compaction.layout import ClaimLayout
 from shopfloor.compaction.status import record_outcome
 from shopfloor.db.engine import check_connection
-from shopfloor.db.schema import Tables, get_tables
+from shopfloor.db.schema import configured_tables
 from shopfloor.db.types import utcnow
-from shopfloor.settings import db_schema
-
-
-def tables() -> Tables:
-    """The tables in ``$SHOPFLOOR_DB_SCHEMA``."""
-    return get_tables(db_schema())
 
 
 @task(name="register-keys", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -41,7 +35,7 @@ def register_new_keys(raw_logs: str, prefix: str, distrik: str | None,
     objects = list(load_storage(raw_logs).list_objects(prefix))
     rows, unknown = registry_rows(objects, distrik, utcnow())
     with engine.begin() as conn:
-        new = register_keys(conn, tables(), rows)
+        new = register_keys(conn, configured_tables(), rows)
     if unknown:
         logger.warning("%d keys name no distrik (e.g. %r): pass distrik= to register them",
                        len(unknown), unknown[0])
@@ -64,7 +58,7 @@ def get_keys(metadata_db: str, distrik: str, limit: int, run_id: str,
     """
     engine = load_engine(metadata_db)
     check_connection(engine, metadata_db)
-    claimed = claim_keys(engine, tables(), distrik, limit, run_id,
+    claimed = claim_keys(engine, configured_tables(), distrik, limit, run_id,
                          timedelta(minutes=claim_ttl_minutes))
     stale = sorted({c.previous_run_id for c in claimed
                     if c.previous_run_id and c.previous_run_id != run_id})
@@ -117,8 +111,8 @@ def update_status(metadata_db: str, lake: str, target_prefix: str, run_id: str,
         result: what ``compact`` produced.
     """
     with load_engine(metadata_db).begin() as conn:
-        _, bad = record_outcome(conn, tables(), run_id, result.succeeded, result.quarantined,
-                                result.bad_records)
+        _, bad = record_outcome(conn, configured_tables(), run_id, result.succeeded,
+                                result.quarantined, result.bad_records)
     output.forget_manifest(ClaimLayout(load_storage(lake), target_prefix, run_id))
     get_run_logger().info("%d keys SUCCESS, %d QUARANTINED, %d bad records quarantined",
                           len(result.succeeded), len(result.quarantined), bad)
@@ -135,6 +129,6 @@ def release_keys(metadata_db: str, run_id: str, error: str) -> int:
         error: why the run gave up, stored on the keys.
     """
     with load_engine(metadata_db).begin() as conn:
-        n = release_claim(conn, tables(), run_id, error)
+        n = release_claim(conn, configured_tables(), run_id, error)
     get_run_logger().warning("released %d keys: %s", n, error)
     return n
