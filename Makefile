@@ -42,9 +42,13 @@ system-deps:
 postgres: system-deps
 	bash scripts/ensure-postgres.sh
 
+# Coverage of the product code is reported by every pytest run (pyproject.toml); the whole
+# suite must keep at least this much (measured 90.3 % when the floor was set).
+COVERAGE_FLOOR ?= 88
+
 test: install-dev postgres
 	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
-	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test $(BIN)/pytest
+	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test $(BIN)/pytest --cov-fail-under=$(COVERAGE_FLOOR)
 
 lint: install-dev
 	$(BIN)/ruff check .

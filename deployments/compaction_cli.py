@@ -14,7 +14,7 @@ def register(
         "shopfloor-raw-logs",
     prefix: Annotated[str, typer.Option(help="Folder inside the raw logs to list.")] = "",
     distrik: Annotated[str | None, typer.Option(
-        help="Distrik of every key (default: from the key layout).")] = None,
+        help="District of every key (default: from the key layout).")] = None,
     metadata_db: Annotated[str, typer.Option(help="Database block of the registry.")] =
         "shopfloor-metadata-db",
 ) -> None:
@@ -34,7 +34,7 @@ def register(
 
 @compaction_app.command("run")
 def run(
-    distrik: Annotated[str, typer.Option(help="Distrik whose keys to compact.")] = "BRCB",
+    distrik: Annotated[str, typer.Option(help="District whose keys to compact.")] = "BRCB",
     key_limit_per_run: Annotated[int, typer.Option(help="Most keys per run.")] = 1000,
     ram_limit: Annotated[str, typer.Option(help="DuckDB memory limit.")] = "10GB",
     raw_logs: Annotated[str, typer.Option(help="Storage block of the raw JSON.")] =

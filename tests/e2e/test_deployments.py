@@ -231,6 +231,7 @@ REFUSED = [
     ("spark-sensor-extraction/daily", "spark_master", "nowhere", "pattern"),
     ("spark-sensor-extraction/daily", "output_prefix", "../outside", "pattern"),
 ]
+REQUIRED = {"hourly-backfill/on-demand": {"start_date": "2026-01-01", "end_date": "2026-01-02"}}
 
 
 def _keywords(schema: dict, definitions: dict) -> set[str]:
@@ -261,8 +262,10 @@ def test_typed_limits_are_refused_by_the_server(env, deployed, deployment, param
     schema = dep["parameter_openapi_schema"]
     assert param in schema["properties"], sorted(schema["properties"])
     assert keyword in _keywords(schema["properties"][param], schema.get("definitions", {}))
+    # Every other parameter valid (a required one missing would be refused on its own).
+    params = {**REQUIRED.get(deployment, {}), param: value}
     r = httpx.post(f"{env['PREFECT_API_URL']}/deployments/{dep['id']}/create_flow_run",
-                   json={"parameters": {param: value}}, timeout=30)
+                   json={"parameters": params}, timeout=30)
     assert r.status_code == 409, r.text
     assert param in r.text
     runs = api(env, "POST", "/flow_runs/filter",

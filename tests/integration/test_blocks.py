@@ -7,7 +7,7 @@ from prefect_aws import S3Bucket
 from prefect_sqlalchemy import SqlAlchemyConnector
 from sqlalchemy import text
 
-from blocks.bootstrap import bootstrap_blocks, connector_from_url
+from blocks.bootstrap import bootstrap_blocks
 from blocks.modbus import ModbusDevice
 from blocks.resolve import load_block, load_engine, load_storage
 from shopfloor.errors import ShopfloorError
@@ -91,11 +91,3 @@ def test_modbus_device_block_round_trips_its_register_map():
         "line1-plc", overwrite=True)
     loaded = load_block("line1-plc", ModbusDevice)
     assert loaded.register_map == [tag] and loaded.loc_id == "L1"
-
-
-def test_connector_from_url_keeps_driver_and_query():
-    c = connector_from_url("mysql+pymysql://u:p@db:3307/plant?charset=utf8mb4")
-    info = c.connection_info
-    assert (info.driver, info.host, info.port, info.database) == ("mysql+pymysql", "db", 3307,
-                                                                  "plant")
-    assert info.query == {"charset": "utf8mb4"}

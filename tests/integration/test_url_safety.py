@@ -76,6 +76,7 @@ def test_query_password_goes_to_the_secret_field_and_stays_out_of_logs_and_event
         tmp_path, pg_url):
     from prefect.blocks.core import Block
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
     from flows.master_sync import master_data_sync
     from shopfloor.db.engine import init_db
@@ -95,9 +96,11 @@ def test_query_password_goes_to_the_secret_field_and_stays_out_of_logs_and_event
         while time.monotonic() < deadline and not (
                 logs and any(run_id in json.dumps(e) for e in events)):
             time.sleep(1)
-            logs = [x for x in client.read_logs() if str(x.flow_run_id) == run_id]
-            events = client.request("POST", "/events/filter",
-                                    json={"limit": 50}).json()["events"]
+            logs = client.read_logs(LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+            events = client.request("POST", "/events/filter", json={
+                "filter": {"any_resource": {"id": [f"prefect.flow-run.{run_id}"]}},
+                "limit": 50}).json()["events"]
     assert any(run_id in json.dumps(e) for e in events), "no event of the run to search"
     assert PLANTED not in json.dumps(doc.data, default=str)
     assert doc.data["connection_info"].get("query") in (None, {})
