@@ -11,7 +11,7 @@ credential-like query keys it cannot place.
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import ShopfloorError, first_line
 
 # Query keys that are the password itself, under the names drivers accept.
 PASSWORD_KEYS = frozenset({"password", "passwd", "pwd"})
@@ -40,13 +40,13 @@ def parse_database_url(url: str) -> URL:
 
 
 def _reason(exc: Exception) -> str:
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    text = first_line(exc, limit=200)
     # SQLAlchemy quotes the whole URL in some messages: keep only what names the problem.
     if "Could not parse" in text:
         return "expected driver://user:password@host:port/database"
     if "invalid literal for int()" in text:
         return "the port must be a number"
-    return text[:200]
+    return text
 
 
 def _password_out_of_query(u: URL) -> URL:
