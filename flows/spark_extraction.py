@@ -16,7 +16,7 @@ from prefect.artifacts import (
 
 from blocks.resolve import load_engine, load_storage
 from shopfloor.db.engine import check_connection
-from shopfloor.errors import ShopfloorError, first_line
+from shopfloor.errors import ShopfloorError
 from shopfloor.historian.plan import (
     MonthSlice,
     OutputPrefix,
@@ -29,6 +29,7 @@ from shopfloor.historian.plan import (
     resolve_window,
 )
 from shopfloor.params import IsoDate
+from shopfloor.spark.errors import error_line
 from shopfloor.spark.extract import ExtractionJob, MonthResult
 from shopfloor.spark.jdbc import jdbc_source
 from shopfloor.spark.session import session_conf, spark_session
@@ -64,7 +65,7 @@ def _extract_month(spark, historian_db: str, lake: str, job: ExtractionJob,
         result.status = "ok"
     except Exception as exc:  # one month failing must not stop or undo the others
         result.status = "failed"
-        result.error = first_line(exc)
+        result.error = error_line(exc)  # with the Java cause of a py4j error
         logger.error("month %s failed: %s", month.month, result.error)
     result.seconds = round(time.perf_counter() - started, 2)
     _month_artifact(result)

@@ -6,8 +6,6 @@ each object get parsed on its own to find the malformed ones, which are quaranti
 while the rest of the batch is written.
 """
 
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -226,18 +224,17 @@ def compact_claim(spec: CompactionSpec, layout: ClaimLayout, claimed: Sequence[C
             keys.append(c.key)
     if not keys:
         return result
-    temp_dir = tempfile.mkdtemp(prefix="shopfloor-duckdb-")
-    con = duck.connect(spec.ram_limit, temp_dir, [spec.raw, spec.lake])
-    try:
-        batch = _Batch(con, spec, layout)
-        staged = _stage_isolating(batch, keys, result)
-        valid = _classify(batch, keys, staged, result)
-        hook("after_stage")
-        published = output.publish(layout, valid, lambda: hook("mid_publish"))
-        result.files = [layout.lake.url(k) for k in published]
-        result.bytes_out = output.total_size(layout, published)
-        hook("after_publish")
-    finally:
-        con.close()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with duck.spill_folder() as temp_dir:
+        con = duck.connect(spec.ram_limit, temp_dir, [spec.raw, spec.lake])
+        try:
+            batch = _Batch(con, spec, layout)
+            staged = _stage_isolating(batch, keys, result)
+            valid = _classify(batch, keys, staged, result)
+            hook("after_stage")
+            published = output.publish(layout, valid, lambda: hook("mid_publish"))
+            result.files = [layout.lake.url(k) for k in published]
+            result.bytes_out = output.total_size(layout, published)
+            hook("after_publish")
+        finally:
+            con.close()
     return result

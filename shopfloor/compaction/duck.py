@@ -1,7 +1,12 @@
 """DuckDB connections for compaction: memory limit, spill folder, access to the storage."""
 
+import os
 import re
-from collections.abc import Iterable
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import duckdb
 
@@ -37,3 +42,49 @@ def connect(ram_limit: str, temp_dir: str,
     con.execute("SET preserve_insertion_order = false")
     attach_duckdb(con, locations)
     return con
+
+
+SPILL_PREFIX = "shopfloor-duckdb-"
+_OWNER = "owner.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def clean_stale_spill_folders(parent: str | None = None) -> int:
+    """Remove the spill folders of runs that died without cleaning up (``kill -9``, OOM).
+
+    A folder belongs to the process whose id it records; one whose process is gone is
+    stale. Folders of live runs (concurrent compactions on this host) are left alone.
+    Returns how many folders were removed.
+    """
+    removed = 0
+    for folder in Path(parent or tempfile.gettempdir()).glob(SPILL_PREFIX + "*"):
+        try:
+            pid = int((folder / _OWNER).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or being created right now
+        if not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+@contextmanager
+def spill_folder(parent: str | None = None) -> Iterator[str]:
+    """A fresh folder for DuckDB to spill to, owned by this process, removed at the end;
+    stale folders of dead runs are removed first."""
+    clean_stale_spill_folders(parent)
+    folder = tempfile.mkdtemp(prefix=SPILL_PREFIX, dir=parent)
+    Path(folder, _OWNER).write_text(str(os.getpid()))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

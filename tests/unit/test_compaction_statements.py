@@ -42,3 +42,27 @@ def test_mssql_claim_reads_past_locked_rows_and_outputs_the_previous_claim():
     assert "OUTPUT inserted.id, inserted.[key], inserted.size, deleted.compression_run_id" in sql
     assert "compression_run_id = :run_id" in sql
     assert "claimed_at < :cutoff" in sql
+
+
+def test_spill_folders_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from shopfloor.compaction import duck
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stale = tmp_path / f"{duck.SPILL_PREFIX}crashed"
+    stale.mkdir()
+    (stale / "owner.pid").write_text(dead.stdout.strip())
+    (stale / "spill.tmp").write_bytes(b"x" * 10)
+    live = tmp_path / f"{duck.SPILL_PREFIX}running"
+    live.mkdir()
+    (live / "owner.pid").write_text(str(os.getppid()))  # a live process
+    other = tmp_path / f"{duck.SPILL_PREFIX}not-ours"
+    other.mkdir()
+    with duck.spill_folder(str(tmp_path)) as folder:
+        assert os.path.isdir(folder)
+        assert not stale.exists() and live.exists() and other.exists()
+    assert not os.path.exists(folder)
