@@ -24,7 +24,14 @@ from shopfloor.params import (
     RamLimit,
     StoragePrefix,
 )
-from tasks.s3_compaction import compact, get_keys, register_new_keys, release_keys, update_status
+from tasks.s3_compaction import (
+    check_storage,
+    compact,
+    get_keys,
+    register_new_keys,
+    release_keys,
+    update_status,
+)
 
 MAX_KEYS_PER_RUN = 100_000
 
@@ -111,6 +118,7 @@ def s3_compaction(
     logger = get_run_logger()
     # One check of the three block names, before any claim; the tasks resolve them.
     require_blocks(raw_logs, lake, metadata_db)
+    check_storage(raw_logs, lake)
     pause = pause_hook_from_env()  # fault injection, docs/s3_compaction.md; normally None
     run_id = _run_id()
     progress = create_progress_artifact(0.0, key="s3-compaction-progress",

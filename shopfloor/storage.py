@@ -166,6 +166,29 @@ class StorageLocation:
         except client.exceptions.NoSuchBucket:
             raise ShopfloorError(f"bucket {self.root!r} does not exist") from None
 
+    def check_exists(self, role: str = "storage") -> None:
+        """Raise one clear line if the bucket does not exist or cannot be reached.
+
+        A local folder always passes (it is created on first write). ``role`` names the
+        location in the message (e.g. the block name).
+        """
+        if not self.is_remote:
+            return
+        import botocore.exceptions
+
+        from shopfloor.storage_engines import boto3_client
+
+        try:
+            boto3_client(self).head_bucket(Bucket=self.root)
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            what = {"404": "does not exist", "NoSuchBucket": "does not exist",
+                    "403": "refuses these credentials"}.get(code, f"answers {code}")
+            raise ShopfloorError(f"{role}: bucket {self.root!r} {what}") from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise ShopfloorError(f"{role}: bucket {self.root!r} cannot be reached: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+
     def read_bytes(self, key: str) -> bytes:
         return self.filesystem().cat_file(self.path(key))
 

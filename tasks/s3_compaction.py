@@ -44,6 +44,14 @@ def register_new_keys(raw_logs: str, prefix: str, distrik: str | None,
             "known": len(rows) - new, "no_distrik": len(unknown)}
 
 
+@task(name="check-storage", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def check_storage(*blocks: str) -> None:
+    """Fail with one line naming the block if its bucket is missing or refuses us, before
+    any key is claimed (a missing bucket is a setting to fix, not a bad object)."""
+    for name in dict.fromkeys(blocks):
+        load_storage(name).check_exists(name)
+
+
 @task(name="get-keys", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def get_keys(metadata_db: str, distrik: str, limit: int, run_id: str,
              claim_ttl_minutes: int) -> list[ClaimedKey]:

@@ -65,3 +65,25 @@ def test_an_unknown_block_is_one_error_line_and_claims_nothing(
                     **api)
     assert "error: block 'nope-raw' not found" in _one_error_line(res)
     assert statuses(pg_engine, registry) == {"plc/a.json": "PENDING"}
+
+
+def test_a_missing_bucket_is_one_error_line_and_claims_nothing(
+        meta_block, s3_blocks, s3_endpoint, registry, pg_engine, write_objects):
+    from prefect_aws import AwsCredentials, S3Bucket
+    from prefect_aws.client_parameters import AwsClientParameters
+
+    from flows.s3_compaction import register_s3_keys
+
+    raw, _ = s3_blocks
+    write_objects(raw, {"plc/a.json": b'{"heartbeat": 1763600000}\n'})
+    register_s3_keys(raw_logs="cmp-raw-s3", distrik="BRCB", metadata_db=META)
+    creds = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing",
+                           region_name="us-east-1",
+                           aws_client_parameters=AwsClientParameters(endpoint_url=s3_endpoint))
+    S3Bucket(bucket_name="no-such-bucket-x1", credentials=creds).save("cmp-lake-gone",
+                                                                      overwrite=True)
+    res = shopfloor("compaction", "run", "--raw-logs", "cmp-raw-s3", "--lake", "cmp-lake-gone",
+                    "--metadata-db", META, PREFECT_API_URL=PREFECT_API_URL.value())
+    assert _one_error_line(res) == (
+        "error: cmp-lake-gone: bucket 'no-such-bucket-x1' does not exist")
+    assert statuses(pg_engine, registry) == {"plc/a.json": "PENDING"}
