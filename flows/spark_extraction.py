@@ -1,7 +1,8 @@
 """``spark-sensor-extraction``: monthly historian tables -> partitioned Parquet in the lake.
 
 Runs month by month (a backfill of a long range is one call); a failed month is reported
-and does not undo the finished ones.
+and does not undo the finished ones. Each month is staged, checked and only then swapped
+in for the old output, so a failed month leaves its previous output as it was.
 """
 
 import time
@@ -13,6 +14,7 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.runtime import flow_run
 
 from blocks.resolve import load_engine, load_storage
 from shopfloor.db.engine import check_connection
@@ -28,15 +30,18 @@ from shopfloor.historian.plan import (
     check_parameters,
     resolve_window,
 )
+from shopfloor.historian.publish import new_token
 from shopfloor.params import IsoDate
 from shopfloor.spark.errors import error_line
 from shopfloor.spark.extract import ExtractionJob, MonthResult
 from shopfloor.spark.jdbc import jdbc_source
 from shopfloor.spark.session import session_conf, spark_session
 from tasks.spark_extraction import (
-    clear_month_partitions,
+    clean_output_leftovers,
+    discard_month_staging,
     find_month_tables,
     load_historian_tags,
+    replace_month_partitions,
     validate_month_output,
     write_month_parquet,
 )
@@ -56,20 +61,32 @@ def _extract_month(spark, historian_db: str, lake: str, job: ExtractionJob,
                    month: MonthSlice) -> MonthResult:
     logger = get_run_logger()
     result = MonthResult(month.month, month.table)
+    token = new_token(flow_run.id)
     started = time.perf_counter()
     try:
-        result.deleted_files = clear_month_partitions(lake, job, month)
-        result.writer = write_month_parquet(spark, historian_db, lake, job, month)
+        clean_output_leftovers(lake, job, month)
+        result.writer = write_month_parquet(spark, historian_db, lake, job, month, token)
         result.source_rows, result.written_rows, result.files = validate_month_output(
-            historian_db, lake, job, month)
+            historian_db, lake, job, month, token)
+        result.deleted_files = replace_month_partitions(lake, job, month, token)
         result.status = "ok"
     except Exception as exc:  # one month failing must not stop or undo the others
         result.status = "failed"
         result.error = error_line(exc)  # with the Java cause of a py4j error
         logger.error("month %s failed: %s", month.month, result.error)
+        _discard(lake, job, month, token)
     result.seconds = round(time.perf_counter() - started, 2)
     _month_artifact(result)
     return result
+
+
+def _discard(lake: str, job: ExtractionJob, month: MonthSlice, token: str) -> None:
+    """Drop a failed month's staging; if even that fails, the next run's clean-up does."""
+    try:
+        discard_month_staging(lake, job, month, token)
+    except Exception as exc:
+        get_run_logger().warning("month %s: staging not removed (%s); the next run will",
+                                 month.month, error_line(exc))
 
 
 @flow(name="spark-sensor-extraction")
@@ -91,7 +108,9 @@ def spark_sensor_extraction(
 
     Reads the monthly tables that overlap the window through JDBC, keeps good readings
     of the matching tags and writes ``<output_prefix>/tag=<tag>/date=<YYYY-MM-DD>/``.
-    A rerun replaces exactly the window's partitions of the matching tags.
+    A rerun replaces exactly the window's partitions of the matching tags: each month is
+    staged outside the output, checked, then swapped in through a manifest, so a failed
+    month leaves the previous output exactly as it was.
 
     Args:
         start: first day to extract (UTC); leave start and end empty for yesterday.

@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.resolve import load_engine, load_storage
+from shopfloor.compaction.faults import pause_hook_from_env
 from shopfloor.db.schema import configured_tables
 from shopfloor.historian.plan import MonthSlice
 from shopfloor.historian.source import split_existing
@@ -49,26 +50,31 @@ def load_historian_tags(historian_db: str, patterns: list[str]) -> list[Tag]:
     return tags
 
 
-@task(name="clear-month-partitions", task_run_name="clear-{month.month}", retries=2,
+@task(name="clean-output-leftovers", task_run_name="clean-{month.month}", retries=2,
       retry_delay_seconds=5, cache_policy=NO_CACHE)
-def clear_month_partitions(lake: str, job: ExtractionJob, month: MonthSlice) -> int:
-    """Delete the month's date partitions of the selected tags (the rerun replaces them).
+def clean_output_leftovers(lake: str, job: ExtractionJob, month: MonthSlice) -> None:
+    """Finish a replace a crashed run left half done and drop staging a failed run left,
+    before the month is written (see :mod:`shopfloor.historian.publish`).
 
     Args:
         lake: S3Bucket or LocalFileSystem block of the lake.
         job: the extraction's shared values.
-        month: the month slice.
+        month: the month about to be extracted (for the task's name).
     """
-    deleted = extract.clear_month(load_storage(lake), job, month)
-    get_run_logger().info("month %s: %d old file(s) deleted", month.month, deleted)
-    return deleted
+    found = extract.clean_output(load_storage(lake), job)
+    if found.rolled_forward or found.staged_removed:
+        get_run_logger().warning(
+            "month %s: %d interrupted replace(s) of %s finished, %d staged file(s) of "
+            "failed runs removed", month.month, found.rolled_forward, job.output_prefix,
+            found.staged_removed)
 
 
 @task(name="write-month-parquet", task_run_name="write-{month.month}", retries=1,
       retry_delay_seconds=3, cache_policy=NO_CACHE)
 def write_month_parquet(spark, historian_db: str, lake: str, job: ExtractionJob,
-                        month: MonthSlice) -> str:
-    """Read the month through JDBC (partitioned on t_stamp), filter, join tags, write Parquet.
+                        month: MonthSlice, token: str) -> str:
+    """Read the month through JDBC (partitioned on t_stamp), filter, join tags, write Parquet
+    to the month's staging folder (readers do not see it until it is replaced in).
 
     Args:
         spark: the running SparkSession.
@@ -76,10 +82,11 @@ def write_month_parquet(spark, historian_db: str, lake: str, job: ExtractionJob,
         lake: S3Bucket or LocalFileSystem block of the lake.
         job: the extraction's shared values.
         month: the month slice.
+        token: the month's publish token (names its staging folder and files).
     """
     writer = extract.write_month(spark, load_engine(historian_db), configured_tables(),
-                                 load_storage(lake), job, month)
-    get_run_logger().info("month %s: %s written with the %s writer", month.month, month.table,
+                                 load_storage(lake), job, month, token)
+    get_run_logger().info("month %s: %s staged with the %s writer", month.month, month.table,
                           writer)
     return writer
 
@@ -87,17 +94,59 @@ def write_month_parquet(spark, historian_db: str, lake: str, job: ExtractionJob,
 @task(name="validate-month-output", task_run_name="validate-{month.month}",
       cache_policy=NO_CACHE)
 def validate_month_output(historian_db: str, lake: str, job: ExtractionJob,
-                          month: MonthSlice) -> tuple[int, int, int]:
-    """Read the written files back and compare their row count with the source's count.
+                          month: MonthSlice, token: str) -> tuple[int, int, int]:
+    """Read the staged files back and compare their row count with the source's count.
 
     Args:
         historian_db: SqlAlchemyConnector block of the historian database.
         lake: S3Bucket or LocalFileSystem block of the lake.
         job: the extraction's shared values.
         month: the month slice.
+        token: the month's publish token.
     """
     expected, actual, files = extract.validate_month(
-        load_engine(historian_db), configured_tables(), load_storage(lake), job, month)
-    get_run_logger().info("month %s: %d rows in %d file(s), source %d", month.month, actual,
-                          files, expected)
+        load_engine(historian_db), configured_tables(), load_storage(lake), job, month, token)
+    get_run_logger().info("month %s: %d rows in %d staged file(s), source %d", month.month,
+                          actual, files, expected)
     return expected, actual, files
+
+
+@task(name="replace-month-partitions", task_run_name="replace-{month.month}",
+      cache_policy=NO_CACHE)
+def replace_month_partitions(lake: str, job: ExtractionJob, month: MonthSlice,
+                             token: str) -> int:
+    """Swap the checked staged month in for the window's old partitions of the selected
+    tags, through a manifest (a crash part-way is finished by the next run).
+
+    No retries: a failure part-way leaves the manifest, and only the roll-forward of the
+    next run's clean-up may touch it. Fault injection (``SHOPFLOOR_FAULT_PAUSE_AT``,
+    docs/spark_extraction.md) pauses here when set.
+
+    Args:
+        lake: S3Bucket or LocalFileSystem block of the lake.
+        job: the extraction's shared values.
+        month: the month slice.
+        token: the month's publish token.
+    """
+    pause = pause_hook_from_env() or (lambda step: None)
+    deleted = extract.replace_month(load_storage(lake), job, month, token, pause)
+    get_run_logger().info("month %s: replaced, %d old file(s) deleted", month.month, deleted)
+    return deleted
+
+
+@task(name="discard-month-staging", task_run_name="discard-{month.month}",
+      cache_policy=NO_CACHE)
+def discard_month_staging(lake: str, job: ExtractionJob, month: MonthSlice,
+                          token: str) -> None:
+    """After a failed month: drop its staging, so the old output stays exactly as it was
+    (a replace already under way is left to the next run's roll-forward).
+
+    Args:
+        lake: S3Bucket or LocalFileSystem block of the lake.
+        job: the extraction's shared values.
+        month: the month slice.
+        token: the month's publish token.
+    """
+    if not extract.discard_month(load_storage(lake), job, token):
+        get_run_logger().warning("month %s: its replace had begun; the next run finishes it",
+                                 month.month)

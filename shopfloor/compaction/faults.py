@@ -1,6 +1,8 @@
-"""Fault injection for compaction: pause a run at a chosen step, so it can be killed there.
+"""Fault injection: pause a run at a chosen step, so it can be killed there.
 
-A documented operator/test setting, off unless set (see docs/s3_compaction.md):
+Used by compaction and by the Spark extraction's replace (which reaches ``after_stage``,
+staged and checked, and ``mid_publish``, the first file moved). A documented
+operator/test setting, off unless set (docs/s3_compaction.md, docs/spark_extraction.md):
 
 - ``SHOPFLOOR_FAULT_PAUSE_AT``: the step to pause at, one of :data:`PAUSE_POINTS`.
 - ``SHOPFLOOR_FAULT_PAUSE_FILE`` (optional): a file written with the step's name when

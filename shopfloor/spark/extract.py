@@ -1,12 +1,18 @@
-"""One month of the extraction: clear its partitions, read-shape-write, read back and count."""
+"""One month of the extraction: stage it, read it back and count, then replace the window.
 
+The month is written to a staging folder readers do not look at, checked there, and
+swapped in for the window's old partitions through a manifest
+(:mod:`shopfloor.historian.publish`): a month that fails leaves the old output as it was.
+"""
+
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
 from shopfloor.db.schema import Tables, historian_data_table
 from shopfloor.errors import ShopfloorError
-from shopfloor.historian import lake
+from shopfloor.historian import lake, publish
 from shopfloor.historian.plan import MonthSlice
 from shopfloor.historian.source import count_filtered
 from shopfloor.historian.tags import Tag
@@ -54,23 +60,32 @@ class MonthResult:
     error: str = field(default="")
 
 
-def clear_month(storage: StorageLocation, job: ExtractionJob, month: MonthSlice) -> int:
-    """Delete the month's ``(tag, date)`` partitions of the selected tags; files deleted."""
-    return lake.delete_window(storage, job.output_prefix, job.tag_keys, month.dates)
+def clean_output(storage: StorageLocation, job: ExtractionJob) -> publish.Cleanup:
+    """Finish a replace a crashed run left half done, drop staging a failed run left."""
+    return publish.clean_leftovers(storage, job.output_prefix)
+
+
+def month_layout(storage: StorageLocation, job: ExtractionJob, token: str
+                 ) -> publish.PublishLayout:
+    """Where the month publishing under ``token`` stages, and its manifest."""
+    return publish.PublishLayout(storage, job.output_prefix, token)
 
 
 def write_month(spark, engine: Engine, tables: Tables, storage: StorageLocation,
-                job: ExtractionJob, month: MonthSlice) -> str:
-    """Read the month through JDBC, shape it and write it; returns the writer used.
+                job: ExtractionJob, month: MonthSlice, token: str) -> str:
+    """Read the month through JDBC, shape it and write it to the staging folder of
+    ``token``; returns the writer used.
 
     JDBC reads the engine's database with the engine's credentials; the engine itself
     only gives the SQL dialect of the subquery.
     """
+    staging = month_layout(storage, job, token).staging_key
+    storage.remove_tree(staging)  # a retried write starts from nothing, never adds copies
     table = historian_data_table(tables, month.table)
     raw = read_month(spark, jdbc_source(engine.url), month_subquery(table, engine.dialect),
                      month, [t.id for t in job.tags], job.good_quality, job.num_partitions)
     df = shape_readings(raw, tags_frame(spark, job.tags))
-    return write_frame(spark, df, storage, job.output_prefix, job.max_records_per_file)
+    return write_frame(spark, df, storage, staging, job.max_records_per_file)
 
 
 def write_frame(spark, df, storage: StorageLocation, prefix: str,
@@ -91,16 +106,37 @@ def write_frame(spark, df, storage: StorageLocation, prefix: str,
 
 
 def validate_month(engine: Engine, tables: Tables, storage: StorageLocation,
-                   job: ExtractionJob, month: MonthSlice) -> tuple[int, int, int]:
-    """``(source_rows, written_rows, files)``; a mismatch raises with both numbers."""
+                   job: ExtractionJob, month: MonthSlice, token: str) -> tuple[int, int, int]:
+    """``(source_rows, staged_rows, staged_files)`` of the month staged under ``token``;
+    a mismatch raises with both numbers."""
     with engine.connect() as conn:
         expected = count_filtered(conn, tables, month, job.tag_patterns, job.good_quality)
-    keys = [k for k in lake.window_files(storage, job.output_prefix, job.tag_keys,
-                                         month.dates) if lake.is_data_file(k)]
+    keys = publish.staged_files(month_layout(storage, job, token), job.tag_keys, month.dates)
     actual = lake.count_rows(storage, keys)
     if actual != expected:
         raise ShopfloorError(
-            f"month {month.month}: the output holds {actual} rows in {len(keys)} files "
+            f"month {month.month}: the staged output holds {actual} rows in {len(keys)} files "
             f"but the source has {expected} matching good rows in {month.table}"
         )
     return expected, actual, len(keys)
+
+
+def replace_month(storage: StorageLocation, job: ExtractionJob, month: MonthSlice,
+                  token: str, pause: Callable[[str], None] = lambda step: None) -> int:
+    """Swap the checked staged month in for the window's old partitions of the selected
+    tags; returns how many old Parquet files were deleted.
+
+    ``pause`` is the fault-injection hook (:mod:`shopfloor.compaction.faults`): called
+    with ``after_stage`` before anything is replaced and ``mid_publish`` after the first
+    file moved.
+    """
+    layout = month_layout(storage, job, token)
+    pause("after_stage")
+    manifest = publish.plan_replace(layout, publish.staged_files(
+        layout, job.tag_keys, month.dates), job.tag_keys, month.dates)
+    return publish.replace(layout, manifest, lambda: pause("mid_publish"))
+
+
+def discard_month(storage: StorageLocation, job: ExtractionJob, token: str) -> bool:
+    """After a failed month: drop its staging (unless its replace had begun)."""
+    return publish.discard(month_layout(storage, job, token))

@@ -27,7 +27,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def write_native(df: DataFrame, path: str, max_records_per_file: int) -> None:
-    """Append the partitions with Spark's writer (the window was cleared before)."""
+    """Append the partitions with Spark's writer (into a fresh staging folder)."""
     (
         df.sortWithinPartitions(*SORT_COLUMNS)
         .write.mode("append")
