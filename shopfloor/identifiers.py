@@ -28,3 +28,15 @@ def check_optional_identifier(name: str | None, what: str = "identifier") -> str
     if name is None or name == "":
         return None
     return check_identifier(name, what)
+
+
+# A run token in object names: a flow run id, a uuid, or either with a suffix.
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_token(token: str, what: str = "token") -> str:
+    """Return ``token`` if it is safe inside an object name (letters, digits, ``_``, ``-``,
+    at most 64 characters), else raise: tokens name staging folders, manifests and files."""
+    if not isinstance(token, str) or not TOKEN_PATTERN.fullmatch(token):
+        raise ShopfloorError(f"invalid {what} {token!r}")
+    return token

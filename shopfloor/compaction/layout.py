@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass
 
 from shopfloor.errors import ShopfloorError
+from shopfloor.identifiers import check_token as check_identifier_token
 from shopfloor.params import PREFIX_PATTERN
 from shopfloor.storage import StorageLocation
 
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.=-]{1,128}$")
 _PREFIX = re.compile(PREFIX_PATTERN)
 
@@ -33,9 +33,7 @@ def check_target_prefix(prefix: str) -> str:
 
 def check_token(token: str) -> str:
     """A claim token (a flow run id) safe to put in object names."""
-    if not _TOKEN.fullmatch(token or ""):
-        raise ShopfloorError(f"invalid claim token {token!r}")
-    return token
+    return check_identifier_token(token, "claim token")
 
 
 def sql_string(value: str) -> str:

@@ -31,18 +31,16 @@ from typing import Any
 from shopfloor.errors import ShopfloorError
 from shopfloor.historian.lake import is_data_file, partition_of, window_files
 from shopfloor.historian.plan import OUTPUT_PREFIX_PATTERN
+from shopfloor.identifiers import check_token as check_identifier_token
 from shopfloor.storage import StorageLocation
 
 AREA = "_extraction"
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PREFIX = re.compile(OUTPUT_PREFIX_PATTERN)
 
 
 def check_token(token: str) -> str:
     """A publish token safe to put in object names (letters, digits, ``_``, ``-``)."""
-    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
-        raise ShopfloorError(f"invalid extraction token {token!r}")
-    return token
+    return check_identifier_token(token, "extraction token")
 
 
 def new_token(run_id: str | None = None) -> str:
