@@ -43,12 +43,18 @@ postgres: system-deps
 	bash scripts/ensure-postgres.sh
 
 # Coverage of the product code is reported by every pytest run (pyproject.toml); the whole
-# suite must keep at least this much (measured 90.3 % when the floor was set).
-COVERAGE_FLOOR ?= 88
+# suite must keep at least this much (measured 89.2 % when the floor was set).
+COVERAGE_FLOOR ?= 87
+# Two pytest workers, one test file each at a time: every session fixture (PostgreSQL and
+# MariaDB databases, moto, the Prefect harness) is per worker, and a file's module
+# fixtures (a Prefect server, a Spark session) stay in one worker. Much of the suite
+# waits on servers and subprocesses, so two workers pay off even on two cores.
+TEST_WORKERS ?= 2
 
 test: install-dev postgres
 	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
-	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test $(BIN)/pytest --cov-fail-under=$(COVERAGE_FLOOR)
+	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test $(BIN)/pytest -n $(TEST_WORKERS) \
+		--dist loadfile --cov-fail-under=$(COVERAGE_FLOOR)
 
 lint: install-dev
 	$(BIN)/ruff check .
