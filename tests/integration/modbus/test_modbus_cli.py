@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 
 from deployments.cli import app
 from shopfloor.errors import ShopfloorError
-from shopfloor.modbus.simulator import default_map
-from tests.conftest import free_port
+from shopfloor.modbus.simulator import default_map, free_port_run
 
 SHOPFLOOR = str(Path(sys.executable).with_name("shopfloor"))
 
@@ -47,27 +46,32 @@ def test_add_device_rejects_an_invalid_map_naming_the_tag(tmp_path: Path, prefec
     assert "tag 'b' overlaps tag 'a'" in str(res.exception)
 
 
-def _wait_listening(port: int, seconds: float = 30.0) -> None:
+def _wait_listening(port: int, proc: subprocess.Popen, seconds: float = 180.0) -> None:
+    """Until the simulator answers on ``port``: a slow start on a loaded machine is waited
+    for, a simulator that died fails at once with what it printed."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"simulator exited with {proc.returncode}: {proc.stderr.read()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return
         except OSError:
             time.sleep(0.1)
-    pytest.fail(f"simulator did not listen on {port}")
+    pytest.fail(f"simulator did not listen on {port} in {seconds:.0f} s")
 
 
 def test_simulate_command_serves_devices_with_a_fault(tmp_path: Path):
     from shopfloor.modbus.capture import capture_device
     from shopfloor.modbus.client import DeviceConfig
 
-    port = free_port()
+    port = free_port_run(2)  # device i listens on port + i - 1: both must be free
     proc = subprocess.Popen([SHOPFLOOR, "simulate", "modbus", "--port", str(port),
                              "--devices", "2", "--fault", "2=exception", "--duration", "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_listening(port + 1)
+        _wait_listening(port, proc)
+        _wait_listening(port + 1, proc)
         got = []
         ok = DeviceConfig("sim-1", "L1", tuple(default_map()), port=port, timeout_seconds=1)
         stats = capture_device(ok, 1, 0.0, time.time(), got.append)
