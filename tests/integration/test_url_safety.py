@@ -95,7 +95,7 @@ def test_query_password_goes_to_the_secret_field_and_stays_out_of_logs_and_event
         doc = client.read_block_document_by_name(
             "shopfloor-warehouse-db", "sqlalchemy-connector", include_secrets=False)
         logs, events = [], []
-        deadline = time.monotonic() + 30  # logs and events reach the API asynchronously
+        deadline = time.monotonic() + 120  # logs and events reach the API asynchronously
         while time.monotonic() < deadline and not (
                 logs and any(run_id in json.dumps(e) for e in events)):
             time.sleep(1)

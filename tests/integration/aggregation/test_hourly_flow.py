@@ -141,7 +141,7 @@ def _wait_for_breach_events(since: datetime) -> list:
     import asyncio
     import time
 
-    for _ in range(60):
+    for _ in range(240):  # up to 2 minutes on a loaded machine; returns when they are there
         found = asyncio.run(_breach_events(since))
         if found:
             return found
