@@ -33,11 +33,13 @@ def _error_lines(res: subprocess.CompletedProcess) -> list[str]:
 
 
 @pytest.mark.parametrize(("url", "message"), [
+    ("postgresql+psycopg2://u:pw@db.local:abc/plant",
+     "error: invalid database URL: the port must be a number"),
     ("postgresql+nosuchdriver://u:pw@db.local/plant",
      "error: unknown database driver 'postgresql+nosuchdriver'"),
     (f"postgresql+psycopg2://u@db.local/plant?sslpassword={PLANTED}",
      "error: database URL carries a secret in its query string (sslpassword)"),
-])  # the malformed port and the other messages: tests/unit/test_db_urls.py
+])  # every message: tests/unit/test_db_urls.py
 def test_a_bad_url_is_one_error_line(tmp_path, url, message):
     res = run(["db", "init", "--url", url], tmp_path)
     assert res.returncode == 1

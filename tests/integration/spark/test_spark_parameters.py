@@ -80,3 +80,36 @@ def test_the_cli_refuses_an_unknown_block_in_one_line_before_a_flow_run(monkeypa
     assert isinstance(result.exception, ShopfloorError)
     assert "block 'no-such-historian' not found" in str(result.exception)
     assert "\n" not in str(result.exception)
+
+
+@pytest.mark.timeout(300)
+def test_a_month_failing_in_the_jvm_names_the_java_cause_in_one_line(historian_block,
+                                                                      lake_block):
+    """No PostgreSQL driver on Spark's classpath (only an unrelated jar): the CLI's one
+    error line carries the Java cause, not just py4j's "error while calling o56.jdbc"."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prefect.settings import PREFECT_API_URL
+
+    from shopfloor.spark.jars import DEBIAN_JARS
+
+    other = [j for j in DEBIAN_JARS if "postgresql" not in j and Path(j).is_file()]
+    if not other:
+        pytest.skip("no JDBC jar other than PostgreSQL's is installed")
+    lake, folder = lake_block
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    env.pop("PYSPARK_PYTHON", None)
+    res = subprocess.run(
+        [str(Path(sys.executable).with_name("shopfloor")), "spark", "extract", "2026-01-30",
+         "2026-01-30", "--historian-db", historian_block, "--lake", lake,
+         "--master", "local[1]", "--conf", f"spark.jars={other[0]}"],
+        capture_output=True, text=True, env=env, timeout=280)
+    assert res.returncode == 1, res.stdout + res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, res.stderr
+    assert "ClassNotFoundException: org.postgresql.Driver" in errors[0], errors[0]
+    # (The failed task's own log above keeps its Java stack trace, for whoever debugs it.)
+    assert not any(Path(folder).rglob("*.parquet"))
