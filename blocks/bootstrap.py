@@ -14,13 +14,25 @@ The variables (all optional; the README lists them too):
 - ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
   ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``SHOPFLOOR_S3_ENDPOINT_URL`` (MinIO, moto):
   the ``shopfloor-aws`` credentials block.
+- ``SHOPFLOOR_NOTIFY_WEBHOOK_URL``: the ``shopfloor-notify-webhook`` block (a JSON POST of
+  ``subject``, ``body`` and ``name``), the target of the automations in operations.yaml.
+- ``SHOPFLOOR_NOTIFY_SLACK_URL``: the ``shopfloor-notify-slack`` block (a Slack webhook).
+- ``SHOPFLOOR_NOTIFY_SENDGRID_API_KEY``, ``SHOPFLOOR_NOTIFY_EMAIL_TO`` (comma-separated) and
+  ``SHOPFLOOR_NOTIFY_EMAIL_FROM``: the ``shopfloor-notify-email`` block (SendGrid e-mail).
+  Unset variables leave an existing notification block as it is.
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from prefect.blocks.core import Block
+from prefect.blocks.notifications import (
+    CustomWebhookNotificationBlock,
+    SendgridEmail,
+    SlackWebhook,
+)
 from prefect.client.orchestration import get_client
 from prefect.filesystems import LocalFileSystem
 from prefect_aws import AwsCredentials, S3Bucket
@@ -38,6 +50,8 @@ DB_BLOCKS = {
 }
 AWS_BLOCK = "shopfloor-aws"
 STORAGE_BLOCKS = {"shopfloor-raw-logs": "RAW_LOGS", "shopfloor-lake": "LAKE"}
+NOTIFY_WEBHOOK, NOTIFY_SLACK, NOTIFY_EMAIL = (
+    "shopfloor-notify-webhook", "shopfloor-notify-slack", "shopfloor-notify-email")
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,33 @@ def _storage_block(name: str, var: str, env: Mapping[str, str], home: Path,
     return block, "S3Bucket", f"s3://{bucket}/{prefix}".rstrip("/")
 
 
+def _shown_url(url: str) -> str:
+    """Scheme and host only: a webhook's path and query often carry its token."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}/..."
+
+
+def notification_blocks(env: Mapping[str, str]) -> list[tuple[str, Block, str, str]]:
+    """(name, block, type, summary) of each notification target the environment configures."""
+    found: list[tuple[str, Block, str, str]] = []
+    if url := env.get("SHOPFLOOR_NOTIFY_WEBHOOK_URL"):
+        block = CustomWebhookNotificationBlock(
+            name="shopfloor", url=url, method="POST",
+            json_data={"subject": "{{subject}}", "body": "{{body}}", "name": "{{name}}"})
+        found.append((NOTIFY_WEBHOOK, block, "CustomWebhookNotificationBlock", _shown_url(url)))
+    if url := env.get("SHOPFLOOR_NOTIFY_SLACK_URL"):
+        found.append((NOTIFY_SLACK, SlackWebhook(url=url), "SlackWebhook", _shown_url(url)))
+    key, to = env.get("SHOPFLOOR_NOTIFY_SENDGRID_API_KEY"), env.get("SHOPFLOOR_NOTIFY_EMAIL_TO")
+    if key and to:
+        emails = [e.strip() for e in to.split(",") if e.strip()]
+        sender = env.get("SHOPFLOOR_NOTIFY_EMAIL_FROM") or "shopfloor@localhost"
+        found.append((NOTIFY_EMAIL, SendgridEmail(api_key=key, sender_email=sender,
+                                                  to_emails=emails),
+                      "SendgridEmail", f"{len(emails)} recipient(s), key set"))
+    return found
+
+
 def bootstrap_blocks(env: Mapping[str, str], home: Path) -> list[BootstrapResult]:
     """Create or update every default block from ``env``; safe to repeat."""
     results: list[BootstrapResult] = []
@@ -122,6 +163,9 @@ def bootstrap_blocks(env: Mapping[str, str], home: Path) -> list[BootstrapResult
     results.append(BootstrapResult(AWS_BLOCK, "AwsCredentials", f"{endpoint}, {has_key}"))
     for name, var in STORAGE_BLOCKS.items():
         block, type_name, summary = _storage_block(name, var, env, home, creds)
+        _save(block, name)
+        results.append(BootstrapResult(name, type_name, summary))
+    for name, block, type_name, summary in notification_blocks(env):
         _save(block, name)
         results.append(BootstrapResult(name, type_name, summary))
     return results

@@ -77,38 +77,78 @@ def deploy(
     = "shopfloor:latest",
     paused: Annotated[bool, typer.Option("--paused", help="Register the schedules "
                                          "inactive.")] = False,
+    override: Annotated[Path | None, typer.Option(
+        help="YAML changing some deployments' schedules/parameters and automations' "
+             "windows (see docs/operations.md), without a second prefect.yaml.")] = None,
 ) -> None:
-    """Create the work pool if missing and deploy every flow of prefect.yaml."""
+    """Create the work pool if missing, deploy every flow of prefect.yaml, then create the
+    limits, work queues and automations of operations.yaml."""
     from deployments.deploy import (
         ensure_work_pool,
         load_config,
+        load_override,
         plan_deploy,
         project_root,
         run_deploy,
     )
+    from deployments.operations import apply_operations
 
     root = project_root()
+    changes = load_override(override)
     mode = "local" if local else ("docker-no-build" if not build else
                                   "docker-no-push" if not push else "docker")
-    plan = plan_deploy(load_config(root), mode, pool, root, image=image, paused=paused)
+    plan = plan_deploy(load_config(root), mode, pool, root, image=image, paused=paused,
+                       override=changes)
     created = ensure_work_pool(plan.pool, plan.pool_type)
     typer.echo(f"work pool {plan.pool} ({plan.pool_type}): {'created' if created else 'exists'}")
+    # Queues before deployments: a deployment naming a missing queue would create it
+    # with the default priority.
+    _report_operations(apply_operations(root, plan.pool, changes))
     run_deploy(plan, root)
     names = [f"{d['entrypoint'].split(':')[1]} / {d['name']}" for d in plan.config["deployments"]]
     typer.echo(f"deployed {len(names)} deployments to {plan.pool}")
+
+
+def _report_operations(applied) -> None:  # noqa: ANN001 - AppliedOperations, imported late
+    typer.echo("concurrency limits: " + (", ".join(applied.limits) or "none"))
+    if applied.queues:
+        typer.echo("work queues: " + ", ".join(applied.queues))
+    typer.echo("automations: " + ", ".join(applied.automations))
+    typer.echo("notifications go to: " + (", ".join(applied.notify) or "nobody"))
+    for line in applied.warnings:
+        typer.echo(f"warning: {line}", err=True)
+
+
+@app.command("worker", context_settings={"allow_extra_args": True,
+                                         "ignore_unknown_options": True})
+def worker(
+    ctx: typer.Context,
+    pool: Annotated[str, typer.Option(help="Work pool to take runs from.")]
+    = "shopfloor-process",
+    grace_seconds: Annotated[float, typer.Option(
+        help="How long flow runs get to stop cleanly when the worker is stopped.")] = 60.0,
+) -> None:
+    """Prefect's process worker for POOL; stopping it (Ctrl-C, SIGTERM) stops its flow runs
+    cleanly first. Other options go to `prefect worker start`."""
+    from deployments.worker import run_worker
+
+    raise typer.Exit(run_worker(pool, list(ctx.args), grace_seconds))
 
 
 @app.command("serve")
 def serve(
     flow: Annotated[list[str] | None, typer.Option(help="Serve only these flow names.")] = None,
 ) -> None:
-    """Serve every flow of prefect.yaml from this process, with its schedules."""
+    """Serve every flow of prefect.yaml from this process, with its schedules, after
+    creating the limits and automations of operations.yaml."""
     from prefect import serve as prefect_serve
 
     from deployments.deploy import load_config, project_root
+    from deployments.operations import apply_operations
     from deployments.serve import runner_deployments
 
     root = project_root()
+    _report_operations(apply_operations(root))
     prefect_serve(*runner_deployments(load_config(root), root, only=flow))
 
 

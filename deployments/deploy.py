@@ -60,14 +60,61 @@ def _pause_schedules(config: dict[str, Any]) -> None:
         dep["schedules"] = [dict(s, active=False) for s in dep.get("schedules") or []]
 
 
+def deployment_key(dep: dict[str, Any]) -> str:
+    """``<flow function>/<deployment name>``, e.g. ``modbus_capture/every-hour``: how an
+    override names a deployment (deployment names alone repeat across flows)."""
+    return f"{dep['entrypoint'].rsplit(':', 1)[1]}/{dep['name']}"
+
+
+OVERRIDABLE = ("schedules", "parameters", "concurrency_limit", "description")
+
+
+def apply_override(config: dict[str, Any], override: dict[str, Any] | None) -> None:
+    """Apply an override file's ``deployments: {<function>/<name>: {...}}`` in place.
+
+    ``schedules``, ``concurrency_limit`` and ``description`` replace; ``parameters`` merge
+    into the deployment's own. The soak test compresses the schedules this way, with the
+    one prefect.yaml.
+    """
+    changes = (override or {}).get("deployments") or {}
+    deps = {deployment_key(d): d for d in config["deployments"]}
+    unknown = sorted(set(changes) - set(deps))
+    if unknown:
+        raise ShopfloorError(f"override names unknown deployments: {', '.join(unknown)} "
+                             f"(known: {', '.join(sorted(deps))})")
+    for key, change in changes.items():
+        bad = sorted(set(change) - set(OVERRIDABLE))
+        if bad:
+            raise ShopfloorError(f"override of {key} sets {', '.join(bad)}: only "
+                                 f"{', '.join(OVERRIDABLE)} can be overridden")
+        dep = deps[key]
+        for field in ("schedules", "concurrency_limit", "description"):
+            if field in change:
+                dep[field] = change[field]
+        if "parameters" in change:
+            dep["parameters"] = {**(dep.get("parameters") or {}), **change["parameters"]}
+
+
+def load_override(path: Path | None) -> dict[str, Any] | None:
+    """The parsed override file, or None."""
+    if path is None:
+        return None
+    if not path.exists():
+        raise ShopfloorError(f"override file not found: {path}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
 def plan_deploy(config: dict[str, Any], mode: Mode, pool: str | None, root: Path,
-                image: str = "shopfloor:latest", paused: bool = False) -> DeployPlan:
+                image: str = "shopfloor:latest", paused: bool = False,
+                override: dict[str, Any] | None = None) -> DeployPlan:
     """Derive the prefect.yaml to deploy for ``mode`` (pure: no I/O).
 
     ``paused`` registers every schedule inactive (turn them on in the UI or with
-    ``prefect deployment schedule resume``).
+    ``prefect deployment schedule resume``). ``override`` is applied first (see
+    :func:`apply_override`).
     """
     cfg = copy.deepcopy(config)
+    apply_override(cfg, override)
     if paused:
         _pause_schedules(cfg)
     if mode == "local":

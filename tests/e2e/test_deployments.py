@@ -7,11 +7,8 @@ signal it honours); no process is left behind.
 
 import io
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,21 +23,9 @@ from sqlalchemy import select
 from shopfloor.db.engine import init_db, make_engine
 from shopfloor.db.upsert import upsert
 from tests.conftest import free_port
+from tests.e2e.servers import BIN, ROOT, api, clean_env, prefect_server, sh, stop
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.timeout(900)
-
-
-def _stop(proc: subprocess.Popen, sig: int, timeout: float = 60) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +35,8 @@ def env(tmp_path_factory, pg_url, s3_endpoint) -> Iterator[dict[str, str]]:
     bucket = "e2e-shopfloor"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(
         Bucket=bucket)
-    port = free_port()
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SHOPFLOOR_"))}
+    e = clean_env()
     e.update({
-        "PREFECT_HOME": str(home / "prefect"),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "INFO",
         "SHOPFLOOR_HOME": str(home / "shopfloor"),
         "SHOPFLOOR_DB_URL": pg_url,
@@ -66,41 +47,9 @@ def env(tmp_path_factory, pg_url, s3_endpoint) -> Iterator[dict[str, str]]:
         "AWS_DEFAULT_REGION": "us-east-1",
         "SPARK_LOCAL_IP": "127.0.0.1",
     })
-    log = open(home / "server.log", "w")
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=e, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{e['PREFECT_API_URL']}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, (home / "server.log").read_text()[-2000:]
-            time.sleep(1)
-        else:
-            pytest.fail("prefect server did not become healthy in 120 s")
+    with prefect_server(home, e, free_port()):
         e["E2E_BUCKET"] = bucket
         yield e
-    finally:
-        _stop(server, signal.SIGTERM)
-        log.close()
-
-
-def sh(env: dict[str, str], *args: str, check: bool = True, timeout: float = 600):
-    res = subprocess.run(list(args), env=env, cwd=ROOT, capture_output=True, text=True,
-                         timeout=timeout)
-    if check and res.returncode != 0:
-        raise AssertionError(f"{args} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
-    return res
-
-
-def api(env: dict[str, str], method: str, path: str, **kw) -> httpx.Response:
-    r = httpx.request(method, env["PREFECT_API_URL"] + path, timeout=30, **kw)
-    r.raise_for_status()
-    return r
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +75,7 @@ def worker(env, deployed) -> Iterator[subprocess.Popen]:
         [str(BIN / "prefect"), "worker", "start", "--pool", "shopfloor-process"],
         env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     yield proc
-    _stop(proc, signal.SIGINT, timeout=90)
+    stop(proc, signal.SIGINT, timeout=90)
     log.close()
     assert proc.poll() is not None
 
@@ -189,7 +138,7 @@ def test_s3_compaction_run_writes_parquet_to_the_bucket(env, worker, s3_endpoint
         s3.put_object(Bucket=bucket, Key=f"raw/E2E/2026010512/part-{i}.json", Body=body.encode())
     res = _run(env, "register-s3-keys/every-15-minutes", "prefix=E2E", "distrik=E2E")
     assert res.returncode == 0 and "Completed" in res.stdout, res.stdout + res.stderr
-    res = _run(env, "s3-compaction/hourly-brcb", "distrik=E2E")
+    res = _run(env, "s3-compaction/hourly", "distrik=E2E")
     assert res.returncode == 0 and "Completed" in res.stdout, res.stdout + res.stderr
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="lake/")
             .get("Contents", []) if o["Key"].endswith(".parquet")]
@@ -212,8 +161,8 @@ def test_invalid_parameter_is_refused_before_the_run(env, deployed):
 # One bad value per typed limit of every deployed flow: the server must refuse each before
 # a run exists, and the parameter's schema (what the UI form shows) must carry the limit.
 REFUSED = [
-    ("modbus-capture/every-minute", "samples", 0, "minimum"),
-    ("modbus-capture/every-minute", "interval_seconds", -1, "minimum"),
+    ("modbus-capture/every-hour", "samples", 0, "minimum"),
+    ("modbus-capture/every-hour", "interval_seconds", -1, "minimum"),
     ("hourly-aggregation/hourly", "timezone", "Mars/Olympus_Mons", "enum"),
     ("hourly-aggregation/hourly", "end", "yesterday", "pattern"),
     ("hourly-backfill/on-demand", "chunk_hours", 0, "minimum"),
@@ -221,11 +170,11 @@ REFUSED = [
     ("hourly-backfill/on-demand", "timezone", "Europe/Atlantis", "enum"),
     ("register-s3-keys/every-15-minutes", "distrik", "no spaces!", "pattern"),
     ("register-s3-keys/every-15-minutes", "prefix", "../outside", "pattern"),
-    ("s3-compaction/hourly-brcb", "key_limit_per_run", 0, "minimum"),
-    ("s3-compaction/hourly-brcb", "ram_limit", "lots", "pattern"),
-    ("s3-compaction/hourly-brcb", "tz_offset_hours", 99, "maximum"),
-    ("s3-compaction/hourly-brcb", "claim_ttl_minutes", -1, "minimum"),
-    ("s3-compaction/hourly-brcb", "target_prefix", "../outside", "pattern"),
+    ("s3-compaction/hourly", "key_limit_per_run", 0, "minimum"),
+    ("s3-compaction/hourly", "ram_limit", "lots", "pattern"),
+    ("s3-compaction/hourly", "tz_offset_hours", 99, "maximum"),
+    ("s3-compaction/hourly", "claim_ttl_minutes", -1, "minimum"),
+    ("s3-compaction/hourly", "target_prefix", "../outside", "pattern"),
     ("spark-sensor-extraction/daily", "max_records_per_file", 0, "minimum"),
     ("spark-sensor-extraction/daily", "num_partitions", 0, "minimum"),
     ("spark-sensor-extraction/daily", "spark_master", "nowhere", "pattern"),

@@ -37,7 +37,7 @@ def test_one_deployment_per_flow_on_the_docker_pool(config):
 
 def test_schedules_as_the_operations_guide_says(config):
     c = crons(config)
-    assert c["modbus_capture"] == [("* * * * *", "UTC")]
+    assert c["modbus_capture"] == [("0 * * * *", "UTC")]
     assert c["hourly_aggregation"] == [("5 * * * *", "UTC")]
     assert c["s3_compaction"] == [("20 * * * *", "UTC")]
     assert c["master_data_sync"] == [("30 0 * * *", "UTC")]

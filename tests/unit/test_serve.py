@@ -18,7 +18,7 @@ def test_every_prefect_yaml_deployment_is_served_with_its_schedule_and_limits():
     assert hourly.concurrency_limit == 1
     assert hourly.concurrency_options.collision_strategy == "ENQUEUE"
     assert hourly.enforce_parameter_schema is True
-    capture = served[("modbus-capture", "every-minute")]
+    capture = served[("modbus-capture", "every-hour")]
     assert capture.parameters["devices"] == ["line1-plc"]
     assert served[("hourly-backfill", "on-demand")].schedules in (None, [])
 

@@ -1,0 +1,372 @@
+"""The soak test: the scheduled chain runs on its own on a real Prefect server and a
+`shopfloor worker`, against PostgreSQL, moto's S3 and five simulated PLCs, while faults
+are injected; then the data is checked to the last row.
+
+Schedules are compressed by an override file (`shopfloor deploy --override`), never by a
+second prefect.yaml. Faults: one device dead for a while, the worker `kill -9`ed and
+restarted, every PostgreSQL connection terminated, and one compaction run frozen
+(SIGSTOP) between staging and publishing for longer than its claim TTL.
+
+`SHOPFLOOR_SOAK_SECONDS` sets how long the chain runs: `make soak` runs 660 s; `make test`
+runs the short version (180 s). docs/operations.md records the figures of a `make soak`.
+"""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from sqlalchemy import create_engine, text
+
+from tests.conftest import free_port
+from tests.e2e.servers import BIN, ROOT, api, clean_env, prefect_server, sh, stop
+
+SOAK_SECONDS = float(os.environ.get("SHOPFLOOR_SOAK_SECONDS", "180"))
+LONG = SOAK_SECONDS >= 600
+OUTAGE_SECONDS = 120 if LONG else 40
+INTERVAL = 5.0
+DEVICES = {  # block name: (loc_id, district)
+    "soak-1": ("SOAK1", "D01"), "soak-2": ("SOAK2", "D01"), "soak-3": ("SOAK3", "D01"),
+    "soak-4": ("SOAK4", "D02"), "soak-5": ("SOAK5", "D02"),
+}
+DEAD = "soak-5"  # the device taken down for OUTAGE_SECONDS
+pytestmark = pytest.mark.timeout(int(SOAK_SECONDS) + 1200)
+
+
+class _Hooks(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            self.received.append(json.loads(body))
+        except ValueError:
+            self.received.append({"raw": body.decode(errors="replace")})
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def listener() -> Iterator[tuple[str, list[dict]]]:
+    """A local webhook receiver: the notification target."""
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Hooks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", _Hooks.received
+    server.shutdown()
+
+
+def _override(devices: list[str]) -> dict:
+    every_minute = [{"cron": "* * * * *", "timezone": "UTC"}]
+    return {
+        "deployments": {
+            "modbus_capture/every-hour": {
+                "schedules": every_minute,
+                "parameters": {"devices": devices, "span_seconds": 60},
+            },
+            "register_s3_keys/every-15-minutes": {"schedules": every_minute},
+            "s3_compaction/hourly": {"schedules": every_minute,
+                                     "parameters": {"claim_ttl_minutes": 1}},
+            "hourly_aggregation/hourly": {"schedules": every_minute},
+            "master_data_sync/daily": {"schedules": []},
+            "spark_sensor_extraction/daily": {"schedules": []},
+        },
+        "automations": {
+            "shopfloor-capture-stale": {"within": 90},
+            "shopfloor-lake-stale": {"within": 300},
+        },
+    }
+
+
+def _marked_pids(marker: str) -> list[int]:
+    """Processes whose environment carries ``marker`` (everything this test started)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+class Soak:
+    """The running system and what the test did to it, with times (epoch seconds)."""
+
+    def __init__(self, env: dict[str, str], home: Path, pg_url: str, bucket: str) -> None:
+        self.env, self.home, self.pg_url, self.bucket = env, home, pg_url, bucket
+        self.procs: list[subprocess.Popen] = []
+        self.worker: subprocess.Popen | None = None
+        self.events: dict[str, float] = {}
+
+    def spawn(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.home / f"{name}.log", "a")
+        proc = subprocess.Popen(list(args), env=self.env, cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def simulator(self, port: int, count: int, name: str) -> subprocess.Popen:
+        proc = self.spawn(name, str(BIN / "shopfloor"), "simulate", "modbus", "--port",
+                          str(port), "--devices", str(count))
+        deadline = time.monotonic() + 60
+        while "serving" not in (self.home / f"{name}.log").read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (self.home / f"{name}.log").read_text()
+            time.sleep(0.2)
+        return proc
+
+    def start_worker(self) -> None:
+        self.worker = self.spawn("worker", str(BIN / "shopfloor"), "worker", "--pool",
+                                 "shopfloor-process", "--grace-seconds", "60")
+
+
+def _sleep_until(t: float) -> None:
+    time.sleep(max(0.0, t - time.time()))
+
+
+def _next_minute(after: float, second: float) -> float:
+    """The next wall-clock time ``hh:mm:second`` after ``after``."""
+    base = (int(after) // 60) * 60 + second
+    return base if base > after else base + 60
+
+
+def _freeze_compaction(soak: Soak, marker_file: Path) -> None:
+    """Start a compaction that pauses after staging; freeze it (SIGSTOP: its claim renewal
+    stops too) past its one-minute claim TTL, then let it go on."""
+    pause_env = {"SHOPFLOOR_FAULT_PAUSE_AT": "after_stage",
+                 "SHOPFLOOR_FAULT_PAUSE_FILE": str(marker_file),
+                 "SHOPFLOOR_FAULT_PAUSE_SECONDS": "3"}
+    dep = api(soak.env, "GET", "/deployments/name/s3-compaction/hourly").json()
+    run = api(soak.env, "POST", f"/deployments/{dep['id']}/create_flow_run", json={
+        "parameters": {"claim_ttl_minutes": 1}, "job_variables": {"env": pause_env},
+        "name": "soak-frozen-compaction"}).json()
+    soak.events["frozen_run"] = run["id"]  # type: ignore[assignment]
+    deadline = time.time() + 240
+    while not marker_file.exists():
+        if time.time() > deadline:
+            return  # nothing was pending when it ran: reported, asserted below
+        time.sleep(0.2)
+    pids = _marked_pids(str(marker_file))
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    soak.events["frozen_at"] = time.time()
+    time.sleep(80)
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
+    soak.events["thawed_at"] = time.time()
+
+
+def _terminate_connections(pg_url: str) -> int:
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        n = conn.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar_one()
+    admin.dispose()
+    return int(n)
+
+
+def _run_to_end(soak: Soak, deployment: str, *params: str) -> str:
+    args = [str(BIN / "prefect"), "deployment", "run", deployment, "--watch",
+            "--watch-timeout", "300"]
+    for p in params:
+        args += ["--param", p]
+    res = sh(soak.env, *args, check=False, timeout=360)
+    return res.stdout + res.stderr
+
+
+@pytest.fixture(scope="module")
+def soak(tmp_path_factory, pg_url, s3_endpoint, listener) -> Iterator[Soak]:
+    home = tmp_path_factory.mktemp("soak")
+    bucket = f"soak-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(
+        Bucket=bucket)
+    marker = f"soak-{uuid.uuid4().hex}"
+    env = clean_env()
+    env.update({
+        "SHOPFLOOR_SOAK_MARKER": marker, "PREFECT_LOGGING_LEVEL": "INFO",
+        "SHOPFLOOR_HOME": str(home / "shopfloor"), "SHOPFLOOR_DB_URL": pg_url,
+        "SHOPFLOOR_S3_BUCKET": bucket, "SHOPFLOOR_S3_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1", "SHOPFLOOR_NOTIFY_WEBHOOK_URL": listener[0],
+    })
+    with prefect_server(home, env, free_port()):
+        s = Soak(env, home, pg_url, bucket)
+        try:
+            yield s
+        finally:
+            if s.worker is not None:
+                stop(s.worker, signal.SIGTERM, timeout=120)
+            for p in s.procs:
+                stop(p, signal.SIGTERM, timeout=30)
+
+
+def test_the_chain_holds_for_its_run(soak: Soak, listener) -> None:
+    env, shopfloor = soak.env, str(BIN / "shopfloor")
+    live_port, dead_port = free_port(), free_port()
+    while dead_port in range(live_port, live_port + 4):
+        dead_port = free_port()
+    soak.simulator(live_port, 4, "sim-live")
+    dead_sim = soak.simulator(dead_port, 1, "sim-dead")
+    sh(env, shopfloor, "blocks", "bootstrap")
+    sh(env, shopfloor, "db", "init")
+    for i, (name, (loc, district)) in enumerate(DEVICES.items()):
+        port = dead_port if name == DEAD else live_port + i
+        sh(env, shopfloor, "modbus", "add-device", name, "--map",
+           str(ROOT / "maps" / "simulator.yaml"), "--loc-id", loc, "--host", "127.0.0.1",
+           "--port", str(port), "--dstrct-code", district)
+    override = soak.home / "override.yaml"
+    override.write_text(yaml.safe_dump(_override(list(DEVICES))))
+    out = sh(env, shopfloor, "deploy", "--local", "--override", str(override)).stdout
+    assert "shopfloor-notify-webhook" in out, out
+    soak.start_worker()
+    t0 = time.time()
+    end = t0 + SOAK_SECONDS
+
+    # Device outage: from second 10 of a minute, OUTAGE_SECONDS long.
+    soak.events["dead_from"] = _next_minute(t0 + 0.1 * SOAK_SECONDS, 10)
+    _sleep_until(soak.events["dead_from"])
+    stop(dead_sim, signal.SIGKILL)
+    # The worker is killed at second 20 and back at 25, before the next runs' prefetch.
+    soak.events["worker_killed"] = _next_minute(time.time(), 20)
+    _sleep_until(soak.events["worker_killed"])
+    assert soak.worker is not None
+    soak.worker.kill()
+    soak.worker.wait()
+    time.sleep(5)
+    soak.start_worker()
+    _sleep_until(soak.events["dead_from"] + OUTAGE_SECONDS)
+    soak.simulator(dead_port, 1, "sim-dead")
+    soak.events["alive_again"] = time.time()
+    soak.events["pg_terminated"] = float(_terminate_connections(soak.pg_url))
+    _freeze_compaction(soak, soak.home / "paused-at")
+    _sleep_until(end)
+
+    # Drain: stop the schedules, let running captures end, then register, compact and
+    # aggregate what is left (on the same deployments, as a person would).
+    for dep in api(env, "POST", "/deployments/filter", json={}).json():
+        api(env, "PATCH", f"/deployments/{dep['id']}", json={"paused": True})
+    time.sleep(75)
+    drain = [_run_to_end(soak, "register-s3-keys/every-15-minutes"),
+             _run_to_end(soak, "s3-compaction/hourly", "claim_ttl_minutes=1"),
+             _run_to_end(soak, "hourly-aggregation/hourly")]
+    stop(soak.worker, signal.SIGTERM, timeout=120)
+    time.sleep(2)
+    leftovers = _marked_pids(env["SHOPFLOOR_SOAK_MARKER"])
+    leftovers = [p for p in leftovers if all(p != q.pid for q in soak.procs)]
+    figures = _figures(soak)
+    (soak.home / "figures.json").write_text(json.dumps(figures, indent=2, default=str))
+    print("\nSOAK FIGURES", json.dumps(figures, indent=2, default=str))
+    _check(soak, figures, listener[1], leftovers, drain)
+
+
+def _slots(pg_url: str) -> dict[str, list[datetime]]:
+    engine = create_engine(pg_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT loc_id, capture_dt FROM temperature_raw ORDER BY capture_dt")).all()
+    engine.dispose()
+    result: dict[str, list[datetime]] = {}
+    for loc, dt in rows:
+        result.setdefault(loc, []).append(dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt)
+    return result
+
+
+def _missing(slots: list[datetime], first: float, last: float) -> list[float]:
+    have = {round(s.timestamp() / INTERVAL) for s in slots}
+    return [k * INTERVAL for k in range(round(first / INTERVAL), round(last / INTERVAL) + 1)
+            if k not in have]
+
+
+def _lake(soak: Soak) -> tuple[int, int, int, int]:
+    """(raw objects, raw lines, Parquet rows, duplicate (device, heartbeat) rows)."""
+    s3 = boto3.client("s3", endpoint_url=soak.env["SHOPFLOOR_S3_ENDPOINT_URL"],
+                      region_name="us-east-1")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=soak.bucket)
+    keys = [o["Key"] for p in pages for o in p.get("Contents", [])]
+    raw = [k for k in keys if k.startswith("raw/") and k.endswith(".json")]
+    lines = sum(len(s3.get_object(Bucket=soak.bucket, Key=k)["Body"].read().splitlines())
+                for k in raw)
+    seen: set[tuple] = set()
+    rows = dupes = 0
+    for k in keys:
+        if k.startswith("lake/") and k.endswith(".parquet") and "/_" not in k:
+            table = pq.read_table(io.BytesIO(s3.get_object(Bucket=soak.bucket, Key=k)["Body"]
+                                             .read()), columns=["device", "heartbeat"])
+            for pair in zip(*[c.to_pylist() for c in table.columns], strict=True):
+                rows += 1
+                dupes += pair in seen
+                seen.add(pair)
+    return len(raw), lines, rows, dupes
+
+
+def _figures(soak: Soak) -> dict:
+    slots = _slots(soak.pg_url)
+    all_slots = [s.timestamp() for v in slots.values() for s in v]
+    first, last = (min(all_slots), max(all_slots)) if all_slots else (0.0, 0.0)
+    per_device = {}
+    for name, (loc, _) in DEVICES.items():
+        got = slots.get(loc, [])
+        missing = _missing(got, first, last)
+        per_device[name] = {"expected": round((last - first) / INTERVAL) + 1,
+                            "stored": len(got), "missing": len(missing),
+                            "missing_span": [min(missing), max(missing)] if missing else None}
+    engine = create_engine(soak.pg_url)
+    with engine.connect() as conn:
+        status = dict(conn.execute(text(
+            "SELECT compression_status, count(*) FROM s3_object GROUP BY 1")).all())
+        hourly_diff = conn.execute(text("""
+            SELECT count(*) FROM temperature_hourly h
+            LEFT JOIN (SELECT loc_id, to_char(date_trunc('hour', capture_dt), 'YYYYMMDD') ymd,
+                              to_char(date_trunc('hour', capture_dt), 'HH24') hh,
+                              count(temperature) n, max(temperature) mx, avg(temperature) av
+                       FROM temperature_raw GROUP BY 1, 2, 3) r
+              ON r.loc_id = h.loc_id AND r.ymd = h.ymd AND r.hh = h.hh
+            WHERE r.n IS NULL OR r.n <> h.sample_count OR r.mx <> h.temperature_max
+               OR abs(r.av - h.temperature_avg) > 1e-9""")).scalar_one()
+        hourly_rows = conn.execute(text("SELECT count(*) FROM temperature_hourly")).scalar_one()
+    engine.dispose()
+    objects, lines, parquet_rows, dupes = _lake(soak)
+    return {"seconds": SOAK_SECONDS, "samples": per_device, "events": soak.events,
+            "objects_landed": objects, "registry": status, "rows_landed": lines,
+            "rows_in_parquet": parquet_rows, "duplicate_rows": dupes,
+            "hourly_rows": hourly_rows, "hourly_rows_differing_from_raw": hourly_diff}
+
+
+def _check(soak: Soak, f: dict, notes: list[dict], leftovers: list[int],
+           drain: list[str]) -> None:
+    for name, s in f["samples"].items():
+        if name != DEAD:
+            assert s["missing"] == 0, (name, s, f)
+    dead = f["samples"][DEAD]
+    if dead["missing"]:
+        lo, hi = dead["missing_span"]
+        # the outage, plus the circuit breaker's longest back-off before its probe
+        assert lo >= soak.events["dead_from"] - INTERVAL, (dead, soak.events)
+        assert hi <= soak.events["alive_again"] + 200, (dead, soak.events)
+    assert f["objects_landed"] > 0
+    assert f["registry"].get("SUCCESS") == f["objects_landed"], (f["registry"], drain)
+    assert f["rows_in_parquet"] == f["rows_landed"], f
+    assert f["duplicate_rows"] == 0, f
+    assert f["hourly_rows_differing_from_raw"] == 0, f
+    texts = [json.dumps(n) for n in notes]
+    assert any("s3-compaction" in t and "Failed" in t for t in texts) or \
+        "frozen_at" not in soak.events, texts
+    assert texts, "no notification arrived"
+    assert not leftovers, leftovers
