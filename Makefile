@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: demo test install install-dev jdbc-jars system-deps postgres lint clean
+.PHONY: demo test soak install install-dev jdbc-jars system-deps postgres lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,14 @@ test: install-dev postgres
 	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
 	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test $(BIN)/pytest -n $(TEST_WORKERS) \
 		--dist loadfile --cov-fail-under=$(COVERAGE_FLOOR)
+
+# The soak test (docs/operations.md): the scheduled chain on a real Prefect server and a
+# worker for SOAK_SECONDS with faults injected; `make test` runs a 180 s version of it.
+SOAK_SECONDS ?= 660
+soak: install-dev postgres
+	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
+	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test SHOPFLOOR_SOAK_SECONDS=$(SOAK_SECONDS) \
+		$(BIN)/pytest -s --no-cov tests/e2e/test_soak.py
 
 lint: install-dev
 	$(BIN)/ruff check .

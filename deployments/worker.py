@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
+WORKER_EXIT_SECONDS = 15.0
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -94,7 +95,9 @@ def stop_worker(worker: subprocess.Popen, grace_seconds: float) -> None:
     if worker.poll() is None:
         worker.send_signal(signal.SIGINT)
         try:
-            worker.wait(timeout=grace_seconds)
+            # Its runs are gone; Prefect's worker can take a minute to wind down its loops,
+            # and nothing it still holds needs that long.
+            worker.wait(timeout=min(grace_seconds, WORKER_EXIT_SECONDS))
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
