@@ -7,6 +7,7 @@ types (the limits the Prefect server enforces on a deployment run), then
 """
 
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -38,12 +39,16 @@ def aggregate(
     timezone: ZoneOption = "UTC",
     late_data: Annotated[bool, typer.Option(help="Re-aggregate hours with late readings.")]
     = True,
+    max_catchup_hours: Annotated[int, typer.Option(
+        help="Incremental run: at most this many closed hours caught up.")] = 168,
 ) -> None:
-    """Aggregate a window, or (no --start/--end) the last closed hour plus late data."""
+    """Aggregate a window, or (no --start/--end) the closed hours since the last run plus
+    late data; the hour still open is left for the next run."""
     from flows.hourly_aggregation import check_parameters, hourly_aggregation
 
     params = {"start": start, "end": end, "source_db": source_db, "target_db": target_db,
-              "timezone": timezone, "late_data": late_data}
+              "timezone": timezone, "late_data": late_data,
+              "max_catchup_hours": max_catchup_hours}
     check_parameters(start, end, timezone)
     check_typed(hourly_aggregation, **params)
     require_blocks(source_db, target_db)
@@ -82,3 +87,42 @@ def sync_locations(
 
     require_blocks(source_db, target_db)
     _echo(master_data_sync(source_db=source_db, target_db=target_db))
+
+
+@hourly_app.command("load-locations")
+def load_locations(
+    file: Annotated[Path, typer.Argument(help="CSV with loc_id, name, site, thresholds, "
+                                         "active (e.g. config/locations.csv).")],
+    target_db: TargetOption = "shopfloor-warehouse-db",
+    source_db: Annotated[str, typer.Option(
+        help="Master database block, loaded too so master-data-sync keeps the rows.")]
+    = "shopfloor-source-db",
+    source: Annotated[bool, typer.Option(
+        help="Also load into --source-db (--no-source: the warehouse only).")] = True,
+) -> None:
+    """Upsert locations and thresholds from a CSV file (checked whole before writing).
+
+    Rows go into the master table of --source-db and into --target-db (once when both
+    blocks are one database), so threshold alerts apply from the next hourly run and the
+    daily master-data-sync keeps them. Locations not in the file are left as they are.
+    """
+    from blocks.resolve import load_engine
+    from shopfloor.aggregation.locations_csv import read_locations_csv, upsert_locations
+    from shopfloor.db.schema import configured_tables
+    from shopfloor.db.types import utcnow
+
+    parsed = read_locations_csv(file)
+    names = [source_db, target_db] if source else [target_db]
+    require_blocks(*names)
+    done: set[str] = set()
+    for name in dict.fromkeys(names):
+        engine = load_engine(name)
+        url = engine.url.render_as_string(hide_password=True)
+        if url in done:  # two blocks, one database: loaded already
+            typer.echo(f"{name:<24} same database as above")
+            continue
+        done.add(url)
+        with engine.begin() as conn:
+            written, unchanged = upsert_locations(conn, configured_tables(), parsed, utcnow())
+        typer.echo(f"{name:<24} {len(parsed.rows)} locations: {written} inserted or updated, "
+                   f"{unchanged} unchanged")
