@@ -8,12 +8,15 @@ types (the limits the Prefect server enforces on a deployment run), then
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from blocks.resolve import require_blocks
 from shopfloor.params import check_typed
+
+if TYPE_CHECKING:
+    from prefect.states import State
 
 hourly_app = typer.Typer(no_args_is_help=True,
                          help="Hourly aggregation, backfill and master data sync.")
@@ -27,6 +30,14 @@ def _echo(summary: dict) -> None:
     for key, value in summary.items():
         if key != "rows":
             typer.echo(f"{key:<14} {value}")
+
+
+def _finish(state: "State") -> None:
+    """Print a run's summary, and its state when it is not a plain Completed (a
+    ``Degraded`` or ``Idle`` run says why); a failed run raises its error."""
+    _echo(state.result())
+    if state.name != "Completed":
+        typer.echo(f"{state.name}: {state.message}")
 
 
 @hourly_app.command("aggregate")
@@ -52,7 +63,7 @@ def aggregate(
     check_parameters(start, end, timezone)
     check_typed(hourly_aggregation, **params)
     require_blocks(source_db, target_db)
-    _echo(hourly_aggregation(**params))
+    _finish(hourly_aggregation(**params, return_state=True))
 
 
 @hourly_app.command("backfill")
@@ -86,7 +97,7 @@ def sync_locations(
     from flows.master_sync import master_data_sync
 
     require_blocks(source_db, target_db)
-    _echo(master_data_sync(source_db=source_db, target_db=target_db))
+    _finish(master_data_sync(source_db=source_db, target_db=target_db, return_state=True))
 
 
 @hourly_app.command("load-locations")
