@@ -58,7 +58,13 @@ def _outcome(window: Window, future: PrefectFuture) -> tuple[dict[str, Any], lis
     return row, breaches
 
 
-@flow(name="hourly-backfill")
+# Generous: a year of hourly rows in day chunks takes minutes, yet a backfill waits for
+# warehouse slots behind the hourly run. A run still going after a day is stuck; rerunning
+# the same range repairs what it left (finished chunks are unchanged, not rewritten).
+TIMEOUT_SECONDS = 24 * 3600
+
+
+@flow(name="hourly-backfill", timeout_seconds=TIMEOUT_SECONDS)
 def hourly_backfill(
     start_date: IsoDate,
     end_date: IsoDate,
@@ -74,7 +80,9 @@ def hourly_backfill(
     failed chunk is reported and leaves the others committed; rerunning the same range
     repairs it and leaves the rest unchanged (unchanged rows are not rewritten). The run
     fails at the end if any chunk failed. Threshold breaches are listed in an artifact
-    (no events: a backfill replays history, it should not page anyone).
+    (no events: a backfill replays history, it should not page anyone). Each chunk holds
+    a slot of the ``shopfloor-warehouse-db`` concurrency limit while it writes, so when
+    the limit exists chunks take turns with the hourly run and master data sync.
 
     Args:
         start_date: first local day of the range.

@@ -2,16 +2,25 @@
 
 import time
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.states import State
+from pydantic import Field
 
 from shopfloor.aggregation.alerts import breaches_markdown
 from shopfloor.aggregation.hours import resolve_timezone
+from shopfloor.aggregation.incremental import (
+    DEFAULT_MAX_CATCHUP_HOURS,
+    IncrementalPlan,
+    hour_label,
+    hours_without_rows,
+    plan_incremental,
+)
 from shopfloor.aggregation.transfer import window_rows
-from shopfloor.aggregation.windows import plan_windows
+from shopfloor.aggregation.windows import Window, plan_windows
 from shopfloor.db.types import utcnow
 from shopfloor.params import IsoDateTime, TimeZone
 from tasks.aggregation import (
@@ -20,13 +29,26 @@ from tasks.aggregation import (
     emit_threshold_alerts,
     find_threshold_breaches,
     plan_late_data,
+    read_watermark,
     write_hourly,
 )
+from tasks.clock import logical_now
+from tasks.outcomes import degraded, emit
+
+# Scheduled hourly: a run still going after 50 minutes would overlap the next one.
+TIMEOUT_SECONDS = 50 * 60
+COMPLETED_EVENT = "shopfloor.hourly.completed"
 
 
 def watermark_name(source_db: str) -> str:
     """The late-data watermark of one source (stored on the target)."""
     return f"hourly-aggregation:{source_db}"
+
+
+def closed_watermark_name(source_db: str) -> str:
+    """The closed-through watermark of one source: the end (UTC) of the last closed hour
+    an incremental run wrote (stored on the target)."""
+    return f"hourly-aggregation:{source_db}:closed-through"
 
 
 def check_parameters(start: datetime | None, end: datetime | None, timezone: str) -> ZoneInfo:
@@ -48,7 +70,46 @@ def check_parameters(start: datetime | None, end: datetime | None, timezone: str
     return tz
 
 
-@flow(name="hourly-aggregation")
+def _plan(source_db: str, target_db: str, timezone: str, tz: ZoneInfo, late_data: bool,
+          max_catchup_hours: int) -> tuple[IncrementalPlan, dict[str, datetime], int]:
+    """The incremental plan at the run's logical time, its watermarks and late rows."""
+    now = logical_now()
+    late, marks, late_rows = [], {}, 0
+    if late_data:
+        lp = plan_late_data(source_db, target_db, timezone, watermark_name(source_db))
+        late, late_rows = lp.pairs, lp.late_rows
+        if lp.new_watermark is not None:
+            marks[watermark_name(source_db)] = lp.new_watermark
+    closed_mark = closed_watermark_name(source_db)
+    plan = plan_incremental(now, tz, late, read_watermark(target_db, closed_mark),
+                            max_catchup_hours)
+    marks[closed_mark] = plan.closed_through
+    get_run_logger().info(
+        "logical time %s: closed hours %s%s", now.isoformat(), plan.closed.label(),
+        f", {plan.deferred} late (location, hour) pair(s) in the open hour left for the "
+        "next run" if plan.deferred else "")
+    return plan, marks, late_rows
+
+
+def _shortfalls(plan: IncrementalPlan | None, rows: list[dict[str, Any]], tz: ZoneInfo,
+                timezone: str) -> tuple[list[int], list[str]]:
+    """Closed hours without any reading, and the messages a Degraded state carries."""
+    if plan is None:
+        return [], []
+    empty = hours_without_rows(plan.closed, rows, tz)
+    notes = []
+    if empty:
+        shown = ", ".join(hour_label(i) for i in empty[:5])
+        more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+        notes.append(f"no readings for hour{'s' if len(empty) > 1 else ''} {shown}{more} "
+                     f"({timezone})")
+    if plan.skipped is not None:
+        notes.append(f"hours {plan.skipped.label()} are older than max_catchup_hours and "
+                     "were not aggregated: run hourly-backfill for them")
+    return empty, notes
+
+
+@flow(name="hourly-aggregation", timeout_seconds=TIMEOUT_SECONDS)
 def hourly_aggregation(
     start: IsoDateTime | None = None,
     end: IsoDateTime | None = None,
@@ -56,42 +117,56 @@ def hourly_aggregation(
     target_db: str = "shopfloor-warehouse-db",
     timezone: TimeZone = "UTC",
     late_data: bool = True,
-) -> dict[str, Any]:
+    max_catchup_hours: Annotated[int, Field(ge=1, le=24 * 92)] = DEFAULT_MAX_CATCHUP_HOURS,
+) -> dict[str, Any] | State:
     """Aggregate raw temperature readings into hourly max/avg rows per location.
 
     One GROUP BY per window runs on the source database; only the hourly groups are
-    upserted into ``temperature_hourly`` on the target, then checked: every group is
-    there and the sample counts add up to the raw row count. Hours whose max or avg
-    breach a location's thresholds are listed in an artifact; those whose values changed
-    in this run are emitted as ``shopfloor.threshold.breached`` events (resource
-    ``shopfloor.location.<loc_id>``) for automations.
+    upserted into ``temperature_hourly`` on the target (holding a slot of the
+    ``shopfloor-warehouse-db`` concurrency limit), then checked: every group is there
+    and the sample counts add up to the raw row count. Hours whose max or avg breach a
+    location's thresholds are listed in an artifact; those whose values changed in this
+    run are emitted as ``shopfloor.threshold.breached`` events (resource
+    ``shopfloor.location.<loc_id>``). Every run that wrote emits
+    ``shopfloor.hourly.completed`` (resource ``shopfloor.warehouse.<target_db>``).
+
+    An incremental run (no ``start``/``end``) works at its logical time: a scheduled run
+    at the time it was scheduled for, so a run started late aggregates its own hour. It
+    writes only closed hours: from the last closed hour a previous incremental run wrote
+    up to the last hour closed at that time (a catch-up after an outage leaves no hole),
+    plus closed hours that received late readings. The hour still open is left for the
+    next run. A closed hour without any reading ends the run ``Degraded``.
 
     Args:
         start: first hour to aggregate (naive values are local to ``timezone``); with
-            ``end``. Leave both empty for an incremental run: the last closed hour plus
-            every hour that received readings since the last run.
+            ``end``. Leave both empty for an incremental run.
         end: end of the window, exclusive; a partial hour is aggregated whole.
         source_db: SqlAlchemyConnector block holding ``temperature_raw``.
         target_db: SqlAlchemyConnector block holding ``temperature_hourly`` and ``location``.
         timezone: IANA time zone of the hour buckets (``ymd``/``hh``), e.g. ``Asia/Makassar``.
         late_data: in an incremental run, also re-aggregate hours that received readings
             since the last run (found by ``ingested_at``).
+        max_catchup_hours: an incremental run covers at most this many closed hours
+            (the newest); older ones missed by an outage are named in a ``Degraded``
+            state, for ``hourly-backfill``.
     """
     started = time.perf_counter()
     logger = get_run_logger()
     tz = check_parameters(start, end, timezone)
     check_databases(source_db, target_db)  # unknown blocks fail here, then unreachable ones
-    now = utcnow()
-    mark, new_mark, late_rows, late = None, None, 0, []
-    if start is None and late_data:
-        mark = watermark_name(source_db)
-        plan = plan_late_data(source_db, target_db, timezone, mark)
-        late, new_mark, late_rows = plan.pairs, plan.new_watermark, plan.late_rows
-    windows = plan_windows(start, end, tz, now, late)
+    plan: IncrementalPlan | None = None
+    marks: dict[str, datetime] = {}
+    late_rows = 0
+    if start is None:
+        plan, marks, late_rows = _plan(source_db, target_db, timezone, tz, late_data,
+                                       max_catchup_hours)
+        windows: list[Window] = plan.windows
+    else:
+        windows = plan_windows(start, end, tz, utcnow())
     logger.info("aggregating %d window(s): %s", len(windows),
                 "; ".join(w.label() for w in windows[:10]))
     results = aggregate_windows(source_db, windows, timezone)
-    stats = write_hourly(target_db, results, mark, new_mark)
+    stats = write_hourly(target_db, results, marks)
     rows = window_rows(results)
     breaches = find_threshold_breaches(target_db, rows)
     create_markdown_artifact(breaches_markdown(breaches, timezone),
@@ -101,8 +176,11 @@ def hourly_aggregation(
     # late-data overlap never repeats an alert an automation has already acted on.
     fresh = [b for b in breaches if (b.loc_id, b.ymd, b.hh) in stats.changed]
     events = emit_threshold_alerts(fresh, timezone) if fresh else 0
+    empty, notes = _shortfalls(plan, rows, tz, timezone)
+    hours = sorted({f"{r['ymd']} {r['hh']}" for r in rows})
     summary = {
         "windows": len(windows), "raw_rows": stats.raw_rows, "late_rows": late_rows,
+        "hours_written": len(hours), "empty_hours": len(empty),
         "groups": stats.groups, "upserted": stats.upserted, "unchanged": stats.unchanged,
         "stale_rows": len(stats.stale), "breaches": len(breaches), "alert_events": events,
         "timezone": timezone, "duration_s": round(time.perf_counter() - started, 2),
@@ -112,5 +190,12 @@ def hourly_aggregation(
                        "more (kept): %s", len(stats.stale), stats.stale[:5])
     create_table_artifact([summary], key="hourly-aggregation",
                           description="Hourly aggregation run")
+    emit(COMPLETED_EVENT, f"shopfloor.warehouse.{target_db}", {
+        "hours_written": len(hours), "raw_rows": stats.raw_rows, "groups": stats.groups,
+        "upserted": stats.upserted, "first_hour": hours[0] if hours else None,
+        "last_hour": hours[-1] if hours else None, "empty_hours": len(empty),
+        "incremental": plan is not None, "timezone": timezone})
     summary["rows"] = rows
+    if notes:
+        return degraded(summary, "; ".join(notes))
     return summary

@@ -6,20 +6,30 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
+from prefect.states import State
 
 from tasks.aggregation import check_databases, sync_locations
+from tasks.outcomes import degraded, idle
+
+# A sync of a few thousand locations takes seconds; a run still going after this long is
+# stuck on a lock or a dead connection, and ends Failed so someone is told.
+TIMEOUT_SECONDS = 30 * 60
 
 
-@flow(name="master-data-sync")
+@flow(name="master-data-sync", timeout_seconds=TIMEOUT_SECONDS)
 def master_data_sync(
     source_db: str = "shopfloor-source-db",
     target_db: str = "shopfloor-warehouse-db",
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     """Upsert locations and their thresholds from the source into the target database.
 
     Locations missing from the source are marked inactive, never deleted (hourly
     history refers to them). Source rows that fail validation (e.g. a threshold min
-    above its max) go to ``quarantine`` with their reasons; the others go through.
+    above its max) go to ``quarantine`` with their reasons; the others go through, and
+    the run ends ``Degraded``. A source without any location changes nothing: ``Idle``
+    when the target has no active location either, Failed when it has (an empty master
+    table would otherwise silence every threshold). Writes hold a slot of the
+    ``shopfloor-warehouse-db`` concurrency limit.
 
     Args:
         source_db: SqlAlchemyConnector block with the master ``location`` table.
@@ -32,4 +42,9 @@ def master_data_sync(
     row["deactivated"] = len(result["deactivated"])
     row["duration_s"] = round(time.perf_counter() - started, 2)
     create_table_artifact([row], key="master-data-sync", description="Master data sync")
+    if not result["source_rows"]:
+        return idle(result, "the source has no locations")
+    if result["quarantined"]:
+        return degraded(result, f"{result['quarantined']} of {result['source_rows']} source "
+                        "locations quarantined (they keep their last good values)")
     return result

@@ -6,7 +6,6 @@ in for the old output, so a failed month leaves its previous output as it was.
 """
 
 import time
-from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -36,6 +35,7 @@ from shopfloor.spark.errors import error_line
 from shopfloor.spark.extract import ExtractionJob, MonthResult
 from shopfloor.spark.jdbc import jdbc_source
 from shopfloor.spark.session import session_conf, spark_session
+from tasks.clock import logical_now
 from tasks.spark_extraction import (
     clean_output_leftovers,
     discard_month_staging,
@@ -89,7 +89,13 @@ def _discard(lake: str, job: ExtractionJob, month: MonthSlice, token: str) -> No
                                  month.month, error_line(exc))
 
 
-@flow(name="spark-sensor-extraction")
+# The daily run extracts one day in minutes; one stuck past this is failed and reported.
+# A long range by hand (many months) can take longer: run it month by month or with
+# spark_sensor_extraction.with_options(timeout_seconds=None).
+TIMEOUT_SECONDS = 3 * 3600
+
+
+@flow(name="spark-sensor-extraction", timeout_seconds=TIMEOUT_SECONDS)
 def spark_sensor_extraction(
     start: IsoDate | None = None,
     end: IsoDate | None = None,
@@ -113,7 +119,9 @@ def spark_sensor_extraction(
     month leaves the previous output exactly as it was.
 
     Args:
-        start: first day to extract (UTC); leave start and end empty for yesterday.
+        start: first day to extract (UTC); leave start and end empty for yesterday: the
+            UTC day before the run's logical date (a scheduled run: the day it was
+            scheduled for, however late it starts).
         end: last day to extract, included (UTC).
         tag_patterns: SQL LIKE patterns on sqlth_te.tagpath (% any, _ one character).
         historian_db: SqlAlchemyConnector block of the historian database.
@@ -129,7 +137,7 @@ def spark_sensor_extraction(
     The limits a type can state are in the signature, so the server and the UI form
     refuse a bad value before a run exists; :func:`check_parameters` holds the rest.
     """
-    start, end = resolve_window(start, end, datetime.now(UTC).date())
+    start, end = resolve_window(start, end, logical_now().date())
     months = check_parameters(start, end, table_pattern=table_pattern, spark_conf=spark_conf)
     logger = get_run_logger()
     # Resolved here once, only to fail fast (unknown block, unreachable database, a

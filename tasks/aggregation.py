@@ -1,9 +1,12 @@
 """Tasks of the hourly aggregation, backfill and master data sync flows."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.concurrency.sync import concurrency
 from prefect.events import emit_event
 from sqlalchemy import Engine
 
@@ -17,6 +20,7 @@ from shopfloor.aggregation.alerts import (
 )
 from shopfloor.aggregation.hours import resolve_timezone
 from shopfloor.aggregation.in_database import aggregate_and_write
+from shopfloor.aggregation.incremental import later
 from shopfloor.aggregation.locations import (
     apply_locations,
     read_source_locations,
@@ -41,6 +45,20 @@ from shopfloor.errors import ShopfloorError
 from shopfloor.quality import write_quarantine
 
 MAX_EVENTS = 1000  # one run never floods the event stream; the artifact lists them all
+# The Prefect global concurrency limit shared by everything that writes the warehouse
+# (hourly writes, each backfill chunk, master data sync); `shopfloor deploy` creates it.
+WAREHOUSE_LIMIT = "shopfloor-warehouse-db"
+
+
+@contextmanager
+def warehouse_slot() -> Iterator[None]:
+    """Hold one slot of :data:`WAREHOUSE_LIMIT` while writing the warehouse.
+
+    ``strict=False``: where the limit does not exist (a plain Python call, a test
+    server) Prefect logs a warning and the write goes ahead unlimited.
+    """
+    with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False):
+        yield
 
 
 def transient(task, task_run, state) -> bool:
@@ -104,6 +122,20 @@ def plan_late_data(source_db: str, target_db: str, timezone: str,
     return plan
 
 
+@task(name="read-watermark", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
+def read_watermark(target_db: str, name: str) -> datetime | None:
+    """The instant stored in watermark ``name`` on the target (None: never set).
+
+    Args:
+        target_db: block holding ``pipeline_watermark``.
+        name: the watermark to read.
+    """
+    (target,) = load_engines(target_db)
+    with target.connect() as conn:
+        stored = get_watermark(conn, configured_tables(), name)
+    return datetime.fromisoformat(stored) if stored else None
+
+
 @task(name="aggregate-windows", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
 def aggregate_windows(source_db: str, windows: list[Window], timezone: str) -> list[WindowResult]:
     """Run one GROUP BY per window on the source database.
@@ -125,23 +157,26 @@ def aggregate_windows(source_db: str, windows: list[Window], timezone: str) -> l
 
 
 @task(name="write-hourly")
-def write_hourly(target_db: str, results: list[WindowResult], watermark_name: str | None,
-                 watermark: datetime | None) -> WriteStats:
-    """Upsert and validate every window, then move the watermark, in one transaction.
+def write_hourly(target_db: str, results: list[WindowResult],
+                 watermarks: dict[str, datetime] | None = None) -> WriteStats:
+    """Upsert and validate every window, then move the watermarks, in one transaction.
+
+    Holds a slot of the warehouse limit while it writes. A watermark only moves forward:
+    a late run of an older slot never moves one back.
 
     Args:
         target_db: block of the hourly table.
         results: the aggregated windows.
-        watermark_name: watermark to move (None: leave watermarks alone).
-        watermark: its new value.
+        watermarks: watermark name -> new value (None or empty: leave watermarks alone).
     """
     (target,), tables = load_engines(target_db), configured_tables()
     stats, now = WriteStats(), utcnow()
-    with target.begin() as conn:
+    with warehouse_slot(), target.begin() as conn:
         for result in results:
             write_window(conn, tables, result, now, stats)
-        if watermark_name and watermark is not None:
-            set_watermark(conn, tables, watermark_name, watermark.isoformat())
+        for name, value in (watermarks or {}).items():
+            if later(get_watermark(conn, tables, name), value):
+                set_watermark(conn, tables, name, value.isoformat())
     get_run_logger().info("%d groups (%d raw rows): %d upserted, %d unchanged", stats.groups,
                           stats.raw_rows, stats.upserted, stats.unchanged)
     return stats
@@ -151,6 +186,8 @@ def write_hourly(target_db: str, results: list[WindowResult], watermark_name: st
 def aggregate_chunk(source_db: str, target_db: str, window: Window,
                     timezone: str) -> tuple[WriteStats, list[Breach]]:
     """Aggregate one backfill chunk, commit it on its own and find its threshold breaches.
+
+    The chunk holds a slot of the warehouse limit while it aggregates and writes.
 
     Only counts and breaches are returned, so a backfill's memory does not grow with
     its range.
@@ -162,8 +199,9 @@ def aggregate_chunk(source_db: str, target_db: str, window: Window,
         timezone: IANA zone of the hour buckets.
     """
     (source, target), tables = load_engines(source_db, target_db), configured_tables()
-    stats, rows = aggregate_and_write(source, target, tables, window,
-                                      resolve_timezone(timezone), utcnow())
+    with warehouse_slot():  # chunks take turns with the hourly run and master sync
+        stats, rows = aggregate_and_write(source, target, tables, window,
+                                          resolve_timezone(timezone), utcnow())
     with target.connect() as conn:
         limits = load_thresholds(conn, tables, {r["loc_id"] for r in rows})
     breaches = find_breaches(rows, limits)
@@ -212,6 +250,9 @@ def emit_threshold_alerts(breaches: list[Breach], timezone: str) -> int:
 def sync_locations(source_db: str, target_db: str, run_id: str | None) -> dict[str, Any]:
     """Upsert locations and thresholds into the target; deactivate the ones gone.
 
+    Holds a slot of the warehouse limit while it writes. An empty source deactivates
+    nothing: it fails instead (see :func:`~shopfloor.aggregation.locations.apply_locations`).
+
     Args:
         source_db: block with the master ``location`` table.
         target_db: block to sync into.
@@ -221,7 +262,7 @@ def sync_locations(source_db: str, target_db: str, run_id: str | None) -> dict[s
     with source.connect() as conn:
         df = read_source_locations(conn, tables)
     result = validate_locations(df)
-    with target.begin() as conn:
+    with warehouse_slot(), target.begin() as conn:
         upserted, unchanged, gone = apply_locations(conn, tables, result.valid,
                                                     set(df["loc_id"].dropna()), utcnow())
         quarantined = write_quarantine(conn, tables, result.quarantined,

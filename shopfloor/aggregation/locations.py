@@ -9,6 +9,7 @@ from sqlalchemy import Connection, select, update
 
 from shopfloor.db.schema import Tables
 from shopfloor.db.upsert import upsert
+from shopfloor.errors import ShopfloorError
 from shopfloor.quality import QualityResult, split_valid
 
 THRESHOLDS = tuple(f"{m}_{b}" for m in ("temperature", "humidity", "pcv_temperature")
@@ -67,11 +68,23 @@ def apply_locations(conn: Connection, tables: Tables, valid: pd.DataFrame,
     ``source_ids`` holds every loc_id of the source, quarantined ones included: a
     location with a bad row keeps its last good values rather than being deactivated.
 
+    Raises:
+        ShopfloorError: if the source has no location at all while the target has active
+            ones (nothing is changed).
+
     Returns:
         (rows upserted, rows unchanged, loc_ids deactivated).
     """
     loc = tables.location
     current = {r["loc_id"]: dict(r) for r in conn.execute(select(loc)).mappings()}
+    active = [k for k, r in current.items() if r["active"]]
+    if not source_ids and active:
+        # An empty master table is far more often a wrong block or a failed load than a
+        # plant without locations: deactivating every threshold would silence all alerts.
+        raise ShopfloorError(
+            f"the source has no locations: nothing synced, the target's {len(active)} active "
+            "location(s) kept (load them into the source, e.g. `shopfloor hourly "
+            "load-locations FILE`)")
     records = [_clean(r) for r in valid.to_dict("records")]
     for r in records:
         r["active"] = bool(r["active"])

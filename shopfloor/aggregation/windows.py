@@ -123,8 +123,10 @@ def plan_windows(start: datetime | None, end: datetime | None, tz: ZoneInfo, now
     With ``start`` and ``end``: the one explicit window (whole local hours covering
     ``[start, end)``, naive values local to ``tz``). With neither: an incremental run,
     the last local hour closed at ``now`` (aware) plus the ``(loc_id, hour index)``
-    pairs of ``late`` (hours that received readings since the last run), merged into one
-    window per run of consecutive hours.
+    pairs of ``late`` (hours that received readings since the last run) before the hour
+    still open at ``now``, merged into one window per run of consecutive hours (the
+    flow plans with :func:`~shopfloor.aggregation.incremental.plan_incremental`, which
+    adds the catch-up of closed hours).
 
     Raises:
         ShopfloorError: if only one of ``start`` and ``end`` is given, or ``end`` is not
@@ -134,4 +136,5 @@ def plan_windows(start: datetime | None, end: datetime | None, tz: ZoneInfo, now
         raise ShopfloorError("give both start and end, or neither (incremental run)")
     if start is not None and end is not None:
         return [explicit_window(start, end, tz)]
-    return merge_hours([(None, last_closed_hour(now, tz).first), *late])
+    closed = last_closed_hour(now, tz)
+    return merge_hours([(None, closed.first), *((loc, i) for loc, i in late if i < closed.last)])

@@ -48,3 +48,29 @@ def test_sync_upserts_deactivates_missing_and_quarantines_bad_rows(sqlite_db, db
     again = master_data_sync(source_db=source.block, target_db=target.block)
     assert (again["upserted"], again["unchanged"], again["deactivated"]) == (0, 2, [])
     assert locations(target) == got
+
+
+def test_an_empty_source_fails_and_deactivates_nothing(sqlite_db, db):
+    source, target = sqlite_db, db
+    with target.engine.begin() as conn:
+        conn.execute(insert(target.tables.location), [loc(loc_id="A", active=True)])
+    state = master_data_sync(source_db=source.block, target_db=target.block,
+                             return_state=True)
+    assert state.is_failed()
+    assert "the source has no locations" in state.message
+    assert locations(target)["A"]["active"] is True
+    with target.engine.begin() as conn:
+        conn.execute(target.tables.location.delete())
+    idle = master_data_sync(source_db=source.block, target_db=target.block, return_state=True)
+    assert idle.is_completed() and idle.name == "Idle"
+
+
+def test_quarantined_source_rows_end_the_run_degraded(sqlite_db, db):
+    with sqlite_db.engine.begin() as conn:
+        conn.execute(insert(sqlite_db.tables.location), [
+            loc(loc_id="A", active=True),
+            loc(loc_id="B", temperature_min=5.0, temperature_max=1.0, active=True)])
+    state = master_data_sync(source_db=sqlite_db.block, target_db=db.block,
+                             return_state=True)
+    assert state.name == "Degraded" and "1 of 2 source locations quarantined" in state.message
+    assert set(locations(db)) == {"A"}
