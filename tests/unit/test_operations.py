@@ -22,7 +22,8 @@ BLOCK_ID = "6f1c0a52-8a57-4a3a-9c61-1d2b7c3f2a10"
 def test_every_automation_of_the_file_is_a_valid_prefect_automation():
     models = {m.name: m for m in automation_models(load_operations(ROOT), [BLOCK_ID])}
     assert set(models) == {"shopfloor-failed-runs", "shopfloor-capture-stale",
-                           "shopfloor-lake-stale", "shopfloor-zombie-runs"}
+                           "shopfloor-lake-stale", "shopfloor-warehouse-stale",
+                           "shopfloor-zombie-runs"}
     failed = models["shopfloor-failed-runs"]
     assert {"prefect.flow-run.Failed", "prefect.flow-run.Crashed",
             "prefect.flow-run.Degraded"} <= failed.trigger.expect
