@@ -182,13 +182,24 @@ def _json_value(value: object) -> object:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def landed_prefix(cfg: DeviceConfig) -> str:
+    """The device's folder in the raw-logs storage: ``dstrct_code=<code>/<device>/``.
+
+    The district comes first, hive style, so the key registry reads it from the key
+    (``shopfloor.compaction.keys``) and registration needs no parameter.
+    """
+    return f"dstrct_code={cfg.dstrct_code}/{cfg.name}/"
+
+
 def json_objects(cfg: DeviceConfig, valid: pd.DataFrame, name: str) -> dict[str, bytes]:
-    """JSON-lines objects for the raw-logs storage, keyed ``{device}/{YYYYMMDDHH}/{name}.json``.
+    """JSON-lines objects for the raw-logs storage, keyed
+    ``dstrct_code=<code>/<device>/<YYYYMMDDHH>/<name>.json``.
 
     One object per UTC hour of ``capture_dt``; each line carries ``heartbeat`` (epoch
     ms), ``dstrct_code``, ``device``, ``loc_id``, ``capture_dt`` (ISO, UTC) and every
     tag column.
     """
+    prefix = landed_prefix(cfg)
     lines: dict[str, list[str]] = defaultdict(list)
     tag_columns = [t.column for t in cfg.tags]
     for rec in valid.to_dict("records"):
@@ -197,7 +208,7 @@ def json_objects(cfg: DeviceConfig, valid: pd.DataFrame, name: str) -> dict[str,
                "device": cfg.name, "loc_id": cfg.loc_id,
                "capture_dt": ts.isoformat().replace("+00:00", "Z")}
         obj.update({c: _json_value(rec[c]) for c in tag_columns})
-        key = f"{cfg.name}/{ts.strftime('%Y%m%d%H')}/{name}.json"
+        key = f"{prefix}{ts.strftime('%Y%m%d%H')}/{name}.json"
         lines[key].append(json.dumps(obj, sort_keys=True))
     return {k: ("\n".join(v) + "\n").encode() for k, v in lines.items()}
 
