@@ -96,10 +96,9 @@ def _check_landing(configs: list[DeviceConfig]) -> None:
             "(shopfloor modbus add-device NAME --dstrct-code CODE ...)")
 
 
-def _schedule(samples: int, interval: float, span: float | None,
-              offset: float | None) -> tuple[float, int, int]:
-    """(first slot, slots to take, slots missed at the start) of this run."""
-    now = time.time()
+def _schedule(samples: int, interval: float, span: float | None, offset: float | None,
+              now: float) -> tuple[float, int, int]:
+    """(first slot, slots to take, slots missed at the start) of this run at ``now``."""
     if span is None:  # a number of samples from now, on the interval grid
         return schedule_anchor(interval, now=now + START_LEAD_SECONDS), samples, 0
     if deployment.get_id() is not None:  # scheduled (or started) from a deployment
@@ -176,7 +175,7 @@ def modbus_capture(
         load_block(raw_logs)  # an unknown block fails here, before any device is polled
     run_id = str(flow_run.get_id() or uuid.uuid4())
     anchor, slots, missed = _schedule(samples, interval_seconds, span_seconds,
-                                      start_offset_seconds)
+                                      start_offset_seconds, time.time())
     progress = Progress(create_progress_artifact(0.0, key="modbus-capture-progress",
                                                  description="samples taken"),
                         slots * len(configs))
