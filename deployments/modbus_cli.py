@@ -138,7 +138,7 @@ def capture(
 ) -> None:
     """Run the modbus-capture flow now and print one line per device."""
     from blocks.resolve import require_blocks
-    from flows.modbus_capture import TIMEOUT_MARGIN_SECONDS, modbus_capture
+    from flows.modbus_capture import TIMEOUT_MARGIN_SECONDS, TIMEOUT_SECONDS, modbus_capture
     from shopfloor.modbus.capture import check_parameters
     from shopfloor.params import check_typed
 
@@ -148,7 +148,7 @@ def capture(
     # Bad values and unknown blocks: one line, before a flow run exists.
     check_typed(modbus_capture, **params)
     check_parameters(devices, samples, interval_seconds, span_seconds,
-                     modbus_capture.timeout_seconds - TIMEOUT_MARGIN_SECONDS)
+                     TIMEOUT_SECONDS - TIMEOUT_MARGIN_SECONDS)
     require_blocks(*devices, *([target_db] if write_raw else []),
                    *([raw_logs] if land_json else []))
     for row in modbus_capture(**params):

@@ -21,8 +21,8 @@ from shopfloor.modbus.capture import (
     schedule_anchor,
     verdict,
 )
-from shopfloor.modbus.gateway import GatewayBusy
 from shopfloor.modbus.client import DeviceConfig
+from shopfloor.modbus.gateway import GatewayBusy
 from shopfloor.modbus.readings import sample_time
 from shopfloor.modbus.tags import TagSpec
 
