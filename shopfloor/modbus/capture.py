@@ -124,7 +124,7 @@ def capture_device(
     clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
     client: object | None = None, progress: Callable[[int], None] | None = None,
     stats: CaptureStats | None = None, gate: Gate | None = None,
-    breaker: CircuitBreaker | None = None,
+    breaker: CircuitBreaker | None = None, per_batch: int | None = None,
 ) -> CaptureStats:
     """Poll ``cfg`` ``samples`` times from ``anchor`` (epoch seconds) every ``interval`` s.
 
@@ -135,7 +135,8 @@ def capture_device(
     Pass ``stats`` to share the counters with the sink. ``gate`` holds the device's
     gateway around each poll (default: the in-process lock of its ``host:port``);
     ``breaker`` skips slots of a failing device (default: a :class:`CircuitBreaker`
-    whose longest skip fits :func:`max_skip_for` ``interval``).
+    whose longest skip fits :func:`max_skip_for` ``interval``). ``per_batch`` overrides
+    the slots per batch (the benchmark replays an hour's 12-slot batches unpaced).
     """
     plan = device_plan(cfg)
     stats = stats if stats is not None else CaptureStats(cfg.name)
@@ -146,7 +147,8 @@ def capture_device(
     breaker = breaker if breaker is not None else CircuitBreaker(max_skip=max_skip_for(interval))
     client = client if client is not None else make_client(cfg)
     batch: list[RawSample] = []
-    per_batch = flush_every(samples, interval) if interval <= 0 else batch_slots(interval)
+    if per_batch is None:
+        per_batch = flush_every(samples, interval) if interval <= 0 else batch_slots(interval)
     try:
         for k in range(samples):
             due = anchor + k * interval

@@ -84,11 +84,18 @@ def suspect_rows(frame: pd.DataFrame, tags: Sequence[TagSpec]) -> np.ndarray:
     which then gives the reasons: pandera costs about a millisecond per column per
     batch, more than the reads themselves for wide maps (see benchmarks/README.md).
     """
-    bad = frame["missing_tags"].astype(str).str.len().to_numpy() > 0
+    bad = np.fromiter((bool(m) for m in frame["missing_tags"]), bool, len(frame))
     numeric = [t for t in tags if t.is_numeric]
     if not numeric:
         return bad
-    values = frame[[t.column for t in numeric]]
+    columns = [t.column for t in numeric]
+    # a batch's numeric tags are one contiguous float block (see _frame): take it as a
+    # slice when the columns are in place, which costs far less than a column lookup
+    start = frame.columns.get_loc(columns[0]) if columns[0] in frame.columns else None
+    if isinstance(start, int) and list(frame.columns[start:start + len(columns)]) == columns:
+        values = frame.iloc[:, start:start + len(columns)]
+    else:
+        values = frame[columns]
     try:
         matrix = values.to_numpy(dtype=float)  # None -> NaN
     except (TypeError, ValueError):  # a non-number slipped in: it is suspect too
@@ -125,12 +132,24 @@ def readings_frame(cfg: DeviceConfig, readings: Sequence[Reading]) -> pd.DataFra
 
 def _frame(cfg: DeviceConfig, capture_dts: list[datetime], columns: dict[str, object],
            missing: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame(columns, index=pd.RangeIndex(len(capture_dts)))
-    frame.insert(0, "loc_id", cfg.loc_id)
-    frame.insert(1, "capture_dt", pd.to_datetime(capture_dts, utc=True))
-    frame.insert(2, "device", cfg.name)
-    frame["missing_tags"] = missing
-    return frame
+    # Numeric tags as one float matrix (one pandas block) and the rest beside it: a
+    # frame built column by column costs about 1 ms per batch for 60 tags, more than
+    # an hour's 12-sample batch takes to read (benchmarks/README.md, --hour).
+    n = len(capture_dts)
+    numeric = [t.column for t in cfg.tags if t.is_numeric and t.column in columns]
+    matrix = np.empty((n, len(numeric)))
+    for j, column in enumerate(numeric):
+        matrix[:, j] = columns[column]  # type: ignore[index]
+    parts = [
+        pd.DataFrame({"loc_id": np.full(n, cfg.loc_id, dtype=object),
+                      "capture_dt": pd.to_datetime(capture_dts, utc=True),
+                      "device": np.full(n, cfg.name, dtype=object)}),
+        pd.DataFrame(matrix, columns=numeric),
+    ]
+    text = {t.column: columns[t.column] for t in cfg.tags
+            if not t.is_numeric and t.column in columns}
+    parts.append(pd.DataFrame({**text, "missing_tags": np.array(missing, dtype=object)}))
+    return pd.concat(parts, axis=1, copy=False)
 
 
 def decode_batch(cfg: DeviceConfig, plan: Sequence[ReadRequest],
