@@ -1,12 +1,16 @@
 """``shopfloor modbus``: add a device, read it once, capture from devices now."""
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from shopfloor.modbus.device import DEVICE_DEFAULTS, DEVICE_SETTINGS
+
+if TYPE_CHECKING:
+    from shopfloor.modbus.tags import TagSpec
 
 modbus_app = typer.Typer(no_args_is_help=True, help="Modbus devices (ModbusDevice blocks).")
 
@@ -92,13 +96,27 @@ def read_device(
         raise ShopfloorError(f"device {name} did not answer: {stats.last_error}")
     result = ReadingSink(cfg, CaptureStats(name), "read").validate(frames[0])
     row = frames[0].iloc[0]
-    reasons = [x for q in result.quarantined for x in q.reasons]
-    for t in cfg.tags:
-        bad = [x.check for x in reasons if x.column == t.column]
-        verdict = "ok" if not bad else "REJECTED: " + ", ".join(bad)
-        typer.echo(f"{t.name:<20} {t.column:<18} {row[t.column]!s:<22} {verdict}")
+    for t, value, verdict in tag_verdicts(cfg.tags, row, result.quarantined):
+        typer.echo(f"{t.name:<20} {t.column:<18} {value:<22} {verdict}")
     if row["missing_tags"]:
         typer.echo(f"missing tags: {row['missing_tags']} ({stats.last_error})")
+
+
+def tag_verdicts(tags: Sequence["TagSpec"], row: Any,
+                 quarantined: Sequence[Any]) -> list[tuple["TagSpec", str, str]]:
+    """(tag, value, verdict) per tag of one reading: ``ok`` only for a tag that was read
+    and passed every check; ``MISSING`` for a tag whose read failed (its value is then
+    no reading at all, whatever the frame holds); ``REJECTED: <checks>`` otherwise."""
+    missing = set(filter(None, str(row["missing_tags"]).split(",")))
+    reasons = [x for q in quarantined for x in q.reasons]
+    lines = []
+    for t in tags:
+        if t.name in missing:
+            lines.append((t, "-", "MISSING: the read failed"))
+            continue
+        bad = [x.check for x in reasons if x.column == t.column]
+        lines.append((t, str(row[t.column]), "ok" if not bad else "REJECTED: " + ", ".join(bad)))
+    return lines
 
 
 @modbus_app.command("capture")
@@ -114,19 +132,23 @@ def capture(
     = "shopfloor-warehouse-db",
     raw_logs: Annotated[str, typer.Option(help="Storage block for landed JSON.")]
     = "shopfloor-raw-logs",
+    span_seconds: Annotated[float | None, typer.Option(
+        help="Sample every slot of a window this long from now (instead of --samples).")]
+    = None,
 ) -> None:
     """Run the modbus-capture flow now and print one line per device."""
     from blocks.resolve import require_blocks
-    from flows.modbus_capture import modbus_capture
+    from flows.modbus_capture import TIMEOUT_MARGIN_SECONDS, TIMEOUT_SECONDS, modbus_capture
     from shopfloor.modbus.capture import check_parameters
     from shopfloor.params import check_typed
 
     params = {"devices": devices, "samples": samples, "interval_seconds": interval_seconds,
               "write_raw": write_raw, "land_json": land_json, "target_db": target_db,
-              "raw_logs": raw_logs}
+              "raw_logs": raw_logs, "span_seconds": span_seconds}
     # Bad values and unknown blocks: one line, before a flow run exists.
     check_typed(modbus_capture, **params)
-    check_parameters(devices, samples, interval_seconds)
+    check_parameters(devices, samples, interval_seconds, span_seconds,
+                     TIMEOUT_SECONDS - TIMEOUT_MARGIN_SECONDS)
     require_blocks(*devices, *([target_db] if write_raw else []),
                    *([raw_logs] if land_json else []))
     for row in modbus_capture(**params):

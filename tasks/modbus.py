@@ -2,17 +2,87 @@
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 from prefect import get_run_logger, task
 from prefect.artifacts import update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectNotFound
+from prefect.runtime import flow_run
 
 from blocks.modbus import ModbusDevice
 from blocks.resolve import load_block, load_engine, load_storage
 from shopfloor.db.schema import configured_tables
 from shopfloor.modbus.capture import CaptureStats, capture_device, device_plan
 from shopfloor.modbus.client import DeviceConfig
+from shopfloor.modbus.gateway import (
+    Gate,
+    GatewayBusy,
+    gateway_key,
+    gateway_limit_name,
+    local_gate,
+)
 from shopfloor.modbus.sink import ReadingSink
+
+# A global concurrency limit acquire is two API calls (acquire with a lease, release)
+# and a lease renewer: about 15-35 ms of CPU each against a local server. Worth it at
+# one sample a second or slower; faster captures hold only the in-process lock.
+MIN_GCL_INTERVAL = 1.0
+
+
+def _limit_exists(name: str) -> bool:
+    """Whether the global concurrency limit ``name`` exists (and is active): asked once
+    per device and run, so a plant without the limit pays no API call per sample (and
+    Prefect's "limit does not exist" warning is not logged every sample)."""
+    try:
+        with get_client(sync_client=True) as client:
+            return bool(client.read_global_concurrency_limit_by_name(name).active)
+    except ObjectNotFound:
+        return False
+
+
+def _prefect_gate(name: str) -> Gate:
+    """Hold a slot of the global concurrency limit ``name`` for one poll."""
+    warned: list[bool] = []
+
+    @contextmanager
+    def hold(deadline: float) -> Iterator[None]:
+        with ExitStack() as stack:
+            timeout = deadline - time.time()
+            if timeout <= 0:
+                raise GatewayBusy(f"no time left to acquire limit {name}")
+            try:
+                stack.enter_context(concurrency(name, occupy=1, timeout_seconds=timeout,
+                                                strict=False))
+            except TimeoutError:
+                raise GatewayBusy(f"limit {name} busy until the sample's deadline") from None
+            except Exception as exc:  # the API failed: poll anyway, the local lock holds
+                if not warned:
+                    warned.append(True)
+                    get_run_logger().warning("limit %s could not be acquired (%s): polling "
+                                             "with the in-process lock only", name, exc)
+            yield
+
+    return hold
+
+
+def gateway_gate(cfg: DeviceConfig, interval_seconds: float) -> Gate:
+    """The in-process lock of the device's gateway, plus its Prefect global concurrency
+    limit ``modbus-gateway-<host>-<port>`` when it exists, the run is a flow run and
+    samples are at least :data:`MIN_GCL_INTERVAL` apart."""
+    key = gateway_key(cfg)
+    if cfg.transport == "serial" or interval_seconds < MIN_GCL_INTERVAL \
+            or flow_run.get_id() is None:
+        return local_gate(key)
+    name = gateway_limit_name(cfg.host, cfg.port)
+    if not _limit_exists(name):
+        return local_gate(key)
+    get_run_logger().info("device %s: each poll holds global concurrency limit %s",
+                          cfg.name, name)
+    return local_gate(key, then=_prefect_gate(name))
 
 
 class Progress:
@@ -56,21 +126,25 @@ def resolve_device(name: str) -> DeviceConfig:
 def capture_device_task(
     cfg: DeviceConfig, samples: int, interval_seconds: float, anchor: float, run_id: str,
     target_db: str | None, raw_logs: str | None, progress: Progress | None = None,
+    missed_at_start: int = 0,
 ) -> CaptureStats:
     """Poll one device on the shared schedule; validate, upsert, quarantine, land JSON.
 
     Args:
         cfg: the device, from :func:`resolve_device`.
-        samples: samples to take.
+        samples: slots to take, from ``anchor``.
         interval_seconds: seconds between samples.
-        anchor: epoch seconds of sample 0.
+        anchor: epoch seconds of the first slot.
         run_id: flow run id, for quarantine rows and landed object names.
         target_db: SqlAlchemyConnector block for ``temperature_raw``; None: no DB write.
         raw_logs: storage block for landed JSON; None: no landing.
         progress: shared progress reporter.
+        missed_at_start: slots of the run's window already past when it started
+            (counted as missed and expected).
     """
     logger = get_run_logger()
-    stats = CaptureStats(cfg.name)
+    stats = CaptureStats(cfg.name, samples_missed=missed_at_start,
+                         samples_expected=missed_at_start)
     sink = ReadingSink(
         cfg, stats, run_id,
         engine=load_engine(target_db) if target_db else None,
@@ -78,10 +152,12 @@ def capture_device_task(
         storage=load_storage(raw_logs) if raw_logs else None,
     )
     result = capture_device(cfg, samples, interval_seconds, anchor, sink, progress=progress,
-                            stats=stats)
-    level = logger.warning if result.samples_failed or result.samples_missed else logger.info
-    level("device %s: %d ok, %d failed, %d missed samples; %d requests sent; %d rows written, "
-          "%d quarantined; last error: %s", cfg.name, result.samples_ok, result.samples_failed,
-          result.samples_missed, result.requests_sent, result.rows_written,
-          result.rows_quarantined, result.last_error or "-")
+                            stats=stats, gate=gateway_gate(cfg, interval_seconds))
+    trouble = result.samples_failed or result.samples_missed or result.samples_skipped
+    (logger.warning if trouble else logger.info)(
+        "device %s: %d ok, %d failed, %d missed, %d skipped (breaker) samples; %d requests "
+        "sent; %d rows written, %d quarantined; last error: %s", cfg.name, result.samples_ok,
+        result.samples_failed, result.samples_missed, result.samples_skipped,
+        result.requests_sent, result.rows_written, result.rows_quarantined,
+        result.last_error or "-")
     return result

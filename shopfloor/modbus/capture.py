@@ -3,6 +3,9 @@
 Sample ``k`` is polled at ``anchor + k * interval`` (no drift: the schedule never moves
 with how long a poll took). A device that falls a whole interval behind (it answers
 slowly, or a retry ran long) skips the samples it missed instead of bunching them up.
+A device that keeps failing is skipped for a growing number of slots by its
+:class:`~shopfloor.modbus.breaker.CircuitBreaker`; every poll holds the device's
+gateway (:mod:`shopfloor.modbus.gateway`).
 """
 
 import math
@@ -13,9 +16,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from shopfloor.errors import ShopfloorError
+from shopfloor.modbus.breaker import CircuitBreaker, max_skip_for
 from shopfloor.modbus.client import DeviceConfig, device_plan, make_client, poll_sample
+from shopfloor.modbus.gateway import Gate, GatewayBusy, gateway_key, local_gate
 from shopfloor.modbus.planning import ReadRequest
 from shopfloor.modbus.readings import RawSample, decode_batch, sample_time
+from shopfloor.modbus.window import step_ms
 
 Sink = Callable[[pd.DataFrame], None]
 
@@ -29,6 +35,8 @@ class CaptureStats:
     samples_ok: int = 0
     samples_failed: int = 0
     samples_missed: int = 0
+    samples_skipped: int = 0
+    samples_expected: int = 0
     requests_sent: int = 0
     requests_failed: int = 0
     rows_valid: int = 0
@@ -43,6 +51,7 @@ class CaptureStats:
         return {
             "device": self.device, "samples_ok": self.samples_ok,
             "samples_failed": self.samples_failed, "samples_missed": self.samples_missed,
+            "samples_skipped": self.samples_skipped,
             "requests_planned": self.planned_requests, "requests_sent": self.requests_sent,
             "requests_failed": self.requests_failed, "rows_valid": self.rows_valid,
             "rows_written": self.rows_written,
@@ -52,10 +61,25 @@ class CaptureStats:
 
 
 def flush_every(samples: int, interval: float, seconds: float = 60.0) -> int:
-    """Samples per batch: about one write a minute, so a long run lands data as it goes."""
+    """Samples per batch when there is no grid (``interval`` 0): all, at most 1000."""
     if interval <= 0:
         return max(1, min(samples, 1000))
     return max(1, min(samples, math.ceil(seconds / interval)))
+
+
+def batch_slots(interval: float, seconds: float = 60.0) -> int:
+    """Grid slots per batch: about one write a minute, so a long run lands data as it goes."""
+    return max(1, math.ceil(seconds / interval))
+
+
+def batch_of(anchor: float, k: int, interval: float, per_batch: int) -> int:
+    """Which batch slot ``k`` belongs to. Batches are aligned to the absolute grid
+    (slot number since the epoch // ``per_batch``), so every run cuts the same slots
+    into the same batches, and a repeat lands the same objects."""
+    if interval <= 0:
+        return k // per_batch
+    step = step_ms(interval)
+    return (round((anchor + k * interval) * 1000) // step) // per_batch
 
 
 @dataclass
@@ -74,57 +98,82 @@ class _Loop:
             return True
         return interval <= 0 or late < interval
 
-    def poll(self, client: object, due: float, interval: float) -> dict[int, list] | None:
-        budget = interval if interval > 0 else self.cfg.timeout_seconds * (self.cfg.retries + 1)
-        result = poll_sample(client, self.plan, self.cfg, due + budget, self.sleep)
+    def budget(self, interval: float) -> float:
+        return interval if interval > 0 else self.cfg.timeout_seconds * (self.cfg.retries + 1)
+
+    def poll(self, client: object, deadline: float) -> dict[int, list] | None:
+        result = poll_sample(client, self.plan, self.cfg, deadline, self.sleep)
         self.stats.requests_sent += result.requests_sent
         self.stats.requests_failed += result.requests_failed
         if result.errors:
-            self.stats.last_error = result.errors[-1]
-            if len(self.stats.errors) < 20:
-                self.stats.errors.append(result.errors[-1])
+            self.note(result.errors[-1])
         if not result.ok:
             self.stats.samples_failed += 1
             return None
         self.stats.samples_ok += 1
         return result.payloads
 
+    def note(self, error: str) -> None:
+        self.stats.last_error = error
+        if len(self.stats.errors) < 20:
+            self.stats.errors.append(error)
+
 
 def capture_device(
     cfg: DeviceConfig, samples: int, interval: float, anchor: float, sink: Sink,
     clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
     client: object | None = None, progress: Callable[[int], None] | None = None,
-    stats: CaptureStats | None = None,
+    stats: CaptureStats | None = None, gate: Gate | None = None,
+    breaker: CircuitBreaker | None = None, per_batch: int | None = None,
 ) -> CaptureStats:
     """Poll ``cfg`` ``samples`` times from ``anchor`` (epoch seconds) every ``interval`` s.
 
     Readings go to ``sink`` as frames (one row per sample, see :func:`decode_batch`) in
-    batches (see :func:`flush_every`) and once at the end.
+    batches aligned to the grid (see :func:`batch_of`), the last one at the end.
     Device failures are counted, never raised: other devices keep their schedule.
-    ``progress`` is called with 1 after every sample (taken, failed or skipped). Pass
-    ``stats`` to share the counters with the sink.
+    ``progress`` is called with 1 after every sample (taken, failed, missed or skipped).
+    Pass ``stats`` to share the counters with the sink. ``gate`` holds the device's
+    gateway around each poll (default: the in-process lock of its ``host:port``);
+    ``breaker`` skips slots of a failing device (default: a :class:`CircuitBreaker`
+    whose longest skip fits :func:`max_skip_for` ``interval``). ``per_batch`` overrides
+    the slots per batch (the benchmark replays an hour's 12-slot batches unpaced).
     """
     plan = device_plan(cfg)
     stats = stats if stats is not None else CaptureStats(cfg.name)
     stats.planned_requests = len(plan)
+    stats.samples_expected += samples
     loop = _Loop(cfg, plan, stats, clock, sleep)
+    gate = gate if gate is not None else local_gate(gateway_key(cfg), clock=clock)
+    breaker = breaker if breaker is not None else CircuitBreaker(max_skip=max_skip_for(interval))
     client = client if client is not None else make_client(cfg)
     batch: list[RawSample] = []
-    size = flush_every(samples, interval)
+    if per_batch is None:
+        per_batch = flush_every(samples, interval) if interval <= 0 else batch_slots(interval)
     try:
         for k in range(samples):
             due = anchor + k * interval
-            if not loop.wait_for(due, interval):
+            if not breaker.allow():
+                stats.samples_skipped += 1
+            elif not loop.wait_for(due, interval):
                 stats.samples_missed += 1
-            elif (payloads := loop.poll(client, due, interval)) is not None:
-                batch.append(RawSample(sample_time(anchor, k, interval), payloads))
+            else:
+                try:
+                    with gate(due + loop.budget(interval)):
+                        payloads = loop.poll(client, due + loop.budget(interval))
+                except GatewayBusy as exc:
+                    stats.samples_missed += 1
+                    loop.note(str(exc))
+                else:
+                    breaker.record(payloads is not None)
+                    if payloads is not None:
+                        batch.append(RawSample(sample_time(anchor, k, interval), payloads))
             if progress is not None:
                 progress(1)
-            if len(batch) >= size:
+            last = k + 1 == samples
+            if batch and (last or batch_of(anchor, k + 1, interval, per_batch)
+                          != batch_of(anchor, k, interval, per_batch)):
                 sink(decode_batch(cfg, plan, batch))
                 batch = []
-        if batch:
-            sink(decode_batch(cfg, plan, batch))
     finally:
         client.close()  # type: ignore[attr-defined]
     return stats
@@ -140,12 +189,16 @@ def schedule_anchor(interval: float, now: float | None = None) -> float:
     return math.ceil(now * 1000 / step_ms) * step_ms / 1000
 
 
-def check_parameters(devices: Sequence[str], samples: int, interval_seconds: float) -> None:
+def check_parameters(devices: Sequence[str], samples: int, interval_seconds: float,
+                     span_seconds: float | None = None,
+                     max_seconds: float | None = None) -> None:
     """The modbus-capture rules its parameter types cannot say (the flow's signature holds
-    the bounds: 1..64 devices, ``samples >= 1``, ``interval_seconds >= 0``).
+    the bounds: 1..64 devices, ``samples >= 1``, ``interval_seconds >= 0``,
+    ``span_seconds > 0``).
 
     Called by the flow and by ``shopfloor modbus capture`` before any block is loaded
-    or device contacted.
+    or device contacted. ``max_seconds`` is the longest a run may sample (the flow's
+    timeout less a margin).
 
     Raises:
         ShopfloorError: with what is wrong and how to fix it.
@@ -153,8 +206,21 @@ def check_parameters(devices: Sequence[str], samples: int, interval_seconds: flo
     dupes = sorted({d for d in devices if list(devices).count(d) > 1})
     if dupes:
         raise ShopfloorError(f"devices listed twice: {', '.join(dupes)}")
-    if samples > 1 and interval_seconds == 0:
-        raise ShopfloorError("interval_seconds must be > 0 when samples > 1")
+    if span_seconds is not None:
+        if samples != 1:
+            raise ShopfloorError("give samples or span_seconds, not both: a span takes every "
+                                 "slot of its window")
+        if interval_seconds <= 0:
+            raise ShopfloorError("interval_seconds must be > 0 with span_seconds")
+        duration = span_seconds
+    else:
+        if samples > 1 and interval_seconds == 0:
+            raise ShopfloorError("interval_seconds must be > 0 when samples > 1")
+        duration = (samples - 1) * interval_seconds
+    if max_seconds is not None and duration > max_seconds:
+        raise ShopfloorError(
+            f"the run would sample for {duration:.0f} s, longer than the {max_seconds:.0f} s "
+            "its timeout allows: use a shorter span (and schedule runs every span)")
 
 
 def check_distinct_locations(configs: Sequence[DeviceConfig]) -> None:
@@ -166,3 +232,46 @@ def check_distinct_locations(configs: Sequence[DeviceConfig]) -> None:
                 f"devices {seen[cfg.loc_id]!r} and {cfg.name!r} share loc_id {cfg.loc_id!r}: "
                 "their readings would overwrite each other in temperature_raw")
         seen[cfg.loc_id] = cfg.name
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a capture run ends: ``completed``, ``degraded`` (part of the job undone) or
+    ``failed`` (no valid reading at all), and the message a person reads."""
+
+    outcome: str
+    message: str
+
+
+def verdict(stats: Sequence[CaptureStats], missed_at_start: int = 0) -> Verdict:
+    """Judge a run from its devices' counters.
+
+    Failed: not one valid reading from any device (every device dead, or every reading
+    quarantined). Degraded: a device gave no valid reading in the whole run, some
+    readings were quarantined, or the run started after ``missed_at_start`` of its
+    slots had passed. Otherwise completed.
+    """
+    if not any(s.rows_valid for s in stats):
+        return Verdict("failed", "no valid reading from any device: " + "; ".join(
+            f"{s.device}: {_why_nothing(s)}" for s in stats))
+    problems = []
+    dead = [s for s in stats if not s.rows_valid]
+    if dead:
+        problems.append("no valid reading from " + ", ".join(
+            f"{s.device} ({_why_nothing(s)})" for s in dead))
+    bad = [s for s in stats if s.rows_valid and s.rows_quarantined]
+    if bad:
+        problems.append("readings quarantined: " + ", ".join(
+            f"{s.device} {s.rows_quarantined}" for s in bad))
+    if missed_at_start:
+        problems.append(f"started late: the first {missed_at_start} slots of the window "
+                        "were missed")
+    if problems:
+        return Verdict("degraded", "; ".join(problems))
+    return Verdict("completed", "")
+
+
+def _why_nothing(s: CaptureStats) -> str:
+    if s.rows_quarantined:
+        return f"all {s.rows_quarantined} readings quarantined"
+    return s.last_error or "no reading"

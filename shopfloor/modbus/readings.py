@@ -84,11 +84,18 @@ def suspect_rows(frame: pd.DataFrame, tags: Sequence[TagSpec]) -> np.ndarray:
     which then gives the reasons: pandera costs about a millisecond per column per
     batch, more than the reads themselves for wide maps (see benchmarks/README.md).
     """
-    bad = frame["missing_tags"].astype(str).str.len().to_numpy() > 0
+    bad = np.fromiter((bool(m) for m in frame["missing_tags"]), bool, len(frame))
     numeric = [t for t in tags if t.is_numeric]
     if not numeric:
         return bad
-    values = frame[[t.column for t in numeric]]
+    columns = [t.column for t in numeric]
+    # a batch's numeric tags are one contiguous float block (see _frame): take it as a
+    # slice when the columns are in place, which costs far less than a column lookup
+    start = frame.columns.get_loc(columns[0]) if columns[0] in frame.columns else None
+    if isinstance(start, int) and list(frame.columns[start:start + len(columns)]) == columns:
+        values = frame.iloc[:, start:start + len(columns)]
+    else:
+        values = frame[columns]
     try:
         matrix = values.to_numpy(dtype=float)  # None -> NaN
     except (TypeError, ValueError):  # a non-number slipped in: it is suspect too
@@ -125,12 +132,24 @@ def readings_frame(cfg: DeviceConfig, readings: Sequence[Reading]) -> pd.DataFra
 
 def _frame(cfg: DeviceConfig, capture_dts: list[datetime], columns: dict[str, object],
            missing: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame(columns, index=pd.RangeIndex(len(capture_dts)))
-    frame.insert(0, "loc_id", cfg.loc_id)
-    frame.insert(1, "capture_dt", pd.to_datetime(capture_dts, utc=True))
-    frame.insert(2, "device", cfg.name)
-    frame["missing_tags"] = missing
-    return frame
+    # Numeric tags as one float matrix (one pandas block) and the rest beside it: a
+    # frame built column by column costs about 1 ms per batch for 60 tags, more than
+    # an hour's 12-sample batch takes to read (benchmarks/README.md, --hour).
+    n = len(capture_dts)
+    numeric = [t.column for t in cfg.tags if t.is_numeric and t.column in columns]
+    matrix = np.empty((n, len(numeric)))
+    for j, column in enumerate(numeric):
+        matrix[:, j] = columns[column]  # type: ignore[index]
+    parts = [
+        pd.DataFrame({"loc_id": np.full(n, cfg.loc_id, dtype=object),
+                      "capture_dt": pd.to_datetime(capture_dts, utc=True),
+                      "device": np.full(n, cfg.name, dtype=object)}),
+        pd.DataFrame(matrix, columns=numeric),
+    ]
+    text = {t.column: columns[t.column] for t in cfg.tags
+            if not t.is_numeric and t.column in columns}
+    parts.append(pd.DataFrame({**text, "missing_tags": np.array(missing, dtype=object)}))
+    return pd.concat(parts, axis=1, copy=False)
 
 
 def decode_batch(cfg: DeviceConfig, plan: Sequence[ReadRequest],
@@ -182,13 +201,24 @@ def _json_value(value: object) -> object:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def landed_prefix(cfg: DeviceConfig) -> str:
+    """The device's folder in the raw-logs storage: ``dstrct_code=<code>/<device>/``.
+
+    The district comes first, hive style, so the key registry reads it from the key
+    (``shopfloor.compaction.keys``) and registration needs no parameter.
+    """
+    return f"dstrct_code={cfg.dstrct_code}/{cfg.name}/"
+
+
 def json_objects(cfg: DeviceConfig, valid: pd.DataFrame, name: str) -> dict[str, bytes]:
-    """JSON-lines objects for the raw-logs storage, keyed ``{device}/{YYYYMMDDHH}/{name}.json``.
+    """JSON-lines objects for the raw-logs storage, keyed
+    ``dstrct_code=<code>/<device>/<YYYYMMDDHH>/<name>.json``.
 
     One object per UTC hour of ``capture_dt``; each line carries ``heartbeat`` (epoch
     ms), ``dstrct_code``, ``device``, ``loc_id``, ``capture_dt`` (ISO, UTC) and every
     tag column.
     """
+    prefix = landed_prefix(cfg)
     lines: dict[str, list[str]] = defaultdict(list)
     tag_columns = [t.column for t in cfg.tags]
     for rec in valid.to_dict("records"):
@@ -197,7 +227,7 @@ def json_objects(cfg: DeviceConfig, valid: pd.DataFrame, name: str) -> dict[str,
                "device": cfg.name, "loc_id": cfg.loc_id,
                "capture_dt": ts.isoformat().replace("+00:00", "Z")}
         obj.update({c: _json_value(rec[c]) for c in tag_columns})
-        key = f"{cfg.name}/{ts.strftime('%Y%m%d%H')}/{name}.json"
+        key = f"{prefix}{ts.strftime('%Y%m%d%H')}/{name}.json"
         lines[key].append(json.dumps(obj, sort_keys=True))
     return {k: ("\n".join(v) + "\n").encode() for k, v in lines.items()}
 

@@ -65,9 +65,10 @@ class ReadingSink:
         else:
             self.stats.rows_quarantined += len(result.quarantined)  # counted, not stored
         if self.storage is not None and not result.valid.empty:
-            # named by the batch's first sample, whatever its validity: stable on a repeat
-            first_ms = int(frame["capture_dt"].iloc[0].value // 1_000_000)
-            name = f"{self.run_id}-{first_ms}"
+            # named by the batch's first slot (epoch ms), whatever its validity, not by
+            # the run: a repeat of the same slots (a retry, an overlapping run) writes
+            # the same key instead of adding an object; keys sort by time in a folder.
+            name = str(int(frame["capture_dt"].iloc[0].value // 1_000_000))
             for key, body in json_objects(self.cfg, result.valid, name).items():
                 self.storage.write_bytes(key, body)
                 self.stats.objects_landed += 1

@@ -1,19 +1,28 @@
 """The capture schedule and parameter checks (time is injected, nothing sleeps)."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
+from pymodbus.exceptions import ModbusIOException
 
 from shopfloor.errors import ShopfloorError
+from shopfloor.modbus.breaker import CircuitBreaker
 from shopfloor.modbus.capture import (
     CaptureStats,
     _Loop,
+    batch_of,
+    batch_slots,
+    capture_device,
     check_distinct_locations,
     check_parameters,
     flush_every,
     schedule_anchor,
+    verdict,
 )
 from shopfloor.modbus.client import DeviceConfig
+from shopfloor.modbus.gateway import GatewayBusy
 from shopfloor.modbus.readings import sample_time
 from shopfloor.modbus.tags import TagSpec
 
@@ -55,18 +64,23 @@ def test_waits_for_the_due_time_and_skips_when_a_whole_interval_late():
     assert not loop.wait_for(102.5, 1.0)
 
 
-@pytest.mark.parametrize("devices, samples, interval, message", [
-    (["a", "b", "a"], 1, 5.0, "listed twice: a"),
-    (["a"], 3, 0.0, "must be > 0 when samples > 1"),
+@pytest.mark.parametrize("devices, samples, interval, span, message", [
+    (["a", "b", "a"], 1, 5.0, None, "listed twice: a"),
+    (["a"], 3, 0.0, None, "must be > 0 when samples > 1"),
+    (["a"], 12, 5.0, 60.0, "samples or span_seconds, not both"),
+    (["a"], 1, 0.0, 60.0, "interval_seconds must be > 0 with span_seconds"),
+    (["a"], 1, 5.0, 7200.0, "sample for 7200 s, longer than the 3900 s"),
+    (["a"], 1000, 5.0, None, "sample for 4995 s, longer than the 3900 s"),
 ])
-def test_bad_parameters(devices, samples, interval, message):
+def test_bad_parameters(devices, samples, interval, span, message):
     with pytest.raises(ShopfloorError, match=message):
-        check_parameters(devices, samples, interval)
+        check_parameters(devices, samples, interval, span, max_seconds=3900)
 
 
 def test_good_parameters_pass():
     check_parameters(["a", "b"], 1, 0.0)  # one sample needs no interval
     check_parameters(["a"], 12, 5.0)
+    check_parameters(["a"], 1, 5.0, 3600.0, max_seconds=3900)
 
 
 def test_devices_sharing_a_location_are_rejected():
@@ -74,8 +88,99 @@ def test_devices_sharing_a_location_are_rejected():
         check_distinct_locations([DeviceConfig("a", "L1", TAGS), DeviceConfig("b", "L1", TAGS)])
 
 
-def test_batches_are_about_a_minute_of_samples():
-    assert flush_every(720, 5.0) == 12
-    assert flush_every(3, 5.0) == 3
-    assert flush_every(200, 0.0) == 200
-    assert flush_every(10, 600.0) == 1
+def test_batches_are_about_a_minute_of_samples_aligned_to_the_grid():
+    assert flush_every(200, 0.0) == 200 and flush_every(5000, 0.0) == 1000
+    assert (batch_slots(5.0), batch_slots(7.0), batch_slots(600.0)) == (12, 9, 1)
+    # slot times 00:00:55 and 00:01:00 fall in different batches whatever the anchor
+    minute = 1_795_305_600.0
+    assert batch_of(minute - 5, 0, 5.0, 12) != batch_of(minute - 5, 1, 5.0, 12)
+    assert batch_of(minute, 0, 5.0, 12) == batch_of(minute - 30, 6, 5.0, 12)
+
+
+class FakeClient:
+    """Answers holding-register reads while ``alive``; refuses connections otherwise."""
+
+    def __init__(self, alive: Callable[[], bool]):
+        self.alive = alive
+        self.connected = False
+        self.reads = 0
+
+    def connect(self) -> bool:
+        self.connected = self.alive()
+        return self.connected
+
+    def read_holding_registers(self, address: int, count: int, device_id: int):
+        self.reads += 1
+        if not self.alive():
+            self.connected = False
+            raise ModbusIOException("gone")
+        return SimpleNamespace(isError=lambda: False, registers=[215] * count)
+
+    def close(self) -> None:
+        self.connected = False
+
+
+CFG = DeviceConfig("d", "L", TAGS, retries=0, timeout_seconds=0.1, host="gw-test")
+
+
+def test_a_dead_device_is_skipped_by_the_breaker_and_found_again():
+    t = FakeTime(1000.0)
+    dead = range(2, 40)  # slots 2..39 dead, then alive again
+    client = FakeClient(lambda: round((t.now - 1000.0) / 5.0) not in dead)
+    frames: list = []
+    stats = capture_device(CFG, 60, 5.0, 1000.0, frames.append, clock=t.clock,
+                           sleep=t.sleep, client=client,
+                           breaker=CircuitBreaker(threshold=3, max_skip=8))
+    assert stats.samples_ok + stats.samples_failed + stats.samples_skipped == 60
+    assert stats.samples_skipped > 20 and stats.samples_failed < 10  # not polled every slot
+    assert stats.samples_expected == 60 and stats.samples_missed == 0
+    taken = [ts for f in frames for ts in f["capture_dt"]]
+    assert len(taken) == stats.samples_ok and len(set(taken)) == len(taken)
+    assert stats.samples_ok >= 60 - 40 + 2 - 8  # back within one longest skip
+    assert max(taken).timestamp() == 1000.0 + 59 * 5.0  # sampled to the last slot
+
+
+def test_a_busy_gateway_counts_the_slot_as_missed():
+    t = FakeTime(1000.0)
+
+    class Busy:
+        def __init__(self, deadline: float):
+            raise GatewayBusy("gateway gw-test:502 busy until the sample's deadline")
+
+    frames: list = []
+    stats = capture_device(CFG, 3, 5.0, 1000.0, frames.append, clock=t.clock, sleep=t.sleep,
+                           client=FakeClient(lambda: True), gate=Busy)
+    assert (stats.samples_ok, stats.samples_missed, frames) == (0, 3, [])
+    assert "busy" in stats.last_error
+
+
+def test_batches_are_flushed_at_grid_minutes():
+    t = FakeTime(999.0)
+    frames: list = []
+    anchor = 1_795_305_600.0 - 30  # half a minute before a minute boundary
+    t.now = anchor - 1
+    capture_device(CFG, 24, 5.0, anchor, frames.append, clock=t.clock, sleep=t.sleep,
+                   client=FakeClient(lambda: True))
+    assert [len(f) for f in frames] == [6, 12, 6]
+
+
+def _stats(name: str, valid: int, quarantined: int = 0, error: str = "") -> CaptureStats:
+    return CaptureStats(name, rows_valid=valid, rows_quarantined=quarantined,
+                        last_error=error)
+
+
+def test_verdicts():
+    good, other = _stats("a", 12), _stats("b", 12)
+    assert verdict([good, other]).outcome == "completed"
+    dead = _stats("c", 0, error="connection refused")
+    nan = _stats("n", 0, quarantined=12)
+    v = verdict([good, dead])
+    assert v.outcome == "degraded" and "c (connection refused)" in v.message
+    v = verdict([good, _stats("q", 10, quarantined=2)])
+    assert v.outcome == "degraded" and "quarantined: q 2" in v.message
+    v = verdict([good], missed_at_start=4)
+    assert v.outcome == "degraded" and "first 4 slots" in v.message
+    v = verdict([nan])
+    assert v.outcome == "failed" and "n: all 12 readings quarantined" in v.message
+    v = verdict([dead, nan])
+    assert v.outcome == "failed" and "c: connection refused" in v.message

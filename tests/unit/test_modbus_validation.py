@@ -108,12 +108,17 @@ def test_landed_objects_are_per_hour_with_deterministic_names():
     t0 = datetime(2026, 1, 1, 9, 59, 59, tzinfo=UTC)
     rows = [Reading(t0 + timedelta(seconds=k), dict(GOOD)) for k in range(2)]
     frame = readings_frame(cfg, rows)
-    objects = json_objects(cfg, frame, "run-1-x")
-    assert sorted(objects) == ["plc-1/2026010109/run-1-x.json", "plc-1/2026010110/run-1-x.json"]
-    assert json_objects(cfg, frame, "run-1-x") == objects  # a retry writes the same bytes
+    objects = json_objects(cfg, frame, "1767261599000")
+    # the district first, hive style: the key registry reads it without a parameter
+    assert sorted(objects) == ["dstrct_code=D9/plc-1/2026010109/1767261599000.json",
+                               "dstrct_code=D9/plc-1/2026010110/1767261599000.json"]
+    assert json_objects(cfg, frame, "1767261599000") == objects  # a retry: the same bytes
+    from shopfloor.compaction.keys import distrik_from_key
+
+    assert {distrik_from_key(k) for k in objects} == {"D9"}
     import json
 
-    (line,) = objects["plc-1/2026010110/run-1-x.json"].decode().splitlines()
+    (line,) = objects["dstrct_code=D9/plc-1/2026010110/1767261599000.json"].decode().splitlines()
     record = json.loads(line)
     assert record["heartbeat"] == int(datetime(2026, 1, 1, 10, tzinfo=UTC).timestamp() * 1000)
     assert (record["dstrct_code"], record["device"], record["loc_id"]) == ("D9", "plc-1", "L1")

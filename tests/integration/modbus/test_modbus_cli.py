@@ -167,3 +167,13 @@ def test_capture_prints_one_line_per_device(device_blocks, raw_logs: Path):
     assert "samples_ok 0, samples_failed 1" in lines["mb-bad-refuse"]
     assert "last_error connection refused" in lines["mb-bad-refuse"]
     assert len(list(raw_logs.rglob("*.json"))) == 1
+
+
+def test_capture_refuses_a_span_longer_than_the_timeout(device_blocks, monkeypatch):
+    import flows.modbus_capture
+
+    monkeypatch.setattr(flows.modbus_capture, "modbus_capture",
+                        _NotStarted(flows.modbus_capture.modbus_capture))
+    res = CliRunner().invoke(app, ["modbus", "capture", "mb-ok-1", "--span-seconds", "7200"])
+    assert isinstance(res.exception, ShopfloorError), res.output
+    assert "longer than the 4080 s its timeout allows" in str(res.exception)

@@ -64,13 +64,17 @@ def test_one_faulty_device_does_not_stop_the_others(device_blocks, target_db, pg
     assert _rows(pg_engine, "LOC-bad-nan") == []  # the NaN device wrote nothing to temperature_raw
 
     landed = sorted(raw_logs.rglob("*.json"))
-    assert {p.relative_to(raw_logs).parts[0] for p in landed} == {"mb-ok-1", "mb-ok-2"}
+    assert {p.relative_to(raw_logs).parts[:2] for p in landed} == {
+        ("dstrct_code=D7", "mb-ok-1"), ("dstrct_code=D7", "mb-ok-2")}
     records = [json.loads(line) for p in landed for line in p.read_text().splitlines()]
     assert len(records) == 6
     first = records[0]
     assert isinstance(first["heartbeat"], int) and first["dstrct_code"] == "D7"
-    hour_folder = landed[0].relative_to(raw_logs).parts[1]
+    hour_folder = landed[0].relative_to(raw_logs).parts[2]
     assert len(hour_folder) == 10 and hour_folder.isdigit()
+    # named by the batch's first slot: epoch ms, the first heartbeat of the object
+    assert int(landed[0].stem) == min(
+        json.loads(ln)["heartbeat"] for ln in landed[0].read_text().splitlines())
 
 
 def test_a_silent_device_times_out_without_delaying_the_schedule_of_others(
@@ -163,7 +167,8 @@ def test_landed_json_goes_to_s3_in_the_layout_compaction_reads(device_blocks, s3
     assert summary[0]["rows_written"] == 0  # write_raw=False
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]]
-    assert all(k.startswith("raw/mb-ok-1/") and k.endswith(".json") for k in keys)
+    assert all(k.startswith("raw/dstrct_code=D7/mb-ok-1/") and k.endswith(".json")
+               for k in keys)
     body = b"".join(s3.get_object(Bucket=s3_bucket, Key=k)["Body"].read() for k in keys)
     lines = [json.loads(line) for line in body.decode().splitlines()]
     assert len(lines) == 2 and lines[1]["heartbeat"] - lines[0]["heartbeat"] == 500

@@ -1,0 +1,69 @@
+"""Which sample slots a capture run owns: a window of time on an absolute grid.
+
+Slots are the instants ``k * interval`` after the epoch (whole milliseconds), the same
+for every run and device. A run owns the slots in the half-open window
+``[start, start + span)``; consecutive scheduled runs (one every ``span``) own disjoint
+windows that together cover every slot, so runs never sample a slot twice and leave
+none out. A run that starts late begins at the first slot still ahead: the ones it
+came too late for are counted as missed, never bunched up.
+"""
+
+import math
+from dataclasses import dataclass
+
+from shopfloor.errors import ShopfloorError
+
+
+def step_ms(interval: float) -> int:
+    """The grid step in whole milliseconds (at least 1)."""
+    return max(1, round(interval * 1000))
+
+
+def grid_ceil(t: float, interval: float) -> float:
+    """The first grid instant at or after ``t`` (epoch seconds)."""
+    step = step_ms(interval)
+    return math.ceil(round(t * 1000, 3) / step) * step / 1000
+
+
+@dataclass(frozen=True)
+class Window:
+    """The slots ``first, first + interval, ...`` (``slots`` of them) a run owns, and
+    where to begin: ``skip`` slots were already past when the run could start."""
+
+    first: float  # epoch seconds of the window's first slot
+    interval: float
+    slots: int  # slots in the window
+    skip: int = 0  # slots already past at the start (missed)
+
+    @property
+    def start(self) -> float:
+        """Epoch seconds of the first slot the run will still try to take."""
+        return self.first + self.skip * self.interval
+
+    @property
+    def remaining(self) -> int:
+        """Slots the run will still try to take (0: the whole window is past)."""
+        return self.slots - self.skip
+
+
+def plan_window(window_start: float, span: float, interval: float, now: float,
+                lead: float = 0.0) -> Window:
+    """The slots of ``[window_start, window_start + span)`` and which are still ahead.
+
+    ``now + lead`` is the earliest a sample can be taken (``lead`` covers starting the
+    device threads). Slots before it are skipped (missed); a slot exactly at it is
+    still taken.
+
+    Raises:
+        ShopfloorError: ``interval`` or ``span`` not positive.
+    """
+    if interval <= 0 or span <= 0:
+        raise ShopfloorError("a capture window needs interval_seconds > 0 and span_seconds > 0")
+    step = step_ms(interval)
+    start_ms = round(window_start * 1000)
+    end_ms = round((window_start + span) * 1000)
+    first_ms = -(-start_ms // step) * step  # ceil to the grid
+    slots = max(0, -(-(end_ms - first_ms) // step))  # grid points in [first, end)
+    ready_ms = round((now + lead) * 1000)
+    skip = 0 if ready_ms <= first_ms else min(slots, -(-(ready_ms - first_ms) // step))
+    return Window(first_ms / 1000, step / 1000, slots, skip)
