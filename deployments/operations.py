@@ -6,7 +6,6 @@ updates what exists and creates what is missing, never duplicating an automation
 """
 
 import copy
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,9 @@ from prefect.events.schemas.automations import AutomationCore
 from prefect.exceptions import ObjectNotFound
 
 from shopfloor.errors import ShopfloorError
+from shopfloor.modbus.gateway import gateway_limit_name
 
 OPERATIONS_FILE = "operations.yaml"
-GATEWAY_LIMIT_PREFIX = "modbus-gateway-"
 MODBUS_DEVICE_SLUG = "shopfloor-modbus-device"  # blocks.modbus.ModbusDevice
 
 
@@ -40,11 +39,6 @@ def load_operations(root: Path) -> dict[str, Any]:
     if not path.exists():
         raise ShopfloorError(f"{OPERATIONS_FILE} not found beside prefect.yaml")
     return yaml.safe_load(path.read_text()) or {}
-
-
-def gateway_limit_name(host: str, port: int) -> str:
-    """``modbus-gateway-<host>-<port>``: the global limit one gateway's devices share."""
-    return GATEWAY_LIMIT_PREFIX + re.sub(r"[^A-Za-z0-9-]+", "-", f"{host}-{port}").strip("-")
 
 
 def apply_overrides(ops: dict[str, Any], override: dict[str, Any] | None) -> dict[str, Any]:
@@ -102,6 +96,8 @@ def _gateway_limits(client: SyncPrefectClient) -> list[str]:
     names = set()
     for doc in client.read_block_documents():
         if doc.block_type and doc.block_type.slug == MODBUS_DEVICE_SLUG and doc.data:
+            if doc.data.get("transport") == "serial":
+                continue  # a serial line is one device's own, not a shared gateway
             host, port = doc.data.get("host"), doc.data.get("port")
             if host and port:
                 names.add(gateway_limit_name(str(host), int(port)))

@@ -10,10 +10,10 @@ from deployments.deploy import apply_override, load_config, plan_deploy
 from deployments.operations import (
     apply_overrides,
     automation_models,
-    gateway_limit_name,
     load_operations,
 )
 from shopfloor.errors import ShopfloorError
+from shopfloor.modbus.gateway import gateway_limit_name
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK_ID = "6f1c0a52-8a57-4a3a-9c61-1d2b7c3f2a10"
