@@ -17,14 +17,19 @@ def register(
         help="District of every key (default: from the key layout).")] = None,
     metadata_db: Annotated[str, typer.Option(help="Database block of the registry.")] =
         "shopfloor-metadata-db",
+    overlap_hours: Annotated[int, typer.Option(
+        help="Hour folders listed again before each stream's last one.")] = 2,
+    full_listing: Annotated[bool, typer.Option(
+        help="List every stream from its start (finds late objects in old hours).")] = False,
 ) -> None:
-    """List the objects under a prefix and register the new ones as PENDING."""
+    """List the objects that may be new under a prefix and register the new ones as PENDING."""
     from blocks.resolve import require_blocks
     from flows.s3_compaction import register_s3_keys
     from shopfloor.params import check_typed
 
     params = {"raw_logs": raw_logs, "prefix": prefix, "distrik": distrik,
-              "metadata_db": metadata_db}
+              "metadata_db": metadata_db, "overlap_hours": overlap_hours,
+              "full_listing": full_listing}
     # A bad value or an unknown block is one `error:` line, before a flow run exists.
     check_typed(register_s3_keys, **params)
     require_blocks(raw_logs, metadata_db)
@@ -34,7 +39,9 @@ def register(
 
 @compaction_app.command("run")
 def run(
-    distrik: Annotated[str, typer.Option(help="District whose keys to compact.")] = "BRCB",
+    distrik: Annotated[str | None, typer.Option(
+        help="District whose keys to compact (default: every district with a backlog).")] =
+        None,
     key_limit_per_run: Annotated[int, typer.Option(help="Most keys per run.")] = 1000,
     ram_limit: Annotated[str, typer.Option(help="DuckDB memory limit.")] = "10GB",
     raw_logs: Annotated[str, typer.Option(help="Storage block of the raw JSON.")] =

@@ -1,43 +1,61 @@
 """S3 compaction (seed s3_datalog_processor): register keys, then get_keys -> compact ->
-update_status, exactly once."""
+update_status, exactly once, for every district with a backlog."""
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from prefect import flow, get_run_logger
+from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import (
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.client.schemas.objects import FlowRun
+from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run
+from prefect.states import State
 from pydantic import Field
 
 from blocks.resolve import require_blocks
 from shopfloor.compaction.compact import CompactResult
 from shopfloor.compaction.faults import pause_hook_from_env
 from shopfloor.compaction.keys import check_prefix
+from shopfloor.errors import ShopfloorError
 from shopfloor.params import (
     DistrictCode,
     OptionalStoragePrefix,
     RamLimit,
     StoragePrefix,
 )
+from tasks.outcomes import degraded, emit, idle
 from tasks.s3_compaction import (
     check_storage,
+    claim_renewal,
+    claimable_districts_task,
     compact,
     get_keys,
     register_new_keys,
     release_keys,
+    release_run_claims,
     update_status,
 )
 
 MAX_KEYS_PER_RUN = 100_000
+CLAIM_TTL_MINUTES = 60
+# A compaction run is stopped (Failed, its claims released by the hook below) well
+# before its claim could go stale: 45 minutes against the default 60-minute TTL.
+COMPACTION_TIMEOUT_S = 45 * 60
+# Registration lists only what is new; ten minutes is far beyond a normal run and well
+# inside its 15-minute schedule, so a hung listing never piles up behind itself.
+REGISTRATION_TIMEOUT_S = 10 * 60
+PUBLISHED_EVENT = "shopfloor.partition.published"
 
 KeyLimit = Annotated[int, Field(ge=1, le=MAX_KEYS_PER_RUN)]
 TzOffsetHours = Annotated[float, Field(ge=-14, le=14)]
 ClaimTtlMinutes = Annotated[int, Field(ge=0)]
+OverlapHours = Annotated[int, Field(ge=0, le=24 * 7)]
 
 
 def _run_id() -> str:
@@ -45,48 +63,101 @@ def _run_id() -> str:
     return str(flow_run.get_id() or uuid.uuid4())
 
 
-@flow(name="register-s3-keys")
+def _metrics(counts: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"metric": k, "value": v} for k, v in counts.items()]
+
+
+@flow(name="register-s3-keys", timeout_seconds=REGISTRATION_TIMEOUT_S)
 def register_s3_keys(
     raw_logs: str = "shopfloor-raw-logs",
     prefix: OptionalStoragePrefix = "",
     distrik: DistrictCode | None = None,
     metadata_db: str = "shopfloor-metadata-db",
+    overlap_hours: OverlapHours = 2,
+    full_listing: bool = False,
 ) -> dict[str, int]:
-    """List the raw JSON objects under a prefix and register the new ones as PENDING.
+    """List the raw JSON objects that may be new under a prefix and register the new ones
+    as PENDING.
 
-    Idempotent: keys already registered are left as they are.
+    Incremental: per stream (a folder of ``YYYYMMDDHH`` hour folders, e.g.
+    ``dstrct_code=D01/line1-plc``) only the hour folders from ``overlap_hours`` before the
+    last one listed are listed again (docs/s3_compaction.md). Idempotent: keys already
+    registered are left as they are.
+
+    Ends Completed when keys were registered, ``Idle`` when nothing was new,
+    ``Degraded`` when some JSON keys name no district (skipped), Failed when every
+    JSON key listed was skipped.
 
     Args:
         raw_logs: S3Bucket or LocalFileSystem block where the raw JSON lands.
         prefix: folder inside the raw logs to list ("" lists everything).
         distrik: district of every listed key; none takes it from the key layout
-            (``distrik=XXXX/`` or a leading ``XXXX/`` folder).
+            (``dstrct_code=XXXX/``, ``distrik=XXXX/`` or a leading ``XXXX/`` folder).
         metadata_db: SqlAlchemyConnector block holding the ``s3_object`` registry.
+        overlap_hours: hour folders before each stream's last listed one that are listed
+            again (objects landing late or out of key order within that window).
+        full_listing: list every stream from its start; finds objects written late into
+            hour folders older than the overlap (run it daily).
     """
     prefix = check_prefix(prefix)  # without the trailing "/"; the type refused the rest
-    counts = register_new_keys(raw_logs, prefix, distrik, metadata_db)
-    create_table_artifact([{"metric": k, "value": v} for k, v in counts.items()],
-                          key="register-s3-keys",
-                          description=f"Keys under {prefix or '(all)'!r} of {raw_logs}")
+    counts = register_new_keys(raw_logs, prefix, distrik, metadata_db, overlap_hours,
+                               full_listing)
+    create_table_artifact(_metrics(counts), key="register-s3-keys",
+                          description=f"Keys under {prefix or '(all)'!r} of {raw_logs}: "
+                          f"{counts['listed']} listed, {counts['json']} JSON, "
+                          f"{counts['new']} new, {counts['known']} known, "
+                          f"{counts['no_distrik']} without distrik")
+    skipped = counts["no_distrik"]
+    if skipped and counts["new"] == 0 and counts["known"] == 0:
+        raise ShopfloorError(
+            f"all {skipped} JSON keys listed name no district: nothing registered (land "
+            "them under dstrct_code=<code>/ or pass distrik=)")
+    if skipped:
+        return degraded(counts, f"{skipped} JSON keys skipped: they name no district; "
+                                f"{counts['new']} new keys registered")
+    if counts["new"] == 0:
+        return idle(counts, f"nothing new: {counts['listed']} objects listed")
     return counts
 
 
-def _summary(distrik: str, claimed: int, result: CompactResult | None,
+def _summary(distrik: str, claimed: int, results: list[CompactResult],
              seconds: float) -> dict[str, Any]:
-    r = result or CompactResult()
     return {
-        "distrik": distrik, "keys_claimed": claimed, "keys_succeeded": len(r.succeeded),
-        "keys_quarantined": len(r.quarantined),
-        "records_quarantined": sum(len(v) for v in r.bad_records.values()),
-        "rows_in": r.rows_in, "rows_out": r.rows_out, "bytes_in": r.bytes_in,
-        "bytes_out": r.bytes_out,
-        "parquet_files": len(r.files), "duration_s": round(seconds, 2),
+        "distrik": distrik, "keys_claimed": claimed,
+        "keys_succeeded": sum(len(r.succeeded) for r in results),
+        "keys_quarantined": sum(len(r.quarantined) for r in results),
+        "records_quarantined": sum(len(v) for r in results for v in r.bad_records.values()),
+        "rows_in": sum(r.rows_in for r in results),
+        "rows_out": sum(r.rows_out for r in results),
+        "bytes_in": sum(r.bytes_in for r in results),
+        "bytes_out": sum(r.bytes_out for r in results),
+        "parquet_files": sum(len(r.files) for r in results), "duration_s": round(seconds, 2),
     }
 
 
-@flow(name="s3-compaction")
+def _partitions(result: CompactResult) -> int:
+    # Final files are <target>/hiveperiod=<day>/dstrct_code=<code>/part-...parquet.
+    return len({f.rsplit("/", 1)[0] for f in result.files})
+
+
+def release_claims_on_exit(flow_obj: Flow, run: FlowRun, state: State) -> None:
+    """State hook (crashed, cancelled, failed): give back every key the run still holds,
+    so the next run takes them at once instead of after the claim TTL."""
+    params = run.parameters or {}
+    metadata_db = params.get("metadata_db") or "shopfloor-metadata-db"
+    n = release_run_claims(metadata_db, str(run.id),
+                           f"run {run.id} ended {state.name}: {state.message or ''}".strip())
+    flow_run_logger(run, flow_obj).warning("released %d keys held by run %s (%s)", n, run.id,
+                                           state.name)
+
+
+_ON_EXIT: list[Callable[[Flow, FlowRun, State], None]] = [release_claims_on_exit]
+
+
+@flow(name="s3-compaction", timeout_seconds=COMPACTION_TIMEOUT_S, on_crashed=_ON_EXIT,
+      on_cancellation=_ON_EXIT, on_failure=_ON_EXIT)
 def s3_compaction(
-    distrik: DistrictCode = "BRCB",
+    distrik: DistrictCode | None = None,
     key_limit_per_run: KeyLimit = 1000,
     ram_limit: RamLimit = "10GB",
     raw_logs: str = "shopfloor-raw-logs",
@@ -94,25 +165,35 @@ def s3_compaction(
     target_prefix: StoragePrefix = "datalog_v2",
     metadata_db: str = "shopfloor-metadata-db",
     tz_offset_hours: TzOffsetHours = 8,
-    claim_ttl_minutes: ClaimTtlMinutes = 60,
+    claim_ttl_minutes: ClaimTtlMinutes = CLAIM_TTL_MINUTES,
 ) -> dict[str, Any]:
     """Compact claimed raw JSON objects into Parquet partitioned by hiveperiod and dstrct_code.
 
-    get_keys claims keys with this run's id, compact writes their records once (output
-    names derive from the claim, so retries and take-overs replace instead of adding),
-    update_status marks them SUCCESS or QUARANTINED. Safe to run concurrently.
+    Per district: get_keys claims keys with this run's id, compact writes their records
+    once (output names derive from the claim, so retries and take-overs replace instead
+    of adding; the claim is checked and renewed immediately before publishing), then
+    update_status marks them SUCCESS or QUARANTINED and ``shopfloor.partition.published``
+    is emitted. Without ``distrik`` every district with PENDING (or stale) keys is served,
+    the oldest backlog first, within ``key_limit_per_run`` keys in total. Claims are
+    renewed every TTL/3 while the run works and released if it crashes, is cancelled or
+    fails. Safe to run concurrently.
+
+    Ends Completed, ``Idle`` (nothing pending), ``Degraded`` (some objects quarantined),
+    or Failed (every object quarantined, a district failed, or a claim was taken over).
 
     Args:
-        distrik: district whose PENDING keys to compact (and the partition value of
-            records without ``dstrct_code``).
-        key_limit_per_run: most keys one run claims.
+        distrik: district whose PENDING keys to compact; none serves every district
+            with a backlog. Records without ``dstrct_code`` are partitioned under the
+            district their key was registered with.
+        key_limit_per_run: most keys one run claims, over all districts together.
         ram_limit: DuckDB memory limit (e.g. "10GB"); larger batches spill to disk.
         raw_logs: S3Bucket or LocalFileSystem block holding the raw JSON.
         lake: S3Bucket or LocalFileSystem block the Parquet goes to.
         target_prefix: folder inside the lake for the partitions.
         metadata_db: SqlAlchemyConnector block holding ``s3_object`` and ``quarantine``.
         tz_offset_hours: offset of ``datetime_wita`` from UTC (8 = WITA).
-        claim_ttl_minutes: a claim older than this is taken over by the next run.
+        claim_ttl_minutes: a claim not renewed for this long is taken over by the next
+            run (0: at once).
     """
     started = time.monotonic()
     logger = get_run_logger()
@@ -122,27 +203,61 @@ def s3_compaction(
     pause = pause_hook_from_env()  # fault injection, docs/s3_compaction.md; normally None
     run_id = _run_id()
     progress = create_progress_artifact(0.0, key="s3-compaction-progress",
-                                        description=f"s3-compaction of {distrik}")
-    claimed = get_keys(metadata_db, distrik, key_limit_per_run, run_id, claim_ttl_minutes)
-    result = None
-    if not claimed:
-        logger.info("nothing to do: no PENDING keys for distrik %s", distrik)
-    else:
-        update_progress_artifact(progress, 33.0)
-        try:
-            result = compact(raw_logs, lake, target_prefix, distrik, tz_offset_hours,
-                             ram_limit, run_id, claimed)
-            if pause:
-                pause("after_compact")
-            update_progress_artifact(progress, 66.0)
-            update_status(metadata_db, lake, target_prefix, run_id, result)
-        except Exception as exc:
-            release_keys(metadata_db, run_id, f"{type(exc).__name__}: {exc}")
-            raise
+                                        description=f"s3-compaction of {distrik or 'all'}")
+    districts = [distrik] if distrik else claimable_districts_task(metadata_db,
+                                                                   claim_ttl_minutes)
+    budget, claimed_total = key_limit_per_run, 0
+    served: list[str] = []
+    results: list[CompactResult] = []
+    failures: list[str] = []
+    with claim_renewal(metadata_db, run_id, claim_ttl_minutes):
+        for i, code in enumerate(districts):
+            if budget <= 0:
+                logger.info("key limit reached; %d districts wait for the next run",
+                            len(districts) - i)
+                break
+            claimed = get_keys(metadata_db, code, budget, run_id, claim_ttl_minutes)
+            if not claimed:
+                continue
+            budget -= len(claimed)
+            claimed_total += len(claimed)
+            served.append(code)
+            try:
+                result = compact(raw_logs, lake, target_prefix, code, tz_offset_hours,
+                                 ram_limit, run_id, claimed, metadata_db)
+                if pause:
+                    pause("after_compact")
+                update_status(metadata_db, lake, target_prefix, run_id, result, code)
+            except Exception as exc:
+                release_keys(metadata_db, run_id, f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, TimeoutError):
+                    raise
+                logger.error("district %s failed: %s", code, exc)
+                failures.append(f"{code}: {exc}")
+                continue  # the other districts still get served
+            results.append(result)
+            if result.files:
+                emit(PUBLISHED_EVENT, f"shopfloor.district.{code}",
+                     {"partitions": _partitions(result), "rows": result.rows_out,
+                      "files": len(result.files)}, **{"shopfloor.district": code})
+            update_progress_artifact(progress, 100.0 * (i + 1) / len(districts))
     update_progress_artifact(progress, 100.0)
-    summary = _summary(distrik, len(claimed), result, time.monotonic() - started)
+    summary = _summary(distrik or ",".join(served), claimed_total, results,
+                       time.monotonic() - started)
     create_table_artifact(
-        [{"metric": k, "value": v} for k, v in summary.items()], key="s3-compaction",
-        description="nothing to do: no PENDING keys" if not claimed else
-        f"s3-compaction of {distrik} into {target_prefix}")
+        _metrics(summary), key="s3-compaction",
+        description="nothing to do: no PENDING keys" if not claimed_total else
+        f"s3-compaction of {', '.join(served)} into {target_prefix}")
+    if failures:
+        raise ShopfloorError("; ".join(failures))
+    if not claimed_total:
+        logger.info("nothing to do: no PENDING keys%s", f" for distrik {distrik}"
+                    if distrik else "")
+        return idle(summary, "nothing to do: no PENDING keys")
+    if summary["keys_quarantined"] and not summary["keys_succeeded"]:
+        raise ShopfloorError(f"every one of the {summary['keys_quarantined']} objects claimed "
+                             "was quarantined (see s3_object.error): nothing published")
+    if summary["keys_quarantined"]:
+        return degraded(summary, f"{summary['keys_quarantined']} of {claimed_total} objects "
+                                 "quarantined (see s3_object.error)")
     return summary

@@ -166,6 +166,49 @@ class StorageLocation:
         except client.exceptions.NoSuchBucket:
             raise ShopfloorError(f"bucket {self.root!r} does not exist") from None
 
+    def list_folder(self, prefix: str = "") -> tuple[list[str], list[ObjectInfo]]:
+        """One level under ``prefix``: its sub-folders (keys, no trailing ``/``) and the
+        objects directly inside it, both in key order.
+
+        S3 answers this with a ``Delimiter='/'`` listing, whose cost follows the entries
+        of this one level, not everything below it.
+        """
+        if not self.is_remote:
+            root = Path(self.path(prefix))
+            if not root.is_dir():
+                return [], []
+            parent = prefix.strip("/")
+            folders, objects = [], []
+            for entry in sorted(root.iterdir(), key=lambda e: e.name):
+                key = f"{parent}/{entry.name}" if parent else entry.name
+                if entry.is_dir():
+                    folders.append(key)
+                elif entry.is_file():
+                    objects.append(ObjectInfo(key, entry.stat().st_size))
+            return folders, objects
+        from shopfloor.storage_engines import boto3_client
+
+        base = self._full_key("")
+        full_prefix = self._full_key(prefix)
+        kwargs: dict[str, Any] = {"Bucket": self.root, "Delimiter": "/",
+                                  "Prefix": full_prefix + "/" if full_prefix else ""}
+        client = boto3_client(self)
+
+        def rel(key: str) -> str:
+            return key[len(base):].lstrip("/") if base else key
+
+        folders, objects = [], []
+        try:
+            for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
+                for cp in page.get("CommonPrefixes", []):
+                    folders.append(rel(cp["Prefix"]).rstrip("/"))
+                for obj in page.get("Contents", []):
+                    if not obj["Key"].endswith("/") and rel(obj["Key"]):
+                        objects.append(ObjectInfo(rel(obj["Key"]), int(obj.get("Size") or 0)))
+        except client.exceptions.NoSuchBucket:
+            raise ShopfloorError(f"bucket {self.root!r} does not exist") from None
+        return sorted(folders), sorted(objects, key=lambda o: o.key)
+
     def check_exists(self, role: str = "storage") -> None:
         """Raise one clear line if the bucket does not exist or cannot be reached.
 

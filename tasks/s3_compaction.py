@@ -1,47 +1,70 @@
 """Tasks of the S3 compaction flows: register keys, get_keys -> compact -> update_status."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import State
 
 from blocks.resolve import load_engine, load_storage
 from shopfloor.compaction import output
-from shopfloor.compaction.claims import ClaimedKey, claim_keys, release_claim
-from shopfloor.compaction.compact import CompactionSpec, CompactResult, compact_claim, no_hook
+from shopfloor.compaction.claims import (
+    ClaimedKey,
+    ClaimLost,
+    claim_keys,
+    claimable_districts,
+    fence,
+    release_claim,
+    renew_claim,
+)
+from shopfloor.compaction.compact import (
+    CompactionSpec,
+    CompactResult,
+    compact_claim,
+    no_fence,
+    no_hook,
+)
 from shopfloor.compaction.faults import pause_hook_from_env
-from shopfloor.compaction.keys import register_keys, registry_rows
 from shopfloor.compaction.layout import ClaimLayout
+from shopfloor.compaction.registration import register
+from shopfloor.compaction.renewal import ClaimRenewal, renewal_interval
 from shopfloor.compaction.status import record_outcome
 from shopfloor.db.engine import check_connection
 from shopfloor.db.schema import configured_tables
 from shopfloor.db.types import utcnow
+from shopfloor.errors import first_line
 
 
 @task(name="register-keys", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def register_new_keys(raw_logs: str, prefix: str, distrik: str | None,
-                      metadata_db: str) -> dict[str, int]:
-    """List the objects under ``prefix`` and insert the new JSON ones as PENDING.
+def register_new_keys(raw_logs: str, prefix: str, distrik: str | None, metadata_db: str,
+                      overlap_hours: int = 2, full_listing: bool = False) -> dict[str, int]:
+    """List what may be new under ``prefix`` and insert the new JSON objects as PENDING.
 
     Args:
         raw_logs: storage block (S3Bucket or LocalFileSystem) of the raw JSON.
         prefix: folder inside the storage to list.
         distrik: distrik of every listed key; ``None`` takes it from the key layout.
-        metadata_db: SqlAlchemyConnector block holding ``s3_object``.
+        metadata_db: SqlAlchemyConnector block holding ``s3_object`` and ``s3_listing``.
+        overlap_hours: hour folders re-listed before each stream's last one.
+        full_listing: list every stream from its start (catches late objects in old hours).
     """
     logger = get_run_logger()
     engine = load_engine(metadata_db)
     check_connection(engine, metadata_db)
-    objects = list(load_storage(raw_logs).list_objects(prefix))
-    rows, unknown = registry_rows(objects, distrik, utcnow())
-    with engine.begin() as conn:
-        new = register_keys(conn, configured_tables(), rows)
-    if unknown:
-        logger.warning("%d keys name no distrik (e.g. %r): pass distrik= to register them",
-                       len(unknown), unknown[0])
-    logger.info("listed %d objects, %d JSON, %d new", len(objects), len(rows), new)
-    return {"listed": len(objects), "json": len(rows), "new": new,
-            "known": len(rows) - new, "no_distrik": len(unknown)}
+    reg = register(load_storage(raw_logs), engine, configured_tables(), prefix, distrik,
+                   overlap_hours, full_listing)
+    c = reg.counts
+    if reg.unknown:
+        logger.warning("%d JSON keys name no distrik (e.g. %r): land them under "
+                       "dstrct_code=<code>/ or pass distrik=", len(reg.unknown), reg.unknown[0])
+    logger.info("listed %d objects (%d streams, %d list calls%s): %d JSON, %d new, %d known, "
+                "%d without distrik", c.listed, c.streams, c.list_calls,
+                ", full listing" if c.full_listing else "", c.json, c.new, c.known,
+                c.no_distrik)
+    return c.as_dict()
 
 
 @task(name="check-storage", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -75,28 +98,51 @@ def get_keys(metadata_db: str, distrik: str, limit: int, run_id: str,
     return claimed
 
 
-@task(name="compact", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def _retry_unless_claim_lost(task: Any, task_run: Any, state: State) -> bool:
+    """Retry a failed ``compact`` unless its claim was taken over (a retry would only
+    stage everything again and be fenced off again)."""
+    try:
+        state.result(raise_on_failure=True)
+    except ClaimLost:
+        return False
+    except Exception:  # noqa: BLE001 - any other failure takes the retry policy
+        return True
+    return True
+
+
+@task(name="compact", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE,
+      retry_condition_fn=_retry_unless_claim_lost)
 def compact(raw_logs: str, lake: str, target_prefix: str, distrik: str,
             tz_offset_hours: float, ram_limit: str, run_id: str,
-            claimed: list[ClaimedKey]) -> CompactResult:
+            claimed: list[ClaimedKey], metadata_db: str | None = None) -> CompactResult:
     """DuckDB: the claimed JSON objects -> Parquet partitioned by hiveperiod and dstrct_code.
 
     Args:
         raw_logs: storage block (S3Bucket or LocalFileSystem) of the raw JSON.
         lake: storage block the Parquet goes to.
         target_prefix: folder inside the lake for the partitions.
-        distrik: partition value of records without ``dstrct_code``.
+        distrik: the claim's district: partition value of records without
+            ``dstrct_code``, and the scope of the claim's file names.
         tz_offset_hours: offset of ``datetime_wita`` from UTC.
         ram_limit: DuckDB memory limit.
         run_id: the claim token; output file names derive from it.
         claimed: the keys claimed by ``get_keys``.
+        metadata_db: SqlAlchemyConnector block of the registry; given, the claim is
+            fenced (still this run's, renewed) immediately before publishing.
     """
     spec = CompactionSpec(load_storage(raw_logs), load_storage(lake), target_prefix, distrik,
                           tz_offset_hours, ram_limit)
-    layout = ClaimLayout(spec.lake, target_prefix, run_id)
+    layout = ClaimLayout(spec.lake, target_prefix, run_id, distrik)
     # Fault injection (docs/s3_compaction.md): nothing is wired in unless the setting is on.
     hook = pause_hook_from_env() or no_hook
-    result = compact_claim(spec, layout, claimed, hook)
+    check = no_fence
+    if metadata_db is not None:
+        engine = load_engine(metadata_db)
+
+        def check() -> None:
+            fence(engine, configured_tables(), run_id, distrik, claimed)
+
+    result = compact_claim(spec, layout, claimed, hook, check)
     logger = get_run_logger()
     for key, reason in result.quarantined.items():
         logger.warning("object %r quarantined: %s", key, reason)
@@ -107,7 +153,7 @@ def compact(raw_logs: str, lake: str, target_prefix: str, distrik: str,
 
 @task(name="update-status", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def update_status(metadata_db: str, lake: str, target_prefix: str, run_id: str,
-                  result: CompactResult) -> int:
+                  result: CompactResult, distrik: str = "") -> int:
     """Mark written keys SUCCESS and malformed ones QUARANTINED; store bad records.
 
     Args:
@@ -117,14 +163,22 @@ def update_status(metadata_db: str, lake: str, target_prefix: str, run_id: str,
         target_prefix: folder inside the lake of the partitions.
         run_id: the claim token.
         result: what ``compact`` produced.
+        distrik: the claim's district (its scope in the lake's file names).
     """
     with load_engine(metadata_db).begin() as conn:
         _, bad = record_outcome(conn, configured_tables(), run_id, result.succeeded,
                                 result.quarantined, result.bad_records)
-    output.forget_manifest(ClaimLayout(load_storage(lake), target_prefix, run_id))
+    output.forget_manifest(ClaimLayout(load_storage(lake), target_prefix, run_id, distrik))
     get_run_logger().info("%d keys SUCCESS, %d QUARANTINED, %d bad records quarantined",
                           len(result.succeeded), len(result.quarantined), bad)
     return bad
+
+
+def release_run_claims(metadata_db: str, run_id: str, error: str) -> int:
+    """Give every key ``run_id`` still holds back (PENDING; FAILED after too many
+    attempts). Plain function: flow state hooks call it outside any task."""
+    with load_engine(metadata_db).begin() as conn:
+        return release_claim(conn, configured_tables(), run_id, error)
 
 
 @task(name="release-keys", cache_policy=NO_CACHE)
@@ -136,7 +190,42 @@ def release_keys(metadata_db: str, run_id: str, error: str) -> int:
         run_id: the claim token.
         error: why the run gave up, stored on the keys.
     """
-    with load_engine(metadata_db).begin() as conn:
-        n = release_claim(conn, configured_tables(), run_id, error)
+    n = release_run_claims(metadata_db, run_id, error)
     get_run_logger().warning("released %d keys: %s", n, error)
     return n
+
+
+@task(name="claimable-districts", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def claimable_districts_task(metadata_db: str, claim_ttl_minutes: int) -> list[str]:
+    """Districts with PENDING (or stale CLAIMED) keys, the oldest backlog first.
+
+    Args:
+        metadata_db: SqlAlchemyConnector block holding ``s3_object``.
+        claim_ttl_minutes: claims older than this count as waiting.
+    """
+    engine = load_engine(metadata_db)
+    check_connection(engine, metadata_db)
+    cutoff = utcnow() - timedelta(minutes=claim_ttl_minutes)
+    with engine.connect() as conn:
+        return claimable_districts(conn, configured_tables(), cutoff)
+
+
+@contextmanager
+def claim_renewal(metadata_db: str, run_id: str, claim_ttl_minutes: int
+                  ) -> Iterator[ClaimRenewal]:
+    """Renew ``run_id``'s claims every TTL/3 in a background thread while the block runs
+    (nothing for a TTL of 0). A failed renewal is logged and tried again."""
+    engine = load_engine(metadata_db)
+    tables = configured_tables()
+    logger = get_run_logger()
+
+    def renew() -> int:
+        with engine.begin() as conn:
+            return renew_claim(conn, tables, run_id)
+
+    def report(exc: Exception) -> None:
+        logger.warning("claim renewal failed (retried next interval): %s",
+                       first_line(exc))
+
+    with ClaimRenewal(renew, renewal_interval(claim_ttl_minutes * 60), report) as r:
+        yield r

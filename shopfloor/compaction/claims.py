@@ -19,6 +19,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    func,
     or_,
     select,
     text,
@@ -29,6 +30,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from shopfloor.db.schema import Tables
 from shopfloor.db.types import UtcDateTime, utcnow
+from shopfloor.errors import ShopfloorError
 
 MAX_ATTEMPTS = 5  # a key that failed this often is parked as FAILED, not retried forever
 
@@ -180,3 +182,69 @@ def release_claim(conn: Connection, tables: Tables, run_id: str, error: str) -> 
             error=error[:2000],
         )
     ).rowcount
+
+
+def claimable_districts(conn: Connection, tables: Tables, cutoff: datetime
+                        ) -> list[str]:
+    """Districts with keys a run may claim (PENDING, or CLAIMED before ``cutoff``), the
+    one whose oldest such key was registered first coming first.
+
+    Serving the oldest backlog first means no district starves behind a busy one: its
+    oldest key becomes the oldest of all in time.
+    """
+    t = tables.s3_object
+    waiting = or_(t.c.compression_status == "PENDING",
+                  and_(t.c.compression_status == "CLAIMED", t.c.claimed_at < cutoff))
+    rows = conn.execute(
+        select(t.c.distrik, func.min(t.c.id).label("first"))
+        .where(waiting).group_by(t.c.distrik).order_by(func.min(t.c.id))
+    ).all()
+    return [r.distrik for r in rows]
+
+
+def renew_claim(conn: Connection, tables: Tables, run_id: str, now: datetime | None = None,
+                distrik: str | None = None) -> int:
+    """Refresh ``claimed_at`` of the keys ``run_id`` still holds (of ``distrik``, if given);
+    returns how many it holds. A run that keeps renewing is never taken over."""
+    t = tables.s3_object
+    mine = and_(t.c.compression_run_id == run_id, t.c.compression_status == "CLAIMED")
+    if distrik is not None:
+        mine = and_(mine, t.c.distrik == distrik)
+    return conn.execute(update(t).where(mine).values(claimed_at=now or utcnow())).rowcount
+
+
+def claim_holders(conn: Connection, tables: Tables, ids: Sequence[int], run_id: str
+                  ) -> list[str]:
+    """The runs other than ``run_id`` that now hold (or finished) keys of ``ids``."""
+    t = tables.s3_object
+    holders: set[str] = set()
+    for i in range(0, len(ids), 500):  # far below every dialect's parameter limit
+        holders.update(conn.execute(
+            select(t.c.compression_run_id).distinct()
+            .where(t.c.id.in_(list(ids[i:i + 500])), t.c.compression_run_id != run_id)
+        ).scalars())
+    return sorted(h for h in holders if h)
+
+
+class ClaimLost(ShopfloorError):
+    """This run no longer holds every key it claimed: another run took the claim over."""
+
+
+def fence(engine: Engine, tables: Tables, run_id: str, distrik: str,
+          claimed: Sequence[ClaimedKey], now: datetime | None = None) -> None:
+    """Check, immediately before publishing, that ``run_id`` still holds every key it
+    claimed in ``distrik``, renewing them in the same statement; raise :class:`ClaimLost`
+    naming the run(s) that took them over if not.
+
+    The renewal gives the publish a full TTL: nobody can take the claim over while the
+    files are moved, unless the TTL is shorter than the moves take.
+    """
+    with engine.begin() as conn:
+        held = renew_claim(conn, tables, run_id, now, distrik)
+        if held >= len(claimed):
+            return
+        holders = claim_holders(conn, tables, [c.id for c in claimed], run_id)
+    by = ", ".join(holders) if holders else "an operator (keys reset)"
+    raise ClaimLost(
+        f"claim taken over by run {by}: {len(claimed) - held} of {len(claimed)} keys of "
+        f"{distrik} are no longer held by run {run_id}; nothing was published")

@@ -203,18 +203,27 @@ def _classify(batch: _Batch, keys: Sequence[str], staged: Sequence[str],
     return valid
 
 
+def no_fence() -> None:
+    """The default fence: publish without checking (plain calls and tests of the step)."""
+
+
 def compact_claim(spec: CompactionSpec, layout: ClaimLayout, claimed: Sequence[ClaimedKey],
-                  hook: Hook = no_hook) -> CompactResult:
+                  hook: Hook = no_hook, fence: Callable[[], None] = no_fence
+                  ) -> CompactResult:
     """Write the claimed objects' valid records as Parquet under the target prefix.
 
     First removes what an earlier attempt of this claim, or the stale claims taken
     over, left behind; then stages, classifies and publishes. Keys are not marked
     here: the caller records ``succeeded`` and ``quarantined`` afterwards. ``hook`` is
-    called at each step (see :data:`Hook`); production passes nothing.
+    called at each step (see :data:`Hook`); production passes nothing. ``fence`` is
+    called immediately before publishing and raises if the claim is no longer this
+    run's: then nothing is published and the staging is removed.
     """
     for token in sorted({c.previous_run_id for c in claimed if c.previous_run_id}
                         | {layout.token}):
         output.clean_claim(layout.for_token(token))
+        if layout.scope:
+            output.clean_claim(layout.for_token(token).unscoped())
     result = CompactResult(bytes_in=sum(c.size or 0 for c in claimed))
     keys = []
     for c in claimed:
@@ -231,6 +240,11 @@ def compact_claim(spec: CompactionSpec, layout: ClaimLayout, claimed: Sequence[C
             staged = _stage_isolating(batch, keys, result)
             valid = _classify(batch, keys, staged, result)
             hook("after_stage")
+            try:
+                fence()
+            except BaseException:
+                output.drop_staging(layout)
+                raise
             published = output.publish(layout, valid, lambda: hook("mid_publish"))
             result.files = [layout.lake.url(k) for k in published]
             result.bytes_out = output.total_size(layout, published)

@@ -7,9 +7,12 @@ operator/test setting, off unless set (docs/s3_compaction.md, docs/spark_extract
 - ``SHOPFLOOR_FAULT_PAUSE_AT``: the step to pause at, one of :data:`PAUSE_POINTS`.
 - ``SHOPFLOOR_FAULT_PAUSE_FILE`` (optional): a file written with the step's name when
   the run gets there, so whoever waits for the pause knows it was reached.
+- ``SHOPFLOOR_FAULT_RESUME_FILE`` (optional): the pause ends as soon as this file exists,
+  so a test can let a paused run go on (e.g. after its claim was taken over).
 
-The run then sleeps for :data:`PAUSE_SECONDS`; the crash tests ``kill -9`` it there to
-prove a crash at any step leaves every record in the output exactly once. Unset (the
+The run then sleeps for :data:`PAUSE_SECONDS` (or until the resume file appears); the
+crash tests ``kill -9`` it there to prove a crash at any step leaves every record in the
+output exactly once, the fencing test resumes it to prove it then publishes nothing. Unset (the
 normal case), :func:`pause_hook_from_env` returns ``None`` and the flow wires in nothing.
 """
 
@@ -22,7 +25,9 @@ from shopfloor.errors import ShopfloorError
 
 PAUSE_AT = "SHOPFLOOR_FAULT_PAUSE_AT"
 PAUSE_FILE = "SHOPFLOOR_FAULT_PAUSE_FILE"
+RESUME_FILE = "SHOPFLOOR_FAULT_RESUME_FILE"
 PAUSE_SECONDS = 600
+RESUME_POLL_SECONDS = 0.2
 # In the order a run reaches them: staged, first file moved, all moved, keys not yet marked.
 PAUSE_POINTS = ("after_stage", "mid_publish", "after_publish", "after_compact")
 
@@ -38,12 +43,17 @@ def pause_hook_from_env(environ: Mapping[str, str] = os.environ
         raise ShopfloorError(
             f"invalid {PAUSE_AT} {point!r}: use one of {', '.join(PAUSE_POINTS)}")
     marker = environ.get(PAUSE_FILE)
+    resume = environ.get(RESUME_FILE)
 
     def pause(name: str) -> None:
         if name != point:
             return
         if marker:
             Path(marker).write_text(name)
-        time.sleep(PAUSE_SECONDS)
+        deadline = time.monotonic() + PAUSE_SECONDS
+        while time.monotonic() < deadline:
+            if resume and Path(resume).exists():
+                return
+            time.sleep(RESUME_POLL_SECONDS)
 
     return pause

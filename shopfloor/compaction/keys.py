@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
 from shopfloor.db.schema import Tables
 from shopfloor.db.upsert import upsert
@@ -61,17 +61,27 @@ def registry_rows(
     return rows, unknown
 
 
+LOOKUP_CHUNK = 500  # key hashes per IN (...): far below every dialect's parameter limit
+
+
 def register_keys(conn: Connection, tables: Tables, rows: list[dict[str, Any]]) -> int:
     """Insert the rows whose key is new as PENDING (existing keys untouched); returns how many.
 
     Insert-or-ignore on ``key_hash`` makes it safe to repeat and safe against a
-    concurrent registration of the same keys.
+    concurrent registration of the same keys. The keys already registered are looked
+    up by the listed hashes only, so the cost follows the listing, not the registry.
     """
     table = tables.s3_object
-    before = conn.execute(select(func.count()).select_from(table)).scalar_one()
-    upsert(conn, table, rows, key_columns=["key_hash"], update_columns=[])
-    after = conn.execute(select(func.count()).select_from(table)).scalar_one()
-    return int(after - before)
+    hashes = [r["key_hash"] for r in rows]
+    known: set[str] = set()
+    for i in range(0, len(hashes), LOOKUP_CHUNK):
+        chunk = hashes[i:i + LOOKUP_CHUNK]
+        known.update(conn.execute(
+            select(table.c.key_hash).where(table.c.key_hash.in_(chunk))).scalars())
+    new_rows = [r for r in rows if r["key_hash"] not in known]
+    # Still insert-or-ignore: a concurrent registration may have added some meanwhile.
+    upsert(conn, table, new_rows, key_columns=["key_hash"], update_columns=[])
+    return len(new_rows)
 
 
 _DISTRIK = re.compile(DISTRICT_PATTERN)

@@ -52,14 +52,25 @@ class ClaimLayout:
     lake: StorageLocation
     target_prefix: str
     token: str
+    # The district a claim serves: one run compacts several districts one after another
+    # under the same token (its flow run id), and a record may name another district
+    # than its key's, so names carry the scope to stay unique per (run, district).
+    scope: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target_prefix", check_target_prefix(self.target_prefix))
         check_token(self.token)
+        if self.scope:
+            check_identifier_token(self.scope, "claim scope")
+
+    @property
+    def name(self) -> str:
+        """The claim's name in the lake: the token, and the scope if there is one."""
+        return f"{self.token}.{self.scope}" if self.scope else self.token
 
     @property
     def staging_key(self) -> str:
-        return f"_compaction/{self.target_prefix}/staging/{self.token}"
+        return f"_compaction/{self.target_prefix}/staging/{self.name}"
 
     @property
     def staging_root(self) -> str:
@@ -67,11 +78,11 @@ class ClaimLayout:
 
     @property
     def manifest_key(self) -> str:
-        return f"_compaction/{self.target_prefix}/manifests/{self.token}.json"
+        return f"_compaction/{self.target_prefix}/manifests/{self.name}.json"
 
     @property
     def filename_pattern(self) -> str:
-        return f"part-{self.token}-{{i}}"
+        return f"part-{self.name}-{{i}}"
 
     def _partition_path(self, staged_url: str) -> str:
         # DuckDB returns the files it wrote as URLs under the staging root it was given.
@@ -93,4 +104,10 @@ class ClaimLayout:
         return self.lake.url(self.final_key(staged_url))
 
     def for_token(self, token: str) -> "ClaimLayout":
-        return ClaimLayout(self.lake, self.target_prefix, check_token(token))
+        """The same scope's layout of another claim token (a stale claim taken over)."""
+        return ClaimLayout(self.lake, self.target_prefix, check_token(token), self.scope)
+
+    def unscoped(self) -> "ClaimLayout":
+        """The layout without a scope (claims written before runs served several
+        districts), so a take-over also cleans what such a claim left."""
+        return ClaimLayout(self.lake, self.target_prefix, self.token)

@@ -36,6 +36,7 @@ class Tables:
     s3_object: Table
     pipeline_watermark: Table
     sqlth_te: Table
+    s3_listing: Table
 
     @property
     def schema(self) -> str | None:
@@ -137,7 +138,19 @@ def _build(schema: str | None) -> Tables:
         Column("created", BigInteger),
         Column("retired", BigInteger),
     )
-    return Tables(md, raw, hourly, location, quarantine, s3_object, watermark, sqlth_te)
+    # Where registration's last listing of each stream (a folder of hour folders) ended,
+    # so the next one lists only from there (shopfloor/compaction/listing.py). Keys and
+    # storage URLs outgrow index limits: the primary key is a SHA-256 of both.
+    s3_listing = Table(
+        "s3_listing", md,
+        Column("id_hash", String(64), primary_key=True),
+        Column("storage", String(1024), nullable=False),
+        Column("stream", String(1024), nullable=False),
+        Column("last_key", String(1024), nullable=False),
+        Column("updated_at", UtcDateTime, nullable=False),
+    )
+    return Tables(md, raw, hourly, location, quarantine, s3_object, watermark, sqlth_te,
+                  s3_listing)
 
 
 @lru_cache(maxsize=16)
