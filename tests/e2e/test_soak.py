@@ -149,9 +149,10 @@ def _next_minute(after: float, second: float) -> float:
 def _freeze_compaction(soak: Soak, marker_file: Path) -> None:
     """Start a compaction that pauses after staging; freeze it (SIGSTOP: its claim renewal
     stops too) past its one-minute claim TTL, then let it go on."""
+    resume_file = marker_file.with_suffix(".resume")
     pause_env = {"SHOPFLOOR_FAULT_PAUSE_AT": "after_stage",
                  "SHOPFLOOR_FAULT_PAUSE_FILE": str(marker_file),
-                 "SHOPFLOOR_FAULT_PAUSE_SECONDS": "3"}
+                 "SHOPFLOOR_FAULT_RESUME_FILE": str(resume_file)}
     dep = api(soak.env, "GET", "/deployments/name/s3-compaction/hourly").json()
     run = api(soak.env, "POST", f"/deployments/{dep['id']}/create_flow_run", json={
         "parameters": {"claim_ttl_minutes": 1}, "job_variables": {"env": pause_env},
@@ -167,6 +168,7 @@ def _freeze_compaction(soak: Soak, marker_file: Path) -> None:
         os.kill(pid, signal.SIGSTOP)
     soak.events["frozen_at"] = time.time()
     time.sleep(80)
+    resume_file.write_text("go")
     for pid in pids:
         os.kill(pid, signal.SIGCONT)
     soak.events["thawed_at"] = time.time()
