@@ -11,7 +11,7 @@ from prefect.states import State
 from pydantic import Field
 
 from shopfloor.aggregation.alerts import breaches_markdown
-from shopfloor.aggregation.hours import resolve_timezone
+from shopfloor.aggregation.hours import local_hour_index, resolve_timezone
 from shopfloor.aggregation.incremental import (
     DEFAULT_MAX_CATCHUP_HOURS,
     IncrementalPlan,
@@ -71,8 +71,9 @@ def check_parameters(start: datetime | None, end: datetime | None, timezone: str
 
 
 def _plan(source_db: str, target_db: str, timezone: str, tz: ZoneInfo, late_data: bool,
-          max_catchup_hours: int) -> tuple[IncrementalPlan, dict[str, datetime], int]:
-    """The incremental plan at the run's logical time, its watermarks and late rows."""
+          max_catchup_hours: int) -> tuple[IncrementalPlan, dict[str, datetime], int, int]:
+    """The incremental plan at the run's logical time, its watermarks, late rows, and the
+    first hour no earlier run had closed (an empty hour is reported by one run only)."""
     now = logical_now()
     late, marks, late_rows = [], {}, 0
     if late_data:
@@ -81,22 +82,25 @@ def _plan(source_db: str, target_db: str, timezone: str, tz: ZoneInfo, late_data
         if lp.new_watermark is not None:
             marks[watermark_name(source_db)] = lp.new_watermark
     closed_mark = closed_watermark_name(source_db)
-    plan = plan_incremental(now, tz, late, read_watermark(target_db, closed_mark),
-                            max_catchup_hours)
+    previous = read_watermark(target_db, closed_mark)
+    plan = plan_incremental(now, tz, late, previous, max_catchup_hours)
     marks[closed_mark] = plan.closed_through
+    first_new = local_hour_index(previous, tz) if previous is not None else plan.closed.first
     get_run_logger().info(
         "logical time %s: closed hours %s%s", now.isoformat(), plan.closed.label(),
         f", {plan.deferred} late (location, hour) pair(s) in the open hour left for the "
         "next run" if plan.deferred else "")
-    return plan, marks, late_rows
+    return plan, marks, late_rows, first_new
 
 
 def _shortfalls(plan: IncrementalPlan | None, rows: list[dict[str, Any]], tz: ZoneInfo,
-                timezone: str) -> tuple[list[int], list[str]]:
-    """Closed hours without any reading, and the messages a Degraded state carries."""
+                timezone: str, first_new: int) -> tuple[list[int], list[str]]:
+    """Closed hours newly closed by this run without any reading, and the messages a
+    Degraded state carries. An hour re-covered by a later run (the last closed hour is
+    always covered) is not reported again, so one empty hour is one notification."""
     if plan is None:
         return [], []
-    empty = hours_without_rows(plan.closed, rows, tz)
+    empty = [i for i in hours_without_rows(plan.closed, rows, tz) if i >= first_new]
     notes = []
     if empty:
         shown = ", ".join(hour_label(i) for i in empty[:5])
@@ -156,9 +160,9 @@ def hourly_aggregation(
     check_databases(source_db, target_db)  # unknown blocks fail here, then unreachable ones
     plan: IncrementalPlan | None = None
     marks: dict[str, datetime] = {}
-    late_rows = 0
+    late_rows, first_new = 0, 0
     if start is None:
-        plan, marks, late_rows = _plan(source_db, target_db, timezone, tz, late_data,
+        plan, marks, late_rows, first_new = _plan(source_db, target_db, timezone, tz, late_data,
                                        max_catchup_hours)
         windows: list[Window] = plan.windows
     else:
@@ -176,7 +180,7 @@ def hourly_aggregation(
     # late-data overlap never repeats an alert an automation has already acted on.
     fresh = [b for b in breaches if (b.loc_id, b.ymd, b.hh) in stats.changed]
     events = emit_threshold_alerts(fresh, timezone) if fresh else 0
-    empty, notes = _shortfalls(plan, rows, tz, timezone)
+    empty, notes = _shortfalls(plan, rows, tz, timezone, first_new)
     hours = sorted({f"{r['ymd']} {r['hh']}" for r in rows})
     summary = {
         "windows": len(windows), "raw_rows": stats.raw_rows, "late_rows": late_rows,
