@@ -92,16 +92,26 @@ def _notify_ids(client: SyncPrefectClient, names: list[str],
     return ids
 
 
+def gateway_limits(devices: list[dict[str, Any]]) -> list[str]:
+    """The gateway limits to create for the ModbusDevice blocks' ``devices`` (their data):
+    one per ``host:port`` that is a gateway, i.e. shared by several devices (unit ids
+    behind one Modbus TCP or RTU-over-TCP gateway) or reached as RTU over TCP. A
+    device alone on its own TCP endpoint takes no limit, so its polls cost no API call.
+    """
+    users: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for data in devices:
+        if data.get("transport") == "serial" or not data.get("host") or not data.get("port"):
+            continue  # a serial line is one device's own, not a shared gateway
+        users.setdefault((str(data["host"]), int(data["port"])), []).append(data)
+    return sorted(gateway_limit_name(host, port) for (host, port), found in users.items()
+                  if len(found) > 1 or any(d.get("transport") == "rtu-over-tcp"
+                                           for d in found))
+
+
 def _gateway_limits(client: SyncPrefectClient) -> list[str]:
-    names = set()
-    for doc in client.read_block_documents():
-        if doc.block_type and doc.block_type.slug == MODBUS_DEVICE_SLUG and doc.data:
-            if doc.data.get("transport") == "serial":
-                continue  # a serial line is one device's own, not a shared gateway
-            host, port = doc.data.get("host"), doc.data.get("port")
-            if host and port:
-                names.add(gateway_limit_name(str(host), int(port)))
-    return sorted(names)
+    return gateway_limits([doc.data for doc in client.read_block_documents()
+                           if doc.block_type and doc.block_type.slug == MODBUS_DEVICE_SLUG
+                           and doc.data])
 
 
 def _ensure_limits(client: SyncPrefectClient, ops: dict[str, Any],

@@ -71,7 +71,12 @@ def sh(env: dict[str, str], *args: str, check: bool = True, timeout: float = 600
 
 
 def api(env: dict[str, str], method: str, path: str, **kw) -> httpx.Response:
-    """A call to the Prefect REST API of ``env``; raises on an error status."""
-    r = httpx.request(method, env["PREFECT_API_URL"] + path, timeout=30, **kw)
+    """A call to the Prefect REST API of ``env``; raises on an error status (a busy
+    server's 503 is retried for a while first)."""
+    for _ in range(10):
+        r = httpx.request(method, env["PREFECT_API_URL"] + path, timeout=30, **kw)
+        if r.status_code != 503:
+            break
+        time.sleep(3)
     r.raise_for_status()
     return r

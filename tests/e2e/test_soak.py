@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from tests.conftest import free_port
 from tests.e2e.servers import BIN, ROOT, api, clean_env, prefect_server, sh, stop
@@ -146,9 +147,21 @@ def _next_minute(after: float, second: float) -> float:
     return base if base > after else base + 60
 
 
+def _taken_over(pg_url: str, run_id: str) -> bool:
+    engine = create_engine(pg_url)
+    with engine.connect() as conn:
+        held = conn.execute(text(
+            "SELECT count(*) FROM s3_object WHERE compression_run_id = :r "
+            "AND compression_status = 'CLAIMED'"), {"r": run_id}).scalar_one()
+    engine.dispose()
+    return held == 0
+
+
 def _freeze_compaction(soak: Soak, marker_file: Path) -> None:
-    """Start a compaction that pauses after staging; freeze it (SIGSTOP: its claim renewal
-    stops too) past its one-minute claim TTL, then let it go on."""
+    """Register what has landed, then start a compaction that pauses after staging and
+    freeze it (SIGSTOP: its claim renewal stops too) until a scheduled compaction has
+    taken its keys over (one-minute claim TTL), then let it go on."""
+    _run_to_end(soak, "register-s3-keys/every-15-minutes")
     resume_file = marker_file.with_suffix(".resume")
     pause_env = {"SHOPFLOOR_FAULT_PAUSE_AT": "after_stage",
                  "SHOPFLOOR_FAULT_PAUSE_FILE": str(marker_file),
@@ -167,7 +180,9 @@ def _freeze_compaction(soak: Soak, marker_file: Path) -> None:
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     soak.events["frozen_at"] = time.time()
-    time.sleep(80)
+    deadline = time.time() + 240
+    while not _taken_over(soak.pg_url, run["id"]) and time.time() < deadline:
+        time.sleep(2)
     resume_file.write_text("go")
     for pid in pids:
         os.kill(pid, signal.SIGCONT)
@@ -194,7 +209,22 @@ def _run_to_end(soak: Soak, deployment: str, *params: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def soak(tmp_path_factory, pg_url, s3_endpoint, listener) -> Iterator[Soak]:
+def prefect_db(pg_server_url: str) -> Iterator[str]:
+    """A PostgreSQL database for the Prefect server: SQLite locks up under a busy chain
+    (events, heartbeats, automations), as it would in a plant."""
+    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    name = f"soak_prefect_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_server_url).set(drivername="postgresql+asyncpg", database=name)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def soak(tmp_path_factory, pg_url, s3_endpoint, listener, prefect_db) -> Iterator[Soak]:
     home = tmp_path_factory.mktemp("soak")
     bucket = f"soak-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(
@@ -207,6 +237,7 @@ def soak(tmp_path_factory, pg_url, s3_endpoint, listener) -> Iterator[Soak]:
         "SHOPFLOOR_S3_BUCKET": bucket, "SHOPFLOOR_S3_ENDPOINT_URL": s3_endpoint,
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1", "SHOPFLOOR_NOTIFY_WEBHOOK_URL": listener[0],
+        "PREFECT_API_DATABASE_CONNECTION_URL": prefect_db,
     })
     with prefect_server(home, env, free_port()):
         s = Soak(env, home, pg_url, bucket)

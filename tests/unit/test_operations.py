@@ -10,6 +10,7 @@ from deployments.deploy import apply_override, load_config, plan_deploy
 from deployments.operations import (
     apply_overrides,
     automation_models,
+    gateway_limits,
     load_operations,
 )
 from shopfloor.errors import ShopfloorError
@@ -95,6 +96,18 @@ def test_queues_put_capture_first_and_backfill_last():
     assert by_flow["modbus_capture"] == "capture"
     assert by_flow["hourly_backfill"] == "backfill"
     assert set(by_flow.values()) <= set(queues)
+
+
+def test_gateway_limits_only_for_shared_or_rtu_over_tcp_endpoints():
+    devices = [
+        {"host": "10.0.0.7", "port": 502, "transport": "tcp", "unit_id": 1},
+        {"host": "10.0.0.7", "port": 502, "transport": "tcp", "unit_id": 2},  # a gateway
+        {"host": "10.0.0.8", "port": 502, "transport": "tcp", "unit_id": 1},  # alone
+        {"host": "10.0.0.9", "port": 4001, "transport": "rtu-over-tcp", "unit_id": 3},
+        {"host": "127.0.0.1", "port": 502, "transport": "serial", "serial_port": "/dev/x"},
+    ]
+    assert gateway_limits(devices) == ["modbus-gateway-10-0-0-7-502",
+                                       "modbus-gateway-10-0-0-9-4001"]
 
 
 def test_gateway_limit_names():
