@@ -27,7 +27,9 @@ print('\n'.join(d['project']['dependencies']))" > /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
 # The code, at the working directory prefect.yaml's pull step sets.
-COPY README.md prefect.yaml ./
+COPY README.md prefect.yaml operations.yaml ./
+COPY maps ./maps
+COPY config ./config
 COPY shopfloor ./shopfloor
 COPY blocks ./blocks
 COPY tasks ./tasks
