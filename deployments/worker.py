@@ -7,9 +7,10 @@ into a Crashed state and runs the flows' ``on_crashed`` hooks (compaction gives 
 back), then the worker is stopped. Whatever is still alive after the grace period is
 killed, so no process is left over.
 
-If the supervisor itself is killed (``kill -9``), the kernel stops the worker with it
-(``PR_SET_PDEATHSIG``); running flow processes then finish their runs on their own and
-exit, and a restarted worker picks up the next ones.
+If the supervisor itself is killed (``kill -9``), the kernel kills the worker with it
+(``PR_SET_PDEATHSIG``, SIGKILL: a worker that shuts down cleanly stops its flow
+processes, which is what a killed worker must not do). Running flow processes finish
+their runs on their own and exit, and a restarted worker picks up the next ones.
 """
 
 import ctypes
@@ -26,7 +27,7 @@ WORKER_EXIT_SECONDS = 15.0
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:  # not Linux: the worker outlives a killed supervisor, as before
         pass
 
