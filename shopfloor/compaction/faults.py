@@ -50,9 +50,11 @@ def pause_hook_from_env(environ: Mapping[str, str] = os.environ
             return
         if marker:
             Path(marker).write_text(name)
-        deadline = time.monotonic() + PAUSE_SECONDS
-        while time.monotonic() < deadline:
-            if resume and Path(resume).exists():
+        if not resume:
+            time.sleep(PAUSE_SECONDS)
+            return
+        for _ in range(int(PAUSE_SECONDS / RESUME_POLL_SECONDS)):
+            if Path(resume).exists():
                 return
             time.sleep(RESUME_POLL_SECONDS)
 

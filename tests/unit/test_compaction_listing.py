@@ -113,3 +113,16 @@ def test_claim_renewal_renews_in_the_background_and_survives_errors():
         assert done.wait(timeout=30)
     assert renewal._thread is not None and not renewal._thread.is_alive()  # stopped on exit
     assert renewal.renewals >= 1 and [str(e) for e in errors] == ["database bounced"]
+
+
+def test_a_pause_ends_when_its_resume_file_exists(tmp_path, monkeypatch):
+    from shopfloor.compaction import faults
+
+    slept: list[float] = []
+    monkeypatch.setattr(faults.time, "sleep", slept.append)
+    resume = tmp_path / "resume"
+    pause = faults.pause_hook_from_env({faults.PAUSE_AT: "after_stage",
+                                        faults.RESUME_FILE: str(resume)})
+    resume.write_text("go")
+    pause("after_stage")
+    assert slept == []
