@@ -24,7 +24,7 @@ from shopfloor.modbus.capture import (
     verdict,
 )
 from shopfloor.modbus.client import DeviceConfig
-from shopfloor.modbus.window import plan_window
+from shopfloor.modbus.window import plan_window, span_window_start
 from shopfloor.params import BlockName
 from tasks.modbus import Progress, capture_device_task, resolve_device
 from tasks.outcomes import degraded, emit
@@ -103,7 +103,8 @@ def _schedule(samples: int, interval: float, span: float | None, offset: float |
         return schedule_anchor(interval, now=now + START_LEAD_SECONDS), samples, 0
     if deployment.get_id() is not None:  # scheduled (or started) from a deployment
         scheduled = flow_run.get_scheduled_start_time().timestamp()
-        start = scheduled + (SCHEDULED_OFFSET_SECONDS if offset is None else offset)
+        start = span_window_start(scheduled, span,
+                                  SCHEDULED_OFFSET_SECONDS if offset is None else offset)
     else:  # a plain call: the window starts now
         start = now + START_LEAD_SECONDS + (offset or 0.0)
     window = plan_window(start, span, interval, now=now, lead=START_LEAD_SECONDS)

@@ -67,3 +67,17 @@ def plan_window(window_start: float, span: float, interval: float, now: float,
     ready_ms = round((now + lead) * 1000)
     skip = 0 if ready_ms <= first_ms else min(slots, -(-(ready_ms - first_ms) // step))
     return Window(first_ms / 1000, step / 1000, slots, skip)
+
+
+def span_window_start(scheduled: float, span: float, offset: float) -> float:
+    """Where the window of a deployment run scheduled at ``scheduled`` starts: the
+    ``span`` boundary (counted from the epoch, UTC) at or before it, plus ``offset``.
+
+    A cron firing on span boundaries (``0 * * * *`` for 3600 s) gets the window it was
+    scheduled for; a run started in between (a rerun after a crash, one started by hand
+    or by the restart automation) continues the current window from its first slot still
+    ahead, so it never overlaps the next scheduled run.
+    """
+    span_ms = max(1, round(span * 1000))
+    boundary_ms = (round(scheduled * 1000) // span_ms) * span_ms
+    return boundary_ms / 1000 + offset

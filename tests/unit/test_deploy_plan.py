@@ -43,6 +43,10 @@ def test_schedules_as_the_operations_guide_says(config):
     assert c["master_data_sync"] == [("30 0 * * *", "UTC")]
     assert c["spark_sensor_extraction"] == [("0 2 * * *", "UTC")]
     assert c["hourly_backfill"] == [] and c["demo"] == []
+    registration = {d["name"]: d for d in config["deployments"]
+                    if d["entrypoint"].endswith(":register_s3_keys")}
+    assert registration["every-15-minutes"]["schedules"][0]["cron"] == "*/15 * * * *"
+    assert registration["daily-full-listing"]["parameters"] == {"full_listing": True}
 
 
 def test_hourly_aggregation_never_overlaps_itself(config):

@@ -53,3 +53,14 @@ def test_a_window_needs_a_span_and_an_interval(span, interval):
 
 def test_window_properties():
     assert Window(10.0, 2.0, 5, 2).start == 14.0 and Window(10.0, 2.0, 5, 2).remaining == 3
+
+
+def test_a_run_between_span_boundaries_continues_the_current_window():
+    from shopfloor.modbus.window import span_window_start
+
+    hour = 1_796_162_400.0  # an hour boundary (epoch seconds)
+    assert span_window_start(hour, 3600, 30) == hour + 30  # the scheduled run
+    assert span_window_start(hour + 23 * 60 + 7.5, 3600, 30) == hour + 30  # a rerun
+    assert span_window_start(hour + 3599.999, 3600, 30) == hour + 30
+    assert span_window_start(hour + 3600, 3600, 30) == hour + 3630  # the next one
+    assert span_window_start(hour + 61, 60, 30) == hour + 90

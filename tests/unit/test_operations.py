@@ -24,7 +24,7 @@ def test_every_automation_of_the_file_is_a_valid_prefect_automation():
     models = {m.name: m for m in automation_models(load_operations(ROOT), [BLOCK_ID])}
     assert set(models) == {"shopfloor-failed-runs", "shopfloor-capture-stale",
                            "shopfloor-lake-stale", "shopfloor-warehouse-stale",
-                           "shopfloor-zombie-runs"}
+                           "shopfloor-zombie-runs", "shopfloor-capture-restart"}
     failed = models["shopfloor-failed-runs"]
     assert {"prefect.flow-run.Failed", "prefect.flow-run.Crashed",
             "prefect.flow-run.Degraded"} <= failed.trigger.expect
@@ -33,6 +33,9 @@ def test_every_automation_of_the_file_is_a_valid_prefect_automation():
     stale = models["shopfloor-capture-stale"].trigger
     assert stale.posture == "Proactive" and stale.for_each == {"prefect.resource.id"}
     assert stale.after == stale.expect == {"shopfloor.capture.completed"}
+    restart = models["shopfloor-capture-restart"]
+    assert [a.type for a in restart.actions] == ["run-deployment"]
+    assert restart.actions[0].source == "inferred"
     zombie = models["shopfloor-zombie-runs"]
     assert [type(a) for a in zombie.actions] == [ChangeFlowRunState]
     assert zombie.actions[0].state == "CRASHED"
