@@ -54,14 +54,18 @@ def read_request(client: Any, request: ReadRequest, unit_id: int) -> list[int] |
     Raises:
         DeviceError: on a Modbus exception response, a timeout or a broken connection.
     """
-    if not client.connected and not client.connect():
-        raise DeviceError("connection refused or unreachable", connection=True)
-    reader = getattr(client, _READERS[request.register_type])
     try:
+        if not client.connected and not client.connect():
+            raise DeviceError("connection refused or unreachable", connection=True)
+        reader = getattr(client, _READERS[request.register_type])
         response = reader(request.address, count=request.count, device_id=unit_id)
-    except ModbusException as exc:
+    except (ModbusException, OSError) as exc:
+        # pymodbus raises its own exceptions for timeouts and garbled frames, but a peer
+        # that resets or drops the connection mid-read surfaces as a plain OSError
+        # (ConnectionResetError, BrokenPipeError): both are a failed read, never a crash
+        # of the device's capture (which would lose its unwritten batch).
         client.close()  # a half-read answer would desynchronise the next request
-        raise DeviceError(f"no answer: {exc}", connection=True) from None
+        raise DeviceError(f"no answer: {type(exc).__name__}: {exc}", connection=True) from None
     if response.isError():
         code = getattr(response, "exception_code", "?")
         raise DeviceError(f"modbus exception {code} reading {request.register_type} "

@@ -184,3 +184,27 @@ def test_verdicts():
     assert v.outcome == "failed" and "n: all 12 readings quarantined" in v.message
     v = verdict([dead, nan])
     assert v.outcome == "failed" and "c: connection refused" in v.message
+
+
+class ResettingClient(FakeClient):
+    """A peer that resets the connection mid-read (a PLC rebooting, a gateway killed):
+    pymodbus lets the socket's ConnectionResetError through."""
+
+    def read_holding_registers(self, address: int, count: int, device_id: int):
+        self.reads += 1
+        if not self.alive():
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return SimpleNamespace(isError=lambda: False, registers=[215] * count)
+
+
+def test_a_connection_reset_mid_read_is_a_failed_sample_not_a_lost_batch():
+    t = FakeTime(1000.0)
+    client = ResettingClient(lambda: round((t.now - 1000.0) / 5.0) < 6)
+    frames: list = []
+    stats = capture_device(CFG, 12, 5.0, 1000.0, frames.append, clock=t.clock,
+                           sleep=t.sleep, client=client)
+    taken = [ts.timestamp() for f in frames for ts in f["capture_dt"]]
+    assert taken == [1000.0 + 5.0 * k for k in range(6)]  # the good samples are kept
+    assert stats.samples_ok == 6
+    assert stats.samples_failed + stats.samples_skipped == 6
+    assert any("ConnectionResetError" in e for e in stats.errors)
