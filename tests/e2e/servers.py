@@ -33,7 +33,8 @@ def clean_env() -> dict[str, str]:
 
 
 @contextmanager
-def prefect_server(home: Path, env: dict[str, str], port: int) -> Iterator[None]:
+def prefect_server(home: Path, env: dict[str, str], port: int
+                   ) -> Iterator[subprocess.Popen]:
     """``prefect server start`` on 127.0.0.1:``port`` until the block ends; ``env`` gets
     PREFECT_HOME and PREFECT_API_URL."""
     env.update({"PREFECT_HOME": str(home / "prefect"),
@@ -55,7 +56,7 @@ def prefect_server(home: Path, env: dict[str, str], port: int) -> Iterator[None]
             time.sleep(1)
         else:
             raise AssertionError("prefect server did not become healthy in 120 s")
-        yield
+        yield server
     finally:
         stop(server, signal.SIGTERM)
         log.close()

@@ -122,6 +122,7 @@ class Soak:
         self.procs: list[subprocess.Popen] = []
         self.worker: subprocess.Popen | None = None
         self.events: dict[str, float] = {}
+        self.server: subprocess.Popen | None = None  # stopped by its fixture
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.home / f"{name}.log", "a")
@@ -256,8 +257,9 @@ def soak(tmp_path_factory, pg_url, s3_endpoint, listener, prefect_db) -> Iterato
         "AWS_DEFAULT_REGION": "us-east-1", "SHOPFLOOR_NOTIFY_WEBHOOK_URL": listener[0],
         "PREFECT_API_DATABASE_CONNECTION_URL": prefect_db,
     })
-    with prefect_server(home, env, free_port()):
+    with prefect_server(home, env, free_port()) as server:
         s = Soak(env, home, pg_url, bucket)
+        s.server = server
         try:
             yield s
         finally:
@@ -332,7 +334,7 @@ def test_the_chain_holds_for_its_run(soak: Soak, listener) -> None:
 def _leftovers(soak: Soak) -> list[str]:
     """Command lines of processes this test started, other than its own simulators,
     still alive 30 s after the worker was stopped."""
-    ours = {q.pid for q in soak.procs}
+    ours = {q.pid for q in soak.procs} | ({soak.server.pid} if soak.server else set())
     deadline = time.time() + 30
     while True:
         left = [p for p in _marked_pids(soak.env["SHOPFLOOR_SOAK_MARKER"]) if p not in ours]
@@ -456,4 +458,6 @@ def _check(soak: Soak, f: dict, notes: list[dict], leftovers: list[str],
     assert any("s3-compaction" in t and "Failed" in t for t in texts) or \
         "frozen_at" not in soak.events, texts
     assert texts, "no notification arrived"
+    if LONG:  # the outage spans a whole capture window: that run ends Degraded, and is told
+        assert any("modbus-capture" in t and "Degraded" in t for t in texts), texts
     assert not leftovers, leftovers
