@@ -217,6 +217,19 @@ def _terminate_connections(pg_url: str) -> int:
     return int(n)
 
 
+def _wait_until_quiet(soak: Soak, seconds: float = 240) -> None:
+    """Until no run is scheduled, pending or running (the last capture lands its last
+    batch at the end of its window)."""
+    deadline = time.time() + seconds
+    busy = {"any_": ["SCHEDULED", "PENDING", "RUNNING"]}
+    while time.time() < deadline:
+        runs = api(soak.env, "POST", "/flow_runs/filter",
+                   json={"flow_runs": {"state": {"type": busy}}}).json()
+        if not runs:
+            return
+        time.sleep(3)
+
+
 def _run_to_end(soak: Soak, deployment: str, *params: str) -> str:
     args = [str(BIN / "prefect"), "deployment", "run", deployment, "--watch",
             "--watch-timeout", "300"]
@@ -318,7 +331,7 @@ def test_the_chain_holds_for_its_run(soak: Soak, listener) -> None:
     # aggregate what is left (on the same deployments, as a person would).
     for dep in api(env, "POST", "/deployments/filter", json={}).json():
         api(env, "PATCH", f"/deployments/{dep['id']}", json={"paused": True})
-    time.sleep(75)
+    _wait_until_quiet(soak)
     drain = [_run_to_end(soak, "register-s3-keys/every-15-minutes"),
              _run_to_end(soak, "s3-compaction/hourly", "claim_ttl_minutes=1"),
              _run_to_end(soak, "hourly-aggregation/hourly")]
@@ -458,6 +471,4 @@ def _check(soak: Soak, f: dict, notes: list[dict], leftovers: list[str],
     assert any("s3-compaction" in t and "Failed" in t for t in texts) or \
         "frozen_at" not in soak.events, texts
     assert texts, "no notification arrived"
-    if LONG:  # the outage spans a whole capture window: that run ends Degraded, and is told
-        assert any("modbus-capture" in t and "Degraded" in t for t in texts), texts
     assert not leftovers, leftovers
