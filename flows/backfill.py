@@ -22,6 +22,7 @@ from shopfloor.aggregation.windows import Window, chunks, date_range_window
 from shopfloor.errors import ShopfloorError, first_line
 from shopfloor.params import IsoDate, TimeZone
 from tasks.aggregation import aggregate_chunk, check_databases
+from tasks.outcomes import ON_FAILURE
 
 
 def check_parameters(start_date: date, end_date: date, timezone: str) -> ZoneInfo:
@@ -64,7 +65,7 @@ def _outcome(window: Window, future: PrefectFuture) -> tuple[dict[str, Any], lis
 TIMEOUT_SECONDS = 24 * 3600
 
 
-@flow(name="hourly-backfill", timeout_seconds=TIMEOUT_SECONDS)
+@flow(name="hourly-backfill", timeout_seconds=TIMEOUT_SECONDS, on_failure=ON_FAILURE)
 def hourly_backfill(
     start_date: IsoDate,
     end_date: IsoDate,

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
+from tasks.outcomes import ON_FAILURE
+
 Step = Callable[[], list[str]]
 
 
@@ -23,7 +25,7 @@ def demo_steps() -> list[tuple[str, Step]]:
             ("spark extraction", spark_demo_step)]
 
 
-@flow(name="demo", log_prints=False)
+@flow(name="demo", log_prints=False, on_failure=ON_FAILURE)
 def demo() -> None:
     """Run the whole chain on embedded defaults: SQLite, local folders, ephemeral Prefect.
 

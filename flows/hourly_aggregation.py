@@ -33,7 +33,7 @@ from tasks.aggregation import (
     write_hourly,
 )
 from tasks.clock import logical_now
-from tasks.outcomes import degraded, emit
+from tasks.outcomes import ON_FAILURE, degraded, emit
 
 # Scheduled hourly: a run still going after 50 minutes would overlap the next one.
 TIMEOUT_SECONDS = 50 * 60
@@ -113,7 +113,7 @@ def _shortfalls(plan: IncrementalPlan | None, rows: list[dict[str, Any]], tz: Zo
     return empty, notes
 
 
-@flow(name="hourly-aggregation", timeout_seconds=TIMEOUT_SECONDS)
+@flow(name="hourly-aggregation", timeout_seconds=TIMEOUT_SECONDS, on_failure=ON_FAILURE)
 def hourly_aggregation(
     start: IsoDateTime | None = None,
     end: IsoDateTime | None = None,

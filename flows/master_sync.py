@@ -9,14 +9,14 @@ from prefect.runtime import flow_run
 from prefect.states import State
 
 from tasks.aggregation import check_databases, sync_locations
-from tasks.outcomes import degraded, idle
+from tasks.outcomes import ON_FAILURE, degraded, idle
 
 # A sync of a few thousand locations takes seconds; a run still going after this long is
 # stuck on a lock or a dead connection, and ends Failed so someone is told.
 TIMEOUT_SECONDS = 30 * 60
 
 
-@flow(name="master-data-sync", timeout_seconds=TIMEOUT_SECONDS)
+@flow(name="master-data-sync", timeout_seconds=TIMEOUT_SECONDS, on_failure=ON_FAILURE)
 def master_data_sync(
     source_db: str = "shopfloor-source-db",
     target_db: str = "shopfloor-warehouse-db",

@@ -27,7 +27,7 @@ from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.window import plan_window, span_window_start
 from shopfloor.params import BlockName
 from tasks.modbus import Progress, capture_device_task, resolve_device
-from tasks.outcomes import degraded, emit
+from tasks.outcomes import ON_FAILURE, degraded, emit
 
 MAX_DEVICES = 64  # one polling thread per device
 START_LEAD_SECONDS = 2.0
@@ -117,7 +117,7 @@ def _schedule(samples: int, interval: float, span: float | None, offset: float |
 
 
 @flow(name="modbus-capture", task_runner=ThreadPoolTaskRunner(max_workers=MAX_DEVICES),
-      timeout_seconds=TIMEOUT_SECONDS)
+      timeout_seconds=TIMEOUT_SECONDS, on_failure=ON_FAILURE)
 def modbus_capture(
     devices: DeviceNames,
     samples: Samples = 1,

@@ -29,7 +29,7 @@ from shopfloor.params import (
     RamLimit,
     StoragePrefix,
 )
-from tasks.outcomes import degraded, emit, idle
+from tasks.outcomes import ON_FAILURE, degraded, emit, idle
 from tasks.s3_compaction import (
     check_storage,
     claim_renewal,
@@ -67,7 +67,8 @@ def _metrics(counts: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"metric": k, "value": v} for k, v in counts.items()]
 
 
-@flow(name="register-s3-keys", timeout_seconds=REGISTRATION_TIMEOUT_S)
+@flow(name="register-s3-keys", timeout_seconds=REGISTRATION_TIMEOUT_S,
+      on_failure=ON_FAILURE)
 def register_s3_keys(
     raw_logs: str = "shopfloor-raw-logs",
     prefix: OptionalStoragePrefix = "",
@@ -155,7 +156,7 @@ _ON_EXIT: list[Callable[[Flow, FlowRun, State], None]] = [release_claims_on_exit
 
 
 @flow(name="s3-compaction", timeout_seconds=COMPACTION_TIMEOUT_S, on_crashed=_ON_EXIT,
-      on_cancellation=_ON_EXIT, on_failure=_ON_EXIT)
+      on_cancellation=_ON_EXIT, on_failure=[*_ON_EXIT, *ON_FAILURE])
 def s3_compaction(
     distrik: DistrictCode | None = None,
     key_limit_per_run: KeyLimit = 1000,

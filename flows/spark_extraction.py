@@ -36,6 +36,7 @@ from shopfloor.spark.extract import ExtractionJob, MonthResult
 from shopfloor.spark.jdbc import jdbc_source
 from shopfloor.spark.session import session_conf, spark_session
 from tasks.clock import logical_now
+from tasks.outcomes import ON_FAILURE
 from tasks.spark_extraction import (
     clean_output_leftovers,
     discard_month_staging,
@@ -95,7 +96,7 @@ def _discard(lake: str, job: ExtractionJob, month: MonthSlice, token: str) -> No
 TIMEOUT_SECONDS = 3 * 3600
 
 
-@flow(name="spark-sensor-extraction", timeout_seconds=TIMEOUT_SECONDS)
+@flow(name="spark-sensor-extraction", timeout_seconds=TIMEOUT_SECONDS, on_failure=ON_FAILURE)
 def spark_sensor_extraction(
     start: IsoDate | None = None,
     end: IsoDate | None = None,

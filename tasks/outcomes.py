@@ -14,20 +14,52 @@ watch. One vocabulary for every flow (docs/operations.md):
 
 Flows return ``degraded(...)``/``idle(...)``; a plain Python call still gets the
 summary (Prefect returns a returned state's data).
+
+Failed and Degraded runs also emit ``shopfloor.run.failed`` / ``shopfloor.run.degraded``
+(resource ``shopfloor.flow-run.<id>``), which the ``shopfloor-failed-runs`` automation
+watches: Prefect's own state events of scheduler-created runs reached the automations
+only after a long delay here (docs/operations.md), shopfloor's own events at once.
+Every flow lists :data:`ON_FAILURE` as its ``on_failure`` hook.
 """
 
 from typing import Any
 
 from prefect.events import emit_event
+from prefect.runtime import flow_run as current_run
 from prefect.states import Completed, State
 
 DEGRADED = "Degraded"
 IDLE = "Idle"
+FAILED_EVENT = "shopfloor.run.failed"
+DEGRADED_EVENT = "shopfloor.run.degraded"
+
+
+def _emit_outcome(event: str, run_id: object, flow_name: str, run_name: str, state: str,
+                  message: str) -> None:
+    if run_id is None:
+        return  # not a flow run (a unit test of a flow's function)
+    emit_event(event=event,
+               resource={"prefect.resource.id": f"shopfloor.flow-run.{run_id}",
+                         "prefect.resource.name": run_name, "shopfloor.flow": flow_name},
+               payload={"flow": flow_name, "run": run_name, "state": state,
+                        "message": message[:2000], "flow_run_id": str(run_id)})
 
 
 def degraded(summary: Any, message: str) -> State:
-    """A Completed state named ``Degraded`` carrying ``summary`` (part of the job undone)."""
+    """A Completed state named ``Degraded`` carrying ``summary`` (part of the job undone);
+    emits ``shopfloor.run.degraded``."""
+    _emit_outcome(DEGRADED_EVENT, current_run.get_id(), str(current_run.get_flow_name()),
+                  str(current_run.get_name()), DEGRADED, message)
     return Completed(name=DEGRADED, message=message, data=summary)
+
+
+def report_failure(flow: Any, flow_run: Any, state: State) -> None:
+    """``on_failure`` hook of every flow: emits ``shopfloor.run.failed``."""
+    _emit_outcome(FAILED_EVENT, flow_run.id, flow.name, flow_run.name, state.name or "Failed",
+                  state.message or "")
+
+
+ON_FAILURE = [report_failure]
 
 
 def idle(summary: Any, message: str) -> State:

@@ -471,4 +471,6 @@ def _check(soak: Soak, f: dict, notes: list[dict], leftovers: list[str],
     assert any("s3-compaction" in t and "Failed" in t for t in texts) or \
         "frozen_at" not in soak.events, texts
     assert texts, "no notification arrived"
+    if LONG:  # the outage spans a whole capture window: that run ends Degraded, and is told
+        assert any("modbus-capture" in t and "Degraded" in t for t in texts), texts
     assert not leftovers, leftovers

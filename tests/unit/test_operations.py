@@ -24,10 +24,12 @@ def test_every_automation_of_the_file_is_a_valid_prefect_automation():
     models = {m.name: m for m in automation_models(load_operations(ROOT), [BLOCK_ID])}
     assert set(models) == {"shopfloor-failed-runs", "shopfloor-capture-stale",
                            "shopfloor-lake-stale", "shopfloor-warehouse-stale",
-                           "shopfloor-zombie-runs", "shopfloor-capture-restart"}
+                           "shopfloor-zombie-runs", "shopfloor-capture-restart",
+                           "shopfloor-crashed-runs"}
     failed = models["shopfloor-failed-runs"]
-    assert {"prefect.flow-run.Failed", "prefect.flow-run.Crashed",
-            "prefect.flow-run.Degraded"} <= failed.trigger.expect
+    assert failed.trigger.expect == {"shopfloor.run.failed", "shopfloor.run.degraded"}
+    crashed = models["shopfloor-crashed-runs"]
+    assert crashed.trigger.expect == {"prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"}
     assert [type(a) for a in failed.actions] == [SendNotification]
     assert str(failed.actions[0].block_document_id) == BLOCK_ID
     stale = models["shopfloor-capture-stale"].trigger
