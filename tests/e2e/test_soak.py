@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -239,23 +240,42 @@ def _run_to_end(soak: Soak, deployment: str, *params: str) -> str:
     return res.stdout + res.stderr
 
 
+@contextmanager
+def _database(pg_server_url: str, prefix: str, driver: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database, dropped at the end."""
+    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_server_url).set(database=name)
+    if driver:
+        url = url.set(drivername=driver)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="module")
 def prefect_db(pg_server_url: str) -> Iterator[str]:
     """A PostgreSQL database for the Prefect server: SQLite locks up under a busy chain
     (events, heartbeats, automations), as it would in a plant."""
-    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    name = f"soak_prefect_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(pg_server_url).set(drivername="postgresql+asyncpg", database=name)
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with _database(pg_server_url, "soak_prefect", "postgresql+asyncpg") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
-def soak(tmp_path_factory, pg_url, s3_endpoint, listener, prefect_db) -> Iterator[Soak]:
+def soak_db(pg_server_url: str) -> Iterator[str]:
+    """The chain's own database: the checks read whole tables, so no other test's rows
+    may be there (the session database is shared by the files of a pytest worker)."""
+    with _database(pg_server_url, "soak_chain") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def soak(tmp_path_factory, soak_db, s3_endpoint, listener, prefect_db) -> Iterator[Soak]:
     home = tmp_path_factory.mktemp("soak")
     bucket = f"soak-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(
@@ -264,14 +284,14 @@ def soak(tmp_path_factory, pg_url, s3_endpoint, listener, prefect_db) -> Iterato
     env = clean_env()
     env.update({
         "SHOPFLOOR_SOAK_MARKER": marker, "PREFECT_LOGGING_LEVEL": "INFO",
-        "SHOPFLOOR_HOME": str(home / "shopfloor"), "SHOPFLOOR_DB_URL": pg_url,
+        "SHOPFLOOR_HOME": str(home / "shopfloor"), "SHOPFLOOR_DB_URL": soak_db,
         "SHOPFLOOR_S3_BUCKET": bucket, "SHOPFLOOR_S3_ENDPOINT_URL": s3_endpoint,
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1", "SHOPFLOOR_NOTIFY_WEBHOOK_URL": listener[0],
         "PREFECT_API_DATABASE_CONNECTION_URL": prefect_db,
     })
     with prefect_server(home, env, free_port()) as server:
-        s = Soak(env, home, pg_url, bucket)
+        s = Soak(env, home, soak_db, bucket)
         s.server = server
         try:
             yield s
