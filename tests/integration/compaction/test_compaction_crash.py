@@ -25,24 +25,28 @@ CHILD = textwrap.dedent("""
 """)
 
 
+def _start_paused_child(code: str, env: dict[str, str], marker: Path) -> subprocess.Popen:
+    """Run ``code`` in a child process until its pause hook writes ``marker``."""
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while not marker.exists():
+        if child.poll() is not None:
+            pytest.fail(f"child ended before pausing: {child.stderr.read()[-2000:]}")
+        try:
+            child.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            pass
+    return child
+
+
 def _run_child_until(point: str, raw_block: str, lake_block: str, marker: Path) -> None:
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
            PAUSE_AT: point, PAUSE_FILE: str(marker)}
-    code = CHILD.format(raw=raw_block, lake=lake_block, meta=META)
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        while not marker.exists():
-            if child.poll() is not None:
-                pytest.fail(f"child ended before {point}: {child.stderr.read().decode()[-2000:]}")
-            try:
-                child.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                pass
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        child.stderr.close()
+    child = _start_paused_child(CHILD.format(raw=raw_block, lake=lake_block, meta=META),
+                                env, marker)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stderr.close()
 
 
 @pytest.mark.parametrize("point, where", [
@@ -88,16 +92,8 @@ def test_a_run_paused_past_its_claim_publishes_nothing_once_taken_over(
     code = ("from flows.s3_compaction import s3_compaction\n"
             "s3_compaction(raw_logs='cmp-raw-local', lake='cmp-lake-local', "
             f"metadata_db={META!r}, ram_limit='256MB')\n")
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    child = _start_paused_child(code, env, marker)
     try:
-        while not marker.exists():
-            if child.poll() is not None:
-                pytest.fail(f"child ended before pausing: {child.stderr.read()[-2000:]}")
-            try:
-                child.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                pass
         assert set(statuses(pg_engine, registry).values()) == {"CLAIMED"}
         # TTL 0 stands for "the first run's claim is older than the TTL".
         state = s3_compaction(raw_logs="cmp-raw-local", lake="cmp-lake-local",
