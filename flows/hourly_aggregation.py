@@ -19,12 +19,10 @@ from shopfloor.aggregation.incremental import (
     hours_without_rows,
     plan_incremental,
 )
-from shopfloor.aggregation.transfer import window_rows
 from shopfloor.aggregation.windows import Window, plan_windows
 from shopfloor.db.types import utcnow
 from shopfloor.params import IsoDateTime, TimeZone
 from tasks.aggregation import (
-    aggregate_windows,
     check_databases,
     emit_threshold_alerts,
     find_threshold_breaches,
@@ -93,14 +91,15 @@ def _plan(source_db: str, target_db: str, timezone: str, tz: ZoneInfo, late_data
     return plan, marks, late_rows, first_new
 
 
-def _shortfalls(plan: IncrementalPlan | None, rows: list[dict[str, Any]], tz: ZoneInfo,
+def _shortfalls(plan: IncrementalPlan | None, hours: set[tuple[str, str]], tz: ZoneInfo,
                 timezone: str, first_new: int) -> tuple[list[int], list[str]]:
     """Closed hours newly closed by this run without any reading, and the messages a
     Degraded state carries. An hour re-covered by a later run (the last closed hour is
     always covered) is not reported again, so one empty hour is one notification."""
     if plan is None:
         return [], []
-    empty = [i for i in hours_without_rows(plan.closed, rows, tz) if i >= first_new]
+    written = [{"ymd": ymd, "hh": hh} for ymd, hh in hours]
+    empty = [i for i in hours_without_rows(plan.closed, written, tz) if i >= first_new]
     notes = []
     if empty:
         shown = ", ".join(hour_label(i) for i in empty[:5])
@@ -128,11 +127,16 @@ def hourly_aggregation(
     One GROUP BY per window runs on the source database; only the hourly groups are
     upserted into ``temperature_hourly`` on the target (holding a slot of the
     ``shopfloor-warehouse-db`` concurrency limit), then checked: every group is there
-    and the sample counts add up to the raw row count. Hours whose max or avg breach a
-    location's thresholds are listed in an artifact; those whose values changed in this
-    run are emitted as ``shopfloor.threshold.breached`` events (resource
-    ``shopfloor.location.<loc_id>``). Every run that wrote emits
-    ``shopfloor.hourly.completed`` (resource ``shopfloor.warehouse.<target_db>``).
+    and the sample counts add up to the raw row count. When both blocks name the same
+    PostgreSQL or SQLite database the groups never leave it (``path`` in-database, as in
+    the backfill); into another PostgreSQL or SQLite target they are streamed in batches
+    through a temporary table (``staged``); MySQL and SQL Server targets take the
+    ``portable`` path. The summary's ``rows`` are the hourly rows of active locations.
+    Hours whose max or avg breach a location's thresholds are listed in an artifact;
+    those whose values changed in this run are emitted as
+    ``shopfloor.threshold.breached`` events (resource ``shopfloor.location.<loc_id>``).
+    Every run that wrote emits ``shopfloor.hourly.completed`` (resource
+    ``shopfloor.warehouse.<target_db>``).
 
     An incremental run (no ``start``/``end``) works at its logical time: a scheduled run
     at the time it was scheduled for, so a run started late aggregates its own hour. It
@@ -169,9 +173,7 @@ def hourly_aggregation(
         windows = plan_windows(start, end, tz, utcnow())
     logger.info("aggregating %d window(s): %s", len(windows),
                 "; ".join(w.label() for w in windows[:10]))
-    results = aggregate_windows(source_db, windows, timezone)
-    stats = write_hourly(target_db, results, marks)
-    rows = window_rows(results)
+    stats, rows = write_hourly(source_db, target_db, windows, timezone, marks)
     breaches = find_threshold_breaches(target_db, rows)
     create_markdown_artifact(breaches_markdown(breaches, timezone),
                              key="hourly-aggregation-alerts",
@@ -180,14 +182,15 @@ def hourly_aggregation(
     # late-data overlap never repeats an alert an automation has already acted on.
     fresh = [b for b in breaches if (b.loc_id, b.ymd, b.hh) in stats.changed]
     events = emit_threshold_alerts(fresh, timezone) if fresh else 0
-    empty, notes = _shortfalls(plan, rows, tz, timezone, first_new)
-    hours = sorted({f"{r['ymd']} {r['hh']}" for r in rows})
+    empty, notes = _shortfalls(plan, stats.hours, tz, timezone, first_new)
+    hours = sorted(f"{ymd} {hh}" for ymd, hh in stats.hours)
     summary = {
         "windows": len(windows), "raw_rows": stats.raw_rows, "late_rows": late_rows,
         "hours_written": len(hours), "empty_hours": len(empty),
         "groups": stats.groups, "upserted": stats.upserted, "unchanged": stats.unchanged,
         "stale_rows": len(stats.stale), "breaches": len(breaches), "alert_events": events,
-        "timezone": timezone, "duration_s": round(time.perf_counter() - started, 2),
+        "path": stats.path, "timezone": timezone,
+        "duration_s": round(time.perf_counter() - started, 2),
     }
     if stats.stale:
         logger.warning("%d hourly rows in the target have no raw rows in the source any "

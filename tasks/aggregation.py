@@ -19,7 +19,12 @@ from shopfloor.aggregation.alerts import (
     load_thresholds,
 )
 from shopfloor.aggregation.hours import resolve_timezone
-from shopfloor.aggregation.in_database import aggregate_and_write
+from shopfloor.aggregation.in_database import (
+    aggregate_and_write,
+    choose_path,
+    target_transaction,
+    write_windows,
+)
 from shopfloor.aggregation.incremental import later
 from shopfloor.aggregation.locations import (
     apply_locations,
@@ -29,12 +34,9 @@ from shopfloor.aggregation.locations import (
 from shopfloor.aggregation.transfer import (
     LATE_OVERLAP,
     LatePlan,
-    WindowResult,
     WriteStats,
-    aggregate_window,
     plan_late,
     source_snapshot,
-    write_window,
 )
 from shopfloor.aggregation.windows import Window
 from shopfloor.db.engine import check_connection
@@ -136,50 +138,42 @@ def read_watermark(target_db: str, name: str) -> datetime | None:
     return datetime.fromisoformat(stored) if stored else None
 
 
-@task(name="aggregate-windows", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
-def aggregate_windows(source_db: str, windows: list[Window], timezone: str) -> list[WindowResult]:
-    """Run one GROUP BY per window on the source database.
+@task(name="write-hourly")
+def write_hourly(source_db: str, target_db: str, windows: list[Window], timezone: str,
+                 watermarks: dict[str, datetime] | None = None,
+                 ) -> tuple[WriteStats, list[dict[str, Any]]]:
+    """Aggregate every window, upsert and validate it, then move the watermarks, in one
+    target transaction.
+
+    The path follows the blocks (``stats.path``): ``in-database`` when both name the
+    same PostgreSQL or SQLite database (the backfill's rule), ``staged`` into another
+    PostgreSQL or SQLite target (groups streamed in batches, bulk-loaded), ``portable``
+    otherwise. Holds a slot of the warehouse limit while it writes. A watermark only
+    moves forward: a late run of an older slot never moves one back. Not retried: a
+    failed write leaves the watermarks, and the next run covers the same hours.
 
     Args:
         source_db: block of the raw readings.
+        target_db: block of the hourly table.
         windows: the local-hour windows to aggregate.
         timezone: IANA zone of the hour buckets.
-    """
-    (source,), tables = load_engines(source_db), configured_tables()
-    tz, logger = resolve_timezone(timezone), get_run_logger()
-    results = []
-    with source_snapshot(source) as conn:
-        for window in windows:
-            results.append(aggregate_window(conn, tables, window, tz))
-            logger.info("window %s: %d raw rows in %d hourly groups", window.label(),
-                        results[-1].raw_count, len(results[-1].rows))
-    return results
-
-
-@task(name="write-hourly")
-def write_hourly(target_db: str, results: list[WindowResult],
-                 watermarks: dict[str, datetime] | None = None) -> WriteStats:
-    """Upsert and validate every window, then move the watermarks, in one transaction.
-
-    Holds a slot of the warehouse limit while it writes. A watermark only moves forward:
-    a late run of an older slot never moves one back.
-
-    Args:
-        target_db: block of the hourly table.
-        results: the aggregated windows.
         watermarks: watermark name -> new value (None or empty: leave watermarks alone).
+
+    Returns:
+        The write statistics and the hourly rows of active locations.
     """
-    (target,), tables = load_engines(target_db), configured_tables()
-    stats, now = WriteStats(), utcnow()
-    with warehouse_slot(), target.begin() as conn:
-        for result in results:
-            write_window(conn, tables, result, now, stats)
+    (source, target), tables = load_engines(source_db, target_db), configured_tables()
+    stats, now = WriteStats(path=choose_path(source, target)), utcnow()
+    with warehouse_slot(), target_transaction(target, stats.path) as conn:
+        rows = write_windows(source, conn, tables, windows, resolve_timezone(timezone), now,
+                             stats)
         for name, value in (watermarks or {}).items():
             if later(get_watermark(conn, tables, name), value):
                 set_watermark(conn, tables, name, value.isoformat())
-    get_run_logger().info("%d groups (%d raw rows): %d upserted, %d unchanged", stats.groups,
-                          stats.raw_rows, stats.upserted, stats.unchanged)
-    return stats
+    get_run_logger().info("%d groups (%d raw rows) written %s: %d upserted, %d unchanged",
+                          stats.groups, stats.raw_rows, stats.path, stats.upserted,
+                          stats.unchanged)
+    return stats, rows
 
 
 @task(name="aggregate-chunk", retries=1, retry_delay_seconds=5, retry_condition_fn=transient)
@@ -205,9 +199,9 @@ def aggregate_chunk(source_db: str, target_db: str, window: Window,
     with target.connect() as conn:
         limits = load_thresholds(conn, tables, {r["loc_id"] for r in rows})
     breaches = find_breaches(rows, limits)
-    get_run_logger().info("chunk %s: %d groups, %d upserted, %d unchanged, %d breaches",
-                          window.label(), stats.groups, stats.upserted, stats.unchanged,
-                          len(breaches))
+    get_run_logger().info("chunk %s (%s): %d groups, %d upserted, %d unchanged, %d breaches",
+                          window.label(), stats.path, stats.groups, stats.upserted,
+                          stats.unchanged, len(breaches))
     return stats, breaches
 
 

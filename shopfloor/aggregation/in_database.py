@@ -1,13 +1,27 @@
-"""The in-database path: source and target are the same PostgreSQL or SQLite database.
+"""Writing windows through a temporary table on PostgreSQL and SQLite targets.
 
-The window's GROUP BY goes straight into a temporary table and from there into
-``temperature_hourly`` with one ``INSERT ... SELECT ... ON CONFLICT DO UPDATE WHERE
-changed``; nothing but counts and the window's hourly rows (for alerts) leaves the
-server. Validation is the same as on the transfer path: the sample counts add up to the
-raw row count, and every group is in the target with its count.
+Three paths, chosen by :func:`choose_path` for a (source, target) pair:
+
+- ``in-database``: source and target are the same PostgreSQL or SQLite database. The
+  window's GROUP BY goes straight into a temporary table (``INSERT ... SELECT``); no row
+  leaves the server on the way in.
+- ``staged``: another source, a PostgreSQL or SQLite target. The groups are streamed
+  from the source in batches (server-side cursor) and bulk-loaded into the temporary
+  table (``COPY`` on PostgreSQL, see :mod:`shopfloor.db.bulk`), so memory holds one batch.
+- ``portable``: MySQL/MariaDB or SQL Server targets: the transfer path of
+  :mod:`.transfer` (groups fetched, compared, changed ones upserted in batches).
+
+From the temporary table both staged paths write ``temperature_hourly`` with one
+``INSERT ... SELECT ... ON CONFLICT DO UPDATE WHERE <values changed>`` (unchanged rows
+keep their ``updated_at``) and validate in SQL: the sample counts add up to the raw row
+count of the source window, and every group is in the target with its count. Only
+counts, the ``(ymd, hh)`` written and the rows of active locations (for alerts) come
+back to Python.
 """
 
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,6 +42,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -45,20 +60,32 @@ from shopfloor.aggregation.transfer import (
     WriteStats,
     aggregate_window,
     source_snapshot,
+    stream_groups,
     write_window,
 )
 from shopfloor.aggregation.windows import Window
+from shopfloor.db.bulk import bulk_insert
 from shopfloor.db.schema import Tables
 from shopfloor.db.types import UtcDateTime
 
 DIALECTS = ("postgresql", "sqlite")
 COLUMNS = (*HOURLY_KEY, *VALUE_COLUMNS, "sample_count")
+IN_DATABASE, STAGED, PORTABLE = "in-database", "staged", "portable"
+# Groups per fetch from the source and per COPY into the target: a few MB of Python rows.
+BATCH_SIZE = 10_000
 
 
 def supported(source: Engine, target: Engine) -> bool:
     """True when both blocks point at the same PostgreSQL or SQLite database."""
     same = source.url.render_as_string(False) == target.url.render_as_string(False)
     return same and target.dialect.name in DIALECTS
+
+
+def choose_path(source: Engine, target: Engine) -> str:
+    """``in-database``, ``staged`` or ``portable`` (see the module docstring)."""
+    if supported(source, target):
+        return IN_DATABASE
+    return STAGED if target.dialect.name in DIALECTS else PORTABLE
 
 
 def _temp_table() -> Table:
@@ -104,51 +131,126 @@ def _check(conn: Connection, tables: Tables, tmp: Table, window: Window,
     return int(groups), [tuple(r) for r in stale]
 
 
-def aggregate_in_database(engine: Engine, tables: Tables, window: Window, tz: ZoneInfo,
-                          now: datetime) -> tuple[WriteStats, list[dict[str, Any]]]:
-    """Aggregate, upsert and validate one window inside one database and transaction.
+def _rows_back(conn: Connection, tables: Tables, tmp: Table, now: datetime,
+               stats: WriteStats) -> list[dict[str, Any]]:
+    """The hours written, and the rows of active locations (the only ones that can
+    breach a threshold; the rest stay on the server) with the keys this write changed."""
+    stats.hours.update(tuple(r) for r in conn.execute(select(tmp.c.ymd, tmp.c.hh).distinct()))
+    h, loc = tables.temperature_hourly, tables.location
+    with_limits = select(loc.c.loc_id).where(loc.c.active.is_(True))
+    # A row this write inserted or changed carries its updated_at; an unchanged one not.
+    touched = (h.c.updated_at == literal(now, UtcDateTime)).label("touched")
+    on = and_(*(h.c[k] == tmp.c[k] for k in HOURLY_KEY))
+    rows = []
+    for r in conn.execute(select(tmp, touched).select_from(tmp.join(h, on))
+                          .where(tmp.c.loc_id.in_(with_limits))).mappings():
+        row = {c: r[c] for c in COLUMNS}
+        if r["touched"]:
+            stats.changed.add((row["loc_id"], row["ymd"], row["hh"]))
+        rows.append(row)
+    return rows
 
-    Returns:
-        The write statistics and the window's hourly rows of active locations (the
-        only ones that can breach a threshold).
-    """
+
+def _apply(conn: Connection, tables: Tables, tmp: Table, window: Window, raw_count: int,
+           now: datetime, stats: WriteStats) -> list[dict[str, Any]]:
+    """Upsert the staged groups, validate them, and count them into ``stats``."""
+    upserted = _upsert_from(conn, tables.temperature_hourly, tmp, now)
+    groups, stale = _check(conn, tables, tmp, window, raw_count)
+    stats.groups += groups
+    stats.upserted += upserted
+    stats.unchanged += groups - upserted
+    stats.raw_rows += raw_count
+    stats.stale += stale
+    return _rows_back(conn, tables, tmp, now, stats)
+
+
+def _in_database_window(conn: Connection, tables: Tables, window: Window, tz: ZoneInfo,
+                        now: datetime, stats: WriteStats) -> list[dict[str, Any]]:
     start, end = window.bounds(tz)
     segments = offset_segments(start, end, tz)
     tmp = _temp_table()
-    with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":  # the count and the GROUP BY see one snapshot
+    tmp.create(conn)
+    raw_count = conn.execute(raw_count_select(tables, start, end, window.loc_ids)).scalar_one()
+    conn.execute(insert(tmp).from_select(
+        list(COLUMNS), labelled_select(tables, segments, start, end, window.loc_ids)))
+    rows = _apply(conn, tables, tmp, window, int(raw_count), now, stats)
+    tmp.drop(conn)
+    return rows
+
+
+def _staged_window(source: Connection, conn: Connection, tables: Tables, window: Window,
+                   tz: ZoneInfo, now: datetime, stats: WriteStats) -> list[dict[str, Any]]:
+    start, end = window.bounds(tz)
+    tmp = _temp_table()
+    tmp.create(conn)
+    raw_count = source.execute(
+        raw_count_select(tables, start, end, window.loc_ids)).scalar_one()
+    for batch in stream_groups(source, tables, window, tz, BATCH_SIZE):
+        bulk_insert(conn, tmp, COLUMNS, [tuple(r[c] for c in COLUMNS) for r in batch])
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.format_table(tmp)}"))
+    rows = _apply(conn, tables, tmp, window, int(raw_count), now, stats)
+    tmp.drop(conn)
+    return rows
+
+
+def _active_loc_ids(conn: Connection, tables: Tables) -> set[str]:
+    loc = tables.location
+    return set(conn.execute(select(loc.c.loc_id).where(loc.c.active.is_(True))).scalars())
+
+
+@contextmanager
+def target_transaction(target: Engine, path: str) -> Iterator[Connection]:
+    """A transaction on the target for :func:`write_windows`.
+
+    On the in-database path the raw count and the GROUP BY run in it too, so on
+    PostgreSQL it is REPEATABLE READ: both see one snapshot.
+    """
+    with target.connect() as conn:
+        if path == IN_DATABASE and conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
-            tmp.create(conn)
-            raw_count = conn.execute(
-                raw_count_select(tables, start, end, window.loc_ids)).scalar_one()
-            conn.execute(insert(tmp).from_select(
-                list(COLUMNS), labelled_select(tables, segments, start, end, window.loc_ids)))
-            upserted = _upsert_from(conn, tables.temperature_hourly, tmp, now)
-            groups, stale = _check(conn, tables, tmp, window, int(raw_count))
-            # Only rows of locations with thresholds can breach: the rest stay on the server.
-            loc = tables.location
-            with_limits = select(loc.c.loc_id).where(loc.c.active.is_(True))
-            rows = [dict(r) for r in conn.execute(
-                select(tmp).where(tmp.c.loc_id.in_(with_limits))).mappings()]
-            tmp.drop(conn)
-    stats = WriteStats(groups=groups, upserted=upserted, unchanged=groups - upserted,
-                       raw_rows=int(raw_count), stale=stale)
-    return stats, rows
+            yield conn
+
+
+def write_windows(source: Engine, conn: Connection, tables: Tables, windows: Sequence[Window],
+                  tz: ZoneInfo, now: datetime, stats: WriteStats) -> list[dict[str, Any]]:
+    """Aggregate ``windows`` from ``source`` and write them in the target transaction ``conn``.
+
+    The path is ``stats.path`` (from :func:`choose_path`; open ``conn`` with
+    :func:`target_transaction`). Raises :class:`ValidationError` on a mismatch: the
+    caller's transaction then rolls back.
+
+    Returns:
+        The hourly rows of active locations (the ones thresholds apply to).
+    """
+    rows: list[dict[str, Any]] = []
+    if stats.path == IN_DATABASE:
+        for window in windows:
+            rows += _in_database_window(conn, tables, window, tz, now, stats)
+        return rows
+    with source_snapshot(source) as src:
+        if stats.path == STAGED:
+            for window in windows:
+                rows += _staged_window(src, conn, tables, window, tz, now, stats)
+            return rows
+        results = [aggregate_window(src, tables, window, tz) for window in windows]
+    active = _active_loc_ids(conn, tables)
+    for result in results:
+        write_window(conn, tables, result, now, stats)
+        rows += [r for r in result.rows if r["loc_id"] in active]
+    return rows
 
 
 def aggregate_and_write(source: Engine, target: Engine, tables: Tables, window: Window,
                         tz: ZoneInfo, now: datetime) -> tuple[WriteStats, list[dict[str, Any]]]:
     """One window end to end in its own target transaction (a backfill chunk).
 
-    In one database the rows never leave the server; across databases the groups are
-    fetched from the source and upserted into the target.
+    Returns:
+        The write statistics (``path`` says which path was taken) and the window's
+        hourly rows of active locations.
     """
-    if supported(source, target):
-        return aggregate_in_database(target, tables, window, tz, now)
-    with source_snapshot(source) as conn:
-        result = aggregate_window(conn, tables, window, tz)
-    stats = WriteStats()
-    with target.begin() as conn:
-        write_window(conn, tables, result, now, stats)
-    return stats, result.rows
+    stats = WriteStats(path=choose_path(source, target))
+    with target_transaction(target, stats.path) as conn:
+        rows = write_windows(source, conn, tables, [window], tz, now, stats)
+    return stats, rows

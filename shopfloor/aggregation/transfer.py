@@ -2,10 +2,14 @@
 
 Only the hourly groups travel: the GROUP BY runs on the source, the rows it returns
 are upserted into ``temperature_hourly`` on the target (which may be another database).
+This module is the portable path (every dialect: the window's groups in Python, compared
+with the target's rows, changed ones upserted); :mod:`.in_database` holds the staged
+path used when the target is PostgreSQL or SQLite (groups streamed with
+:func:`stream_groups` into a temporary table, one ``INSERT ... SELECT ... ON CONFLICT``).
 """
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -58,6 +62,12 @@ class WriteStats:
     raw_rows: int = 0
     stale: list[tuple[str, str, str]] = field(default_factory=list)
     changed: set[tuple[str, str, str]] = field(default_factory=set)
+    """Keys whose values this write changed (on the staged path: only of the rows it
+    returns, those of active locations; they are the ones alerts look at)."""
+    hours: set[tuple[str, str]] = field(default_factory=set)
+    """``(ymd, hh)`` of every group written or found unchanged."""
+    path: str = ""
+    """How the groups got there: ``in-database``, ``staged`` or ``portable``."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,22 @@ def aggregate_window(conn: Connection, tables: Tables, window: Window,
     return WindowResult(window, rows, int(raw_count))
 
 
+def stream_groups(conn: Connection, tables: Tables, window: Window, tz: ZoneInfo,
+                  batch_size: int) -> Iterator[list[dict[str, Any]]]:
+    """The window's hourly groups from the source, ``batch_size`` at a time.
+
+    A server-side cursor where the driver has one (``stream_results``), so memory holds
+    one batch whatever the window's size. Run the raw count before, not during: MySQL
+    cannot run a statement on a connection whose streamed result is still open.
+    """
+    start, end = window.bounds(tz)
+    stmt = aggregate_select(tables, offset_segments(start, end, tz), start, end,
+                            window.loc_ids)
+    streamed = conn.execution_options(stream_results=True, yield_per=batch_size)
+    for part in streamed.execute(stmt).mappings().partitions(batch_size):
+        yield [hourly_row(r) for r in part]
+
+
 def _key(row: Any) -> tuple[str, str, str]:
     return row["loc_id"], row["ymd"], row["hh"]
 
@@ -164,6 +190,7 @@ def write_window(conn: Connection, tables: Tables, result: WindowResult, now: da
     stats.raw_rows += result.raw_count
     stats.stale += sorted(k for k in after if k not in expected)
     stats.changed.update(_key(r) for r in changed)
+    stats.hours.update((r["ymd"], r["hh"]) for r in result.rows)
 
 
 def plan_late(conn: Connection, tables: Tables, tz: ZoneInfo,
@@ -183,9 +210,3 @@ def plan_late(conn: Connection, tables: Tables, tz: ZoneInfo,
     pairs = [(r.loc_id, int(r.hour_index)) for r in conn.execute(stmt)]
     new = max(upto, watermark) if watermark is not None else upto
     return LatePlan(pairs, int(n), new)
-
-
-def window_rows(results: Sequence[WindowResult]) -> list[dict[str, Any]]:
-    """Every hourly row of some window results."""
-    return [r for res in results for r in res.rows]
-
