@@ -1,5 +1,11 @@
 """Benchmark: hourly aggregation on PostgreSQL, three ways (not a test; run by hand).
 
+With ``--two-databases`` the raw rows live in one database (the IoT database of the
+seed) and the hourly table in another (the HQ database): the same rows are generated
+in both, (b) runs inside the target on its copy, and (a) is the ``hourly_backfill``
+flow and the ``hourly_aggregation`` flow (one explicit window over the whole range)
+reading the source and writing the target. (c) is skipped in that mode.
+
 (a) the ``hourly-backfill`` flow over the whole range (chunks, GROUP BY pushed down,
     groups upserted, validated);
 (b) the limit: one bare ``INSERT ... SELECT ... GROUP BY ... ON CONFLICT`` statement;
@@ -14,9 +20,10 @@ show that memory does not grow with the rows.
 Usage::
 
     .venv/bin/python benchmarks/bench_aggregation.py --rows 10000000 --days 30 --locations 200
+    .venv/bin/python benchmarks/bench_aggregation.py --two-databases --rows 10000000 --days 30
 
-The database (``shopfloor_bench_agg_<random>`` on ``$SHOPFLOOR_BENCH_PG_URL``, default the
-local PostgreSQL) is dropped at the end.
+The databases (``shopfloor_bench_agg_<random>`` on ``$SHOPFLOOR_BENCH_PG_URL``, default the
+local PostgreSQL) are dropped at the end.
 """
 
 import argparse
@@ -35,7 +42,9 @@ from shopfloor.db.engine import init_db, make_engine
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
+# setseed makes random() repeat, so two databases get the same rows (checked by checksum).
 GENERATE = """
+SELECT setseed(0.42);
 INSERT INTO temperature_raw (loc_id, capture_dt, temperature, humidity, pcv_temperature,
                              device, ingested_at)
 SELECT 'L' || lpad((i % :locs)::text, 4, '0'),
@@ -61,30 +70,37 @@ ON CONFLICT (loc_id, ymd, hh) DO UPDATE SET temperature_max = excluded.temperatu
     updated_at = excluded.updated_at
 """
 
-# Run by the child process: one backfill, then its wall time and peak RSS as JSON.
+# Run by the child process: one flow ``repeat`` times, then its wall times and peak RSS.
 CHILD = """
 import json, resource, sys, time
-from datetime import date
+from datetime import date, datetime, timedelta
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import text
 from blocks.bootstrap import connector_from_url
 from shopfloor.db.engine import make_engine
-url, first, last = sys.argv[1:4]
-chunk, conc, repeat = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-engine = make_engine(url)
+a = json.loads(sys.argv[1])
+target = make_engine(a["target"])
 runs = []
 with prefect_test_harness(server_startup_timeout=180):
     from flows.backfill import hourly_backfill
-    connector_from_url(url).save("bench-agg-db", overwrite=True)
-    hourly_backfill(date(2000, 1, 1), date(2000, 1, 1), source_db="bench-agg-db",
-                    target_db="bench-agg-db")  # warm-up: imports, first flow run
-    for _ in range(repeat):
-        with engine.begin() as conn:
+    from flows.hourly_aggregation import hourly_aggregation
+    connector_from_url(a["source"]).save("bench-agg-src", overwrite=True)
+    connector_from_url(a["target"]).save("bench-agg-db", overwrite=True)
+    blocks = {"source_db": "bench-agg-src", "target_db": "bench-agg-db"}
+    first, last = date.fromisoformat(a["first"]), date.fromisoformat(a["last"])
+    hourly_backfill(date(2000, 1, 1), date(2000, 1, 1), **blocks)  # warm-up: imports, first run
+    for _ in range(a["repeat"]):
+        with target.begin() as conn:
             conn.execute(text("TRUNCATE temperature_hourly"))
         t0 = time.perf_counter()
-        s = hourly_backfill(date.fromisoformat(first), date.fromisoformat(last),
-                            chunk_hours=chunk, max_concurrency=conc,
-                            source_db="bench-agg-db", target_db="bench-agg-db")
+        if a["flow"] == "backfill":
+            s = hourly_backfill(first, last, chunk_hours=a["chunk"], max_concurrency=a["conc"],
+                                **blocks)
+        else:
+            s = hourly_aggregation(start=datetime.combine(first, datetime.min.time()),
+                                   end=datetime.combine(last + timedelta(days=1),
+                                                        datetime.min.time()), **blocks)
+            s = {k: v for k, v in s.items() if k != "rows"}
         runs.append(time.perf_counter() - t0)
 print("RESULT " + json.dumps({"runs": runs, "seconds": min(runs), "summary": s,
       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -116,6 +132,13 @@ def truncate_hourly(engine) -> None:
         conn.execute(text("TRUNCATE temperature_hourly"))
 
 
+def checksum(engine) -> tuple:
+    with engine.connect() as conn:
+        return tuple(conn.execute(text(
+            "SELECT count(*), sum((temperature * 1e6)::bigint), sum((humidity * 1e6)::bigint), "
+            "min(capture_dt), max(capture_dt) FROM temperature_raw")).one())
+
+
 def run_bare(engine, days: int) -> float:
     truncate_hourly(engine)
     s, e = START.replace(tzinfo=None), (START + timedelta(days=days)).replace(tzinfo=None)
@@ -127,15 +150,16 @@ def run_bare(engine, days: int) -> float:
     return seconds
 
 
-def run_flow(url: str, days: int, chunk: int, conc: int, repeat: int) -> dict:
-    """Backfill ``repeat`` times in a child process; the best time and the peak RSS."""
+def run_flow(source: str, target: str, days: int, chunk: int, conc: int, repeat: int,
+             flow: str = "backfill") -> dict:
+    """Run ``flow`` ``repeat`` times in a child process; the best time and the peak RSS."""
     last = (START + timedelta(days=days - 1)).date().isoformat()
     env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_LOGGING_LEVEL="WARNING")
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, url, START.date().isoformat(), last, str(chunk), str(conc),
-         str(repeat)],
-        capture_output=True, text=True, env=env, check=False)
+    args = {"source": source, "target": target, "first": START.date().isoformat(),
+            "last": last, "chunk": chunk, "conc": conc, "repeat": repeat, "flow": flow}
+    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)],
+                          capture_output=True, text=True, env=env, check=False)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode or not lines:
         raise SystemExit(f"flow run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -185,6 +209,74 @@ def _runs(seconds: list[float]) -> str:
     return ", ".join(f"{x:.1f} s" for x in seconds)
 
 
+def single_database(url: str, a: argparse.Namespace) -> None:
+    """Source and target in one database: (a) takes the in-database path; (c) too."""
+    engine = make_engine(url)
+    init_db(engine)
+    gen, _ = timed(lambda: generate(engine, a.rows, a.days, a.locations))
+    print(f"generated {a.rows:,} raw rows, {a.days} days, {a.locations} locations "
+          f"in {gen:.1f} s")
+    per_day = a.rows / a.days
+    bares = [run_bare(engine, a.days) for _ in range(a.repeat)]
+    bare = min(bares)
+    print(f"(b) bare INSERT..SELECT..GROUP BY..ON CONFLICT: best {bare:.1f} s "
+          f"({a.rows / bare:,.0f} raw rows/s); runs {_runs(bares)}")
+    short = run_flow(url, url, a.short_days, a.chunk_hours, a.max_concurrency, 1)
+    full = run_flow(url, url, a.days, a.chunk_hours, a.max_concurrency, a.repeat)
+    print(f"(a) hourly_backfill {a.days} days: best {full['seconds']:.1f} s "
+          f"({a.rows / full['seconds']:,.0f} raw rows/s), {full['summary']['groups']:,} "
+          f"groups, peak RSS {full['peak_rss_mb']:.0f} MB; runs {_runs(full['runs'])}")
+    print(f"    same flow over {a.short_days} days ({per_day * a.short_days:,.0f} rows): "
+          f"{short['seconds']:.1f} s, peak RSS {short['peak_rss_mb']:.0f} MB")
+    print(f"    (a) vs (b): {compare_with_bare(engine)}")
+    pandas = [run_pandas(url, a.pandas_days) for _ in range(a.repeat)]
+    pandas_s, pandas_rows = min(pandas)
+    print(f"(c) pandas + row-by-row upsert, {a.pandas_days} day(s) = {pandas_rows:,} rows: "
+          f"best {pandas_s:.1f} s ({pandas_rows / pandas_s:,.0f} raw rows/s); "
+          f"runs {_runs([x[0] for x in pandas])}")
+    print(f"ratio (a)/(b) time: {full['seconds'] / bare:.2f}x; (a) throughput / (c) "
+          f"throughput: {(a.rows / full['seconds']) / (pandas_rows / pandas_s):.1f}x")
+    engine.dispose()
+
+
+def two_databases(source_url: str, target_url: str, a: argparse.Namespace) -> None:
+    """Raw rows in the source, hourly rows in the target (the seed's IoT and HQ databases);
+    (b) runs in the target on a copy of the same rows."""
+    source, target = make_engine(source_url), make_engine(target_url)
+    for engine in (source, target):
+        init_db(engine)
+        gen, _ = timed(lambda e=engine: generate(e, a.rows, a.days, a.locations))
+        print(f"generated {a.rows:,} raw rows, {a.days} days, {a.locations} locations in "
+              f"{engine.url.database} in {gen:.1f} s")
+    if checksum(source) != checksum(target):
+        raise SystemExit("the two databases did not get the same raw rows")
+    per_day = a.rows / a.days
+    bares = [run_bare(target, a.days) for _ in range(a.repeat)]
+    bare = min(bares)
+    print(f"(b) bare INSERT..SELECT..GROUP BY..ON CONFLICT inside the target: best {bare:.1f} s "
+          f"({a.rows / bare:,.0f} raw rows/s); runs {_runs(bares)}")
+    results = {}
+    for flow in ("backfill", "hourly"):
+        short = run_flow(source_url, target_url, a.short_days, a.chunk_hours,
+                         a.max_concurrency, 1, flow)
+        full = run_flow(source_url, target_url, a.days, a.chunk_hours, a.max_concurrency,
+                        a.repeat, flow)
+        results[flow] = full
+        name = ("hourly_backfill" if flow == "backfill"
+                else "hourly_aggregation (one explicit window)")
+        print(f"(a) {name}, source -> target, {a.days} days ({full['summary'].get('path')}): "
+              f"best {full['seconds']:.1f} s ({a.rows / full['seconds']:,.0f} raw rows/s), "
+              f"{full['summary']['groups']:,} groups, peak RSS {full['peak_rss_mb']:.0f} MB; "
+              f"runs {_runs(full['runs'])}")
+        print(f"    same flow over {a.short_days} days ({per_day * a.short_days:,.0f} rows): "
+              f"{short['seconds']:.1f} s, peak RSS {short['peak_rss_mb']:.0f} MB")
+        print(f"    (a) vs (b): {compare_with_bare(target)}")
+    print("ratio (a)/(b) time: " + "; ".join(
+        f"{flow} {r['seconds'] / bare:.2f}x" for flow, r in results.items()))
+    source.dispose()
+    target.dispose()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=10_000_000)
@@ -196,44 +288,29 @@ def main() -> None:
     p.add_argument("--max-concurrency", type=int, default=4)
     p.add_argument("--repeat", type=int, default=3,
                    help="runs of (a), (b) and (c) each; the best is compared (shared machine)")
+    p.add_argument("--two-databases", action="store_true",
+                   help="raw rows in one database, hourly rows in another")
     a = p.parse_args()
     server = os.environ.get("SHOPFLOOR_BENCH_PG_URL",
                             "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-    name = f"shopfloor_bench_agg_{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:8]
+    names = ([f"shopfloor_bench_agg_{tag}_src", f"shopfloor_bench_agg_{tag}_tgt"]
+             if a.two_databases else [f"shopfloor_bench_agg_{tag}"])
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    urls = [make_url(server).set(database=n).render_as_string(hide_password=False)
+            for n in names]
     try:
-        engine = make_engine(url)
-        init_db(engine)
-        gen, _ = timed(lambda: generate(engine, a.rows, a.days, a.locations))
-        print(f"generated {a.rows:,} raw rows, {a.days} days, {a.locations} locations "
-              f"in {gen:.1f} s")
-        per_day = a.rows / a.days
-        bares = [run_bare(engine, a.days) for _ in range(a.repeat)]
-        bare = min(bares)
-        print(f"(b) bare INSERT..SELECT..GROUP BY..ON CONFLICT: best {bare:.1f} s "
-              f"({a.rows / bare:,.0f} raw rows/s); runs {_runs(bares)}")
-        short = run_flow(url, a.short_days, a.chunk_hours, a.max_concurrency, 1)
-        full = run_flow(url, a.days, a.chunk_hours, a.max_concurrency, a.repeat)
-        print(f"(a) hourly_backfill {a.days} days: best {full['seconds']:.1f} s "
-              f"({a.rows / full['seconds']:,.0f} raw rows/s), {full['summary']['groups']:,} "
-              f"groups, peak RSS {full['peak_rss_mb']:.0f} MB; runs {_runs(full['runs'])}")
-        print(f"    same flow over {a.short_days} days ({per_day * a.short_days:,.0f} rows): "
-              f"{short['seconds']:.1f} s, peak RSS {short['peak_rss_mb']:.0f} MB")
-        print(f"    (a) vs (b): {compare_with_bare(engine)}")
-        pandas = [run_pandas(url, a.pandas_days) for _ in range(a.repeat)]
-        pandas_s, pandas_rows = min(pandas)
-        print(f"(c) pandas + row-by-row upsert, {a.pandas_days} day(s) = {pandas_rows:,} rows: "
-              f"best {pandas_s:.1f} s ({pandas_rows / pandas_s:,.0f} raw rows/s); "
-              f"runs {_runs([x[0] for x in pandas])}")
-        print(f"ratio (a)/(b) time: {full['seconds'] / bare:.2f}x; (a) throughput / (c) "
-              f"throughput: {(a.rows / full['seconds']) / (pandas_rows / pandas_s):.1f}x")
-        engine.dispose()
+        with admin.connect() as conn:
+            for name in names:  # names are ours: a fixed prefix and a hex tag
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        if a.two_databases:
+            two_databases(urls[0], urls[1], a)
+        else:
+            single_database(urls[0], a)
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for name in names:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 

@@ -47,15 +47,15 @@ def check_parameters(start_date: date, end_date: date, timezone: str) -> ZoneInf
 
 def _outcome(window: Window, future: PrefectFuture) -> tuple[dict[str, Any], list[Breach]]:
     future.wait()
-    row: dict[str, Any] = {"chunk": window.label(), "status": "ok", "groups": 0,
+    row: dict[str, Any] = {"chunk": window.label(), "status": "ok", "path": "", "groups": 0,
                            "upserted": 0, "unchanged": 0, "raw_rows": 0, "error": ""}
     if not future.state.is_completed():
         exc = future.result(raise_on_failure=False)
         row.update(status="FAILED", error=first_line(exc, 300) if exc else "failed")
         return row, []
     stats, breaches = future.result()
-    row.update(groups=stats.groups, upserted=stats.upserted, unchanged=stats.unchanged,
-               raw_rows=stats.raw_rows)
+    row.update(path=stats.path, groups=stats.groups, upserted=stats.upserted,
+               unchanged=stats.unchanged, raw_rows=stats.raw_rows)
     return row, breaches
 
 
@@ -77,7 +77,10 @@ def hourly_backfill(
 ) -> dict[str, Any]:
     """Re-aggregate whole local days into ``temperature_hourly``, chunk by chunk.
 
-    Each chunk is one GROUP BY on the source and one transaction on the target, so a
+    Each chunk is one GROUP BY on the source and one transaction on the target (the
+    groups stay in the database when both blocks name the same PostgreSQL or SQLite
+    database, and are streamed through a temporary table into another PostgreSQL or
+    SQLite target; ``path`` in the summary and the artifact says which), so a
     failed chunk is reported and leaves the others committed; rerunning the same range
     repairs it and leaves the rest unchanged (unchanged rows are not rewritten). The run
     fails at the end if any chunk failed. Threshold breaches are listed in an artifact
@@ -129,6 +132,8 @@ def hourly_backfill(
         "chunks": len(parts), "failed": len(failed),
         **{k: sum(r[k] for r in rows) for k in ("groups", "upserted", "unchanged", "raw_rows")},
         "breaches": len(breaches), "duration_s": round(time.perf_counter() - started, 2),
+        # in-database, staged or portable: how the chunks reached the target
+        "path": ", ".join(sorted({r["path"] for r in rows if r["path"]})),
     }
     logger.info("backfill done: %s", summary)
     if failed:
