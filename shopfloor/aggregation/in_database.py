@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Connection,
     Engine,
     Float,
@@ -71,6 +72,8 @@ from shopfloor.db.types import UtcDateTime
 DIALECTS = ("postgresql", "sqlite")
 COLUMNS = (*HOURLY_KEY, *VALUE_COLUMNS, "sample_count")
 IN_DATABASE, STAGED, PORTABLE = "in-database", "staged", "portable"
+# Values this close are the same (the portable path's tolerance, see transfer._same).
+REL_TOL = 1e-9
 # Groups per fetch from the source and per COPY into the target: a few MB of Python rows.
 BATCH_SIZE = 10_000
 
@@ -98,13 +101,24 @@ def _temp_table() -> Table:
     )
 
 
+def _differs(old: ColumnElement, new: ColumnElement) -> ColumnElement:
+    """NULL on one side only, or more apart than :data:`REL_TOL` (``math.isclose``'s rule).
+
+    An AVG may come back a bit different for the same rows (another plan, parallel
+    workers, a table rewritten by an UPDATE: the sum runs in another order), so equal
+    bits would call an unchanged hour changed and rewrite its ``updated_at``.
+    """
+    one_null = or_(and_(old.is_(None), new.is_not(None)), and_(old.is_not(None), new.is_(None)))
+    return or_(one_null, func.abs(old - new) > REL_TOL * (func.abs(old) + func.abs(new)))
+
+
 def _upsert_from(conn: Connection, hourly: Table, tmp: Table, now: datetime) -> int:
     mod = postgresql if conn.dialect.name == "postgresql" else sqlite
     # "WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint.
     source = select(*(tmp.c[c] for c in COLUMNS), literal(now, UtcDateTime)).where(true())
     stmt = mod.insert(hourly).from_select([*COLUMNS, "updated_at"], source)
-    changed = or_(*(hourly.c[c].is_distinct_from(stmt.excluded[c])
-                    for c in (*VALUE_COLUMNS, "sample_count")))
+    changed = or_(hourly.c.sample_count.is_distinct_from(stmt.excluded.sample_count),
+                  *(_differs(hourly.c[c], stmt.excluded[c]) for c in VALUE_COLUMNS))
     stmt = stmt.on_conflict_do_update(
         index_elements=list(HOURLY_KEY),
         set_={c: stmt.excluded[c] for c in (*VALUE_COLUMNS, "sample_count", "updated_at")},

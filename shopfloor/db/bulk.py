@@ -7,7 +7,6 @@ in as one executemany ``INSERT``, which SQLAlchemy packs into multi-row statemen
 ("insertmanyvalues") or runs in process (SQLite).
 """
 
-import csv
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -15,12 +14,22 @@ from typing import Any
 from sqlalchemy import Connection, Table, insert
 
 
+def _field(value: Any) -> str:
+    if value is None:
+        return ""  # unquoted empty: NULL in PostgreSQL's CSV
+    if isinstance(value, str):
+        return '"' + value.replace('"', '""') + '"'  # quoted: "" stays an empty string
+    return repr(value) if isinstance(value, float) else str(value)
+
+
 def copy_csv(rows: Sequence[Sequence[Any]]) -> io.StringIO:
     """The rows as PostgreSQL CSV: ``None`` is an unquoted empty field (NULL), every
-    string is quoted (an empty string stays one), numbers are written exactly (``repr``).
+    string is quoted (an empty string stays one), floats are written exactly (``repr``).
     """
     buf = io.StringIO()
-    csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(rows)
+    for row in rows:
+        buf.write(",".join(_field(v) for v in row))
+        buf.write("\n")
     buf.seek(0)
     return buf
 

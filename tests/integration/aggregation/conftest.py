@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, create_engine, insert, select, text
+from sqlalchemy.engine import make_url
 
 from blocks.bootstrap import connector_from_url
 from shopfloor.db.engine import init_db, make_engine
@@ -108,6 +109,29 @@ def db(request, tmp_path, prefect_harness) -> Iterator[Db]:
     yield db
     _clean(db.engine, db.tables)
     db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def second_pg_url(pg_server_url: str) -> Iterator[str]:
+    """Another PostgreSQL database on the same server (the seed's IoT and HQ databases)."""
+    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    name = f"shopfloor_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def two_pg(pg_url, second_pg_url, prefect_harness) -> Iterator[tuple[Db, Db]]:
+    """A source and a target PostgreSQL database, both empty, as blocks."""
+    dbs = make_db(pg_url), make_db(second_pg_url)
+    yield dbs
+    for db in dbs:
+        _clean(db.engine, db.tables)
+        db.engine.dispose()
 
 
 @pytest.fixture
