@@ -43,7 +43,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
     true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -201,8 +200,6 @@ def _staged_window(source: Connection, conn: Connection, tables: Tables, window:
         raw_count_select(tables, start, end, window.loc_ids)).scalar_one()
     for batch in stream_groups(source, tables, window, tz, BATCH_SIZE):
         bulk_insert(conn, tmp, COLUMNS, [tuple(r[c] for c in COLUMNS) for r in batch])
-    if conn.dialect.name == "postgresql":
-        conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.format_table(tmp)}"))
     rows = _apply(conn, tables, tmp, window, int(raw_count), now, stats)
     tmp.drop(conn)
     return rows
