@@ -196,8 +196,10 @@ def aggregate_chunk(source_db: str, target_db: str, window: Window,
     with warehouse_slot():  # chunks take turns with the hourly run and master sync
         stats, rows = aggregate_and_write(source, target, tables, window,
                                           resolve_timezone(timezone), utcnow())
-    with target.connect() as conn:
-        limits = load_thresholds(conn, tables, {r["loc_id"] for r in rows})
+    limits = {}
+    if rows:  # rows of active locations only: none means no threshold to look up
+        with target.connect() as conn:
+            limits = load_thresholds(conn, tables, {r["loc_id"] for r in rows})
     breaches = find_breaches(rows, limits)
     get_run_logger().info("chunk %s (%s): %d groups, %d upserted, %d unchanged, %d breaches",
                           window.label(), stats.path, stats.groups, stats.upserted,

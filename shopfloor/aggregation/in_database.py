@@ -56,6 +56,7 @@ from shopfloor.aggregation.statements import (
     raw_count_select,
 )
 from shopfloor.aggregation.transfer import (
+    HOURLY_COLUMNS,
     ValidationError,
     WriteStats,
     aggregate_window,
@@ -69,7 +70,7 @@ from shopfloor.db.schema import Tables
 from shopfloor.db.types import UtcDateTime
 
 DIALECTS = ("postgresql", "sqlite")
-COLUMNS = (*HOURLY_KEY, *VALUE_COLUMNS, "sample_count")
+COLUMNS = HOURLY_COLUMNS
 IN_DATABASE, STAGED, PORTABLE = "in-database", "staged", "portable"
 # Values this close are the same (the portable path's tolerance, see transfer._same).
 REL_TOL = 1e-9
@@ -199,7 +200,7 @@ def _staged_window(source: Connection, conn: Connection, tables: Tables, window:
     raw_count = source.execute(
         raw_count_select(tables, start, end, window.loc_ids)).scalar_one()
     for batch in stream_groups(source, tables, window, tz, BATCH_SIZE):
-        bulk_insert(conn, tmp, COLUMNS, [tuple(r[c] for c in COLUMNS) for r in batch])
+        bulk_insert(conn, tmp, COLUMNS, batch)
     rows = _apply(conn, tables, tmp, window, int(raw_count), now, stats)
     tmp.drop(conn)
     return rows

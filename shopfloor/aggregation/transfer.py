@@ -24,6 +24,7 @@ from shopfloor.aggregation.statements import (
     VALUE_COLUMNS,
     aggregate_select,
     hourly_in_window_select,
+    labelled_select,
     late_pairs_select,
     late_range_select,
     raw_count_select,
@@ -32,6 +33,9 @@ from shopfloor.aggregation.windows import Window
 from shopfloor.db.schema import Tables
 from shopfloor.db.upsert import upsert
 from shopfloor.errors import ShopfloorError
+
+# The columns of a group as the staged path moves them (temperature_hourly's order).
+HOURLY_COLUMNS = (*HOURLY_KEY, *VALUE_COLUMNS, "sample_count")
 
 # Writers stamp ingested_at before they commit, so a row can become visible after a run
 # has already moved the watermark past its ingested_at. Looking this far behind the
@@ -123,24 +127,34 @@ def aggregate_window(conn: Connection, tables: Tables, window: Window,
 
 
 def stream_groups(conn: Connection, tables: Tables, window: Window, tz: ZoneInfo,
-                  batch_size: int) -> Iterator[list[dict[str, Any]]]:
-    """The window's hourly groups from the source, ``batch_size`` at a time.
+                  batch_size: int) -> Iterator[list[tuple[Any, ...]]]:
+    """The window's hourly groups from the source, ``batch_size`` at a time, as tuples
+    in :data:`HOURLY_COLUMNS` order.
 
     A server-side cursor where the driver has one (``stream_results``), so memory holds
     one batch whatever the window's size. Run the raw count before, not during: MySQL
     cannot run a statement on a connection whose streamed result is still open.
     """
     start, end = window.bounds(tz)
-    stmt = aggregate_select(tables, offset_segments(start, end, tz), start, end,
-                            window.loc_ids)
+    segments = offset_segments(start, end, tz)
+    labelled = conn.dialect.name in ("postgresql", "sqlite")
+    if labelled:  # ymd/hh computed by the database: rows go on as they come
+        stmt = labelled_select(tables, segments, start, end, window.loc_ids)
+    else:
+        stmt = aggregate_select(tables, segments, start, end, window.loc_ids)
     if conn.dialect.name == "postgresql":
         # A cursor is planned for its first 10 % of rows by default: on a window of weeks
         # that picks an index walk in key order (fast first group) over a sequential
         # scan, several times slower to the last group. We read every group.
         conn.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))
     streamed = conn.execution_options(stream_results=True, yield_per=batch_size)
-    for part in streamed.execute(stmt).mappings().partitions(batch_size):
-        yield [hourly_row(r) for r in part]
+    result = streamed.execute(stmt)
+    if labelled:
+        for part in result.partitions(batch_size):
+            yield [tuple(r) for r in part]
+        return
+    for part in result.mappings().partitions(batch_size):
+        yield [tuple(row[c] for c in HOURLY_COLUMNS) for row in map(hourly_row, part)]
 
 
 def _key(row: Any) -> tuple[str, str, str]:
