@@ -147,8 +147,10 @@ def stream_groups(conn: Connection, tables: Tables, window: Window, tz: ZoneInfo
         # that picks an index walk in key order (fast first group) over a sequential
         # scan, several times slower to the last group. We read every group.
         conn.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))
-    streamed = conn.execution_options(stream_results=True, yield_per=batch_size)
-    result = streamed.execute(stmt)
+    # Options of this statement only: Connection.execution_options() would change the
+    # connection, and the next window's SET and COUNT would go through a cursor too.
+    result = conn.execute(stmt, execution_options={"stream_results": True,
+                                                   "yield_per": batch_size})
     if labelled:
         for part in result.partitions(batch_size):
             yield [tuple(r) for r in part]
