@@ -87,16 +87,16 @@ def read_device(
     from shopfloor.modbus.sink import ReadingSink
 
     cfg = load_block(name, ModbusDevice).to_config(name)
-    frames: list = []
-    stats = capture_device(cfg, 1, 0.0, time.time(), frames.append)
+    batches: list = []
+    stats = capture_device(cfg, 1, 0.0, time.time(), batches.append)
     for r in device_plan(cfg):
         typer.echo(f"read {r.register_type} {r.address}+{r.count}: "
                    f"{', '.join(t.name for t in r.tags)}")
-    if not frames:
+    if not batches:
         raise ShopfloorError(f"device {name} did not answer: {stats.last_error}")
-    result = ReadingSink(cfg, CaptureStats(name), "read").validate(frames[0])
-    row = frames[0].iloc[0]
-    for t, value, verdict in tag_verdicts(cfg.tags, row, result.quarantined):
+    _, quarantined = ReadingSink(cfg, CaptureStats(name), "read").validate(batches[0])
+    row = batches[0].frame().iloc[0]
+    for t, value, verdict in tag_verdicts(cfg.tags, row, quarantined):
         typer.echo(f"{t.name:<20} {t.column:<18} {value:<22} {verdict}")
     if row["missing_tags"]:
         typer.echo(f"missing tags: {row['missing_tags']} ({stats.last_error})")
