@@ -56,6 +56,50 @@ def blocks_bootstrap() -> None:
         typer.echo(f"{r.name:<24} {r.block_type:<20} {r.summary}")
 
 
+@blocks_app.command("import-airflow")
+def blocks_import_airflow(
+    file: Annotated[Path | None, typer.Option(
+        help="A file of `airflow connections export` (.json, .yaml/.yml or .env).")] = None,
+    env: Annotated[bool, typer.Option(
+        "--env", help="Read the AIRFLOW_CONN_<ID> environment variables.")] = False,
+    map_: Annotated[list[str] | None, typer.Option(
+        "--map", help="CONN_ID=BLOCK_NAME (repeatable); unmapped: airflow-<conn_id>.")] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        help="Import only this connection id (repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print what would be created; create nothing.")] = False,
+) -> None:
+    """Create SqlAlchemyConnector / AwsCredentials blocks from Airflow connections.
+
+    Prints each block (type, name, host, database; never a secret). A connection that
+    cannot become a block is one `refused` line; the others are still created, and the
+    exit code is 1.
+    """
+    from shopfloor.airflow.targets import Refusal, parse_name_map
+
+    if file is None and not env:
+        raise ShopfloorError("give --file PATH and/or --env")
+    names = parse_name_map(map_ or [])
+    from blocks.airflow_import import import_connections, read_connections
+
+    connections = read_connections(file, os.environ if env else None)
+    ids = {c.conn_id.lower().replace("-", "_") for c in connections}
+    for wanted in [*names, *(o.lower().replace("-", "_") for o in only or [])]:
+        if wanted not in ids:
+            typer.echo(f"warning: no connection {wanted!r} was found", err=True)
+    if not connections:
+        raise ShopfloorError("no Airflow connections found")
+    outcome = import_connections(connections, names, only or [], dry_run)
+    verb = "would create" if dry_run else "created"
+    for item in outcome:
+        if isinstance(item, Refusal):
+            typer.echo(item.line(), err=True)
+        else:
+            typer.echo(f"{verb} {item.line()}")
+    if any(isinstance(item, Refusal) for item in outcome):
+        raise typer.Exit(1)
+
+
 @app.command("demo")
 def demo() -> None:
     """Run the whole chain on embedded defaults (SQLite, local folders, ephemeral Prefect)."""
