@@ -47,7 +47,8 @@ AWS_BLOCK = "rotation-test-aws"
 
 @dataclass
 class Plant:
-    """A database of its own, two login roles with grants on its tables, a secret."""
+    """A database of its own, two login roles with grants on its tables, a secret (one
+    per module: each test saves its own block and puts the secret value it needs)."""
 
     url: str  # the database as the postgres superuser
     roles: dict[str, str]  # role -> password
@@ -66,8 +67,8 @@ class Plant:
             "dbInstanceIdentifier": "shopfloor-test"}))
 
 
-@pytest.fixture
-def plant(pg_server_url, s3_endpoint) -> Iterator[Plant]:
+@pytest.fixture(scope="module")
+def plant(prefect_harness, pg_server_url, s3_endpoint) -> Iterator[Plant]:
     tag = uuid.uuid4().hex[:8]
     name, roles = f"shopfloor_rot_{tag}", {f"sf_rot_a_{tag}": f"pw-a-{tag}",
                                            f"sf_rot_b_{tag}": f"pw-b-{tag}"}
