@@ -12,9 +12,13 @@ checks them (``SHOPFLOOR_TEST_PG_URL``).
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
 import pytest
@@ -24,6 +28,7 @@ from prefect.client.schemas.filters import (
     ArtifactFilterFlowRunId,
     ArtifactFilterKey,
 )
+from prefect.settings import PREFECT_API_URL
 from prefect.variables import Variable
 from prefect_aws import AwsCredentials
 from prefect_aws.client_parameters import AwsClientParameters
@@ -43,6 +48,7 @@ from tasks.variables import CREDENTIAL_SECRETS
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 AWS_BLOCK = "rotation-test-aws"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -203,3 +209,20 @@ def test_a_missing_secret_fails_that_block_only(plant):
     rows, _ = artifact_rows(state)
     assert {r["block"]: r["result"] for r in rows} == {good: "unchanged", bad: "failed"}
     assert "ResourceNotFoundException" in state.message
+
+
+def test_the_cli_refreshes_from_block_secret_pairs_and_prints_no_password(plant):
+    old, _ = plant.roles
+    block = f"rot-{uuid.uuid4().hex[:8]}"
+    connector_from_url(plant.role_url(old)).save(block)
+    plant.put_secret(old, plant.roles[old])
+    main = "import sys; from deployments.cli import main; sys.argv[0] = 'shopfloor'; main()"
+    res = subprocess.run(
+        [sys.executable, "-c", main, "credentials", "refresh", "--secret",
+         f"{block}={plant.secret}", "--aws-credentials", AWS_BLOCK],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO), "PREFECT_API_URL": PREFECT_API_URL.value()})
+    assert res.returncode == 0, res.stderr
+    assert f"{block:<24} unchanged  {plant.secret}" in res.stdout
+    assert "Idle: every block already holds its secret's credentials" in res.stdout
+    assert plant.roles[old] not in res.stdout + res.stderr

@@ -70,3 +70,12 @@ def test_a_new_block_is_built_from_a_secret_with_engine_and_host():
     assert new.drivername == "mysql+pymysql" and new.host == "db.example"
     with pytest.raises(ShopfloorError, match="needs engine and host"):
         rotated_url(None, parse_database_secret('{"username": "b", "password": "x"}', "s"), "s")
+
+
+def test_cli_pairs_split_at_the_first_equals_sign_and_keep_an_arn_whole():
+    from deployments.credentials_cli import parse_pairs
+
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db=x-AbCdEf"
+    assert parse_pairs([f"shopfloor-warehouse-db={arn}"]) == {"shopfloor-warehouse-db": arn}
+    with pytest.raises(ShopfloorError, match="--secret takes BLOCK=SECRET"):
+        parse_pairs(["shopfloor-warehouse-db"])
