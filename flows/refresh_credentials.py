@@ -45,7 +45,7 @@ def refresh_credentials(
     The artifact ``refresh-credentials`` lists block, secret and result, never a password.
 
     Args:
-        block_secrets: ``{block name: secret name or ARN}``; empty takes the Prefect
+        block_secrets: ``{block name: secret name or ARN}``; none takes the Prefect
             Variable ``shopfloor_credential_secrets`` (same shape), else nothing to do.
         aws_credentials: AwsCredentials block used to read the secrets.
     """
