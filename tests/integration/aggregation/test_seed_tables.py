@@ -73,7 +73,8 @@ def expected(engine, start: datetime, end: datetime) -> dict[tuple, dict]:
 def hourly(engine) -> dict[tuple, dict]:
     h = configured_tables().temperature_hourly
     with engine.connect() as conn:
-        return {(r["loc_id"], r["ymd"], r["hh"]): dict(r) for r in conn.execute(select(h)).mappings()}
+        return {(r["loc_id"], r["ymd"], r["hh"]): dict(r)
+                for r in conn.execute(select(h)).mappings()}
 
 
 def label(t: datetime) -> tuple[str, str]:
@@ -126,7 +127,8 @@ def test_hourly_flow_writes_the_seed_table_and_finds_late_rows_by_reading_time(s
                                **params)
     assert second.is_completed(), second.message
     got, want = hourly(engine), expected(engine, H - timedelta(hours=4), H + timedelta(hours=1))
-    key_in, key_out = ("L002", *label(H - timedelta(hours=1))), ("L001", *label(H - timedelta(hours=4)))
+    key_in = ("L002", *label(H - timedelta(hours=1)))
+    key_out = ("L001", *label(H - timedelta(hours=4)))
     # inside the allowance: its hour is re-aggregated with the late row
     assert got[key_in]["sample_count"] == before[key_in]["sample_count"] + 1
     assert got[key_in]["temperature_max"] == 99.5
@@ -137,3 +139,25 @@ def test_hourly_flow_writes_the_seed_table_and_finds_late_rows_by_reading_time(s
     assert ("L001", *label(H)) in got
     assert_hourly_equal({k: v for k, v in got.items() if k != key_out},
                         {k: v for k, v in want.items() if k != key_out})
+
+
+def test_capture_writes_the_seed_raw_table_without_ingested_at(seed):
+    import pandas as pd
+
+    from shopfloor.modbus.capture import CaptureStats
+    from shopfloor.modbus.device import DeviceConfig
+    from shopfloor.modbus.sink import ReadingSink
+
+    url, engine, _ = seed
+    list(init_databases(url=url, add_columns=True))  # the nullable device column
+    cfg = DeviceConfig(name="plc-seed", loc_id="L009", tags=())
+    stats = CaptureStats(cfg.name)
+    sink = ReadingSink(cfg, stats, "run-seed", engine=engine, tables=configured_tables())
+    at = pd.Timestamp(H)
+    sink(pd.DataFrame({"loc_id": ["L009"], "device": ["plc-seed"], "capture_dt": [at],
+                       "missing_tags": [[]], "temperature": [21.25]}))
+    assert stats.rows_written == 1
+    with engine.connect() as conn:
+        row = conn.execute(text(f"SELECT loc_id, capture_dt, temperature, device FROM "
+                                f"{SCHEMA}.temperature_raw")).one()
+    assert tuple(row) == ("L009", H.replace(tzinfo=None), 21.25, "plc-seed")
