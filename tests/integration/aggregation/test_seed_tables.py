@@ -14,6 +14,7 @@ from flows.hourly_aggregation import hourly_aggregation, watermark_name
 from shopfloor.db.engine import make_engine
 from shopfloor.db.schema import configured_tables
 from shopfloor.db.watermark import get_watermark
+from shopfloor.modbus.sink import ReadingSink
 from tests.integration.aggregation.conftest import assert_hourly_equal, readings
 from tests.integration.aggregation.seed_tables import SCHEMA, SEED_ENV, seed_database
 from tests.integration.aggregation.test_aggregation_logical_time import run_scheduled_for
@@ -142,20 +143,18 @@ def test_hourly_flow_writes_the_seed_table_and_finds_late_rows_by_reading_time(s
 
 
 def test_capture_writes_the_seed_raw_table_without_ingested_at(seed):
-    import pandas as pd
-
+    from shopfloor.modbus.batch import batch_of
     from shopfloor.modbus.capture import CaptureStats
     from shopfloor.modbus.device import DeviceConfig
-    from shopfloor.modbus.sink import ReadingSink
+    from shopfloor.modbus.tags import TagSpec
 
     url, engine, _ = seed
     list(init_databases(url=url, add_columns=True))  # the nullable device column
-    cfg = DeviceConfig(name="plc-seed", loc_id="L009", tags=())
+    tag = TagSpec(name="t", column="temperature", address=0, data_type="float32")
+    cfg = DeviceConfig(name="plc-seed", loc_id="L009", tags=(tag,))
     stats = CaptureStats(cfg.name)
     sink = ReadingSink(cfg, stats, "run-seed", engine=engine, tables=configured_tables())
-    at = pd.Timestamp(H)
-    sink(pd.DataFrame({"loc_id": ["L009"], "device": ["plc-seed"], "capture_dt": [at],
-                       "missing_tags": [[]], "temperature": [21.25]}))
+    sink(batch_of(cfg, [H], {"temperature": [21.25]}, [""]))
     assert stats.rows_written == 1
     with engine.connect() as conn:
         row = conn.execute(text(f"SELECT loc_id, capture_dt, temperature, device FROM "
