@@ -35,17 +35,49 @@ SchemaOption = Annotated[
 ]
 
 
+BlockOption = Annotated[str | None, typer.Option(help="SqlAlchemyConnector block to use.")]
+UrlOption = Annotated[str | None, typer.Option(help="Database URL instead of a block.")]
+
+
 @db_app.command("init")
 def db_init(
-    block: Annotated[str | None, typer.Option(help="SqlAlchemyConnector block to use.")] = None,
-    url: Annotated[str | None, typer.Option(help="Database URL instead of a block.")] = None,
+    block: BlockOption = None,
+    url: UrlOption = None,
     schema: SchemaOption = None,
+    upgrade: Annotated[bool, typer.Option(
+        "--upgrade", help="Also add missing columns to existing tables (never drops).")] = False,
 ) -> None:
-    """Create every table of DESIGN.md (idempotent). Default: all database blocks."""
+    """Create every missing table of DESIGN.md (idempotent). Default: all database blocks.
+
+    Table names come from $SHOPFLOOR_TABLE_<TABLE> (e.g. SHOPFLOOR_TABLE_TEMPERATURE_HOURLY).
+    """
     from blocks.databases import init_databases
 
-    for line in init_databases(block=block, url=url, schema=schema):
+    for line in init_databases(block=block, url=url, schema=schema, add_columns=upgrade):
         typer.echo(line)
+
+
+@db_app.command("check")
+def db_check(
+    block: BlockOption = None,
+    url: UrlOption = None,
+    schema: SchemaOption = None,
+    table: Annotated[list[str] | None, typer.Option(
+        help="Check only this table (its DESIGN.md name, e.g. temperature_hourly); "
+             "repeatable.")] = None,
+) -> None:
+    """Compare the tables the flows need with a database, changing nothing.
+
+    Exit code 1 when a table, a column or a key the flows need is missing.
+    """
+    from blocks.databases import check_databases
+
+    ok = True
+    for result in check_databases(block=block, url=url, schema=schema, only=table):
+        typer.echo("\n".join(result.lines()))
+        ok = ok and result.ok
+    if not ok:
+        raise typer.Exit(1)
 
 
 @blocks_app.command("bootstrap")

@@ -46,9 +46,14 @@ def check_connection(engine: Engine, name: str) -> None:
         ) from None
 
 
-def init_db(engine: Engine, schema: str | None = None) -> Tables:
-    """Create the schema (if any) and every table of DESIGN.md; safe to repeat."""
-    tables = get_tables(schema)
+def init_db(engine: Engine, schema: str | None = None, tables: Tables | None = None) -> Tables:
+    """Create the schema (if any) and every missing table of DESIGN.md; safe to repeat.
+
+    ``tables`` (e.g. :func:`~shopfloor.db.schema.configured_tables`) overrides ``schema``.
+    A table that exists is left as it is (see :mod:`shopfloor.db.check` to compare it).
+    """
+    tables = tables if tables is not None else get_tables(schema)
+    schema = tables.schema
     with engine.begin() as conn:
         if schema and engine.dialect.name not in ("sqlite",):
             if engine.dialect.name in ("mysql", "mariadb"):

@@ -73,7 +73,8 @@ class ReadingSink:
 
     def _write(self, valid: Batch, quarantined: list[QuarantinedRow]) -> None:
         assert self.engine is not None and self.tables is not None
-        rows = valid.raw_rows(utcnow())
+        # A raw table without ingested_at (SHOPFLOOR_RAW_INGESTED_AT=false) gets none.
+        rows = valid.raw_rows(utcnow() if self.tables.raw_has_ingested_at else None)
         with self.engine.begin() as conn:
             if rows:
                 upsert(conn, self.tables.temperature_raw, rows, list(KEY_COLUMNS))
