@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from blocks.bootstrap import DB_BLOCKS
 from blocks.resolve import connector_url, load_block
 from shopfloor.db.check import TableReport, compare, format_report, reflect, upgrade
-from shopfloor.db.engine import check_connection, init_db, make_engine
+from shopfloor.db.engine import check_connection, init_db, make_engine, only_tables
 from shopfloor.db.schema import Tables, configured_tables
 from shopfloor.db.urls import display_url
 from shopfloor.identifiers import check_optional_identifier
@@ -57,18 +57,22 @@ def _targets(block: str | None, url: str | None,
 
 
 def init_databases(block: str | None = None, url: str | None = None,
-                   schema: str | None = None, add_columns: bool = False) -> Iterator[str]:
+                   schema: str | None = None, add_columns: bool = False,
+                   only: Sequence[str] | None = None) -> Iterator[str]:
     """Create the missing tables in one database (``url`` or ``block``) or in every
     database block; with ``add_columns``, also add the missing columns to existing tables
-    (never dropping or changing anything else) and say which."""
+    (never dropping or changing anything else) and say which. ``only``: these table keys.
+    """
     tables, engines = _targets(block, url, schema)
+    count = len(only_tables(tables, only))  # an unknown key fails before any connection
     for name, engine in engines:
-        init_db(engine, tables=tables)
+        init_db(engine, tables=tables, only=only)
         shown = display_url(engine.url)
-        yield f"{name:<24} {shown}: {len(tables.metadata.sorted_tables)} tables ready"
+        yield f"{name:<24} {shown}: {count} tables ready"
         if add_columns:
             with engine.begin() as conn:
-                added = upgrade(conn, tables, compare(tables, reflect(conn, tables)))
+                reports = compare(tables, reflect(conn, tables, only), only)
+                added = upgrade(conn, tables, reports)
             yield from (f"{name:<24} added: {ddl}" for ddl in added)
             if not added:
                 yield f"{name:<24} no column missing"

@@ -46,6 +46,9 @@ def db_init(
     schema: SchemaOption = None,
     upgrade: Annotated[bool, typer.Option(
         "--upgrade", help="Also add missing columns to existing tables (never drops).")] = False,
+    table: Annotated[list[str] | None, typer.Option(
+        help="Only this table (its DESIGN.md name, e.g. pipeline_watermark); repeatable.")
+    ] = None,
 ) -> None:
     """Create every missing table of DESIGN.md (idempotent). Default: all database blocks.
 
@@ -53,7 +56,8 @@ def db_init(
     """
     from blocks.databases import init_databases
 
-    for line in init_databases(block=block, url=url, schema=schema, add_columns=upgrade):
+    for line in init_databases(block=block, url=url, schema=schema, add_columns=upgrade,
+                               only=table):
         typer.echo(line)
 
 

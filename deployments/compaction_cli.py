@@ -113,14 +113,14 @@ def import_registry(
     from shopfloor.compaction.seed_registry import parse_status_map
     from shopfloor.compaction.seed_registry import status_map as build_status_map
     from shopfloor.db.engine import check_connection
-    from shopfloor.db.schema import configured_tables, get_tables
+    from shopfloor.db.schema import configured_tables
 
     # Every value is checked before a block is loaded or a database touched.
     split_table_name(source_table)
     if default_distrik is not None:
         check_distrik(default_distrik)
     mapping = build_status_map(parse_status_map(status_map or []), retry_failed)
-    tables = get_tables(schema) if schema else configured_tables()
+    tables = configured_tables(schema)
     source, target = load_engine(source_db), load_engine(metadata_db)
     check_connection(source, source_db)
     check_connection(target, metadata_db)

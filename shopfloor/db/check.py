@@ -76,6 +76,7 @@ class ActualTable:
     name: str
     columns: Mapping[str, ActualColumn]
     keys: frozenset[frozenset[str]] = frozenset()
+    view: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,8 @@ def compare_table(key: str, table: Table, actual: ActualTable | None) -> TableRe
         found = actual.columns.get(column.name.lower())
         if found is None:
             addable = column.name not in in_keys
-            hint = ("`shopfloor db init --upgrade` adds it" if addable
+            hint = ("add it to the view" if actual.view
+                    else "`shopfloor db init --upgrade` adds it" if addable
                     else "part of a key: add it by hand")
             report.findings.append(Finding("error", "missing column", f"column {column.name} "
                                            f"({type_family(column.type)}) is missing: {hint}",
@@ -166,8 +168,14 @@ def compare_table(key: str, table: Table, actual: ActualTable | None) -> TableRe
     for wanted in expected_keys(table):
         if frozenset(c.lower() for c in wanted) not in actual.keys:
             cols = ", ".join(c.name for c in table.columns if c.name in wanted)
-            report.findings.append(Finding("error", "key", f"no primary key or unique key on "
-                                           f"({cols}): the flows' upserts need one"))
+            # A view (e.g. over the seed's raw table, renaming its columns) has no keys
+            # and is only read: fine for the flows that read it, not for a writer.
+            level, why = (("warning", "a view: the flows can read it, not write it")
+                          if actual.view else ("error", "the flows' upserts need one"))
+            report.findings.append(Finding(level, "key", f"no primary key or unique key on "
+                                           f"({cols}): {why}"))
+    if actual.view:
+        report.addable = []  # never ALTER a view
     return report
 
 
@@ -196,6 +204,7 @@ def reflect(conn: Connection, tables: Tables, only: Sequence[str] | None = None
             ) -> dict[str, ActualTable]:
     """What the database holds of the configured tables (absent ones are left out)."""
     insp, schema = inspect(conn), tables.schema
+    views = {v.lower() for v in insp.get_view_names(schema=schema)}
     out = {}
     for key, table in tables.by_key().items():
         if only and key not in only or not insp.has_table(table.name, schema=schema):
@@ -207,7 +216,8 @@ def reflect(conn: Connection, tables: Tables, only: Sequence[str] | None = None
         keys += [i["column_names"] for i in insp.get_indexes(table.name, schema=schema)
                  if i.get("unique")]
         out[table.name.lower()] = ActualTable(table.name, columns, frozenset(
-            frozenset(c.lower() for c in k if c) for k in keys if k))
+            frozenset(c.lower() for c in k if c) for k in keys if k),
+            view=table.name.lower() in views)
     return out
 
 

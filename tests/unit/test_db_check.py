@@ -163,3 +163,20 @@ def test_a_server_default_is_rendered_per_dialect():
     loc = SEED.location
     assert add_column_ddl(loc, loc.c.active, postgresql.dialect()).endswith(
         "ADD active BOOLEAN DEFAULT true NOT NULL")
+
+
+def test_a_view_without_keys_is_readable_and_never_altered():
+    """A view over the seed's raw table (docs/migrating.md) has no key: the flows that
+    read it are fine (a warning), and ``--upgrade`` adds nothing to it."""
+    from dataclasses import replace
+
+    raw = SEED.temperature_raw
+    as_table = actual_of(raw, drop=("device",), keys=[])
+    as_view = replace(as_table, view=True)
+    table_report = compare_table("temperature_raw", raw, as_table)
+    view_report = compare_table("temperature_raw", raw, as_view)
+    assert not table_report.ok and table_report.addable == ["device"]
+    key = [f for f in view_report.findings if f.kind == "key"]
+    assert key and key[0].level == "warning" and "a view" in key[0].message
+    assert view_report.addable == []  # still an error: a view is changed by its owner
+    assert any("add it to the view" in f.message for f in view_report.findings)
