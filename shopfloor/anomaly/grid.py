@@ -92,7 +92,7 @@ def build_grid(frame: pd.DataFrame, first: int, last: int, tz: ZoneInfo) -> Hour
     rows = frame[(idx >= 0) & (idx < n)]
     idx = idx[(idx >= 0) & (idx < n)]
     locs = sorted(rows["loc_id"].unique().tolist())
-    li = pd.Categorical(rows["loc_id"], categories=locs).codes
+    li = pd.Categorical(rows["loc_id"], categories=locs).codes.astype(np.int64)
     present = np.zeros((len(locs), n), dtype=bool)
     present[li, idx] = True
     count = np.zeros((len(locs), n), dtype=np.int64)
