@@ -90,6 +90,15 @@ def _r(value: float) -> float | None:
     return None if value is None or np.isnan(value) else round(float(value), 6)
 
 
+def _plain(value: Any) -> Any:
+    """A JSON-ready value: numpy numbers as Python ones, NaN as None."""
+    if isinstance(value, float | np.floating):
+        return _r(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
 class _Builder:
     """Makes findings from grid cells, with local labels in their detail."""
 
@@ -99,8 +108,7 @@ class _Builder:
 
     def make(self, kind: str, loc_id: str, measure: str, col: int, hours: int, score: float,
              **detail: Any) -> Finding:
-        detail = {k: _r(v) if isinstance(v, float | np.floating) else v
-                  for k, v in detail.items()}
+        detail = {k: _plain(v) for k, v in detail.items()}
         detail.update(ymd=str(self.ymd[col]), hh=str(self.hh[col]), timezone=self.timezone)
         return Finding(kind, loc_id, measure, _utc(self.grid.start[col]), int(hours),
                        float(round(score, 6)), detail)
