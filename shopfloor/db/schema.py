@@ -46,6 +46,7 @@ class Tables:
     pipeline_watermark: Table
     sqlth_te: Table
     s3_listing: Table
+    anomaly: Table
 
     @property
     def schema(self) -> str | None:
@@ -182,8 +183,26 @@ def _build(schema: str | None, names: Mapping[str, str], raw_ingested_at: bool) 
         Column("last_key", String(1024), nullable=False),
         Column("updated_at", UtcDateTime, nullable=False),
     )
+    # Findings of the anomaly detectors (shopfloor/anomaly, docs/anomalies.md): one row per
+    # finding, unique so that a rerun inserts (and announces) nothing twice.
+    anomaly = Table(
+        "anomaly", md,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+               autoincrement=True),
+        Column("kind", String(16), nullable=False),
+        Column("loc_id", String(32), nullable=False),
+        Column("measure", String(32), nullable=False),
+        Column("hour_start", UtcDateTime, nullable=False),
+        Column("hours", Integer, nullable=False, default=1),
+        Column("score", Float(53)),
+        Column("detail", Text),
+        Column("run_id", String(64)),
+        Column("detected_at", UtcDateTime, nullable=False),
+        UniqueConstraint("kind", "loc_id", "measure", "hour_start", name="uq_anomaly_finding"),
+        Index("ix_anomaly_hour_start", "hour_start"),
+    )
     return Tables(md, raw, hourly, location, quarantine, s3_object, watermark, sqlth_te,
-                  s3_listing)
+                  s3_listing, anomaly)
 
 
 @lru_cache(maxsize=32)
