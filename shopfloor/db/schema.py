@@ -136,6 +136,10 @@ def _build(schema: str | None, names: Mapping[str, str], raw_ingested_at: bool) 
         Column("reasons", Text, nullable=False),
         Column("run_id", String(64)),
         Column("quarantined_at", UtcDateTime, nullable=False),
+        # Where a record of landed raw data came from: the object key and its 1-based
+        # line (nullable: rows of readings never landed, and tables before the upgrade).
+        Column("source_key", String(1024)),
+        Column("source_line", Integer),
         Index(constraint_name("ix", n["quarantine"], "source"), "source"),
     )
     s3_object = Table(

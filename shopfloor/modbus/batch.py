@@ -11,7 +11,7 @@ pandera's verdict, or for callers that ask.
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -36,6 +36,15 @@ def tag_bounds(tag: TagSpec) -> tuple[float, float]:
 def _bounds(tags: Sequence[TagSpec]) -> np.ndarray:
     """``[[lo, hi], ...]`` per numeric tag, in map order."""
     return np.array([tag_bounds(t) for t in tags if t.is_numeric], dtype=float).reshape(-1, 2)
+
+
+def landed_line(record: Mapping[str, object], reasons: Sequence[Mapping[str, object]],
+                rules_version: int) -> str:
+    """One landed JSON line: the record as it arrived plus its verdict, keys sorted (the
+    same record and verdict always give the same bytes)."""
+    obj = {**record, "verdict": "rejected" if reasons else "valid",
+           "reasons": [dict(r) for r in reasons], "rules_version": rules_version}
+    return json.dumps(obj, sort_keys=True, allow_nan=False)
 
 
 def epoch_ms(dt: datetime) -> int:
@@ -117,21 +126,25 @@ class Batch:
             rows.append(row)
         return rows
 
-    def json_objects(self, prefix: str, name: str) -> dict[str, bytes]:
+    def json_objects(self, prefix: str, name: str,
+                     reasons: Sequence[Sequence[Mapping[str, object]]] | None = None,
+                     rules_version: int = 0) -> dict[str, bytes]:
         """JSON-lines objects keyed ``<prefix><YYYYMMDDHH>/<name>.json``, one per UTC
         hour of ``capture_dt``; each line carries ``heartbeat`` (epoch ms),
-        ``dstrct_code``, ``device``, ``loc_id``, ``capture_dt`` (ISO, UTC) and every tag
-        column."""
+        ``dstrct_code``, ``device``, ``loc_id``, ``capture_dt`` (ISO, UTC), every tag
+        column (NaN as null), and the verdict: ``verdict`` (``valid`` when the sample's
+        ``reasons`` are empty, else ``rejected``), ``reasons`` and ``rules_version``.
+        ``reasons`` holds one list per sample (``None``: every sample valid)."""
         cfg = self.cfg
         lines: dict[str, list[str]] = defaultdict(list)
-        for dt, values in self._records():
+        for i, (dt, values) in enumerate(self._records()):
+            why = list(reasons[i]) if reasons is not None else []
             obj = {"heartbeat": epoch_ms(dt), "dstrct_code": cfg.dstrct_code,
                    "device": cfg.name, "loc_id": cfg.loc_id,
                    "capture_dt": dt.isoformat().replace("+00:00", "Z"), **values}
             lines[f"{prefix}{dt.strftime('%Y%m%d%H')}/{name}.json"].append(
-                json.dumps(obj, sort_keys=True))
+                landed_line(obj, why, rules_version))
         return {k: ("\n".join(v) + "\n").encode() for k, v in lines.items()}
-
 
 def batch_of(cfg: DeviceConfig, capture_dts: Sequence[datetime],
              columns: dict[str, object], missing: list[str]) -> Batch:

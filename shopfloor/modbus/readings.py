@@ -7,7 +7,7 @@ the tag's valid range, and no tag may be missing.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,6 +22,11 @@ from shopfloor.modbus.planning import ReadRequest
 from shopfloor.modbus.tags import TagSpec
 
 KEY_COLUMNS = ("loc_id", "capture_dt")
+# The version of the reading rules below (what reading_schema checks, how reasons are
+# named), written on every landed line. Bump it when the rules change, so a reader of
+# raw data knows which rules gave a line its verdict. A device's limits (its register
+# map) are configuration, not rules: a changed limit is applied by ``reprocess``.
+RULES_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -132,11 +137,15 @@ def landed_prefix(cfg: DeviceConfig) -> str:
     return f"dstrct_code={cfg.dstrct_code}/{cfg.name}/"
 
 
-def json_objects(batch: Batch, name: str) -> dict[str, bytes]:
+def json_objects(batch: Batch, name: str,
+                 reasons: Sequence[Sequence[Mapping[str, object]]] | None = None
+                 ) -> dict[str, bytes]:
     """JSON-lines objects for the raw-logs storage, keyed
-    ``dstrct_code=<code>/<device>/<YYYYMMDDHH>/<name>.json`` (see :meth:`Batch.json_objects`).
+    ``dstrct_code=<code>/<device>/<YYYYMMDDHH>/<name>.json`` (see :meth:`Batch.json_objects`),
+    every sample with its verdict under :data:`RULES_VERSION` (``reasons``: one list per
+    sample, see :func:`shopfloor.modbus.landed.landed_reasons`; ``None``: all valid).
     """
-    return batch.json_objects(landed_prefix(batch.cfg), name)
+    return batch.json_objects(landed_prefix(batch.cfg), name, reasons, RULES_VERSION)
 
 
 def sample_time(anchor: float, k: int, interval: float) -> datetime:

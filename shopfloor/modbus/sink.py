@@ -1,7 +1,9 @@
 """Where a batch of readings goes: validation, ``temperature_raw``, quarantine, raw logs."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandera.pandas as pa
@@ -13,9 +15,47 @@ from shopfloor.db.upsert import upsert
 from shopfloor.modbus.batch import Batch, epoch_ms
 from shopfloor.modbus.capture import CaptureStats
 from shopfloor.modbus.client import DeviceConfig
+from shopfloor.modbus.landed import landed_reasons
 from shopfloor.modbus.readings import KEY_COLUMNS, json_objects, reading_schema
 from shopfloor.quality import QuarantinedRow, split_valid, write_quarantine
 from shopfloor.storage import StorageLocation
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A batch judged: ``keep`` (bool per sample), ``rejected`` (positions, in order)
+    and ``quarantined`` (the rejected samples with pandera's reasons, same order)."""
+
+    keep: np.ndarray
+    rejected: np.ndarray
+    quarantined: list[QuarantinedRow]
+
+    def landed(self, batch: Batch) -> list[list[dict[str, Any]]]:
+        """Per sample, the reasons its landed line carries (empty: valid)."""
+        reasons: list[list[dict[str, Any]]] = [[] for _ in range(len(batch))]
+        for pos, row in zip(self.rejected.tolist(), self.quarantined, strict=True):
+            reasons[pos] = landed_reasons(row, batch.missing[pos], batch.cfg)
+        return reasons
+
+
+def judge(batch: Batch, schema: Callable[[], pa.DataFrameSchema], fast: bool = True
+          ) -> Judgement:
+    """Judge every sample of ``batch`` against the reading schema (``schema()``, built
+    only when a row needs it).
+
+    Pandera (the quality core) judges every row the vectorised pre-check flags and gives
+    the reasons; rows it does not flag pass as they are, without a frame.
+    """
+    suspect = batch.suspect() if fast else np.ones(len(batch), bool)
+    if not suspect.any():
+        return Judgement(np.ones(len(batch), bool), np.empty(0, int), [])
+    positions = np.flatnonzero(suspect)
+    checked = split_valid(batch.take(positions).frame(), schema())
+    passed = np.zeros(len(positions), bool)
+    passed[checked.valid.index.to_numpy(dtype=int)] = True
+    keep = ~suspect
+    keep[positions[passed]] = True
+    return Judgement(keep, positions[~passed], checked.quarantined)
 
 
 @dataclass
@@ -40,34 +80,30 @@ class ReadingSink:
         """Built on first need: about 0.2 ms per tag, and clean batches never need it."""
         return reading_schema(self.cfg.tags)
 
-    def validate(self, batch: Batch) -> tuple[Batch, list[QuarantinedRow]]:
-        """Split a batch into its valid rows and the quarantined ones with reasons.
+    def judge(self, batch: Batch) -> Judgement:
+        """Every sample's verdict: which pass, which are rejected and why."""
+        return judge(batch, lambda: self.schema, self.fast)
 
-        Pandera (the quality core) judges every row the vectorised pre-check flags and
-        gives the reasons; rows it does not flag pass as they are, without a frame.
-        """
-        suspect = batch.suspect() if self.fast else np.ones(len(batch), bool)
-        if not suspect.any():
-            return batch, []
-        positions = np.flatnonzero(suspect)
-        checked = split_valid(batch.take(positions).frame(), self.schema)
-        keep = ~suspect
-        keep[positions[checked.valid.index.to_numpy(dtype=int)]] = True
-        return batch.take(keep), checked.quarantined
+    def validate(self, batch: Batch) -> tuple[Batch, list[QuarantinedRow]]:
+        """Split a batch into its valid rows and the quarantined ones with reasons."""
+        judged = self.judge(batch)
+        return batch.take(judged.keep), judged.quarantined
 
     def __call__(self, batch: Batch) -> None:
-        valid, quarantined = self.validate(batch)
+        judged = self.judge(batch)
+        valid, quarantined = batch.take(judged.keep), judged.quarantined
         self.stats.rows_valid += len(valid)
         if self.engine is not None and self.tables is not None:
             self._write(valid, quarantined)
         else:
             self.stats.rows_quarantined += len(quarantined)  # counted, not stored
-        if self.storage is not None and len(valid):
-            # named by the batch's first slot (epoch ms), whatever its validity, not by
-            # the run: a repeat of the same slots (a retry, an overlapping run) writes
-            # the same key instead of adding an object; keys sort by time in a folder.
+        if self.storage is not None and len(batch):
+            # Every sample lands, rejected ones with their reasons: raw is what arrived.
+            # Named by the batch's first slot (epoch ms), not by the run: a repeat of the
+            # same slots (a retry, an overlapping run) writes the same key and bytes
+            # instead of adding an object; keys sort by time in a folder.
             name = str(epoch_ms(batch.capture_dts[0]))
-            for key, body in json_objects(valid, name).items():
+            for key, body in json_objects(batch, name, judged.landed(batch)).items():
                 self.storage.write_bytes(key, body)
                 self.stats.objects_landed += 1
 

@@ -13,7 +13,7 @@ FLOWS = {
     "flows/s3_compaction.py:register_s3_keys", "flows/s3_compaction.py:s3_compaction",
     "flows/spark_extraction.py:spark_sensor_extraction", "flows/demo.py:demo",
     "flows/refresh_credentials.py:refresh_credentials",
-    "flows/anomaly_detection.py:detect_anomalies",
+    "flows/anomaly_detection.py:detect_anomalies", "flows/reprocess.py:reprocess_raw",
 }
 
 
@@ -46,7 +46,7 @@ def test_schedules_as_the_operations_guide_says(config):
     assert c["master_data_sync"] == [("30 0 * * *", "UTC")]
     assert c["spark_sensor_extraction"] == [("0 2 * * *", "UTC")]
     assert c["refresh_credentials"] == [("40 1 * * 1", "UTC")]
-    assert c["hourly_backfill"] == [] and c["demo"] == []
+    assert c["hourly_backfill"] == [] and c["demo"] == [] and c["reprocess_raw"] == []
     registration = {d["name"]: d for d in config["deployments"]
                     if d["entrypoint"].endswith(":register_s3_keys")}
     assert registration["every-15-minutes"]["schedules"][0]["cron"] == "*/15 * * * *"
