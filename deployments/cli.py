@@ -11,6 +11,7 @@ import typer
 from deployments.aggregation_cli import hourly_app
 from deployments.compaction_cli import compaction_app
 from deployments.credentials_cli import credentials_app
+from deployments.lake_cli import lake_app
 from deployments.modbus_cli import modbus_app
 from deployments.simulate_cli import simulate_app
 from deployments.spark_cli import spark_app
@@ -28,6 +29,7 @@ app.add_typer(compaction_app, name="compaction")
 app.add_typer(hourly_app, name="hourly")
 app.add_typer(spark_app, name="spark")
 app.add_typer(credentials_app, name="credentials")
+app.add_typer(lake_app, name="lake")
 
 SchemaOption = Annotated[
     str | None,

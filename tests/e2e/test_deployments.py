@@ -180,6 +180,10 @@ REFUSED = [
     ("spark-sensor-extraction/daily", "output_prefix", "../outside", "pattern"),
     ("reprocess-raw/on-demand", "district", "no spaces!", "pattern"),
     ("reprocess-raw/on-demand", "timezone", "Europe/Atlantis", "enum"),
+    ("lake-maintenance/daily", "min_files", 1, "minimum"),
+    ("lake-maintenance/daily", "target_file_mb", 0, "minimum"),
+    ("lake-maintenance/daily", "grace_days", 0, "minimum"),
+    ("lake-maintenance/daily", "ram_limit", "lots", "pattern"),
 ]
 REQUIRED = {"hourly-backfill/on-demand": {"start_date": "2026-01-01", "end_date": "2026-01-02"},
             "reprocess-raw/on-demand": {"start": "2026-01-01T00:00:00Z",
