@@ -52,6 +52,8 @@ def aggregate(
     = True,
     max_catchup_hours: Annotated[int, typer.Option(
         help="Incremental run: at most this many closed hours caught up.")] = 168,
+    lateness_minutes: Annotated[int, typer.Option(
+        help="Raw table without ingested_at: late readings found this far back.")] = 60,
 ) -> None:
     """Aggregate a window, or (no --start/--end) the closed hours since the last run plus
     late data; the hour still open is left for the next run."""
@@ -59,7 +61,7 @@ def aggregate(
 
     params = {"start": start, "end": end, "source_db": source_db, "target_db": target_db,
               "timezone": timezone, "late_data": late_data,
-              "max_catchup_hours": max_catchup_hours}
+              "max_catchup_hours": max_catchup_hours, "lateness_minutes": lateness_minutes}
     check_parameters(start, end, timezone)
     check_typed(hourly_aggregation, **params)
     require_blocks(source_db, target_db)

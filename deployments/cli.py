@@ -10,6 +10,8 @@ import typer
 
 from deployments.aggregation_cli import hourly_app
 from deployments.compaction_cli import compaction_app
+from deployments.credentials_cli import credentials_app
+from deployments.lake_cli import lake_app
 from deployments.modbus_cli import modbus_app
 from deployments.simulate_cli import simulate_app
 from deployments.spark_cli import spark_app
@@ -26,6 +28,8 @@ app.add_typer(modbus_app, name="modbus")
 app.add_typer(compaction_app, name="compaction")
 app.add_typer(hourly_app, name="hourly")
 app.add_typer(spark_app, name="spark")
+app.add_typer(credentials_app, name="credentials")
+app.add_typer(lake_app, name="lake")
 
 SchemaOption = Annotated[
     str | None,
@@ -33,17 +37,53 @@ SchemaOption = Annotated[
 ]
 
 
+BlockOption = Annotated[str | None, typer.Option(help="SqlAlchemyConnector block to use.")]
+UrlOption = Annotated[str | None, typer.Option(help="Database URL instead of a block.")]
+
+
 @db_app.command("init")
 def db_init(
-    block: Annotated[str | None, typer.Option(help="SqlAlchemyConnector block to use.")] = None,
-    url: Annotated[str | None, typer.Option(help="Database URL instead of a block.")] = None,
+    block: BlockOption = None,
+    url: UrlOption = None,
     schema: SchemaOption = None,
+    upgrade: Annotated[bool, typer.Option(
+        "--upgrade", help="Also add missing columns to existing tables (never drops).")] = False,
+    table: Annotated[list[str] | None, typer.Option(
+        help="Only this table (its DESIGN.md name, e.g. pipeline_watermark); repeatable.")
+    ] = None,
 ) -> None:
-    """Create every table of DESIGN.md (idempotent). Default: all database blocks."""
+    """Create every missing table of DESIGN.md (idempotent). Default: all database blocks.
+
+    Table names come from $SHOPFLOOR_TABLE_<TABLE> (e.g. SHOPFLOOR_TABLE_TEMPERATURE_HOURLY).
+    """
     from blocks.databases import init_databases
 
-    for line in init_databases(block=block, url=url, schema=schema):
+    for line in init_databases(block=block, url=url, schema=schema, add_columns=upgrade,
+                               only=table):
         typer.echo(line)
+
+
+@db_app.command("check")
+def db_check(
+    block: BlockOption = None,
+    url: UrlOption = None,
+    schema: SchemaOption = None,
+    table: Annotated[list[str] | None, typer.Option(
+        help="Check only this table (its DESIGN.md name, e.g. temperature_hourly); "
+             "repeatable.")] = None,
+) -> None:
+    """Compare the tables the flows need with a database, changing nothing.
+
+    Exit code 1 when a table, a column or a key the flows need is missing.
+    """
+    from blocks.databases import check_databases
+
+    ok = True
+    for result in check_databases(block=block, url=url, schema=schema, only=table):
+        typer.echo("\n".join(result.lines()))
+        ok = ok and result.ok
+    if not ok:
+        raise typer.Exit(1)
 
 
 @blocks_app.command("bootstrap")
@@ -54,6 +94,50 @@ def blocks_bootstrap() -> None:
 
     for r in bootstrap_blocks(os.environ, shopfloor_home()):
         typer.echo(f"{r.name:<24} {r.block_type:<20} {r.summary}")
+
+
+@blocks_app.command("import-airflow")
+def blocks_import_airflow(
+    file: Annotated[Path | None, typer.Option(
+        help="A file of `airflow connections export` (.json, .yaml/.yml or .env).")] = None,
+    env: Annotated[bool, typer.Option(
+        "--env", help="Read the AIRFLOW_CONN_<ID> environment variables.")] = False,
+    map_: Annotated[list[str] | None, typer.Option(
+        "--map", help="CONN_ID=BLOCK_NAME (repeatable); unmapped: airflow-<conn_id>.")] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        help="Import only this connection id (repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print what would be created; create nothing.")] = False,
+) -> None:
+    """Create SqlAlchemyConnector / AwsCredentials blocks from Airflow connections.
+
+    Prints each block (type, name, host, database; never a secret). A connection that
+    cannot become a block is one `refused` line; the others are still created, and the
+    exit code is 1.
+    """
+    from shopfloor.airflow.targets import Refusal, parse_name_map
+
+    if file is None and not env:
+        raise ShopfloorError("give --file PATH and/or --env")
+    names = parse_name_map(map_ or [])
+    from blocks.airflow_import import import_connections, read_connections
+
+    connections = read_connections(file, os.environ if env else None)
+    ids = {c.conn_id.lower().replace("-", "_") for c in connections}
+    for wanted in [*names, *(o.lower().replace("-", "_") for o in only or [])]:
+        if wanted not in ids:
+            typer.echo(f"warning: no connection {wanted!r} was found", err=True)
+    if not connections:
+        raise ShopfloorError("no Airflow connections found")
+    outcome = import_connections(connections, names, only or [], dry_run)
+    verb = "would create" if dry_run else "created"
+    for item in outcome:
+        if isinstance(item, Refusal):
+            typer.echo(item.line(), err=True)
+        else:
+            typer.echo(f"{verb} {item.line()}")
+    if any(isinstance(item, Refusal) for item in outcome):
+        raise typer.Exit(1)
 
 
 @app.command("demo")

@@ -73,3 +73,74 @@ def run(
         typer.echo(", ".join(f"{k} {v}" for k, v in s.items()))
         if not until_done or s["keys_claimed"] == 0:
             return
+
+
+@compaction_app.command("import-registry")
+def import_registry(
+    source_db: Annotated[str, typer.Option(help="Database block of the seed's registry.")],
+    source_table: Annotated[str, typer.Option(help="The seed's registry: [schema.]table.")],
+    metadata_db: Annotated[str, typer.Option(help="Database block of our s3_object.")] =
+        "shopfloor-metadata-db",
+    schema: Annotated[str | None, typer.Option(
+        help="Schema of s3_object (default: $SHOPFLOOR_DB_SCHEMA).")] = None,
+    key_column: Annotated[str | None, typer.Option(
+        help="Seed column of the S3 key (default: key, else s3_key).")] = None,
+    status_column: Annotated[str, typer.Option(help="Seed column of the status.")] =
+        "compression_status",
+    run_id_column: Annotated[str, typer.Option(help="Seed column of the run id.")] =
+        "compression_run_id",
+    distrik_column: Annotated[str | None, typer.Option(
+        help="Seed column of the district (default: from the key layout).")] = None,
+    default_distrik: Annotated[str | None, typer.Option(
+        help="District of keys whose layout names none (else they are skipped).")] = None,
+    status_map: Annotated[list[str] | None, typer.Option(
+        help="Extra seed status mapping SEED=PENDING|SUCCESS|FAILED|QUARANTINED "
+             "(repeatable).")] = None,
+    retry_failed: Annotated[bool, typer.Option(
+        help="Import the seed's FAILED keys as PENDING (default: FAILED, not retried).")] =
+        False,
+    chunk_size: Annotated[int, typer.Option(min=1, max=100_000,
+                                            help="Seed rows per read and write.")] = 5000,
+) -> None:
+    """Import the seed's S3 registry into s3_object, keeping what was already processed.
+
+    Safe to repeat: keys already in s3_object are never downgraded.
+    """
+    from blocks.resolve import load_engine
+    from shopfloor.compaction.keys import check_distrik
+    from shopfloor.compaction.seed_import import SeedColumns, split_table_name
+    from shopfloor.compaction.seed_import import import_registry as run_import
+    from shopfloor.compaction.seed_registry import parse_status_map
+    from shopfloor.compaction.seed_registry import status_map as build_status_map
+    from shopfloor.db.engine import check_connection
+    from shopfloor.db.schema import configured_tables
+
+    # Every value is checked before a block is loaded or a database touched.
+    split_table_name(source_table)
+    if default_distrik is not None:
+        check_distrik(default_distrik)
+    mapping = build_status_map(parse_status_map(status_map or []), retry_failed)
+    tables = configured_tables(schema)
+    source, target = load_engine(source_db), load_engine(metadata_db)
+    check_connection(source, source_db)
+    check_connection(target, metadata_db)
+    _require_registry(target, tables, metadata_db)
+    columns = SeedColumns(key_column, status_column, run_id_column, distrik_column)
+    counts = run_import(source, target, tables, source_table, columns, mapping,
+                        default_distrik=default_distrik, chunk_size=chunk_size)
+    typer.echo(counts.summary())
+    if counts.skipped_keys:
+        typer.echo("skipped keys (first few): " + ", ".join(counts.skipped_keys))
+
+
+def _require_registry(engine, tables, block: str) -> None:  # noqa: ANN001 - late imports
+    from sqlalchemy import inspect
+
+    from shopfloor.errors import ShopfloorError
+
+    with engine.connect() as conn:
+        table = tables.s3_object
+        if not inspect(conn).has_table(table.name, schema=table.schema):
+            raise ShopfloorError(
+                f"no {table.name} table in {block!r}: create it with `shopfloor db init --block "
+                f"{block}`")

@@ -87,16 +87,16 @@ def read_device(
     from shopfloor.modbus.sink import ReadingSink
 
     cfg = load_block(name, ModbusDevice).to_config(name)
-    frames: list = []
-    stats = capture_device(cfg, 1, 0.0, time.time(), frames.append)
+    batches: list = []
+    stats = capture_device(cfg, 1, 0.0, time.time(), batches.append)
     for r in device_plan(cfg):
         typer.echo(f"read {r.register_type} {r.address}+{r.count}: "
                    f"{', '.join(t.name for t in r.tags)}")
-    if not frames:
+    if not batches:
         raise ShopfloorError(f"device {name} did not answer: {stats.last_error}")
-    result = ReadingSink(cfg, CaptureStats(name), "read").validate(frames[0])
-    row = frames[0].iloc[0]
-    for t, value, verdict in tag_verdicts(cfg.tags, row, result.quarantined):
+    _, quarantined = ReadingSink(cfg, CaptureStats(name), "read").validate(batches[0])
+    row = batches[0].frame().iloc[0]
+    for t, value, verdict in tag_verdicts(cfg.tags, row, quarantined):
         typer.echo(f"{t.name:<20} {t.column:<18} {value:<22} {verdict}")
     if row["missing_tags"]:
         typer.echo(f"missing tags: {row['missing_tags']} ({stats.last_error})")
@@ -154,3 +154,52 @@ def capture(
     for row in modbus_capture(**params):
         typer.echo(f"{row['device']}: " + ", ".join(
             f"{k} {v}" for k, v in row.items() if k != "device" and v != ""))
+
+
+def _instant(text: str, option: str) -> Any:
+    """An ISO 8601 time with its zone (``2026-11-20T08:00Z``); anything else is one error."""
+    from datetime import datetime
+
+    from shopfloor.errors import ShopfloorError
+
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ShopfloorError(f"{option} {text!r}: use ISO 8601 with a zone, e.g. "
+                             "2026-11-20T08:00Z") from None
+
+
+@modbus_app.command("reprocess")
+def reprocess(
+    start: Annotated[str, typer.Option(help="Window start, ISO 8601 with zone (widened to "
+                                            "the whole UTC hour).")],
+    end: Annotated[str, typer.Option(help="Window end, excluded, ISO 8601 with zone.")],
+    device: Annotated[list[str] | None, typer.Option(
+        "--device", help="ModbusDevice block name (repeat for several).")] = None,
+    district: Annotated[str | None, typer.Option(
+        help="Instead of --device: every ModbusDevice with this dstrct_code.")] = None,
+    raw_logs: Annotated[str, typer.Option(help="Storage block the JSON landed in.")]
+    = "shopfloor-raw-logs",
+    target_db: Annotated[str, typer.Option(help="Block of temperature_raw and quarantine.")]
+    = "shopfloor-warehouse-db",
+    hourly_source_db: Annotated[str, typer.Option(help="Block the hourly flow reads.")]
+    = "shopfloor-source-db",
+    hourly_target_db: Annotated[str, typer.Option(help="Block of temperature_hourly.")]
+    = "shopfloor-warehouse-db",
+    timezone: Annotated[str, typer.Option(help="IANA zone of the hourly buckets.")] = "UTC",
+) -> None:
+    """Judge landed raw data of a window again under the devices' current rules (the
+    reprocess-raw flow) and print what changed."""
+    from blocks.resolve import require_blocks
+    from flows.reprocess import check_parameters, reprocess_raw
+    from shopfloor.params import check_typed
+
+    params = {"start": _instant(start, "--start"), "end": _instant(end, "--end"),
+              "devices": device or None, "district": district, "raw_logs": raw_logs,
+              "target_db": target_db, "hourly_source_db": hourly_source_db,
+              "hourly_target_db": hourly_target_db, "timezone": timezone}
+    check_parameters(params["devices"], district, params["start"], params["end"], timezone)
+    check_typed(reprocess_raw, **params)
+    require_blocks(*(device or []), raw_logs, target_db, hourly_source_db, hourly_target_db)
+    for key, value in reprocess_raw(**params).items():
+        typer.echo(f"{key}: {value}")

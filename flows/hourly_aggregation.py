@@ -19,6 +19,7 @@ from shopfloor.aggregation.incremental import (
     hours_without_rows,
     plan_incremental,
 )
+from shopfloor.aggregation.late import DEFAULT_LATENESS_MINUTES
 from shopfloor.aggregation.windows import Window, plan_windows
 from shopfloor.db.types import utcnow
 from shopfloor.params import IsoDateTime, TimeZone
@@ -69,13 +70,15 @@ def check_parameters(start: datetime | None, end: datetime | None, timezone: str
 
 
 def _plan(source_db: str, target_db: str, timezone: str, tz: ZoneInfo, late_data: bool,
-          max_catchup_hours: int) -> tuple[IncrementalPlan, dict[str, datetime], int, int]:
+          max_catchup_hours: int, lateness_minutes: int
+          ) -> tuple[IncrementalPlan, dict[str, datetime], int, int]:
     """The incremental plan at the run's logical time, its watermarks, late rows, and the
     first hour no earlier run had closed (an empty hour is reported by one run only)."""
     now = logical_now()
     late, marks, late_rows = [], {}, 0
     if late_data:
-        lp = plan_late_data(source_db, target_db, timezone, watermark_name(source_db))
+        lp = plan_late_data(source_db, target_db, timezone, watermark_name(source_db),
+                            lateness_minutes, now)
         late, late_rows = lp.pairs, lp.late_rows
         if lp.new_watermark is not None:
             marks[watermark_name(source_db)] = lp.new_watermark
@@ -121,6 +124,7 @@ def hourly_aggregation(
     timezone: TimeZone = "UTC",
     late_data: bool = True,
     max_catchup_hours: Annotated[int, Field(ge=1, le=24 * 92)] = DEFAULT_MAX_CATCHUP_HOURS,
+    lateness_minutes: Annotated[int, Field(ge=0, le=7 * 24 * 60)] = DEFAULT_LATENESS_MINUTES,
 ) -> dict[str, Any] | State:
     """Aggregate raw temperature readings into hourly max/avg rows per location.
 
@@ -153,10 +157,15 @@ def hourly_aggregation(
         target_db: SqlAlchemyConnector block holding ``temperature_hourly`` and ``location``.
         timezone: IANA time zone of the hour buckets (``ymd``/``hh``), e.g. ``Asia/Makassar``.
         late_data: in an incremental run, also re-aggregate hours that received readings
-            since the last run (found by ``ingested_at``).
+            since the last run (found by ``ingested_at``; on a raw table without it, by
+            reading time within ``lateness_minutes``).
         max_catchup_hours: an incremental run covers at most this many closed hours
             (the newest); older ones missed by an outage are named in a ``Degraded``
             state, for ``hourly-backfill``.
+        lateness_minutes: only for a raw table without ``ingested_at``
+            (``SHOPFLOOR_RAW_INGESTED_AT=false``): re-aggregate the hours holding rows read
+            up to this long before the newest reading of the last run. A row arriving
+            later than that is missed unless its hour is re-aggregated anyway (backfill).
     """
     started = time.perf_counter()
     logger = get_run_logger()
@@ -167,7 +176,7 @@ def hourly_aggregation(
     late_rows, first_new = 0, 0
     if start is None:
         plan, marks, late_rows, first_new = _plan(source_db, target_db, timezone, tz, late_data,
-                                       max_catchup_hours)
+                                                  max_catchup_hours, lateness_minutes)
         windows: list[Window] = plan.windows
     else:
         windows = plan_windows(start, end, tz, utcnow())

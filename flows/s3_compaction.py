@@ -41,6 +41,7 @@ from tasks.s3_compaction import (
     release_run_claims,
     update_status,
 )
+from tasks.variables import COMPACTION_DISTRICTS, from_variable
 
 MAX_KEYS_PER_RUN = 100_000
 CLAIM_TTL_MINUTES = 60
@@ -121,6 +122,21 @@ def register_s3_keys(
     return counts
 
 
+def _configured(districts: list[str]) -> list[str]:
+    """The claimable districts the Prefect Variable ``shopfloor_compaction_districts``
+    allows (a list of codes, changed without a deploy); all of them when it is unset."""
+    allowed = from_variable(COMPACTION_DISTRICTS, None, None, list[DistrictCode] | None)
+    if allowed is None:
+        return districts
+    wanted = set(allowed)
+    kept = [d for d in districts if d in wanted]
+    if len(kept) < len(districts):
+        get_run_logger().info("Prefect Variable %s leaves out districts with a backlog: %s",
+                              COMPACTION_DISTRICTS,
+                              ", ".join(d for d in districts if d not in kept))
+    return kept
+
+
 def _summary(distrik: str, claimed: int, results: list[CompactResult],
              seconds: float) -> dict[str, Any]:
     return {
@@ -184,8 +200,10 @@ def s3_compaction(
 
     Args:
         distrik: district whose PENDING keys to compact; none serves every district
-            with a backlog. Records without ``dstrct_code`` are partitioned under the
-            district their key was registered with.
+            with a backlog (only those listed in the Prefect Variable
+            ``shopfloor_compaction_districts`` when it is set). Records without
+            ``dstrct_code`` are partitioned under the district their key was registered
+            with.
         key_limit_per_run: most keys one run claims, over all districts together.
         ram_limit: DuckDB memory limit (e.g. "10GB"); larger batches spill to disk.
         raw_logs: S3Bucket or LocalFileSystem block holding the raw JSON.
@@ -205,8 +223,8 @@ def s3_compaction(
     run_id = _run_id()
     progress = create_progress_artifact(0.0, key="s3-compaction-progress",
                                         description=f"s3-compaction of {distrik or 'all'}")
-    districts = [distrik] if distrik else claimable_districts_task(metadata_db,
-                                                                   claim_ttl_minutes)
+    districts = [distrik] if distrik else _configured(
+        claimable_districts_task(metadata_db, claim_ttl_minutes))
     budget, claimed_total = key_limit_per_run, 0
     served: list[str] = []
     results: list[CompactResult] = []

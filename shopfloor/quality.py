@@ -35,10 +35,13 @@ class Reason:
 
 @dataclass
 class QuarantinedRow:
-    """One rejected row and every reason it failed."""
+    """One rejected row and every reason it failed; ``source_key`` and ``source_line``
+    (1-based) name the landed object and line it came from, when it came from one."""
 
     record: dict[str, Any]
     reasons: list[Reason] = field(default_factory=list)
+    source_key: str | None = None
+    source_line: int | None = None
 
 
 @dataclass
@@ -157,8 +160,14 @@ def quality_score(
 def quarantine_records(
     rows: Sequence[QuarantinedRow], source: str, run_id: str | None
 ) -> list[dict[str, Any]]:
-    """Rows for the ``quarantine`` table: record and reasons as JSON text."""
+    """Rows for the ``quarantine`` table: record and reasons as JSON text.
+
+    ``source_key``/``source_line`` are set only when some row has them, so a table that
+    predates those columns (before ``shopfloor db init --upgrade``) still takes rows
+    that do not come from a landed object.
+    """
     now = utcnow()
+    located = any(r.source_key is not None for r in rows)
     return [
         {
             "source": source,
@@ -166,6 +175,7 @@ def quarantine_records(
             "reasons": json.dumps([x.as_dict() for x in r.reasons], default=str),
             "run_id": run_id,
             "quarantined_at": now,
+            **({"source_key": r.source_key, "source_line": r.source_line} if located else {}),
         }
         for r in rows
     ]

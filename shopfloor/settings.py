@@ -3,7 +3,8 @@
 import os
 from pathlib import Path
 
-from shopfloor.identifiers import check_optional_identifier
+from shopfloor.errors import ShopfloorError
+from shopfloor.identifiers import check_identifier, check_optional_identifier
 
 
 def shopfloor_home() -> Path:
@@ -19,3 +20,38 @@ def default_sqlite_url() -> str:
 def db_schema() -> str | None:
     """Optional schema for all tables (``$SHOPFLOOR_DB_SCHEMA``, e.g. ``flet_montrg``)."""
     return check_optional_identifier(os.environ.get("SHOPFLOOR_DB_SCHEMA"), "schema")
+
+
+# The tables the flows read and write, by the name the code knows them as (DESIGN.md).
+TABLE_KEYS = ("temperature_raw", "temperature_hourly", "location", "quarantine", "s3_object",
+              "pipeline_watermark", "sqlth_te", "s3_listing")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def table_env_var(key: str) -> str:
+    """The variable that renames table ``key``: ``SHOPFLOOR_TABLE_<KEY>``."""
+    return f"SHOPFLOOR_TABLE_{key.upper()}"
+
+
+def table_names() -> dict[str, str]:
+    """The renamed tables: ``$SHOPFLOOR_TABLE_<KEY>`` per table (e.g.
+    ``SHOPFLOOR_TABLE_TEMPERATURE_HOURLY=temperature``), each name checked. Tables
+    without a variable keep their DESIGN.md name and are not listed."""
+    names = {}
+    for key in TABLE_KEYS:
+        value = os.environ.get(table_env_var(key))
+        if value:
+            names[key] = check_identifier(value, f"table name ({table_env_var(key)})")
+    return names
+
+
+def raw_has_ingested_at() -> bool:
+    """Whether ``temperature_raw`` has an ``ingested_at`` column (``$SHOPFLOOR_RAW_INGESTED_AT``,
+    default true). ``false`` for a raw table its own writers fill without one: late data
+    is then found by reading time (``capture_dt``) with a lateness allowance."""
+    value = os.environ.get("SHOPFLOOR_RAW_INGESTED_AT", "").strip().lower()
+    if value in ("", *_TRUE):
+        return True
+    if value in _FALSE:
+        return False
+    raise ShopfloorError(f"invalid SHOPFLOOR_RAW_INGESTED_AT {value!r}: use true or false")

@@ -2,7 +2,7 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -26,6 +26,11 @@ from shopfloor.aggregation.in_database import (
     write_windows,
 )
 from shopfloor.aggregation.incremental import later
+from shopfloor.aggregation.late import (
+    DEFAULT_LATENESS_MINUTES,
+    late_since,
+    plan_late_by_capture,
+)
 from shopfloor.aggregation.locations import (
     apply_locations,
     read_source_locations,
@@ -101,23 +106,40 @@ def check_databases(source_db: str, target_db: str) -> None:
 
 
 @task(name="plan-late-data", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
-def plan_late_data(source_db: str, target_db: str, timezone: str,
-                   watermark_name: str) -> LatePlan:
+def plan_late_data(source_db: str, target_db: str, timezone: str, watermark_name: str,
+                   lateness_minutes: int = DEFAULT_LATENESS_MINUTES,
+                   now: datetime | None = None) -> LatePlan:
     """Find the (location, hour) pairs that received readings since the watermark.
+
+    By ``ingested_at``; where the raw table has none (``SHOPFLOOR_RAW_INGESTED_AT=false``),
+    by reading time: rows read at most ``lateness_minutes`` before the watermark (see
+    :mod:`shopfloor.aggregation.late`).
 
     Args:
         source_db: block of the raw readings.
         target_db: block holding the watermark.
         timezone: IANA zone of the hour buckets.
         watermark_name: the watermark to read.
+        lateness_minutes: the allowance of the reading-time watermark.
+        now: the run's logical time (reading-time watermark: the newest reading counted).
     """
     (source, target), tables = load_engines(source_db, target_db), configured_tables()
     with target.connect() as conn:
         stored = get_watermark(conn, tables, watermark_name)
     since = datetime.fromisoformat(stored) if stored else None
+    tz, logger = resolve_timezone(timezone), get_run_logger()
+    if not tables.raw_has_ingested_at:
+        lateness, now = timedelta(minutes=lateness_minutes), now or utcnow()
+        with source_snapshot(source) as conn:
+            plan = plan_late_by_capture(conn, tables, tz, since, lateness, now)
+        logger.info("%d rows read since %s (watermark %s minus %d minutes; the raw table has "
+                    "no ingested_at) touch %d (location, hour) pairs", plan.late_rows,
+                    late_since(since, lateness, now), stored or "unset", lateness_minutes,
+                    len(plan.pairs))
+        return plan
     with source_snapshot(source) as conn:
-        plan = plan_late(conn, tables, resolve_timezone(timezone), since)
-    get_run_logger().info(
+        plan = plan_late(conn, tables, tz, since)
+    logger.info(
         "%d rows ingested since %s (watermark %s minus %s) touch %d (location, hour) pairs",
         plan.late_rows, since - LATE_OVERLAP if since else "the beginning", stored or "unset",
         LATE_OVERLAP, len(plan.pairs))

@@ -6,7 +6,8 @@ scheduled for, not the time it started). It writes:
 - every closed local hour from the last one a previous incremental run wrote (the
   *closed-through* watermark, an instant) up to the last hour closed at ``now``, at most
   ``max_catchup_hours`` of them, so a run after an outage leaves no hole; and
-- the hours that received rows since the late-data watermark (``ingested_at``),
+- the hours that received rows since the late-data watermark (``ingested_at``, or on a raw
+  table without it ``capture_dt`` with a lateness allowance: :mod:`.late`),
 
 but never the hour still open at ``now`` nor a later one: their rows are written by the
 run whose logical time is past them (the closed-through range reaches them even though

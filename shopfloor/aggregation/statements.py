@@ -148,22 +148,30 @@ def raw_count_select(tables: Tables, start: datetime, end: datetime,
         window_filter(tables, start, end, loc_ids))
 
 
-def late_range_select(tables: Tables, since: datetime | None) -> Select:
-    """Min/max ``capture_dt``, max ``ingested_at`` and count of rows ingested after ``since``."""
+def late_range_select(tables: Tables, since: datetime | None, column: str = "ingested_at",
+                      upto: datetime | None = None) -> Select:
+    """Min/max ``capture_dt``, max ``column`` and count of rows with ``column`` after
+    ``since`` (and at most ``upto``): rows ingested since the watermark, or (``column``
+    ``capture_dt``, a raw table without ``ingested_at``) rows read since it."""
     raw = tables.temperature_raw
+    col = raw.c[column]
     stmt = select(func.min(raw.c.capture_dt), func.max(raw.c.capture_dt),
-                  func.max(raw.c.ingested_at), func.count())
-    return stmt.where(raw.c.ingested_at > since) if since is not None else stmt
+                  func.max(col), func.count())
+    if since is not None:
+        stmt = stmt.where(col > since)
+    return stmt.where(col <= upto) if upto is not None else stmt
 
 
 def late_pairs_select(tables: Tables, segments: Sequence[OffsetSegment], since: datetime | None,
-                      upto: datetime, start: datetime, end: datetime) -> Select:
-    """Distinct ``(loc_id, hour_index)`` of rows ingested in ``(since, upto]``."""
+                      upto: datetime, start: datetime, end: datetime,
+                      column: str = "ingested_at") -> Select:
+    """Distinct ``(loc_id, hour_index)`` of rows whose ``column`` is in ``(since, upto]``."""
     raw = tables.temperature_raw
+    col = raw.c[column]
     bucket = local_hour_index(raw.c.capture_dt, offset_expr(raw.c.capture_dt, segments))
-    cond = and_(raw.c.ingested_at <= upto, window_filter(tables, start, end, None))
+    cond = and_(col <= upto, window_filter(tables, start, end, None))
     if since is not None:
-        cond = and_(cond, raw.c.ingested_at > since)
+        cond = and_(cond, col > since)
     inner = select(raw.c.loc_id, bucket.label("hour_index")).where(cond).subquery("late")
     return select(inner.c.loc_id, inner.c.hour_index).distinct()
 

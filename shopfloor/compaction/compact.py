@@ -15,7 +15,7 @@ import duckdb
 from shopfloor.compaction import duck, output
 from shopfloor.compaction.claims import ClaimedKey
 from shopfloor.compaction.layout import ClaimLayout, sql_string
-from shopfloor.compaction.records import bad_heartbeat_rows
+from shopfloor.compaction.records import bad_heartbeat_rows, is_rejected, unpublished_records
 from shopfloor.compaction.sql import compaction_select, describe_sql, merge_type, probe_sql
 from shopfloor.errors import ShopfloorError, first_line
 from shopfloor.quality import QuarantinedRow
@@ -181,16 +181,22 @@ def _stage_checked(batch: _Batch, keys: list[str], result: CompactResult,
 
 def _classify(batch: _Batch, keys: Sequence[str], staged: Sequence[str],
               result: CompactResult) -> list[str]:
-    """Count rows per object; quarantine objects with no usable record. Returns valid files."""
+    """Count rows per object; quarantine objects with no usable record. Returns valid files.
+
+    An object whose records are all ``rejected`` landed lines is done (nothing to
+    publish, its records quarantined), not malformed.
+    """
     valid = [f for f in staged if INVALID_PARTITION not in f]
     invalid = [f for f in staged if INVALID_PARTITION in f]
     good, bad = batch.counts(valid), batch.counts(invalid)
+    fallback = set()
     for key in keys:
         if key in result.quarantined:
             continue
         n_good, n_bad = good.get(key, 0), bad.get(key, 0)
         result.rows_in += n_good + n_bad
-        if n_good == 0:
+        rows = _unpublished(batch, key, n_bad, fallback)
+        if n_good == 0 and not any(is_rejected(r) for r in rows):
             result.quarantined[key] = (
                 "empty file: no JSON records" if n_bad == 0 else
                 f"no usable heartbeat in any of its {n_bad} records (missing, non-numeric "
@@ -198,9 +204,26 @@ def _classify(batch: _Batch, keys: Sequence[str], staged: Sequence[str],
             continue
         result.rows_out += n_good
         result.succeeded.append(key)
-    if invalid:
-        result.bad_records = bad_heartbeat_rows(batch.con, invalid, set(result.succeeded))
+        if rows:
+            result.bad_records[key] = rows
+    if invalid and fallback & set(result.succeeded):
+        result.bad_records.update(
+            bad_heartbeat_rows(batch.con, invalid, fallback & set(result.succeeded)))
     return valid
+
+
+def _unpublished(batch: _Batch, key: str, n_bad: int, fallback: set[str]
+                 ) -> list[QuarantinedRow]:
+    """The object's unpublished records with their line, read again in Python (only
+    objects that have some). Should that reading disagree with DuckDB's count, the
+    key goes to ``fallback``: its records are taken from the staged rows, without line."""
+    if n_bad == 0:
+        return []
+    total, rows = unpublished_records(batch.spec.raw.read_bytes(key), key)
+    if total != n_bad:
+        fallback.add(key)
+        return []
+    return rows
 
 
 def no_fence() -> None:

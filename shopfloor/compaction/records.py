@@ -1,10 +1,13 @@
 """Records with an unusable heartbeat inside otherwise good objects, with their reasons."""
 
+import gzip
+import json
 import math
 from collections.abc import Sequence
 
 import duckdb
 
+from shopfloor.compaction.sql import MAX_EPOCH_US
 from shopfloor.quality import QuarantinedRow, Reason
 
 MAX_BAD_RECORDS_PER_OBJECT = 1000  # beyond this an object's rejects are counted, not stored
@@ -51,3 +54,70 @@ def bad_heartbeat_rows(con: duckdb.DuckDBPyConnection, files: Sequence[str],
         found.setdefault(record["source_file"], []).append(
             QuarantinedRow(record, [heartbeat_reason(record.get("heartbeat"))]))
     return found
+
+
+def usable_heartbeat(value: object) -> bool:
+    """Whether compaction publishes a record with this heartbeat: the rule of
+    :func:`shopfloor.compaction.sql.compaction_select` (a number, or a string holding
+    one; unit told by magnitude; between 1970 and 2100), in Python. A unit test holds
+    the two together."""
+    if value is None:
+        return False
+    try:
+        hb = float(value.strip('"')) if isinstance(value, str) else float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    if not math.isfinite(hb):
+        return False
+    us = hb * 1e6 if hb < 1e11 else hb * 1e3 if hb < 1e14 else hb if hb < 1e17 else hb / 1e3
+    return 0 < round(us) < MAX_EPOCH_US
+
+
+def object_records(body: bytes, key: str) -> list[tuple[int, object]]:
+    """``(line, record)`` of an object: JSON lines numbered from 1 (blank lines counted,
+    not returned), or a JSON array's records numbered from 1; ``.gz`` is unpacked."""
+    if key.endswith(".gz"):
+        body = gzip.decompress(body)
+    text = body.decode("utf-8")
+    if text.lstrip().startswith("["):
+        return list(enumerate(json.loads(text), start=1))
+    return [(n, json.loads(line)) for n, line in enumerate(text.split("\n"), start=1)
+            if line.strip()]
+
+
+def _landed_reasons(record: dict) -> list[Reason]:
+    reasons = record.get("reasons")
+    return [Reason(r.get("column"), str(r.get("check")), r.get("value"))
+            for r in (reasons if isinstance(reasons, list) else []) if isinstance(r, dict)]
+
+
+def unpublished_records(body: bytes, key: str) -> tuple[int, list[QuarantinedRow]]:
+    """The records of an object compaction does not publish, with where they were.
+
+    A landed line whose ``verdict`` is ``rejected`` (its reasons as landed) or whose
+    heartbeat is unusable (see :func:`heartbeat_reason`). Returns how many there are and
+    the first :data:`MAX_BAD_RECORDS_PER_OBJECT`, each with ``source_key`` and
+    ``source_line``; the record keeps ``source_file`` (as before) and drops ``reasons``
+    (they are the quarantine row's reasons).
+    """
+    found, total = [], 0
+    for line, record in object_records(body, key):
+        if not isinstance(record, dict):
+            continue
+        reasons = _landed_reasons(record) if record.get("verdict") == "rejected" else []
+        if record.get("verdict") == "rejected" and not reasons:
+            reasons = [Reason("verdict", "rejected", "rejected")]
+        if not usable_heartbeat(record.get("heartbeat")):
+            reasons.append(heartbeat_reason(record.get("heartbeat")))
+        if not reasons:
+            continue
+        total += 1
+        if len(found) < MAX_BAD_RECORDS_PER_OBJECT:
+            kept = {k: v for k, v in record.items() if k != "reasons"}
+            found.append(QuarantinedRow({**kept, "source_file": key}, reasons, key, line))
+    return total, found
+
+
+def is_rejected(row: QuarantinedRow) -> bool:
+    """Whether the row was rejected by its landed verdict (not only by its heartbeat)."""
+    return row.record.get("verdict") == "rejected"

@@ -17,6 +17,10 @@ from collections.abc import Mapping
 
 # Output columns the compaction owns; a record field of the same name is replaced.
 OWN_COLUMNS = ("source_file", "datetime_wita", "hiveperiod", "dstrct_code")
+# A landed line's verdict (shopfloor.modbus.landed): a ``rejected`` line is quarantined,
+# never published; ``verdict`` and ``reasons`` say nothing about a published (valid)
+# record and are left out of the Parquet (``rules_version`` stays: which rules passed it).
+VERDICT_COLUMNS = ("verdict", "reasons")
 PATH_COLUMN = "__shopfloor_path"
 INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
                  "USMALLINT", "UINTEGER", "UBIGINT")
@@ -60,9 +64,13 @@ def compaction_select(columns: Mapping[str, str]) -> str:
     ``datetime_wita`` from UTC, microseconds) and ``$distrik`` (partition value for
     records without ``dstrct_code``).
     """
-    replaced = [c for c in OWN_COLUMNS if c in columns]
+    replaced = [c for c in (*OWN_COLUMNS, *VERDICT_COLUMNS) if c in columns]
     exclude = ", ".join(f'"{c}"' for c in replaced + [PATH_COLUMN])
     hb = heartbeat_expression(columns["heartbeat"])
+    # A rejected line gets no time, hence no hiveperiod: it lands in the invalid
+    # staging partition with the unusable heartbeats and is quarantined from there.
+    rejected = ("COALESCE(CAST(\"verdict\" AS VARCHAR) IN ('rejected', '\"rejected\"'), false)"
+                if "verdict" in columns else "false")
     district = ('COALESCE(NULLIF(CAST("dstrct_code" AS VARCHAR), \'\'), $distrik)'
                 if "dstrct_code" in columns else "$distrik")
     # Only constants go into the text: our own column names and expressions. Values
@@ -72,7 +80,7 @@ def compaction_select(columns: Mapping[str, str]) -> str:
 ), norm AS (
     SELECT *, TRY_CAST({EPOCH_US} AS BIGINT) AS __us FROM src
 ), stamped AS (
-    SELECT *, CASE WHEN __us > 0 AND __us < {MAX_EPOCH_US}
+    SELECT *, CASE WHEN __us > 0 AND __us < {MAX_EPOCH_US} AND NOT ({rejected})
                    THEN make_timestamp(__us + $tz_us) END AS __wita
     FROM norm
 )

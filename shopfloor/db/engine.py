@@ -1,8 +1,9 @@
 """Engines from URLs, schema creation and connection checks with clear errors."""
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, Table, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateSchema
 
@@ -46,15 +47,34 @@ def check_connection(engine: Engine, name: str) -> None:
         ) from None
 
 
-def init_db(engine: Engine, schema: str | None = None) -> Tables:
-    """Create the schema (if any) and every table of DESIGN.md; safe to repeat."""
-    tables = get_tables(schema)
+def only_tables(tables: Tables, only: Sequence[str] | None) -> list[Table]:
+    """The tables of ``only`` (table keys; ``None``: all), an unknown key refused."""
+    by_key = tables.by_key()
+    unknown = sorted(set(only or ()) - set(by_key))
+    if unknown:
+        raise ShopfloorError(f"unknown table {', '.join(unknown)}; one of: {', '.join(by_key)}")
+    return [by_key[k] for k in (only or by_key)]
+
+
+def init_db(engine: Engine, schema: str | None = None, tables: Tables | None = None,
+            only: Sequence[str] | None = None) -> Tables:
+    """Create the schema (if any) and every missing table of DESIGN.md; safe to repeat.
+
+    ``tables`` (e.g. :func:`~shopfloor.db.schema.configured_tables`) overrides ``schema``;
+    ``only`` limits it to these table keys (``temperature_hourly``, ...), e.g. for a
+    database that holds the seed's raw table and gets only shopfloor's watermark.
+    A table that exists is left as it is (see :mod:`shopfloor.db.check` to compare it).
+    """
+    tables = tables if tables is not None else get_tables(schema)
+    schema = tables.schema
     with engine.begin() as conn:
         if schema and engine.dialect.name not in ("sqlite",):
             if engine.dialect.name in ("mysql", "mariadb"):
                 conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{schema}`"))
             else:
                 conn.execute(CreateSchema(schema, if_not_exists=True))
-        core = [t for t in tables.metadata.sorted_tables if not t.name.startswith("sqlt_data_")]
+        wanted = set(only_tables(tables, only))
+        core = [t for t in tables.metadata.sorted_tables
+                if not t.name.startswith("sqlt_data_") and t in wanted]
         tables.metadata.create_all(conn, tables=core, checkfirst=True)
     return tables

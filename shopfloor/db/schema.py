@@ -1,5 +1,13 @@
-"""Metadata for every table of DESIGN.md, optionally inside a schema (e.g. ``flet_montrg``)."""
+"""Metadata for every table of DESIGN.md, optionally inside a schema (e.g. ``flet_montrg``).
 
+Each table can carry another name (an existing database's, e.g. the seed's hourly table
+``temperature``), and the raw table can be one without ``ingested_at``. Index and
+constraint names derive from the configured table name, so two configurations in one
+schema never clash.
+"""
+
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -18,8 +26,9 @@ from sqlalchemy import (
 )
 
 from shopfloor.db.types import UtcDateTime
+from shopfloor.errors import ShopfloorError
 from shopfloor.identifiers import check_identifier, check_optional_identifier
-from shopfloor.settings import db_schema
+from shopfloor.settings import TABLE_KEYS, db_schema, raw_has_ingested_at, table_names
 
 S3_STATUSES = ("PENDING", "CLAIMED", "SUCCESS", "FAILED", "QUARANTINED")
 
@@ -37,10 +46,29 @@ class Tables:
     pipeline_watermark: Table
     sqlth_te: Table
     s3_listing: Table
+    anomaly: Table
 
     @property
     def schema(self) -> str | None:
         return self.metadata.schema
+
+    @property
+    def raw_has_ingested_at(self) -> bool:
+        """False for a raw table without ``ingested_at`` (late data by ``capture_dt``)."""
+        return "ingested_at" in self.temperature_raw.c
+
+    def by_key(self) -> dict[str, Table]:
+        """Every table by the name the code knows it as (``TABLE_KEYS``)."""
+        return {key: getattr(self, key) for key in TABLE_KEYS}
+
+
+def constraint_name(prefix: str, table: str, suffix: str) -> str:
+    """``{prefix}_{table}_{suffix}``, cut to 63 characters (PostgreSQL's limit) with a
+    hash of the full name, so long table names keep distinct index names."""
+    name = f"{prefix}_{table}_{suffix}"
+    if len(name) <= 63:
+        return name
+    return f"{name[:54]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def _sensor_columns() -> list[Column]:
@@ -63,20 +91,26 @@ def _threshold_columns() -> list[Column]:
     ]
 
 
-def _build(schema: str | None) -> Tables:
-    md = MetaData(schema=schema)
-    raw = Table(
-        "temperature_raw", md,
+def _raw_table(md: MetaData, name: str, ingested_at: bool) -> Table:
+    extra: list = [Column("ingested_at", UtcDateTime, nullable=False),
+                   Index(constraint_name("ix", name, "ingested_at"), "ingested_at")]
+    return Table(
+        name, md,
         Column("loc_id", String(32), primary_key=True),
         Column("capture_dt", UtcDateTime, primary_key=True),
         *_sensor_columns(),
         Column("device", String(128)),
-        Column("ingested_at", UtcDateTime, nullable=False),
-        Index("ix_temperature_raw_capture_dt", "capture_dt"),
-        Index("ix_temperature_raw_ingested_at", "ingested_at"),
+        Index(constraint_name("ix", name, "capture_dt"), "capture_dt"),
+        *(extra if ingested_at else []),
     )
+
+
+def _build(schema: str | None, names: Mapping[str, str], raw_ingested_at: bool) -> Tables:
+    md = MetaData(schema=schema)
+    n = {key: names.get(key, key) for key in TABLE_KEYS}
+    raw = _raw_table(md, n["temperature_raw"], raw_ingested_at)
     hourly = Table(
-        "temperature_hourly", md,
+        n["temperature_hourly"], md,
         Column("loc_id", String(32), primary_key=True),
         Column("ymd", String(8), primary_key=True),
         Column("hh", String(2), primary_key=True),
@@ -85,7 +119,7 @@ def _build(schema: str | None) -> Tables:
         Column("updated_at", UtcDateTime, nullable=False),
     )
     location = Table(
-        "location", md,
+        n["location"], md,
         Column("loc_id", String(32), primary_key=True),
         Column("name", String(255)),
         Column("site", String(255)),
@@ -94,7 +128,7 @@ def _build(schema: str | None) -> Tables:
         Column("updated_at", UtcDateTime),
     )
     quarantine = Table(
-        "quarantine", md,
+        n["quarantine"], md,
         Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                autoincrement=True),
         Column("source", String(255), nullable=False),
@@ -102,10 +136,14 @@ def _build(schema: str | None) -> Tables:
         Column("reasons", Text, nullable=False),
         Column("run_id", String(64)),
         Column("quarantined_at", UtcDateTime, nullable=False),
-        Index("ix_quarantine_source", "source"),
+        # Where a record of landed raw data came from: the object key and its 1-based
+        # line (nullable: rows of readings never landed, and tables before the upgrade).
+        Column("source_key", String(1024)),
+        Column("source_line", Integer),
+        Index(constraint_name("ix", n["quarantine"], "source"), "source"),
     )
     s3_object = Table(
-        "s3_object", md,
+        n["s3_object"], md,
         Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                autoincrement=True),
         # Keys reach 1024 bytes, past the index-key limits of MySQL and SQL Server,
@@ -121,17 +159,17 @@ def _build(schema: str | None) -> Tables:
         Column("attempts", Integer, nullable=False, default=0),
         Column("error", Text),
         Column("completed_at", UtcDateTime),
-        UniqueConstraint("key_hash", name="uq_s3_object_key_hash"),
-        Index("ix_s3_object_claim", "distrik", "compression_status"),
+        UniqueConstraint("key_hash", name=constraint_name("uq", n["s3_object"], "key_hash")),
+        Index(constraint_name("ix", n["s3_object"], "claim"), "distrik", "compression_status"),
     )
     watermark = Table(
-        "pipeline_watermark", md,
+        n["pipeline_watermark"], md,
         Column("name", String(128), primary_key=True),
         Column("value", String(64), nullable=False),
         Column("updated_at", UtcDateTime, nullable=False),
     )
     sqlth_te = Table(
-        "sqlth_te", md,
+        n["sqlth_te"], md,
         Column("id", Integer, primary_key=True, autoincrement=False),
         Column("tagpath", String(255), nullable=False),
         Column("datatype", Integer),
@@ -142,26 +180,69 @@ def _build(schema: str | None) -> Tables:
     # so the next one lists only from there (shopfloor/compaction/listing.py). Keys and
     # storage URLs outgrow index limits: the primary key is a SHA-256 of both.
     s3_listing = Table(
-        "s3_listing", md,
+        n["s3_listing"], md,
         Column("id_hash", String(64), primary_key=True),
         Column("storage", String(1024), nullable=False),
         Column("stream", String(1024), nullable=False),
         Column("last_key", String(1024), nullable=False),
         Column("updated_at", UtcDateTime, nullable=False),
     )
+    # Findings of the anomaly detectors (shopfloor/anomaly, docs/anomalies.md): one row per
+    # finding, unique so that a rerun inserts (and announces) nothing twice.
+    anomaly = Table(
+        "anomaly", md,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+               autoincrement=True),
+        Column("kind", String(16), nullable=False),
+        Column("loc_id", String(32), nullable=False),
+        Column("measure", String(32), nullable=False),
+        Column("hour_start", UtcDateTime, nullable=False),
+        Column("hours", Integer, nullable=False, default=1),
+        Column("score", Float(53)),
+        Column("detail", Text),
+        Column("run_id", String(64)),
+        Column("detected_at", UtcDateTime, nullable=False),
+        UniqueConstraint("kind", "loc_id", "measure", "hour_start", name="uq_anomaly_finding"),
+        Index("ix_anomaly_hour_start", "hour_start"),
+    )
     return Tables(md, raw, hourly, location, quarantine, s3_object, watermark, sqlth_te,
-                  s3_listing)
+                  s3_listing, anomaly)
 
 
-@lru_cache(maxsize=16)
-def get_tables(schema: str | None = None) -> Tables:
-    """The tables of DESIGN.md in ``schema`` (``None``: the connection's default schema)."""
-    return _build(check_optional_identifier(schema, "schema"))
+@lru_cache(maxsize=32)
+def _cached(schema: str | None, names: tuple[tuple[str, str], ...],
+            raw_ingested_at: bool) -> Tables:
+    return _build(schema, dict(names), raw_ingested_at)
 
 
-def configured_tables() -> Tables:
-    """The tables in the configured schema (``$SHOPFLOOR_DB_SCHEMA``, read at call time)."""
-    return get_tables(db_schema())
+def get_tables(schema: str | None = None, names: Mapping[str, str] | None = None,
+               raw_ingested_at: bool = True) -> Tables:
+    """The tables of DESIGN.md in ``schema`` (``None``: the connection's default schema).
+
+    Args:
+        schema: the schema of every table.
+        names: table key (``TABLE_KEYS``) -> the name it has in the database; tables
+            not listed keep their key as name.
+        raw_ingested_at: False for a raw table without ``ingested_at``.
+    """
+    names = dict(names or {})
+    unknown = sorted(set(names) - set(TABLE_KEYS))
+    if unknown:
+        raise ShopfloorError(f"unknown table {unknown[0]!r}: one of {', '.join(TABLE_KEYS)}")
+    for key, name in names.items():
+        check_identifier(name, f"table name for {key}")
+    if len(set(names.values()) | (set(TABLE_KEYS) - set(names))) < len(TABLE_KEYS):
+        raise ShopfloorError(f"two tables configured with one name: {names}")
+    clean = tuple(sorted((k, v) for k, v in names.items() if k != v))
+    return _cached(check_optional_identifier(schema, "schema"), clean, bool(raw_ingested_at))
+
+
+def configured_tables(schema: str | None = None) -> Tables:
+    """The tables as configured, read at call time: the schema (``$SHOPFLOOR_DB_SCHEMA``,
+    or ``schema`` when given), the names (``$SHOPFLOOR_TABLE_<KEY>``) and whether the raw
+    table has ``ingested_at`` (``$SHOPFLOOR_RAW_INGESTED_AT``)."""
+    return get_tables(schema if schema is not None else db_schema(), table_names(),
+                      raw_has_ingested_at())
 
 
 def historian_data_table(tables: Tables, name: str) -> Table:

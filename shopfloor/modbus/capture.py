@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import pandas as pd
-
 from shopfloor.errors import ShopfloorError
+from shopfloor.modbus.batch import Batch
 from shopfloor.modbus.breaker import CircuitBreaker, max_skip_for
 from shopfloor.modbus.client import DeviceConfig, device_plan, make_client, poll_sample
 from shopfloor.modbus.gateway import Gate, GatewayBusy, gateway_key, local_gate
@@ -23,7 +22,7 @@ from shopfloor.modbus.planning import ReadRequest
 from shopfloor.modbus.readings import RawSample, decode_batch, sample_time
 from shopfloor.modbus.window import step_ms
 
-Sink = Callable[[pd.DataFrame], None]
+Sink = Callable[[Batch], None]
 
 
 @dataclass
@@ -128,7 +127,7 @@ def capture_device(
 ) -> CaptureStats:
     """Poll ``cfg`` ``samples`` times from ``anchor`` (epoch seconds) every ``interval`` s.
 
-    Readings go to ``sink`` as frames (one row per sample, see :func:`decode_batch`) in
+    Readings go to ``sink`` as batches (arrays per tag, see :func:`decode_batch`) in
     batches aligned to the grid (see :func:`batch_of`), the last one at the end.
     Device failures are counted, never raised: other devices keep their schedule.
     ``progress`` is called with 1 after every sample (taken, failed, missed or skipped).

@@ -1,26 +1,61 @@
 """Where a batch of readings goes: validation, ``temperature_raw``, quarantine, raw logs."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
-import pandas as pd
+import numpy as np
 import pandera.pandas as pa
 from sqlalchemy import Engine
 
 from shopfloor.db.schema import Tables
 from shopfloor.db.types import utcnow
 from shopfloor.db.upsert import upsert
+from shopfloor.modbus.batch import Batch, epoch_ms
 from shopfloor.modbus.capture import CaptureStats
 from shopfloor.modbus.client import DeviceConfig
-from shopfloor.modbus.readings import (
-    KEY_COLUMNS,
-    json_objects,
-    raw_rows,
-    reading_schema,
-    suspect_rows,
-)
-from shopfloor.quality import QualityResult, split_valid, write_quarantine
+from shopfloor.modbus.landed import landed_reasons
+from shopfloor.modbus.readings import KEY_COLUMNS, json_objects, reading_schema
+from shopfloor.quality import QuarantinedRow, split_valid, write_quarantine
 from shopfloor.storage import StorageLocation
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A batch judged: ``keep`` (bool per sample), ``rejected`` (positions, in order)
+    and ``quarantined`` (the rejected samples with pandera's reasons, same order)."""
+
+    keep: np.ndarray
+    rejected: np.ndarray
+    quarantined: list[QuarantinedRow]
+
+    def landed(self, batch: Batch) -> list[list[dict[str, Any]]]:
+        """Per sample, the reasons its landed line carries (empty: valid)."""
+        reasons: list[list[dict[str, Any]]] = [[] for _ in range(len(batch))]
+        for pos, row in zip(self.rejected.tolist(), self.quarantined, strict=True):
+            reasons[pos] = landed_reasons(row, batch.missing[pos], batch.cfg)
+        return reasons
+
+
+def judge(batch: Batch, schema: Callable[[], pa.DataFrameSchema], fast: bool = True
+          ) -> Judgement:
+    """Judge every sample of ``batch`` against the reading schema (``schema()``, built
+    only when a row needs it).
+
+    Pandera (the quality core) judges every row the vectorised pre-check flags and gives
+    the reasons; rows it does not flag pass as they are, without a frame.
+    """
+    suspect = batch.suspect() if fast else np.ones(len(batch), bool)
+    if not suspect.any():
+        return Judgement(np.ones(len(batch), bool), np.empty(0, int), [])
+    positions = np.flatnonzero(suspect)
+    checked = split_valid(batch.take(positions).frame(), schema())
+    passed = np.zeros(len(positions), bool)
+    passed[checked.valid.index.to_numpy(dtype=int)] = True
+    keep = ~suspect
+    keep[positions[passed]] = True
+    return Judgement(keep, positions[~passed], checked.quarantined)
 
 
 @dataclass
@@ -45,41 +80,41 @@ class ReadingSink:
         """Built on first need: about 0.2 ms per tag, and clean batches never need it."""
         return reading_schema(self.cfg.tags)
 
-    def validate(self, frame: pd.DataFrame) -> QualityResult:
-        """Split a batch: pandera (the quality core) judges every row the vectorised
-        pre-check flags and gives the reasons; rows it does not flag pass as they are."""
-        if frame.empty or not self.fast:
-            return split_valid(frame, self.schema)
-        suspect = suspect_rows(frame, self.cfg.tags)
-        if not suspect.any():
-            return QualityResult(frame, [])
-        checked = split_valid(frame[suspect], self.schema)
-        valid = pd.concat([frame[~suspect], checked.valid]).sort_values("capture_dt")
-        return QualityResult(valid, checked.quarantined)
+    def judge(self, batch: Batch) -> Judgement:
+        """Every sample's verdict: which pass, which are rejected and why."""
+        return judge(batch, lambda: self.schema, self.fast)
 
-    def __call__(self, frame: pd.DataFrame) -> None:
-        result = self.validate(frame)
-        self.stats.rows_valid += len(result.valid)
+    def validate(self, batch: Batch) -> tuple[Batch, list[QuarantinedRow]]:
+        """Split a batch into its valid rows and the quarantined ones with reasons."""
+        judged = self.judge(batch)
+        return batch.take(judged.keep), judged.quarantined
+
+    def __call__(self, batch: Batch) -> None:
+        judged = self.judge(batch)
+        valid, quarantined = batch.take(judged.keep), judged.quarantined
+        self.stats.rows_valid += len(valid)
         if self.engine is not None and self.tables is not None:
-            self._write(result)
+            self._write(valid, quarantined)
         else:
-            self.stats.rows_quarantined += len(result.quarantined)  # counted, not stored
-        if self.storage is not None and not result.valid.empty:
-            # named by the batch's first slot (epoch ms), whatever its validity, not by
-            # the run: a repeat of the same slots (a retry, an overlapping run) writes
-            # the same key instead of adding an object; keys sort by time in a folder.
-            name = str(int(frame["capture_dt"].iloc[0].value // 1_000_000))
-            for key, body in json_objects(self.cfg, result.valid, name).items():
+            self.stats.rows_quarantined += len(quarantined)  # counted, not stored
+        if self.storage is not None and len(batch):
+            # Every sample lands, rejected ones with their reasons: raw is what arrived.
+            # Named by the batch's first slot (epoch ms), not by the run: a repeat of the
+            # same slots (a retry, an overlapping run) writes the same key and bytes
+            # instead of adding an object; keys sort by time in a folder.
+            name = str(epoch_ms(batch.capture_dts[0]))
+            for key, body in json_objects(batch, name, judged.landed(batch)).items():
                 self.storage.write_bytes(key, body)
                 self.stats.objects_landed += 1
 
-    def _write(self, result: QualityResult) -> None:
+    def _write(self, valid: Batch, quarantined: list[QuarantinedRow]) -> None:
         assert self.engine is not None and self.tables is not None
-        rows = raw_rows(result.valid, utcnow())
+        # A raw table without ingested_at (SHOPFLOOR_RAW_INGESTED_AT=false) gets none.
+        rows = valid.raw_rows(utcnow() if self.tables.raw_has_ingested_at else None)
         with self.engine.begin() as conn:
             if rows:
                 upsert(conn, self.tables.temperature_raw, rows, list(KEY_COLUMNS))
-            quarantined = write_quarantine(conn, self.tables, result.quarantined,
-                                           f"modbus:{self.cfg.name}", self.run_id)
+            written = write_quarantine(conn, self.tables, quarantined,
+                                       f"modbus:{self.cfg.name}", self.run_id)
         self.stats.rows_written += len(rows)
-        self.stats.rows_quarantined += quarantined
+        self.stats.rows_quarantined += written

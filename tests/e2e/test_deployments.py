@@ -178,8 +178,16 @@ REFUSED = [
     ("spark-sensor-extraction/daily", "num_partitions", 0, "minimum"),
     ("spark-sensor-extraction/daily", "spark_master", "nowhere", "pattern"),
     ("spark-sensor-extraction/daily", "output_prefix", "../outside", "pattern"),
+    ("reprocess-raw/on-demand", "district", "no spaces!", "pattern"),
+    ("reprocess-raw/on-demand", "timezone", "Europe/Atlantis", "enum"),
+    ("lake-maintenance/daily", "min_files", 1, "minimum"),
+    ("lake-maintenance/daily", "target_file_mb", 0, "minimum"),
+    ("lake-maintenance/daily", "grace_days", 0, "minimum"),
+    ("lake-maintenance/daily", "ram_limit", "lots", "pattern"),
 ]
-REQUIRED = {"hourly-backfill/on-demand": {"start_date": "2026-01-01", "end_date": "2026-01-02"}}
+REQUIRED = {"hourly-backfill/on-demand": {"start_date": "2026-01-01", "end_date": "2026-01-02"},
+            "reprocess-raw/on-demand": {"start": "2026-01-01T00:00:00Z",
+                                        "end": "2026-01-01T01:00:00Z"}}
 
 
 def _keywords(schema: dict, definitions: dict) -> set[str]:

@@ -72,3 +72,13 @@ def test_hours_without_rows_skip_the_hour_a_spring_forward_removes():
     rows = [{"ymd": "20240310", "hh": "00"}, {"ymd": "20240310", "hh": "03"}]
     assert hours_without_rows(window, rows, NY) == [first + 1]
     assert hour_start(first + 2, NY) == hour_start(first + 3, NY)
+
+
+def test_reading_time_lateness_counts_back_from_the_watermark_or_the_first_run():
+    from shopfloor.aggregation.late import late_since
+
+    now = datetime(2026, 1, 1, 10, 2, tzinfo=UTC)
+    mark = datetime(2026, 1, 1, 9, 58, tzinfo=UTC)
+    assert late_since(mark, timedelta(minutes=60), now) == datetime(2026, 1, 1, 8, 58, tzinfo=UTC)
+    # no watermark yet: only the allowance before the run, history is a backfill's
+    assert late_since(None, timedelta(minutes=60), now) == datetime(2026, 1, 1, 9, 2, tzinfo=UTC)

@@ -12,6 +12,9 @@ FLOWS = {
     "flows/backfill.py:hourly_backfill", "flows/master_sync.py:master_data_sync",
     "flows/s3_compaction.py:register_s3_keys", "flows/s3_compaction.py:s3_compaction",
     "flows/spark_extraction.py:spark_sensor_extraction", "flows/demo.py:demo",
+    "flows/refresh_credentials.py:refresh_credentials",
+    "flows/anomaly_detection.py:detect_anomalies", "flows/reprocess.py:reprocess_raw",
+    "flows/lake_maintenance.py:lake_maintenance",
 }
 
 
@@ -39,10 +42,13 @@ def test_schedules_as_the_operations_guide_says(config):
     c = crons(config)
     assert c["modbus_capture"] == [("0 * * * *", "UTC")]
     assert c["hourly_aggregation"] == [("5 * * * *", "UTC")]
+    assert c["detect_anomalies"] == [("15 * * * *", "UTC")]  # after the hourly rows
     assert c["s3_compaction"] == [("20 * * * *", "UTC")]
     assert c["master_data_sync"] == [("30 0 * * *", "UTC")]
     assert c["spark_sensor_extraction"] == [("0 2 * * *", "UTC")]
-    assert c["hourly_backfill"] == [] and c["demo"] == []
+    assert c["refresh_credentials"] == [("40 1 * * 1", "UTC")]
+    assert c["lake_maintenance"] == [("30 4 * * *", "UTC")]  # after extraction, listing
+    assert c["hourly_backfill"] == [] and c["demo"] == [] and c["reprocess_raw"] == []
     registration = {d["name"]: d for d in config["deployments"]
                     if d["entrypoint"].endswith(":register_s3_keys")}
     assert registration["every-15-minutes"]["schedules"][0]["cron"] == "*/15 * * * *"
@@ -52,6 +58,18 @@ def test_schedules_as_the_operations_guide_says(config):
 def test_hourly_aggregation_never_overlaps_itself(config):
     dep = next(d for d in config["deployments"] if d["entrypoint"].endswith("hourly_aggregation"))
     assert dep["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+
+
+def test_anomaly_detection_never_overlaps_itself(config):
+    dep = next(d for d in config["deployments"] if d["entrypoint"].endswith("detect_anomalies"))
+    assert dep["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+    assert dep["work_pool"]["work_queue_name"] == "scheduled"
+
+
+def test_lake_maintenance_runs_alone_on_the_scheduled_queue(config):
+    dep = next(d for d in config["deployments"] if d["entrypoint"].endswith("lake_maintenance"))
+    assert dep["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+    assert dep["work_pool"]["work_queue_name"] == "scheduled"
 
 
 def test_no_secret_in_prefect_yaml():

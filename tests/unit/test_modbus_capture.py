@@ -134,7 +134,7 @@ def test_a_dead_device_is_skipped_by_the_breaker_and_found_again():
     assert stats.samples_ok + stats.samples_failed + stats.samples_skipped == 60
     assert stats.samples_skipped > 20 and stats.samples_failed < 10  # not polled every slot
     assert stats.samples_expected == 60 and stats.samples_missed == 0
-    taken = [ts for f in frames for ts in f["capture_dt"]]
+    taken = [ts for f in frames for ts in f.capture_dts]
     assert len(taken) == stats.samples_ok and len(set(taken)) == len(taken)
     assert stats.samples_ok >= 60 - 40 + 2 - 8  # back within one longest skip
     assert max(taken).timestamp() == 1000.0 + 59 * 5.0  # sampled to the last slot
@@ -203,7 +203,7 @@ def test_a_connection_reset_mid_read_is_a_failed_sample_not_a_lost_batch():
     frames: list = []
     stats = capture_device(CFG, 12, 5.0, 1000.0, frames.append, clock=t.clock,
                            sleep=t.sleep, client=client)
-    taken = [ts.timestamp() for f in frames for ts in f["capture_dt"]]
+    taken = [ts.timestamp() for f in frames for ts in f.capture_dts]
     assert taken == [1000.0 + 5.0 * k for k in range(6)]  # the good samples are kept
     assert stats.samples_ok == 6
     assert stats.samples_failed + stats.samples_skipped == 6

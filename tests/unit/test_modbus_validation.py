@@ -7,7 +7,7 @@ import pytest
 
 from shopfloor.modbus.capture import CaptureStats
 from shopfloor.modbus.client import DeviceConfig
-from shopfloor.modbus.readings import Reading, reading_schema, readings_frame, suspect_rows
+from shopfloor.modbus.readings import Reading, reading_schema, readings_batch, readings_frame
 from shopfloor.modbus.sink import ReadingSink
 from shopfloor.modbus.tags import TagSpec
 from shopfloor.quality import split_valid
@@ -44,11 +44,11 @@ def _readings() -> list[Reading]:
 
 
 def test_pre_check_flags_exactly_the_rows_pandera_rejects():
-    frame = readings_frame(CFG, _readings())
+    batch = readings_batch(CFG, _readings())
+    frame = batch.frame()
     by_pandera = split_valid(frame, reading_schema(TAGS))
     rejected = {q.record["capture_dt"] for q in by_pandera.quarantined}
-    flagged = {frame.loc[i, "capture_dt"].isoformat()
-               for i in frame.index[suspect_rows(frame, TAGS)]}
+    flagged = {frame.loc[i, "capture_dt"].isoformat() for i in frame.index[batch.suspect()]}
     assert flagged == rejected
     assert len(rejected) == 6  # all but "good" and "at_bounds"
 
@@ -56,9 +56,13 @@ def test_pre_check_flags_exactly_the_rows_pandera_rejects():
 @pytest.mark.parametrize("fast", [True, False])
 def test_sink_outcome_is_the_same_with_and_without_the_pre_check(fast: bool):
     stats = CaptureStats("dev")
-    result = ReadingSink(CFG, stats, "run", fast=fast).validate(readings_frame(CFG, _readings()))
-    assert len(result.valid) == 2 and len(result.quarantined) == 6
-    reasons = {(r.column, r.check) for q in result.quarantined for r in q.reasons}
+    batch = readings_batch(CFG, _readings())
+    valid, quarantined = ReadingSink(CFG, stats, "run", fast=fast).validate(batch)
+    assert len(valid) == 2 and len(quarantined) == 6
+    # the valid rows are exactly "good" and "at_bounds", values as read
+    assert valid.capture_dts == [batch.capture_dts[0], batch.capture_dts[6]]
+    assert valid.frame()["temperature"].tolist() == [21.5, 80.0]
+    reasons = {(r.column, r.check) for q in quarantined for r in q.reasons}
     assert ("temperature", "finite_number") in reasons
     assert "missing_tags" in {c for c, _ in reasons}
     assert any(c == "humidity" and ch.startswith("in_range") for c, ch in reasons)
@@ -92,7 +96,7 @@ def test_batch_decoding_equals_sample_by_sample_decoding_with_a_failed_read():
         if k == 4:
             del payloads[2]  # this read failed in sample 4
         samples.append(RawSample(t0 + timedelta(seconds=k), payloads))
-    batch = decode_batch(cfg, plan, samples)
+    batch = decode_batch(cfg, plan, samples).frame()
     one_by_one = readings_frame(cfg, [
         Reading(s.capture_dt, {n: v for i, p in s.payloads.items()
                                for n, v in decode_request(plan[i], p).items()})
@@ -107,12 +111,12 @@ def test_landed_objects_are_per_hour_with_deterministic_names():
     cfg = DeviceConfig("plc-1", "L1", TAGS, dstrct_code="D9")
     t0 = datetime(2026, 1, 1, 9, 59, 59, tzinfo=UTC)
     rows = [Reading(t0 + timedelta(seconds=k), dict(GOOD)) for k in range(2)]
-    frame = readings_frame(cfg, rows)
-    objects = json_objects(cfg, frame, "1767261599000")
+    batch = readings_batch(cfg, rows)
+    objects = json_objects(batch, "1767261599000")
     # the district first, hive style: the key registry reads it without a parameter
     assert sorted(objects) == ["dstrct_code=D9/plc-1/2026010109/1767261599000.json",
                                "dstrct_code=D9/plc-1/2026010110/1767261599000.json"]
-    assert json_objects(cfg, frame, "1767261599000") == objects  # a retry: the same bytes
+    assert json_objects(batch, "1767261599000") == objects  # a retry: the same bytes
     from shopfloor.compaction.keys import distrik_from_key
 
     assert {distrik_from_key(k) for k in objects} == {"D9"}

@@ -25,7 +25,7 @@ def test_every_automation_of_the_file_is_a_valid_prefect_automation():
     assert set(models) == {"shopfloor-failed-runs", "shopfloor-capture-stale",
                            "shopfloor-lake-stale", "shopfloor-warehouse-stale",
                            "shopfloor-zombie-runs", "shopfloor-capture-restart",
-                           "shopfloor-crashed-runs"}
+                           "shopfloor-crashed-runs", "shopfloor-anomalies"}
     failed = models["shopfloor-failed-runs"]
     assert failed.trigger.expect == {"shopfloor.run.failed", "shopfloor.run.degraded"}
     crashed = models["shopfloor-crashed-runs"]
@@ -40,6 +40,10 @@ def test_every_automation_of_the_file_is_a_valid_prefect_automation():
     assert restart.actions[0].source == "inferred"
     zombie = models["shopfloor-zombie-runs"]
     assert [type(a) for a in zombie.actions] == [ChangeFlowRunState]
+    anomalies = models["shopfloor-anomalies"]
+    assert anomalies.trigger.expect == {"shopfloor.anomaly.detected"}
+    assert anomalies.trigger.threshold == 1 and anomalies.trigger.posture == "Reactive"
+    assert [type(a) for a in anomalies.actions] == [SendNotification]
     assert zombie.actions[0].state == "CRASHED"
 
 

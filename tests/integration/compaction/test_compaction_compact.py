@@ -1,12 +1,14 @@
 """compact_claim on a local folder and on moto's S3: units, malformed objects, retries."""
 
 import json
+import tempfile
 from datetime import datetime, timedelta
 
 import pytest
 
 from shopfloor.compaction.claims import ClaimedKey
 from shopfloor.compaction.compact import CompactionSpec, compact_claim
+from shopfloor.compaction.duck import connect
 from shopfloor.compaction.layout import ClaimLayout
 from shopfloor.storage import StorageLocation
 
@@ -85,6 +87,9 @@ def test_malformed_objects_are_isolated_and_good_ones_go_through(storage, write_
     assert "heartbeat" in q["d/text_heartbeat.json"]
     bad = {r.record["seq"]: r.reasons[0].check for r in result.bad_records["d/mixed.json"]}
     assert bad == {90: "missing", 91: "not_numeric", 92: "out_of_range_1970_2100"}
+    # each keeps its object and line
+    assert {(r.source_key, r.source_line) for r in result.bad_records["d/mixed.json"]} == {
+        ("d/mixed.json", 5), ("d/mixed.json", 6), ("d/mixed.json", 7)}
     assert sorted((r[0], r[1]) for r in lake_rows(lake)) == sorted(
         [("d/good.json", i) for i in range(5)] + [("d/mixed.json", i) for i in range(4)])
 
@@ -129,3 +134,48 @@ def test_a_type_change_past_the_schema_sample_is_not_taken_for_a_malformed_objec
     assert result.quarantined == {}
     assert result.rows_out == 2105
     assert len(lake_rows(lake)) == 2105
+
+
+def _landed(seq: int, verdict: str | None, reasons: list | None = None, **extra) -> dict:
+    line = {"heartbeat": heartbeat(HEARTBEAT_BASE_S + seq, "ms"), "seq": seq,
+            "temperature": 20.0 + seq, **extra}
+    if verdict is not None:
+        line.update(verdict=verdict, reasons=reasons or [], rules_version=1)
+    return line
+
+
+def test_rejected_landed_lines_are_quarantined_with_key_and_line_not_published(
+        storage, write_objects):
+    raw, lake = storage
+    too_hot = [{"column": "temperature", "check": "in_range(-20.0, 80.0)", "value": 99.0}]
+    write_objects(raw, {
+        # capture's landing: valid and rejected lines side by side
+        "v/mixed.json": ndjson([_landed(0, "valid"), _landed(1, "rejected", too_hot),
+                                _landed(2, "valid"), _landed(3, "rejected", too_hot)]),
+        # a faulty device's object: every line rejected, and one heartbeat unusable too
+        "v/all_rejected.json": ndjson([_landed(4, "rejected", too_hot),
+                                       {**_landed(5, "rejected", too_hot), "heartbeat": "x"}]),
+        # the seed's and older landings: no verdict, as before
+        "v/old.json": ndjson([_landed(6, None), _landed(7, None)]),
+    })
+    result = _compact(raw, lake, "run-verdict", _claimed(raw))
+    assert sorted(result.succeeded) == ["v/all_rejected.json", "v/mixed.json", "v/old.json"]
+    assert not result.quarantined and result.rows_out == 4
+    rows = lake_rows(lake)
+    assert sorted((r[0], r[1]) for r in rows) == [
+        ("v/mixed.json", 0), ("v/mixed.json", 2), ("v/old.json", 6), ("v/old.json", 7)]
+    where = {(r.source_key, r.source_line, r.record["seq"]):
+             [(x.column, x.check) for x in r.reasons]
+             for k in result.bad_records for r in result.bad_records[k]}
+    assert where == {
+        ("v/mixed.json", 2, 1): [("temperature", "in_range(-20.0, 80.0)")],
+        ("v/mixed.json", 4, 3): [("temperature", "in_range(-20.0, 80.0)")],
+        ("v/all_rejected.json", 1, 4): [("temperature", "in_range(-20.0, 80.0)")],
+        ("v/all_rejected.json", 2, 5): [("temperature", "in_range(-20.0, 80.0)"),
+                                        ("heartbeat", "not_numeric")],
+    }
+    # the verdict columns stay out of the Parquet; the rule version stays in
+    con = connect("1GB", tempfile.gettempdir(), [lake])
+    names = {d[0] for d in con.execute("DESCRIBE SELECT * FROM read_parquet($f)",
+                                       {"f": result.files}).fetchall()}
+    assert "verdict" not in names and "reasons" not in names and "rules_version" in names

@@ -75,7 +75,7 @@ def test_simulate_command_serves_devices_with_a_fault(tmp_path: Path):
         got = []
         ok = DeviceConfig("sim-1", "L1", tuple(default_map()), port=port, timeout_seconds=1)
         stats = capture_device(ok, 1, 0.0, time.time(), got.append)
-        assert stats.samples_ok == 1 and -20 <= got[0].loc[0, "temperature"] <= 80
+        assert stats.samples_ok == 1 and -20 <= got[0].frame().loc[0, "temperature"] <= 80
         bad = DeviceConfig("sim-2", "L2", tuple(default_map()), port=port + 1, retries=0)
         stats = capture_device(bad, 1, 0.0, time.time(), got.append)
         assert stats.samples_failed == 1 and "exception 4" in stats.last_error

@@ -64,11 +64,26 @@ def test_one_faulty_device_does_not_stop_the_others(device_blocks, target_db, pg
     assert _rows(pg_engine, "LOC-bad-nan") == []  # the NaN device wrote nothing to temperature_raw
 
     landed = sorted(raw_logs.rglob("*.json"))
+    # raw is what arrived: the rejected readings of the faulty devices land too
     assert {p.relative_to(raw_logs).parts[:2] for p in landed} == {
-        ("dstrct_code=D7", "mb-ok-1"), ("dstrct_code=D7", "mb-ok-2")}
+        ("dstrct_code=D7", d) for d in ("mb-ok-1", "mb-ok-2", "mb-bad-nan",
+                                        "mb-bad-out-of-range")}
     records = [json.loads(line) for p in landed for line in p.read_text().splitlines()]
-    assert len(records) == 6
-    first = records[0]
+    assert len(records) == 12
+    by_verdict = {v: [r for r in records if r["verdict"] == v] for v in ("valid", "rejected")}
+    assert {r["device"] for r in by_verdict["valid"]} == {"mb-ok-1", "mb-ok-2"}
+    assert len(by_verdict["valid"]) == 6 and len(by_verdict["rejected"]) == 6
+    hot = [r for r in by_verdict["rejected"] if r["device"] == "mb-bad-out-of-range"]
+    assert len(hot) == 3 and all(r["temperature"] > 80 for r in hot)
+    assert all(r["reasons"][0]["column"] == "temperature"
+               and r["reasons"][0]["value"] == r["temperature"] for r in hot)
+    # the same readings, judged the same, are in the quarantine
+    assert sorted(r["temperature"] for r in hot) == sorted(
+        q["record"]["temperature"] for q in oor)
+    nan_lines = [r for r in by_verdict["rejected"] if r["device"] == "mb-bad-nan"]
+    assert all(r["temperature"] is None and {"column": "temperature", "check": "finite_number",
+                                             "value": None} in r["reasons"] for r in nan_lines)
+    first = by_verdict["valid"][0]
     assert isinstance(first["heartbeat"], int) and first["dstrct_code"] == "D7"
     hour_folder = landed[0].relative_to(raw_logs).parts[2]
     assert len(hour_folder) == 10 and hour_folder.isdigit()

@@ -54,7 +54,7 @@ def test_serial_rtu_capture_over_a_pty_link(null_modem: tuple[str, str]):
     with ModbusSimulator([sim]):
         stats = capture_device(cfg, 2, 0.2, time.time() + 0.2, got.append)
     assert stats.samples_ok == 2 and stats.requests_failed == 0, stats.errors
-    (frame,) = got  # one batch of two samples
+    (frame,) = [batch.frame() for batch in got]  # one batch of two samples
     assert len(frame) == 2 and frame["temperature"].between(-20, 80).all()
     assert frame["humidity"].between(0, 100).all() and (frame["running"] == 1.0).all()
     assert (frame["missing_tags"] == "").all()

@@ -21,14 +21,14 @@ def test_every_tag_of_a_shipped_map_is_served_and_valid(name: str):
     tags = load_register_map(MAPS / name)
     dev = SimulatedDevice(free_port(), tags)
     cfg = DeviceConfig("map-check", "L1", tuple(tags), port=dev.port, timeout_seconds=2)
-    frames: list = []
+    batches: list = []
     with ModbusSimulator([dev]):
-        stats = capture_device(cfg, 1, 0.0, 1_700_000_000.0, frames.append)
+        stats = capture_device(cfg, 1, 0.0, 1_700_000_000.0, batches.append)
     assert stats.samples_ok == 1, stats.last_error
-    (row,) = frames[0].to_dict("records")
+    (row,) = batches[0].frame().to_dict("records")
     assert row["missing_tags"] == ""
-    result = ReadingSink(cfg, CaptureStats("map-check"), "t").validate(frames[0])
-    assert len(result.valid) == 1 and not result.quarantined
+    valid, quarantined = ReadingSink(cfg, CaptureStats("map-check"), "t").validate(batches[0])
+    assert len(valid) == 1 and not quarantined
 
 
 def test_read_never_says_ok_next_to_a_missing_tag(simulator, prefect_harness):

@@ -1,0 +1,136 @@
+"""Database credentials from a secret in the shape AWS RDS rotation writes.
+
+An RDS-managed or rotated secret is a JSON object
+``{"engine": "postgres", "host": ..., "port": 5432, "username": ..., "password": ...,
+"dbname": ...}`` (other keys, e.g. ``dbInstanceIdentifier`` or ``masterarn``, are
+ignored). :func:`parse_database_secret` reads it, :func:`rotated_url` merges it into the
+URL a connector block holds, :func:`check_credentials` proves the result connects
+before anything is saved. No message here ever contains a secret's value.
+"""
+
+import json
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import URL
+
+from shopfloor.db.engine import check_connection, make_engine
+from shopfloor.errors import ShopfloorError
+
+# RDS's ``engine`` values -> the driver a new block gets (an existing block keeps its own).
+ENGINE_DRIVERS = {
+    "postgres": "postgresql+psycopg2",
+    "postgresql": "postgresql+psycopg2",
+    "aurora-postgresql": "postgresql+psycopg2",
+    "mysql": "mysql+pymysql",
+    "aurora-mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+    "sqlserver": "mssql+pymssql",
+}
+# SQLAlchemy backend of each driver: what an existing block's URL is compared with.
+_BACKENDS = {"postgresql+psycopg2": "postgresql", "mysql+pymysql": "mysql",
+             "mssql+pymssql": "mssql"}
+# How each DBAPI is told to give up connecting (a wrong host must not hang the check).
+_TIMEOUT_ARGS = {"psycopg2": "connect_timeout", "pymysql": "connect_timeout",
+                 "pymssql": "login_timeout"}
+
+
+@dataclass(frozen=True)
+class DatabaseSecret:
+    """Connection fields read from a secret; ``password`` is left out of ``repr``."""
+
+    username: str
+    password: str = field(repr=False)
+    engine: str | None = None
+    host: str | None = None
+    port: int | None = None
+    dbname: str | None = None
+
+
+def parse_database_secret(value: str | bytes, secret_id: str) -> DatabaseSecret:
+    """The RDS-shaped JSON ``value`` of secret ``secret_id`` as a :class:`DatabaseSecret`.
+
+    Raises:
+        ShopfloorError: not a JSON object, a missing ``username``/``password``, a port that
+            is not a number or an unknown engine; the message names keys, never values.
+    """
+    try:
+        data = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        raise ShopfloorError(f"secret {secret_id!r} is not JSON: expected the RDS shape "
+                             '{"engine", "host", "port", "username", "password", '
+                             '"dbname"}') from None
+    if not isinstance(data, dict):
+        raise ShopfloorError(f"secret {secret_id!r} is not a JSON object")
+    missing = [k for k in ("username", "password") if not isinstance(data.get(k), str)
+               or not data[k]]
+    if missing:
+        raise ShopfloorError(f"secret {secret_id!r} has no {' or '.join(missing)}")
+    engine = _optional_str(data, "engine", secret_id)
+    if engine is not None and engine.lower() not in ENGINE_DRIVERS:
+        raise ShopfloorError(f"secret {secret_id!r} has engine {engine!r}: shopfloor knows "
+                             + ", ".join(sorted(ENGINE_DRIVERS)))
+    return DatabaseSecret(
+        username=data["username"], password=data["password"],
+        engine=engine.lower() if engine else None,
+        host=_optional_str(data, "host", secret_id), port=_port(data.get("port"), secret_id),
+        dbname=_optional_str(data, "dbname", secret_id))
+
+
+def _optional_str(data: dict, key: str, secret_id: str) -> str | None:
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ShopfloorError(f"secret {secret_id!r}: {key} must be a string")
+    return value
+
+
+def _port(value: object, secret_id: str) -> int | None:
+    # RDS writes the port as a number; hand-made secrets often hold it as a string.
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not str(value).isdigit() or not 0 < int(value) < 65536:
+        raise ShopfloorError(f"secret {secret_id!r}: port must be a number from 1 to 65535")
+    return int(value)
+
+
+def rotated_url(current: URL | None, secret: DatabaseSecret, secret_id: str) -> URL:
+    """``current`` with the secret's user, password and (when given) host, port, database.
+
+    The current URL's driver and query (``sslmode``...) are kept. Without a current URL
+    (a block that does not exist yet) the secret must name its engine and host.
+
+    Raises:
+        ShopfloorError: the secret's engine is another database kind than the block's,
+            or a new block cannot be built from the secret alone.
+    """
+    driver = ENGINE_DRIVERS.get(secret.engine or "")
+    if current is None:
+        if driver is None or not secret.host:
+            raise ShopfloorError(f"secret {secret_id!r} needs engine and host to create a "
+                                 "new block")
+        return URL.create(driver, username=secret.username, password=secret.password,
+                          host=secret.host, port=secret.port, database=secret.dbname)
+    if driver is not None and _BACKENDS[driver] != current.get_backend_name():
+        raise ShopfloorError(f"secret {secret_id!r} is for engine {secret.engine!r} but the "
+                             f"block is a {current.get_backend_name()} database")
+    return current.set(
+        username=secret.username, password=secret.password,
+        host=secret.host or current.host, port=secret.port or current.port,
+        database=secret.dbname or current.database)
+
+
+def check_credentials(url: URL, name: str, timeout_seconds: int = 10) -> None:
+    """Open a connection with ``url`` and run ``SELECT 1``; the engine is disposed after.
+
+    Raises:
+        ShopfloorError: one line naming ``name`` and the reason, the password masked.
+    """
+    connect_args = {}
+    if arg := _TIMEOUT_ARGS.get(url.get_driver_name()):
+        connect_args[arg] = timeout_seconds
+    engine = make_engine(url.render_as_string(hide_password=False), connect_args=connect_args)
+    try:
+        check_connection(engine, name)
+    finally:
+        engine.dispose()

@@ -1,0 +1,90 @@
+"""Tasks of the anomaly-detection flow: find, store (only new findings), announce."""
+
+from dataclasses import asdict
+from typing import Any
+
+import pandas as pd
+from prefect import get_run_logger, task
+
+from shopfloor.aggregation.hours import resolve_timezone
+from shopfloor.anomaly.findings import DetectorParams, Finding, detect
+from shopfloor.anomaly.grid import local_indices
+from shopfloor.anomaly.store import insert_findings, read_hourly
+from shopfloor.db.schema import configured_tables
+from shopfloor.db.types import utcnow
+from tasks.aggregation import load_engines, transient, warehouse_slot
+from tasks.outcomes import emit
+
+EVENT = "shopfloor.anomaly.detected"
+
+
+@task(name="find-anomalies", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
+def find_anomalies(target_db: str, timezone: str, first: int, window_first: int, last: int,
+                   params: DetectorParams) -> tuple[list[Finding], int]:
+    """Read the hourly rows of local hours ``first..last`` and run the detectors.
+
+    Args:
+        target_db: block holding ``temperature_hourly``.
+        timezone: IANA zone of the hourly rows' ``ymd``/``hh``.
+        first: first local hour index read (history).
+        window_first: first local hour index a finding may be about.
+        last: last local hour index (inclusive).
+        params: detector settings.
+
+    Returns:
+        The findings, and the number of hourly rows inside the window.
+    """
+    (engine,), tables = load_engines(target_db), configured_tables()
+    with engine.connect() as conn:
+        frame = read_hourly(conn, tables, first, last)
+    tz = resolve_timezone(timezone)
+    found = detect(frame, tz, timezone, first, window_first, last, params)
+    index = local_indices(frame["ymd"], frame["hh"]) if len(frame) else pd.Series([])
+    in_window = int(((index >= window_first) & (index <= last)).sum())
+    get_run_logger().info("%d hourly rows read (%d in the window): %d findings", len(frame),
+                          in_window, len(found))
+    return found, in_window
+
+
+@task(name="store-findings", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
+def store_findings(target_db: str, findings: list[Finding], run_id: str | None
+                   ) -> list[Finding]:
+    """Insert the findings not stored yet, in one transaction; return only those new ones.
+
+    Args:
+        target_db: block holding the ``anomaly`` table.
+        findings: the findings of this run.
+        run_id: the flow run id, stored with each new row.
+    """
+    (engine,), tables = load_engines(target_db), configured_tables()
+    with warehouse_slot(), engine.begin() as conn:
+        new = insert_findings(conn, tables, findings, run_id, utcnow())
+    get_run_logger().info("%d findings, %d new", len(findings), len(new))
+    return new
+
+
+def anomaly_event(finding: Finding) -> dict[str, Any]:
+    """Arguments of :func:`tasks.outcomes.emit` for one finding: resource
+    ``shopfloor.location.<loc_id>`` (as threshold alerts), labelled with kind and measure
+    so an automation can match on them."""
+    payload = {k: v for k, v in asdict(finding).items() if k != "hour_start"}
+    payload["hour_start"] = finding.hour_start.isoformat()
+    return {"event": EVENT, "resource_id": f"shopfloor.location.{finding.loc_id}",
+            "payload": payload, "prefect.resource.name": finding.loc_id,
+            "shopfloor.anomaly.kind": finding.kind, "shopfloor.measure": finding.measure}
+
+
+@task(name="emit-anomaly-events")
+def emit_anomaly_events(findings: list[Finding], max_events: int) -> int:
+    """Emit one ``shopfloor.anomaly.detected`` event per finding, at most ``max_events``.
+
+    Args:
+        findings: the new findings (stored for the first time in this run).
+        max_events: a cap, so that one run never floods the event stream.
+    """
+    sent = 0
+    for finding in findings[:max_events]:
+        emit(**anomaly_event(finding))
+        sent += 1
+    get_run_logger().info("%d anomaly events emitted", sent)
+    return sent

@@ -1,0 +1,53 @@
+"""Task of the lake maintenance flow: merge one dataset's closed partitions."""
+
+import uuid
+from datetime import date, timedelta
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from blocks.resolve import load_engine, load_storage
+from shopfloor.compaction.faults import pause_hook_from_env
+from shopfloor.db.engine import check_connection
+from shopfloor.db.schema import configured_tables
+from shopfloor.lake.merge import MergeSpec, PartitionResult, maintain, no_hook
+
+
+@task(name="merge-partitions", cache_policy=NO_CACHE)
+def merge_dataset(lake: str, prefix: str, metadata_db: str, today: date, grace_days: int,
+                  target_file_mb: int, min_files: int, claim_ttl_minutes: int,
+                  ram_limit: str, max_partitions: int, run_id: str) -> list[PartitionResult]:
+    """Recover crashed merges of ``prefix``, then merge its closed partitions.
+
+    No retries: a partition that failed is undone (or left for the next run to recover
+    from its manifest) and reported; the next daily run tries again.
+
+    Args:
+        lake: storage block (S3Bucket or LocalFileSystem) of the lake.
+        prefix: dataset folder inside the lake (``datalog_v2``, ``sensor_data``).
+        metadata_db: database block of ``pipeline_watermark`` (the partition claims).
+        today: the run's logical day; partitions older than ``today - grace_days`` close.
+        grace_days: days a partition stays open to its writers.
+        target_file_mb: size of the merged files.
+        min_files: small files a partition needs before it is merged.
+        claim_ttl_minutes: a partition claim not renewed for this long is taken over.
+        ram_limit: DuckDB memory limit.
+        max_partitions: most partitions merged per dataset and run.
+        run_id: recorded in each merge's manifest.
+    """
+    logger = get_run_logger()
+    engine = load_engine(metadata_db)
+    check_connection(engine, metadata_db)
+    spec = MergeSpec(load_storage(lake), prefix, engine, configured_tables(),
+                     target_file_mb * 2**20, min_files,
+                     timedelta(minutes=claim_ttl_minutes), ram_limit, run_id)
+    try:
+        results = maintain(spec, today, grace_days, lambda: uuid.uuid4().hex,
+                           max_partitions, pause_hook_from_env() or no_hook)
+    finally:
+        engine.dispose()
+    for r in results:
+        log = logger.warning if r.status == "failed" else logger.info
+        log("%s %s: %s (%d files -> %d, %d rows) %s", r.status, r.partition, r.message,
+            r.files_in, r.files_out, r.rows, r.unified)
+    return results
