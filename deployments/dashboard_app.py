@@ -75,9 +75,17 @@ def thresholds_layer(locs: pd.DataFrame, loc_ids: list[str], measure: str) -> al
         y="value:Q", color="loc_id:N", tooltip=["loc_id", "threshold", "value"])
 
 
+def _time_axis(x: str) -> alt.X:
+    # Days are whole dates on the axis, hours are clock times.
+    if x == "day":
+        return alt.X("day:T", timeUnit="yearmonthdate", title="day",
+                     axis=alt.Axis(format="%b %d", tickCount="day"))
+    return alt.X(f"{x}:T", title=x)
+
+
 def anomaly_layer(marks: pd.DataFrame, x: str) -> alt.Chart:
-    return alt.Chart(marks).mark_rule(color="red", strokeWidth=2).encode(
-        x=f"{x}:T", tooltip=["loc_id", "kind", "measure", "score", x])
+    return alt.Chart(marks).mark_rule(color="black", strokeWidth=2, strokeDash=[2, 2]).encode(
+        x=_time_axis(x), tooltip=["loc_id", "kind", "measure", "score", x])
 
 
 def series_chart(df: pd.DataFrame, x: str, measure: str, limits: alt.Chart,
@@ -85,7 +93,7 @@ def series_chart(df: pd.DataFrame, x: str, measure: str, limits: alt.Chart,
     long = df.melt(id_vars=["loc_id", x], value_vars=[f"{measure}_max", f"{measure}_avg"],
                    var_name="series", value_name="value")
     lines = alt.Chart(long).mark_line(point=len(df) < 60).encode(
-        x=f"{x}:T", y=alt.Y("value:Q", title=measure), color="loc_id:N",
+        x=_time_axis(x), y=alt.Y("value:Q", title=measure), color="loc_id:N",
         strokeDash="series:N", tooltip=["loc_id", "series", "value", x])
     return alt.layer(lines, limits, marks).properties(height=280)
 
