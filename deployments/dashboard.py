@@ -32,11 +32,25 @@ def check_dashboard(warehouse_db: str, metadata_db: str, timezone: str) -> None:
         check_connection(load_engine(name), name)
 
 
+def ephemeral_api() -> dict[str, str]:
+    """``PREFECT_API_URL`` of the temporary Prefect server this process started to read the
+    blocks (ephemeral mode), so Streamlit reads them there instead of starting a second
+    one; it lives while this process waits on Streamlit. Empty when a server is configured.
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return {}
+    server = SubprocessASGIServer()  # the instance the client started, if it did
+    return {"PREFECT_API_URL": server.api_url} if server.running else {}
+
+
 def run_dashboard(port: int, address: str, warehouse_db: str, metadata_db: str,
                   timezone: str) -> int:
     """Serve the dashboard until interrupted; returns Streamlit's exit code."""
     check_dashboard(warehouse_db, metadata_db, timezone)
-    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", **ephemeral_api()}
     proc = subprocess.Popen(streamlit_command(port, address, warehouse_db, metadata_db,
                                               timezone), env=env)
 
