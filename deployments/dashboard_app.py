@@ -28,6 +28,7 @@ from shopfloor.db.schema import Tables, configured_tables
 from shopfloor.errors import ShopfloorError
 
 NO_DATA = "no data yet"
+LOOKBACK = timedelta(hours=1)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -54,15 +55,12 @@ def export(df: pd.DataFrame, name: str) -> None:
 
 
 def sidebar(known: list[str]) -> dict:
-    st.sidebar.header("View")
     return {
         "loc_ids": st.sidebar.multiselect("Locations", known, default=known[:3]),
         "measure": st.sidebar.selectbox("Measure", q.MEASURES),
         "days": st.sidebar.slider("Daily chart: days", 1, 366, 30),
         "hourly_days": st.sidebar.slider("Hourly chart: days", 1, 31, 3),
         "bucket_hours": st.sidebar.slider("5-minute buckets: hours", 1, 48, 6),
-        "online_minutes": st.sidebar.number_input("Online if heard from within (min)", 1,
-                                                  1440, 15),
         "quarantine_days": st.sidebar.slider("Quarantine and quality: days", 1, 90, 7),
     }
 
@@ -228,12 +226,17 @@ def page(args: argparse.Namespace) -> None:
     tables, now = configured_tables(), datetime.now(UTC)
     st.caption(f"warehouse block {args.warehouse_db}, metadata block {args.metadata_db}, "
                f"time zone {tz.key}; as of {now.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}")
+    st.sidebar.header("View")
+    online = timedelta(minutes=st.sidebar.number_input("Online if heard from within (min)",
+                                                       1, 1440, 15))
     with warehouse.connect() as conn:
         locs = q.locations(conn, tables)
-        devices = q.last_readings(conn, tables, now)
+        # Scan only as far back as "online" reaches (at least an hour); every active
+        # location heard from earlier still shows, found through its key.
+        devices = q.last_readings(conn, tables, now, lookback=max(online, LOOKBACK))
     known = sorted(set(locs["loc_id"]) | set(devices["loc_id"]))
     v = sidebar(known)
-    status = device_status(devices, now, timedelta(minutes=v["online_minutes"]))
+    status = device_status(devices, now, online)
     since = now - timedelta(days=v["quarantine_days"])
     with warehouse.connect() as conn:
         quarantine = [(q.quarantine_counts(conn, tables, since),

@@ -29,14 +29,15 @@ def _frame(rows: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:
 
 
 def last_readings(conn: Connection, tables: Tables, now: datetime,
-                  lookback: timedelta = timedelta(days=7)) -> pd.DataFrame:
+                  lookback: timedelta = timedelta(hours=1)) -> pd.DataFrame:
     """The last reading of every (location, device) heard from in ``lookback``, plus every
     active location not heard from in it (its last reading ever, or none).
 
     The first part is one GROUP BY over the ``capture_dt`` index range; the second looks
     up each silent location's newest row through the (loc_id, capture_dt) key, so neither
-    reads the whole raw table. Columns: loc_id, device, last_reading, readings (in the
-    lookback).
+    reads the whole raw table. A device without master data that has been silent for
+    longer than ``lookback`` is not listed: keep ``lookback`` at least as long as what
+    counts as online. Columns: loc_id, device, last_reading, readings (in the lookback).
     """
     raw, loc = tables.temperature_raw, tables.location
     since = now - lookback
