@@ -123,7 +123,7 @@ def fill(engine: Engine, tables: Tables, locs: int, days: int, raw_hours: int,
               "raw_start": (now - timedelta(hours=raw_hours)).replace(tzinfo=None)}
     with engine.begin() as conn:
         for table in (anomaly_table(tables), quality_table(tables)):
-            table.create(conn)
+            table.create(conn, checkfirst=True)
     counts = {}
     for name, sql in FILL.items():
         started = time.perf_counter()

@@ -71,7 +71,7 @@ def fill_warehouse(url: str, now: datetime) -> None:
             {"source": "modbus-capture", "record": "{}", "reasons": reasons, "run_id": "r",
              "quarantined_at": now - timedelta(hours=h)} for h in (1, 2, 5)])
         for table in (anomaly_table(tables), quality_table(tables)):
-            table.create(conn)
+            table.create(conn, checkfirst=True)
         conn.execute(insert(anomaly_table(tables)), [
             {"kind": "spike", "loc_id": "L01", "measure": "temperature",
              "hour_start": now.replace(minute=0, second=0, microsecond=0)
