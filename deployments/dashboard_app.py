@@ -81,19 +81,22 @@ def _time_axis(x: str) -> alt.X:
     return alt.X(f"{x}:T", title=x)
 
 
-def anomaly_layer(marks: pd.DataFrame, x: str) -> alt.Chart:
+def anomaly_layer(marks: pd.DataFrame, x: str) -> alt.Chart | None:
+    if marks.empty:
+        return None
     return alt.Chart(marks).mark_rule(color="black", strokeWidth=2, strokeDash=[2, 2]).encode(
         x=_time_axis(x), tooltip=["loc_id", "kind", "measure", "score", x])
 
 
 def series_chart(df: pd.DataFrame, x: str, measure: str, limits: alt.Chart,
-                 marks: alt.Chart) -> alt.LayerChart:
+                 marks: alt.Chart | None) -> alt.LayerChart:
     long = df.melt(id_vars=["loc_id", x], value_vars=[f"{measure}_max", f"{measure}_avg"],
                    var_name="series", value_name="value")
     lines = alt.Chart(long).mark_line(point=len(df) < 60).encode(
         x=_time_axis(x), y=alt.Y("value:Q", title=measure), color="loc_id:N",
         strokeDash="series:N", tooltip=["loc_id", "series", "value", x])
-    return alt.layer(lines, limits, marks).properties(height=280)
+    layers = [lines, limits] if marks is None else [lines, limits, marks]
+    return alt.layer(*layers).properties(height=280)
 
 
 def devices_panel(status: pd.DataFrame) -> None:
