@@ -106,7 +106,7 @@ def devices_panel(status: pd.DataFrame) -> None:
         return
     shown = status[["loc_id", "device", "online", "last_reading", "age", "age_bucket",
                     "readings"]]
-    st.dataframe(shown, hide_index=True, use_container_width=True)
+    st.dataframe(shown, hide_index=True, width="stretch")
     export(shown, "devices")
 
 
@@ -131,7 +131,7 @@ def location_panels(conn, tables: Tables, v: dict, locs: pd.DataFrame, tz: ZoneI
                        _number(getattr(row, f"{measure}_max")))
         st.altair_chart(series_chart(days.assign(day=pd.to_datetime(days["ymd"])), "day",
                                      measure, limits, anomaly_layer(anomalies, "day")),
-                        use_container_width=True)
+                        width="stretch")
         export(days, "daily")
     hour_first, _ = local_days(now, tz, v["hourly_days"])
     hours = q.hourly(conn, tables, loc_ids, hour_first, last)
@@ -142,14 +142,14 @@ def location_panels(conn, tables: Tables, v: dict, locs: pd.DataFrame, tz: ZoneI
         hours = hours.assign(hour=hour_of(hours["ymd"], hours["hh"]))
         marks = anomalies[anomalies["hour"] >= hours["hour"].min()]
         st.altair_chart(series_chart(hours, "hour", measure, limits,
-                                     anomaly_layer(marks, "hour")), use_container_width=True)
+                                     anomaly_layer(marks, "hour")), width="stretch")
         export(hours.drop(columns="hour"), "hourly")
     st.subheader("Anomalies")
     if anomalies.empty:
         st.info(NO_DATA)
     else:
         shown = anomalies.drop(columns=["hour", "day"])
-        st.dataframe(shown, hide_index=True, use_container_width=True)
+        st.dataframe(shown, hide_index=True, width="stretch")
         export(shown, "anomalies")
 
 
@@ -164,10 +164,10 @@ def buckets_panel(conn, tables: Tables, v: dict, tz: ZoneInfo, now: datetime) ->
     chart = df.assign(time=wall_clock(df["bucket_start"], tz))
     band = alt.Chart(chart).mark_area(opacity=0.25).encode(
         x="time:T", y=alt.Y(f"{m}_min:Q", title=m), y2=f"{m}_max:Q", color="loc_id:N")
-    line = alt.Chart(chart).mark_line().encode(x="time:T", y=f"{m}_avg:Q", color="loc_id:N",
-                                               tooltip=["loc_id", "time", "readings",
-                                                        f"{m}_avg"])
-    st.altair_chart(alt.layer(band, line).properties(height=240), use_container_width=True)
+    line = alt.Chart(chart).mark_line(point=True).encode(
+        x="time:T", y=f"{m}_avg:Q", color="loc_id:N",
+        tooltip=["loc_id", "time", "readings", f"{m}_avg"])
+    st.altair_chart(alt.layer(band, line).properties(height=240), width="stretch")
     export(df, "five_minute_buckets")
 
 
@@ -181,7 +181,7 @@ def quality_panel(conn, tables: Tables, since: datetime, tz: ZoneInfo) -> None:
     st.altair_chart(alt.Chart(chart).mark_line(point=True).encode(
         x="time:T", y=alt.Y("overall_avg:Q", scale=alt.Scale(domain=[0, 1])),
         color="flow:N", tooltip=["flow", "time", "batches", "overall_avg", "overall_min"]),
-        use_container_width=True)
+        width="stretch")
     export(df, "quality")
 
 
@@ -195,7 +195,7 @@ def quarantine_panel(frames: list[tuple[pd.DataFrame, pd.DataFrame]], days: int)
     cols = st.columns(min(len(counts), 4))
     for i, row in enumerate(counts.itertuples()):
         cols[i % len(cols)].metric(f"Quarantined {row.source}", int(row.rows))
-    st.dataframe(rows, hide_index=True, use_container_width=True)
+    st.dataframe(rows, hide_index=True, width="stretch")
     export(rows, "quarantine")
 
 
