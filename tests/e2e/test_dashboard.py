@@ -114,12 +114,15 @@ def test_the_page_shows_the_databases_numbers(dashboard):
 
 
 def screenshot(page) -> None:
-    """The whole page (Streamlit scrolls inside its own frame: make the window that tall)."""
-    height = page.evaluate(
-        "Math.max(...[...document.querySelectorAll('section, div')]"
-        ".map(e => e.scrollHeight))")
-    page.set_viewport_size({"width": 1400, "height": min(int(height) + 100, 6000)})
-    page.wait_for_timeout(2000)  # charts redraw at the new size
+    """The whole page (Streamlit scrolls inside its own frame: make the window that tall,
+    twice, as the page lays out again at a new size)."""
+    for _ in range(2):
+        height = page.evaluate(
+            "Math.max(...[...document.querySelectorAll('section, div')]"
+            ".map(e => e.scrollHeight))")
+        page.set_viewport_size({"width": 1400, "height": min(int(height) + 100, 8000)})
+        page.wait_for_timeout(2000)  # charts redraw at the new size
+    page.get_by_text("Compaction backlog per district").scroll_into_view_if_needed()
     out = ROOT / "docs" / "img" / "dashboard.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(out), full_page=True)
