@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: demo test soak install install-dev jdbc-jars system-deps postgres lint clean
+.PHONY: demo dashboard test soak install install-dev jdbc-jars system-deps postgres lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ install-dev: $(BIN)/.installed-dev
 demo: install jdbc-jars
 	mkdir -p $(SHOPFLOOR_HOME)/prefect
 	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect $(BIN)/shopfloor demo
+
+# The plant dashboard on the same embedded defaults (run `make demo` first to fill them):
+# http://127.0.0.1:8501. DASHBOARD_ARGS passes options, e.g. "--port 8600 --timezone X".
+DASHBOARD_ARGS ?=
+dashboard: install
+	mkdir -p $(SHOPFLOOR_HOME)/prefect
+	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect $(BIN)/shopfloor dashboard $(DASHBOARD_ARGS)
 
 jdbc-jars:
 	bash scripts/ensure-system-deps.sh --jars-only

@@ -148,6 +148,28 @@ def demo() -> None:
     demo_flow()
 
 
+@app.command("dashboard")
+def dashboard(
+    port: Annotated[int, typer.Option(help="Port to serve the page on.")] = 8501,
+    address: Annotated[str, typer.Option(
+        help="Address to listen on (0.0.0.0: reachable from other machines; the page has "
+             "no login).")] = "127.0.0.1",
+    warehouse_db: Annotated[str, typer.Option(
+        help="SqlAlchemyConnector block of the readings, hourly rows, locations.")]
+    = "shopfloor-warehouse-db",
+    metadata_db: Annotated[str, typer.Option(
+        help="SqlAlchemyConnector block of the s3_object registry.")]
+    = "shopfloor-metadata-db",
+    timezone: Annotated[str, typer.Option(
+        help="IANA zone of the hourly table's ymd/hh (the zone the hourly flow runs with).")]
+    = "UTC",
+) -> None:
+    """Serve the plant dashboard (Streamlit) on the warehouse and metadata blocks."""
+    from deployments.dashboard import run_dashboard
+
+    raise typer.Exit(run_dashboard(port, address, warehouse_db, metadata_db, timezone))
+
+
 @app.command("deploy")
 def deploy(
     pool: Annotated[str | None, typer.Option(help="Work pool name (default: "

@@ -1,0 +1,271 @@
+"""The plant dashboard page, served by Streamlit (`shopfloor dashboard` starts it).
+
+Presentation only: every number comes from :mod:`shopfloor.dashboard.queries` through
+the same database blocks the flows use. Arguments follow ``--`` on the streamlit command
+line: ``--warehouse-db``, ``--metadata-db``, ``--timezone``.
+"""
+
+import argparse
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine
+
+from shopfloor.dashboard import queries as q
+from shopfloor.dashboard.views import (
+    device_status,
+    headline,
+    hour_of,
+    local_day_start,
+    local_days,
+    local_ymd,
+    wall_clock,
+)
+from shopfloor.db.schema import Tables, configured_tables
+from shopfloor.errors import ShopfloorError
+
+NO_DATA = "no data yet"
+LOOKBACK = timedelta(hours=1)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="dashboard_app")
+    parser.add_argument("--warehouse-db", default="shopfloor-warehouse-db")
+    parser.add_argument("--metadata-db", default="shopfloor-metadata-db")
+    parser.add_argument("--timezone", default="UTC")
+    return parser.parse_known_args(argv)[0]
+
+
+@st.cache_resource(show_spinner="Loading the database blocks ...")
+def engines(warehouse_db: str, metadata_db: str) -> tuple[Engine, Engine]:
+    """One engine per block for the life of the server (blocks load once, not per view)."""
+    from blocks.resolve import load_engine  # loads Prefect: only once, inside the cache
+
+    warehouse = load_engine(warehouse_db)
+    return warehouse, load_engine(metadata_db) if metadata_db != warehouse_db else warehouse
+
+
+def export(df: pd.DataFrame, name: str) -> None:
+    """A CSV download of exactly what the panel shows."""
+    st.download_button(f"CSV: {name}", df.to_csv(index=False).encode(), f"{name}.csv",
+                       "text/csv", key=f"csv-{name}")
+
+
+def sidebar(known: list[str]) -> dict:
+    return {
+        "loc_ids": st.sidebar.multiselect("Locations", known, default=known[:3]),
+        "measure": st.sidebar.selectbox("Measure", q.MEASURES),
+        "days": st.sidebar.slider("Daily chart: days", 1, 366, 30),
+        "hourly_days": st.sidebar.slider("Hourly chart: days", 1, 31, 3),
+        "bucket_hours": st.sidebar.slider("5-minute buckets: hours", 1, 48, 6),
+        "quarantine_days": st.sidebar.slider("Quarantine and quality: days", 1, 90, 7),
+    }
+
+
+def thresholds_layer(locs: pd.DataFrame, loc_ids: list[str], measure: str) -> alt.Chart:
+    lim = locs[locs["loc_id"].isin(loc_ids)].melt(
+        id_vars="loc_id", value_vars=[f"{measure}_min", f"{measure}_max"],
+        var_name="threshold", value_name="value").dropna()
+    return alt.Chart(lim).mark_rule(strokeDash=[6, 3]).encode(
+        y="value:Q", color="loc_id:N", tooltip=["loc_id", "threshold", "value"])
+
+
+def _time_axis(x: str) -> alt.X:
+    # Days are whole dates on the axis, hours are clock times.
+    if x == "day":
+        return alt.X("day:T", timeUnit="yearmonthdate", title="day",
+                     axis=alt.Axis(format="%b %d", tickCount="day"))
+    return alt.X(f"{x}:T", title=x)
+
+
+def anomaly_layer(marks: pd.DataFrame, x: str) -> alt.Chart | None:
+    if marks.empty:
+        return None
+    return alt.Chart(marks).mark_rule(color="black", strokeWidth=2, strokeDash=[2, 2]).encode(
+        x=_time_axis(x), tooltip=["loc_id", "kind", "measure", "score", x])
+
+
+def series_chart(df: pd.DataFrame, x: str, measure: str, limits: alt.Chart,
+                 marks: alt.Chart | None) -> alt.LayerChart:
+    long = df.melt(id_vars=["loc_id", x], value_vars=[f"{measure}_max", f"{measure}_avg"],
+                   var_name="series", value_name="value")
+    lines = alt.Chart(long).mark_line(point=len(df) < 60).encode(
+        x=_time_axis(x), y=alt.Y("value:Q", title=measure), color="loc_id:N",
+        strokeDash="series:N", tooltip=["loc_id", "series", "value", x])
+    layers = [lines, limits] if marks is None else [lines, limits, marks]
+    return alt.layer(*layers).properties(height=280)
+
+
+def devices_panel(status: pd.DataFrame) -> None:
+    st.subheader("Devices")
+    if status.empty:
+        st.info(NO_DATA)
+        return
+    shown = status[["loc_id", "device", "online", "last_reading", "age", "age_bucket",
+                    "readings"]]
+    st.dataframe(shown, hide_index=True, width="stretch")
+    export(shown, "devices")
+
+
+def location_panels(conn, tables: Tables, v: dict, locs: pd.DataFrame, tz: ZoneInfo,
+                    now: datetime) -> None:
+    measure, loc_ids = v["measure"], v["loc_ids"]
+    first, last = local_days(now, tz, v["days"])
+    days = q.daily(conn, tables, loc_ids, first, last)
+    anomalies = q.anomalies(conn, tables, loc_ids, local_day_start(first, tz), now)
+    anomalies = anomalies[anomalies["measure"] == measure]
+    anomalies = anomalies.assign(hour=wall_clock(anomalies["hour_start"], tz),
+                                 day=pd.to_datetime(local_ymd(anomalies["hour_start"], tz)))
+    limits = thresholds_layer(locs, loc_ids, measure)
+    st.subheader(f"Daily {measure} (last {v['days']} days, {tz.key})")
+    if days.empty:
+        st.info(NO_DATA)
+    else:
+        latest = days.sort_values("ymd").groupby("loc_id").tail(1)
+        cols = st.columns(max(len(latest), 1))
+        for col, row in zip(cols, latest.itertuples(), strict=False):
+            col.metric(f"Daily max {row.loc_id} {row.ymd}",
+                       _number(getattr(row, f"{measure}_max")))
+        st.altair_chart(series_chart(days.assign(day=pd.to_datetime(days["ymd"])), "day",
+                                     measure, limits, anomaly_layer(anomalies, "day")),
+                        width="stretch")
+        export(days, "daily")
+    hour_first, _ = local_days(now, tz, v["hourly_days"])
+    hours = q.hourly(conn, tables, loc_ids, hour_first, last)
+    st.subheader(f"Hourly {measure} (last {v['hourly_days']} days)")
+    if hours.empty:
+        st.info(NO_DATA)
+    else:
+        hours = hours.assign(hour=hour_of(hours["ymd"], hours["hh"]))
+        marks = anomalies[anomalies["hour"] >= hours["hour"].min()]
+        st.altair_chart(series_chart(hours, "hour", measure, limits,
+                                     anomaly_layer(marks, "hour")), width="stretch")
+        export(hours.drop(columns="hour"), "hourly")
+    st.subheader("Anomalies")
+    if anomalies.empty:
+        st.info(NO_DATA)
+    else:
+        shown = anomalies.drop(columns=["hour", "day"])
+        st.dataframe(shown, hide_index=True, width="stretch")
+        export(shown, "anomalies")
+
+
+def buckets_panel(conn, tables: Tables, v: dict, tz: ZoneInfo, now: datetime) -> None:
+    st.subheader(f"5-minute buckets from raw (last {v['bucket_hours']} h)")
+    start = now - timedelta(hours=v["bucket_hours"])
+    df = q.five_minute_buckets(conn, tables, v["loc_ids"], start, now)
+    if df.empty:
+        st.info(NO_DATA)
+        return
+    m = v["measure"]
+    chart = df.assign(time=wall_clock(df["bucket_start"], tz))
+    band = alt.Chart(chart).mark_area(opacity=0.25).encode(
+        x="time:T", y=alt.Y(f"{m}_min:Q", title=m), y2=f"{m}_max:Q", color="loc_id:N")
+    line = alt.Chart(chart).mark_line(point=True).encode(
+        x="time:T", y=f"{m}_avg:Q", color="loc_id:N",
+        tooltip=["loc_id", "time", "readings", f"{m}_avg"])
+    st.altair_chart(alt.layer(band, line).properties(height=240), width="stretch")
+    export(df, "five_minute_buckets")
+
+
+def quality_panel(conn, tables: Tables, since: datetime, tz: ZoneInfo) -> None:
+    st.subheader("Quality score (overall, hourly mean per flow)")
+    df = q.quality_over_time(conn, tables, since)
+    if df.empty:
+        st.info(NO_DATA)
+        return
+    chart = df.assign(time=wall_clock(df["bucket_start"], tz))
+    st.altair_chart(alt.Chart(chart).mark_line(point=True).encode(
+        x="time:T", y=alt.Y("overall_avg:Q", scale=alt.Scale(domain=[0, 1])),
+        color="flow:N", tooltip=["flow", "time", "batches", "overall_avg", "overall_min"]),
+        width="stretch")
+    export(df, "quality")
+
+
+def quarantine_panel(frames: list[tuple[pd.DataFrame, pd.DataFrame]], days: int) -> None:
+    st.subheader(f"Quarantine (last {days} days)")
+    counts = pd.concat([c for c, _ in frames]).groupby("source", as_index=False)["rows"].sum()
+    rows = pd.concat([r for _, r in frames]).sort_values("quarantined_at", ascending=False)
+    if counts.empty:
+        st.info(NO_DATA)
+        return
+    cols = st.columns(min(len(counts), 4))
+    for i, row in enumerate(counts.itertuples()):
+        cols[i % len(cols)].metric(f"Quarantined {row.source}", int(row.rows))
+    st.dataframe(rows, hide_index=True, width="stretch")
+    export(rows, "quarantine")
+
+
+def backlog_panel(backlog: pd.DataFrame) -> None:
+    st.subheader("Compaction backlog per district")
+    if backlog.empty:
+        st.info("no backlog (no object PENDING, CLAIMED or FAILED)")
+        return
+    cols = st.columns(min(len(backlog), 6))
+    for i, row in enumerate(backlog.itertuples()):
+        cols[i % len(cols)].metric(f"Backlog {row.distrik}", int(row.backlog),
+                                   help=f"pending {row.PENDING}, claimed {row.CLAIMED}, "
+                                        f"failed {row.FAILED}")
+    st.bar_chart(backlog.set_index("distrik")[list(q.BACKLOG_STATUSES)])
+    export(backlog, "compaction_backlog")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:.2f}"
+
+
+def page(args: argparse.Namespace) -> None:
+    st.set_page_config(page_title="shopfloor: plant dashboard", layout="wide")
+    st.title("Plant dashboard")
+    tz = ZoneInfo(args.timezone)
+    try:
+        warehouse, metadata = engines(args.warehouse_db, args.metadata_db)
+    except ShopfloorError as exc:
+        st.error(str(exc))
+        st.stop()
+    tables, now = configured_tables(), datetime.now(UTC)
+    st.caption(f"warehouse block {args.warehouse_db}, metadata block {args.metadata_db}, "
+               f"time zone {tz.key}; as of {now.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}")
+    st.sidebar.header("View")
+    online = timedelta(minutes=st.sidebar.number_input("Online if heard from within (min)",
+                                                       1, 1440, 15))
+    with warehouse.connect() as conn:
+        locs = q.locations(conn, tables)
+        # Scan only as far back as "online" reaches (at least an hour); every active
+        # location heard from earlier still shows, found through its key.
+        devices = q.last_readings(conn, tables, now, lookback=max(online, LOOKBACK))
+    known = sorted(set(locs["loc_id"]) | set(devices["loc_id"]))
+    v = sidebar(known)
+    status = device_status(devices, now, online)
+    since = now - timedelta(days=v["quarantine_days"])
+    with warehouse.connect() as conn:
+        quarantine = [(q.quarantine_counts(conn, tables, since),
+                       q.quarantine_rows(conn, tables, since))]
+    with metadata.connect() as conn:
+        backlog = q.compaction_backlog(conn, tables)
+        if metadata is not warehouse:  # compaction quarantines into the metadata db
+            quarantine.append((q.quarantine_counts(conn, tables, since),
+                               q.quarantine_rows(conn, tables, since)))
+    head = headline(status)
+    cols = st.columns(5)
+    cols[0].metric("Devices online", head.online)
+    cols[1].metric("Devices known", head.known)
+    cols[2].metric("Newest reading age", head.newest_age_bucket)
+    cols[3].metric("Quarantined", int(sum(c["rows"].sum() for c, _ in quarantine)))
+    cols[4].metric("Compaction backlog", int(backlog["backlog"].sum()))
+    devices_panel(status)
+    with warehouse.connect() as conn:
+        location_panels(conn, tables, v, locs, tz, now)
+        buckets_panel(conn, tables, v, tz, now)
+        quality_panel(conn, tables, since, tz)
+    quarantine_panel(quarantine, v["quarantine_days"])
+    backlog_panel(backlog)
+
+
+if __name__ == "__main__":
+    import sys
+
+    page(parse_args(sys.argv[1:]))

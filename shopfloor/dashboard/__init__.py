@@ -1,0 +1,1 @@
+"""What the plant dashboard reads: portable SQLAlchemy Core queries, no web framework."""

@@ -1,0 +1,235 @@
+"""The dashboard's queries: one SQLAlchemy Core statement per panel, portable, read-only.
+
+Every function takes an open connection and the :class:`~shopfloor.db.schema.Tables`
+and returns a pandas frame with fixed columns (empty when there is nothing, also when an
+optional table does not exist yet), so the page only draws. Times come back as aware
+UTC; hourly ``ymd``/``hh`` are local to the zone the hourly flow ran with.
+"""
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, case, exists, func, literal, select, union_all
+from sqlalchemy.sql.expression import ColumnElement
+
+from shopfloor.dashboard.buckets import FIVE_MINUTES, bucket_start, time_bucket
+from shopfloor.dashboard.tables import anomaly_table, quality_table, table_exists
+from shopfloor.db.schema import Tables
+
+MEASURES = ("temperature", "humidity", "pcv_temperature")
+BACKLOG_STATUSES = ("PENDING", "CLAIMED", "FAILED")
+DEVICE_COLUMNS = ["loc_id", "device", "last_reading", "readings"]
+
+
+def _frame(rows: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
+
+
+def last_readings(conn: Connection, tables: Tables, now: datetime,
+                  lookback: timedelta = timedelta(hours=1)) -> pd.DataFrame:
+    """The last reading of every (location, device) heard from in ``lookback``, plus every
+    active location not heard from in it (its last reading ever, or none).
+
+    The first part is one GROUP BY over the ``capture_dt`` index range; the second looks
+    up each silent location's newest row through the (loc_id, capture_dt) key, so neither
+    reads the whole raw table. A device without master data that has been silent for
+    longer than ``lookback`` is not listed: keep ``lookback`` at least as long as what
+    counts as online. Columns: loc_id, device, last_reading, readings (in the lookback).
+    """
+    raw, loc = tables.temperature_raw, tables.location
+    since = now - lookback
+    recent = (select(raw.c.loc_id, raw.c.device, func.max(raw.c.capture_dt),
+                     func.count())
+              .where(raw.c.capture_dt >= since)
+              .group_by(raw.c.loc_id, raw.c.device))
+    heard = exists().where(raw.c.loc_id == loc.c.loc_id, raw.c.capture_dt >= since)
+    newest = select(raw).where(raw.c.loc_id == loc.c.loc_id) \
+        .order_by(raw.c.capture_dt.desc()).limit(1)
+    silent = (select(loc.c.loc_id,
+                     newest.with_only_columns(raw.c.device).scalar_subquery(),
+                     newest.with_only_columns(raw.c.capture_dt).scalar_subquery(),
+                     literal(0))
+              .where(loc.c.active.is_(True), ~heard))
+    rows = conn.execute(union_all(recent, silent)).all()
+    df = _frame(rows, DEVICE_COLUMNS)
+    df["last_reading"] = pd.to_datetime(df["last_reading"], utc=True)
+    return df.sort_values(["loc_id", "device"], na_position="last").reset_index(drop=True)
+
+
+def locations(conn: Connection, tables: Tables) -> pd.DataFrame:
+    """Master data with thresholds: loc_id, name, site, active, ``<measure>_min|max``."""
+    loc = tables.location
+    cols = ["loc_id", "name", "site", "active",
+            *(f"{m}_{b}" for m in MEASURES for b in ("min", "max"))]
+    rows = conn.execute(select(*(loc.c[c] for c in cols)).order_by(loc.c.loc_id)).all()
+    return _frame(rows, cols)
+
+
+def hourly(conn: Connection, tables: Tables, loc_ids: Sequence[str], first_ymd: str,
+           last_ymd: str) -> pd.DataFrame:
+    """The hourly rows of ``loc_ids`` for local days ``first_ymd``..``last_ymd``
+    (inclusive), read through the (loc_id, ymd, hh) key."""
+    h = tables.temperature_hourly
+    cols = ["loc_id", "ymd", "hh", *(f"{m}_{a}" for m in MEASURES for a in ("max", "avg")),
+            "sample_count"]
+    stmt = (select(*(h.c[c] for c in cols))
+            .where(h.c.loc_id.in_(list(loc_ids)), h.c.ymd >= first_ymd, h.c.ymd <= last_ymd)
+            .order_by(h.c.loc_id, h.c.ymd, h.c.hh))
+    return _frame(conn.execute(stmt).all() if loc_ids else [], cols)
+
+
+def _weighted_avg(avg: ColumnElement, count: ColumnElement) -> ColumnElement:
+    # An hour whose average is NULL (no sample had the measure) counts in neither sum,
+    # so it cannot pull the day's average towards zero.
+    weight = case((avg.is_not(None), count))
+    return func.sum(avg * count) / func.nullif(func.sum(weight), 0)
+
+
+def daily(conn: Connection, tables: Tables, loc_ids: Sequence[str], first_ymd: str,
+          last_ymd: str) -> pd.DataFrame:
+    """Local days from the hourly rows, in one GROUP BY: the max of the hourly maxima and
+    the average weighted by each hour's sample count (never an average of averages).
+
+    Columns: loc_id, ymd, ``<measure>_max``, ``<measure>_avg``, sample_count, hours.
+    """
+    h = tables.temperature_hourly
+    aggs = []
+    for m in MEASURES:
+        aggs += [func.max(h.c[f"{m}_max"]).label(f"{m}_max"),
+                 _weighted_avg(h.c[f"{m}_avg"], h.c.sample_count).label(f"{m}_avg")]
+    stmt = (select(h.c.loc_id, h.c.ymd, *aggs, func.sum(h.c.sample_count), func.count())
+            .where(h.c.loc_id.in_(list(loc_ids)), h.c.ymd >= first_ymd, h.c.ymd <= last_ymd)
+            .group_by(h.c.loc_id, h.c.ymd)
+            .order_by(h.c.loc_id, h.c.ymd))
+    cols = ["loc_id", "ymd", *(f"{m}_{a}" for m in MEASURES for a in ("max", "avg")),
+            "sample_count", "hours"]
+    return _frame(conn.execute(stmt).all() if loc_ids else [], cols)
+
+
+def five_minute_buckets(conn: Connection, tables: Tables, loc_ids: Sequence[str],
+                        start: datetime, end: datetime,
+                        width_seconds: int = FIVE_MINUTES) -> pd.DataFrame:
+    """Raw readings of ``loc_ids`` in ``[start, end)`` in ``width``-second buckets, by one
+    GROUP BY on the database over the (loc_id, capture_dt) key range.
+
+    Columns: loc_id, bucket_start (UTC), readings, ``<measure>_min|avg|max``.
+    """
+    raw = tables.temperature_raw
+    bucket = time_bucket(raw.c.capture_dt, width_seconds)
+    aggs = [agg(raw.c[m]) for m in MEASURES for agg in (func.min, func.avg, func.max)]
+    stmt = (select(raw.c.loc_id, bucket, func.count(), *aggs)
+            .where(raw.c.loc_id.in_(list(loc_ids)), raw.c.capture_dt >= start,
+                   raw.c.capture_dt < end)
+            .group_by(raw.c.loc_id, bucket)
+            .order_by(raw.c.loc_id, bucket))
+    cols = ["loc_id", "bucket_start", "readings",
+            *(f"{m}_{a}" for m in MEASURES for a in ("min", "avg", "max"))]
+    df = _frame(conn.execute(stmt).all() if loc_ids else [], cols)
+    df["bucket_start"] = pd.to_datetime(
+        [bucket_start(b, width_seconds) for b in df["bucket_start"]], utc=True)
+    return df
+
+
+def anomalies(conn: Connection, tables: Tables, loc_ids: Sequence[str], start: datetime,
+              end: datetime) -> pd.DataFrame:
+    """Findings of the anomaly detector for ``loc_ids`` with ``hour_start`` in
+    ``[start, end)`` (empty while the ``anomaly`` table does not exist)."""
+    a = anomaly_table(tables)
+    cols = ["kind", "loc_id", "measure", "hour_start", "hours", "score", "detail"]
+    rows: Sequence[Any] = []
+    if loc_ids and table_exists(conn, a):
+        rows = conn.execute(
+            select(*(a.c[c] for c in cols))
+            .where(a.c.loc_id.in_(list(loc_ids)), a.c.hour_start >= start,
+                   a.c.hour_start < end)
+            .order_by(a.c.hour_start, a.c.loc_id, a.c.measure)).all()
+    df = _frame(rows, cols)
+    df["hour_start"] = pd.to_datetime(df["hour_start"], utc=True)
+    return df
+
+
+def quality_over_time(conn: Connection, tables: Tables, since: datetime,
+                      width_seconds: int = 3600) -> pd.DataFrame:
+    """Mean and worst ``overall`` quality score per flow and ``width``-second bucket of
+    ``window_start`` (empty while the ``quality_score`` table does not exist).
+
+    Columns: flow, bucket_start (UTC), batches, rows_in, overall_avg, overall_min.
+    """
+    q = quality_table(tables)
+    cols = ["flow", "bucket_start", "batches", "rows_in", "overall_avg", "overall_min"]
+    rows: Sequence[Any] = []
+    if table_exists(conn, q):
+        bucket = time_bucket(q.c.window_start, width_seconds)
+        rows = conn.execute(
+            select(q.c.flow, bucket, func.count(), func.sum(q.c.rows_in),
+                   func.avg(q.c.overall), func.min(q.c.overall))
+            .where(q.c.window_start >= since)
+            .group_by(q.c.flow, bucket)
+            .order_by(q.c.flow, bucket)).all()
+    df = _frame(rows, cols)
+    df["bucket_start"] = pd.to_datetime(
+        [bucket_start(b, width_seconds) for b in df["bucket_start"]], utc=True)
+    return df
+
+
+def quarantine_counts(conn: Connection, tables: Tables, since: datetime) -> pd.DataFrame:
+    """How many rows each source quarantined since ``since``: source, rows."""
+    q = tables.quarantine
+    stmt = (select(q.c.source, func.count()).where(q.c.quarantined_at >= since)
+            .group_by(q.c.source).order_by(q.c.source))
+    return _frame(conn.execute(stmt).all(), ["source", "rows"])
+
+
+def quarantine_rows(conn: Connection, tables: Tables, since: datetime,
+                    limit: int = 500) -> pd.DataFrame:
+    """The newest ``limit`` quarantined rows since ``since``, their reasons in one line.
+
+    Columns: id, quarantined_at, source, reasons, record, run_id.
+    """
+    q = tables.quarantine
+    stmt = (select(q.c.id, q.c.quarantined_at, q.c.source, q.c.reasons, q.c.record,
+                   q.c.run_id)
+            .where(q.c.quarantined_at >= since)
+            .order_by(q.c.quarantined_at.desc(), q.c.id.desc()).limit(limit))
+    df = _frame(conn.execute(stmt).all(),
+                ["id", "quarantined_at", "source", "reasons", "record", "run_id"])
+    df["quarantined_at"] = pd.to_datetime(df["quarantined_at"], utc=True)
+    df["reasons"] = [reasons_line(r) for r in df["reasons"]]
+    return df
+
+
+def reasons_line(reasons_json: str | None) -> str:
+    """``[{"column": "temperature", "check": "not_nullable", "value": "nan"}]`` ->
+    ``temperature: not_nullable (nan)``; text that is not that shape is shown as it is."""
+    try:
+        reasons = json.loads(reasons_json or "[]")
+        parts = []
+        for r in reasons:
+            where = f"{r['column']}: " if r.get("column") else ""
+            value = f" ({r['value']})" if r.get("value") is not None else ""
+            parts.append(f"{where}{r['check']}{value}")
+        return "; ".join(parts)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return str(reasons_json)
+
+
+def compaction_backlog(conn: Connection, tables: Tables) -> pd.DataFrame:
+    """Objects still to compact per district, by status, through the (distrik, status)
+    index: distrik, PENDING, CLAIMED, FAILED, backlog (their sum)."""
+    s = tables.s3_object
+    stmt = (select(s.c.distrik, s.c.compression_status, func.count())
+            .where(s.c.compression_status.in_(BACKLOG_STATUSES))
+            .group_by(s.c.distrik, s.c.compression_status))
+    long = _frame(conn.execute(stmt).all(), ["distrik", "status", "objects"])
+    if long.empty:
+        return pd.DataFrame(columns=["distrik", *BACKLOG_STATUSES, "backlog"])
+    wide = (long.pivot_table(index="distrik", columns="status", values="objects",
+                             aggfunc="sum", fill_value=0)
+            .reindex(columns=list(BACKLOG_STATUSES), fill_value=0))
+    wide["backlog"] = wide.sum(axis=1)
+    wide.columns.name = None
+    return wide.reset_index().astype({c: "int64" for c in (*BACKLOG_STATUSES, "backlog")})
+

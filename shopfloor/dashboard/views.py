@@ -1,0 +1,92 @@
+"""Pure shaping of query results for the page: ages, windows, local times, headline numbers."""
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+# Upper bounds (seconds, exclusive) of the age buckets a reading falls in; older is "> 24 h".
+AGE_BUCKETS = ((300, "< 5 min"), (900, "5-15 min"), (3600, "15-60 min"), (86400, "1-24 h"))
+OLDEST_BUCKET, NEVER = "> 24 h", "never"
+
+
+def age_bucket(age_seconds: float | None) -> str:
+    """The age bucket of a last reading ``age_seconds`` old (None: never heard from)."""
+    if age_seconds is None or pd.isna(age_seconds):
+        return NEVER
+    for bound, label in AGE_BUCKETS:
+        if age_seconds < bound:
+            return label
+    return OLDEST_BUCKET
+
+
+def age_text(age_seconds: float | None) -> str:
+    """``42 s``, ``7 min``, ``3.5 h``, ``12 d`` or ``never``."""
+    if age_seconds is None or pd.isna(age_seconds):
+        return NEVER
+    if age_seconds < 120:
+        return f"{age_seconds:.0f} s"
+    if age_seconds < 7200:
+        return f"{age_seconds / 60:.0f} min"
+    if age_seconds < 172800:
+        return f"{age_seconds / 3600:.1f} h"
+    return f"{age_seconds / 86400:.0f} d"
+
+
+def device_status(devices: pd.DataFrame, now: datetime,
+                  online_within: timedelta) -> pd.DataFrame:
+    """``devices`` (from :func:`~shopfloor.dashboard.queries.last_readings`) with
+    age_seconds, age, age_bucket and online (last reading within ``online_within``)."""
+    df = devices.copy()
+    ages = (pd.Timestamp(now) - df["last_reading"]).dt.total_seconds()
+    df["age_seconds"] = ages
+    df["age"] = [age_text(a) for a in ages]
+    df["age_bucket"] = [age_bucket(a) for a in ages]
+    df["online"] = ages.le(online_within.total_seconds()).fillna(False).astype(bool)
+    return df
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The numbers at the top of the page."""
+
+    online: int
+    known: int
+    newest_age_bucket: str
+
+
+def headline(status: pd.DataFrame) -> Headline:
+    """Devices online, devices known, and the age bucket of the newest reading of all."""
+    newest = status["age_seconds"].min() if not status.empty else None
+    return Headline(int(status["online"].sum()), len(status), age_bucket(newest))
+
+
+def local_days(now: datetime, tz: ZoneInfo, days: int) -> tuple[str, str]:
+    """``(first_ymd, last_ymd)`` of the last ``days`` local days, today included."""
+    today = now.astimezone(tz).date()
+    return _ymd(today - timedelta(days=days - 1)), _ymd(today)
+
+
+def _ymd(day: date) -> str:
+    return day.strftime("%Y%m%d")
+
+
+def local_day_start(ymd: str, tz: ZoneInfo) -> datetime:
+    """The UTC instant local day ``ymd`` begins in ``tz``."""
+    return datetime.strptime(ymd, "%Y%m%d").replace(tzinfo=tz).astimezone(ZoneInfo("UTC"))
+
+
+def hour_of(ymd: pd.Series, hh: pd.Series) -> pd.Series:
+    """Wall-clock hours (naive, local) from ``ymd`` and ``hh`` columns, for a chart axis."""
+    return pd.to_datetime(ymd + hh, format="%Y%m%d%H")
+
+
+def wall_clock(utc: pd.Series, tz: ZoneInfo) -> pd.Series:
+    """Aware UTC instants as naive wall-clock times in ``tz``, for a chart axis."""
+    return utc.dt.tz_convert(tz).dt.tz_localize(None)
+
+
+def local_ymd(utc: pd.Series, tz: ZoneInfo) -> pd.Series:
+    """The local day (``YYYYMMDD``) of aware UTC instants."""
+    return utc.dt.tz_convert(tz).dt.strftime("%Y%m%d")

@@ -1,0 +1,106 @@
+"""Known rows for the dashboard's page tests, and what the page must show for them (by SQL
+written independently of the dashboard's queries)."""
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import insert
+
+from shopfloor.dashboard.tables import anomaly_table, quality_table
+from shopfloor.db.engine import init_db, make_engine
+
+LIMITS = {"temperature_min": 15.0, "temperature_max": 30.0, "humidity_min": 20.0,
+          "humidity_max": 80.0, "pcv_temperature_min": 10.0, "pcv_temperature_max": 60.0}
+
+
+def raw(loc: str, device: str, at: datetime, temperature: float) -> dict:
+    return {"loc_id": loc, "capture_dt": at, "temperature": temperature, "humidity": 45.0,
+            "pcv_temperature": 30.0, "device": device, "ingested_at": at}
+
+
+def hourly(loc: str, day: datetime, hh: int, t_max: float, t_avg: float) -> dict:
+    return {"loc_id": loc, "ymd": day.strftime("%Y%m%d"), "hh": f"{hh:02d}",
+            "temperature_max": t_max, "temperature_avg": t_avg, "humidity_max": 50.0,
+            "humidity_avg": 45.0, "pcv_temperature_max": 31.0, "pcv_temperature_avg": 30.0,
+            "sample_count": 720, "updated_at": day}
+
+
+def fill_warehouse(url: str, now: datetime) -> None:
+    engine = make_engine(url)
+    tables = init_db(engine)
+    readings = [raw("L01", "plc-1", now - timedelta(minutes=5 * k + 1), 20.0 + k % 7)
+                for k in range(72)]  # six hours of one reading per five minutes
+    readings += [raw("L02", "plc-2", now - timedelta(minutes=40), 22.0),
+                 raw("L03", "plc-3", now - timedelta(hours=3), 24.0)]
+    days = [now - timedelta(days=d) for d in (2, 1, 0)]
+    rows = [hourly(loc, day, hh, 20.0 + d + hh / 10 + (5 if loc == "L02" else 0), 19.0 + d)
+            for loc in ("L01", "L02") for d, day in enumerate(days) for hh in range(0, 24, 3)]
+    reasons = json.dumps([{"column": "temperature", "check": "not_nullable", "value": "nan"}])
+    with engine.begin() as conn:
+        conn.execute(insert(tables.location), [
+            {"loc_id": loc, "name": f"line {loc}", "site": "P1", "active": True, **LIMITS}
+            for loc in ("L01", "L02", "L03")])
+        conn.execute(insert(tables.temperature_raw), readings)
+        conn.execute(insert(tables.temperature_hourly), rows)
+        conn.execute(insert(tables.quarantine), [
+            {"source": "modbus-capture", "record": "{}", "reasons": reasons, "run_id": "r",
+             "quarantined_at": now - timedelta(hours=h)} for h in (1, 2, 5)])
+        for table in (anomaly_table(tables), quality_table(tables)):
+            table.create(conn, checkfirst=True)
+        conn.execute(insert(anomaly_table(tables)), [
+            {"kind": "spike", "loc_id": "L01", "measure": "temperature",
+             "hour_start": now.replace(minute=0, second=0, microsecond=0)
+             - timedelta(days=1), "hours": 1, "score": 8.0, "detail": "{}", "run_id": "r",
+             "detected_at": now}])
+        conn.execute(insert(quality_table(tables)), [
+            {"flow": flow, "subject": "x", "window_start": now - timedelta(hours=h),
+             "window_end": now - timedelta(hours=h - 1), "completeness": 1.0,
+             "validity": 0.9, "uniqueness": 1.0, "timeliness": 1.0, "overall": 0.975,
+             "rows_in": 100, "run_id": "r", "recorded_at": now}
+            for flow in ("modbus-capture", "hourly-aggregation") for h in range(1, 12)])
+    engine.dispose()
+
+
+def fill_metadata(url: str, now: datetime) -> None:
+    engine = make_engine(url)
+    tables = init_db(engine)
+    objects = ([("D01", "PENDING")] * 3 + [("D01", "FAILED")] + [("D02", "CLAIMED")] * 2
+               + [("D02", "SUCCESS")] * 5 + [("D03", "SUCCESS")])
+    with engine.begin() as conn:
+        conn.execute(insert(tables.s3_object), [
+            {"key": f"raw/{d}/{i}.json", "key_hash": f"{i:064d}", "distrik": d,
+             "discovered_at": now, "compression_status": s, "attempts": 0}
+            for i, (d, s) in enumerate(objects)])
+        conn.execute(insert(tables.quarantine), [
+            {"source": "s3-compaction", "record": "{}", "reasons": "[]", "run_id": "r",
+             "quarantined_at": now - timedelta(hours=1)}] * 2)
+    engine.dispose()
+
+
+def expected_numbers(warehouse: Path, metadata: Path, now: datetime) -> dict[str, str]:
+    """What the page must show, by SQL written independently of the dashboard's queries."""
+    wh, md = sqlite3.connect(warehouse), sqlite3.connect(metadata)
+    online_since = (now - timedelta(minutes=15)).strftime("%Y-%m-%d %H:%M:%S")
+    week = (now - timedelta(days=7)).strftime("%Y-%m-%d %H:%M:%S")
+    online = wh.execute("SELECT COUNT(*) FROM (SELECT MAX(capture_dt) AS last FROM "
+                        "temperature_raw GROUP BY loc_id, device) WHERE last >= ?",
+                        (online_since,)).fetchone()[0]
+    newest = datetime.fromisoformat(wh.execute(
+        "SELECT MAX(capture_dt) FROM temperature_raw").fetchone()[0]).replace(tzinfo=UTC)
+    day, day_max = wh.execute(
+        "SELECT ymd, MAX(temperature_max) FROM temperature_hourly WHERE loc_id = 'L02' "
+        "GROUP BY ymd ORDER BY ymd DESC LIMIT 1").fetchone()
+    quarantined = sum(db.execute("SELECT COUNT(*) FROM quarantine WHERE quarantined_at >= ?",
+                                 (week,)).fetchone()[0] for db in (wh, md))
+    backlog = dict(md.execute(
+        "SELECT distrik, COUNT(*) FROM s3_object WHERE compression_status IN "
+        "('PENDING', 'CLAIMED', 'FAILED') GROUP BY distrik").fetchall())
+    wh.close()
+    md.close()
+    assert (now - newest).total_seconds() < 240  # so the page, a little later, says < 5 min
+    return {"Devices online": str(online), "Newest reading age": "< 5 min",
+            f"Daily max L02 {day}": f"{day_max:.2f}", "Quarantined": str(quarantined),
+            "Compaction backlog": str(sum(backlog.values())),
+            **{f"Backlog {d}": str(n) for d, n in backlog.items()}}

@@ -1,0 +1,80 @@
+"""The Streamlit page run in process (Streamlit's AppTest) against databases behind real
+blocks: its numbers, its widgets, and what it says when there is nothing to show."""
+
+import sys
+import uuid
+from datetime import UTC, datetime
+
+from streamlit.testing.v1 import AppTest
+
+from blocks.bootstrap import connector_from_url
+from deployments.dashboard import APP
+from shopfloor.db.engine import init_db, make_engine
+from tests.integration.dashboard.known_rows import (
+    expected_numbers,
+    fill_metadata,
+    fill_warehouse,
+)
+
+
+def block(url: str) -> str:
+    name = f"dash-page-{uuid.uuid4().hex[:8]}"
+    connector_from_url(url).save(name, overwrite=True)
+    return name
+
+
+def run_page(monkeypatch, *args: str) -> AppTest:
+    monkeypatch.setattr(sys, "argv", [str(APP), *args])
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    return at.run()
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_page_numbers_equal_the_databases_and_follow_the_widgets(prefect_harness, tmp_path,
+                                                                   monkeypatch):
+    now = datetime.now(UTC)
+    warehouse, metadata = tmp_path / "wh.db", tmp_path / "md.db"
+    fill_warehouse(f"sqlite+pysqlite:///{warehouse}", now)
+    fill_metadata(f"sqlite+pysqlite:///{metadata}", now)
+    at = run_page(monkeypatch, "--warehouse-db", block(f"sqlite+pysqlite:///{warehouse}"),
+                  "--metadata-db", block(f"sqlite+pysqlite:///{metadata}"))
+    assert not at.exception, at.exception
+    shown = metrics(at)
+    expected = expected_numbers(warehouse, metadata, now)
+    assert {k: shown.get(k) for k in expected} == expected
+    assert shown["Devices known"] == "3"
+    assert shown["Quarantined modbus-capture"] == "3"
+    assert shown["Quarantined s3-compaction"] == "2"
+
+    at.sidebar.multiselect[0].set_value(["L02"]).run()
+    assert [m.label for m in at.metric if m.label.startswith("Daily max")] == [
+        k for k in expected if k.startswith("Daily max")]
+    at.sidebar.number_input[0].set_value(60).run()  # L02 heard from 40 min ago is online
+    assert metrics(at)["Devices online"] == "2"
+    at.sidebar.selectbox[0].set_value("humidity").run()
+    assert all(v == "50.00" for k, v in metrics(at).items() if k.startswith("Daily max"))
+
+
+def test_an_empty_warehouse_says_no_data_yet(prefect_harness, tmp_path, monkeypatch):
+    url = f"sqlite+pysqlite:///{tmp_path / 'empty.db'}"
+    engine = make_engine(url)
+    init_db(engine)
+    engine.dispose()
+    at = run_page(monkeypatch, "--warehouse-db", block(url), "--metadata-db", block(url),
+                  "--timezone", "Asia/Makassar")
+    assert not at.exception, at.exception
+    assert metrics(at) == {"Devices online": "0", "Devices known": "0",
+                           "Newest reading age": "never", "Quarantined": "0",
+                           "Compaction backlog": "0"}
+    infos = [i.value for i in at.info]
+    assert infos.count("no data yet") == 7 and any("no backlog" in i for i in infos)
+
+
+def test_an_unknown_block_is_shown_as_one_error(prefect_harness, monkeypatch):
+    at = run_page(monkeypatch, "--warehouse-db", "no-such-block")
+    assert len(at.error) == 1
+    assert "block 'no-such-block' not found" in at.error[0].value
+    assert not at.metric  # the page stopped there
