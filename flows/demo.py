@@ -14,6 +14,7 @@ Step = Callable[[], list[str]]
 def demo_steps() -> list[tuple[str, Step]]:
     """The demo's steps in order; each later part of the suite adds its own."""
     from demo_steps.aggregation import aggregation_demo_step
+    from demo_steps.anomaly import anomaly_demo_step
     from demo_steps.compaction import compaction_demo_step
     from demo_steps.modbus import modbus_demo_step
     from demo_steps.prepare import setup_step
@@ -21,6 +22,7 @@ def demo_steps() -> list[tuple[str, Step]]:
 
     return [("set up", setup_step), ("modbus capture", modbus_demo_step),
             ("hourly aggregation", aggregation_demo_step),
+            ("anomaly detection", anomaly_demo_step),
             ("s3 compaction", compaction_demo_step),
             ("spark extraction", spark_demo_step)]
 

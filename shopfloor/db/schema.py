@@ -190,7 +190,7 @@ def _build(schema: str | None, names: Mapping[str, str], raw_ingested_at: bool) 
     # Findings of the anomaly detectors (shopfloor/anomaly, docs/anomalies.md): one row per
     # finding, unique so that a rerun inserts (and announces) nothing twice.
     anomaly = Table(
-        "anomaly", md,
+        n["anomaly"], md,
         Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                autoincrement=True),
         Column("kind", String(16), nullable=False),
@@ -202,8 +202,9 @@ def _build(schema: str | None, names: Mapping[str, str], raw_ingested_at: bool) 
         Column("detail", Text),
         Column("run_id", String(64)),
         Column("detected_at", UtcDateTime, nullable=False),
-        UniqueConstraint("kind", "loc_id", "measure", "hour_start", name="uq_anomaly_finding"),
-        Index("ix_anomaly_hour_start", "hour_start"),
+        UniqueConstraint("kind", "loc_id", "measure", "hour_start",
+                         name=constraint_name("uq", n["anomaly"], "finding")),
+        Index(constraint_name("ix", n["anomaly"], "hour_start"), "hour_start"),
     )
     return Tables(md, raw, hourly, location, quarantine, s3_object, watermark, sqlth_te,
                   s3_listing, anomaly)
