@@ -278,9 +278,6 @@ def _quiet_user_error_tracebacks() -> None:
 
 def main() -> None:
     """Console entry point: one clear line for errors a user can fix."""
-    # Ephemeral mode starts a private Prefect server; on a busy 2-core machine it can
-    # take longer than Prefect's 20 s default.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if os.environ.get("PREFECT_HOME"):  # Prefect creates it only if its parent exists
         Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     _quiet_user_error_tracebacks()

@@ -1,5 +1,6 @@
 """`shopfloor demo`, the command behind `make demo`, run as a user runs it."""
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -21,13 +22,18 @@ def test_demo_runs_the_whole_chain_on_embedded_defaults(tmp_path):
                          capture_output=True, text=True, timeout=840)
     out = res.stdout
     assert res.returncode == 0, out[-3000:] + res.stderr[-3000:]
-    for step in ("set up", "modbus capture", "hourly aggregation", "s3 compaction",
-                 "spark extraction"):
+    for step in ("set up", "modbus capture", "hourly aggregation", "anomaly detection",
+                 "s3 compaction", "spark extraction"):
         assert f"== {step}" in out
+    # one planted anomaly of each kind in the synthetic history, each found
+    planted = [ln for ln in out.splitlines() if ln.strip().startswith("planted ")]
+    assert len(planted) == 4 and all(ln.endswith(": found") for ln in planted), planted
 
     db = sqlite3.connect(home / "shopfloor.db")
     raw = db.execute("SELECT COUNT(*) FROM temperature_raw").fetchone()[0]
-    hourly = db.execute("SELECT COALESCE(SUM(sample_count), 0) FROM temperature_hourly").fetchone()
+    hourly = db.execute("SELECT COALESCE(SUM(sample_count), 0) FROM temperature_hourly "
+                        "WHERE loc_id <> 'SYN-01'").fetchone()  # not the synthetic history
+    kinds = {k for (k,) in db.execute("SELECT DISTINCT kind FROM anomaly WHERE loc_id = 'SYN-01'")}
     quarantined = db.execute("SELECT COUNT(*) FROM quarantine WHERE source LIKE '%modbus%'"
                              ).fetchone()[0]
     statuses = dict(db.execute("SELECT compression_status, COUNT(*) FROM s3_object "
@@ -35,6 +41,12 @@ def test_demo_runs_the_whole_chain_on_embedded_defaults(tmp_path):
     db.close()
     assert raw > 0 and hourly[0] == raw       # every captured reading is in an hourly row
     assert quarantined > 0                    # the simulated NaN device was quarantined
+    assert kinds == {"deviation", "spike", "flatline", "gap"}
+    # raw is what arrived: the rejected readings are landed too, with their reasons
+    landed = [json.loads(line) for f in (home / "raw-logs").rglob("*.json")
+              for line in f.read_text().splitlines()]
+    rejected = [r for r in landed if r.get("verdict") == "rejected"]
+    assert rejected and all(r["reasons"] for r in rejected)
     assert statuses.get("SUCCESS", 0) > 0 and statuses.get("PENDING", 0) == 0
     assert list((home / "lake" / "datalog_v2").rglob("*.parquet"))
     assert list((home / "lake" / "sensor_data").rglob("*.parquet"))
