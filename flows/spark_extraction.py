@@ -164,8 +164,14 @@ def spark_sensor_extraction(
     job = ExtractionJob(output_prefix, tags, patterns, sorted(set(good_quality)),
                         num_partitions, max_records_per_file,
                         drivers=any(t.drvid is not None for t in tags))
-    checks, redo = _recheck(historian_db, lake, job, recheck_months)
     results = [MonthResult(m.month, m.table, status="missing") for m in missing]
+    try:
+        checks, redo = _recheck(historian_db, lake, job, recheck_months)
+    except Exception as exc:  # the window is still extracted; the run then fails
+        checks, redo = [], []
+        results.append(MonthResult("recheck", "", status="failed", kind="recheck",
+                                   error=error_line(exc)))
+        logger.error("re-check failed: %s", results[-1].error)
     if present or redo:
         conf = session_conf(jdbc_kind, spark_conf)
         results += _run_months(spark_master, conf, historian_db, lake, job,

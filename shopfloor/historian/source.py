@@ -7,7 +7,7 @@ Spark, so a count that matches the staged files is a real check.
 
 from collections import defaultdict
 
-from sqlalchemy import Connection, Integer, column, func, inspect, or_, select, table
+from sqlalchemy import Connection, Integer, Select, column, func, inspect, or_, select, table
 
 from shopfloor.db.schema import Tables, historian_catalog, historian_data_table
 from shopfloor.historian.plan import MonthSlice, TableRead
@@ -63,6 +63,22 @@ def count_filtered(conn: Connection, tables: Tables, month: MonthSlice,
     return total
 
 
+def tag_day_counts(tables: Tables, read: TableRead, patterns: list[str],
+                   good_quality: list[int], drivers: bool = False) -> Select:
+    """``SELECT tagpath, day, count(*)`` of one table read, grouped by tag path and epoch
+    day (``t_stamp // 86400000``: integer division on every dialect)."""
+    te = tables.sqlth_te
+    data = historian_data_table(tables, read.table)
+    # the day in a subquery: GROUP BY names a column, not an expression with a bound
+    # parameter (which some drivers send twice as two different parameters)
+    rows = (select(te.c.tagpath, (data.c.t_stamp // DAY_MS).label("day"))
+            .select_from(data.join(te, te.c.id == data.c.tagid))
+            .where(*_read_filter(tables, read, data, patterns, good_quality, drivers))
+            .subquery("r"))
+    return (select(rows.c.tagpath, rows.c.day, func.count().label("n"))
+            .group_by(rows.c.tagpath, rows.c.day))
+
+
 def count_by_tag_day(conn: Connection, tables: Tables, month: MonthSlice,
                      patterns: list[str], good_quality: list[int], drivers: bool = False
                      ) -> dict[tuple[str, int], int]:
@@ -71,18 +87,9 @@ def count_by_tag_day(conn: Connection, tables: Tables, month: MonthSlice,
     A tag path with several ids (a retagged tag) is one key: the extraction writes all
     its ids into one tag folder.
     """
-    te = tables.sqlth_te
     out: dict[tuple[str, int], int] = defaultdict(int)
     for read in month.table_reads:
-        data = historian_data_table(tables, read.table)
-        # the day in a subquery: GROUP BY names a column, not an expression with a
-        # bound parameter (which some drivers send twice as two different parameters)
-        rows = (select(te.c.tagpath, (data.c.t_stamp // DAY_MS).label("day"))
-                .select_from(data.join(te, te.c.id == data.c.tagid))
-                .where(*_read_filter(tables, read, data, patterns, good_quality, drivers))
-                .subquery("r"))
-        stmt = (select(rows.c.tagpath, rows.c.day, func.count().label("n"))
-                .group_by(rows.c.tagpath, rows.c.day))
+        stmt = tag_day_counts(tables, read, patterns, good_quality, drivers)
         for r in conn.execute(stmt):
             out[(r.tagpath, int(r.day))] += int(r.n)
     return dict(out)

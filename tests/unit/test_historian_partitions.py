@@ -117,3 +117,29 @@ def test_day_slices_cut_one_day_with_its_reads_from_the_planned_months():
 def test_month_slice_without_reads_keeps_its_old_meaning():
     s = MonthSlice("t", "2026-01", ms(2026, 1, 1), ms(2026, 1, 3))
     assert s.day_ranges(8) == [(ms(2026, 1, 1), ms(2026, 1, 2)), (ms(2026, 1, 2), ms(2026, 1, 3))]
+
+
+def _compiled(dialect_name: str) -> str:
+    from sqlalchemy.dialects import mssql, mysql, postgresql, sqlite
+
+    from shopfloor.db.schema import get_tables
+    from shopfloor.historian.source import tag_day_counts
+
+    dialect = {"mssql": mssql, "mysql": mysql, "postgresql": postgresql,
+               "sqlite": sqlite}[dialect_name].dialect()
+    stmt = tag_day_counts(get_tables(None), TableRead("hist_d1_a", 0, 86_400_000, 1),
+                          ["line1/%"], [192], drivers=True)
+    return " ".join(str(stmt.compile(dialect=dialect)).split())
+
+
+def test_the_recheck_group_by_divides_whole_numbers_on_every_dialect():
+    # SQL Server and PostgreSQL divide integers as integers; MySQL floors its decimal result
+    assert "hist_d1_a.t_stamp / " in _compiled("mssql")
+    assert "hist_d1_a.t_stamp / " in _compiled("postgresql")
+    assert "FLOOR(hist_d1_a.t_stamp / " in _compiled("mysql")
+    for name in ("mssql", "postgresql", "mysql", "sqlite"):
+        sql = _compiled(name)
+        # grouped by the subquery's columns; the driver's tags through sqlth_scinfo
+        assert "GROUP BY r.tagpath, r.day" in sql
+        assert "sqlth_scinfo" in sql and "te_drv" in sql
+        assert "line1/%" not in sql  # patterns are bound parameters
