@@ -3,12 +3,16 @@ a retagged tag path) and the trailing re-check of late rows: local Spark against
 PostgreSQL database of its own (a catalog there would switch every other test's
 historian to it)."""
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
 from datetime import date
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import Engine, make_url
 
@@ -126,6 +130,16 @@ def as_set(rows: list[dict]) -> set[tuple[int, str, int, float]]:
             for r in rows}
 
 
+def recheck_artifact() -> list[dict]:
+    """The rows of the newest ``spark-extraction-recheck`` artifact."""
+    with get_client(sync_client=True) as client:
+        [art] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+                any_=["spark-extraction-recheck"])),
+            sort=ArtifactSort.CREATED_DESC, limit=1)
+    return json.loads(art.data) if isinstance(art.data, str) else art.data
+
+
 def run(block: str, lake: str, start: date, end: date, **params):
     return spark_sensor_extraction(start=start, end=end, historian_db=block, lake=lake,
                                    spark_master="local[2]", num_partitions=2, **params)
@@ -184,6 +198,9 @@ def test_a_late_row_is_picked_up_by_the_recheck_and_only_its_day_is_rewritten(
     new31 = {k for k in after if "date=2026-01-31" in k}
     assert old31 and new31 and not old31 & new31  # rewritten: new files only
     assert redo.deleted_files == len(old31)
+    assert [(c["date"], c["changed_tags"], c["action"]) for c in recheck_artifact()] == [
+        ("2026-01-30", 0, "unchanged"), ("2026-01-31", 1, "rewritten"),
+        ("2026-02-01", 0, "unchanged")]
     rows = read_output(os.path.join(folder, "sensor_data"))
     want = expected(ROWS + [late], paths, JAN30, FEB2)
     assert len(rows) == len(want) and as_set(rows) == want
