@@ -143,3 +143,43 @@ def test_the_recheck_group_by_divides_whole_numbers_on_every_dialect():
         assert "GROUP BY r.tagpath, r.day" in sql
         assert "sqlth_scinfo" in sql and "te_drv" in sql
         assert "line1/%" not in sql  # patterns are bound parameters
+
+
+def test_catalog_tags_and_day_counts_on_sqlite(tmp_path):
+    from sqlalchemy import create_engine, insert
+
+    from shopfloor.db.schema import get_tables, historian_data_table
+    from shopfloor.historian.partitions import discover
+    from shopfloor.historian.seed import seed_catalog
+    from shopfloor.historian.source import count_by_tag_day, count_filtered
+    from shopfloor.historian.tags import load_tags
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    tables = get_tables(None)
+    tables.sqlth_te.create(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(tables.sqlth_te), [
+            {"id": 1, "tagpath": "a/x"}, {"id": 2, "tagpath": "a/x"}, {"id": 3, "tagpath": "b"}])
+    seed_catalog(engine, tables, [Partition("p1", 1, ms(2026, 1, 1), ms(2026, 1, 2, 12)),
+                                  Partition("p2", 2, ms(2026, 1, 1), ms(2026, 2, 1))],
+                 {10: 1, 20: 2}, {1: 10, 2: 20, 3: 20})
+    rows = {"p1": [(1, ms(2026, 1, 1, 1)), (1, ms(2026, 1, 2, 1))],
+            "p2": [(2, ms(2026, 1, 1, 5)), (2, ms(2026, 1, 2, 5)), (3, ms(2026, 1, 1, 6)),
+                   (1, ms(2026, 1, 1, 7))]}  # tag 1 in driver 2's table: not its driver
+    with engine.begin() as conn:
+        for name, items in rows.items():
+            data = historian_data_table(tables, name)
+            data.create(conn)
+            conn.execute(insert(data), [{"tagid": t, "t_stamp": ts, "dataintegrity": 192}
+                                        for t, ts in items])
+    with engine.connect() as conn:
+        assert load_tags(conn, tables, ["a/%"], drivers=True) == [
+            Tag(1, "a/x", 1), Tag(2, "a/x", 2)]
+        months = plan_months(date(2026, 1, 1), date(2026, 1, 2), PATTERN)
+        [month], uncovered = discover(conn, tables, months)
+        assert uncovered == [] and [r.table for r in month.reads] == ["p1", "p2"]
+        counts = count_by_tag_day(conn, tables, month, ["a/%"], [192], drivers=True)
+        day = ms(2026, 1, 1) // 86_400_000
+        assert counts == {("a/x", day): 2, ("a/x", day + 1): 2}
+        assert count_filtered(conn, tables, month, ["a/%"], [192], drivers=True) == 4
+        assert count_filtered(conn, tables, month, ["a/%"], [192], drivers=False) == 5
