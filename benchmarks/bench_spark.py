@@ -122,7 +122,8 @@ def run_flow(historian_block: str, lake_block: str, master: str, parts: int,
     from flows.spark_extraction import spark_sensor_extraction
 
     spark_sensor_extraction(start=start, end=end, historian_db=historian_block,
-                            lake=lake_block, spark_master=master, num_partitions=parts)
+                            lake=lake_block, spark_master=master, num_partitions=parts,
+                            recheck_days=0)
 
 
 def run_bare(spark, url: str, out: str, parts: int) -> None:

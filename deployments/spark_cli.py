@@ -38,6 +38,9 @@ def extract(
     conf: Annotated[list[str] | None, typer.Option(help="Spark setting key=value (repeat).")]
     = None,
     num_partitions: Annotated[int, typer.Option(help="JDBC range reads per month.")] = 8,
+    recheck_days: Annotated[int, typer.Option(
+        help="Also re-check this many days before START and rewrite those that changed.")]
+    = 0,
 ) -> None:
     """Extract historian months START..END to Parquet partitioned by tag and date."""
     from blocks.resolve import require_blocks
@@ -48,7 +51,8 @@ def extract(
     params = dict(tag_patterns=tag_pattern or ["%"], historian_db=historian_db, lake=lake,
                   output_prefix=output_prefix, table_pattern="sqlt_data_1_{yyyy}_{mm}",
                   good_quality=[192], spark_master=master, spark_conf=parse_conf(conf or []),
-                  max_records_per_file=1_000_000, num_partitions=num_partitions)
+                  max_records_per_file=1_000_000, num_partitions=num_partitions,
+                  recheck_days=recheck_days)
     # Bad values and unknown blocks: one line each, before a flow run exists.
     check_typed(spark_sensor_extraction, **params)
     check_parameters(start.date(), end.date(), table_pattern=params["table_pattern"],
@@ -59,5 +63,5 @@ def extract(
     run = spark_sensor_extraction.with_options(timeout_seconds=None)
     results = run(start=start.date(), end=end.date(), **params)
     for r in results:
-        typer.echo(f"{r.month}  {r.status:<8} {r.written_rows:>10} rows  {r.files:>6} files  "
-                   f"{r.seconds:>8} s  {r.error}")
+        typer.echo(f"{r.month}  {r.kind:<7} {r.status:<8} {r.written_rows:>10} rows  "
+                   f"{r.files:>6} files  {r.seconds:>8} s  {r.error}")

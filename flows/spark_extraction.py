@@ -23,13 +23,16 @@ from shopfloor.historian.plan import (
     OutputPrefix,
     PositiveInt,
     QualityCodes,
+    RecheckDays,
     SparkMaster,
     TablePattern,
     TagPatterns,
     check_parameters,
+    plan_months,
     resolve_window,
 )
 from shopfloor.historian.publish import new_token
+from shopfloor.historian.recheck import DayCheck, day_slices, recheck_window
 from shopfloor.params import IsoDate
 from shopfloor.spark.errors import error_line
 from shopfloor.spark.extract import ExtractionJob, MonthResult
@@ -42,6 +45,7 @@ from tasks.spark_extraction import (
     discard_month_staging,
     find_month_tables,
     load_historian_tags,
+    recheck_lake_days,
     replace_month_partitions,
     validate_month_output,
     write_month_parquet,
@@ -59,9 +63,9 @@ def _month_artifact(result: MonthResult) -> None:
 
 
 def _extract_month(spark, historian_db: str, lake: str, job: ExtractionJob,
-                   month: MonthSlice) -> MonthResult:
+                   month: MonthSlice, kind: str = "window") -> MonthResult:
     logger = get_run_logger()
-    result = MonthResult(month.month, month.table)
+    result = MonthResult(month.month, month.table, kind=kind)
     token = new_token(flow_run.id)
     started = time.perf_counter()
     try:
@@ -110,6 +114,7 @@ def spark_sensor_extraction(
     spark_conf: dict[str, str] = {},  # noqa: B006
     max_records_per_file: PositiveInt = 1_000_000,
     num_partitions: PositiveInt = 8,
+    recheck_days: RecheckDays = 3,
 ) -> list[MonthResult]:
     """Extract historian readings with Spark into Parquet partitioned by tag and date.
 
@@ -134,12 +139,16 @@ def spark_sensor_extraction(
         spark_conf: extra Spark settings (spark.* keys), e.g. spark.jars.
         max_records_per_file: cap on rows per Parquet file.
         num_partitions: parallel JDBC range reads on t_stamp per month.
+        recheck_days: days before start whose rows per (tag, day) are compared between
+            the source and the lake; a day that changed (late rows) is rewritten. 0: off.
 
     The limits a type can state are in the signature, so the server and the UI form
     refuse a bad value before a run exists; :func:`check_parameters` holds the rest.
     """
     start, end = resolve_window(start, end, logical_now().date())
     months = check_parameters(start, end, table_pattern=table_pattern, spark_conf=spark_conf)
+    recheck = recheck_window(start, recheck_days)
+    recheck_months = plan_months(*recheck, table_pattern) if recheck else []
     logger = get_run_logger()
     # Resolved here once, only to fail fast (unknown block, unreachable database, a
     # database JDBC cannot read) and to pick the JDBC jars; the tasks get the names.
@@ -153,32 +162,70 @@ def spark_sensor_extraction(
     if not tags:
         raise ShopfloorError(f"no tag in sqlth_te matches {patterns}")
     job = ExtractionJob(output_prefix, tags, patterns, sorted(set(good_quality)),
-                        num_partitions, max_records_per_file)
+                        num_partitions, max_records_per_file,
+                        drivers=any(t.drvid is not None for t in tags))
     results = [MonthResult(m.month, m.table, status="missing") for m in missing]
-    if present:
+    try:
+        checks, redo = _recheck(historian_db, lake, job, recheck_months)
+    except Exception as exc:  # the window is still extracted; the run then fails
+        checks, redo = [], []
+        results.append(MonthResult("recheck", "", status="failed", kind="recheck",
+                                   error=error_line(exc)))
+        logger.error("re-check failed: %s", results[-1].error)
+    if present or redo:
         conf = session_conf(jdbc_kind, spark_conf)
-        results += _run_months(spark_master, conf, historian_db, lake, job, present)
-    results.sort(key=lambda r: r.month)
+        results += _run_months(spark_master, conf, historian_db, lake, job,
+                               [(m, "window") for m in present] + [(d, "recheck") for d in redo])
+    results.sort(key=lambda r: (r.kind == "recheck", r.month))
+    if recheck:
+        _recheck_artifact(checks, results)
     create_table_artifact(
         key=f"{ARTIFACT_PREFIX}-summary", table=[vars(r) for r in results],
-        description=f"Spark extraction {start} .. {end} to {storage.url(output_prefix)}")
+        description=f"Spark extraction {start} .. {end} to {storage.url(output_prefix)}"
+                    + (f"; re-checked {recheck[0]} .. {recheck[1]}" if recheck else ""))
     failed = [r for r in results if r.status == "failed"]
-    logger.info("%d month(s) ok, %d missing, %d failed",
-                sum(r.status == "ok" for r in results), len(missing), len(failed))
+    logger.info("%d month(s) ok, %d missing, %d failed, %d day(s) rewritten by the re-check",
+                sum(r.status == "ok" and r.kind == "window" for r in results), len(missing),
+                len(failed), sum(r.status == "ok" and r.kind == "recheck" for r in results))
     if failed:
         raise ShopfloorError("failed month(s): " + "; ".join(
             f"{r.month}: {r.error}" for r in failed))
     return results
 
 
+def _recheck(historian_db: str, lake: str, job: ExtractionJob,
+             months: list[MonthSlice]) -> tuple[list[DayCheck], list[MonthSlice]]:
+    """The re-check window's days compared, and one slice per day that changed."""
+    if not months:
+        return [], []
+    present, _ = find_month_tables(historian_db, months)
+    if not present:
+        return [], []
+    checks = recheck_lake_days(historian_db, lake, job, present)
+    return checks, day_slices(present, [c.date for c in checks if c.changed])
+
+
+def _recheck_artifact(checks: list[DayCheck], results: list[MonthResult]) -> None:
+    done = {r.month: r.status for r in results if r.kind == "recheck"}
+    rows = [{**vars(c), "action": ("rewritten" if done.get(c.date) == "ok" else
+                                   done.get(c.date, "unchanged") if c.changed else "unchanged")}
+            for c in checks]
+    create_table_artifact(
+        key=f"{ARTIFACT_PREFIX}-recheck", table=rows or [{"date": "", "action": "no table"}],
+        description=f"Re-check: {sum(r['action'] == 'rewritten' for r in rows)} day(s) "
+                    "rewritten (rows per tag and day differed between source and lake)")
+
+
 def _run_months(master: str, conf: dict[str, str], historian_db: str, lake: str,
-                job: ExtractionJob, months: list[MonthSlice]) -> list[MonthResult]:
+                job: ExtractionJob, work: list[tuple[MonthSlice, str]]) -> list[MonthResult]:
+    labels = [m.month for m, _ in work]
     progress = create_progress_artifact(
         0.0, key=f"{ARTIFACT_PREFIX}-progress",
-        description=f"{len(months)} month(s): {months[0].month} .. {months[-1].month}")
+        description=f"{len(work)} slice(s): {', '.join(labels[:3])}"
+                    + (f" .. {labels[-1]}" if len(labels) > 3 else ""))
     results = []
     with spark_session(master, conf) as spark:
-        for i, month in enumerate(months, 1):
-            results.append(_extract_month(spark, historian_db, lake, job, month))
-            update_progress_artifact(progress, 100.0 * i / len(months))
+        for i, (month, kind) in enumerate(work, 1):
+            results.append(_extract_month(spark, historian_db, lake, job, month, kind))
+            update_progress_artifact(progress, 100.0 * i / len(work))
     return results

@@ -11,7 +11,9 @@ from prefect.cache_policies import NO_CACHE
 from blocks.resolve import load_engine, load_storage
 from shopfloor.compaction.faults import pause_hook_from_env
 from shopfloor.db.schema import configured_tables
+from shopfloor.historian.partitions import discover, has_catalog, has_drivers
 from shopfloor.historian.plan import MonthSlice
+from shopfloor.historian.recheck import DayCheck
 from shopfloor.historian.source import split_existing
 from shopfloor.historian.tags import Tag, load_tags
 from shopfloor.spark import extract
@@ -21,33 +23,71 @@ from shopfloor.spark.extract import ExtractionJob
 @task(name="find-month-tables", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def find_month_tables(historian_db: str,
                       months: list[MonthSlice]) -> tuple[list[MonthSlice], list[MonthSlice]]:
-    """Split the planned months into those whose table exists and those missing.
+    """Find the tables of each planned month: Ignition's ``sqlth_partitions`` when the
+    historian has it (any span, several drivers), else the name pattern; split the months
+    into those whose tables exist and those missing.
 
     Args:
         historian_db: SqlAlchemyConnector block of the historian database.
         months: the planned month slices.
     """
+    tables = configured_tables()
     with load_engine(historian_db).connect() as conn:
-        present, missing = split_existing(conn, configured_tables(), months)
+        planned, uncovered = discover(conn, tables, months)
+        present, missing = split_existing(conn, tables, planned)
     logger = get_run_logger()
+    for m in uncovered:
+        logger.warning("month %s: no partition in sqlth_partitions covers it, skipped", m.month)
     for m in missing:
-        logger.warning("month %s: table %s does not exist, skipped", m.month, m.table)
-    logger.info("%d month table(s) found, %d missing", len(present), len(missing))
-    return present, missing
+        logger.warning("month %s: table(s) %s do not exist, skipped", m.month, m.table)
+    logger.info("%d month(s) found (%s), %d missing", len(present),
+                "sqlth_partitions" if any(m.reads for m in present) else "name pattern",
+                len(missing) + len(uncovered))
+    return present, sorted(missing + uncovered, key=lambda m: m.start_ms)
 
 
 @task(name="load-historian-tags", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def load_historian_tags(historian_db: str, patterns: list[str]) -> list[Tag]:
-    """Tags of ``sqlth_te`` whose tagpath matches one of the SQL LIKE patterns.
+    """Tags of ``sqlth_te`` whose tagpath matches one of the SQL LIKE patterns, with their
+    Ignition driver when the historian has ``sqlth_partitions`` and scan classes.
 
     Args:
         historian_db: SqlAlchemyConnector block of the historian database.
         patterns: SQL LIKE patterns (``%`` any characters, ``_`` one character).
     """
+    tables = configured_tables()
     with load_engine(historian_db).connect() as conn:
-        tags = load_tags(conn, configured_tables(), patterns)
-    get_run_logger().info("%d tag(s) match %s", len(tags), patterns)
+        drivers = has_catalog(conn, tables) and has_drivers(conn, tables)
+        tags = load_tags(conn, tables, patterns, drivers=drivers)
+    get_run_logger().info("%d tag(s) (%d path(s)) match %s", len(tags),
+                          len({t.tagpath for t in tags}), patterns)
     return tags
+
+
+@task(name="recheck-lake-days", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def recheck_lake_days(historian_db: str, lake: str, job: ExtractionJob,
+                      months: list[MonthSlice]) -> list[DayCheck]:
+    """Compare rows per (tag, day) of already extracted days between the source (GROUP BY
+    in the database) and the lake (Parquet footers): the days that changed since (late,
+    store-and-forward rows) are rewritten by the flow.
+
+    Args:
+        historian_db: SqlAlchemyConnector block of the historian database.
+        lake: S3Bucket or LocalFileSystem block of the lake.
+        job: the extraction's shared values.
+        months: the re-check window's month slices whose tables exist.
+    """
+    checks = extract.check_days(load_engine(historian_db), configured_tables(),
+                                load_storage(lake), job, months)
+    logger = get_run_logger()
+    for c in checks:
+        if c.changed:
+            logger.warning("day %s changed since extracted: %d row(s) in the source, %d in "
+                           "the lake, %d tag(s) differ; rewriting it", c.date, c.source_rows,
+                           c.lake_rows, c.changed_tags)
+    logger.info("re-check: %d of %d day(s) changed", sum(c.changed for c in checks),
+                len(checks))
+    return checks
 
 
 @task(name="clean-output-leftovers", task_run_name="clean-{month.month}", retries=2,

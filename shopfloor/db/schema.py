@@ -266,3 +266,40 @@ def historian_data_table(tables: Tables, name: str) -> Table:
         Index(f"ix_{name}_tag_ts", "tagid", "t_stamp"),
         Index(f"ix_{name}_ts", "t_stamp"),
     )
+
+
+@dataclass(frozen=True)
+class HistorianCatalog:
+    """Ignition's own catalog of the tag historian: which table holds which span of time
+    for which driver (``sqlth_partitions``), the drivers (``sqlth_drv``) and the scan
+    classes that tie a tag (``sqlth_te.scid``) to its driver (``sqlth_scinfo``).
+
+    Kept out of :class:`Tables` and ``db init``: Ignition creates these tables, the
+    flows only read them (the seeds create them for tests and the demo).
+    """
+
+    metadata: MetaData
+    partitions: Table
+    drv: Table
+    scinfo: Table
+
+
+@lru_cache(maxsize=8)
+def historian_catalog(schema: str | None = None) -> HistorianCatalog:
+    """The catalog tables in ``schema`` (their own ``MetaData``; Ignition's column names)."""
+    md = MetaData(schema=check_optional_identifier(schema, "schema"))
+    partitions = Table(
+        "sqlth_partitions", md,
+        Column("pname", String(255), nullable=False),
+        Column("drvid", Integer),
+        Column("start_time", BigInteger),  # epoch ms, inclusive
+        Column("end_time", BigInteger),  # epoch ms, exclusive
+        Column("blocksize", Integer),
+        Column("flags", Integer),
+    )
+    drv = Table("sqlth_drv", md, Column("id", Integer, primary_key=True, autoincrement=False),
+                Column("name", String(255)), Column("provider", String(255)))
+    scinfo = Table("sqlth_scinfo", md,
+                   Column("id", Integer, primary_key=True, autoincrement=False),
+                   Column("scname", String(255)), Column("drvid", Integer))
+    return HistorianCatalog(md, partitions, drv, scinfo)

@@ -1,4 +1,5 @@
-"""The Ignition-style tag historian: month planning, tag patterns, lake layout, a seeder.
+"""The Ignition-style tag historian: month planning, the partition catalog, tag patterns,
+lake layout, the late-data re-check, a seeder.
 
 Plain Python (SQLAlchemy Core, pyarrow); Spark lives in :mod:`shopfloor.spark`.
 """

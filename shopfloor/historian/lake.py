@@ -62,3 +62,20 @@ def count_rows(storage: StorageLocation, keys: list[str]) -> int:
         return 0
     return ds.dataset(paths, filesystem=storage.arrow_filesystem(),
                       format="parquet").count_rows()
+
+
+def rows_by_partition(storage: StorageLocation, output_prefix: str,
+                      tag_keys: Iterable[str], dates: Iterable[str]) -> dict[tuple[str, str], int]:
+    """``(tag key, date) -> rows`` of the output in these partitions, from the Parquet
+    footers (one listing, then one footer read per file; no data pages)."""
+    import pyarrow.parquet as pq
+
+    out: dict[tuple[str, str], int] = {}
+    fs = storage.arrow_filesystem()
+    for key in window_files(storage, output_prefix, tag_keys, dates):
+        part = partition_of(key)
+        if part and is_data_file(key):
+            with fs.open_input_file(storage.path(key)) as f:
+                rows = pq.ParquetFile(f).metadata.num_rows
+            out[part] = out.get(part, 0) + rows
+    return out

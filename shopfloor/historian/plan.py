@@ -34,13 +34,45 @@ MASTER_PATTERN = (r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://[\w.-]+:\d+(,[\w.-]+:\
 
 
 @dataclass(frozen=True)
+class TableRead:
+    """One table to read for a slice: its rows in ``[start_ms, end_ms)``.
+
+    ``drvid`` is the Ignition driver that owns the table (from ``sqlth_partitions``); only
+    the tags of that driver are read from it. ``None``: every selected tag (a table found
+    by the name pattern).
+    """
+
+    table: str
+    start_ms: int  # inclusive, epoch milliseconds UTC
+    end_ms: int  # exclusive
+    drvid: int | None = None
+
+    def day_ranges(self, parts: int) -> list[tuple[int, int]]:
+        """The read cut at UTC midnights into at most ``parts`` ranges (see
+        :func:`day_ranges`)."""
+        return day_ranges(self.start_ms, self.end_ms, parts)
+
+
+@dataclass(frozen=True)
 class MonthSlice:
-    """The part of the window that falls in one month, and the table that holds it."""
+    """The part of the window that falls in one month, and the table(s) that hold it.
+
+    ``reads`` are the tables found through Ignition's ``sqlth_partitions``
+    (:mod:`shopfloor.historian.partitions`); empty means the one table ``table`` named by
+    the pattern, over the whole slice. ``month`` labels the slice (``YYYY-MM``, or the
+    day ``YYYY-MM-DD`` of a re-checked day).
+    """
 
     table: str
     month: str  # "YYYY-MM"
     start_ms: int  # inclusive, epoch milliseconds UTC
     end_ms: int  # exclusive
+    reads: tuple[TableRead, ...] = ()
+
+    @property
+    def table_reads(self) -> tuple[TableRead, ...]:
+        """What to read for the slice: the partitions' reads, or the pattern's table."""
+        return self.reads or (TableRead(self.table, self.start_ms, self.end_ms),)
 
     @property
     def dates(self) -> list[str]:
@@ -53,21 +85,27 @@ class MonthSlice:
             day += timedelta(days=1)
         return out
 
-
     def day_ranges(self, parts: int) -> list[tuple[int, int]]:
-        """The slice cut at UTC midnights into at most ``parts`` contiguous ``[lo, hi)`` ranges.
+        """The slice cut at UTC midnights into at most ``parts`` contiguous ``[lo, hi)`` ranges
+        (see :func:`day_ranges`)."""
+        return day_ranges(self.start_ms, self.end_ms, parts)
 
-        Day-aligned ranges keep every ``(tag, date)`` in one Spark partition, so a date
-        partition gets one file instead of one per read range that crosses it.
-        """
-        days = len(self.dates)
-        parts = max(1, min(parts, days))
-        bounds = [self.start_ms]
-        for i in range(1, parts):
-            day = _from_ms(self.start_ms).date() + timedelta(days=(i * days) // parts)
-            bounds.append(max(self.start_ms, epoch_ms(day)))
-        bounds.append(self.end_ms)
-        return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+def day_ranges(start_ms: int, end_ms: int, parts: int) -> list[tuple[int, int]]:
+    """``[start_ms, end_ms)`` cut at UTC midnights into at most ``parts`` contiguous ranges.
+
+    Day-aligned ranges keep every ``(tag, date)`` in one Spark partition, so a date
+    partition gets one file instead of one per read range that crosses it.
+    """
+    first = _from_ms(start_ms).date()
+    days = (_from_ms(end_ms - 1).date() - first).days + 1
+    parts = max(1, min(parts, days))
+    bounds = [start_ms]
+    for i in range(1, parts):
+        day = first + timedelta(days=(i * days) // parts)
+        bounds.append(max(start_ms, epoch_ms(day)))
+    bounds.append(end_ms)
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def _from_ms(ms: int) -> datetime:
@@ -199,3 +237,6 @@ QualityCodes = Annotated[list[Annotated[int, Field(strict=True)]], Field(min_len
 
 PositiveInt = Annotated[int, Field(strict=True, ge=1)]
 """A whole number of at least 1."""
+
+RecheckDays = Annotated[int, Field(strict=True, ge=0, le=92)]
+"""Days before ``start`` whose row counts are compared with the lake (0: no re-check)."""

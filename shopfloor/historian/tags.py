@@ -9,9 +9,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, Integer, String, column, or_, select, table
 
-from shopfloor.db.schema import Tables
+from shopfloor.db.schema import Tables, historian_catalog
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 MAX_PATTERN_LENGTH = 255  # tagpath's column length
@@ -23,6 +23,7 @@ class Tag:
 
     id: int
     tagpath: str
+    drvid: int | None = None  # Ignition driver (through sqlth_scinfo), None if unknown
 
     @property
     def key(self) -> str:
@@ -43,14 +44,37 @@ def partition_key(tagpath: str) -> str:
     return f"{safe}_{digest}"
 
 
-def tag_filter(tables: Tables, patterns: list[str]):
-    """The WHERE clause ``tagpath LIKE :p1 ESCAPE '\\' OR ...`` (bound parameters)."""
-    tagpath = tables.sqlth_te.c.tagpath
+def tag_filter(tables: Tables, patterns: list[str], tagpath=None):
+    """The WHERE clause ``tagpath LIKE :p1 ESCAPE '\\' OR ...`` (bound parameters), on
+    ``sqlth_te.tagpath`` or the ``tagpath`` column given."""
+    tagpath = tables.sqlth_te.c.tagpath if tagpath is None else tagpath
     return or_(*(tagpath.like(p, escape="\\") for p in patterns))
 
 
-def load_tags(conn: Connection, tables: Tables, patterns: list[str]) -> list[Tag]:
-    """Every tag whose path matches one of ``patterns``, ordered by id."""
+def load_tags(conn: Connection, tables: Tables, patterns: list[str],
+              drivers: bool = False) -> list[Tag]:
+    """Every tag whose path matches one of ``patterns``, ordered by id.
+
+    A path retagged over time (Ignition gives it a new id, with ``created``/``retired``)
+    matches with every id: the extraction writes them all into the path's one folder.
+    With ``drivers`` each tag carries its driver, ``sqlth_te.scid -> sqlth_scinfo.drvid``
+    (``None`` when its scan class is unknown: such a tag is read from every table).
+    """
     t = tables.sqlth_te
-    stmt = select(t.c.id, t.c.tagpath).where(tag_filter(tables, patterns)).order_by(t.c.id)
-    return [Tag(int(r.id), r.tagpath) for r in conn.execute(stmt)]
+    if not drivers:
+        stmt = select(t.c.id, t.c.tagpath).where(tag_filter(tables, patterns)).order_by(t.c.id)
+        return [Tag(int(r.id), r.tagpath) for r in conn.execute(stmt)]
+    te = table(t.name, column("id", Integer), column("tagpath", String),
+               column("scid", Integer), schema=tables.schema)
+    sc = historian_catalog(tables.schema).scinfo
+    stmt = (select(te.c.id, te.c.tagpath, sc.c.drvid)
+            .select_from(te.outerjoin(sc, sc.c.id == te.c.scid))
+            .where(tag_filter(tables, patterns, te.c.tagpath)).order_by(te.c.id))
+    return [Tag(int(r.id), r.tagpath, None if r.drvid is None else int(r.drvid))
+            for r in conn.execute(stmt)]
+
+
+def tags_of_driver(tags: list[Tag], drvid: int | None) -> list[Tag]:
+    """The tags a table of driver ``drvid`` holds rows of (every tag for ``None``); a
+    tag whose driver is unknown is in every table's list."""
+    return [t for t in tags if drvid is None or t.drvid is None or t.drvid == drvid]

@@ -7,15 +7,18 @@ swapped in for the window's old partitions through a manifest
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import reduce
 
+from pyspark.sql import DataFrame
 from sqlalchemy import Engine
 
 from shopfloor.db.schema import Tables, historian_data_table
 from shopfloor.errors import ShopfloorError
 from shopfloor.historian import lake, publish
 from shopfloor.historian.plan import MonthSlice
-from shopfloor.historian.source import count_filtered
-from shopfloor.historian.tags import Tag
+from shopfloor.historian.recheck import DayCheck, compare_days
+from shopfloor.historian.source import count_by_tag_day, count_filtered
+from shopfloor.historian.tags import Tag, tags_of_driver
 from shopfloor.spark import writers
 from shopfloor.spark.jdbc import jdbc_source, month_subquery
 from shopfloor.spark.session import has_s3a
@@ -38,6 +41,7 @@ class ExtractionJob:
     good_quality: list[int]
     num_partitions: int
     max_records_per_file: int
+    drivers: bool = False  # tags carry their Ignition driver: a table's reads use its own
 
     @property
     def tag_keys(self) -> list[str]:
@@ -58,6 +62,7 @@ class MonthResult:
     seconds: float = 0.0
     writer: str = ""
     error: str = field(default="")
+    kind: str = "window"  # window: the run's own dates | recheck: a day rewritten late
 
 
 def clean_output(storage: StorageLocation, job: ExtractionJob) -> publish.Cleanup:
@@ -74,18 +79,29 @@ def month_layout(storage: StorageLocation, job: ExtractionJob, token: str
 def write_month(spark, engine: Engine, tables: Tables, storage: StorageLocation,
                 job: ExtractionJob, month: MonthSlice, token: str) -> str:
     """Read the month through JDBC, shape it and write it to the staging folder of
-    ``token``; returns the writer used.
+    ``token``; returns the writer used (``none`` when no table holds a selected tag).
 
-    JDBC reads the engine's database with the engine's credentials; the engine itself
-    only gives the SQL dialect of the subquery.
+    Every table of the slice (one from the name pattern, or the partitions of
+    ``sqlth_partitions``) is read for the tags of its driver; the reads are unioned. JDBC
+    reads the engine's database with the engine's credentials; the engine itself only
+    gives the SQL dialect of the subquery.
     """
     staging = month_layout(storage, job, token).staging_key
     storage.remove_tree(staging)  # a retried write starts from nothing, never adds copies
-    table = historian_data_table(tables, month.table)
-    raw = read_month(spark, jdbc_source(engine.url), month_subquery(table, engine.dialect),
-                     month, [t.id for t in job.tags], job.good_quality, job.num_partitions)
-    df = shape_readings(raw, tags_frame(spark, job.tags))
-    return write_frame(spark, df, storage, staging, job.max_records_per_file)
+    source = jdbc_source(engine.url)
+    frames = []
+    for read in month.table_reads:
+        tags = tags_of_driver(job.tags, read.drvid if job.drivers else None)
+        if not tags:
+            continue  # a table of a driver none of the selected tags belongs to
+        table = historian_data_table(tables, read.table)
+        raw = read_month(spark, source, month_subquery(table, engine.dialect), read,
+                         [t.id for t in tags], job.good_quality, job.num_partitions)
+        frames.append(shape_readings(raw, tags_frame(spark, tags)))
+    if not frames:
+        return "none"
+    return write_frame(spark, reduce(DataFrame.unionByName, frames), storage, staging,
+                       job.max_records_per_file)
 
 
 def write_frame(spark, df, storage: StorageLocation, prefix: str,
@@ -110,7 +126,8 @@ def validate_month(engine: Engine, tables: Tables, storage: StorageLocation,
     """``(source_rows, staged_rows, staged_files)`` of the month staged under ``token``;
     a mismatch raises with both numbers."""
     with engine.connect() as conn:
-        expected = count_filtered(conn, tables, month, job.tag_patterns, job.good_quality)
+        expected = count_filtered(conn, tables, month, job.tag_patterns, job.good_quality,
+                                  job.drivers)
     keys = publish.staged_files(month_layout(storage, job, token), job.tag_keys, month.dates)
     actual = lake.count_rows(storage, keys)
     if actual != expected:
@@ -140,3 +157,19 @@ def replace_month(storage: StorageLocation, job: ExtractionJob, month: MonthSlic
 def discard_month(storage: StorageLocation, job: ExtractionJob, token: str) -> bool:
     """After a failed month: drop its staging (unless its replace had begun)."""
     return publish.discard(month_layout(storage, job, token))
+
+
+def check_days(engine: Engine, tables: Tables, storage: StorageLocation, job: ExtractionJob,
+               slices: list[MonthSlice]) -> list[DayCheck]:
+    """Rows per ``(tag, day)`` of the slices' days in the source (GROUP BY in the database)
+    and in the lake (Parquet footers), compared day by day."""
+    source: dict[tuple[str, int], int] = {}
+    with engine.connect() as conn:
+        for s in slices:
+            counts = count_by_tag_day(conn, tables, s, job.tag_patterns, job.good_quality,
+                                      job.drivers)
+            for key, n in counts.items():
+                source[key] = source.get(key, 0) + n
+    dates = [d for s in slices for d in s.dates]
+    in_lake = lake.rows_by_partition(storage, job.output_prefix, job.tag_keys, dates)
+    return compare_days(dates, source, in_lake)

@@ -4,7 +4,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
-from shopfloor.historian.plan import MonthSlice
+from shopfloor.historian.plan import MonthSlice, TableRead
 from shopfloor.historian.tags import Tag
 from shopfloor.spark.jdbc import CUSTOM_SCHEMA, JdbcSource
 
@@ -19,10 +19,11 @@ TAG_SCHEMA = StructType([
 ])
 
 
-def read_month(spark: SparkSession, source: JdbcSource, dbtable: str, month: MonthSlice,
-               tag_ids: list[int], good_quality: list[int], num_partitions: int,
-               fetch_size: int = 10_000) -> DataFrame:
-    """The month's rows, read as ``num_partitions`` bounded ranges of ``t_stamp``.
+def read_month(spark: SparkSession, source: JdbcSource, dbtable: str,
+               month: MonthSlice | TableRead, tag_ids: list[int], good_quality: list[int],
+               num_partitions: int, fetch_size: int = 10_000) -> DataFrame:
+    """The rows of one table of the month (``month``: a slice, or one of its reads),
+    read as ``num_partitions`` bounded ranges of ``t_stamp``.
 
     Each range is one JDBC query (``t_stamp >= lo AND t_stamp < hi``, cut at UTC
     midnights); the quality codes and (up to 1,000) tag ids are pushed down to the

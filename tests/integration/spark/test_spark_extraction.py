@@ -47,6 +47,7 @@ def as_set(rows: list[dict]) -> set[tuple[int, int, float]]:
 
 
 def run(historian: str, lake: str, start: date, end: date, **params):
+    params.setdefault("recheck_days", 0)  # these tests are about the window itself
     return spark_sensor_extraction(start=start, end=end, historian_db=historian, lake=lake,
                                    spark_master="local[2]", num_partitions=2, **params)
 

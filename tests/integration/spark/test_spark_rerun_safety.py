@@ -79,7 +79,8 @@ CHILD = textwrap.dedent("""
     spark_sensor_extraction(start=date(2026, 2, 1), end=date(2026, 2, 2),
                             historian_db={historian!r}, lake={lake!r},
                             tag_patterns=["line2/%"], spark_master="local[1]",
-                            num_partitions=2, spark_conf={{"spark.ui.enabled": "false"}})
+                            num_partitions=2, spark_conf={{"spark.ui.enabled": "false"}},
+                            recheck_days=0)
 """)
 
 
