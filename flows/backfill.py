@@ -21,6 +21,7 @@ from shopfloor.aggregation.hours import resolve_timezone
 from shopfloor.aggregation.windows import Window, chunks, date_range_window
 from shopfloor.errors import ShopfloorError, first_line
 from shopfloor.params import IsoDate, TimeZone
+from shopfloor.quality import artifact_scores, worst
 from tasks.aggregation import aggregate_chunk, check_databases
 from tasks.outcomes import ON_FAILURE
 
@@ -48,7 +49,8 @@ def check_parameters(start_date: date, end_date: date, timezone: str) -> ZoneInf
 def _outcome(window: Window, future: PrefectFuture) -> tuple[dict[str, Any], list[Breach]]:
     future.wait()
     row: dict[str, Any] = {"chunk": window.label(), "status": "ok", "path": "", "groups": 0,
-                           "upserted": 0, "unchanged": 0, "raw_rows": 0, "error": ""}
+                           "upserted": 0, "unchanged": 0, "raw_rows": 0, "error": "",
+                           **artifact_scores(None)}
     if not future.state.is_completed():
         exc = future.result(raise_on_failure=False)
         row.update(status="FAILED", error=first_line(exc, 300) if exc else "failed")
@@ -56,6 +58,7 @@ def _outcome(window: Window, future: PrefectFuture) -> tuple[dict[str, Any], lis
     stats, breaches = future.result()
     row.update(path=stats.path, groups=stats.groups, upserted=stats.upserted,
                unchanged=stats.unchanged, raw_rows=stats.raw_rows)
+    row.update(artifact_scores(worst(stats.quality)))
     return row, breaches
 
 

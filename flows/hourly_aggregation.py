@@ -23,6 +23,7 @@ from shopfloor.aggregation.late import DEFAULT_LATENESS_MINUTES
 from shopfloor.aggregation.windows import Window, plan_windows
 from shopfloor.db.types import utcnow
 from shopfloor.params import IsoDateTime, TimeZone
+from shopfloor.quality import artifact_scores, worst
 from tasks.aggregation import (
     check_databases,
     emit_threshold_alerts,
@@ -200,6 +201,8 @@ def hourly_aggregation(
         "stale_rows": len(stats.stale), "breaches": len(breaches), "alert_events": events,
         "path": stats.path, "timezone": timezone,
         "duration_s": round(time.perf_counter() - started, 2),
+        # The quality of the run's weakest window (one quality_score row per window).
+        "quality_rows": len(stats.quality), **artifact_scores(worst(stats.quality)),
     }
     if stats.stale:
         logger.warning("%d hourly rows in the target have no raw rows in the source any "

@@ -190,3 +190,138 @@ def write_quarantine(
     if records:
         conn.execute(insert(tables.quarantine), records)
     return len(records)
+
+
+# Bumped whenever a validation rule of any flow changes, so a quality row says which
+# rules judged its batch (stored in ``quality_score.rule_version``).
+RULE_VERSION = "2026.12.1"
+
+
+@dataclass
+class BatchCounts:
+    """What a batch held, the inputs of :func:`score_counts` (they add up over batches).
+
+    ``expected``: rows (samples, records, hourly groups) the batch should have held,
+    ``None`` when unknown; ``rows_timely``: rows that arrived within the lateness bound,
+    ``None`` when arrival is not measured by the flow.
+    """
+
+    rows_in: int = 0
+    rows_valid: int = 0
+    rows_quarantined: int = 0
+    rows_duplicate: int = 0
+    expected: int | None = None
+    rows_timely: int | None = None
+
+    def __add__(self, other: "BatchCounts") -> "BatchCounts":
+        def opt(a: int | None, b: int | None) -> int | None:
+            return None if a is None and b is None else (a or 0) + (b or 0)
+        return BatchCounts(
+            self.rows_in + other.rows_in, self.rows_valid + other.rows_valid,
+            self.rows_quarantined + other.rows_quarantined,
+            self.rows_duplicate + other.rows_duplicate,
+            opt(self.expected, other.expected), opt(self.rows_timely, other.rows_timely))
+
+
+def _share(part: int, whole: int) -> float:
+    return 1.0 if whole <= 0 else min(1.0, max(0.0, part / whole))
+
+
+def completeness(rows_in: int, expected: int | None) -> float:
+    """Rows received against rows expected, at most 1 (``None`` expected: 1.0)."""
+    if expected is None:
+        return 1.0
+    if expected <= 0:
+        return 1.0
+    return _share(rows_in, expected)
+
+
+def score_counts(counts: BatchCounts) -> QualityScore:
+    """The four dimensions of a batch from its counts; each in [0, 1].
+
+    completeness = rows in / expected; validity = valid / in; uniqueness =
+    1 - duplicates / in; timeliness = timely / in. A dimension the flow does not
+    measure (no ``expected``, no ``rows_timely``) and an empty batch score 1.0, as in
+    :func:`quality_score`.
+    """
+    n = counts.rows_in
+    timely = 1.0 if counts.rows_timely is None else _share(counts.rows_timely, n)
+    return QualityScore(
+        n, completeness(n, counts.expected), _share(counts.rows_valid, n),
+        1.0 - _share(counts.rows_duplicate, n) if n else 1.0, timely)
+
+
+def timely_count(arrived: datetime, times: Sequence[datetime], bound: timedelta) -> int:
+    """How many rows of ``times`` (their capture time) arrived within ``bound`` of it,
+    when the batch arrived at ``arrived``."""
+    cutoff = arrived - bound
+    return sum(1 for t in times if t >= cutoff)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a quality row describes: the flow, a device / object key / window / month,
+    and the time span it covers when it has one."""
+
+    flow: str
+    subject: str
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+
+
+MAX_SUBJECT = 255
+
+
+def quality_row(subject: Subject, counts: BatchCounts, run_id: str | None,
+                recorded_at: datetime | None = None,
+                rule_version: str = RULE_VERSION) -> dict[str, Any]:
+    """A ``quality_score`` row: the scores of ``counts`` and the counts themselves."""
+    score = score_counts(counts)
+    name = subject.subject
+    if len(name) > MAX_SUBJECT:  # object keys reach 1024: keep the end, which is unique
+        name = "..." + name[-(MAX_SUBJECT - 3):]
+    return {
+        "flow": subject.flow, "subject": name,
+        "window_start": subject.window_start, "window_end": subject.window_end,
+        "completeness": score.completeness, "validity": score.validity,
+        "uniqueness": score.uniqueness, "timeliness": score.timeliness,
+        "overall": score.overall,
+        "rows_in": counts.rows_in, "rows_valid": counts.rows_valid,
+        "rows_quarantined": counts.rows_quarantined, "rows_duplicate": counts.rows_duplicate,
+        "expected": counts.expected, "rule_version": rule_version, "run_id": run_id,
+        "recorded_at": recorded_at or utcnow(),
+    }
+
+
+def write_quality(conn: Connection, tables: Tables, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert quality rows (in the caller's transaction); returns how many."""
+    if rows:
+        conn.execute(insert(tables.quality_score), list(rows))
+    return len(rows)
+
+
+def put_quality(conn: Connection, tables: Tables, row: dict[str, Any],
+                row_id: int | None) -> int:
+    """Insert ``row`` (``row_id`` None) or replace the row ``row_id`` with it; returns
+    its id. A run that writes many batches keeps one row that always matches what its
+    committed batches hold."""
+    q = tables.quality_score
+    if row_id is None:
+        return int(conn.execute(insert(q).values(**row)).inserted_primary_key[0])
+    conn.execute(q.update().where(q.c.id == row_id).values(**row))
+    return row_id
+
+
+SCORE_COLUMNS = ("completeness", "validity", "uniqueness", "timeliness", "overall")
+
+
+def artifact_scores(row: dict[str, Any] | None) -> dict[str, Any]:
+    """The scores of a quality row for a table artifact (rounded, prefixed ``q_``)."""
+    if row is None:
+        return {f"q_{c}": None for c in SCORE_COLUMNS}
+    return {f"q_{c}": round(float(row[c]), 4) for c in SCORE_COLUMNS}
+
+
+def worst(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The quality row with the lowest ``overall`` (``None`` for none)."""
+    return min(rows, key=lambda r: r["overall"]) if rows else None

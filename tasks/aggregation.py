@@ -8,6 +8,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.concurrency.sync import concurrency
 from prefect.events import emit_event
+from prefect.runtime import flow_run
 from sqlalchemy import Engine
 
 from blocks.resolve import load_engine
@@ -160,6 +161,12 @@ def read_watermark(target_db: str, name: str) -> datetime | None:
     return datetime.fromisoformat(stored) if stored else None
 
 
+def _run_id() -> str | None:
+    """The flow run's id, stored on the quality rows of the windows it writes."""
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
 @task(name="write-hourly")
 def write_hourly(source_db: str, target_db: str, windows: list[Window], timezone: str,
                  watermarks: dict[str, datetime] | None = None,
@@ -185,7 +192,7 @@ def write_hourly(source_db: str, target_db: str, windows: list[Window], timezone
         The write statistics and the hourly rows of active locations.
     """
     (source, target), tables = load_engines(source_db, target_db), configured_tables()
-    stats, now = WriteStats(path=choose_path(source, target)), utcnow()
+    stats, now = WriteStats(path=choose_path(source, target), run_id=_run_id()), utcnow()
     with warehouse_slot(), target_transaction(target, stats.path) as conn:
         rows = write_windows(source, conn, tables, windows, resolve_timezone(timezone), now,
                              stats)
@@ -217,7 +224,7 @@ def aggregate_chunk(source_db: str, target_db: str, window: Window,
     (source, target), tables = load_engines(source_db, target_db), configured_tables()
     with warehouse_slot():  # chunks take turns with the hourly run and master sync
         stats, rows = aggregate_and_write(source, target, tables, window,
-                                          resolve_timezone(timezone), utcnow())
+                                          resolve_timezone(timezone), utcnow(), _run_id())
     limits = {}
     if rows:  # rows of active locations only: none means no threshold to look up
         with target.connect() as conn:

@@ -49,6 +49,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from shopfloor.aggregation.hours import offset_segments
 from shopfloor.aggregation.statements import (
+    COUNT_COLUMNS,
     HOURLY_KEY,
     VALUE_COLUMNS,
     hourly_in_window_select,
@@ -64,6 +65,7 @@ from shopfloor.aggregation.transfer import (
     stream_groups,
     write_window,
 )
+from shopfloor.aggregation.window_quality import finish_window
 from shopfloor.aggregation.windows import Window
 from shopfloor.db.bulk import bulk_insert
 from shopfloor.db.schema import Tables
@@ -95,7 +97,7 @@ def _temp_table() -> Table:
     return Table(
         f"tmp_hourly_{uuid.uuid4().hex[:12]}", MetaData(),
         Column("loc_id", String(32)), Column("ymd", String(8)), Column("hh", String(2)),
-        *(Column(c, Float) for c in VALUE_COLUMNS),
+        *(Column(c, Integer if c in COUNT_COLUMNS else Float) for c in VALUE_COLUMNS),
         Column("sample_count", Integer),
         prefixes=["TEMPORARY"],
     )
@@ -166,10 +168,15 @@ def _rows_back(conn: Connection, tables: Tables, tmp: Table, now: datetime,
 
 
 def _apply(conn: Connection, tables: Tables, tmp: Table, window: Window, raw_count: int,
-           now: datetime, stats: WriteStats) -> list[dict[str, Any]]:
-    """Upsert the staged groups, validate them, and count them into ``stats``."""
+           now: datetime, stats: WriteStats, bounds: tuple[datetime, datetime],
+           ) -> list[dict[str, Any]]:
+    """Upsert the staged groups, validate them, and count them into ``stats``; then the
+    window's days and quality row (:mod:`.window_quality`), in the same transaction."""
     upserted = _upsert_from(conn, tables.temperature_hourly, tmp, now)
     groups, stale = _check(conn, tables, tmp, window, raw_count)
+    locations = conn.execute(select(func.count(tmp.c.loc_id.distinct()))).scalar_one()
+    stats.quality.append(finish_window(conn, tables, window, bounds, raw_count, groups,
+                                       int(locations), stats.run_id, now))
     stats.groups += groups
     stats.upserted += upserted
     stats.unchanged += groups - upserted
@@ -187,7 +194,7 @@ def _in_database_window(conn: Connection, tables: Tables, window: Window, tz: Zo
     raw_count = conn.execute(raw_count_select(tables, start, end, window.loc_ids)).scalar_one()
     conn.execute(insert(tmp).from_select(
         list(COLUMNS), labelled_select(tables, segments, start, end, window.loc_ids)))
-    rows = _apply(conn, tables, tmp, window, int(raw_count), now, stats)
+    rows = _apply(conn, tables, tmp, window, int(raw_count), now, stats, (start, end))
     tmp.drop(conn)
     return rows
 
@@ -201,7 +208,7 @@ def _staged_window(source: Connection, conn: Connection, tables: Tables, window:
         raw_count_select(tables, start, end, window.loc_ids)).scalar_one()
     for batch in stream_groups(source, tables, window, tz, BATCH_SIZE):
         bulk_insert(conn, tmp, COLUMNS, batch)
-    rows = _apply(conn, tables, tmp, window, int(raw_count), now, stats)
+    rows = _apply(conn, tables, tmp, window, int(raw_count), now, stats, (start, end))
     tmp.drop(conn)
     return rows
 
@@ -255,14 +262,15 @@ def write_windows(source: Engine, conn: Connection, tables: Tables, windows: Seq
 
 
 def aggregate_and_write(source: Engine, target: Engine, tables: Tables, window: Window,
-                        tz: ZoneInfo, now: datetime) -> tuple[WriteStats, list[dict[str, Any]]]:
+                        tz: ZoneInfo, now: datetime, run_id: str | None = None,
+                        ) -> tuple[WriteStats, list[dict[str, Any]]]:
     """One window end to end in its own target transaction (a backfill chunk).
 
     Returns:
         The write statistics (``path`` says which path was taken) and the window's
         hourly rows of active locations.
     """
-    stats = WriteStats(path=choose_path(source, target))
+    stats = WriteStats(path=choose_path(source, target), run_id=run_id)
     with target_transaction(target, stats.path) as conn:
         rows = write_windows(source, conn, tables, [window], tz, now, stats)
     return stats, rows

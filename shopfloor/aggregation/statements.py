@@ -32,8 +32,13 @@ from shopfloor.db.schema import Tables
 
 MEASURES = ("temperature", "humidity", "pcv_temperature")
 HOURLY_KEY = ("loc_id", "ymd", "hh")
-# The value columns of ``temperature_hourly``, in table order: max and avg per measure.
-VALUE_COLUMNS = tuple(f"{m}_{a}" for m in MEASURES for a in ("max", "avg"))
+# What makes hourly rows roll up exactly into days and months (docs/aggregation.md):
+# per measure the count of non-null samples, their sum and min (max is below).
+ROLLUP_COLUMNS = tuple(f"{m}_{a}" for m in MEASURES for a in ("count", "sum", "min"))
+COUNT_COLUMNS = tuple(f"{m}_count" for m in MEASURES)
+# The value columns of ``temperature_hourly``: max and avg per measure, then the rollup
+# columns.
+VALUE_COLUMNS = (*(f"{m}_{a}" for m in MEASURES for a in ("max", "avg")), *ROLLUP_COLUMNS)
 
 
 class local_hour_index(FunctionElement):  # noqa: N801 (SQL function style)
@@ -119,7 +124,8 @@ def window_filter(tables: Tables, start: datetime, end: datetime,
 
 def aggregate_select(tables: Tables, segments: Sequence[OffsetSegment], start: datetime,
                      end: datetime, loc_ids: Sequence[str] | None = None) -> Select:
-    """``SELECT loc_id, hour_index, max/avg per measure, sample_count ... GROUP BY``.
+    """``SELECT loc_id, hour_index, max/avg/count/sum/min per measure, sample_count ...
+    GROUP BY``. COUNT(measure) counts the non-null samples, so avg = sum / count.
 
     The bucket is computed in a subquery and grouped on outside, so the bound offsets
     appear once (PostgreSQL cannot match two differently-bound copies of an expression).
@@ -135,6 +141,10 @@ def aggregate_select(tables: Tables, segments: Sequence[OffsetSegment], start: d
     for m in MEASURES:
         aggs += [func.max(inner.c[m]).label(f"{m}_max"),
                  func.avg(as_double(inner.c[m])).label(f"{m}_avg")]
+    for m in MEASURES:
+        aggs += [func.count(inner.c[m]).label(f"{m}_count"),
+                 func.sum(as_double(inner.c[m])).label(f"{m}_sum"),
+                 func.min(inner.c[m]).label(f"{m}_min")]
     return (
         select(inner.c.loc_id, inner.c.hour_index, *aggs, func.count().label("sample_count"))
         .group_by(inner.c.loc_id, inner.c.hour_index)

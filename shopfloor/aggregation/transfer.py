@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, text
 
 from shopfloor.aggregation.hours import hour_start, local_hour_index, offset_segments, ymd_hh
 from shopfloor.aggregation.statements import (
+    COUNT_COLUMNS,
     HOURLY_KEY,
     VALUE_COLUMNS,
     aggregate_select,
@@ -29,6 +30,7 @@ from shopfloor.aggregation.statements import (
     late_range_select,
     raw_count_select,
 )
+from shopfloor.aggregation.window_quality import finish_window
 from shopfloor.aggregation.windows import Window
 from shopfloor.db.schema import Tables
 from shopfloor.db.upsert import upsert
@@ -54,6 +56,7 @@ class WindowResult:
     window: Window
     rows: list[dict[str, Any]]
     raw_count: int
+    bounds: tuple[datetime, datetime] | None = None  # the window's UTC [start, end)
 
 
 @dataclass
@@ -72,6 +75,10 @@ class WriteStats:
     """``(ymd, hh)`` of every group written or found unchanged."""
     path: str = ""
     """How the groups got there: ``in-database``, ``staged`` or ``portable``."""
+    run_id: str | None = None
+    """Stored on the windows' quality rows."""
+    quality: list[dict[str, Any]] = field(default_factory=list)
+    """The ``quality_score`` row of every window written (see :mod:`.window_quality`)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,7 @@ def hourly_row(row: Any) -> dict[str, Any]:
     ymd, hh = ymd_hh(int(row["hour_index"]))
     out: dict[str, Any] = {"loc_id": row["loc_id"], "ymd": ymd, "hh": hh}
     out.update({c: _number(row[c]) for c in VALUE_COLUMNS})
+    out.update({c: int(row[c] or 0) for c in COUNT_COLUMNS})
     out["sample_count"] = int(row["sample_count"])
     return out
 
@@ -123,7 +131,7 @@ def aggregate_window(conn: Connection, tables: Tables, window: Window,
         raise ValidationError(
             f"window {window.label()}: sample counts add up to {summed} "
             f"but the source holds {raw_count} raw rows")
-    return WindowResult(window, rows, int(raw_count))
+    return WindowResult(window, rows, int(raw_count), (start, end))
 
 
 def stream_groups(conn: Connection, tables: Tables, window: Window, tz: ZoneInfo,
@@ -212,6 +220,10 @@ def write_window(conn: Connection, tables: Tables, result: WindowResult, now: da
     stats.stale += sorted(k for k in after if k not in expected)
     stats.changed.update(_key(r) for r in changed)
     stats.hours.update((r["ymd"], r["hh"]) for r in result.rows)
+    if result.bounds is not None:  # daily rows and the quality row, in this transaction
+        stats.quality.append(finish_window(
+            conn, tables, result.window, result.bounds, result.raw_count, len(expected),
+            len({r["loc_id"] for r in result.rows}), stats.run_id, now))
 
 
 def plan_late(conn: Connection, tables: Tables, tz: ZoneInfo,

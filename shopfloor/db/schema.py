@@ -47,6 +47,8 @@ class Tables:
     sqlth_te: Table
     s3_listing: Table
     anomaly: Table
+    quality_score: Table
+    temperature_daily: Table
 
     @property
     def schema(self) -> str | None:
@@ -80,6 +82,25 @@ def _hourly_columns() -> list[Column]:
         Column(f"{measure}_{agg}", Float(53))
         for measure in ("temperature", "humidity", "pcv_temperature")
         for agg in ("max", "avg")
+    ]
+
+
+def _rollup_columns() -> list[Column]:
+    """What makes hourly rows roll up exactly (days, months): per measure the count of
+    non-null samples, their sum and min (max is a value column). Nullable, so
+    ``db init --upgrade`` adds them to an existing hourly table."""
+    return [
+        Column(f"{measure}_{agg}", Integer if agg == "count" else Float(53))
+        for measure in ("temperature", "humidity", "pcv_temperature")
+        for agg in ("count", "sum", "min")
+    ]
+
+
+def _daily_columns() -> list[Column]:
+    return [
+        Column(f"{measure}_{agg}", Integer if agg == "count" else Float(53))
+        for measure in ("temperature", "humidity", "pcv_temperature")
+        for agg in ("count", "sum", "min", "max", "avg")
     ]
 
 
@@ -117,6 +138,7 @@ def _build(schema: str | None, names: Mapping[str, str], raw_ingested_at: bool) 
         *_hourly_columns(),
         Column("sample_count", Integer, nullable=False),
         Column("updated_at", UtcDateTime, nullable=False),
+        *_rollup_columns(),
     )
     location = Table(
         n["location"], md,
@@ -206,8 +228,40 @@ def _build(schema: str | None, names: Mapping[str, str], raw_ingested_at: bool) 
                          name=constraint_name("uq", n["anomaly"], "finding")),
         Index(constraint_name("ix", n["anomaly"], "hour_start"), "hour_start"),
     )
+    # One quality row per batch of every flow (shopfloor/quality.py, docs/aggregation.md),
+    # written in the transaction of the data it describes.
+    quality = Table(
+        n["quality_score"], md,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+               autoincrement=True),
+        Column("flow", String(64), nullable=False),
+        Column("subject", String(255), nullable=False),
+        Column("window_start", UtcDateTime),
+        Column("window_end", UtcDateTime),
+        *(Column(d, Float(53)) for d in ("completeness", "validity", "uniqueness",
+                                           "timeliness", "overall")),
+        *(Column(c, Integer) for c in ("rows_in", "rows_valid", "rows_quarantined",
+                                        "rows_duplicate")),
+        Column("expected", Integer),
+        Column("rule_version", String(32)),
+        Column("run_id", String(64)),
+        Column("recorded_at", UtcDateTime, nullable=False),
+        Index(constraint_name("ix", n["quality_score"], "flow_recorded"), "flow",
+              "recorded_at"),
+    )
+    # The daily rollup in the plant's local time zone: kept current from the hourly rows
+    # of the days each hourly write touches (shopfloor/aggregation/daily.py).
+    daily = Table(
+        n["temperature_daily"], md,
+        Column("loc_id", String(32), primary_key=True),
+        Column("ymd", String(8), primary_key=True),
+        *_daily_columns(),
+        Column("hours", Integer, nullable=False),
+        Column("sample_count", Integer, nullable=False),
+        Column("updated_at", UtcDateTime, nullable=False),
+    )
     return Tables(md, raw, hourly, location, quarantine, s3_object, watermark, sqlth_te,
-                  s3_listing, anomaly)
+                  s3_listing, anomaly, quality, daily)
 
 
 @lru_cache(maxsize=32)
