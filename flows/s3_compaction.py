@@ -22,6 +22,7 @@ from blocks.resolve import require_blocks
 from shopfloor.compaction.compact import CompactResult
 from shopfloor.compaction.faults import pause_hook_from_env
 from shopfloor.compaction.keys import check_prefix
+from shopfloor.compaction.status import object_quality_rows
 from shopfloor.errors import ShopfloorError
 from shopfloor.params import (
     DistrictCode,
@@ -29,6 +30,7 @@ from shopfloor.params import (
     RamLimit,
     StoragePrefix,
 )
+from shopfloor.quality import artifact_scores, combined
 from tasks.outcomes import ON_FAILURE, degraded, emit, idle
 from tasks.s3_compaction import (
     check_storage,
@@ -149,6 +151,9 @@ def _summary(distrik: str, claimed: int, results: list[CompactResult],
         "bytes_in": sum(r.bytes_in for r in results),
         "bytes_out": sum(r.bytes_out for r in results),
         "parquet_files": sum(len(r.files) for r in results), "duration_s": round(seconds, 2),
+        # The run's objects taken together (one quality_score row per object).
+        **artifact_scores(combined([q for r in results for q in object_quality_rows(
+            "", r.succeeded, r.quarantined, r.counts)])),
     }
 
 

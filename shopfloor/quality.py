@@ -325,3 +325,18 @@ def artifact_scores(row: dict[str, Any] | None) -> dict[str, Any]:
 def worst(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The quality row with the lowest ``overall`` (``None`` for none)."""
     return min(rows, key=lambda r: r["overall"]) if rows else None
+
+
+def combined(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The scores of some quality rows taken together (their counts summed), for a run's
+    artifact; ``None`` for none."""
+    if not rows:
+        return None
+    total = BatchCounts()
+    for r in rows:
+        total = total + BatchCounts(r["rows_in"], r["rows_valid"], r["rows_quarantined"],
+                                    r["rows_duplicate"], r["expected"])
+    score = score_counts(total)
+    return {"completeness": score.completeness, "validity": score.validity,
+            "uniqueness": score.uniqueness, "timeliness": score.timeliness,
+            "overall": score.overall}

@@ -167,7 +167,7 @@ def update_status(metadata_db: str, lake: str, target_prefix: str, run_id: str,
     """
     with load_engine(metadata_db).begin() as conn:
         _, bad = record_outcome(conn, configured_tables(), run_id, result.succeeded,
-                                result.quarantined, result.bad_records)
+                                result.quarantined, result.bad_records, result.counts)
     output.forget_manifest(ClaimLayout(load_storage(lake), target_prefix, run_id, distrik))
     get_run_logger().info("%d keys SUCCESS, %d QUARANTINED, %d bad records quarantined",
                           len(result.succeeded), len(result.quarantined), bad)

@@ -47,6 +47,8 @@ class CompactResult:
     bytes_in: int = 0
     bytes_out: int = 0
     files: list[str] = field(default_factory=list)
+    # Per key: (records published, records not published), for its quality row.
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,7 @@ def _classify(batch: _Batch, keys: Sequence[str], staged: Sequence[str],
         if key in result.quarantined:
             continue
         n_good, n_bad = good.get(key, 0), bad.get(key, 0)
+        result.counts[key] = (n_good, n_bad)
         result.rows_in += n_good + n_bad
         rows = _unpublished(batch, key, n_bad, fallback)
         if n_good == 0 and not any(is_rejected(r) for r in rows):

@@ -21,6 +21,7 @@ from shopfloor.modbus.gateway import Gate, GatewayBusy, gateway_key, local_gate
 from shopfloor.modbus.planning import ReadRequest
 from shopfloor.modbus.readings import RawSample, decode_batch, sample_time
 from shopfloor.modbus.window import step_ms
+from shopfloor.quality import artifact_scores
 
 Sink = Callable[[Batch], None]
 
@@ -44,6 +45,7 @@ class CaptureStats:
     objects_landed: int = 0
     last_error: str = ""
     errors: list[str] = field(default_factory=list)
+    quality: dict[str, object] | None = None  # the run's quality_score row, if written
 
     def as_row(self) -> dict[str, object]:
         """The device's line in the flow's table artifact."""
@@ -55,7 +57,7 @@ class CaptureStats:
             "requests_failed": self.requests_failed, "rows_valid": self.rows_valid,
             "rows_written": self.rows_written,
             "rows_quarantined": self.rows_quarantined, "objects_landed": self.objects_landed,
-            "last_error": self.last_error,
+            "last_error": self.last_error, **artifact_scores(self.quality),
         }
 
 

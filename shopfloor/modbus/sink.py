@@ -1,7 +1,8 @@
 """Where a batch of readings goes: validation, ``temperature_raw``, quarantine, raw logs."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -17,8 +18,22 @@ from shopfloor.modbus.capture import CaptureStats
 from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.landed import landed_reasons
 from shopfloor.modbus.readings import KEY_COLUMNS, json_objects, reading_schema
-from shopfloor.quality import QuarantinedRow, split_valid, write_quarantine
+from shopfloor.quality import (
+    BatchCounts,
+    QuarantinedRow,
+    Subject,
+    put_quality,
+    quality_row,
+    split_valid,
+    timely_count,
+    write_quarantine,
+)
 from shopfloor.storage import StorageLocation
+
+QUALITY_FLOW = "modbus-capture"
+# A reading written more than this after its sample time counts as late (timeliness):
+# batches are flushed about once a minute, so an on-time reading is at most ~1 min old.
+LATENESS_BOUND = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,13 @@ class ReadingSink:
     tables: Tables | None = None
     storage: StorageLocation | None = None
     fast: bool = True  # False: every row through pandera (slower, same outcome)
+    # The run's quality so far: one quality_score row per device and run, replaced in
+    # every batch's transaction, so it always describes exactly the batches committed.
+    counts: BatchCounts = field(default_factory=BatchCounts)
+    quality: dict[str, Any] | None = None
+    quality_id: int | None = None
+    started: datetime | None = None
+    last: datetime | None = None
 
     @cached_property
     def schema(self) -> pa.DataFrameSchema:
@@ -94,7 +116,10 @@ class ReadingSink:
         valid, quarantined = batch.take(judged.keep), judged.quarantined
         self.stats.rows_valid += len(valid)
         if self.engine is not None and self.tables is not None:
-            self._write(valid, quarantined)
+            if len(batch):  # the run's span: first to last sample time written
+                self.started = self.started or min(batch.capture_dts)
+                self.last = max(batch.capture_dts)
+            self._write(valid, quarantined, self.batch_counts(batch, len(valid)))
         else:
             self.stats.rows_quarantined += len(quarantined)  # counted, not stored
         if self.storage is not None and len(batch):
@@ -107,14 +132,40 @@ class ReadingSink:
                 self.storage.write_bytes(key, body)
                 self.stats.objects_landed += 1
 
-    def _write(self, valid: Batch, quarantined: list[QuarantinedRow]) -> None:
+    def batch_counts(self, batch: Batch, valid: int, now: datetime | None = None
+                     ) -> BatchCounts:
+        """A batch's quality counts: samples in, valid, rejected, repeated sample times
+        (duplicates), and those written within :data:`LATENESS_BOUND` of their time."""
+        times = batch.capture_dts
+        return BatchCounts(
+            rows_in=len(batch), rows_valid=valid, rows_quarantined=len(batch) - valid,
+            rows_duplicate=len(times) - len(set(times)),
+            rows_timely=timely_count(now or utcnow(), times, LATENESS_BOUND))
+
+    def run_quality(self, counts: BatchCounts, now: datetime) -> dict[str, Any]:
+        """The run's quality row with ``counts`` added: completeness against the samples
+        the run was planned to take (``stats.samples_expected``)."""
+        total = self.counts + counts
+        total.expected = self.stats.samples_expected or None
+        return quality_row(Subject(QUALITY_FLOW, self.cfg.name, self.started, self.last),
+                           total, self.run_id, now)
+
+    def _write(self, valid: Batch, quarantined: list[QuarantinedRow],
+               counts: BatchCounts) -> None:
         assert self.engine is not None and self.tables is not None
+        now = utcnow()
         # A raw table without ingested_at (SHOPFLOOR_RAW_INGESTED_AT=false) gets none.
-        rows = valid.raw_rows(utcnow() if self.tables.raw_has_ingested_at else None)
+        rows = valid.raw_rows(now if self.tables.raw_has_ingested_at else None)
+        quality = self.run_quality(counts, now)
         with self.engine.begin() as conn:
             if rows:
                 upsert(conn, self.tables.temperature_raw, rows, list(KEY_COLUMNS))
             written = write_quarantine(conn, self.tables, quarantined,
                                        f"modbus:{self.cfg.name}", self.run_id)
+            row_id = put_quality(conn, self.tables, quality, self.quality_id)
+        # Only after the commit: a failed batch leaves the run's row as it was.
+        self.quality_id, self.quality = row_id, quality
+        self.stats.quality = quality
+        self.counts = self.counts + counts
         self.stats.rows_written += len(rows)
         self.stats.rows_quarantined += written
