@@ -17,7 +17,7 @@ days each hourly write touches, in that write's transaction, on every dialect.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -50,8 +50,9 @@ def window_days(window: Window) -> list[str]:
 def hours_in_day(ymd: str, tz: ZoneInfo) -> int:
     """Real hours of local day ``ymd`` in ``tz``: 24, 23 (spring DST), 25 (autumn)."""
     day = datetime.strptime(ymd, "%Y%m%d")
-    start = day.replace(tzinfo=tz)
-    end = (day + timedelta(days=1)).replace(tzinfo=tz)
+    # Subtracting two times of one zone is wall-clock arithmetic in Python: go to UTC.
+    start = day.replace(tzinfo=tz).astimezone(UTC)
+    end = (day + timedelta(days=1)).replace(tzinfo=tz).astimezone(UTC)
     return round((end - start).total_seconds() / 3600)
 
 

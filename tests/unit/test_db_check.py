@@ -45,7 +45,7 @@ def actual_of(table, drop=(), keys=None, **changed: ActualColumn) -> ActualTable
 def test_a_table_as_the_flows_need_it_is_ok():
     report = compare_table("temperature_hourly", SEED.temperature_hourly,
                            actual_of(SEED.temperature_hourly))
-    assert report.ok and report.status == "ok" and report.found == report.needed == 11
+    assert report.ok and report.status == "ok" and report.found == report.needed == 20
 
 
 def test_missing_columns_are_errors_and_only_non_key_ones_are_addable():
@@ -118,7 +118,7 @@ def test_the_report_is_a_readable_table():
     assert lines[0].split() == ["table", "in", "the", "database", "status", "columns"]
     assert lines[1].split() == ["temperature_raw", "flet_montrg.temperature_raw", "ok", "6/6"]
     assert lines[2].split() == ["temperature_hourly", "flet_montrg.temperature", "INCOMPLETE",
-                                "10/11"]
+                                "19/20"]
     assert lines[3] == ("    error: column sample_count (integer) is missing: "
                         "`shopfloor db init --upgrade` adds it")
     assert lines[-1] == "1 of 2 tables usable; fix: temperature_hourly"
