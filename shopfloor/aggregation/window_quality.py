@@ -30,7 +30,7 @@ def window_quality_row(window: Window, bounds: tuple[datetime, datetime], raw_ro
     group in every local hour of it (``expected = locations x hours``); a gap lowers it.
     Timeliness is judged at capture (per device and run), not here: 1.0.
     """
-    expected = locations * window.hours()
+    expected = locations * window.hours
     row = quality_row(Subject(FLOW, window.label(), bounds[0], bounds[1]),
                       BatchCounts(rows_in=groups, rows_valid=groups, expected=expected),
                       run_id, now)

@@ -73,7 +73,8 @@ class Db:
 def _clean(engine: Engine, tables: Tables) -> None:
     with engine.begin() as conn:
         for t in (tables.temperature_raw, tables.temperature_hourly, tables.location,
-                  tables.pipeline_watermark, tables.quarantine):
+                  tables.pipeline_watermark, tables.quarantine, tables.quality_score,
+                  tables.temperature_daily):
             conn.execute(t.delete())
 
 
