@@ -28,6 +28,7 @@ def registry(pg_engine: Engine, registry_tables: Tables) -> Iterator[Tables]:
     with pg_engine.begin() as conn:
         conn.execute(delete(registry_tables.s3_object))
         conn.execute(delete(registry_tables.quarantine))
+        conn.execute(delete(registry_tables.quality_score))
     yield registry_tables
 
 
