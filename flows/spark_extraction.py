@@ -35,7 +35,7 @@ from shopfloor.historian.publish import new_token
 from shopfloor.historian.recheck import DayCheck, day_slices, recheck_window
 from shopfloor.params import IsoDate
 from shopfloor.spark.errors import error_line
-from shopfloor.spark.extract import ExtractionJob, MonthResult
+from shopfloor.spark.extract import ExtractionJob, MonthResult, apply_quality
 from shopfloor.spark.jdbc import jdbc_source
 from shopfloor.spark.session import session_conf, spark_session
 from tasks.clock import logical_now
@@ -46,6 +46,7 @@ from tasks.spark_extraction import (
     find_month_tables,
     load_historian_tags,
     recheck_lake_days,
+    record_month_quality,
     replace_month_partitions,
     validate_month_output,
     write_month_parquet,
@@ -63,7 +64,8 @@ def _month_artifact(result: MonthResult) -> None:
 
 
 def _extract_month(spark, historian_db: str, lake: str, job: ExtractionJob,
-                   month: MonthSlice, kind: str = "window") -> MonthResult:
+                   month: MonthSlice, kind: str = "window",
+                   quality_db: str | None = None) -> MonthResult:
     logger = get_run_logger()
     result = MonthResult(month.month, month.table, kind=kind)
     token = new_token(flow_run.id)
@@ -75,6 +77,7 @@ def _extract_month(spark, historian_db: str, lake: str, job: ExtractionJob,
             historian_db, lake, job, month, token)
         result.deleted_files = replace_month_partitions(lake, job, month, token)
         result.status = "ok"
+        _score(result, month, quality_db)
     except Exception as exc:  # one month failing must not stop or undo the others
         result.status = "failed"
         result.error = error_line(exc)  # with the Java cause of a py4j error
@@ -83,6 +86,20 @@ def _extract_month(spark, historian_db: str, lake: str, job: ExtractionJob,
     result.seconds = round(time.perf_counter() - started, 2)
     _month_artifact(result)
     return result
+
+
+def _score(result: MonthResult, month: MonthSlice, quality_db: str | None) -> None:
+    """The published slice's quality row, right after the publish (the lake has no
+    transaction to share). The slice is published whatever happens here: a failure to
+    store the row is a warning, not a failed month."""
+    try:
+        row = record_month_quality(quality_db, result, month,
+                                   str(flow_run.id) if flow_run.id else None)
+    except Exception as exc:
+        get_run_logger().warning("month %s: quality row not stored: %s", month.month,
+                                 error_line(exc))
+        return
+    apply_quality(result, row)
 
 
 def _discard(lake: str, job: ExtractionJob, month: MonthSlice, token: str) -> None:
@@ -115,6 +132,7 @@ def spark_sensor_extraction(
     max_records_per_file: PositiveInt = 1_000_000,
     num_partitions: PositiveInt = 8,
     recheck_days: RecheckDays = 3,
+    quality_db: str | None = None,
 ) -> list[MonthResult]:
     """Extract historian readings with Spark into Parquet partitioned by tag and date.
 
@@ -141,6 +159,9 @@ def spark_sensor_extraction(
         num_partitions: parallel JDBC range reads on t_stamp per month.
         recheck_days: days before start whose rows per (tag, day) are compared between
             the source and the lake; a day that changed (late rows) is rewritten. 0: off.
+        quality_db: SqlAlchemyConnector block holding ``quality_score``, for a quality
+            row per published month or re-checked day (None: the scores go to the
+            artifacts only; the historian database itself is never written).
 
     The limits a type can state are in the signature, so the server and the UI form
     refuse a bad value before a run exists; :func:`check_parameters` holds the rest.
@@ -175,7 +196,8 @@ def spark_sensor_extraction(
     if present or redo:
         conf = session_conf(jdbc_kind, spark_conf)
         results += _run_months(spark_master, conf, historian_db, lake, job,
-                               [(m, "window") for m in present] + [(d, "recheck") for d in redo])
+                               [(m, "window") for m in present] + [(d, "recheck") for d in redo],
+                               quality_db)
     results.sort(key=lambda r: (r.kind == "recheck", r.month))
     if recheck:
         _recheck_artifact(checks, results)
@@ -217,7 +239,8 @@ def _recheck_artifact(checks: list[DayCheck], results: list[MonthResult]) -> Non
 
 
 def _run_months(master: str, conf: dict[str, str], historian_db: str, lake: str,
-                job: ExtractionJob, work: list[tuple[MonthSlice, str]]) -> list[MonthResult]:
+                job: ExtractionJob, work: list[tuple[MonthSlice, str]],
+                quality_db: str | None = None) -> list[MonthResult]:
     labels = [m.month for m, _ in work]
     progress = create_progress_artifact(
         0.0, key=f"{ARTIFACT_PREFIX}-progress",
@@ -226,6 +249,7 @@ def _run_months(master: str, conf: dict[str, str], historian_db: str, lake: str,
     results = []
     with spark_session(master, conf) as spark:
         for i, (month, kind) in enumerate(work, 1):
-            results.append(_extract_month(spark, historian_db, lake, job, month, kind))
+            results.append(_extract_month(spark, historian_db, lake, job, month, kind,
+                                          quality_db))
             update_progress_artifact(progress, 100.0 * i / len(work))
     return results

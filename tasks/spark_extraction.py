@@ -5,6 +5,8 @@ and are resolved here (the engine is cached per URL); the running Spark session 
 one object that travels. Nothing is cached: every task reads or writes live state.
 """
 
+from typing import Any
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -16,6 +18,7 @@ from shopfloor.historian.plan import MonthSlice
 from shopfloor.historian.recheck import DayCheck
 from shopfloor.historian.source import split_existing
 from shopfloor.historian.tags import Tag, load_tags
+from shopfloor.quality import write_quality
 from shopfloor.spark import extract
 from shopfloor.spark.extract import ExtractionJob
 
@@ -190,3 +193,26 @@ def discard_month_staging(lake: str, job: ExtractionJob, month: MonthSlice,
     if not extract.discard_month(load_storage(lake), job, token):
         get_run_logger().warning("month %s: its replace had begun; the next run finishes it",
                                  month.month)
+
+
+@task(name="record-month-quality", task_run_name="quality-{month.month}",
+      cache_policy=NO_CACHE)
+def record_month_quality(quality_db: str | None, result: extract.MonthResult,
+                         month: MonthSlice, run_id: str | None) -> dict[str, Any]:
+    """Score the published month and, with ``quality_db``, store its ``quality_score``
+    row there. Written right after the publish: the lake has no transaction the row
+    could share, so a crash in between leaves a published month without its row (the
+    next run of the month writes one).
+
+    Args:
+        quality_db: SqlAlchemyConnector block holding ``quality_score``; None: the
+            scores go to the month's artifact only.
+        result: the month, published.
+        month: the month slice.
+        run_id: the flow run's id.
+    """
+    row = extract.month_quality_row(result, month, run_id)
+    if quality_db:
+        with load_engine(quality_db).begin() as conn:
+            write_quality(conn, configured_tables(), [row])
+    return row

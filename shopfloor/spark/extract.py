@@ -7,7 +7,9 @@ swapped in for the window's old partitions through a manifest
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import reduce
+from typing import Any
 
 from pyspark.sql import DataFrame
 from sqlalchemy import Engine
@@ -19,6 +21,7 @@ from shopfloor.historian.plan import MonthSlice
 from shopfloor.historian.recheck import DayCheck, compare_days
 from shopfloor.historian.source import count_by_tag_day, count_filtered
 from shopfloor.historian.tags import Tag, tags_of_driver
+from shopfloor.quality import BatchCounts, Subject, artifact_scores, quality_row
 from shopfloor.spark import writers
 from shopfloor.spark.jdbc import jdbc_source, month_subquery
 from shopfloor.spark.session import has_s3a
@@ -63,6 +66,36 @@ class MonthResult:
     writer: str = ""
     error: str = field(default="")
     kind: str = "window"  # window: the run's own dates | recheck: a day rewritten late
+    # Scores of the slice's quality_score row (``q_overall`` ...), once published.
+    q_completeness: float | None = None
+    q_validity: float | None = None
+    q_uniqueness: float | None = None
+    q_timeliness: float | None = None
+    q_overall: float | None = None
+
+
+QUALITY_FLOW = "spark-sensor-extraction"
+
+
+def month_quality_row(result: MonthResult, month: MonthSlice, run_id: str | None
+                      ) -> dict[str, Any]:
+    """The published month's (or re-checked day's) ``quality_score`` row: the source's
+    good readings of the selected tags are what was expected, the rows read back from
+    the staged Parquet what arrived (completeness: written / source; a slice is only
+    published when they match, so a published one scores 1 unless that check changes)."""
+    counts = BatchCounts(rows_in=result.written_rows,
+                         rows_valid=min(result.written_rows, result.source_rows),
+                         expected=result.source_rows)
+    start = datetime.fromtimestamp(month.start_ms / 1000, UTC)
+    end = datetime.fromtimestamp(month.end_ms / 1000, UTC)
+    return quality_row(Subject(QUALITY_FLOW, f"{month.month} {month.table}", start, end),
+                       counts, run_id)
+
+
+def apply_quality(result: MonthResult, row: dict[str, Any]) -> None:
+    """Copy a quality row's scores onto the month's artifact row."""
+    for key, value in artifact_scores(row).items():
+        setattr(result, key, value)
 
 
 def clean_output(storage: StorageLocation, job: ExtractionJob) -> publish.Cleanup:

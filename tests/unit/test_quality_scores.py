@@ -71,3 +71,16 @@ def test_artifact_scores_worst_and_combined():
                                      ("completeness", "validity", "uniqueness", "timeliness",
                                       "overall")}
     assert combined([good, bad])["validity"] == 0.75 and combined([]) is None
+
+
+def test_a_spark_month_is_complete_when_every_source_row_was_written():
+    from shopfloor.historian.plan import MonthSlice
+    from shopfloor.spark.extract import MonthResult, apply_quality, month_quality_row
+
+    month = MonthSlice("sqlt_data_1_2026_01", "2026-01", 1767225600000, 1769904000000)
+    short = MonthResult("2026-01", month.table, "ok", source_rows=10, written_rows=8)
+    row = month_quality_row(short, month, "r")
+    assert (row["completeness"], row["validity"], row["expected"]) == (0.8, 1.0, 10)
+    assert row["window_start"] == datetime(2026, 1, 1, tzinfo=UTC)
+    apply_quality(short, row)
+    assert short.q_completeness == 0.8 and short.q_overall == 0.95

@@ -231,3 +231,26 @@ def test_a_mariadb_historian_is_read_through_jdbc(prefect_harness, mariadb_url, 
     rows = read_output(os.path.join(folder, "sensor_data"))
     assert as_set(rows) == expected_rows(SEED, {4}, date(2026, 1, 31), date(2026, 2, 1))
     engine.dispose()
+
+
+def test_each_published_month_leaves_a_quality_row(historian_block, lake_block, pg_engine):
+    from sqlalchemy import select
+
+    from shopfloor.db.engine import init_db
+
+    tables = init_db(pg_engine, only=["quality_score"])
+    q = tables.quality_score
+    with pg_engine.begin() as conn:
+        conn.execute(delete(q).where(q.c.flow == "spark-sensor-extraction"))
+    lake, _ = lake_block
+    results = run(historian_block, lake, date(2026, 1, 31), date(2026, 2, 1),
+                  tag_patterns=["line1/%"], quality_db=historian_block)
+    with pg_engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(
+            select(q).where(q.c.flow == "spark-sensor-extraction").order_by(q.c.subject))
+            .mappings()]
+    assert [r["subject"] for r in rows] == ["2026-01 sqlt_data_1_2026_01",
+                                            "2026-02 sqlt_data_1_2026_02"]
+    for row, result in zip(rows, results, strict=True):
+        assert (row["rows_in"], row["expected"]) == (result.written_rows, result.source_rows)
+        assert row["rows_in"] > 0 and row["overall"] == 1.0 == result.q_overall
