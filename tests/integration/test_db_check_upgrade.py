@@ -43,7 +43,9 @@ def test_check_reports_the_seed_schema_and_changes_nothing(pg_server_url, seed_e
         assert (raw.status, raw.addable) == ("INCOMPLETE", ["device"])
         assert raw.found == raw.needed - 1 == 5  # no ingested_at needed with the setting
         assert (hourly.name, hourly.status, hourly.addable) == (
-            f"{SCHEMA}.temperature", "INCOMPLETE", ["sample_count", "updated_at"])
+            f"{SCHEMA}.temperature", "INCOMPLETE", ["sample_count", "updated_at", *(
+                f"{m}_{a}" for m in ("temperature", "humidity", "pcv_temperature")
+                for a in ("count", "sum", "min"))])
         assert reports["pipeline_watermark"].status == "MISSING"
         kinds = {(f.level, f.kind, f.column) for f in loc.findings}
         assert {("warning", "type", "loc_id"), ("error", "key", None),
@@ -100,11 +102,12 @@ def test_db_check_command_exits_non_zero_until_upgraded(tmp_path):
     args = ["db", "check", "--url", url, "--table", "temperature_hourly"]
     res = run(args, tmp_path, **env)
     assert res.returncode == 1, res.stderr
-    assert "temperature_hourly   temperature  INCOMPLETE 9/11" in res.stdout
+    assert "temperature_hourly   temperature  INCOMPLETE 9/20" in res.stdout
     assert "error: column sample_count (integer) is missing" in res.stdout
     res = run(["db", "init", "--url", url, "--upgrade"], tmp_path, **env)
     assert res.returncode == 0, res.stderr
     assert "added: ALTER TABLE temperature ADD sample_count INTEGER" in res.stdout
+    assert "added: ALTER TABLE temperature ADD temperature_count INTEGER" in res.stdout
     res = run(args, tmp_path, **env)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.splitlines()[-1] == "1 of 1 tables usable"

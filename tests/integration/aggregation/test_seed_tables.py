@@ -89,13 +89,17 @@ def test_hourly_flow_writes_the_seed_table_and_finds_late_rows_by_reading_time(s
         conn.execute(insert(seed_raw()), naive(readings(LOCS, H - timedelta(hours=4),
                                                         H + timedelta(minutes=50))))
     # db init --upgrade: the shopfloor tables next to the seed's, the seed's hourly table
-    # gets sample_count and updated_at, the raw table a nullable device
+    # gets sample_count, updated_at and the rollup columns, the raw table a nullable device
     lines = list(init_databases(url=url, add_columns=True))
     added = [ln.split("added: ", 1)[1] for ln in lines if "added: " in ln]
-    assert sorted(added) == [
+    rollup = [f"ALTER TABLE {SCHEMA}.temperature ADD {m}_{a} "
+              f"{'INTEGER' if a == 'count' else 'FLOAT(53)'}"
+              for m in ("temperature", "humidity", "pcv_temperature")
+              for a in ("count", "sum", "min")]
+    assert sorted(added) == sorted([
         f"ALTER TABLE {SCHEMA}.temperature ADD sample_count INTEGER",
         f"ALTER TABLE {SCHEMA}.temperature ADD updated_at TIMESTAMP WITHOUT TIME ZONE",
-        f"ALTER TABLE {SCHEMA}.temperature_raw ADD device VARCHAR(128)"]
+        f"ALTER TABLE {SCHEMA}.temperature_raw ADD device VARCHAR(128)", *rollup])
     with engine.connect() as conn:  # and still no ingested_at: the seed's writers go on
         cols = conn.execute(text(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = :s "
