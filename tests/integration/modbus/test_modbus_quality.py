@@ -52,10 +52,23 @@ def test_a_run_with_one_quarantined_reading_scores_it_exactly(target_db, pg_engi
 
 
 def test_the_flow_table_shows_each_devices_scores(device_blocks, target_db, pg_engine):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import delete
+
     from flows.modbus_capture import modbus_capture
 
-    summary = modbus_capture(["mb-ok-1", "mb-bad-nan"], samples=2, interval_seconds=0.5,
-                             target_db=target_db)
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    try:
+        summary = modbus_capture(["mb-ok-1", "mb-bad-nan"], samples=2, interval_seconds=0.5,
+                                 target_db=target_db)
+    finally:  # the other flow tests of this database count these devices' rows
+        raw, quarantine = get_tables().temperature_raw, get_tables().quarantine
+        with pg_engine.begin() as conn:
+            conn.execute(delete(raw).where(raw.c.loc_id == "LOC-ok-1",
+                                           raw.c.capture_dt >= started))
+            conn.execute(delete(quarantine).where(quarantine.c.source == "modbus:mb-bad-nan",
+                                                  quarantine.c.quarantined_at >= started))
     by_device = {s["device"]: s for s in summary}
     assert by_device["mb-ok-1"]["q_validity"] == 1.0
     assert by_device["mb-bad-nan"]["q_validity"] == 0.0
