@@ -112,3 +112,22 @@ def test_refresh_days_in_sql_equals_the_python_rollup():
         assert got.keys() == want.keys()
         for k, v in want.items():
             assert got[k] == (pytest.approx(v, rel=1e-12) if isinstance(v, float) else v), k
+
+
+def test_the_daily_statement_and_rollup_parts_compile_for_sql_server():
+    from sqlalchemy.dialects import mssql
+
+    from shopfloor.aggregation.daily import daily_select
+    from shopfloor.aggregation.hours import offset_segments
+    from shopfloor.aggregation.statements import aggregate_select
+
+    tables = get_tables()
+    sql = str(daily_select(tables, ["20240331"], ["L1"]).compile(dialect=mssql.dialect()))
+    assert "sum(temperature_hourly.temperature_count) AS temperature_count" in sql
+    assert "min(temperature_hourly.humidity_min) AS humidity_min" in sql
+    assert "GROUP BY temperature_hourly.loc_id, temperature_hourly.ymd" in sql
+    start, end = datetime(2024, 3, 30, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC)
+    hourly = str(aggregate_select(tables, offset_segments(start, end, BERLIN), start, end)
+                 .compile(dialect=mssql.dialect()))
+    assert "count(b.temperature) AS temperature_count" in hourly
+    assert "sum(b.pcv_temperature) AS pcv_temperature_sum" in hourly
