@@ -174,9 +174,9 @@ def _apply(conn: Connection, tables: Tables, tmp: Table, window: Window, raw_cou
     window's days and quality row (:mod:`.window_quality`), in the same transaction."""
     upserted = _upsert_from(conn, tables.temperature_hourly, tmp, now)
     groups, stale = _check(conn, tables, tmp, window, raw_count)
-    locations = conn.execute(select(func.count(tmp.c.loc_id.distinct()))).scalar_one()
+    locations = conn.execute(select(tmp.c.loc_id).distinct()).scalars().all()
     stats.quality.append(finish_window(conn, tables, window, bounds, raw_count, groups,
-                                       int(locations), stats.run_id, now))
+                                       locations, stats.run_id, now))
     stats.groups += groups
     stats.upserted += upserted
     stats.unchanged += groups - upserted

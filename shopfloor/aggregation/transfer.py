@@ -223,7 +223,7 @@ def write_window(conn: Connection, tables: Tables, result: WindowResult, now: da
     if result.bounds is not None:  # daily rows and the quality row, in this transaction
         stats.quality.append(finish_window(
             conn, tables, result.window, result.bounds, result.raw_count, len(expected),
-            len({r["loc_id"] for r in result.rows}), stats.run_id, now))
+            list({r["loc_id"] for r in result.rows}), stats.run_id, now))
 
 
 def plan_late(conn: Connection, tables: Tables, tz: ZoneInfo,

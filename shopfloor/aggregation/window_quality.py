@@ -6,6 +6,7 @@ after the window validated, inside the transaction that wrote its hourly rows, s
 hourly rows, the days and the score commit or roll back together.
 """
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -40,12 +41,21 @@ def window_quality_row(window: Window, bounds: tuple[datetime, datetime], raw_ro
     return row
 
 
+# Up to this many locations, the daily refresh names them (the hourly key's leading
+# column: an index range per location instead of a scan of every location's days);
+# more would outgrow bind-parameter limits (SQL Server: 2,100).
+MAX_NAMED_LOCATIONS = 1000
+
+
 def finish_window(conn: Connection, tables: Tables, window: Window,
                   bounds: tuple[datetime, datetime], raw_rows: int, groups: int,
-                  locations: int, run_id: str | None, now: datetime) -> dict[str, Any]:
-    """Refresh the window's days in ``temperature_daily`` and store its quality row;
+                  locations: Sequence[str], run_id: str | None, now: datetime,
+                  ) -> dict[str, Any]:
+    """Refresh the window's days in ``temperature_daily`` for the ``locations`` that have
+    groups in it (the others' hourly rows did not change) and store its quality row;
     returns the quality row (for the run's table artifact)."""
-    days = refresh_days(conn, tables, window_days(window), window.loc_ids, now)
-    row = window_quality_row(window, bounds, raw_rows, groups, locations, run_id, now)
+    named = sorted(locations) if len(locations) <= MAX_NAMED_LOCATIONS else window.loc_ids
+    days = refresh_days(conn, tables, window_days(window), named, now)
+    row = window_quality_row(window, bounds, raw_rows, groups, len(locations), run_id, now)
     write_quality(conn, tables, [row])
     return dict(row, days=days)
