@@ -23,7 +23,8 @@ def spark_demo_step() -> list[str]:
              + ", ".join(f"{t} {n} rows" for t, n in counts.items())]
     results = spark_sensor_extraction(start=date(2026, 1, 31), end=date(2026, 2, 1),
                                       spark_master="local[2]", num_partitions=2,
-                                      output_prefix=PREFIX)
+                                      output_prefix=PREFIX,
+                                      quality_db="shopfloor-warehouse-db")
     for r in results:
         lines.append(f"  {r.month} {r.status}: {r.written_rows} good rows "
                      f"(source {r.source_rows}) in {r.files} files, {r.seconds} s")

@@ -18,13 +18,15 @@ def demo_steps() -> list[tuple[str, Step]]:
     from demo_steps.compaction import compaction_demo_step
     from demo_steps.modbus import modbus_demo_step
     from demo_steps.prepare import setup_step
+    from demo_steps.quality import quality_demo_step
     from demo_steps.spark import spark_demo_step
 
     return [("set up", setup_step), ("modbus capture", modbus_demo_step),
             ("hourly aggregation", aggregation_demo_step),
             ("anomaly detection", anomaly_demo_step),
             ("s3 compaction", compaction_demo_step),
-            ("spark extraction", spark_demo_step)]
+            ("spark extraction", spark_demo_step),
+            ("quality and daily rollups", quality_demo_step)]
 
 
 @flow(name="demo", log_prints=False, on_failure=ON_FAILURE)

@@ -23,9 +23,11 @@ def test_demo_runs_the_whole_chain_on_embedded_defaults(tmp_path):
     out = res.stdout
     assert res.returncode == 0, out[-3000:] + res.stderr[-3000:]
     for step in ("set up", "modbus capture", "hourly aggregation", "anomaly detection",
-                 "s3 compaction", "spark extraction"):
+                 "s3 compaction", "spark extraction", "quality and daily rollups"):
         assert f"== {step}" in out
     # one planted anomaly of each kind in the synthetic history, each found
+    # the daily rollup equals an independent SQL over raw, and every flow scored its work
+    assert "differing from an independent SQL over raw (exact)" in out, out[-3000:]
     planted = [ln for ln in out.splitlines() if ln.strip().startswith("planted ")]
     assert len(planted) == 4 and all(ln.endswith(": found") for ln in planted), planted
 
@@ -34,6 +36,7 @@ def test_demo_runs_the_whole_chain_on_embedded_defaults(tmp_path):
     hourly = db.execute("SELECT COALESCE(SUM(sample_count), 0) FROM temperature_hourly "
                         "WHERE loc_id <> 'SYN-01'").fetchone()  # not the synthetic history
     kinds = {k for (k,) in db.execute("SELECT DISTINCT kind FROM anomaly WHERE loc_id = 'SYN-01'")}
+    flows = {f for (f,) in db.execute("SELECT DISTINCT flow FROM quality_score")}
     quarantined = db.execute("SELECT COUNT(*) FROM quarantine WHERE source LIKE '%modbus%'"
                              ).fetchone()[0]
     statuses = dict(db.execute("SELECT compression_status, COUNT(*) FROM s3_object "
@@ -42,6 +45,7 @@ def test_demo_runs_the_whole_chain_on_embedded_defaults(tmp_path):
     assert raw > 0 and hourly[0] == raw       # every captured reading is in an hourly row
     assert quarantined > 0                    # the simulated NaN device was quarantined
     assert kinds == {"deviation", "spike", "flatline", "gap"}
+    assert len(flows) >= 4, flows  # capture, compaction, hourly aggregation, spark
     # raw is what arrived: the rejected readings are landed too, with their reasons
     landed = [json.loads(line) for f in (home / "raw-logs").rglob("*.json")
               for line in f.read_text().splitlines()]
