@@ -180,10 +180,12 @@ def carry_other_tags(storage: StorageLocation, sources: list[str], staging: str,
         folder = key.rpartition("/")[0].rsplit("/", 1)[-1]  # date=YYYY-MM-DD
         dst = f"{staging}/{folder}/{CARRY_NAME}-{n:05d}.parquet"
         storage.make_parent(dst)
-        with fs.open_input_file(storage.path(key)) as f:
+        # The output stream is closed explicitly: a ParquetWriter given a stream does not
+        # close it, and S3 uploads the object only on close.
+        with (fs.open_input_file(storage.path(key)) as f,
+              fs.open_output_stream(storage.path(dst)) as out):
             source = pq.ParquetFile(f)
-            writer = pq.ParquetWriter(fs.open_output_stream(storage.path(dst)),
-                                      source.schema_arrow, compression="snappy")
+            writer = pq.ParquetWriter(out, source.schema_arrow, compression="snappy")
             try:
                 rows += _copy_filtered(source, writer, tags, row_group_rows)
             finally:

@@ -62,6 +62,7 @@ class _PartitionFiles:
         self.columns, self.row_group_rows = columns, row_group_rows
         self.key: tuple[str, ...] | None = None
         self.writer: pq.ParquetWriter | None = None
+        self.sink: Any = None
         self.path, self.rows, self.seq = "", 0, 0
         self.pending: list[pa.Table] = []
         self.written: list[tuple[str, int]] = []
@@ -97,14 +98,15 @@ class _PartitionFiles:
         self.path = f"{self.base}/{folders}/part-{self.pid:05d}-{self.seq:04d}.parquet"
         if self.fs.type_name == "local":  # S3 has no folders; a marker object would be noise
             self.fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
-        self.writer = pq.ParquetWriter(self.fs.open_output_stream(self.path), schema,
-                                       compression="snappy")
+        self.sink = self.fs.open_output_stream(self.path)
+        self.writer = pq.ParquetWriter(self.sink, schema, compression="snappy")
         self.rows = 0
 
     def close(self) -> None:
         if self.writer is not None:
             self._flush()
             self.writer.close()
+            self.sink.close()  # the writer leaves a stream it was given open; S3 uploads on close
             self.written.append((self.path, self.rows))
             self.writer = None
 
