@@ -23,11 +23,12 @@ from shopfloor.storage import StorageLocation
 
 TAG, DATE = "tag", "date"
 LAYOUTS = (DATE, TAG)
-# Estimated Parquet bytes per row of the date layout (snappy, sorted by tag and ts):
-# measured on the benchmark's output (benchmarks/README.md, Spark extraction).
+# Assumed Parquet bytes per row of the date layout (snappy, sorted by tag and ts): a
+# noisy 8-byte double, a timestamp, ids and tag dictionary-encoded. An assumption: the
+# benchmark's formulaic values compress to 1.5 B/row (benchmarks/README.md).
 BYTES_PER_ROW = 16
-# Rows per row group of the date layout: ~60 tags of a day at 170 rows per tag-day, so a
-# one-tag read of a 500-tag day reads about one row group in eight.
+# Rows per row group of the date layout (the pyarrow writers): ~60 tags of a day at 170
+# rows per tag-day, so a one-tag read of a 500-tag day reads about one row group in eight.
 ROW_GROUP_ROWS = 10_000
 CARRY_NAME = "part-carry"
 

@@ -28,7 +28,7 @@ from pyspark.sql import DataFrame
 PARTITION_COLUMNS = {"tag": ("tag", "date"), "date": ("date",)}
 SORT_COLUMNS = {"tag": ("tag", "date", "ts"), "date": ("date", "tag", "ts")}
 # Row groups of the date layout: rows (arrow writer) and the bytes Spark's writer buffers
-# for as many rows (parquet.block.size; measured on the benchmark's output).
+# per group (parquet.block.size; ~3,500 rows on the benchmark's data, benchmarks/README.md).
 ROW_GROUP_ROWS = 10_000
 ROW_GROUP_BYTES = 256 * 1024
 RESULT_SCHEMA = pa.schema([("path", pa.string()), ("rows", pa.int64())])
