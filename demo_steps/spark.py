@@ -29,11 +29,10 @@ def spark_demo_step() -> list[str]:
         lines.append(f"  {r.month} {r.status}: {r.written_rows} good rows "
                      f"(source {r.source_rows}) in {r.files} files, {r.seconds} s")
     lake = load_storage("shopfloor-lake")
-    parts = [partition_of(o.key) for o in lake.list_objects(PREFIX) if is_data_file(o.key)]
-    parts = [p for p in parts if p]
-    by_date = Counter(d for _, d in set(parts))
-    lines.append(f"Parquet partitions under {lake.url(PREFIX)}: "
-                 f"{len(set(parts))} (tag x date)")
-    lines += [f"  date={d}: {n} tag folders" for d, n in sorted(by_date.items())]
-    lines += [f"  e.g. tag={t}/date={d}/" for t, d in sorted(set(parts))[:3]]
+    files = [o.key.removeprefix(PREFIX + "/") for o in lake.list_objects(PREFIX)
+             if is_data_file(o.key)]
+    by_date = Counter(p.date for p in map(partition_of, files) if p)
+    lines.append(f"Parquet files under {lake.url(PREFIX)}: {len(files)} "
+                 f"in {len(by_date)} date partitions (tag is a column, rows sorted by tag)")
+    lines += [f"  date={d}: {n} file(s)" for d, n in sorted(by_date.items())]
     return lines

@@ -41,8 +41,12 @@ def extract(
     recheck_days: Annotated[int, typer.Option(
         help="Also re-check this many days before START and rewrite those that changed.")]
     = 0,
+    layout: Annotated[str, typer.Option(
+        help="date: date=<day>/ files with a tag column; tag: tag=<key>/date=<day>/.")]
+    = "date",
+    target_file_mb: Annotated[int, typer.Option(help="Parquet file size in MiB.")] = 128,
 ) -> None:
-    """Extract historian months START..END to Parquet partitioned by tag and date."""
+    """Extract historian months START..END to Parquet partitioned by date (or tag and date)."""
     from blocks.resolve import require_blocks
     from flows.spark_extraction import spark_sensor_extraction
     from shopfloor.historian.plan import check_parameters
@@ -51,8 +55,8 @@ def extract(
     params = dict(tag_patterns=tag_pattern or ["%"], historian_db=historian_db, lake=lake,
                   output_prefix=output_prefix, table_pattern="sqlt_data_1_{yyyy}_{mm}",
                   good_quality=[192], spark_master=master, spark_conf=parse_conf(conf or []),
-                  max_records_per_file=1_000_000, num_partitions=num_partitions,
-                  recheck_days=recheck_days)
+                  max_records_per_file=None, num_partitions=num_partitions,
+                  recheck_days=recheck_days, layout=layout, target_file_mb=target_file_mb)
     # Bad values and unknown blocks: one line each, before a flow run exists.
     check_typed(spark_sensor_extraction, **params)
     check_parameters(start.date(), end.date(), table_pattern=params["table_pattern"],

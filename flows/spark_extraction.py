@@ -18,7 +18,9 @@ from prefect.runtime import flow_run
 from blocks.resolve import load_engine, load_storage
 from shopfloor.db.engine import check_connection
 from shopfloor.errors import ShopfloorError
+from shopfloor.historian.lake import rows_per_file
 from shopfloor.historian.plan import (
+    Layout,
     MonthSlice,
     OutputPrefix,
     PositiveInt,
@@ -27,6 +29,7 @@ from shopfloor.historian.plan import (
     SparkMaster,
     TablePattern,
     TagPatterns,
+    TargetFileMb,
     check_parameters,
     plan_months,
     resolve_window,
@@ -73,8 +76,8 @@ def _extract_month(spark, historian_db: str, lake: str, job: ExtractionJob,
     try:
         clean_output_leftovers(lake, job, month)
         result.writer = write_month_parquet(spark, historian_db, lake, job, month, token)
-        result.source_rows, result.written_rows, result.files = validate_month_output(
-            historian_db, lake, job, month, token)
+        (result.source_rows, result.written_rows, result.files,
+         result.carried_rows) = validate_month_output(historian_db, lake, job, month, token)
         result.deleted_files = replace_month_partitions(lake, job, month, token)
         result.status = "ok"
         _score(result, month, quality_db)
@@ -129,18 +132,23 @@ def spark_sensor_extraction(
     good_quality: QualityCodes = [192],  # noqa: B006
     spark_master: SparkMaster = "local[*]",
     spark_conf: dict[str, str] = {},  # noqa: B006
-    max_records_per_file: PositiveInt = 1_000_000,
+    max_records_per_file: PositiveInt | None = None,
     num_partitions: PositiveInt = 8,
     recheck_days: RecheckDays = 3,
     quality_db: str | None = None,
+    layout: Layout = "date",
+    target_file_mb: TargetFileMb = 128,
 ) -> list[MonthResult]:
-    """Extract historian readings with Spark into Parquet partitioned by tag and date.
+    """Extract historian readings with Spark into Parquet partitioned by date (or by tag
+    and date).
 
     Reads the monthly tables that overlap the window through JDBC, keeps good readings
-    of the matching tags and writes ``<output_prefix>/tag=<tag>/date=<YYYY-MM-DD>/``.
-    A rerun replaces exactly the window's partitions of the matching tags: each month is
-    staged outside the output, checked, then swapped in through a manifest, so a failed
-    month leaves the previous output exactly as it was.
+    of the matching tags and writes ``<output_prefix>/date=<YYYY-MM-DD>/`` (``tag`` a
+    column, rows sorted by tag and time) or, with ``layout="tag"``,
+    ``<output_prefix>/tag=<tag>/date=<YYYY-MM-DD>/``. A rerun replaces exactly the
+    window's data of the matching tags (other tags' rows in a day's files are kept):
+    each month is staged outside the output, checked, then swapped in through a
+    manifest, so a failed month leaves the previous output exactly as it was.
 
     Args:
         start: first day to extract (UTC); leave start and end empty for yesterday: the
@@ -155,13 +163,18 @@ def spark_sensor_extraction(
         good_quality: dataintegrity codes kept (192 is good).
         spark_master: local[*], local[N] or a cluster URL such as spark://host:7077.
         spark_conf: extra Spark settings (spark.* keys), e.g. spark.jars.
-        max_records_per_file: cap on rows per Parquet file.
+        max_records_per_file: cap on rows per Parquet file (None: only the target size).
         num_partitions: parallel JDBC range reads on t_stamp per month.
         recheck_days: days before start whose rows per (tag, day) are compared between
             the source and the lake; a day that changed (late rows) is rewritten. 0: off.
         quality_db: SqlAlchemyConnector block holding ``quality_score``, for a quality
             row per published month or re-checked day (None: the scores go to the
             artifacts only; the historian database itself is never written).
+        layout: ``date``: one folder per day, ``tag`` a column, rows sorted by tag and
+            time (few files of useful size); ``tag``: one folder per tag and day (the
+            old layout; a file per tag-day). One output prefix holds one layout.
+        target_file_mb: size of the Parquet files in MiB; a day larger than this is cut
+            into several files (rows per file from an estimated bytes per row).
 
     The limits a type can state are in the signature, so the server and the UI form
     refuse a bad value before a run exists; :func:`check_parameters` holds the rest.
@@ -183,8 +196,8 @@ def spark_sensor_extraction(
     if not tags:
         raise ShopfloorError(f"no tag in sqlth_te matches {patterns}")
     job = ExtractionJob(output_prefix, tags, patterns, sorted(set(good_quality)),
-                        num_partitions, max_records_per_file,
-                        drivers=any(t.drvid is not None for t in tags))
+                        num_partitions, rows_per_file(target_file_mb, max_records_per_file),
+                        drivers=any(t.drvid is not None for t in tags), layout=layout)
     results = [MonthResult(m.month, m.table, status="missing") for m in missing]
     try:
         checks, redo = _recheck(historian_db, lake, job, recheck_months)

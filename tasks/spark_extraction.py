@@ -137,8 +137,9 @@ def write_month_parquet(spark, historian_db: str, lake: str, job: ExtractionJob,
 @task(name="validate-month-output", task_run_name="validate-{month.month}",
       cache_policy=NO_CACHE)
 def validate_month_output(historian_db: str, lake: str, job: ExtractionJob,
-                          month: MonthSlice, token: str) -> tuple[int, int, int]:
-    """Read the staged files back and compare their row count with the source's count.
+                          month: MonthSlice, token: str) -> tuple[int, int, int, int]:
+    """Read the staged files back and compare their row count with the source's count
+    (and, in the date layout, the other tags' rows carried over with the output's).
 
     Args:
         historian_db: SqlAlchemyConnector block of the historian database.
@@ -147,11 +148,12 @@ def validate_month_output(historian_db: str, lake: str, job: ExtractionJob,
         month: the month slice.
         token: the month's publish token.
     """
-    expected, actual, files = extract.validate_month(
+    expected, actual, files, carried = extract.validate_month(
         load_engine(historian_db), configured_tables(), load_storage(lake), job, month, token)
-    get_run_logger().info("month %s: %d rows in %d staged file(s), source %d", month.month,
-                          actual, files, expected)
-    return expected, actual, files
+    get_run_logger().info("month %s: %d rows in %d staged file(s), source %d; %d row(s) of "
+                          "other tags carried over", month.month, actual, files, expected,
+                          carried)
+    return expected, actual, files, carried
 
 
 @task(name="replace-month-partitions", task_run_name="replace-{month.month}",

@@ -12,7 +12,7 @@ import re
 import string
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -240,3 +240,10 @@ PositiveInt = Annotated[int, Field(strict=True, ge=1)]
 
 RecheckDays = Annotated[int, Field(strict=True, ge=0, le=92)]
 """Days before ``start`` whose row counts are compared with the lake (0: no re-check)."""
+
+Layout = Literal["date", "tag"]
+"""The output layout: ``date`` (``date=<day>/`` files, ``tag`` a column) or ``tag``
+(``tag=<key>/date=<day>/`` folders); see :mod:`shopfloor.historian.lake`."""
+
+TargetFileMb = Annotated[int, Field(strict=True, ge=1, le=4096)]
+"""Size of an output file in MiB (1..4096): a day's rows are cut into files of about this."""

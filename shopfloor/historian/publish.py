@@ -3,7 +3,9 @@
 A month is written where readers do not look, checked there, and only then swapped in:
 
 1. **stage**: the writers write ``_extraction/<output_prefix>/staging/<token>/`` with the
-   same ``tag=/date=`` layout (outside ``<output_prefix>/``, so readers never see it);
+   output's layout, ``date=`` or ``tag=/date=`` (outside ``<output_prefix>/``, so readers
+   never see it); in the date layout a run of some tags also copies the other tags' rows
+   of the days it replaces there (:func:`~shopfloor.historian.lake.carry_other_tags`);
 2. **check**: the staged files are counted against the source (the caller does that);
    a failure or a mismatch drops the staging and the old output stays as it was;
 3. **replace**: a manifest ``_extraction/<output_prefix>/manifests/<token>.json`` lists
@@ -29,7 +31,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from shopfloor.errors import ShopfloorError
-from shopfloor.historian.lake import is_data_file, partition_of, window_files
+from shopfloor.historian.lake import (
+    TAG,
+    check_layout,
+    in_window,
+    is_data_file,
+    partition_of,
+    window_files,
+)
 from shopfloor.historian.plan import OUTPUT_PREFIX_PATTERN
 from shopfloor.identifiers import check_token as check_identifier_token
 from shopfloor.storage import StorageLocation
@@ -72,10 +81,12 @@ class PublishLayout:
     storage: StorageLocation
     output_prefix: str
     token: str
+    partitioning: str = TAG  # the output's layout: ``tag`` or ``date`` (historian.lake)
 
     def __post_init__(self) -> None:
         check_output_prefix(self.output_prefix)
         check_token(self.token)
+        check_layout(self.partitioning)
 
     @property
     def staging_key(self) -> str:
@@ -86,7 +97,7 @@ class PublishLayout:
         return f"{area_key(self.output_prefix)}/manifests/{self.token}.json"
 
     def final_key(self, staged_key: str) -> str:
-        """``<output_prefix>/tag=../date=../part-<token>-<name>`` of a staged file."""
+        """``<output_prefix>/<partition folders>/part-<token>-<name>`` of a staged file."""
         rel = staged_key.removeprefix(self.staging_key + "/")
         folder, _, name = rel.rpartition("/")
         return f"{self.output_prefix}/{folder}/part-{self.token}-{name.removeprefix('part-')}"
@@ -101,17 +112,20 @@ def staged_files(layout: PublishLayout, tag_keys: Iterable[str],
             if is_data_file(o.key)]
     for key in keys:
         part = partition_of(key.removeprefix(layout.staging_key + "/"))
-        if not part or part[0] not in wanted_tags or part[1] not in wanted_dates:
+        if not in_window(part, layout.partitioning, wanted_tags, wanted_dates):
             raise ShopfloorError(f"staged file {key!r} is outside the window's partitions")
     return keys
 
 
 def plan_replace(layout: PublishLayout, staged: list[str], tag_keys: Iterable[str],
                  dates: Iterable[str]) -> dict[str, Any]:
-    """The manifest of a replace: the moves, and the window's old files to delete."""
+    """The manifest of a replace: the moves, and the window's old files to delete (in the
+    date layout every file of the window's days: other tags' rows were carried into the
+    staging)."""
     moves = [[key, layout.final_key(key)] for key in staged]
     finals = {dst for _, dst in moves}
-    old = [k for k in window_files(layout.storage, layout.output_prefix, tag_keys, dates)
+    old = [k for k in window_files(layout.storage, layout.output_prefix, layout.partitioning,
+                                   tag_keys, dates)
            if k not in finals]  # never delete what this replace puts in place
     return {"token": layout.token, "staging": layout.staging_key, "moves": moves,
             "delete": old}

@@ -50,7 +50,9 @@ from shopfloor.storage import ObjectInfo, StorageLocation
 
 AREA = "_lake_merge"
 WRITER_AREAS = ("_compaction", "_extraction")  # their manifests name files in flight
-SORT_KEYS = (("tagid", "ts"), ("tagpath", "ts"), ("datetime_wita",))
+# The extraction's date layout sorts by (tag, ts) (tag is then a column in the file);
+# its tag layout has tag only in the path, so (tagid, ts) there.
+SORT_KEYS = (("tag", "ts"), ("tagid", "ts"), ("tagpath", "ts"), ("datetime_wita",))
 Hook = Callable[[str], None]
 
 

@@ -43,8 +43,9 @@ class ExtractionJob:
     tag_patterns: list[str]
     good_quality: list[int]
     num_partitions: int
-    max_records_per_file: int
+    max_records_per_file: int  # rows per file: from the target size, capped by the parameter
     drivers: bool = False  # tags carry their Ignition driver: a table's reads use its own
+    layout: str = lake.TAG  # ``tag=/date=`` folders, or ``date=`` files (historian.lake)
 
     @property
     def tag_keys(self) -> list[str]:
@@ -60,6 +61,7 @@ class MonthResult:
     status: str = "pending"  # ok | missing | failed
     source_rows: int = 0
     written_rows: int = 0
+    carried_rows: int = 0  # date layout: other tags' rows of the replaced days, kept
     files: int = 0
     deleted_files: int = 0
     seconds: float = 0.0
@@ -106,7 +108,7 @@ def clean_output(storage: StorageLocation, job: ExtractionJob) -> publish.Cleanu
 def month_layout(storage: StorageLocation, job: ExtractionJob, token: str
                  ) -> publish.PublishLayout:
     """Where the month publishing under ``token`` stages, and its manifest."""
-    return publish.PublishLayout(storage, job.output_prefix, token)
+    return publish.PublishLayout(storage, job.output_prefix, token, job.layout)
 
 
 def write_month(spark, engine: Engine, tables: Tables, storage: StorageLocation,
@@ -121,6 +123,7 @@ def write_month(spark, engine: Engine, tables: Tables, storage: StorageLocation,
     """
     staging = month_layout(storage, job, token).staging_key
     storage.remove_tree(staging)  # a retried write starts from nothing, never adds copies
+    carry_month(storage, job, month, staging)
     source = jdbc_source(engine.url)
     frames = []
     for read in month.table_reads:
@@ -134,47 +137,83 @@ def write_month(spark, engine: Engine, tables: Tables, storage: StorageLocation,
     if not frames:
         return "none"
     return write_frame(spark, reduce(DataFrame.unionByName, frames), storage, staging,
-                       job.max_records_per_file)
+                       job.max_records_per_file, job.layout)
+
+
+def carried_sources(storage: StorageLocation, job: ExtractionJob,
+                    dates: list[str]) -> dict[str, int]:
+    """Date layout: ``key -> rows`` of the visible output files of ``dates`` that hold rows
+    of tags this run does not select (their rows must survive the replace). Also refuses
+    an output prefix of the other layout before any work is done."""
+    keys = lake.window_files(storage, job.output_prefix, job.layout, job.tag_keys, dates)
+    if job.layout != lake.DATE:
+        return {}
+    return lake.other_tag_rows(storage, lake.visible_files(storage, keys), job.tag_keys)
+
+
+def carry_month(storage: StorageLocation, job: ExtractionJob, month: MonthSlice,
+                staging: str) -> int:
+    """Copy the other tags' rows of the month's days into the staging (date layout); a
+    run of every tag finds none and copies nothing."""
+    sources = carried_sources(storage, job, month.dates)
+    if not sources:
+        return 0
+    return lake.carry_other_tags(storage, sorted(sources), staging, job.tag_keys)
 
 
 def write_frame(spark, df, storage: StorageLocation, prefix: str,
-                max_records_per_file: int) -> str:
+                max_records_per_file: int, layout: str = lake.TAG) -> str:
     """Write ``df`` under ``prefix``; returns the writer: ``spark`` (Spark's own writer on
     a local folder), ``spark-s3a`` (the same on ``s3a://`` when hadoop-aws is on the
     classpath) or ``arrow-s3`` (pyarrow from the executors, no jars needed)."""
     if not storage.is_remote:
-        writers.write_native(df, storage.hadoop_url(prefix), max_records_per_file)
+        writers.write_native(df, storage.hadoop_url(prefix), max_records_per_file, layout)
         return "spark"
     if has_s3a(spark):
         writers.configure_s3a(spark, spark_s3a_settings(storage))
-        writers.write_native(df, storage.hadoop_url(prefix), max_records_per_file)
+        writers.write_native(df, storage.hadoop_url(prefix), max_records_per_file, layout)
         return "spark-s3a"
     writers.write_arrow(df, storage.arrow_filesystem(), storage.path(prefix),
-                        max_records_per_file)
+                        max_records_per_file, layout)
     return "arrow-s3"
 
 
 def validate_month(engine: Engine, tables: Tables, storage: StorageLocation,
-                   job: ExtractionJob, month: MonthSlice, token: str) -> tuple[int, int, int]:
-    """``(source_rows, staged_rows, staged_files)`` of the month staged under ``token``;
-    a mismatch raises with both numbers."""
+                   job: ExtractionJob, month: MonthSlice, token: str
+                   ) -> tuple[int, int, int, int]:
+    """``(source_rows, staged_rows, staged_files, carried_rows)`` of the month staged
+    under ``token``; a mismatch raises with the numbers.
+
+    The staged rows of the selected tags must equal the source's count; in the date
+    layout the staged copies of other tags' rows must equal those rows in the output the
+    replace will delete (counted again here, from the output itself).
+    """
     with engine.connect() as conn:
         expected = count_filtered(conn, tables, month, job.tag_patterns, job.good_quality,
                                   job.drivers)
     keys = publish.staged_files(month_layout(storage, job, token), job.tag_keys, month.dates)
-    actual = lake.count_rows(storage, keys)
+    carried = [k for k in keys if k.rsplit("/", 1)[-1].startswith(lake.CARRY_NAME)]
+    actual = lake.count_rows(storage, sorted(set(keys) - set(carried)))
     if actual != expected:
         raise ShopfloorError(
             f"month {month.month}: the staged output holds {actual} rows in {len(keys)} files "
             f"but the source has {expected} matching good rows in {month.table}"
         )
-    return expected, actual, len(keys)
+    others = (sum(carried_sources(storage, job, month.dates).values())
+              if job.layout == lake.DATE else 0)
+    copied = lake.count_rows(storage, carried)
+    if copied != others:
+        raise ShopfloorError(
+            f"month {month.month}: {copied} rows of other tags staged, but the output "
+            f"being replaced holds {others}")
+    return expected, actual, len(keys), copied
 
 
 def replace_month(storage: StorageLocation, job: ExtractionJob, month: MonthSlice,
                   token: str, pause: Callable[[str], None] = lambda step: None) -> int:
-    """Swap the checked staged month in for the window's old partitions of the selected
-    tags; returns how many old Parquet files were deleted.
+    """Swap the checked staged month in for the window's old partitions (tag layout: of the
+    selected tags; date layout: whole days, other tags' rows carried in the staging);
+    returns how many old Parquet files were deleted.
 
     ``pause`` is the fault-injection hook (:mod:`shopfloor.compaction.faults`): called
     with ``after_stage`` before anything is replaced and ``mid_publish`` after the first
@@ -204,5 +243,6 @@ def check_days(engine: Engine, tables: Tables, storage: StorageLocation, job: Ex
             for key, n in counts.items():
                 source[key] = source.get(key, 0) + n
     dates = [d for s in slices for d in s.dates]
-    in_lake = lake.rows_by_partition(storage, job.output_prefix, job.tag_keys, dates)
+    in_lake = lake.rows_by_partition(storage, job.output_prefix, job.layout, job.tag_keys,
+                                     dates)
     return compare_days(dates, source, in_lake)

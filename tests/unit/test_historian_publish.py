@@ -174,3 +174,32 @@ def test_discard_drops_staging_but_not_a_replace_under_way(lake):
     layout = _stage(lake, "t2")
     lake.write_bytes(layout.manifest_key, b"{}")
     assert not publish.discard(layout) and lake.exists(f"{layout.staging_key}/_SUCCESS")
+
+
+def test_a_date_layout_replace_swaps_whole_days_and_refuses_files_outside_them(tmp_path):
+    lake = StorageLocation("local", str(tmp_path))
+    _write(lake, "out/date=2026-01-31/part-old.parquet", [1, 2])
+    _write(lake, "out/date=2026-02-02/part-old.parquet", [9])  # another day: kept
+    layout = PublishLayout(lake, "out", "t1", partitioning="date")
+    staged = f"{layout.staging_key}/date=2026-01-31/part-00000-0000.parquet"
+    carried = f"{layout.staging_key}/date=2026-01-31/part-carry-00000.parquet"
+    _write(lake, staged, [10])
+    _write(lake, carried, [2])
+    keys = publish.staged_files(layout, ["a"], ["2026-01-31", "2026-02-01"])
+    assert sorted(keys) == sorted([staged, carried])
+    assert layout.final_key(carried) == "out/date=2026-01-31/part-t1-carry-00000.parquet"
+    manifest = publish.plan_replace(layout, keys, ["a"], ["2026-01-31", "2026-02-01"])
+    assert manifest["delete"] == ["out/date=2026-01-31/part-old.parquet"]
+    assert publish.replace(layout, manifest) == 1
+    assert _values(lake, "out") == [2, 9, 10]
+    _write(lake, f"{layout.staging_key}/date=2026-03-01/part-0.parquet", [1])
+    with pytest.raises(ShopfloorError, match="outside the window"):
+        publish.staged_files(layout, ["a"], ["2026-01-31"])
+    _write(lake, f"{layout.staging_key}/tag=a/date=2026-01-31/part-0.parquet", [1])
+    with pytest.raises(ShopfloorError, match="outside the window"):
+        publish.staged_files(layout, ["a"], ["2026-03-01"])
+
+
+def test_an_unknown_layout_is_refused():
+    with pytest.raises(ShopfloorError, match="invalid layout"):
+        PublishLayout(StorageLocation("local", "/nowhere"), "out", "t", partitioning="hour")

@@ -106,3 +106,14 @@ def test_merged_files_are_visible_only_once_committed_and_inputs_not_after():
     assert pruned.retired == frozenset() and pruned.committed == {T}
     assert state_prune(pruned, []).committed == frozenset()
     assert not is_visible(f"{P}/_lake_state.json", committed)
+
+
+def test_merged_extraction_days_are_sorted_by_tag_and_time_when_tag_is_a_column():
+    from shopfloor.lake.merge import sort_columns
+    from shopfloor.lake.schema import UnifiedSchema
+
+    date_layout = UnifiedSchema({"tagid": "INTEGER", "ts": "TIMESTAMP WITH TIME ZONE",
+                                 "value": "DOUBLE", "tag": "VARCHAR"})
+    assert sort_columns(date_layout) == ("tag", "ts")
+    tag_layout = UnifiedSchema({"tagid": "INTEGER", "ts": "TIMESTAMP WITH TIME ZONE"})
+    assert sort_columns(tag_layout) == ("tagid", "ts")

@@ -18,7 +18,10 @@ def _prop(name: str) -> dict:
 
 def test_the_limits_are_in_the_schema():
     assert _prop("num_partitions")["minimum"] == 1
-    assert _prop("max_records_per_file")["minimum"] == 1
+    assert _prop("max_records_per_file")["anyOf"] == [{"minimum": 1, "type": "integer"},
+                                                       {"type": "null"}]
+    assert _prop("layout")["enum"] == ["date", "tag"] and _prop("layout")["default"] == "date"
+    assert (_prop("target_file_mb")["minimum"], _prop("target_file_mb")["maximum"]) == (1, 4096)
     assert _prop("output_prefix")["pattern"] == OUTPUT_PREFIX_PATTERN
     assert _prop("spark_master")["pattern"] == MASTER_PATTERN
     assert _prop("table_pattern")["pattern"] == TABLE_PATTERN_CHARS
@@ -35,6 +38,8 @@ def test_the_defaults_pass_the_servers_check():
 @pytest.mark.parametrize(("params", "field"), [
     ({"num_partitions": 0}, "num_partitions"),
     ({"max_records_per_file": 0}, "max_records_per_file"),
+    ({"layout": "tags"}, "layout"),
+    ({"target_file_mb": 0}, "target_file_mb"),
     ({"output_prefix": "../outside"}, "output_prefix"),
     ({"output_prefix": "a=b"}, "output_prefix"),
     ({"spark_master": "mesos://x:5050"}, "spark_master"),

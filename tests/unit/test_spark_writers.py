@@ -39,6 +39,28 @@ def test_sorted_batches_become_capped_files_with_deterministic_names(tmp_path):
     assert table.column("tagid").to_pylist() == [4]
 
 
+def test_the_date_layout_keeps_tag_as_a_column_in_whole_row_groups(tmp_path):
+    rows = [("a", "2026-01-01", i) for i in range(5)] + [("b", "2026-01-01", 7),
+                                                        ("a", "2026-01-02", 9)]
+    columns = writers.PARTITION_COLUMNS["date"]
+    files = _PartitionFiles(fs.LocalFileSystem(), str(tmp_path), pid=0, max_rows=5,
+                            columns=columns, row_group_rows=2)
+    for batch in (_batch(rows[:1]), _batch(rows[1:4]), _batch(rows[4:])):
+        for key, table in _runs(batch, columns):
+            files.add(key, table)
+    files.close()
+    written = {p.removeprefix(str(tmp_path) + "/"): n for p, n in files.written}
+    assert written == {"date=2026-01-01/part-00000-0000.parquet": 5,  # capped at 5 rows
+                       "date=2026-01-01/part-00000-0001.parquet": 1,
+                       "date=2026-01-02/part-00000-0000.parquet": 1}
+    first = pq.ParquetFile(tmp_path / "date=2026-01-01/part-00000-0000.parquet")
+    assert first.schema_arrow.names == ["tagid", "value", "tag"]
+    assert [first.metadata.row_group(i).num_rows for i in range(3)] == [2, 2, 1]
+    assert first.read().column("tag").to_pylist() == ["a"] * 5
+    assert pq.read_table(tmp_path / "date=2026-01-01/part-00000-0001.parquet").to_pylist() == [
+        {"tagid": 7, "value": 7.0, "tag": "b"}]
+
+
 class _HadoopConf:
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
@@ -63,9 +85,10 @@ S3 = StorageLocation("s3", "bucket", "lake", S3Credentials(
 @pytest.fixture
 def calls(monkeypatch) -> list[tuple]:
     out: list[tuple] = []
-    monkeypatch.setattr(writers, "write_native", lambda df, url, n: out.append(("native", url)))
-    monkeypatch.setattr(writers, "write_arrow",
-                        lambda df, fs, base, n: out.append(("arrow", type(fs).__name__, base)))
+    monkeypatch.setattr(writers, "write_native",
+                        lambda df, url, n, layout: out.append(("native", url, layout)))
+    monkeypatch.setattr(writers, "write_arrow", lambda df, fs, base, n, layout: out.append(
+        ("arrow", type(fs).__name__, base, layout)))
     return out
 
 
@@ -74,15 +97,17 @@ def test_a_local_folder_gets_sparks_own_writer_and_no_s3_settings(tmp_path, call
     spark = _FakeSpark()
     local = StorageLocation("local", str(tmp_path))
     assert extract.write_frame(spark, None, local, "out", 10) == "spark"
-    assert calls == [("native", str(tmp_path / "out"))]
+    assert extract.write_frame(spark, None, local, "out", 10, "date") == "spark"
+    assert calls == [("native", str(tmp_path / "out"), "tag"),
+                     ("native", str(tmp_path / "out"), "date")]
     assert spark.hadoop.values == {}
 
 
 def test_s3_with_hadoop_aws_writes_s3a_with_the_locations_settings(calls, monkeypatch):
     monkeypatch.setattr(extract, "has_s3a", lambda spark: True)
     spark = _FakeSpark()
-    assert extract.write_frame(spark, None, S3, "out", 10) == "spark-s3a"
-    assert calls == [("native", "s3a://bucket/lake/out")]
+    assert extract.write_frame(spark, None, S3, "out", 10, "date") == "spark-s3a"
+    assert calls == [("native", "s3a://bucket/lake/out", "date")]
     assert spark.hadoop.values == spark_s3a_settings(S3)
     assert spark.hadoop.values["fs.s3a.secret.key"] == "s3cr3t"
 
@@ -90,6 +115,6 @@ def test_s3_with_hadoop_aws_writes_s3a_with_the_locations_settings(calls, monkey
 def test_s3_without_hadoop_aws_writes_from_the_executors_with_pyarrow(calls, monkeypatch):
     monkeypatch.setattr(extract, "has_s3a", lambda spark: False)
     spark = _FakeSpark()
-    assert extract.write_frame(spark, None, S3, "out", 10) == "arrow-s3"
-    assert calls == [("arrow", "S3FileSystem", "bucket/lake/out")]
+    assert extract.write_frame(spark, None, S3, "out", 10, "date") == "arrow-s3"
+    assert calls == [("arrow", "S3FileSystem", "bucket/lake/out", "date")]
     assert spark.hadoop.values == {}

@@ -56,7 +56,7 @@ def test_extracts_good_readings_of_matching_tags_partitioned_by_tag_and_date(
         historian_block, lake_block):
     lake, folder = lake_block
     results = run(historian_block, lake, date(2026, 1, 31), date(2026, 2, 1),
-                  tag_patterns=["line1/%"])
+                  tag_patterns=["line1/%"], layout="tag")
     expected = expected_rows(SEED, {1}, date(2026, 1, 31), date(2026, 2, 1))
     assert [(r.month, r.status, r.source_rows, r.written_rows) for r in results] == [
         ("2026-01", "ok", len(expected) // 2, len(expected) // 2),
@@ -114,17 +114,19 @@ def _snapshot(folder: str) -> dict[str, float]:
     return out
 
 
+@pytest.mark.parametrize("layout", ["tag", "date"])
 def test_rerun_replaces_exactly_the_window_partitions(pg_engine, historian_tables,
-                                                      historian_block, lake_block):
+                                                      historian_block, lake_block, layout):
     seed = HistorianSeed(SEED.start, SEED.end, SEED.n_tags, SEED.interval_s,
-                         table_pattern="rerun_{yyyy}_{mm}")
+                         table_pattern=f"rerun_{layout}_{{yyyy}}_{{mm}}")
     seed_historian(pg_engine, historian_tables, seed)
     lake, folder = lake_block
-    params = {"tag_patterns": ["line1/%", "line2/%"], "table_pattern": seed.table_pattern}
+    params = {"tag_patterns": ["line1/%", "line2/%"], "table_pattern": seed.table_pattern,
+              "layout": layout}
     run(historian_block, lake, date(2026, 1, 30), date(2026, 2, 2), **params)
     before = _snapshot(folder)
     # the source changes: tag 4 loses its readings of 2026-02-01
-    feb = historian_data_table(historian_tables, "rerun_2026_02")
+    feb = historian_data_table(historian_tables, f"rerun_{layout}_2026_02")
     with pg_engine.begin() as conn:
         conn.execute(delete(feb).where(feb.c.tagid == 4, feb.c.t_stamp < epoch_ms(
             date(2026, 2, 2))))
@@ -171,11 +173,12 @@ def s3_lake(prefect_harness, s3_endpoint, s3_bucket) -> tuple[str, str]:
     return name, s3_bucket
 
 
+@pytest.mark.parametrize("layout", ["tag", "date"])
 def test_writes_to_s3_from_the_executors_without_hadoop_aws(historian_block, s3_lake,
-                                                            s3_endpoint):
+                                                            s3_endpoint, layout):
     lake, bucket = s3_lake
     window = (date(2026, 1, 31), date(2026, 2, 1))
-    results = run(historian_block, lake, *window, tag_patterns=["line3/%"])
+    results = run(historian_block, lake, *window, tag_patterns=["line3/%"], layout=layout)
     assert {r.writer for r in results} == {"arrow-s3"}
     s3 = fs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1",
                          endpoint_override=s3_endpoint.removeprefix("http://"), scheme="http")
@@ -188,7 +191,7 @@ def test_writes_to_s3_from_the_executors_without_hadoop_aws(historian_block, s3_
     assert len(rows) == len(expected) and as_set(rows) == expected
     # a rerun replaces every file (new names carry the new run's token): nothing added,
     # nothing lost, and no staging or manifest left in the bucket
-    run(historian_block, lake, *window, tag_patterns=["line3/%"])
+    run(historian_block, lake, *window, tag_patterns=["line3/%"], layout=layout)
     again = sorted(i.path for i in s3.get_file_info(fs.FileSelector(base, recursive=True))
                    if i.type == fs.FileType.File)
     assert len(again) == len(keys) and not set(again) & set(keys)

@@ -32,6 +32,8 @@ def nothing_may_open(monkeypatch):
     ({"spark_master": "mesos://x:5050"}, "spark_master: 'mesos://x:5050' is not a Spark master"),
     ({"num_partitions": 0}, "num_partitions: Input should be greater than or equal to 1"),
     ({"max_records_per_file": -1}, "max_records_per_file: Input should be greater than"),
+    ({"layout": "hour"}, "layout: Input should be 'date' or 'tag'"),
+    ({"target_file_mb": 0}, "target_file_mb: Input should be greater than or equal to 1"),
 ])
 def test_typed_limits_are_refused_by_parameter_validation(nothing_may_open, params, message):
     call = {"start": date(2026, 1, 1), "end": date(2026, 1, 2)} | params

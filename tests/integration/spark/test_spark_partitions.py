@@ -173,37 +173,47 @@ def test_a_month_no_partition_covers_is_missing(catalog_block, lake_block):
     assert [(r.month, r.status) for r in results] == [("2026-02", "ok"), ("2026-03", "missing")]
 
 
+@pytest.mark.parametrize("layout", ["date", "tag"])
 def test_a_late_row_is_picked_up_by_the_recheck_and_only_its_day_is_rewritten(
-        catalog_db, historian_tables, catalog_block, lake_block):
+        catalog_db, historian_tables, catalog_block, lake_block, layout):
     lake, folder = lake_block
     paths = {"line2/z", "line2/y"}
-    first = run(catalog_block, lake, JAN30, FEB1, tag_patterns=["line2/%"], recheck_days=0)
+    first = run(catalog_block, lake, JAN30, FEB1, tag_patterns=["line2/%"], recheck_days=0,
+                layout=layout)
     assert [r.status for r in first] == ["ok", "ok"]
     before = _snapshot(folder)
     # store-and-forward: a reading of 2026-01-31 03:30 arrives after that day was extracted
     late = {"table": "hist_d1_a", "tagid": 5, "floatvalue": -1.5, "t_stamp": ms(JAN31, 3.5),
             "dataintegrity": GOOD}
     insert_rows(catalog_db, historian_tables, [late])
-    results = run(catalog_block, lake, FEB2, FEB2, tag_patterns=["line2/%"], recheck_days=3)
-    assert [(r.month, r.kind, r.status) for r in results] == [
-        ("2026-02", "window", "ok"), ("2026-01-31", "recheck", "ok")]
-    redo = results[1]
-    assert redo.source_rows == redo.written_rows == len(expected(ROWS + [late], paths, JAN31,
-                                                                 JAN31))
-    after = _snapshot(folder)
-    for day in ("2026-01-30", "2026-02-01"):  # unchanged days: the very same files
-        assert {k: v for k, v in after.items() if f"date={day}" in k} == {
-            k: v for k, v in before.items() if f"date={day}" in k}
-    old31 = {k for k in before if "date=2026-01-31" in k}
-    new31 = {k for k in after if "date=2026-01-31" in k}
-    assert old31 and new31 and not old31 & new31  # rewritten: new files only
-    assert redo.deleted_files == len(old31)
-    assert [(c["date"], c["changed_tags"], c["action"]) for c in recheck_artifact()] == [
-        ("2026-01-30", 0, "unchanged"), ("2026-01-31", 1, "rewritten"),
-        ("2026-02-01", 0, "unchanged")]
-    rows = read_output(os.path.join(folder, "sensor_data"))
-    want = expected(ROWS + [late], paths, JAN30, FEB2)
-    assert len(rows) == len(want) and as_set(rows) == want
-    # nothing changed since: the next re-check rewrites nothing
-    again = run(catalog_block, lake, FEB2, FEB2, tag_patterns=["line2/%"], recheck_days=3)
-    assert [r.kind for r in again] == ["window"]
+    try:
+        results = run(catalog_block, lake, FEB2, FEB2, tag_patterns=["line2/%"], recheck_days=3,
+                      layout=layout)
+        assert [(r.month, r.kind, r.status) for r in results] == [
+            ("2026-02", "window", "ok"), ("2026-01-31", "recheck", "ok")]
+        redo = results[1]
+        assert redo.source_rows == redo.written_rows == len(expected(ROWS + [late], paths, JAN31,
+                                                                     JAN31))
+        after = _snapshot(folder)
+        for day in ("2026-01-30", "2026-02-01"):  # unchanged days: the very same files
+            assert {k: v for k, v in after.items() if f"date={day}" in k} == {
+                k: v for k, v in before.items() if f"date={day}" in k}
+        old31 = {k for k in before if "date=2026-01-31" in k}
+        new31 = {k for k in after if "date=2026-01-31" in k}
+        assert old31 and new31 and not old31 & new31  # rewritten: new files only
+        assert redo.deleted_files == len(old31)
+        assert [(c["date"], c["changed_tags"], c["action"]) for c in recheck_artifact()] == [
+            ("2026-01-30", 0, "unchanged"), ("2026-01-31", 1, "rewritten"),
+            ("2026-02-01", 0, "unchanged")]
+        rows = read_output(os.path.join(folder, "sensor_data"))
+        want = expected(ROWS + [late], paths, JAN30, FEB2)
+        assert len(rows) == len(want) and as_set(rows) == want
+        # nothing changed since: the next re-check rewrites nothing
+        again = run(catalog_block, lake, FEB2, FEB2, tag_patterns=["line2/%"], recheck_days=3,
+                    layout=layout)
+        assert [r.kind for r in again] == ["window"]
+    finally:  # the database is the module's: the other layout's run starts without it
+        hist = historian_data_table(historian_tables, "hist_d1_a")
+        with catalog_db.begin() as conn:
+            conn.execute(hist.delete().where(hist.c.tagid == 5,
+                                             hist.c.t_stamp == late["t_stamp"]))
