@@ -19,7 +19,7 @@ from prefect.states import State
 from pydantic import Field
 
 from blocks.resolve import require_blocks
-from shopfloor.compaction.compact import CompactResult
+from shopfloor.compaction.compact import PHASES, CompactResult
 from shopfloor.compaction.faults import pause_hook_from_env
 from shopfloor.compaction.keys import check_prefix
 from shopfloor.compaction.status import object_quality_rows
@@ -151,6 +151,8 @@ def _summary(distrik: str, claimed: int, results: list[CompactResult],
         "bytes_in": sum(r.bytes_in for r in results),
         "bytes_out": sum(r.bytes_out for r in results),
         "parquet_files": sum(len(r.files) for r in results), "duration_s": round(seconds, 2),
+        # Where the compaction's time went (wall seconds per step, all districts).
+        **{f"{p}_s": round(sum(r.seconds.get(p, 0.0) for r in results), 2) for p in PHASES},
         # The run's objects taken together (one quality_score row per object).
         **artifact_scores(combined([q for r in results for q in object_quality_rows(
             "", r.succeeded, r.quarantined, r.counts)])),

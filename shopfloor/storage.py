@@ -14,7 +14,7 @@ stays free of prefect.
 
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -260,6 +260,21 @@ class StorageLocation:
             os.replace(self.path(src_key), self.path(dst_key))
             return
         self.filesystem().mv(self.path(src_key), self.path(dst_key))
+
+    def move_many(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Move several objects (``(src_key, dst_key)`` pairs). A local folder renames
+        each (atomic); S3 copies them server-side, concurrently, then deletes the sources
+        in bulk requests (1,000 keys each), so a reader may briefly see both."""
+        if not pairs:
+            return
+        if not self.is_remote:
+            for src, dst in pairs:
+                self.move(src, dst)
+            return
+        fs = self.filesystem()
+        sources = [self.path(src) for src, _ in pairs]
+        fs.copy(sources, [self.path(dst) for _, dst in pairs], on_error="raise")
+        fs.rm(sources)
 
     def delete(self, keys: Iterable[str]) -> int:
         """Delete these objects (missing ones are ignored); returns how many were asked."""

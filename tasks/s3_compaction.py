@@ -146,8 +146,9 @@ def compact(raw_logs: str, lake: str, target_prefix: str, distrik: str,
     logger = get_run_logger()
     for key, reason in result.quarantined.items():
         logger.warning("object %r quarantined: %s", key, reason)
-    logger.info("%d rows in, %d rows out, %d Parquet files", result.rows_in, result.rows_out,
-                len(result.files))
+    logger.info("%d rows in, %d rows out, %d Parquet files; %s", result.rows_in,
+                result.rows_out, len(result.files),
+                ", ".join(f"{k} {v:.2f} s" for k, v in result.seconds.items()))
     return result
 
 

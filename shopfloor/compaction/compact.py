@@ -6,8 +6,10 @@ each object get parsed on its own to find the malformed ones, which are quaranti
 while the rest of the batch is written.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any
 
 import duckdb
@@ -26,6 +28,8 @@ SCHEMA_SAMPLE = 2048  # records per object the schema is detected from
 SCHEMA_CHUNK = 25  # objects per DESCRIBE
 # What bad input makes DuckDB raise; anything else (network, memory) is not the input's fault.
 MALFORMED = (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.BinderException)
+# The steps of a claim whose wall time :attr:`CompactResult.seconds` records.
+PHASES = ("clean", "schema", "copy", "probe", "count", "fence", "publish")
 Hook = Callable[[str], None]
 """Called with the name of each step reached (``after_stage``, ``mid_publish``,
 ``after_publish``): a seam for fault injection; the default does nothing."""
@@ -49,6 +53,17 @@ class CompactResult:
     files: list[str] = field(default_factory=list)
     # Per key: (records published, records not published), for its quality row.
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Wall time of each step reached (see PHASES), for the run's log and artifact.
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _timed(result: CompactResult, phase: str) -> Iterator[None]:
+    started = perf_counter()
+    try:
+        yield
+    finally:
+        result.seconds[phase] = result.seconds.get(phase, 0.0) + perf_counter() - started
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,15 @@ class CompactionSpec:
     distrik: str
     tz_offset_hours: float
     ram_limit: str
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """One Parquet file the staging COPY wrote: its URL, rows and bytes."""
+
+    url: str
+    rows: int
+    size: int
 
 
 def _path_len(raw: StorageLocation, keys: Sequence[str]) -> int:
@@ -97,25 +121,30 @@ class _Batch:
                 columns[name] = merge_type(columns.get(name), typ)
         return columns
 
-    def stage(self, keys: Sequence[str], columns: dict[str, str]) -> list[str]:
+    def stage(self, keys: Sequence[str], columns: dict[str, str]) -> list[StagedFile]:
         """COPY the keys' records into the claim's staging folder; returns the files."""
         # DuckDB creates the staging folder itself, but not the folders above it.
         self.layout.lake.make_parent(self.layout.staging_key)
         target = sql_string(self.layout.staging_root)
         pattern = sql_string(self.layout.filename_pattern)
         # Paths and the pattern are quoted literals (COPY takes no parameter there);
-        # every value inside the SELECT is a bound parameter.
+        # every value inside the SELECT is a bound parameter. RETURN_STATS gives each
+        # file's rows and bytes: no listing or HEAD of the written files afterwards.
         copy = (f"COPY ({compaction_select(columns)}) TO {target} (FORMAT parquet, "
                 f"COMPRESSION zstd, PARTITION_BY (hiveperiod, dstrct_code), "
-                f"FILENAME_PATTERN {pattern}, RETURN_FILES true)")
-        row = self.con.execute(copy, {**self.params(keys), "columns": columns}).fetchone()
-        return list(row[1]) if row else []
+                f"FILENAME_PATTERN {pattern}, RETURN_STATS true)")
+        cur = self.con.execute(copy, {**self.params(keys), "columns": columns})
+        return [StagedFile(str(r[0]), int(r[1]), int(r[2])) for r in cur.fetchall()]
 
-    def counts(self, files: Sequence[str]) -> dict[str, int]:
+    def counts(self, files: Sequence[StagedFile], keys: Sequence[str]) -> dict[str, int]:
+        """Rows per key in ``files`` (only their ``source_file`` column is read)."""
         if not files:
             return {}
+        if len(keys) == 1:  # every row is that key's: the COPY already counted them
+            return {keys[0]: sum(f.rows for f in files)}
         rows = self.con.execute(
-            "SELECT source_file, count(*) FROM read_parquet($f) GROUP BY 1", {"f": list(files)}
+            "SELECT source_file, count(*) FROM read_parquet($f) GROUP BY 1",
+            {"f": [f.url for f in files]},
         ).fetchall()
         return {r[0]: int(r[1]) for r in rows}
 
@@ -153,7 +182,8 @@ def _bad_input(exc: duckdb.Error) -> bool:
     return isinstance(exc, MALFORMED) or _missing(exc)
 
 
-def _stage_isolating(batch: _Batch, keys: list[str], result: CompactResult) -> list[str]:
+def _stage_isolating(batch: _Batch, keys: list[str], result: CompactResult
+                     ) -> list[StagedFile]:
     """Stage ``keys``; if the batch read fails, quarantine the objects that fail alone."""
     try:
         return _stage_checked(batch, keys, result, SCHEMA_SAMPLE)
@@ -161,10 +191,11 @@ def _stage_isolating(batch: _Batch, keys: list[str], result: CompactResult) -> l
         if not _bad_input(exc):
             raise
         output.drop_staging(batch.layout)
-    for key in keys:
-        reason = batch.probe(key)
-        if reason:
-            result.quarantined[key] = reason
+    with _timed(result, "probe"):
+        for key in keys:
+            reason = batch.probe(key)
+            if reason:
+                result.quarantined[key] = reason
     good = [k for k in keys if k not in result.quarantined]
     # The batch may also have failed on a type the sample did not show (a number column
     # turning to text late in an object): this time the schema comes from every record.
@@ -172,29 +203,30 @@ def _stage_isolating(batch: _Batch, keys: list[str], result: CompactResult) -> l
 
 
 def _stage_checked(batch: _Batch, keys: list[str], result: CompactResult,
-                   sample_size: int) -> list[str]:
-    columns = batch.schema(keys, sample_size)
+                   sample_size: int) -> list[StagedFile]:
+    with _timed(result, "schema"):
+        columns = batch.schema(keys, sample_size)
     if "heartbeat" not in columns:
         for key in keys:
             result.quarantined[key] = "no heartbeat field in any record"
         return []
-    return batch.stage(keys, columns)
+    with _timed(result, "copy"):
+        return batch.stage(keys, columns)
 
 
-def _classify(batch: _Batch, keys: Sequence[str], staged: Sequence[str],
-              result: CompactResult) -> list[str]:
+def _classify(batch: _Batch, keys: Sequence[str], staged: Sequence[StagedFile],
+              result: CompactResult) -> list[StagedFile]:
     """Count rows per object; quarantine objects with no usable record. Returns valid files.
 
     An object whose records are all ``rejected`` landed lines is done (nothing to
     publish, its records quarantined), not malformed.
     """
-    valid = [f for f in staged if INVALID_PARTITION not in f]
-    invalid = [f for f in staged if INVALID_PARTITION in f]
-    good, bad = batch.counts(valid), batch.counts(invalid)
+    valid = [f for f in staged if INVALID_PARTITION not in f.url]
+    invalid = [f for f in staged if INVALID_PARTITION in f.url]
+    read = [k for k in keys if k not in result.quarantined]
+    good, bad = batch.counts(valid, read), batch.counts(invalid, read)
     fallback = set()
-    for key in keys:
-        if key in result.quarantined:
-            continue
+    for key in read:
         n_good, n_bad = good.get(key, 0), bad.get(key, 0)
         result.counts[key] = (n_good, n_bad)
         result.rows_in += n_good + n_bad
@@ -210,8 +242,8 @@ def _classify(batch: _Batch, keys: Sequence[str], staged: Sequence[str],
         if rows:
             result.bad_records[key] = rows
     if invalid and fallback & set(result.succeeded):
-        result.bad_records.update(
-            bad_heartbeat_rows(batch.con, invalid, fallback & set(result.succeeded)))
+        result.bad_records.update(bad_heartbeat_rows(
+            batch.con, [f.url for f in invalid], fallback & set(result.succeeded)))
     return valid
 
 
@@ -245,12 +277,13 @@ def compact_claim(spec: CompactionSpec, layout: ClaimLayout, claimed: Sequence[C
     called immediately before publishing and raises if the claim is no longer this
     run's: then nothing is published and the staging is removed.
     """
-    for token in sorted({c.previous_run_id for c in claimed if c.previous_run_id}
-                        | {layout.token}):
-        output.clean_claim(layout.for_token(token))
-        if layout.scope:
-            output.clean_claim(layout.for_token(token).unscoped())
     result = CompactResult(bytes_in=sum(c.size or 0 for c in claimed))
+    with _timed(result, "clean"):
+        for token in sorted({c.previous_run_id for c in claimed if c.previous_run_id}
+                            | {layout.token}):
+            output.clean_claim(layout.for_token(token))
+            if layout.scope:
+                output.clean_claim(layout.for_token(token).unscoped())
     keys = []
     for c in claimed:
         if c.size == 0:
@@ -264,16 +297,21 @@ def compact_claim(spec: CompactionSpec, layout: ClaimLayout, claimed: Sequence[C
         try:
             batch = _Batch(con, spec, layout)
             staged = _stage_isolating(batch, keys, result)
-            valid = _classify(batch, keys, staged, result)
+            with _timed(result, "count"):
+                valid = _classify(batch, keys, staged, result)
             hook("after_stage")
-            try:
-                fence()
-            except BaseException:
-                output.drop_staging(layout)
-                raise
-            published = output.publish(layout, valid, lambda: hook("mid_publish"))
+            with _timed(result, "fence"):
+                try:
+                    fence()
+                except BaseException:
+                    output.drop_staging(layout)
+                    raise
+            with _timed(result, "publish"):
+                published = output.publish(layout, [f.url for f in valid],
+                                           lambda: hook("mid_publish"))
             result.files = [layout.lake.url(k) for k in published]
-            result.bytes_out = output.total_size(layout, published)
+            # The moves keep every byte: the sizes are the ones the COPY reported.
+            result.bytes_out = sum(f.size for f in valid)
             hook("after_publish")
         finally:
             con.close()

@@ -45,10 +45,12 @@ def publish(layout: ClaimLayout, staged: Sequence[str],
     finals = [layout.final_key(s) for s in staged]
     manifest = {"token": layout.token, "files": finals}
     lake.write_bytes(layout.manifest_key, json.dumps(manifest).encode())
-    for i, (src, dst) in enumerate(zip(staged, finals, strict=True)):
-        lake.move(layout.staged_key(src), dst)
-        if i == 0:
-            after_first_move()
+    pairs = [(layout.staged_key(src), dst) for src, dst in zip(staged, finals, strict=True)]
+    if pairs:
+        lake.move(*pairs[0])
+        after_first_move()
+        # The rest at once: on S3 concurrent server-side copies and bulk deletes.
+        lake.move_many(pairs[1:])
     drop_staging(layout)
     return finals
 
@@ -57,7 +59,3 @@ def forget_manifest(layout: ClaimLayout) -> None:
     """Drop the manifest of a claim whose keys are SUCCESS (its files are now final)."""
     layout.lake.delete([layout.manifest_key])
 
-
-def total_size(layout: ClaimLayout, keys: Sequence[str]) -> int:
-    """Bytes of the published files."""
-    return sum(layout.lake.size(k) for k in keys)

@@ -61,6 +61,17 @@ def test_local_move_creates_the_target_folder_and_replaces(tmp_path):
     assert loc.size("final/deep/a.bin") == 3
 
 
+def test_local_move_many_renames_each_pair(tmp_path):
+    loc = StorageLocation("local", str(tmp_path))
+    for i in range(3):
+        loc.write_bytes(f"stage/p{i}/f.bin", bytes([i]))
+    loc.write_bytes("final/p0/f.bin", b"old")
+    loc.move_many([(f"stage/p{i}/f.bin", f"final/p{i}/f.bin") for i in range(3)])
+    assert [loc.read_bytes(f"final/p{i}/f.bin") for i in range(3)] == [b"\x00", b"\x01",
+                                                                        b"\x02"]
+    assert [o.key for o in loc.list_objects("stage")] == []
+
+
 def test_local_delete_ignores_missing_objects(tmp_path):
     loc = StorageLocation("local", str(tmp_path))
     loc.write_bytes("a.json", b"1")

@@ -104,6 +104,20 @@ def test_a_retry_of_the_same_claim_overwrites_its_own_files(storage, write_objec
     assert len(lake_rows(lake)) == 20
 
 
+def test_bytes_out_and_step_times_are_reported_without_reading_the_output_back(
+        storage, write_objects):
+    raw, lake = storage
+    # two days, so the batch writes several files and counts rows per object from them
+    write_objects(raw, {"m/a.json": ndjson(records(1, 10)), "m/b.json": ndjson(records(30, 7)),
+                        "m/c.json": ndjson(records(50, 3))})
+    result = _compact(raw, lake, "run-sizes", _claimed(raw))
+    assert len(result.files) >= 2
+    assert result.bytes_out == sum(lake.size(lake.key_of(f)) for f in result.files)
+    assert result.counts == {"m/a.json": (10, 0), "m/b.json": (7, 0), "m/c.json": (3, 0)}
+    assert {"clean", "schema", "copy", "count", "fence", "publish"} <= set(result.seconds)
+    assert all(v >= 0 for v in result.seconds.values())
+
+
 def test_taking_over_a_stale_claim_removes_its_partial_output(storage, write_objects):
     raw, lake = storage
     write_objects(raw, {"s/a.json": ndjson(records(1, 10)), "s/b.json": ndjson(records(50, 7))})

@@ -1,5 +1,5 @@
 """The StorageLocation operations compaction relies on, on moto's S3 server: listing with
-a start-after, move, delete of objects that may be missing, remove_tree, key_of."""
+a start-after, move, move_many, delete of objects that may be missing, remove_tree, key_of."""
 
 from shopfloor.storage import StorageLocation
 
@@ -24,6 +24,19 @@ def test_s3_move_delete_and_remove_tree(s3_storage, write_objects):
     assert lake.remove_tree("stage") == 1
     assert [o.key for o in lake.list_objects()] == ["stagex/d.bin"]
     assert lake.key_of(lake.url("stagex/d.bin")) == "stagex/d.bin"
+
+
+def test_s3_move_many_replaces_targets_and_removes_every_source(s3_storage, write_objects):
+    _, lake = s3_storage
+    sources = {f"stage/p{i}/part-{i}.bin": str(i).encode() * (i + 1) for i in range(12)}
+    write_objects(lake, {**sources, "final/p0/part-0.bin": b"old", "stage_keep/x.bin": b"x"})
+    lake.move_many([(k, "final/" + k.removeprefix("stage/")) for k in sources])
+    assert {o.key: o.size for o in lake.list_objects("final")} == {
+        "final/" + k.removeprefix("stage/"): len(v) for k, v in sources.items()}
+    assert lake.read_bytes("final/p0/part-0.bin") == b"0"
+    assert [o.key for o in lake.list_objects("stage")] == []
+    assert lake.exists("stage_keep/x.bin")
+    lake.move_many([])  # nothing to move is no request
 
 
 def test_a_location_without_prefix_lists_whole_bucket_keys(s3_storage, write_objects):
