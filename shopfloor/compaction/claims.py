@@ -144,6 +144,9 @@ def claim_keys(engine: Engine, tables: Tables, distrik: str, limit: int, run_id:
     return sorted(claimed, key=lambda c: c.id)
 
 
+FINISH_CHUNK = 1000
+
+
 def finish_claim(conn: Connection, tables: Tables, run_id: str, succeeded: Sequence[str],
                  quarantined: Mapping[str, str], now: datetime | None = None) -> int:
     """Mark ``succeeded`` keys SUCCESS and ``quarantined`` keys QUARANTINED (with reason).
@@ -155,9 +158,12 @@ def finish_claim(conn: Connection, tables: Tables, run_id: str, succeeded: Seque
     now = now or utcnow()
     mine = and_(t.c.compression_run_id == run_id, t.c.compression_status == "CLAIMED")
     changed = 0
-    if succeeded:
+    keys = list(succeeded)
+    # In chunks: SQL Server takes at most 2,100 bound parameters a statement, SQLite
+    # 32,766, and a run may hold up to 100,000 keys.
+    for i in range(0, len(keys), FINISH_CHUNK):
         changed += conn.execute(
-            update(t).where(mine, t.c.key.in_(list(succeeded)))
+            update(t).where(mine, t.c.key.in_(keys[i:i + FINISH_CHUNK]))
             .values(compression_status="SUCCESS", completed_at=now, error=None)
         ).rowcount
     for key, reason in quarantined.items():

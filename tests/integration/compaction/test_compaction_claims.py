@@ -123,3 +123,16 @@ def test_mariadb_claims_skip_locked_rows(mariadb_url):
         holder.rollback()
     assert sorted(c.key for c in other) == sorted(set(keys) - set(locked))
     engine.dispose()
+
+
+def test_finishing_more_keys_than_one_statement_takes_marks_them_all(pg_engine, registry,
+                                                                    monkeypatch):
+    """Succeeded keys go in chunks (SQL Server's 2,100-parameter cap): all are marked."""
+    import shopfloor.compaction.claims as claims
+
+    monkeypatch.setattr(claims, "FINISH_CHUNK", 3)
+    keys = _register(pg_engine, registry, 8)
+    claim_keys(pg_engine, registry, "BRCB", 8, "run-a", TTL)
+    with pg_engine.begin() as conn:
+        assert finish_claim(conn, registry, "run-a", keys, {}) == 8
+    assert set(statuses(pg_engine, registry).values()) == {"SUCCESS"}
