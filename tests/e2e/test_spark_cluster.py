@@ -252,6 +252,8 @@ def test_the_executors_of_a_standalone_cluster_write_the_extraction_to_s3(
         executor = tasks[pid]
         assert executor != "driver" and executor in workers
         writers.add(executor)
-    # 10 tags (lines 1 and 2) x 2 days, each (tag, date) with its file
-    assert len({key.rsplit("/", 1)[0] for key in keys}) == 10 * 2
+    # The default date layout: one folder per day, each day's rows written by one task
+    assert {key.rsplit("/", 1)[0].rsplit("/", 1)[1] for key in keys} == {
+        "date=2026-01-30", "date=2026-01-31"}
+    assert len({r["tag"] for r in rows}) == 10  # lines 1 and 2, the tag a column
     assert writers == set(workers)  # executors on both workers wrote files
