@@ -27,17 +27,27 @@ local PostgreSQL) are dropped at the end.
 """
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from shopfloor.aggregation.windows import DEFAULT_CHUNK_HOURS
 from shopfloor.db.engine import init_db, make_engine
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -75,8 +85,9 @@ ON CONFLICT (loc_id, ymd, hh) DO UPDATE SET
 
 # Run by the child process: one flow ``repeat`` times, then its wall times and peak RSS.
 CHILD = """
-import json, resource, sys, time
+import contextlib, json, os, resource, sys, time
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import text
 from blocks.bootstrap import connector_from_url
@@ -84,7 +95,14 @@ from shopfloor.db.engine import make_engine
 a = json.loads(sys.argv[1])
 target = make_engine(a["target"])
 runs = []
-with prefect_test_harness(server_startup_timeout=180):
+real = bool(os.environ.get("PREFECT_API_URL"))  # a prefect server started by the script
+with (contextlib.nullcontext() if real else prefect_test_harness(server_startup_timeout=180)):
+    if a["limits"]:  # the global concurrency limits `shopfloor deploy` creates
+        from prefect.client.orchestration import get_client
+        from deployments.operations import load_operations
+        with get_client(sync_client=True) as client:
+            for lim in load_operations(Path(a["root"])).get("concurrency_limits") or []:
+                client.upsert_global_concurrency_limit_by_name(lim["name"], int(lim["limit"]))
     from flows.backfill import hourly_backfill
     from flows.hourly_aggregation import hourly_aggregation
     connector_from_url(a["source"]).save("bench-agg-src", overwrite=True)
@@ -157,14 +175,21 @@ def run_bare(engine, days: int) -> float:
     return seconds
 
 
+# Settings of the flows' child process: a `prefect server` (PREFECT_API_URL) or, when
+# empty, Prefect's test harness; and whether the operations.yaml limits are created.
+CHILD_ENV: dict[str, str] = {}
+LIMITS = {"on": True}
+
+
 def run_flow(source: str, target: str, days: int, chunk: int, conc: int, repeat: int,
              flow: str = "backfill") -> dict:
     """Run ``flow`` ``repeat`` times in a child process; the best time and the peak RSS."""
     last = (START + timedelta(days=days - 1)).date().isoformat()
     env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_LOGGING_LEVEL="WARNING")
+               PREFECT_LOGGING_LEVEL="WARNING", **CHILD_ENV)
     args = {"source": source, "target": target, "first": START.date().isoformat(),
-            "last": last, "chunk": chunk, "conc": conc, "repeat": repeat, "flow": flow}
+            "last": last, "chunk": chunk, "conc": conc, "repeat": repeat, "flow": flow,
+            "limits": LIMITS["on"], "root": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)],
                           capture_output=True, text=True, env=env, check=False)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
@@ -289,6 +314,38 @@ def two_databases(source_url: str, target_url: str, a: argparse.Namespace) -> No
     target.dispose()
 
 
+@contextmanager
+def prefect_server(db_url: str) -> Iterator[dict[str, str]]:
+    """``prefect server start`` on a free port with its database on PostgreSQL (as a plant
+    runs it: on SQLite, a concurrency-slot call waited about 2 s now and then, see the
+    README); yields the environment the flows' child process needs."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home = tempfile.mkdtemp(prefix="bench-agg-prefect-")
+    env = {"PREFECT_HOME": home, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host",
+         "127.0.0.1", "--port", str(port)],
+        env=dict(os.environ, **env, PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                 PREFECT_API_DATABASE_CONNECTION_URL=db_url),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(env["PREFECT_API_URL"] + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        else:
+            raise SystemExit("prefect server did not start in 120 s")
+        yield env
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=10_000_000)
@@ -296,18 +353,26 @@ def main() -> None:
     p.add_argument("--locations", type=int, default=200)
     p.add_argument("--short-days", type=int, default=7, help="short flow run (memory check)")
     p.add_argument("--pandas-days", type=int, default=1)
-    p.add_argument("--chunk-hours", type=int, default=24)
+    p.add_argument("--chunk-hours", type=int, default=DEFAULT_CHUNK_HOURS)
     p.add_argument("--max-concurrency", type=int, default=4)
     p.add_argument("--repeat", type=int, default=3,
                    help="runs of (a), (b) and (c) each; the best is compared (shared machine)")
     p.add_argument("--two-databases", action="store_true",
                    help="raw rows in one database, hourly rows in another")
+    p.add_argument("--prefect", choices=("server", "harness"), default="server",
+                   help="the flows' Prefect API: a `prefect server` on PostgreSQL (default) "
+                        "or Prefect's test harness (SQLite)")
+    p.add_argument("--no-limits", action="store_true",
+                   help="do not create operations.yaml's global concurrency limits")
     a = p.parse_args()
+    LIMITS["on"] = not a.no_limits
     server = os.environ.get("SHOPFLOOR_BENCH_PG_URL",
                             "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
     tag = uuid.uuid4().hex[:8]
     names = ([f"shopfloor_bench_agg_{tag}_src", f"shopfloor_bench_agg_{tag}_tgt"]
              if a.two_databases else [f"shopfloor_bench_agg_{tag}"])
+    if a.prefect == "server":
+        names.append(f"shopfloor_bench_agg_{tag}_prefect")
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     urls = [make_url(server).set(database=n).render_as_string(hide_password=False)
             for n in names]
@@ -315,10 +380,15 @@ def main() -> None:
         with admin.connect() as conn:
             for name in names:  # names are ours: a fixed prefix and a hex tag
                 conn.execute(text(f'CREATE DATABASE "{name}"'))
-        if a.two_databases:
-            two_databases(urls[0], urls[1], a)
-        else:
-            single_database(urls[0], a)
+        with contextlib.ExitStack() as stack:
+            if a.prefect == "server":
+                prefect_db = make_url(urls[-1]).set(drivername="postgresql+asyncpg")
+                CHILD_ENV.update(stack.enter_context(prefect_server(
+                    prefect_db.render_as_string(hide_password=False))))
+            if a.two_databases:
+                two_databases(urls[0], urls[1], a)
+            else:
+                single_database(urls[0], a)
     finally:
         with admin.connect() as conn:
             for name in names:

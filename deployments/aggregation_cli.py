@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from blocks.resolve import require_blocks
+from shopfloor.aggregation.windows import DEFAULT_CHUNK_HOURS
 from shopfloor.params import check_typed
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def aggregate(
 def backfill(
     start_date: Annotated[datetime, typer.Argument(formats=["%Y-%m-%d"], help="First day.")],
     end_date: Annotated[datetime, typer.Argument(formats=["%Y-%m-%d"], help="Last day.")],
-    chunk_hours: Annotated[int, typer.Option(help="Hours per chunk.")] = 24,
+    chunk_hours: Annotated[int, typer.Option(help="Hours per chunk.")] = DEFAULT_CHUNK_HOURS,
     max_concurrency: Annotated[int, typer.Option(help="Chunks at the same time.")] = 4,
     source_db: SourceOption = "shopfloor-source-db",
     target_db: TargetOption = "shopfloor-warehouse-db",

@@ -18,11 +18,17 @@ from pydantic import Field
 
 from shopfloor.aggregation.alerts import Breach, breaches_markdown
 from shopfloor.aggregation.hours import resolve_timezone
-from shopfloor.aggregation.windows import Window, chunks, date_range_window
+from shopfloor.aggregation.windows import (
+    DEFAULT_CHUNK_HOURS,
+    Window,
+    chunks,
+    chunks_share_days,
+    date_range_window,
+)
 from shopfloor.errors import ShopfloorError, first_line
 from shopfloor.params import IsoDate, TimeZone
 from shopfloor.quality import artifact_scores, worst
-from tasks.aggregation import aggregate_chunk, check_databases
+from tasks.aggregation import WAREHOUSE_LIMIT, aggregate_chunk, check_databases, warehouse_slots
 from tasks.outcomes import ON_FAILURE
 
 
@@ -72,7 +78,7 @@ TIMEOUT_SECONDS = 24 * 3600
 def hourly_backfill(
     start_date: IsoDate,
     end_date: IsoDate,
-    chunk_hours: Annotated[int, Field(ge=1, le=24 * 366)] = 24,
+    chunk_hours: Annotated[int, Field(ge=1, le=24 * 366)] = DEFAULT_CHUNK_HOURS,
     max_concurrency: Annotated[int, Field(ge=1, le=32)] = 4,
     source_db: str = "shopfloor-source-db",
     target_db: str = "shopfloor-warehouse-db",
@@ -89,13 +95,18 @@ def hourly_backfill(
     fails at the end if any chunk failed. Threshold breaches are listed in an artifact
     (no events: a backfill replays history, it should not page anyone). Each chunk holds
     a slot of the ``shopfloor-warehouse-db`` concurrency limit while it writes, so when
-    the limit exists chunks take turns with the hourly run and master data sync.
+    the limit exists chunks take turns with the hourly run and master data sync, and no
+    more chunks run at once than the limit has slots (``concurrency`` in the summary).
 
     Args:
         start_date: first local day of the range.
         end_date: last local day of the range (included).
-        chunk_hours: hours per chunk (one GROUP BY and one transaction each).
-        max_concurrency: chunks running at the same time (1-32).
+        chunk_hours: hours per chunk (one GROUP BY and one transaction each); default a
+            week of local days.
+        max_concurrency: chunks running at the same time (1-32); fewer when the
+            warehouse limit has fewer slots, and one when ``chunk_hours`` is not a
+            multiple of 24 (chunks sharing a day would rewrite its daily rows together)
+            or the target is SQLite (one writer at a time).
         source_db: SqlAlchemyConnector block holding ``temperature_raw``.
         target_db: SqlAlchemyConnector block holding ``temperature_hourly``.
         timezone: IANA time zone of the days and hour buckets.
@@ -103,9 +114,21 @@ def hourly_backfill(
     started, logger = time.perf_counter(), get_run_logger()
     tz = check_parameters(start_date, end_date, timezone)
     parts = chunks(date_range_window(start_date, end_date, tz), chunk_hours)
-    check_databases(source_db, target_db)  # unknown blocks fail here, then unreachable ones
-    logger.info("%d chunks of up to %d hours, %d at a time", len(parts), chunk_hours,
-                max_concurrency)
+    # unknown blocks fail here, then unreachable ones
+    target_dialect = check_databases(source_db, target_db)
+    slots = warehouse_slots()
+    running, why = max_concurrency, ""
+    if slots and slots < running:
+        running, why = slots, f" (the {WAREHOUSE_LIMIT} limit has {slots} slot(s))"
+    if chunks_share_days(chunk_hours) and running > 1:
+        # Two chunks of one day would both rewrite its daily rows: one waits or fails.
+        running, why = 1, f" ({chunk_hours}-hour chunks share local days)"
+    if target_dialect == "sqlite" and running > 1:
+        # SQLite takes one writer at a time; a second one that has read already gets
+        # "database is locked" at once instead of waiting (WAL snapshot upgrade).
+        running, why = 1, " (a SQLite target takes one writer at a time)"
+    logger.info("%d chunks of up to %d hours, %d at a time%s", len(parts), chunk_hours,
+                running, why)
     progress = create_progress_artifact(0.0, key="hourly-backfill-progress",
                                         description=f"{start_date} to {end_date}")
     pending: deque[tuple[Window, PrefectFuture]] = deque()
@@ -121,7 +144,7 @@ def hourly_backfill(
             logger.error("chunk %s failed: %s", row["chunk"], row["error"])
 
     for window in parts:
-        if len(pending) >= max_concurrency:
+        if len(pending) >= running:
             collect()
         pending.append((window, aggregate_chunk.submit(source_db, target_db, window, timezone)))
     while pending:
@@ -134,7 +157,8 @@ def hourly_backfill(
     summary = {
         "chunks": len(parts), "failed": len(failed),
         **{k: sum(r[k] for r in rows) for k in ("groups", "upserted", "unchanged", "raw_rows")},
-        "breaches": len(breaches), "duration_s": round(time.perf_counter() - started, 2),
+        "breaches": len(breaches), "concurrency": running,
+        "duration_s": round(time.perf_counter() - started, 2),
         # in-database, staged or portable: how the chunks reached the target
         "path": ", ".join(sorted({r["path"] for r in rows if r["path"]})),
     }

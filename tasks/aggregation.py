@@ -6,8 +6,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.events import emit_event
+from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 from sqlalchemy import Engine
 
@@ -69,6 +71,21 @@ def warehouse_slot() -> Iterator[None]:
         yield
 
 
+def warehouse_slots() -> int | None:
+    """The slots of :data:`WAREHOUSE_LIMIT` (None: the limit does not exist or is off).
+
+    A backfill runs no more chunks at once than this: the others would only wait for a
+    slot in Prefect's retry loop (``423 Locked``, retried after a randomised interval),
+    leaving the slot idle between one chunk's release and the next one's retry.
+    """
+    try:
+        with get_client(sync_client=True) as client:
+            limit = client.read_global_concurrency_limit_by_name(WAREHOUSE_LIMIT)
+    except ObjectNotFound:
+        return None
+    return int(limit.limit) if limit.active else None
+
+
 def transient(task, task_run, state) -> bool:
     """Retry database hiccups, not our own errors (a validation mismatch stays one)."""
     try:
@@ -106,8 +123,9 @@ def load_engines(*block_names: str) -> list[Engine]:
 
 
 @task(name="check-databases")
-def check_databases(source_db: str, target_db: str) -> None:
-    """Load both blocks, then open both databases with ``SELECT 1``.
+def check_databases(source_db: str, target_db: str) -> str:
+    """Load both blocks, then open both databases with ``SELECT 1``; returns the target's
+    dialect name (``postgresql``, ``sqlite``, ...).
 
     The one check a flow runs before its work: an unknown block fails first (one
     :class:`ShopfloorError` naming it, nothing connected), then a database that does
@@ -122,6 +140,7 @@ def check_databases(source_db: str, target_db: str) -> None:
     for name, engine in zip(names, load_engines(*names), strict=True):
         check_connection(engine, name)
     get_run_logger().info("databases %r and %r answer", source_db, target_db)
+    return load_engines(target_db)[0].dialect.name
 
 
 @task(name="plan-late-data", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)

@@ -116,12 +116,31 @@ def roll_up(hours: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [daily_row(g) for _, g in sorted(groups.items())]
 
 
+def lock_days(conn: Connection, tables: Tables, days: Sequence[str]) -> None:
+    """On PostgreSQL, hold a transaction lock per day of ``days`` until the commit.
+
+    Two writers of one day (two backfill chunks of 12 hours, a backfill beside a plain
+    hourly call without the warehouse limit) would each sum the hourly rows they can see
+    and the later commit would keep a day without the other's hours. With the lock the
+    second waits, and its daily SELECT (a new statement in READ COMMITTED) sees the first
+    one's hours; under REPEATABLE READ it fails with a serialization error instead of
+    writing a stale day. Locks are taken in day order, so two writers cannot deadlock.
+    """
+    if conn.dialect.name != "postgresql":
+        return  # SQLite writes one transaction at a time; see docs/aggregation.md
+    name = tables.temperature_daily.fullname
+    for day in sorted(days):
+        conn.execute(select(func.pg_advisory_xact_lock(
+            func.hashtextextended(f"shopfloor:{name}:{day}", 0))))
+
+
 def refresh_days(conn: Connection, tables: Tables, days: Sequence[str],
                  loc_ids: Sequence[str] | None, now: datetime) -> int:
     """Upsert the daily rows of ``days`` (optionally only some locations) from the hourly
     table, in the caller's transaction; returns how many rows were written."""
     if not days:
         return 0
+    lock_days(conn, tables, days)
     rows = [dict(daily_row(g), updated_at=now)
             for g in conn.execute(daily_select(tables, days, loc_ids)).mappings()]
     upsert(conn, tables.temperature_daily, rows, DAILY_KEY)

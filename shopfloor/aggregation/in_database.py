@@ -5,9 +5,12 @@ Three paths, chosen by :func:`choose_path` for a (source, target) pair:
 - ``in-database``: source and target are the same PostgreSQL or SQLite database. The
   window's GROUP BY goes straight into a temporary table (``INSERT ... SELECT``); no row
   leaves the server on the way in.
-- ``staged``: another source, a PostgreSQL or SQLite target. The groups are streamed
-  from the source in batches (server-side cursor) and bulk-loaded into the temporary
-  table (``COPY`` on PostgreSQL, see :mod:`shopfloor.db.bulk`), so memory holds one batch.
+- ``staged``: another source, a PostgreSQL or SQLite target. From a PostgreSQL source
+  into a PostgreSQL target the groups are piped as CSV from the source's ``COPY (SELECT
+  ...) TO STDOUT`` into the temporary table's ``COPY FROM STDIN``
+  (:func:`shopfloor.db.bulk.copy_select`: no row is built in Python); otherwise they are
+  streamed from the source in batches (server-side cursor) and bulk-loaded (``COPY`` on
+  PostgreSQL, see :mod:`shopfloor.db.bulk`). Memory holds a batch or a pipe buffer.
 - ``portable``: MySQL/MariaDB or SQL Server targets: the transfer path of
   :mod:`.transfer` (groups fetched, compared, changed ones upserted in batches).
 
@@ -43,6 +46,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -63,11 +67,12 @@ from shopfloor.aggregation.transfer import (
     aggregate_window,
     source_snapshot,
     stream_groups,
+    tune_group_by,
     write_window,
 )
 from shopfloor.aggregation.window_quality import finish_window
 from shopfloor.aggregation.windows import Window
-from shopfloor.db.bulk import bulk_insert
+from shopfloor.db.bulk import bulk_insert, can_pipe, copy_select
 from shopfloor.db.schema import Tables
 from shopfloor.db.types import UtcDateTime
 
@@ -192,8 +197,10 @@ def _in_database_window(conn: Connection, tables: Tables, window: Window, tz: Zo
     tmp = _temp_table()
     tmp.create(conn)
     raw_count = conn.execute(raw_count_select(tables, start, end, window.loc_ids)).scalar_one()
+    tune_group_by(conn)
     conn.execute(insert(tmp).from_select(
         list(COLUMNS), labelled_select(tables, segments, start, end, window.loc_ids)))
+    _analyze(conn, tmp)
     rows = _apply(conn, tables, tmp, window, int(raw_count), now, stats, (start, end))
     tmp.drop(conn)
     return rows
@@ -206,11 +213,26 @@ def _staged_window(source: Connection, conn: Connection, tables: Tables, window:
     tmp.create(conn)
     raw_count = source.execute(
         raw_count_select(tables, start, end, window.loc_ids)).scalar_one()
-    for batch in stream_groups(source, tables, window, tz, BATCH_SIZE):
-        bulk_insert(conn, tmp, COLUMNS, batch)
+    if can_pipe(source, conn):
+        tune_group_by(source)
+        segments = offset_segments(start, end, tz)
+        copy_select(source, labelled_select(tables, segments, start, end, window.loc_ids),
+                    conn, tmp, COLUMNS)
+    else:
+        for batch in stream_groups(source, tables, window, tz, BATCH_SIZE):
+            bulk_insert(conn, tmp, COLUMNS, batch)
+    _analyze(conn, tmp)
     rows = _apply(conn, tables, tmp, window, int(raw_count), now, stats, (start, end))
     tmp.drop(conn)
     return rows
+
+
+def _analyze(conn: Connection, tmp: Table) -> None:
+    """Statistics for the loaded temporary table (PostgreSQL has none for it otherwise):
+    the checks join it with ``temperature_hourly``, and a planner that knows how few rows
+    it holds looks them up by key instead of scanning an hourly table of years."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.format_table(tmp)}"))
 
 
 def _active_loc_ids(conn: Connection, tables: Tables) -> set[str]:

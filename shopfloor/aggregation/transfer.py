@@ -4,8 +4,9 @@ Only the hourly groups travel: the GROUP BY runs on the source, the rows it retu
 are upserted into ``temperature_hourly`` on the target (which may be another database).
 This module is the portable path (every dialect: the window's groups in Python, compared
 with the target's rows, changed ones upserted); :mod:`.in_database` holds the staged
-path used when the target is PostgreSQL or SQLite (groups streamed with
-:func:`stream_groups` into a temporary table, one ``INSERT ... SELECT ... ON CONFLICT``).
+path used when the target is PostgreSQL or SQLite (groups piped from a PostgreSQL
+source's ``COPY TO`` into the target's ``COPY FROM``, or streamed with
+:func:`stream_groups`, into a temporary table; one ``INSERT ... SELECT ... ON CONFLICT``).
 """
 
 import math
@@ -16,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, func, select, text
 
 from shopfloor.aggregation.hours import hour_start, local_hour_index, offset_segments, ymd_hh
 from shopfloor.aggregation.statements import (
@@ -35,6 +36,7 @@ from shopfloor.aggregation.windows import Window
 from shopfloor.db.schema import Tables
 from shopfloor.db.upsert import upsert
 from shopfloor.errors import ShopfloorError
+from shopfloor.settings import aggregation_work_mem
 
 # The columns of a group as the staged path moves them (temperature_hourly's order).
 HOURLY_COLUMNS = (*HOURLY_KEY, *VALUE_COLUMNS, "sample_count")
@@ -104,6 +106,14 @@ def source_snapshot(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
+def tune_group_by(conn: Connection) -> None:
+    """Give this transaction's GROUP BY the memory of :func:`aggregation_work_mem`
+    (PostgreSQL only; ``set_config(..., true)`` is ``SET LOCAL`` with a bound value)."""
+    work_mem = aggregation_work_mem()
+    if conn.dialect.name == "postgresql" and work_mem:
+        conn.execute(select(func.set_config("work_mem", work_mem, True)))
+
+
 def _number(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -124,6 +134,7 @@ def aggregate_window(conn: Connection, tables: Tables, window: Window,
     start, end = window.bounds(tz)
     segments = offset_segments(start, end, tz)
     stmt = aggregate_select(tables, segments, start, end, window.loc_ids)
+    tune_group_by(conn)
     rows = [hourly_row(r) for r in conn.execute(stmt).mappings()]
     raw_count = conn.execute(raw_count_select(tables, start, end, window.loc_ids)).scalar_one()
     summed = sum(r["sample_count"] for r in rows)
@@ -155,6 +166,7 @@ def stream_groups(conn: Connection, tables: Tables, window: Window, tz: ZoneInfo
         # that picks an index walk in key order (fast first group) over a sequential
         # scan, several times slower to the last group. We read every group.
         conn.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))
+    tune_group_by(conn)
     # Options of this statement only: Connection.execution_options() would change the
     # connection, and the next window's SET and COUNT would go through a cursor too.
     result = conn.execute(stmt, execution_options={"stream_results": True,

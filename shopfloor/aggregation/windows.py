@@ -77,6 +77,14 @@ def last_closed_hour(now: datetime, tz: ZoneInfo) -> Window:
     return Window(current - 1, current)
 
 
+# A backfill chunk: a week of local days. Each chunk pays fixed costs (a Prefect task
+# run, a warehouse slot taken and given back, a temporary table, the checks: about 0.15 s
+# against a local Prefect server), and a deployed backfill runs one chunk at a time under
+# the 1-slot warehouse limit; day chunks spent half their time on those costs
+# (benchmarks/README.md). A week of 200 locations holds the slot for about a second.
+DEFAULT_CHUNK_HOURS = 7 * 24
+
+
 def chunks(window: Window, chunk_hours: int) -> list[Window]:
     """``window`` cut into consecutive windows of at most ``chunk_hours`` hours."""
     if chunk_hours < 1:
@@ -85,6 +93,13 @@ def chunks(window: Window, chunk_hours: int) -> list[Window]:
         Window(i, min(i + chunk_hours, window.last), window.loc_ids)
         for i in range(window.first, window.last, chunk_hours)
     ]
+
+
+def chunks_share_days(chunk_hours: int) -> bool:
+    """Whether chunks of ``chunk_hours`` cut local days (a backfill's range starts at a
+    local midnight and a local day is 24 local-hour indexes, DST days included): such
+    chunks write the same ``temperature_daily`` rows and must not run at the same time."""
+    return chunk_hours % 24 != 0
 
 
 def merge_hours(pairs: Iterable[tuple[str | None, int]]) -> list[Window]:

@@ -5,13 +5,22 @@ per call: one round trip and no bound parameters, about ten times the rate of a
 multi-row ``INSERT`` (see benchmarks/README.md, "Hourly aggregation"). Elsewhere they go
 in as one executemany ``INSERT``, which SQLAlchemy packs into multi-row statements
 ("insertmanyvalues") or runs in process (SQLite).
+
+Between two PostgreSQL databases :func:`copy_select` goes further: the source's
+``COPY (SELECT ...) TO STDOUT`` is piped into the target's ``COPY ... FROM STDIN``, so
+the rows pass through as CSV bytes and Python never builds a row.
 """
 
 import io
+import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert
+from sqlalchemy import Connection, Select, Table, insert
+
+# Bytes the target's COPY reads from the pipe at a time (psycopg2's default is 8 KiB).
+PIPE_READ_SIZE = 256 * 1024
 
 
 def _field(value: Any) -> str:
@@ -62,3 +71,56 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str],
         return len(rows)
     conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
     return len(rows)
+
+
+def _psycopg2(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2"
+
+
+def can_pipe(source: Connection, target: Connection) -> bool:
+    """Whether :func:`copy_select` can run between these connections (PostgreSQL through
+    psycopg2 on both sides)."""
+    return _psycopg2(source) and _psycopg2(target)
+
+
+def copy_select(source: Connection, query: Select, target: Connection, table: Table,
+                columns: Sequence[str]) -> None:
+    """Stream the rows of ``query`` on ``source`` into ``table`` (``columns``, in the
+    query's column order) on ``target``, inside both connections' open transactions.
+
+    The source writes ``COPY (query) TO STDOUT (FORMAT csv)`` into a pipe from a thread
+    while the target reads it with ``COPY ... FROM STDIN``: memory holds a pipe buffer,
+    not the rows. psycopg2 interpolates parameters on the client for every statement;
+    ``mogrify`` does the same here (COPY takes no server-side parameters). An error on
+    either side stops both and is raised; the callers' transactions then roll back.
+    """
+    compiled = query.compile(dialect=source.dialect,
+                             compile_kwargs={"render_postcompile": True})
+    src, dst = source.connection.cursor(), target.connection.cursor()
+    sql = src.mogrify(str(compiled), compiled.params).decode()
+    read_fd, write_fd = os.pipe()
+    reader, writer = os.fdopen(read_fd, "rb"), os.fdopen(write_fd, "wb")
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            src.copy_expert(f"COPY ({sql}) TO STDOUT (FORMAT csv)", writer)
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            errors.append(exc)
+        finally:
+            try:
+                writer.close()  # EOF for the target's COPY
+            except OSError as exc:  # the reader is gone: its error is the one to raise
+                errors.append(exc)
+
+    producer = threading.Thread(target=produce, name="copy-select", daemon=True)
+    producer.start()
+    try:
+        dst.copy_expert(copy_statement(target, table, columns), reader, size=PIPE_READ_SIZE)
+    finally:
+        reader.close()  # a producer still writing gets EPIPE and stops
+        producer.join()
+        src.close()
+        dst.close()
+    if errors:
+        raise errors[0]

@@ -6,9 +6,11 @@ import pytest
 
 from shopfloor.aggregation.hours import index_of_ymd_hh, resolve_timezone
 from shopfloor.aggregation.windows import (
+    DEFAULT_CHUNK_HOURS,
     MAX_LOC_FILTER,
     Window,
     chunks,
+    chunks_share_days,
     date_range_window,
     explicit_window,
     last_closed_hour,
@@ -112,3 +114,17 @@ def test_plan_windows_incremental_merges_late_hours_with_the_last_closed_hour():
 def test_plan_windows_refuses_half_or_backward_windows(start, end, message):
     with pytest.raises(ShopfloorError, match=message):
         plan_windows(start, end, NY, NOW)
+
+
+@pytest.mark.parametrize(("hours", "shared"), [(24, False), (48, False), (168, False),
+                                               (1, True), (6, True), (12, True), (36, True)])
+def test_only_whole_day_chunks_keep_their_days_to_themselves(hours, shared):
+    assert chunks_share_days(hours) is shared
+
+
+def test_the_default_chunk_is_a_week_of_whole_local_days():
+    berlin = resolve_timezone("Europe/Berlin")  # March 31 is a 23-hour day there
+    window = date_range_window(date(2024, 3, 1), date(2024, 3, 31), berlin)
+    parts = chunks(window, DEFAULT_CHUNK_HOURS)
+    assert not chunks_share_days(DEFAULT_CHUNK_HOURS)
+    assert len(parts) == 5 and parts[0].hours == 168 and parts[-1].hours == 3 * 24

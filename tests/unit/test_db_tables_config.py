@@ -11,7 +11,7 @@ from shopfloor.aggregation.hours import offset_segments
 from shopfloor.aggregation.statements import late_pairs_select, late_range_select
 from shopfloor.db.schema import configured_tables, constraint_name, get_tables
 from shopfloor.errors import ShopfloorError
-from shopfloor.settings import raw_has_ingested_at, table_names
+from shopfloor.settings import aggregation_work_mem, raw_has_ingested_at, table_names
 
 SEED = {"temperature_hourly": "temperature"}
 
@@ -111,3 +111,21 @@ def test_late_data_by_reading_time_compiles_for_sql_server():
         dialect=mssql.dialect()))
     assert "DATEDIFF_BIG" in sql and "ingested_at" not in sql
 
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, "256MB"), ("", "256MB"), ("64MB", "64MB"), ("1GB", "1GB"), ("512kB", "512kB"),
+    ("default", None), ("DEFAULT", None)])
+def test_the_aggregation_work_mem_setting(monkeypatch, value, expected):
+    if value is None:
+        monkeypatch.delenv("SHOPFLOOR_AGG_WORK_MEM", raising=False)
+    else:
+        monkeypatch.setenv("SHOPFLOOR_AGG_WORK_MEM", value)
+    assert aggregation_work_mem() == expected
+
+
+@pytest.mark.parametrize("value", ["256", "256mb", "1TB", "0MB", "64MB; DROP TABLE x", "-1MB"])
+def test_a_bad_aggregation_work_mem_is_refused(monkeypatch, value):
+    monkeypatch.setenv("SHOPFLOOR_AGG_WORK_MEM", value)
+    with pytest.raises(ShopfloorError, match="SHOPFLOOR_AGG_WORK_MEM"):
+        aggregation_work_mem()

@@ -193,3 +193,17 @@ def assert_hourly_equal(got: dict[tuple, dict], expected: dict[tuple, dict],
                 assert got[key][col] == value, (key, col)
             else:
                 assert got[key][col] == pytest.approx(value, rel=rel), (key, col)
+
+
+@pytest.fixture
+def warehouse_limit(prefect_harness):
+    """The global concurrency limit `shopfloor deploy` creates, for one test."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name="shopfloor-warehouse-db", limit=1))
+    yield "shopfloor-warehouse-db"
+    with get_client(sync_client=True) as client:
+        client.delete_global_concurrency_limit_by_name("shopfloor-warehouse-db")

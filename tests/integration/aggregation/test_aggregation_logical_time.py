@@ -9,7 +9,6 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
 from prefect.states import Scheduled, State
@@ -136,19 +135,6 @@ def wait_for_events(name: str, resource: str, since: datetime) -> list:
             return found
         time.sleep(0.5)
     return []
-
-
-@pytest.fixture
-def warehouse_limit(prefect_harness):
-    """The global concurrency limit `shopfloor deploy` creates, for one test."""
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-
-    with get_client(sync_client=True) as client:
-        client.create_global_concurrency_limit(
-            GlobalConcurrencyLimitCreate(name="shopfloor-warehouse-db", limit=1))
-    yield "shopfloor-warehouse-db"
-    with get_client(sync_client=True) as client:
-        client.delete_global_concurrency_limit_by_name("shopfloor-warehouse-db")
 
 
 def test_writes_hold_the_warehouse_limit_and_the_run_reports_completion(db, warehouse_limit):

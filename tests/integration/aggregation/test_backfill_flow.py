@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from flows.backfill import hourly_backfill
 from tests.integration.aggregation.conftest import assert_hourly_equal, expected_hourly, readings
@@ -72,3 +72,59 @@ def test_backfill_across_databases_fetches_groups_and_matches_python(sqlite_db, 
     assert_hourly_equal(target.hourly(), expected)
     assert (summary["chunks"], summary["groups"]) == (3, len(expected))
     target.engine.dispose()
+
+
+async def _chunk_runs(flow_run_id) -> list:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return sorted((r for r in runs if r.name.startswith("aggregate-chunk")),
+                  key=lambda r: r.start_time)
+
+
+def test_chunks_run_no_more_at_once_than_the_warehouse_limit_has_slots(db, warehouse_limit):
+    rows = readings(LOCS, datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 3, tzinfo=UTC),
+                    step_minutes=30)
+    db.insert_raw(rows)
+    state = hourly_backfill(date(2024, 5, 1), date(2024, 5, 2), chunk_hours=12,
+                            max_concurrency=4, source_db=db.block, target_db=db.block,
+                            return_state=True)
+    summary = state.result()
+    assert summary["chunks"] == 4 and summary["failed"] == 0
+    assert summary["concurrency"] == 1  # the limit's one slot, not max_concurrency=4
+    assert summary["raw_rows"] == len(rows)
+    chunks = asyncio.run(_chunk_runs(state.state_details.flow_run_id))
+    assert len(chunks) == 4
+    for before, after in zip(chunks, chunks[1:], strict=False):
+        assert after.start_time >= before.end_time  # one after the other
+
+
+def test_without_the_limit_day_chunks_run_max_concurrency_at_once_on_postgresql(db):
+    rows = readings(LOCS, datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 4, tzinfo=UTC),
+                    step_minutes=30)
+    db.insert_raw(rows)
+    summary = hourly_backfill(date(2024, 6, 1), date(2024, 6, 3), chunk_hours=24,
+                              max_concurrency=3, source_db=db.block, target_db=db.block)
+    # SQLite takes one writer at a time: its chunks run one after the other.
+    assert summary["concurrency"] == (1 if db.engine.dialect.name == "sqlite" else 3)
+    assert summary["chunks"] == 3 and summary["failed"] == 0
+    assert summary["raw_rows"] == len(rows)
+
+
+def test_chunks_that_share_a_day_run_one_at_a_time_and_the_day_adds_up(db):
+    rows = readings(LOCS, datetime(2024, 7, 1, tzinfo=UTC), datetime(2024, 7, 2, tzinfo=UTC),
+                    step_minutes=10)
+    db.insert_raw(rows)
+    summary = hourly_backfill(date(2024, 7, 1), date(2024, 7, 1), chunk_hours=6,
+                              max_concurrency=4, source_db=db.block, target_db=db.block)
+    assert summary["concurrency"] == 1 and summary["chunks"] == 4 and summary["failed"] == 0
+    with db.engine.connect() as conn:
+        days = conn.execute(select(db.tables.temperature_daily.c.loc_id,
+                                   db.tables.temperature_daily.c.sample_count,
+                                   db.tables.temperature_daily.c.hours)
+                            .where(db.tables.temperature_daily.c.ymd == "20240701")).all()
+    per_loc = {loc: sum(1 for r in rows if r["loc_id"] == loc) for loc in LOCS}
+    assert sorted((r.loc_id, r.sample_count, r.hours) for r in days) == [
+        (loc, per_loc[loc], 24) for loc in LOCS]

@@ -128,3 +128,49 @@ def test_a_gap_lowers_completeness_and_the_backfill_keeps_days_current(pg_db):
     after = _daily(db)[("L001", "20241103")]
     assert after["temperature_count"] == before["temperature_count"] + 1
     assert after["temperature_max"] == 99.25
+
+
+def _hourly_row(loc: str, hh: int, n: int) -> dict:
+    row = {"loc_id": loc, "ymd": "20240901", "hh": f"{hh:02d}", "sample_count": n}
+    for m in MEASURES:
+        row.update({f"{m}_count": n, f"{m}_sum": 20.0 * n, f"{m}_min": 20.0,
+                    f"{m}_max": 20.0, f"{m}_avg": 20.0})
+    return row
+
+
+def test_two_writers_of_one_day_do_not_lose_each_others_hours(pg_db):
+    """Two READ COMMITTED transactions write different hours of one day and refresh it:
+    without the day lock the later commit would keep a day missing the other's hours."""
+    import threading
+
+    from sqlalchemy import insert
+
+    from shopfloor.aggregation.daily import refresh_days
+
+    tables, now = pg_db.tables, datetime.now(UTC)
+    first = pg_db.engine.connect()
+    tx = first.begin()
+    first.execute(insert(tables.temperature_hourly),
+                  [dict(_hourly_row("L001", h, 10), updated_at=now) for h in range(12)])
+    refresh_days(first, tables, ["20240901"], ["L001"], now)  # holds the day until commit
+
+    def second_writer() -> None:
+        with pg_db.engine.begin() as conn:
+            conn.execute(insert(tables.temperature_hourly),
+                         [dict(_hourly_row("L001", h, 1), updated_at=now)
+                          for h in range(12, 24)])
+            refresh_days(conn, tables, ["20240901"], ["L001"], now)
+
+    other = threading.Thread(target=second_writer)
+    other.start()
+    other.join(timeout=1.0)
+    assert other.is_alive()  # waiting for the first writer's day
+    tx.commit()
+    first.close()
+    other.join(timeout=30)
+    assert not other.is_alive()
+    with pg_db.engine.connect() as conn:
+        day = conn.execute(select(tables.temperature_daily.c.hours,
+                                  tables.temperature_daily.c.sample_count)
+                           .where(tables.temperature_daily.c.ymd == "20240901")).one()
+    assert tuple(day) == (24, 12 * 10 + 12 * 1)
