@@ -115,18 +115,23 @@ def hourly_backfill(
     tz = check_parameters(start_date, end_date, timezone)
     parts = chunks(date_range_window(start_date, end_date, tz), chunk_hours)
     # unknown blocks fail here, then unreachable ones
-    target_dialect = check_databases(source_db, target_db)
+    databases = check_databases(source_db, target_db)
     slots = warehouse_slots()
-    running, why = max_concurrency, ""
-    if slots and slots < running:
+    running, why, queue = max_concurrency, "", False
+    if slots == 1 and databases["overlaps"] and running > 1:
+        # One chunk writes while the next aggregates on the source; they queue in this
+        # process for the slot instead of polling Prefect for it.
+        running, queue = 2, True
+        why = f" (the {WAREHOUSE_LIMIT} limit has 1 slot: one writes, one aggregates)"
+    elif slots and slots < running:
         running, why = slots, f" (the {WAREHOUSE_LIMIT} limit has {slots} slot(s))"
     if chunks_share_days(chunk_hours) and running > 1:
         # Two chunks of one day would both rewrite its daily rows: one waits or fails.
-        running, why = 1, f" ({chunk_hours}-hour chunks share local days)"
-    if target_dialect == "sqlite" and running > 1:
+        running, why, queue = 1, f" ({chunk_hours}-hour chunks share local days)", False
+    if databases["target"] == "sqlite" and running > 1:
         # SQLite takes one writer at a time; a second one that has read already gets
         # "database is locked" at once instead of waiting (WAL snapshot upgrade).
-        running, why = 1, " (a SQLite target takes one writer at a time)"
+        running, why, queue = 1, " (a SQLite target takes one writer at a time)", False
     logger.info("%d chunks of up to %d hours, %d at a time%s", len(parts), chunk_hours,
                 running, why)
     progress = create_progress_artifact(0.0, key="hourly-backfill-progress",
@@ -146,7 +151,8 @@ def hourly_backfill(
     for window in parts:
         if len(pending) >= running:
             collect()
-        pending.append((window, aggregate_chunk.submit(source_db, target_db, window, timezone)))
+        pending.append((window, aggregate_chunk.submit(source_db, target_db, window, timezone,
+                                                       queue)))
     while pending:
         collect()
     failed = [r for r in rows if r["status"] != "ok"]

@@ -1,5 +1,6 @@
 """Tasks of the hourly aggregation, backfill and master data sync flows."""
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from shopfloor.aggregation.hours import resolve_timezone
 from shopfloor.aggregation.in_database import (
     aggregate_and_write,
     choose_path,
+    overlaps_source,
     target_transaction,
     write_windows,
 )
@@ -68,6 +70,19 @@ def warehouse_slot() -> Iterator[None]:
     server) Prefect logs a warning and the write goes ahead unlimited.
     """
     with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False):
+        yield
+
+
+# A backfill's chunks in this process queue here for their turn to write (a lock: no
+# polling), so the one at the front asks Prefect for the slot while the next aggregates.
+_CHUNK_TURNS = threading.Lock()
+
+
+@contextmanager
+def chunk_turn() -> Iterator[None]:
+    """A backfill chunk's turn to write: first in this process (its run's other chunks),
+    then a slot of :data:`WAREHOUSE_LIMIT` (the hourly run and master sync)."""
+    with _CHUNK_TURNS, warehouse_slot():
         yield
 
 
@@ -123,9 +138,11 @@ def load_engines(*block_names: str) -> list[Engine]:
 
 
 @task(name="check-databases")
-def check_databases(source_db: str, target_db: str) -> str:
+def check_databases(source_db: str, target_db: str) -> dict[str, Any]:
     """Load both blocks, then open both databases with ``SELECT 1``; returns the target's
-    dialect name (``postgresql``, ``sqlite``, ...).
+    dialect (``target``: ``postgresql``, ``sqlite``, ...) and whether a window's GROUP BY
+    on the source runs before its write needs the target (``overlaps``, see
+    :func:`~shopfloor.aggregation.in_database.overlaps_source`).
 
     The one check a flow runs before its work: an unknown block fails first (one
     :class:`ShopfloorError` naming it, nothing connected), then a database that does
@@ -140,7 +157,8 @@ def check_databases(source_db: str, target_db: str) -> str:
     for name, engine in zip(names, load_engines(*names), strict=True):
         check_connection(engine, name)
     get_run_logger().info("databases %r and %r answer", source_db, target_db)
-    return load_engines(target_db)[0].dialect.name
+    source, target = load_engines(source_db, target_db)
+    return {"target": target.dialect.name, "overlaps": overlaps_source(source, target)}
 
 
 @task(name="plan-late-data", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
@@ -243,11 +261,14 @@ def write_hourly(source_db: str, target_db: str, windows: list[Window], timezone
 
 
 @task(name="aggregate-chunk", retries=1, retry_delay_seconds=5, retry_condition_fn=transient)
-def aggregate_chunk(source_db: str, target_db: str, window: Window,
-                    timezone: str) -> tuple[WriteStats, list[Breach]]:
+def aggregate_chunk(source_db: str, target_db: str, window: Window, timezone: str,
+                    queue: bool = False) -> tuple[WriteStats, list[Breach]]:
     """Aggregate one backfill chunk, commit it on its own and find its threshold breaches.
 
-    The chunk holds a slot of the warehouse limit while it aggregates and writes.
+    The chunk holds a slot of the warehouse limit while it writes: on the piped staged
+    path from the moment its GROUP BY on the source has its groups, otherwise from the
+    start. With ``queue`` the run's chunks first take turns in this process, so one
+    chunk aggregates on the source while another writes.
 
     Only counts and breaches are returned, so a backfill's memory does not grow with
     its range.
@@ -257,11 +278,13 @@ def aggregate_chunk(source_db: str, target_db: str, window: Window,
         target_db: block of the hourly table.
         window: the chunk's local hours.
         timezone: IANA zone of the hour buckets.
+        queue: take turns with the run's other chunks before asking for the slot.
     """
     (source, target), tables = load_engines(source_db, target_db), configured_tables()
-    with warehouse_slot():  # chunks take turns with the hourly run and master sync
-        stats, rows = aggregate_and_write(source, target, tables, window,
-                                          resolve_timezone(timezone), utcnow(), _run_id())
+    # chunks take turns with the hourly run and master sync
+    stats, rows = aggregate_and_write(source, target, tables, window,
+                                      resolve_timezone(timezone), utcnow(), _run_id(),
+                                      turn=chunk_turn if queue else warehouse_slot)
     limits = {}
     if rows:  # rows of active locations only: none means no threshold to look up
         with target.connect() as conn:

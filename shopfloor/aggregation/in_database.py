@@ -23,8 +23,8 @@ back to Python.
 """
 
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -207,7 +207,8 @@ def _in_database_window(conn: Connection, tables: Tables, window: Window, tz: Zo
 
 
 def _staged_window(source: Connection, conn: Connection, tables: Tables, window: Window,
-                   tz: ZoneInfo, now: datetime, stats: WriteStats) -> list[dict[str, Any]]:
+                   tz: ZoneInfo, now: datetime, stats: WriteStats,
+                   ready: Callable[[], None]) -> list[dict[str, Any]]:
     start, end = window.bounds(tz)
     tmp = _temp_table()
     tmp.create(conn)
@@ -217,8 +218,9 @@ def _staged_window(source: Connection, conn: Connection, tables: Tables, window:
         tune_group_by(source)
         segments = offset_segments(start, end, tz)
         copy_select(source, labelled_select(tables, segments, start, end, window.loc_ids),
-                    conn, tmp, COLUMNS)
+                    conn, tmp, COLUMNS, ready)
     else:
+        ready()
         for batch in stream_groups(source, tables, window, tz, BATCH_SIZE):
             bulk_insert(conn, tmp, COLUMNS, batch)
     _analyze(conn, tmp)
@@ -254,18 +256,35 @@ def target_transaction(target: Engine, path: str) -> Iterator[Connection]:
             yield conn
 
 
+def _once(fn: Callable[[], None] | None) -> Callable[[], None]:
+    done: list[bool] = []
+
+    def call() -> None:
+        if fn is not None and not done:
+            done.append(True)
+            fn()
+    return call
+
+
 def write_windows(source: Engine, conn: Connection, tables: Tables, windows: Sequence[Window],
-                  tz: ZoneInfo, now: datetime, stats: WriteStats) -> list[dict[str, Any]]:
+                  tz: ZoneInfo, now: datetime, stats: WriteStats,
+                  ready: Callable[[], None] | None = None) -> list[dict[str, Any]]:
     """Aggregate ``windows`` from ``source`` and write them in the target transaction ``conn``.
 
     The path is ``stats.path`` (from :func:`choose_path`; open ``conn`` with
     :func:`target_transaction`). Raises :class:`ValidationError` on a mismatch: the
-    caller's transaction then rolls back.
+    caller's transaction then rolls back. ``ready`` is called once, before the first
+    write to the target: on the piped path (:func:`overlaps_source`) only when the
+    source's first GROUP BY has its groups, so a caller can wait for its turn to write
+    while the source aggregates; on the others before anything runs.
 
     Returns:
         The hourly rows of active locations (the ones thresholds apply to).
     """
     rows: list[dict[str, Any]] = []
+    ready = _once(ready)
+    if stats.path != STAGED:
+        ready()
     if stats.path == IN_DATABASE:
         for window in windows:
             rows += _in_database_window(conn, tables, window, tz, now, stats)
@@ -273,7 +292,7 @@ def write_windows(source: Engine, conn: Connection, tables: Tables, windows: Seq
     with source_snapshot(source) as src:
         if stats.path == STAGED:
             for window in windows:
-                rows += _staged_window(src, conn, tables, window, tz, now, stats)
+                rows += _staged_window(src, conn, tables, window, tz, now, stats, ready)
             return rows
         results = [aggregate_window(src, tables, window, tz) for window in windows]
     active = _active_loc_ids(conn, tables)
@@ -283,16 +302,33 @@ def write_windows(source: Engine, conn: Connection, tables: Tables, windows: Seq
     return rows
 
 
+def overlaps_source(source: Engine, target: Engine) -> bool:
+    """Whether a window's GROUP BY runs on the source before its writer needs its turn
+    on the target (the piped ``staged`` path: PostgreSQL to PostgreSQL through psycopg2),
+    so one window can aggregate while another writes."""
+    return choose_path(source, target) == STAGED and all(
+        e.dialect.name == "postgresql" and e.dialect.driver == "psycopg2"
+        for e in (source, target))
+
+
 def aggregate_and_write(source: Engine, target: Engine, tables: Tables, window: Window,
                         tz: ZoneInfo, now: datetime, run_id: str | None = None,
+                        turn: Callable[[], AbstractContextManager[Any]] | None = None,
                         ) -> tuple[WriteStats, list[dict[str, Any]]]:
     """One window end to end in its own target transaction (a backfill chunk).
+
+    ``turn`` (e.g. a concurrency slot) is entered when the window is ready to be written
+    (see :func:`write_windows`) and left after the commit.
 
     Returns:
         The write statistics (``path`` says which path was taken) and the window's
         hourly rows of active locations.
     """
     stats = WriteStats(path=choose_path(source, target), run_id=run_id)
-    with target_transaction(target, stats.path) as conn:
-        rows = write_windows(source, conn, tables, [window], tz, now, stats)
+    with ExitStack() as held:
+        def take_turn() -> None:
+            if turn is not None:
+                held.enter_context(turn())
+        with target_transaction(target, stats.path) as conn:
+            rows = write_windows(source, conn, tables, [window], tz, now, stats, take_turn)
     return stats, rows

@@ -14,7 +14,7 @@ the rows pass through as CSV bytes and Python never builds a row.
 import io
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Select, Table, insert
@@ -84,7 +84,7 @@ def can_pipe(source: Connection, target: Connection) -> bool:
 
 
 def copy_select(source: Connection, query: Select, target: Connection, table: Table,
-                columns: Sequence[str]) -> None:
+                columns: Sequence[str], ready: Callable[[], None] | None = None) -> None:
     """Stream the rows of ``query`` on ``source`` into ``table`` (``columns``, in the
     query's column order) on ``target``, inside both connections' open transactions.
 
@@ -93,6 +93,10 @@ def copy_select(source: Connection, query: Select, target: Connection, table: Ta
     not the rows. psycopg2 interpolates parameters on the client for every statement;
     ``mogrify`` does the same here (COPY takes no server-side parameters). An error on
     either side stops both and is raised; the callers' transactions then roll back.
+
+    ``ready`` is called once the source has sent its first bytes (a GROUP BY sends
+    nothing until it has aggregated everything), before the target reads any: a caller
+    can wait for its turn to write there (a concurrency slot) while the source works.
     """
     compiled = query.compile(dialect=source.dialect,
                              compile_kwargs={"render_postcompile": True})
@@ -116,7 +120,13 @@ def copy_select(source: Connection, query: Select, target: Connection, table: Ta
     producer = threading.Thread(target=produce, name="copy-select", daemon=True)
     producer.start()
     try:
-        dst.copy_expert(copy_statement(target, table, columns), reader, size=PIPE_READ_SIZE)
+        if ready is not None:
+            reader.peek(1)  # blocks until the source's first bytes (or its end)
+            if not errors:
+                ready()
+        if not errors:
+            dst.copy_expert(copy_statement(target, table, columns), reader,
+                            size=PIPE_READ_SIZE)
     finally:
         reader.close()  # a producer still writing gets EPIPE and stops
         producer.join()

@@ -87,3 +87,27 @@ def test_a_failing_target_raises_and_does_not_hang_the_source(pg_engine, target_
             copy_select(source, many, target, target_table, COLUMNS)
     with pg_engine.connect() as conn:  # the source connection pool still works
         assert conn.execute(select(func.count()).select_from(target_table)).scalar() == 0
+
+
+def test_ready_is_called_once_the_source_has_rows_and_before_the_target_reads(
+        pg_engine, target_table):
+    seen = []
+    with pg_engine.connect() as source, pg_engine.begin() as target:
+        def ready() -> None:  # asked in the target's own transaction: nothing read yet
+            seen.append(target.execute(select(func.count()).select_from(target_table)).scalar())
+
+        copy_select(source, _source_query(_rows()), target, target_table, COLUMNS, ready)
+        seen.append(target.execute(select(func.count()).select_from(target_table)).scalar())
+    assert seen == [0, 5]
+    with pg_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(target_table)).scalar() == 5
+
+
+def test_ready_is_not_called_when_the_source_fails_first(pg_engine, target_table):
+    called = []
+    bad = select(literal("a").label("name"), (literal(1.0) / literal(0.0)).label("value"),
+                 literal(1).label("n"))
+    with pytest.raises(DivisionByZero):
+        with pg_engine.connect() as source, pg_engine.begin() as target:
+            copy_select(source, bad, target, target_table, COLUMNS, lambda: called.append(1))
+    assert called == []

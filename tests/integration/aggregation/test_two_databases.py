@@ -161,3 +161,20 @@ def test_backfill_between_two_databases_is_staged_exact_and_rerun_safe(two_pg):
     again = hourly_backfill(**kwargs)
     assert target.hourly() == before
     assert (again["upserted"], again["unchanged"]) == (0, len(expected))
+
+
+def test_under_a_one_slot_limit_one_chunk_aggregates_while_another_writes(two_pg,
+                                                                         warehouse_limit):
+    source, target = two_pg
+    rows = readings(LOCS, datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 5, tzinfo=UTC),
+                    step_minutes=13)
+    source.insert_raw(rows)
+    summary = hourly_backfill(date(2024, 5, 1), date(2024, 5, 4), chunk_hours=24,
+                              max_concurrency=4, source_db=source.block,
+                              target_db=target.block)
+    expected = expected_hourly(rows, "UTC", datetime(2024, 5, 1), datetime(2024, 5, 5))
+    assert_hourly_equal(target.hourly(), expected)
+    # two in flight (the slot's writer and the next chunk's GROUP BY), not max_concurrency
+    assert (summary["concurrency"], summary["chunks"], summary["failed"]) == (2, 4, 0)
+    with get_client(sync_client=True) as client:  # every chunk gave its slot back
+        assert client.read_global_concurrency_limit_by_name(warehouse_limit).active_slots == 0
