@@ -154,10 +154,11 @@ def check_databases(source_db: str, target_db: str) -> dict[str, Any]:
         target_db: SqlAlchemyConnector block of the hourly table.
     """
     names = tuple(dict.fromkeys((source_db, target_db)))
-    for name, engine in zip(names, load_engines(*names), strict=True):
+    engines = dict(zip(names, load_engines(*names), strict=True))
+    for name, engine in engines.items():
         check_connection(engine, name)
     get_run_logger().info("databases %r and %r answer", source_db, target_db)
-    source, target = load_engines(source_db, target_db)
+    source, target = engines[source_db], engines[target_db]
     return {"target": target.dialect.name, "overlaps": overlaps_source(source, target)}
 
 
