@@ -22,8 +22,8 @@ from shopfloor.aggregation.windows import (
     DEFAULT_CHUNK_HOURS,
     Window,
     chunks,
-    chunks_share_days,
     date_range_window,
+    plan_chunk_concurrency,
 )
 from shopfloor.errors import ShopfloorError, first_line
 from shopfloor.params import IsoDate, TimeZone
@@ -116,24 +116,11 @@ def hourly_backfill(
     parts = chunks(date_range_window(start_date, end_date, tz), chunk_hours)
     # unknown blocks fail here, then unreachable ones
     databases = check_databases(source_db, target_db)
-    slots = warehouse_slots()
-    running, why, queue = max_concurrency, "", False
-    if slots == 1 and databases["overlaps"] and running > 1:
-        # One chunk writes while the next aggregates on the source; they queue in this
-        # process for the slot instead of polling Prefect for it.
-        running, queue = 2, True
-        why = f" (the {WAREHOUSE_LIMIT} limit has 1 slot: one writes, one aggregates)"
-    elif slots and slots < running:
-        running, why = slots, f" (the {WAREHOUSE_LIMIT} limit has {slots} slot(s))"
-    if chunks_share_days(chunk_hours) and running > 1:
-        # Two chunks of one day would both rewrite its daily rows: one waits or fails.
-        running, why, queue = 1, f" ({chunk_hours}-hour chunks share local days)", False
-    if databases["target"] == "sqlite" and running > 1:
-        # SQLite takes one writer at a time; a second one that has read already gets
-        # "database is locked" at once instead of waiting (WAL snapshot upgrade).
-        running, why, queue = 1, " (a SQLite target takes one writer at a time)", False
+    plan = plan_chunk_concurrency(max_concurrency, warehouse_slots(), databases["overlaps"],
+                                  chunk_hours, databases["target"], WAREHOUSE_LIMIT)
+    running, queue = plan.running, plan.queue
     logger.info("%d chunks of up to %d hours, %d at a time%s", len(parts), chunk_hours,
-                running, why)
+                running, plan.why)
     progress = create_progress_artifact(0.0, key="hourly-backfill-progress",
                                         description=f"{start_date} to {end_date}")
     pending: deque[tuple[Window, PrefectFuture]] = deque()

@@ -306,9 +306,7 @@ def overlaps_source(source: Engine, target: Engine) -> bool:
     """Whether a window's GROUP BY runs on the source before its writer needs its turn
     on the target (the piped ``staged`` path: PostgreSQL to PostgreSQL through psycopg2),
     so one window can aggregate while another writes."""
-    return choose_path(source, target) == STAGED and all(
-        e.dialect.name == "postgresql" and e.dialect.driver == "psycopg2"
-        for e in (source, target))
+    return choose_path(source, target) == STAGED and can_pipe(source, target)
 
 
 def aggregate_and_write(source: Engine, target: Engine, tables: Tables, window: Window,

@@ -102,6 +102,42 @@ def chunks_share_days(chunk_hours: int) -> bool:
     return chunk_hours % 24 != 0
 
 
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How many backfill chunks run at once, whether they queue for their turn to write
+    (one aggregates on the source while another writes), and why, for the log."""
+
+    running: int
+    queue: bool
+    why: str
+
+
+def plan_chunk_concurrency(max_concurrency: int, slots: int | None, overlaps: bool,
+                           chunk_hours: int, target_dialect: str,
+                           limit_name: str) -> ChunkPlan:
+    """The backfill's concurrency, from what the run asked and what the warehouse allows.
+
+    - A 1-slot warehouse limit with a source that aggregates before its write needs the
+      target (``overlaps``): two chunks, queued (one writes, one aggregates).
+    - Otherwise no more chunks than the limit's ``slots`` (more would only wait for a
+      slot in Prefect's randomised retry loop, leaving it idle between turns).
+    - One chunk when chunks share local days (:func:`chunks_share_days`: both would
+      rewrite the day's daily rows) or the target is SQLite (one writer at a time; a
+      second one that has read already gets "database is locked" at once).
+    """
+    plan = ChunkPlan(max_concurrency, False, "")
+    if slots == 1 and overlaps and max_concurrency > 1:
+        plan = ChunkPlan(2, True, f" (the {limit_name} limit has 1 slot: one writes, "
+                                  "one aggregates)")
+    elif slots and slots < max_concurrency:
+        plan = ChunkPlan(slots, False, f" (the {limit_name} limit has {slots} slot(s))")
+    if plan.running > 1 and chunks_share_days(chunk_hours):
+        plan = ChunkPlan(1, False, f" ({chunk_hours}-hour chunks share local days)")
+    if plan.running > 1 and target_dialect == "sqlite":
+        plan = ChunkPlan(1, False, " (a SQLite target takes one writer at a time)")
+    return plan
+
+
 def merge_hours(pairs: Iterable[tuple[str | None, int]]) -> list[Window]:
     """Windows covering the given ``(loc_id, hour index)`` pairs, one per run of hours.
 

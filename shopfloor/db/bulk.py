@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, insert
+from sqlalchemy import Connection, Engine, Select, Table, insert
 
 # Bytes the target's COPY reads from the pipe at a time (psycopg2's default is 8 KiB).
 PIPE_READ_SIZE = 256 * 1024
@@ -62,7 +62,7 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str],
     """
     if not rows:
         return 0
-    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2":
+    if is_psycopg2(conn):
         cursor = conn.connection.cursor()  # the DBAPI cursor, inside the open transaction
         try:
             cursor.copy_expert(copy_statement(conn, table, columns), copy_csv(rows))
@@ -73,14 +73,15 @@ def bulk_insert(conn: Connection, table: Table, columns: Sequence[str],
     return len(rows)
 
 
-def _psycopg2(conn: Connection) -> bool:
-    return conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2"
+def is_psycopg2(bind: Connection | Engine) -> bool:
+    """PostgreSQL through psycopg2 (``COPY`` from Python: ``copy_expert``)."""
+    return bind.dialect.name == "postgresql" and bind.dialect.driver == "psycopg2"
 
 
-def can_pipe(source: Connection, target: Connection) -> bool:
-    """Whether :func:`copy_select` can run between these connections (PostgreSQL through
-    psycopg2 on both sides)."""
-    return _psycopg2(source) and _psycopg2(target)
+def can_pipe(source: Connection | Engine, target: Connection | Engine) -> bool:
+    """Whether :func:`copy_select` can run between these (PostgreSQL through psycopg2 on
+    both sides)."""
+    return is_psycopg2(source) and is_psycopg2(target)
 
 
 def copy_select(source: Connection, query: Select, target: Connection, table: Table,

@@ -15,6 +15,7 @@ from shopfloor.aggregation.windows import (
     explicit_window,
     last_closed_hour,
     merge_hours,
+    plan_chunk_concurrency,
     plan_windows,
 )
 from shopfloor.errors import ShopfloorError
@@ -128,3 +129,23 @@ def test_the_default_chunk_is_a_week_of_whole_local_days():
     parts = chunks(window, DEFAULT_CHUNK_HOURS)
     assert not chunks_share_days(DEFAULT_CHUNK_HOURS)
     assert len(parts) == 5 and parts[0].hours == 168 and parts[-1].hours == 3 * 24
+
+
+LIMIT = "shopfloor-warehouse-db"
+
+
+@pytest.mark.parametrize(("args", "running", "queue"), [
+    ((4, None, True, 168, "postgresql"), 4, False),   # no limit: as asked
+    ((4, 1, True, 168, "postgresql"), 2, True),       # 1 slot, piped: one writes, one aggregates
+    ((4, 1, False, 168, "postgresql"), 1, False),     # 1 slot, in-database: one at a time
+    ((4, 2, True, 168, "postgresql"), 2, False),      # no more than the slots
+    ((1, 1, True, 168, "postgresql"), 1, False),      # one asked: one
+    ((4, 8, False, 168, "postgresql"), 4, False),     # more slots than asked
+    ((4, None, False, 12, "postgresql"), 1, False),   # chunks sharing days
+    ((4, 1, True, 36, "postgresql"), 1, False),
+    ((4, None, False, 168, "sqlite"), 1, False),      # SQLite: one writer
+])
+def test_backfill_concurrency_follows_the_limit_the_days_and_the_target(args, running, queue):
+    plan = plan_chunk_concurrency(*args, LIMIT)
+    assert (plan.running, plan.queue) == (running, queue)
+    assert bool(plan.why) == (running < args[0])
