@@ -38,6 +38,7 @@ from tasks.s3_compaction import (
     claimable_districts_task,
     compact,
     get_keys,
+    recover_leftovers,
     register_new_keys,
     release_keys,
     release_run_claims,
@@ -228,6 +229,8 @@ def s3_compaction(
     check_storage(raw_logs, lake)
     pause = pause_hook_from_env()  # fault injection, docs/s3_compaction.md; normally None
     run_id = _run_id()
+    # Whatever earlier runs left (crashed claims, chains of take-overs) goes first.
+    recover_leftovers(lake, target_prefix, metadata_db, run_id, claim_ttl_minutes)
     progress = create_progress_artifact(0.0, key="s3-compaction-progress",
                                         description=f"s3-compaction of {distrik or 'all'}")
     districts = [distrik] if distrik else _configured(

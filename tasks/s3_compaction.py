@@ -17,6 +17,7 @@ from shopfloor.compaction.claims import (
     claim_keys,
     claimable_districts,
     fence,
+    holdings,
     release_claim,
     renew_claim,
 )
@@ -29,6 +30,7 @@ from shopfloor.compaction.compact import (
 )
 from shopfloor.compaction.faults import pause_hook_from_env
 from shopfloor.compaction.layout import ClaimLayout
+from shopfloor.compaction.recovery import Recovery, recover
 from shopfloor.compaction.registration import register
 from shopfloor.compaction.renewal import ClaimRenewal, renewal_interval
 from shopfloor.compaction.status import record_outcome
@@ -91,6 +93,7 @@ def get_keys(metadata_db: str, distrik: str, limit: int, run_id: str,
     check_connection(engine, metadata_db)
     claimed = claim_keys(engine, configured_tables(), distrik, limit, run_id,
                          timedelta(minutes=claim_ttl_minutes))
+    (pause_hook_from_env() or no_hook)("after_claim")  # fault injection; normally nothing
     stale = sorted({c.previous_run_id for c in claimed
                     if c.previous_run_id and c.previous_run_id != run_id})
     get_run_logger().info("claimed %d keys of %s%s", len(claimed), distrik,
@@ -169,10 +172,45 @@ def update_status(metadata_db: str, lake: str, target_prefix: str, run_id: str,
     with load_engine(metadata_db).begin() as conn:
         _, bad = record_outcome(conn, configured_tables(), run_id, result.succeeded,
                                 result.quarantined, result.bad_records, result.counts)
+    (pause_hook_from_env() or no_hook)("after_record")  # fault injection; normally nothing
+    # Dropping the manifest makes the claim's files visible to readers (lake protocol).
     output.forget_manifest(ClaimLayout(load_storage(lake), target_prefix, run_id, distrik))
     get_run_logger().info("%d keys SUCCESS, %d QUARANTINED, %d bad records quarantined",
                           len(result.succeeded), len(result.quarantined), bad)
     return bad
+
+
+@task(name="recover-leftovers", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def recover_leftovers(lake: str, target_prefix: str, metadata_db: str, run_id: str,
+                      claim_ttl_minutes: int) -> Recovery:
+    """Before claiming: clean what dead claims left under the target (files, staging,
+    manifest), drop the manifests of claims that finished, leave live ones alone
+    (``shopfloor.compaction.recovery``). Whatever chain of crashes left them.
+
+    Args:
+        lake: storage block the Parquet goes to.
+        target_prefix: folder inside the lake of the partitions.
+        metadata_db: SqlAlchemyConnector block holding ``s3_object`` (who holds what).
+        run_id: this run's claim token (never touched).
+        claim_ttl_minutes: a claim not renewed for this long counts as dead.
+    """
+    (pause_hook_from_env() or no_hook)("started")  # fault injection; normally nothing
+    engine = load_engine(metadata_db)
+    tables = configured_tables()
+    cutoff = utcnow() - timedelta(minutes=claim_ttl_minutes)
+
+    def judge(claims):
+        with engine.connect() as conn:
+            return holdings(conn, tables, claims, cutoff)
+
+    done = recover(load_storage(lake), target_prefix, judge, keep=[run_id])
+    if done.cleaned or done.forgotten or done.left:
+        get_run_logger().warning(
+            "leftovers of earlier claims under %s: cleaned %d dead (%d files: %s), dropped "
+            "%d finished manifests, left %d live", target_prefix, len(done.cleaned),
+            done.files_cleaned, ", ".join(done.cleaned) or "-", len(done.forgotten),
+            len(done.left))
+    return done
 
 
 def release_run_claims(metadata_db: str, run_id: str, error: str) -> int:

@@ -26,7 +26,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         tier = Path(str(item.fspath)).relative_to(TESTS).parts[0]
-        if tier in ("unit", "integration", "e2e"):
+        if tier in ("unit", "integration", "e2e", "crash"):
             item.add_marker(getattr(pytest.mark, tier))
 
 

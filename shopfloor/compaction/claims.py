@@ -254,3 +254,37 @@ def fence(engine: Engine, tables: Tables, run_id: str, distrik: str,
     raise ClaimLost(
         f"claim taken over by run {by}: {len(claimed) - held} of {len(claimed)} keys of "
         f"{distrik} are no longer held by run {run_id}; nothing was published")
+
+
+LIVE, FINISHED, DEAD = "live", "finished", "dead"
+"""What became of a claim that left a manifest or staging behind (see :func:`holdings`)."""
+
+
+def holdings(conn: Connection, tables: Tables, claims: Sequence[tuple[str, str]],
+             cutoff: datetime) -> dict[tuple[str, str], str]:
+    """For each ``(run_id, distrik)``: ``finished`` when the run recorded the outcome of
+    keys of that district (SUCCESS or QUARANTINED under its id: its files are final),
+    else ``live`` when it still holds a claim renewed at or after ``cutoff``, else
+    ``dead`` (crashed, released or taken over: its output must go). An empty district
+    means any district (claims written before runs were scoped by district)."""
+    t = tables.s3_object
+    runs = sorted({run for run, _ in claims})
+    seen: dict[tuple[str, str], set[str]] = {}
+    for i in range(0, len(runs), 500):  # far below every dialect's parameter limit
+        rows = conn.execute(
+            select(t.c.compression_run_id, t.c.distrik, t.c.compression_status,
+                   func.max(t.c.claimed_at))
+            .where(t.c.compression_run_id.in_(runs[i:i + 500]))
+            .group_by(t.c.compression_run_id, t.c.distrik, t.c.compression_status)
+        ).all()
+        for run, distrik, status, claimed_at in rows:
+            live = status == "CLAIMED" and claimed_at is not None and claimed_at >= cutoff
+            mark = FINISHED if status in ("SUCCESS", "QUARANTINED") else LIVE if live else ""
+            if mark:
+                seen.setdefault((run, distrik), set()).add(mark)
+                seen.setdefault((run, ""), set()).add(mark)
+    out = {}
+    for claim in claims:
+        marks = seen.get(claim, set())
+        out[claim] = FINISHED if FINISHED in marks else LIVE if LIVE in marks else DEAD
+    return out

@@ -9,6 +9,9 @@ operator/test setting, off unless set (docs/s3_compaction.md, docs/spark_extract
   the run gets there, so whoever waits for the pause knows it was reached.
 - ``SHOPFLOOR_FAULT_RESUME_FILE`` (optional): the pause ends as soon as this file exists,
   so a test can let a paused run go on (e.g. after its claim was taken over).
+- ``SHOPFLOOR_FAULT_KILL_AT``: ``<step>`` or ``<step>:<n>``: the process sends itself
+  ``SIGKILL`` (what ``kill -9`` sends) the n-th time it reaches the step (default the
+  first): the crash-schedule harness (tests/crash) kills runs exactly at phase boundaries.
 
 The run then sleeps for :data:`PAUSE_SECONDS` (or until the resume file appears); the
 crash tests ``kill -9`` it there to prove a crash at any step leaves every record in the
@@ -17,7 +20,9 @@ normal case), :func:`pause_hook_from_env` returns ``None`` and the flow wires in
 """
 
 import os
+import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -26,16 +31,41 @@ from shopfloor.errors import ShopfloorError
 PAUSE_AT = "SHOPFLOOR_FAULT_PAUSE_AT"
 PAUSE_FILE = "SHOPFLOOR_FAULT_PAUSE_FILE"
 RESUME_FILE = "SHOPFLOOR_FAULT_RESUME_FILE"
+KILL_AT = "SHOPFLOOR_FAULT_KILL_AT"
 PAUSE_SECONDS = 600
 RESUME_POLL_SECONDS = 0.2
-# In the order a run reaches them: staged, first file moved, all moved, keys not yet marked.
-PAUSE_POINTS = ("after_stage", "mid_publish", "after_publish", "after_compact")
+# In the order a run reaches them: started (nothing done yet), keys claimed, staged, first
+# file moved, all moved, keys not yet marked, keys marked but the manifest not yet dropped.
+PAUSE_POINTS = ("started", "after_claim", "after_stage", "mid_publish", "after_publish",
+                "after_compact", "after_record")
+_reached: Counter[str] = Counter()  # per process: how often each step was reached
+
+
+def _kill_hook(spec: str) -> Callable[[str], None]:
+    point, _, nth = spec.partition(":")
+    if point not in PAUSE_POINTS or not (nth or "1").isdigit() or int(nth or "1") < 1:
+        raise ShopfloorError(
+            f"invalid {KILL_AT} {spec!r}: use <step>[:<n>], step one of "
+            f"{', '.join(PAUSE_POINTS)}")
+    times = int(nth or "1")
+
+    def kill(name: str) -> None:
+        if name != point:
+            return
+        _reached[name] += 1
+        if _reached[name] == times:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return kill
 
 
 def pause_hook_from_env(environ: Mapping[str, str] = os.environ
                         ) -> Callable[[str], None] | None:
-    """A hook that pauses at the step ``SHOPFLOOR_FAULT_PAUSE_AT`` names, or ``None``
-    when it is unset. An unknown step name is refused rather than silently ignored."""
+    """A hook that kills the process at the step ``SHOPFLOOR_FAULT_KILL_AT`` names, or
+    pauses at the one ``SHOPFLOOR_FAULT_PAUSE_AT`` names, or ``None`` when both are unset.
+    An unknown step name is refused rather than silently ignored."""
+    if environ.get(KILL_AT):
+        return _kill_hook(environ[KILL_AT])
     point = environ.get(PAUSE_AT)
     if not point:
         return None

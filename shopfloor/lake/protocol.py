@@ -13,8 +13,14 @@ an uncommitted token. A merge moves its outputs in (invisible), commits by writi
 state (outputs visible, inputs retired: one atomic step), then deletes the inputs. A
 reader reads the state, lists, reads the data, and reads the state again: if it changed
 (a commit or a prune happened meanwhile), it starts over. Files that vanish while read
-(inputs deleted after a commit the reader did not see) also make it start over. Writers
-that only add files (compaction, extraction) need nothing: their files are visible.
+(inputs deleted after a commit the reader did not see) also make it start over.
+
+Compaction adds files claim by claim. A claim's ``part-<claim>-<n>.parquet`` files are
+invisible while its manifest exists under ``_compaction/<dataset>/manifests/``: from
+before its first file moves in until its keys are recorded, and for a crashed claim until
+it is cleaned (:mod:`shopfloor.compaction.recovery`). So a claim's files appear all at
+once, and a crashed claim's partial output is never read. The set of manifests is part
+of what the reader checks again at the end.
 
 Folders and names beginning with ``_`` are ignored by Spark, Hive and pyarrow readers, so
 the state never shows up as data. Plain globs (``read_parquet('.../*.parquet')``) do not
@@ -33,12 +39,15 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from shopfloor.compaction.recovery import unfinished_claims
 from shopfloor.errors import ShopfloorError
 from shopfloor.lake.plan import MERGED_PREFIX, STATE_NAME, is_data_file
 from shopfloor.storage import ObjectInfo, StorageLocation
 from shopfloor.storage_engines import attach_duckdb
 
 _MERGED = re.compile(rf"^{MERGED_PREFIX}([0-9a-f]{{32}})-\d+\.parquet$")
+# A compaction claim's file: part-<token>[.<scope>]-<n>.parquet (ClaimLayout.filename_pattern).
+_CLAIM_PART = re.compile(r"^part-([A-Za-z0-9_-]{1,64}(?:\.[A-Za-z0-9_-]{1,64})?)-\d+\.parquet$")
 READ_ATTEMPTS = 20
 
 
@@ -127,14 +136,56 @@ class _Changed(Exception):
     """The states moved while reading: read again."""
 
 
-def _snapshot(lake: StorageLocation, prefix: str) -> tuple[list[ObjectInfo], dict]:
-    # States first, then the listing: a commit after the states were read shows up as a
-    # changed state at the end, never as a silently wrong set of files.
+def dataset_of(prefix: str) -> str:
+    """The dataset a prefix belongs to: its folders before the first ``name=value`` one
+    (``datalog_v2/hiveperiod=2026-01-20/dstrct_code=D01`` -> ``datalog_v2``)."""
+    parts = []
+    for part in prefix.strip("/").split("/"):
+        if "=" in part or not part:
+            break
+        parts.append(part)
+    return "/".join(parts)
+
+
+def _in_flight(lake: StorageLocation, prefix: str) -> frozenset[str]:
+    """Names of the compaction claims whose files readers of ``prefix`` must not see."""
+    dataset = dataset_of(prefix)
+    if not dataset or dataset.startswith("_"):
+        return frozenset()
+    try:
+        return frozenset(unfinished_claims(lake, dataset))
+    except ShopfloorError:  # not a folder name a compaction could have written
+        return frozenset()
+
+
+def claim_of(key: str) -> str | None:
+    """The compaction claim name of a ``part-<claim>-<n>.parquet`` file, else ``None``."""
+    m = _CLAIM_PART.match(key.rsplit("/", 1)[-1])
+    return m.group(1) if m else None
+
+
+@dataclass(frozen=True)
+class _Fingerprint:
+    """What a reader checks again after reading: partition states and claims in flight."""
+
+    states: dict[str, bytes | None]
+    in_flight: frozenset[str]
+
+    def unchanged(self, lake: StorageLocation, prefix: str) -> bool:
+        return (_states(lake, self.states) == self.states
+                and _in_flight(lake, prefix) == self.in_flight)
+
+
+def _snapshot(lake: StorageLocation, prefix: str) -> tuple[list[ObjectInfo], _Fingerprint]:
+    # States and claims first, then the listing: a commit after they were read shows up
+    # as a changed fingerprint at the end, never as a silently wrong set of files.
     before = _states(lake, _state_keys(lake.list_objects(prefix)))
+    in_flight = _in_flight(lake, prefix)
     objects = list(lake.list_objects(prefix))
     if _state_keys(objects) != set(before):
         raise _Changed
-    return _visible(objects, before), before
+    visible = [o for o in _visible(objects, before) if claim_of(o.key) not in in_flight]
+    return visible, _Fingerprint(before, in_flight)
 
 
 def visible_files(lake: StorageLocation, prefix: str) -> list[ObjectInfo]:
@@ -187,7 +238,7 @@ def read_lake(lake: StorageLocation, prefix: str, columns: str = "*",
                     if _missing(exc):
                         continue
                     raise
-            if _states(lake, before) == before:
+            if before.unchanged(lake, prefix):
                 return table
         raise ShopfloorError(f"{prefix!r} kept changing while read")
     finally:

@@ -1,0 +1,43 @@
+"""Fixtures of the crash-schedule tests: the forking runner, with the Prefect API of the
+session harness and the metadata registry in PostgreSQL."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.settings import PREFECT_API_URL
+
+from .harness import Zygote
+
+META = "crash-meta"
+
+
+@pytest.fixture(scope="module")
+def meta_block(pg_url: str, prefect_harness: None) -> str:
+    from blocks.bootstrap import connector_from_url
+
+    connector_from_url(pg_url).save(META, overwrite=True)
+    return META
+
+
+def start_zygote(modules: list[str], log_dir: Path) -> Zygote:
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    for name in ("SHOPFLOOR_FAULT_KILL_AT", "SHOPFLOOR_FAULT_PAUSE_AT"):
+        env.pop(name, None)
+    return Zygote(modules, env, log_dir / "runs.log")
+
+
+@pytest.fixture(scope="module")
+def zygote_factory(tmp_path_factory, prefect_harness: None) -> Iterator:
+    started: list[Zygote] = []
+
+    def make(*modules: str) -> Zygote:
+        z = start_zygote(list(modules), tmp_path_factory.mktemp("zygote"))
+        started.append(z)
+        return z
+
+    yield make
+    for z in started:
+        z.close()
