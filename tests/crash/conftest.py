@@ -14,9 +14,11 @@ META = "crash-meta"
 
 
 @pytest.fixture(scope="module")
-def meta_block(pg_url: str, prefect_harness: None) -> str:
+def meta_block(pg_url: str, pg_engine, prefect_harness: None) -> str:
     from blocks.bootstrap import connector_from_url
+    from shopfloor.db.engine import init_db
 
+    init_db(pg_engine)  # the registry and the claims' tables
     connector_from_url(pg_url).save(META, overwrite=True)
     return META
 
