@@ -14,6 +14,7 @@ stays free of prefect.
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,8 +250,20 @@ class StorageLocation:
             Path(self.path(key)).parent.mkdir(parents=True, exist_ok=True)
 
     def write_bytes(self, key: str, data: bytes) -> None:
+        """Write (or replace) the object ``key`` whole: on S3 one PUT, on a local folder
+        a hidden temporary file renamed over it, so a process killed mid-write leaves the
+        old object or the new one, never a torn one (tests/crash)."""
         self.make_parent(key)
-        self.filesystem().pipe_file(self.path(key), data)
+        if self.is_remote:
+            self.filesystem().pipe_file(self.path(key), data)
+            return
+        path = Path(self.path(key))
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def move(self, src_key: str, dst_key: str) -> None:
         """Move one object. Atomic on a local folder (``os.replace``); on S3 a copy then a

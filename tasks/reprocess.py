@@ -9,6 +9,7 @@ from prefect.client.orchestration import get_client
 
 from blocks.modbus import ModbusDevice
 from blocks.resolve import load_block, load_engine, load_storage
+from shopfloor.compaction.faults import pause_hook_from_env
 from shopfloor.db.schema import configured_tables
 from shopfloor.db.types import utcnow
 from shopfloor.errors import ShopfloorError
@@ -83,14 +84,19 @@ def reprocess_device(cfg: DeviceConfig, hours: list[datetime], raw_logs: str, ta
         out.rows_rejected_after += o.rejected
         out.rows_valid_after += len(o.lines) - o.rejected
     ingested_at = utcnow() if tables.raw_has_ingested_at else None
+    fault = pause_hook_from_env() or (lambda step: None)  # tests/crash; normally nothing
     with load_engine(target_db).begin() as conn:
         done = replace_window(conn, tables, cfg, objects, run_id, ingested_at)
-    # After the commit: a failure here leaves old verdicts in raw, which a rerun fixes
-    # (verdicts are always judged from the values, never from the old verdict).
+    fault("after_commit")
+    # After the commit: a failure here leaves old verdicts in the objects, which a rerun
+    # fixes (verdicts are always judged from the values, never from the old verdict).
+    # Each object is replaced whole (write_bytes): a kill leaves it old or new.
     for o in objects:
         if o.changed:
             storage.write_bytes(o.key, o.body)
             out.objects_rewritten += 1
+            fault("mid_rewrite")
+    fault("after_publish")
     out.raw_deleted, out.raw_written = done.raw_deleted, done.raw_written
     out.quarantine_deleted, out.quarantine_written = (done.quarantine_deleted,
                                                       done.quarantine_written)

@@ -10,7 +10,14 @@ A month is written where readers do not look, checked there, and only then swapp
    a failure or a mismatch drops the staging and the old output stays as it was;
 3. **replace**: a manifest ``_extraction/<output_prefix>/manifests/<token>.json`` lists
    the moves (staged key -> final key) and the old files of the window to delete; then
-   the files are moved, the old ones deleted, and the staging and the manifest removed.
+   the files are moved, the manifest is rewritten with ``"committed": true`` (one PUT,
+   an atomic rename on a folder: the commit point), the old files are deleted, and the
+   staging and the manifest removed.
+
+Readers that follow the lake protocol (:mod:`shopfloor.lake.protocol`) use the manifest:
+before the commit they do not read the files moved in (they read the old output whole),
+after it they do not read the old files (they read the new output whole), so a reader
+never sees a month half replaced or twice.
 
 Final names carry the token (``part-<token>-...``), so a new file never overwrites an
 old one that the manifest is about to delete. A crash during step 3 leaves the manifest:
@@ -41,6 +48,7 @@ from shopfloor.historian.lake import (
 )
 from shopfloor.historian.plan import OUTPUT_PREFIX_PATTERN
 from shopfloor.identifiers import check_token as check_identifier_token
+from shopfloor.lake.protocol import is_committed
 from shopfloor.storage import StorageLocation
 
 AREA = "_extraction"
@@ -132,17 +140,22 @@ def plan_replace(layout: PublishLayout, staged: list[str], tag_keys: Iterable[st
 
 
 def replace(layout: PublishLayout, manifest: dict[str, Any],
-            after_first_move: Callable[[], None] = lambda: None) -> int:
+            after_first_move: Callable[[], None] = lambda: None,
+            fault: Callable[[str], None] = lambda step: None) -> int:
     """Swap the staged files in for the old ones, manifest first; returns how many old
-    Parquet data files were deleted."""
-    layout.storage.write_bytes(layout.manifest_key, json.dumps(manifest).encode())
-    return _finish(layout.storage, layout.manifest_key, manifest, after_first_move)
+    Parquet data files were deleted. ``fault`` is the crash tests' hook (called with
+    ``after_publish`` once every file moved, ``after_commit`` once committed)."""
+    layout.storage.write_bytes(layout.manifest_key,
+                               json.dumps({**manifest, "committed": False}).encode())
+    return _finish(layout.storage, layout.manifest_key, manifest, after_first_move,
+                   fault=fault)
 
 
 def _finish(storage: StorageLocation, manifest_key: str, manifest: dict[str, Any],
             after_first_move: Callable[[], None] = lambda: None,
-            resume: bool = False) -> int:
-    """Apply a written manifest, then drop its staging and, last, itself.
+            resume: bool = False, fault: Callable[[str], None] = lambda step: None) -> int:
+    """Apply a written manifest: moves, commit, deletes; then drop its staging and,
+    last, itself.
 
     With ``resume`` (a manifest a crash left behind) every move is checked first: one
     whose source is gone and whose destination exists was done before the crash.
@@ -158,6 +171,11 @@ def _finish(storage: StorageLocation, manifest_key: str, manifest: dict[str, Any
                 "the replace cannot be finished, the old files are kept")
         if i == 0:
             after_first_move()
+    fault("after_publish")
+    if not (resume and is_committed(manifest)):
+        # The commit point: one write flips readers from the old files to the new ones.
+        storage.write_bytes(manifest_key, json.dumps({**manifest, "committed": True}).encode())
+    fault("after_commit")
     storage.delete(manifest["delete"])
     storage.remove_tree(manifest["staging"])
     # The manifest goes last: a crash before this line leaves it for the next run.

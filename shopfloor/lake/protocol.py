@@ -22,6 +22,10 @@ it is cleaned (:mod:`shopfloor.compaction.recovery`). So a claim's files appear 
 once, and a crashed claim's partial output is never read. The set of manifests is part
 of what the reader checks again at the end.
 
+The extraction replaces a month through a manifest with a commit point
+(:mod:`shopfloor.historian.publish`): before the commit its new files are not read,
+after it its old files are not read, so a month is never seen half replaced or twice.
+
 Folders and names beginning with ``_`` are ignored by Spark, Hive and pyarrow readers, so
 the state never shows up as data. Plain globs (``read_parquet('.../*.parquet')``) do not
 honour the state: they may see a merged partition twice for the seconds between the move
@@ -147,15 +151,58 @@ def dataset_of(prefix: str) -> str:
     return "/".join(parts)
 
 
-def _in_flight(lake: StorageLocation, prefix: str) -> frozenset[str]:
-    """Names of the compaction claims whose files readers of ``prefix`` must not see."""
+def is_committed(manifest: dict[str, Any]) -> bool:
+    """Whether an extraction replace's manifest is past its commit point: readers see its
+    new files and no longer its old ones. A manifest written before the commit point
+    existed counts as committed (its run moved files in before deleting, as now)."""
+    return bool(manifest.get("committed", True))
+
+
+@dataclass(frozen=True)
+class _Writers:
+    """What writers in flight hide from readers of a dataset: the compaction claims with a
+    manifest, and the files an extraction replace has not committed (its new files) or
+    has committed away (its old files)."""
+
+    claims: frozenset[str] = frozenset()
+    manifests: tuple[tuple[str, bytes | None], ...] = ()
+    hidden: frozenset[str] = frozenset()
+
+    def hides(self, key: str) -> bool:
+        return claim_of(key) in self.claims or key in self.hidden
+
+
+def _extraction_hidden(lake: StorageLocation, dataset: str
+                       ) -> tuple[tuple[tuple[str, bytes | None], ...], frozenset[str]]:
+    keys = [o.key for o in lake.list_objects(f"_extraction/{dataset}/manifests")
+            if o.key.endswith(".json")]
+    raw = _states(lake, keys)
+    hidden: set[str] = set()
+    for body in raw.values():
+        if not body:
+            continue
+        try:
+            doc = json.loads(body)
+        except ValueError:  # being written: the fingerprint check reads it again
+            continue
+        if is_committed(doc):
+            hidden.update(doc.get("delete", []))
+        else:
+            hidden.update(dst for _, dst in doc.get("moves", []))
+    return tuple(sorted(raw.items())), frozenset(hidden)
+
+
+def _in_flight(lake: StorageLocation, prefix: str) -> _Writers:
+    """What the writers in flight on ``prefix``'s dataset hide from its readers."""
     dataset = dataset_of(prefix)
     if not dataset or dataset.startswith("_"):
-        return frozenset()
+        return _Writers()
     try:
-        return frozenset(unfinished_claims(lake, dataset))
+        claims = frozenset(unfinished_claims(lake, dataset))
     except ShopfloorError:  # not a folder name a compaction could have written
-        return frozenset()
+        claims = frozenset()
+    manifests, hidden = _extraction_hidden(lake, dataset)
+    return _Writers(claims, manifests, hidden)
 
 
 def claim_of(key: str) -> str | None:
@@ -169,7 +216,7 @@ class _Fingerprint:
     """What a reader checks again after reading: partition states and claims in flight."""
 
     states: dict[str, bytes | None]
-    in_flight: frozenset[str]
+    in_flight: _Writers
 
     def unchanged(self, lake: StorageLocation, prefix: str) -> bool:
         return (_states(lake, self.states) == self.states
@@ -184,7 +231,7 @@ def _snapshot(lake: StorageLocation, prefix: str) -> tuple[list[ObjectInfo], _Fi
     objects = list(lake.list_objects(prefix))
     if _state_keys(objects) != set(before):
         raise _Changed
-    visible = [o for o in _visible(objects, before) if claim_of(o.key) not in in_flight]
+    visible = [o for o in _visible(objects, before) if not in_flight.hides(o.key)]
     return visible, _Fingerprint(before, in_flight)
 
 

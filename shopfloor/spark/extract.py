@@ -216,14 +216,14 @@ def replace_month(storage: StorageLocation, job: ExtractionJob, month: MonthSlic
     returns how many old Parquet files were deleted.
 
     ``pause`` is the fault-injection hook (:mod:`shopfloor.compaction.faults`): called
-    with ``after_stage`` before anything is replaced and ``mid_publish`` after the first
-    file moved.
+    with ``after_stage`` before anything is replaced, ``mid_publish`` after the first
+    file moved, ``after_publish`` after the last, ``after_commit`` once committed.
     """
     layout = month_layout(storage, job, token)
     pause("after_stage")
     manifest = publish.plan_replace(layout, publish.staged_files(
         layout, job.tag_keys, month.dates), job.tag_keys, month.dates)
-    return publish.replace(layout, manifest, lambda: pause("mid_publish"))
+    return publish.replace(layout, manifest, lambda: pause("mid_publish"), pause)
 
 
 def discard_month(storage: StorageLocation, job: ExtractionJob, token: str) -> bool:

@@ -173,7 +173,7 @@ def run_schedule(zygote: Zygote, case: CrashCase, schedule: Schedule,
             report.outcomes.append(out)
             case.check_visible(f"after kill {i + 1} ({kill})")
             between(i)
-        while not case.done():
+        while not case.done() or report.recovery_runs < getattr(case, "min_recovery_runs", 0):
             assert report.recovery_runs < max_recovery_runs, "recovery did not finish"
             out = zygote.run(case.target, case.kwargs(taking_over=True))
             assert not out.timed_out and not out.killed, f"recovery run ended {out}"
