@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: demo dashboard test soak install install-dev jdbc-jars system-deps postgres lint clean
+.PHONY: demo dashboard test soak crash install install-dev jdbc-jars system-deps postgres lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,18 @@ soak: install-dev postgres
 	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
 	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test SHOPFLOOR_SOAK_SECONDS=$(SOAK_SECONDS) \
 		$(BIN)/pytest -s --no-cov tests/e2e/test_soak.py
+	$(MAKE) crash
+
+# Crash schedules (docs/operations.md): every publishing flow killed with kill -9 at
+# seeded moments, several times in a row, then recovered; CRASH_SCHEDULES per flow (`make
+# test` runs a handful). CRASH_SEEDS=1,2 replays given seeds.
+CRASH_SCHEDULES ?= 200
+CRASH_SEEDS ?=
+crash: install-dev postgres
+	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
+	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test SHOPFLOOR_CRASH_SCHEDULES=$(CRASH_SCHEDULES) \
+		SHOPFLOOR_CRASH_SEEDS=$(CRASH_SEEDS) $(BIN)/pytest --no-cov -q -n $(TEST_WORKERS) \
+		--dist load tests/crash
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -43,3 +43,23 @@ def zygote_factory(tmp_path_factory, prefect_harness: None) -> Iterator:
     yield make
     for z in started:
         z.close()
+
+
+# -- the report of `make crash`: schedules held per flow ------------------------------
+_held: dict[str, list[str]] = {}
+
+
+def pytest_runtest_logreport(report) -> None:
+    if report.when != "call" or "tests/crash/" not in report.nodeid.replace("\\", "/"):
+        return
+    flow = report.nodeid.split("/")[-1].split(".py")[0].removeprefix("test_")
+    _held.setdefault(flow, []).append(report.outcome)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _held:
+        return
+    terminalreporter.section("crash schedules")
+    for flow, outcomes in sorted(_held.items()):
+        held = outcomes.count("passed")
+        terminalreporter.write_line(f"{flow}: {held} of {len(outcomes)} schedules held")
