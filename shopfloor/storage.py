@@ -16,12 +16,12 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
 
 from shopfloor.errors import ShopfloorError
+from shopfloor.s3 import S3Credentials, arrow_s3_filesystem, boto3_client
 
 S3_SCHEME = "s3://"
 
@@ -32,26 +32,6 @@ class ObjectInfo:
 
     key: str
     size: int
-
-
-@dataclass(frozen=True)
-class S3Credentials:
-    """Connection settings for S3; the secret never shows in ``repr``."""
-
-    key_id: str | None = None
-    secret: str | None = field(default=None, repr=False)
-    session_token: str | None = field(default=None, repr=False)
-    region: str | None = None
-    endpoint_url: str | None = None
-
-    @property
-    def endpoint_host(self) -> str | None:
-        """``host:port`` of a custom endpoint (what DuckDB's ENDPOINT wants)."""
-        return urlparse(self.endpoint_url).netloc if self.endpoint_url else None
-
-    @property
-    def use_ssl(self) -> bool:
-        return not self.endpoint_url or urlparse(self.endpoint_url).scheme == "https"
 
 
 @dataclass(frozen=True)
@@ -118,9 +98,11 @@ class StorageLocation:
 
     def arrow_filesystem(self) -> Any:
         """A pyarrow filesystem for this location (it pickles: usable on Spark executors)."""
-        from shopfloor.storage_engines import arrow_filesystem
+        if not self.is_remote:
+            from pyarrow import fs
 
-        return arrow_filesystem(self)
+            return fs.LocalFileSystem()
+        return arrow_s3_filesystem(self.credentials)
 
     # -- reading -------------------------------------------------------------------
     def list_objects(self, prefix: str = "", start_after: str | None = None
@@ -147,8 +129,6 @@ class StorageLocation:
                 yield ObjectInfo(rel, int(info.get("size") or 0))
 
     def _list_s3(self, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:
-        from shopfloor.storage_engines import boto3_client
-
         base = self._full_key("")
         full_prefix = self._full_key(prefix)
         # A folder-like prefix ("a") must not match "ab/..."; S3 prefixes are plain strings.
@@ -156,7 +136,7 @@ class StorageLocation:
                                   "Prefix": full_prefix + "/" if full_prefix else ""}
         if start_after is not None:
             kwargs["StartAfter"] = self._full_key(start_after)
-        client = boto3_client(self)
+        client = boto3_client(self.credentials)
         try:
             for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
                 for obj in page.get("Contents", []):
@@ -187,13 +167,11 @@ class StorageLocation:
                 elif entry.is_file():
                     objects.append(ObjectInfo(key, entry.stat().st_size))
             return folders, objects
-        from shopfloor.storage_engines import boto3_client
-
         base = self._full_key("")
         full_prefix = self._full_key(prefix)
         kwargs: dict[str, Any] = {"Bucket": self.root, "Delimiter": "/",
                                   "Prefix": full_prefix + "/" if full_prefix else ""}
-        client = boto3_client(self)
+        client = boto3_client(self.credentials)
 
         def rel(key: str) -> str:
             return key[len(base):].lstrip("/") if base else key
@@ -220,10 +198,8 @@ class StorageLocation:
             return
         import botocore.exceptions
 
-        from shopfloor.storage_engines import boto3_client
-
         try:
-            boto3_client(self).head_bucket(Bucket=self.root)
+            boto3_client(self.credentials).head_bucket(Bucket=self.root)
         except botocore.exceptions.ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             what = {"404": "does not exist", "NoSuchBucket": "does not exist",

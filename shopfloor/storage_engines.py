@@ -10,10 +10,11 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from shopfloor import s3
 from shopfloor.errors import ShopfloorError
-from shopfloor.storage import S3Credentials, StorageLocation
+from shopfloor.s3 import DEFAULT_REGION, S3Credentials
+from shopfloor.storage import StorageLocation
 
-DEFAULT_REGION = "us-east-1"
 _SECRET_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -81,31 +82,12 @@ def spark_s3a_settings(location: StorageLocation) -> dict[str, str]:
     return {k: v for k, v in settings.items() if v}
 
 
-# -- pyarrow ---------------------------------------------------------------------------
+# -- pyarrow and boto3 (made in shopfloor.s3; here for callers holding a location) -----
 def arrow_filesystem(location: StorageLocation) -> Any:
     """A pyarrow filesystem for the location (it pickles: usable on Spark executors)."""
-    from pyarrow import fs
-
-    if not location.is_remote:
-        return fs.LocalFileSystem()
-    c = location.credentials
-    kwargs: dict[str, Any] = {"region": (c.region if c and c.region else DEFAULT_REGION)}
-    if c:
-        kwargs.update(access_key=c.key_id, secret_key=c.secret, session_token=c.session_token)
-        if c.endpoint_url:
-            kwargs.update(endpoint_override=c.endpoint_host,
-                          scheme="https" if c.use_ssl else "http")
-    return fs.S3FileSystem(**kwargs)
+    return location.arrow_filesystem()
 
 
-# -- boto3 -----------------------------------------------------------------------------
 def boto3_client(location: StorageLocation) -> Any:
-    """A boto3 S3 client for the location's credentials (listing with StartAfter)."""
-    import boto3
-
-    c = _creds(location)
-    return boto3.client(
-        "s3", aws_access_key_id=c.key_id, aws_secret_access_key=c.secret,
-        aws_session_token=c.session_token, region_name=c.region or DEFAULT_REGION,
-        endpoint_url=c.endpoint_url,
-    )
+    """A boto3 S3 client for the location's credentials."""
+    return s3.boto3_client(location.credentials)

@@ -258,7 +258,8 @@ def add_column_ddl(table: Table, column: Column, dialect: Dialect) -> str:
 
 
 def upgrade(conn: Connection, tables: Tables, reports: Iterable[TableReport]) -> list[str]:
-    """Add every addable missing column of the reports; returns the statements run."""
+    """Add every addable missing column of the reports, then every index the metadata
+    names that the table lacks (by name); returns what was done."""
     by_key, done = tables.by_key(), []
     for report in reports:
         table = by_key[report.key]
@@ -266,4 +267,19 @@ def upgrade(conn: Connection, tables: Tables, reports: Iterable[TableReport]) ->
             ddl = add_column_ddl(table, table.c[name], conn.dialect)
             conn.execute(DDL(ddl))
             done.append(ddl)
+        done += add_missing_indexes(conn, table)
+    return done
+
+
+def add_missing_indexes(conn: Connection, table: Table) -> list[str]:
+    """Create the indexes of ``table``'s metadata that the database lacks (by name)."""
+    insp = inspect(conn)
+    if not insp.has_table(table.name, schema=table.schema):
+        return []
+    have = {i["name"] for i in insp.get_indexes(table.name, schema=table.schema)}
+    done = []
+    for index in sorted(table.indexes, key=lambda i: str(i.name)):
+        if index.name not in have and all(c.name in table.c for c in index.columns):
+            index.create(conn)
+            done.append(f"CREATE INDEX {index.name} ON {table.name}")
     return done

@@ -139,6 +139,9 @@ def _build(schema: str | None, names: Mapping[str, str], raw_ingested_at: bool) 
         Column("sample_count", Integer, nullable=False),
         Column("updated_at", UtcDateTime, nullable=False),
         *_rollup_columns(),
+        # A window of hours over every location (the aggregation's stale-rows check,
+        # the daily rollups): the primary key leads with loc_id and cannot serve it.
+        Index(constraint_name("ix", n["temperature_hourly"], "ymd_hh"), "ymd", "hh"),
     )
     location = Table(
         n["location"], md,

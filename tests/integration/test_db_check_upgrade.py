@@ -86,8 +86,15 @@ def test_upgrade_on_sqlite_adds_columns_and_keeps_the_rows(tmp_path, monkeypatch
     url = f"sqlite+pysqlite:///{tmp_path / 'seed.db'}"
     only = ["temperature_raw", "temperature_hourly"]
     assert [r.status for r in _reports(url, only).values()] == ["INCOMPLETE", "INCOMPLETE"]
-    list(init_databases(url=url, add_columns=True))
+    lines = list(init_databases(url=url, add_columns=True))
     assert [r.status for r in _reports(url, only).values()] == ["ok", "ok"]
+    # The hourly table gets the (ymd, hh) index the window checks read by, once.
+    assert lines[-1].endswith("added: CREATE INDEX ix_temperature_ymd_hh ON temperature")
+    engine = make_engine(url)
+    indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("temperature")}
+    engine.dispose()
+    assert indexes["ix_temperature_ymd_hh"] == ["ymd", "hh"]
+    assert list(init_databases(url=url, add_columns=True))[-1].endswith("no column missing")
     with sqlite3.connect(tmp_path / "seed.db") as con:
         row = con.execute("SELECT loc_id, temperature_max, humidity_avg, sample_count, "
                           "updated_at FROM temperature").fetchall()
