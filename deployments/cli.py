@@ -47,7 +47,8 @@ def db_init(
     url: UrlOption = None,
     schema: SchemaOption = None,
     upgrade: Annotated[bool, typer.Option(
-        "--upgrade", help="Also add missing columns to existing tables (never drops).")] = False,
+        "--upgrade",
+        help="Also add missing columns and indexes to existing tables (never drops).")] = False,
     table: Annotated[list[str] | None, typer.Option(
         help="Only this table (its DESIGN.md name, e.g. pipeline_watermark); repeatable.")
     ] = None,

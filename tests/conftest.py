@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from shopfloor.db.engine import make_engine
+from tests.pg import throwaway_database
 
 TESTS = Path(__file__).parent
 
@@ -55,15 +56,8 @@ def pg_server_url() -> str:
 @pytest.fixture(scope="session")
 def pg_url(pg_server_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end."""
-    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    name = f"shopfloor_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with throwaway_database(pg_server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -14,14 +14,16 @@ import re
 import shlex
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from prefect.settings import PREFECT_API_URL
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from tests.pg import throwaway_database
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -85,28 +87,20 @@ def guide_commands() -> list[str]:
 @pytest.fixture
 def databases(pg_server_url: str) -> Iterator[dict[str, str]]:
     """The three seed databases, fresh, dropped at the end."""
-    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    tag = uuid.uuid4().hex[:8]
-    names = {role: f"guide_{role}_{tag}" for role in ("iot", "hq", "pama")}
-    urls = {}
-    with admin.connect() as conn:
-        for role, name in names.items():
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-            urls[role] = make_url(pg_server_url).set(database=name).render_as_string(
-                hide_password=False)
+    with ExitStack() as stack:
+        urls = {role: stack.enter_context(throwaway_database(pg_server_url, f"guide_{role}"))
+                for role in ("iot", "hq", "pama")}
+        _create_seed_tables(urls)
+        yield urls
+
+
+def _create_seed_tables(urls: dict[str, str]) -> None:
     for role, ddl in (("iot", IOT_DDL), ("hq", HQ_DDL), ("pama", PAMA_DDL)):
         engine = create_engine(urls[role])
         with engine.begin() as conn:
             for statement in ddl:
                 conn.execute(text(statement))
         engine.dispose()
-    try:
-        yield urls
-    finally:
-        with admin.connect() as conn:
-            for name in names.values():
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _fill(urls: dict[str, str]) -> None:

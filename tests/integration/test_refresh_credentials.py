@@ -33,7 +33,7 @@ from prefect.variables import Variable
 from prefect_aws import AwsCredentials
 from prefect_aws.client_parameters import AwsClientParameters
 from prefect_sqlalchemy import SqlAlchemyConnector
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import Engine, create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 from blocks.bootstrap import connector_from_url
@@ -45,6 +45,7 @@ from shopfloor.db.engine import check_connection, init_db, make_engine
 from shopfloor.db.schema import get_tables
 from shopfloor.errors import ShopfloorError
 from tasks.variables import CREDENTIAL_SECRETS
+from tests.pg import throwaway_database
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 AWS_BLOCK = "rotation-test-aws"
@@ -76,15 +77,22 @@ class Plant:
 @pytest.fixture(scope="module")
 def plant(prefect_harness, pg_server_url, s3_endpoint) -> Iterator[Plant]:
     tag = uuid.uuid4().hex[:8]
-    name, roles = f"shopfloor_rot_{tag}", {f"sf_rot_a_{tag}": f"pw-a-{tag}",
-                                           f"sf_rot_b_{tag}": f"pw-b-{tag}"}
+    roles = {f"sf_rot_a_{tag}": f"pw-a-{tag}", f"sf_rot_b_{tag}": f"pw-b-{tag}"}
     admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    with throwaway_database(pg_server_url, "shopfloor_rot") as url:
+        yield from _plant(admin, url, tag, roles, s3_endpoint)
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        for role in roles:
+            conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+    admin.dispose()
+
+
+def _plant(admin: Engine, url: str, tag: str, roles: dict[str, str],
+           s3_endpoint: str) -> Iterator[Plant]:
+    with admin.connect() as conn:
         for role, password in roles.items():
             # Test-made names and values: no bound parameters in CREATE ROLE.
             conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
-    url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
     engine = make_engine(url)
     init_db(engine)
     with engine.begin() as conn:
@@ -103,11 +111,6 @@ def plant(prefect_harness, pg_server_url, s3_endpoint) -> Iterator[Plant]:
     sm.create_secret(Name=secret, SecretString="{}")
     yield Plant(url, roles, secret, sm)
     sm.delete_secret(SecretId=secret, ForceDeleteWithoutRecovery=True)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        for role in roles:
-            conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
-    admin.dispose()
 
 
 def block_url(name: str) -> str:

@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, create_engine, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, insert, select, text
 
 from blocks.bootstrap import connector_from_url
 from shopfloor.db.engine import init_db, make_engine
 from shopfloor.db.schema import Tables
+from tests.pg import throwaway_database
 
 MEASURES = ("temperature", "humidity", "pcv_temperature")
 
@@ -115,14 +115,8 @@ def db(request, tmp_path, prefect_harness) -> Iterator[Db]:
 @pytest.fixture(scope="session")
 def second_pg_url(pg_server_url: str) -> Iterator[str]:
     """Another PostgreSQL database on the same server (the seed's IoT and HQ databases)."""
-    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    name = f"shopfloor_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with throwaway_database(pg_server_url) as url:
+        yield url
 
 
 @pytest.fixture

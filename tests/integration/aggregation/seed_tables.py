@@ -4,12 +4,12 @@
 table is ``flet_montrg.temperature`` without ``sample_count`` and ``updated_at``.
 """
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+
+from tests.pg import throwaway_database
 
 SCHEMA = "flet_montrg"
 SEED_DDL = (
@@ -33,19 +33,10 @@ SEED_ENV = {"SHOPFLOOR_DB_SCHEMA": SCHEMA, "SHOPFLOOR_TABLE_TEMPERATURE_HOURLY":
 def seed_database(server_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database holding the seed's tables (the session database of
     the worker has DESIGN.md's tables in ``flet_montrg`` already); dropped at the end."""
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    name = f"shopfloor_seed_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        for ddl in SEED_DDL:
-            conn.execute(text(ddl))
-    engine.dispose()
-    try:
+    with throwaway_database(server_url, "shopfloor_seed") as url:
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            for ddl in SEED_DDL:
+                conn.execute(text(ddl))
+        engine.dispose()
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()

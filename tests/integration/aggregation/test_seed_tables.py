@@ -99,7 +99,10 @@ def test_hourly_flow_writes_the_seed_table_and_finds_late_rows_by_reading_time(s
     assert sorted(added) == sorted([
         f"ALTER TABLE {SCHEMA}.temperature ADD sample_count INTEGER",
         f"ALTER TABLE {SCHEMA}.temperature ADD updated_at TIMESTAMP WITHOUT TIME ZONE",
-        f"ALTER TABLE {SCHEMA}.temperature_raw ADD device VARCHAR(128)", *rollup])
+        f"ALTER TABLE {SCHEMA}.temperature_raw ADD device VARCHAR(128)", *rollup,
+        # the indexes the window reads need, by name (the seed's tables have none)
+        "CREATE INDEX ix_temperature_raw_capture_dt ON temperature_raw",
+        "CREATE INDEX ix_temperature_ymd_hh ON temperature"])
     with engine.connect() as conn:  # and still no ingested_at: the seed's writers go on
         cols = conn.execute(text(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = :s "

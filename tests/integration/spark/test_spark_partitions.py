@@ -13,8 +13,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
-from sqlalchemy import create_engine, insert, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
 
 from blocks.bootstrap import connector_from_url
 from flows.spark_extraction import spark_sensor_extraction
@@ -24,6 +24,7 @@ from shopfloor.historian.partitions import Partition
 from shopfloor.historian.plan import epoch_ms
 from shopfloor.historian.seed import BAD, GOOD, seed_catalog
 from tests.integration.spark.test_spark_extraction import _snapshot, read_output
+from tests.pg import throwaway_database
 
 pytestmark = pytest.mark.usefixtures("spark")
 
@@ -87,11 +88,11 @@ def insert_rows(engine: Engine, tables: Tables, rows: list[dict]) -> None:
 
 @pytest.fixture(scope="module")
 def catalog_db(pg_server_url: str, historian_tables: Tables) -> Iterator[Engine]:
-    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    name = f"shopfloor_parts_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(make_url(pg_server_url).set(database=name))
+    with throwaway_database(pg_server_url, "shopfloor_parts") as url:
+        yield from _catalog(make_engine(url), historian_tables)
+
+
+def _catalog(engine: Engine, historian_tables: Tables) -> Iterator[Engine]:
     historian_tables.sqlth_te.create(engine)
     with engine.begin() as conn:
         conn.execute(insert(historian_tables.sqlth_te), [
@@ -104,9 +105,6 @@ def catalog_db(pg_server_url: str, historian_tables: Tables) -> Iterator[Engine]
     insert_rows(engine, historian_tables, ROWS)
     yield engine
     engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture(scope="module")
