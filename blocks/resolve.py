@@ -10,7 +10,7 @@ from prefect_sqlalchemy import SqlAlchemyConnector
 from sqlalchemy import Engine
 
 from shopfloor.db.engine import make_engine
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 from shopfloor.storage import S3Credentials, StorageLocation
 
 B = TypeVar("B", bound=Block)
@@ -23,7 +23,7 @@ def load_block(name: str, block_class: type[B] | None = None) -> B:
             return block_class.load(name)
         return Block.load(_slug_name(name))
     except (ValueError, KeyError) as exc:
-        raise ShopfloorError(
+        raise UserError(
             f"block {name!r} not found ({exc}); create it with `shopfloor blocks bootstrap`"
         ) from None
 
@@ -83,7 +83,7 @@ def storage_from_block(block: Block) -> StorageLocation:
                                s3_credentials(block.credentials))
     if isinstance(block, LocalFileSystem):
         return StorageLocation("local", block.basepath or ".")
-    raise ShopfloorError(
+    raise UserError(
         f"block type {type(block).__name__} is not storage: use S3Bucket or LocalFileSystem"
     )
 

@@ -15,7 +15,7 @@ from deployments.lake_cli import lake_app
 from deployments.modbus_cli import modbus_app
 from deployments.simulate_cli import simulate_app
 from deployments.spark_cli import spark_app
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import DataIntegrityError, ShopfloorError, UserError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Shop-floor sensor data pipelines on Prefect 3.")
@@ -119,7 +119,7 @@ def blocks_import_airflow(
     from shopfloor.airflow.targets import Refusal, parse_name_map
 
     if file is None and not env:
-        raise ShopfloorError("give --file PATH and/or --env")
+        raise UserError("give --file PATH and/or --env")
     names = parse_name_map(map_ or [])
     from blocks.airflow_import import import_connections, read_connections
 
@@ -129,7 +129,7 @@ def blocks_import_airflow(
         if wanted not in ids:
             typer.echo(f"warning: no connection {wanted!r} was found", err=True)
     if not connections:
-        raise ShopfloorError("no Airflow connections found")
+        raise UserError("no Airflow connections found")
     outcome = import_connections(connections, names, only or [], dry_run)
     verb = "would create" if dry_run else "created"
     for item in outcome:
@@ -296,5 +296,16 @@ def main() -> None:
     try:
         app()
     except ShopfloorError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        label = "stopped (data integrity)" if isinstance(exc, DataIntegrityError) else "error"
+        typer.echo(f"{label}: {exc}", err=True)
+        sys.exit(exit_code(exc))
+
+
+def exit_code(exc: ShopfloorError) -> int:
+    """2: the user can fix it (like a usage error); 3: stopped to keep the data right;
+    1: anything else that failed clearly (an unreachable database, a failed run)."""
+    if isinstance(exc, UserError):
+        return 2
+    if isinstance(exc, DataIntegrityError):
+        return 3
+    return 1

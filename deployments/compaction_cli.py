@@ -136,11 +136,11 @@ def import_registry(
 def _require_registry(engine, tables, block: str) -> None:  # noqa: ANN001 - late imports
     from sqlalchemy import inspect
 
-    from shopfloor.errors import ShopfloorError
+    from shopfloor.errors import UserError
 
     with engine.connect() as conn:
         table = tables.s3_object
         if not inspect(conn).has_table(table.name, schema=table.schema):
-            raise ShopfloorError(
+            raise UserError(
                 f"no {table.name} table in {block!r}: create it with `shopfloor db init --block "
                 f"{block}`")

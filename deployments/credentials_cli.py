@@ -11,13 +11,13 @@ credentials_app = typer.Typer(no_args_is_help=True,
 def parse_pairs(items: list[str]) -> dict[str, str]:
     """``["block=secret", ...]`` -> ``{"block": "secret"}``; a missing ``=`` is a clear
     error. The secret part may hold ``=`` or ``:`` (an ARN)."""
-    from shopfloor.errors import ShopfloorError
+    from shopfloor.errors import UserError
 
     pairs = {}
     for item in items:
         block, sep, secret = item.partition("=")
         if not sep or not block.strip() or not secret.strip():
-            raise ShopfloorError(f"--secret takes BLOCK=SECRET, got {item!r}")
+            raise UserError(f"--secret takes BLOCK=SECRET, got {item!r}")
         pairs[block.strip()] = secret.strip()
     return pairs
 

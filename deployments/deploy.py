@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import ShopfloorError, UserError
 
 DEFAULT_DOCKER_POOL = "shopfloor-docker"
 DEFAULT_LOCAL_POOL = "shopfloor-process"
@@ -39,7 +39,7 @@ def project_root() -> Path:
     cwd = Path.cwd()
     if (cwd / "prefect.yaml").exists():
         return cwd
-    raise ShopfloorError("prefect.yaml not found: run from the shopfloor project folder")
+    raise UserError("prefect.yaml not found: run from the shopfloor project folder")
 
 
 def load_config(root: Path) -> dict[str, Any]:
@@ -80,12 +80,12 @@ def apply_override(config: dict[str, Any], override: dict[str, Any] | None) -> N
     deps = {deployment_key(d): d for d in config["deployments"]}
     unknown = sorted(set(changes) - set(deps))
     if unknown:
-        raise ShopfloorError(f"override names unknown deployments: {', '.join(unknown)} "
+        raise UserError(f"override names unknown deployments: {', '.join(unknown)} "
                              f"(known: {', '.join(sorted(deps))})")
     for key, change in changes.items():
         bad = sorted(set(change) - set(OVERRIDABLE))
         if bad:
-            raise ShopfloorError(f"override of {key} sets {', '.join(bad)}: only "
+            raise UserError(f"override of {key} sets {', '.join(bad)}: only "
                                  f"{', '.join(OVERRIDABLE)} can be overridden")
         dep = deps[key]
         for field in ("schedules", "concurrency_limit", "description"):
@@ -100,7 +100,7 @@ def load_override(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
     if not path.exists():
-        raise ShopfloorError(f"override file not found: {path}")
+        raise UserError(f"override file not found: {path}")
     return yaml.safe_load(path.read_text()) or {}
 
 

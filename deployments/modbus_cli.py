@@ -54,7 +54,7 @@ def add_device(
     from pydantic import ValidationError
 
     from blocks.modbus import ModbusDevice
-    from shopfloor.errors import ShopfloorError
+    from shopfloor.errors import UserError
     from shopfloor.modbus.capture import device_plan
     from shopfloor.modbus.tags import load_register_map
 
@@ -63,7 +63,7 @@ def add_device(
         block = ModbusDevice(**settings, register_map=load_register_map(register_map))
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise ShopfloorError(f"device {name}: {'.'.join(map(str, err['loc']))}: "
+        raise UserError(f"device {name}: {'.'.join(map(str, err['loc']))}: "
                              f"{err['msg']}") from None
     plan = device_plan(block.to_config(name))  # reject a map that cannot be read, by tag
     block.save(name, overwrite=True)
@@ -82,7 +82,7 @@ def read_device(
     """
     from blocks.modbus import ModbusDevice
     from blocks.resolve import load_block
-    from shopfloor.errors import ShopfloorError
+    from shopfloor.errors import UserError
     from shopfloor.modbus.capture import CaptureStats, capture_device, device_plan
     from shopfloor.modbus.sink import ReadingSink
 
@@ -93,7 +93,7 @@ def read_device(
         typer.echo(f"read {r.register_type} {r.address}+{r.count}: "
                    f"{', '.join(t.name for t in r.tags)}")
     if not batches:
-        raise ShopfloorError(f"device {name} did not answer: {stats.last_error}")
+        raise UserError(f"device {name} did not answer: {stats.last_error}")
     _, quarantined = ReadingSink(cfg, CaptureStats(name), "read").validate(batches[0])
     row = batches[0].frame().iloc[0]
     for t, value, verdict in tag_verdicts(cfg.tags, row, quarantined):
@@ -160,12 +160,12 @@ def _instant(text: str, option: str) -> Any:
     """An ISO 8601 time with its zone (``2026-11-20T08:00Z``); anything else is one error."""
     from datetime import datetime
 
-    from shopfloor.errors import ShopfloorError
+    from shopfloor.errors import UserError
 
     try:
         return datetime.fromisoformat(text)
     except ValueError:
-        raise ShopfloorError(f"{option} {text!r}: use ISO 8601 with a zone, e.g. "
+        raise UserError(f"{option} {text!r}: use ISO 8601 with a zone, e.g. "
                              "2026-11-20T08:00Z") from None
 
 

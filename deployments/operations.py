@@ -15,7 +15,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.events.schemas.automations import AutomationCore
 from prefect.exceptions import ObjectNotFound
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 from shopfloor.modbus.gateway import gateway_limit_name
 
 OPERATIONS_FILE = "operations.yaml"
@@ -37,7 +37,7 @@ def load_operations(root: Path) -> dict[str, Any]:
     """The parsed operations.yaml of the project at ``root``."""
     path = root / OPERATIONS_FILE
     if not path.exists():
-        raise ShopfloorError(f"{OPERATIONS_FILE} not found beside prefect.yaml")
+        raise UserError(f"{OPERATIONS_FILE} not found beside prefect.yaml")
     return yaml.safe_load(path.read_text()) or {}
 
 
@@ -51,7 +51,7 @@ def apply_overrides(ops: dict[str, Any], override: dict[str, Any] | None) -> dic
     known = {a["name"] for a in result.get("automations") or []}
     unknown = sorted(set(changes) - known)
     if unknown:
-        raise ShopfloorError(f"override names unknown automations: {', '.join(unknown)}")
+        raise UserError(f"override names unknown automations: {', '.join(unknown)}")
     for auto in result.get("automations") or []:
         for key, value in (changes.get(auto["name"]) or {}).items():
             auto["trigger"][key] = value

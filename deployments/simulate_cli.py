@@ -30,7 +30,7 @@ def simulate_modbus(
     = 0.0,
 ) -> None:
     """Serve simulated Modbus devices with slowly changing values and injected faults."""
-    from shopfloor.errors import ShopfloorError
+    from shopfloor.errors import UserError
     from shopfloor.modbus.simulator import (
         ModbusSimulator,
         build_devices,
@@ -40,7 +40,7 @@ def simulate_modbus(
     from shopfloor.modbus.tags import load_register_map
 
     if framer not in ("socket", "rtu"):
-        raise ShopfloorError(f"framer must be socket or rtu, got {framer!r}")
+        raise UserError(f"framer must be socket or rtu, got {framer!r}")
     tags = load_register_map(register_map) if register_map else default_map()
     sims = build_devices(port, devices, tags, parse_faults(fault or [], devices),
                          _framer(framer), delay_seconds, exception_code)

@@ -10,13 +10,13 @@ spark_app = typer.Typer(no_args_is_help=True, help="Spark historian extraction."
 
 def parse_conf(items: list[str]) -> dict[str, str]:
     """``["spark.a=1", ...]`` -> ``{"spark.a": "1"}``; a missing ``=`` is a clear error."""
-    from shopfloor.errors import ShopfloorError
+    from shopfloor.errors import UserError
 
     conf = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ShopfloorError(f"--conf takes key=value, got {item!r}")
+            raise UserError(f"--conf takes key=value, got {item!r}")
         conf[key.strip()] = value
     return conf
 

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from shopfloor.aggregation.hours import as_utc, local_hour_index, resolve_timezone
 from shopfloor.anomaly.findings import DetectorParams, Finding
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 from shopfloor.params import IsoDateTime, TimeZone
 from tasks.anomaly import emit_anomaly_events, find_anomalies, store_findings
 from tasks.clock import logical_now
@@ -34,9 +34,9 @@ def check_parameters(start: datetime | None, end: datetime | None, timezone: str
     """
     tz = resolve_timezone(timezone)
     if (start is None) != (end is None):
-        raise ShopfloorError("give both start and end, or neither (the last closed hours)")
+        raise UserError("give both start and end, or neither (the last closed hours)")
     if start is not None and as_utc(end, tz) <= as_utc(start, tz):
-        raise ShopfloorError(f"end {end} must be after start {start}")
+        raise UserError(f"end {end} must be after start {start}")
     params.check()
     return tz
 

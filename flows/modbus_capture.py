@@ -15,7 +15,7 @@ from pydantic import Field
 
 from blocks.resolve import load_block, load_engine
 from shopfloor.db.engine import check_connection
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import ShopfloorError, UserError
 from shopfloor.modbus.capture import (
     CaptureStats,
     check_distinct_locations,
@@ -93,7 +93,7 @@ def _timeout_limit() -> float | None:
 def _check_landing(configs: list[DeviceConfig]) -> None:
     missing = [c.name for c in configs if not c.dstrct_code]
     if missing:
-        raise ShopfloorError(
+        raise UserError(
             f"land_json needs a dstrct_code on every device, missing on {', '.join(missing)}: "
             "landed keys start with dstrct_code=<code>/ so registration finds the district "
             "(shopfloor modbus add-device NAME --dstrct-code CODE ...)")

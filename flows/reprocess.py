@@ -13,7 +13,7 @@ from pydantic import Field
 from blocks.resolve import load_block
 from shopfloor.aggregation.hours import resolve_timezone
 from shopfloor.aggregation.windows import Window, explicit_window
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 from shopfloor.modbus.reprocess import HOUR, window_hours
 from shopfloor.params import BlockName, DistrictCode, IsoDateTime, TimeZone
 from tasks.aggregation import aggregate_chunk
@@ -33,7 +33,7 @@ def check_parameters(devices: list[str] | None, district: str | None, start: dat
         ShopfloorError: with one line saying what to change.
     """
     if bool(devices) == bool(district):
-        raise ShopfloorError("give devices or a district (one of them)")
+        raise UserError("give devices or a district (one of them)")
     resolve_timezone(timezone)
     return window_hours(start, end)
 

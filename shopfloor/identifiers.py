@@ -2,7 +2,7 @@
 
 import re
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 
 # Letters, digits and underscores, not starting with a digit; 63 is PostgreSQL's limit.
 IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -16,7 +16,7 @@ def check_identifier(name: str, what: str = "identifier") -> str:
         what: what the name is, for the error message (e.g. "schema").
     """
     if not isinstance(name, str) or not IDENTIFIER_PATTERN.fullmatch(name):
-        raise ShopfloorError(
+        raise UserError(
             f"invalid {what} {name!r}: use letters, digits and underscores only "
             "(not starting with a digit, at most 63 characters)"
         )
@@ -38,5 +38,5 @@ def check_token(token: str, what: str = "token") -> str:
     """Return ``token`` if it is safe inside an object name (letters, digits, ``_``, ``-``,
     at most 64 characters), else raise: tokens name staging folders, manifests and files."""
     if not isinstance(token, str) or not TOKEN_PATTERN.fullmatch(token):
-        raise ShopfloorError(f"invalid {what} {token!r}")
+        raise UserError(f"invalid {what} {token!r}")
     return token

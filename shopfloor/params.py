@@ -19,7 +19,7 @@ from zoneinfo import available_timezones
 from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 
 ISO_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 ISO_DATETIME_PATTERN = (
@@ -104,7 +104,7 @@ def check_typed(fn: Callable[..., Any], **values: Any) -> None:
         except ValidationError as exc:
             problems += [_problem(name, error) for error in exc.errors()]
     if problems:
-        raise ShopfloorError("; ".join(problems))
+        raise UserError("; ".join(problems))
 
 
 def _problem(name: str, error: Any) -> str:

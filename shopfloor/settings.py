@@ -4,7 +4,7 @@ import os
 import re
 from pathlib import Path
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 from shopfloor.identifiers import check_identifier, check_optional_identifier
 
 
@@ -56,7 +56,7 @@ def raw_has_ingested_at() -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ShopfloorError(f"invalid SHOPFLOOR_RAW_INGESTED_AT {value!r}: use true or false")
+    raise UserError(f"invalid SHOPFLOOR_RAW_INGESTED_AT {value!r}: use true or false")
 
 
 # PostgreSQL memory units (https://www.postgresql.org/docs/current/config-setting.html).
@@ -78,6 +78,6 @@ def aggregation_work_mem() -> str | None:
     if value.lower() == "default":
         return None
     if not _MEMORY.match(value):
-        raise ShopfloorError(f"invalid SHOPFLOOR_AGG_WORK_MEM {value!r}: use e.g. 256MB, "
+        raise UserError(f"invalid SHOPFLOOR_AGG_WORK_MEM {value!r}: use e.g. 256MB, "
                              "1GB or default")
     return value

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import ShopfloorError, UserError
 from shopfloor.s3 import S3Credentials, arrow_s3_filesystem, boto3_client
 
 S3_SCHEME = "s3://"
@@ -204,7 +204,10 @@ class StorageLocation:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             what = {"404": "does not exist", "NoSuchBucket": "does not exist",
                     "403": "refuses these credentials"}.get(code, f"answers {code}")
-            raise ShopfloorError(f"{role}: bucket {self.root!r} {what}") from None
+            # A missing bucket or refused credentials are settings to fix; other answers
+            # (throttling, a server error) may pass.
+            kind = UserError if code in ("404", "NoSuchBucket", "403") else ShopfloorError
+            raise kind(f"{role}: bucket {self.root!r} {what}") from None
         except botocore.exceptions.BotoCoreError as exc:
             raise ShopfloorError(f"{role}: bucket {self.root!r} cannot be reached: "
                                  f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None

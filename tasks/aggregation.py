@@ -53,8 +53,8 @@ from shopfloor.db.engine import check_connection
 from shopfloor.db.schema import configured_tables
 from shopfloor.db.types import utcnow
 from shopfloor.db.watermark import get_watermark, set_watermark
-from shopfloor.errors import ShopfloorError
 from shopfloor.quality import write_quarantine
+from tasks.outcomes import transient
 
 MAX_EVENTS = 1000  # one run never floods the event stream; the artifact lists them all
 # The Prefect global concurrency limit shared by everything that writes the warehouse
@@ -99,17 +99,6 @@ def warehouse_slots() -> int | None:
     except ObjectNotFound:
         return None
     return int(limit.limit) if limit.active else None
-
-
-def transient(task, task_run, state) -> bool:
-    """Retry database hiccups, not our own errors (a validation mismatch stays one)."""
-    try:
-        state.result()
-    except ShopfloorError:
-        return False
-    except Exception:  # anything else (a lost connection, a deadlock) may pass
-        return True
-    return True
 
 
 # Engines of the blocks loaded by a flow run, by (flow run id, block name): a backfill's

@@ -12,8 +12,8 @@ from shopfloor.anomaly.grid import local_indices
 from shopfloor.anomaly.store import insert_findings, read_hourly
 from shopfloor.db.schema import configured_tables
 from shopfloor.db.types import utcnow
-from tasks.aggregation import load_engines, transient, warehouse_slot
-from tasks.outcomes import emit
+from tasks.aggregation import load_engines, warehouse_slot
+from tasks.outcomes import emit, transient
 
 EVENT = "shopfloor.anomaly.detected"
 

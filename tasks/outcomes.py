@@ -28,6 +28,8 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run as current_run
 from prefect.states import Completed, State
 
+from shopfloor.errors import retryable
+
 DEGRADED = "Degraded"
 IDLE = "Idle"
 FAILED_EVENT = "shopfloor.run.failed"
@@ -76,3 +78,15 @@ def emit(event: str, resource_id: str, payload: dict[str, Any] | None = None,
     """
     emit_event(event=event, resource={"prefect.resource.id": resource_id, **labels},
                payload=payload or {})
+
+
+def transient(task: Any, task_run: Any, state: State) -> bool:
+    """Every retrying task's ``retry_condition_fn``: retry what may pass next time (a
+    lost connection, a deadlock, an unreachable bucket), never a
+    :class:`~shopfloor.errors.UserError` (the same input fails again) nor a
+    :class:`~shopfloor.errors.DataIntegrityError` (a retry would only hide it)."""
+    try:
+        state.result(raise_on_failure=True)
+    except Exception as exc:  # noqa: BLE001 - the failure decides
+        return retryable(exc)
+    return True

@@ -3,17 +3,14 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.states import State
 
 from blocks.resolve import load_engine, load_storage
 from shopfloor.compaction import output
 from shopfloor.compaction.claims import (
     ClaimedKey,
-    ClaimLost,
     claim_keys,
     claimable_districts,
     fence,
@@ -38,9 +35,11 @@ from shopfloor.db.engine import check_connection
 from shopfloor.db.schema import configured_tables
 from shopfloor.db.types import utcnow
 from shopfloor.errors import first_line
+from tasks.outcomes import transient
 
 
-@task(name="register-keys", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="register-keys", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
+      retry_condition_fn=transient)
 def register_new_keys(raw_logs: str, prefix: str, distrik: str | None, metadata_db: str,
                       overlap_hours: int = 2, full_listing: bool = False) -> dict[str, int]:
     """List what may be new under ``prefix`` and insert the new JSON objects as PENDING.
@@ -69,7 +68,8 @@ def register_new_keys(raw_logs: str, prefix: str, distrik: str | None, metadata_
     return c.as_dict()
 
 
-@task(name="check-storage", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="check-storage", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE,
+      retry_condition_fn=transient)
 def check_storage(*blocks: str) -> None:
     """Fail with one line naming the block if its bucket is missing or refuses us, before
     any key is claimed (a missing bucket is a setting to fix, not a bad object)."""
@@ -77,7 +77,8 @@ def check_storage(*blocks: str) -> None:
         load_storage(name).check_exists(name)
 
 
-@task(name="get-keys", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="get-keys", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
+      retry_condition_fn=transient)
 def get_keys(metadata_db: str, distrik: str, limit: int, run_id: str,
              claim_ttl_minutes: int) -> list[ClaimedKey]:
     """Claim up to ``limit`` PENDING (or stale) keys of ``distrik`` for this run, atomically.
@@ -101,20 +102,8 @@ def get_keys(metadata_db: str, distrik: str, limit: int, run_id: str,
     return claimed
 
 
-def _retry_unless_claim_lost(task: Any, task_run: Any, state: State) -> bool:
-    """Retry a failed ``compact`` unless its claim was taken over (a retry would only
-    stage everything again and be fenced off again)."""
-    try:
-        state.result(raise_on_failure=True)
-    except ClaimLost:
-        return False
-    except Exception:  # noqa: BLE001 - any other failure takes the retry policy
-        return True
-    return True
-
-
 @task(name="compact", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE,
-      retry_condition_fn=_retry_unless_claim_lost)
+      retry_condition_fn=transient)
 def compact(raw_logs: str, lake: str, target_prefix: str, distrik: str,
             tz_offset_hours: float, ram_limit: str, run_id: str,
             claimed: list[ClaimedKey], metadata_db: str | None = None) -> CompactResult:
@@ -155,7 +144,8 @@ def compact(raw_logs: str, lake: str, target_prefix: str, distrik: str,
     return result
 
 
-@task(name="update-status", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="update-status", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
+      retry_condition_fn=transient)
 def update_status(metadata_db: str, lake: str, target_prefix: str, run_id: str,
                   result: CompactResult, distrik: str = "") -> int:
     """Mark written keys SUCCESS and malformed ones QUARANTINED; store bad records.
@@ -180,7 +170,8 @@ def update_status(metadata_db: str, lake: str, target_prefix: str, run_id: str,
     return bad
 
 
-@task(name="recover-leftovers", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="recover-leftovers", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
+      retry_condition_fn=transient)
 def recover_leftovers(lake: str, target_prefix: str, metadata_db: str, run_id: str,
                       claim_ttl_minutes: int) -> Recovery:
     """Before claiming: clean what dead claims left under the target (files, staging,
@@ -234,7 +225,8 @@ def release_keys(metadata_db: str, run_id: str, error: str) -> int:
     return n
 
 
-@task(name="claimable-districts", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="claimable-districts", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
+      retry_condition_fn=transient)
 def claimable_districts_task(metadata_db: str, claim_ttl_minutes: int) -> list[str]:
     """Districts with PENDING (or stale CLAIMED) keys, the oldest backlog first.
 

@@ -21,9 +21,11 @@ from shopfloor.historian.tags import Tag, load_tags
 from shopfloor.quality import write_quality
 from shopfloor.spark import extract
 from shopfloor.spark.extract import ExtractionJob
+from tasks.outcomes import transient
 
 
-@task(name="find-month-tables", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="find-month-tables", retries=2, retry_delay_seconds=5,
+      cache_policy=NO_CACHE, retry_condition_fn=transient)
 def find_month_tables(historian_db: str,
                       months: list[MonthSlice]) -> tuple[list[MonthSlice], list[MonthSlice]]:
     """Find the tables of each planned month: Ignition's ``sqlth_partitions`` when the
@@ -49,7 +51,8 @@ def find_month_tables(historian_db: str,
     return present, sorted(missing + uncovered, key=lambda m: m.start_ms)
 
 
-@task(name="load-historian-tags", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="load-historian-tags", retries=2, retry_delay_seconds=5,
+      cache_policy=NO_CACHE, retry_condition_fn=transient)
 def load_historian_tags(historian_db: str, patterns: list[str]) -> list[Tag]:
     """Tags of ``sqlth_te`` whose tagpath matches one of the SQL LIKE patterns, with their
     Ignition driver when the historian has ``sqlth_partitions`` and scan classes.
@@ -67,7 +70,8 @@ def load_historian_tags(historian_db: str, patterns: list[str]) -> list[Tag]:
     return tags
 
 
-@task(name="recheck-lake-days", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="recheck-lake-days", retries=2, retry_delay_seconds=5,
+      cache_policy=NO_CACHE, retry_condition_fn=transient)
 def recheck_lake_days(historian_db: str, lake: str, job: ExtractionJob,
                       months: list[MonthSlice]) -> list[DayCheck]:
     """Compare rows per (tag, day) of already extracted days between the source (GROUP BY
@@ -94,6 +98,7 @@ def recheck_lake_days(historian_db: str, lake: str, job: ExtractionJob,
 
 
 @task(name="clean-output-leftovers", task_run_name="clean-{month.month}", retries=2,
+      retry_condition_fn=transient,
       retry_delay_seconds=5, cache_policy=NO_CACHE)
 def clean_output_leftovers(lake: str, job: ExtractionJob, month: MonthSlice) -> None:
     """Finish a replace a crashed run left half done and drop staging a failed run left,
@@ -113,6 +118,7 @@ def clean_output_leftovers(lake: str, job: ExtractionJob, month: MonthSlice) -> 
 
 
 @task(name="write-month-parquet", task_run_name="write-{month.month}", retries=1,
+      retry_condition_fn=transient,
       retry_delay_seconds=3, cache_policy=NO_CACHE)
 def write_month_parquet(spark, historian_db: str, lake: str, job: ExtractionJob,
                         month: MonthSlice, token: str) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
@@ -32,7 +32,7 @@ def resolve_timezone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ShopfloorError(
+        raise UserError(
             f"unknown time zone {name!r}: use an IANA name such as 'UTC' or 'Asia/Jakarta'"
         ) from None
 

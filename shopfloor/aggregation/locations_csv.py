@@ -21,7 +21,7 @@ from sqlalchemy import Connection, select
 from shopfloor.aggregation.locations import THRESHOLDS
 from shopfloor.db.schema import Tables
 from shopfloor.db.upsert import upsert
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 
 LOC_ID = re.compile(r"^\S{1,32}$")
 TEXT_COLUMNS = ("name", "site")
@@ -85,12 +85,12 @@ def _header(fields: list[str], where: str) -> tuple[str, ...]:
     names = tuple(f.strip().lower() for f in fields)
     unknown = [n for n in names if n not in KNOWN]
     if unknown:
-        raise ShopfloorError(f"{where}: unknown column(s) {unknown}; columns are "
+        raise UserError(f"{where}: unknown column(s) {unknown}; columns are "
                              f"{', '.join(KNOWN)}")
     if "loc_id" not in names:
-        raise ShopfloorError(f"{where}: the header has no loc_id column")
+        raise UserError(f"{where}: the header has no loc_id column")
     if len(set(names)) != len(names):
-        raise ShopfloorError(f"{where}: a column appears twice in the header")
+        raise UserError(f"{where}: a column appears twice in the header")
     return names
 
 
@@ -103,7 +103,7 @@ def parse_locations(text: str, source: str = "locations.csv") -> LocationFile:
     lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1)
              if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
-        raise ShopfloorError(f"{source}: no header row (the first line names the columns)")
+        raise UserError(f"{source}: no header row (the first line names the columns)")
     parsed = list(csv.reader(line for _, line in lines))
     columns = _header(parsed[0], f"{source} line {lines[0][0]}")
     rows: list[dict[str, Any]] = []
@@ -111,20 +111,20 @@ def parse_locations(text: str, source: str = "locations.csv") -> LocationFile:
     for (number, _), cells in zip(lines[1:], parsed[1:], strict=True):
         where = f"{source} line {number}"
         if len(cells) != len(columns):
-            raise ShopfloorError(f"{where}: {len(cells)} cells, the header has "
+            raise UserError(f"{where}: {len(cells)} cells, the header has "
                                  f"{len(columns)} columns")
         values = {c: v.strip() for c, v in zip(columns, cells, strict=True)}
         where += f" (loc_id {values['loc_id']!r})"
         try:
             row = _row(values)
         except _BadRow as exc:
-            raise ShopfloorError(f"{where}: {exc}") from None
+            raise UserError(f"{where}: {exc}") from None
         if row["loc_id"] in seen:
-            raise ShopfloorError(f"{where}: loc_id also on line {seen[row['loc_id']]}")
+            raise UserError(f"{where}: loc_id also on line {seen[row['loc_id']]}")
         seen[row["loc_id"]] = number
         rows.append(row)
     if not rows:
-        raise ShopfloorError(f"{source}: no location rows below the header")
+        raise UserError(f"{source}: no location rows below the header")
     return LocationFile(tuple(dict.fromkeys((*columns, "active"))), rows)
 
 
@@ -133,7 +133,7 @@ def read_locations_csv(path: Path) -> LocationFile:
     try:
         text = path.read_text(encoding="utf-8-sig")  # Excel writes a BOM
     except (OSError, UnicodeDecodeError) as exc:
-        raise ShopfloorError(f"cannot read {path.name}: {exc}") from None
+        raise UserError(f"cannot read {path.name}: {exc}") from None
     return parse_locations(text, path.name)
 
 

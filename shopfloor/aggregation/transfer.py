@@ -35,7 +35,7 @@ from shopfloor.aggregation.window_quality import finish_window
 from shopfloor.aggregation.windows import Window
 from shopfloor.db.schema import Tables
 from shopfloor.db.upsert import upsert
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import DataIntegrityError
 from shopfloor.settings import aggregation_work_mem
 
 # The columns of a group as the staged path moves them (temperature_hourly's order).
@@ -47,7 +47,7 @@ HOURLY_COLUMNS = (*HOURLY_KEY, *VALUE_COLUMNS, "sample_count")
 LATE_OVERLAP = timedelta(minutes=5)
 
 
-class ValidationError(ShopfloorError):
+class ValidationError(DataIntegrityError):
     """The hourly rows written do not match the source window."""
 
 

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from shopfloor.aggregation.hours import as_utc, hour_start, local_hour_index, ymd_hh
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 
 # Above this many locations an IN list costs more than it saves (and SQL Server caps
 # a statement at 2,100 parameters): the window then covers every location.
@@ -51,7 +51,7 @@ def explicit_window(start: datetime, end: datetime, tz: ZoneInfo) -> Window:
     """
     start_utc, end_utc = as_utc(start, tz), as_utc(end, tz)
     if end_utc <= start_utc:
-        raise ShopfloorError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
+        raise UserError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
     first = local_hour_index(start_utc, tz)
     last = local_hour_index(end_utc, tz)
     if hour_start(last, tz) < end_utc:
@@ -62,7 +62,7 @@ def explicit_window(start: datetime, end: datetime, tz: ZoneInfo) -> Window:
 def date_range_window(start_date: date, end_date: date, tz: ZoneInfo) -> Window:
     """Local days ``start_date`` to ``end_date``, both included."""
     if end_date < start_date:
-        raise ShopfloorError(
+        raise UserError(
             f"end_date ({end_date.isoformat()}) must not be before start_date "
             f"({start_date.isoformat()})"
         )
@@ -88,7 +88,7 @@ DEFAULT_CHUNK_HOURS = 7 * 24
 def chunks(window: Window, chunk_hours: int) -> list[Window]:
     """``window`` cut into consecutive windows of at most ``chunk_hours`` hours."""
     if chunk_hours < 1:
-        raise ShopfloorError(f"chunk_hours must be at least 1, got {chunk_hours}")
+        raise UserError(f"chunk_hours must be at least 1, got {chunk_hours}")
     return [
         Window(i, min(i + chunk_hours, window.last), window.loc_ids)
         for i in range(window.first, window.last, chunk_hours)
@@ -184,7 +184,7 @@ def plan_windows(start: datetime | None, end: datetime | None, tz: ZoneInfo, now
             after ``start``.
     """
     if (start is None) != (end is None):
-        raise ShopfloorError("give both start and end, or neither (incremental run)")
+        raise UserError("give both start and end, or neither (incremental run)")
     if start is not None and end is not None:
         return [explicit_window(start, end, tz)]
     closed = last_closed_hour(now, tz)

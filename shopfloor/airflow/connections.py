@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import yaml
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import ShopfloorError, UserError
 
 ENV_PREFIX = "AIRFLOW_CONN_"
 EXTRA_KEY = "__extra__"
@@ -61,9 +61,9 @@ def parse_extra(extra: Any, conn_id: str) -> dict[str, Any]:
         try:
             extra = json.loads(extra)
         except json.JSONDecodeError:
-            raise ShopfloorError(f"{conn_id}: extra is not JSON") from None
+            raise UserError(f"{conn_id}: extra is not JSON") from None
     if not isinstance(extra, Mapping):
-        raise ShopfloorError(f"{conn_id}: extra is not a JSON object")
+        raise UserError(f"{conn_id}: extra is not a JSON object")
     return dict(extra)
 
 
@@ -80,10 +80,10 @@ def parse_uri(conn_id: str, uri: str) -> AirflowConnection:
     """A connection from Airflow's URI form (see the module docstring)."""
     uri = uri.strip()
     if uri.count("://") not in (1, 2):
-        raise ShopfloorError(f"{conn_id}: not a connection URI (expected type://...)")
+        raise UserError(f"{conn_id}: not a connection URI (expected type://...)")
     scheme = urlsplit(uri).scheme
     if not scheme:
-        raise ShopfloorError(f"{conn_id}: the URI has no connection type (type://...)")
+        raise UserError(f"{conn_id}: the URI has no connection type (type://...)")
     # 'type://proto://host' keeps the host's protocol (Airflow's host_with_protocol).
     with_protocol = uri.count("://") == 2
     rest = uri.replace(f"{scheme}://", "" if with_protocol else "//", 1)
@@ -94,7 +94,7 @@ def parse_uri(conn_id: str, uri: str) -> AirflowConnection:
     try:
         port = parts.port
     except ValueError:
-        raise ShopfloorError(f"{conn_id}: the port in the URI is not a number") from None
+        raise UserError(f"{conn_id}: the port in the URI is not a number") from None
     extra: dict[str, Any] = {}
     if parts.query:
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -112,14 +112,14 @@ def _port(value: Any, conn_id: str) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise ShopfloorError(f"{conn_id}: port is not a number") from None
+        raise UserError(f"{conn_id}: port is not a number") from None
 
 
 def from_fields(conn_id: str, fields: Mapping[str, Any]) -> AirflowConnection:
     """A connection from its fields (the JSON form, an export file's entry)."""
     conn_type = fields.get("conn_type")
     if not conn_type:
-        raise ShopfloorError(f"{conn_id}: no conn_type")
+        raise UserError(f"{conn_id}: no conn_type")
 
     def text(name: str) -> str | None:
         value = fields.get(name)
@@ -136,12 +136,12 @@ def parse_value(conn_id: str, value: Any) -> AirflowConnection:
     if isinstance(value, Mapping):
         return from_fields(conn_id, value)
     if not isinstance(value, str):
-        raise ShopfloorError(f"{conn_id}: expected a URI or a JSON object")
+        raise UserError(f"{conn_id}: expected a URI or a JSON object")
     if value.lstrip().startswith("{"):
         try:
             fields = json.loads(value)
         except json.JSONDecodeError:
-            raise ShopfloorError(f"{conn_id}: not valid JSON") from None
+            raise UserError(f"{conn_id}: not valid JSON") from None
         return from_fields(conn_id, fields)
     return parse_uri(conn_id, value)
 
@@ -172,7 +172,7 @@ def _env_file(text: str) -> dict[str, str]:
             continue
         key, sep, value = line.partition("=")
         if not sep or not key.strip():
-            raise ShopfloorError(f"line {number}: expected CONN_ID=URI or CONN_ID=JSON")
+            raise UserError(f"line {number}: expected CONN_ID=URI or CONN_ID=JSON")
         entries[key.strip()] = value.strip()
     return entries
 
@@ -188,11 +188,11 @@ def connections_from_text(text: str, fmt: str) -> list[AirflowConnection | Unrea
         else:
             entries = json.loads(text)
     except (json.JSONDecodeError, yaml.YAMLError):
-        raise ShopfloorError(f"the connections file is not valid {fmt.upper()}") from None
+        raise UserError(f"the connections file is not valid {fmt.upper()}") from None
     if entries is None:
         return []
     if not isinstance(entries, Mapping):
-        raise ShopfloorError("the connections file must map connection ids to connections")
+        raise UserError("the connections file must map connection ids to connections")
     return _read({str(k): v for k, v in entries.items()})
 
 
@@ -207,5 +207,5 @@ def connections_from_file(path: Path) -> list[AirflowConnection | Unreadable]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ShopfloorError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     return connections_from_text(text, file_format(path))

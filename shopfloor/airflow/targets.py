@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shopfloor.airflow.connections import AirflowConnection, Unreadable
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import ShopfloorError, UserError
 
 DRIVERS = {"postgres": "postgresql+psycopg2", "mysql": "mysql+pymysql",
            "mssql": "mssql+pymssql"}
@@ -122,9 +122,9 @@ def parse_name_map(items: Iterable[str]) -> dict[str, str]:
     for item in items:
         conn_id, sep, name = (part.strip() for part in item.partition("="))
         if not sep or not conn_id or not name:
-            raise ShopfloorError(f"--map {item!r}: expected CONN_ID=BLOCK_NAME")
+            raise UserError(f"--map {item!r}: expected CONN_ID=BLOCK_NAME")
         if not BLOCK_NAME.fullmatch(name):
-            raise ShopfloorError(f"--map {item!r}: a block name is lower-case letters, digits "
+            raise UserError(f"--map {item!r}: a block name is lower-case letters, digits "
                                  "and dashes")
         mapping[_key(conn_id)] = name
     return mapping
@@ -137,7 +137,7 @@ def _text(value: Any) -> str:
 def database_target(conn: AirflowConnection) -> tuple[DatabaseTarget, tuple[str, ...]]:
     """The connector's components and the extra keys it leaves out."""
     if not conn.host:
-        raise ShopfloorError("no host")
+        raise UserError("no host")
     allowed = QUERY_EXTRAS[conn.conn_type]
     query = {k: _text(v) for k, v in conn.extra.items() if k in allowed and v is not None}
     ignored = tuple(sorted(k for k in conn.extra if k not in query))
@@ -156,11 +156,11 @@ def aws_target(conn: AirflowConnection) -> tuple[AwsTarget, tuple[str, ...]]:
     extra = conn.extra
     method = extra.get("assume_role_method")
     if method not in (None, "", "assume_role"):
-        raise ShopfloorError(f"assume_role_method {method!r} has no AwsCredentials field "
+        raise UserError(f"assume_role_method {method!r} has no AwsCredentials field "
                              "(only assume_role)")
     kwargs = extra.get("assume_role_kwargs") or {}
     if not isinstance(kwargs, Mapping):
-        raise ShopfloorError("assume_role_kwargs is not an object")
+        raise UserError("assume_role_kwargs is not an object")
     target = AwsTarget(
         access_key_id=conn.login or extra.get("aws_access_key_id"),
         secret_access_key=conn.password or extra.get("aws_secret_access_key"),
@@ -209,7 +209,7 @@ def plan_blocks(connections: Iterable[AirflowConnection | Unreadable],
     for plan in plans:
         if isinstance(plan, BlockPlan):
             if plan.block_name in taken:
-                raise ShopfloorError(f"connections {taken[plan.block_name]} and {plan.conn_id} "
+                raise UserError(f"connections {taken[plan.block_name]} and {plan.conn_id} "
                                      f"would both become block {plan.block_name!r}")
             taken[plan.block_name] = plan.conn_id
     return plans

@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from shopfloor.db.schema import Tables
 from shopfloor.db.types import UtcDateTime, utcnow
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import DataIntegrityError
 
 MAX_ATTEMPTS = 5  # a key that failed this often is parked as FAILED, not retried forever
 
@@ -232,7 +232,7 @@ def claim_holders(conn: Connection, tables: Tables, ids: Sequence[int], run_id: 
     return sorted(h for h in holders if h)
 
 
-class ClaimLost(ShopfloorError):
+class ClaimLost(DataIntegrityError):
     """This run no longer holds every key it claimed: another run took the claim over."""
 
 

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 
 PAUSE_AT = "SHOPFLOOR_FAULT_PAUSE_AT"
 PAUSE_FILE = "SHOPFLOOR_FAULT_PAUSE_FILE"
@@ -45,7 +45,7 @@ _reached: Counter[str] = Counter()  # per process: how often each step was reach
 def _kill_hook(spec: str) -> Callable[[str], None]:
     point, _, nth = spec.partition(":")
     if point not in PAUSE_POINTS or not (nth or "1").isdigit() or int(nth or "1") < 1:
-        raise ShopfloorError(
+        raise UserError(
             f"invalid {KILL_AT} {spec!r}: use <step>[:<n>], step one of "
             f"{', '.join(PAUSE_POINTS)}")
     times = int(nth or "1")
@@ -71,7 +71,7 @@ def pause_hook_from_env(environ: Mapping[str, str] = os.environ
     if not point:
         return None
     if point not in PAUSE_POINTS:
-        raise ShopfloorError(
+        raise UserError(
             f"invalid {PAUSE_AT} {point!r}: use one of {', '.join(PAUSE_POINTS)}")
     marker = environ.get(PAUSE_FILE)
     resume = environ.get(RESUME_FILE)

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, select
 
 from shopfloor.db.schema import Tables
 from shopfloor.db.upsert import upsert
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 from shopfloor.params import DISTRICT_PATTERN, OPTIONAL_PREFIX_PATTERN
 from shopfloor.storage import ObjectInfo
 
@@ -92,7 +92,7 @@ def check_distrik(value: str) -> str:
     """``value`` if it is a district code (letters, digits, ``_``, ``-``; at most 32): the
     flow parameter type ``DistrictCode``'s rule, for callers outside a flow."""
     if not isinstance(value, str) or not _DISTRIK.fullmatch(value):
-        raise ShopfloorError(
+        raise UserError(
             f"invalid distrik {value!r}: use 1-32 letters, digits, '_' or '-'"
         )
     return value
@@ -102,7 +102,7 @@ def check_prefix(value: str) -> str:
     """``value`` if it is a listing prefix inside the storage: ``""``, or folder names
     separated by ``/`` with no ``.``/``..`` (the flow parameter type's rule)."""
     if not isinstance(value, str) or not _PREFIX.fullmatch(value):
-        raise ShopfloorError(
+        raise UserError(
             f"invalid prefix {value!r}: use folder names of letters, digits, '_', '-', '.', "
             "'=' separated by '/' (no '..'), or '' for everything"
         )

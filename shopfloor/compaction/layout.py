@@ -9,7 +9,7 @@ beside the target prefix, where readers of the target never see them.
 import re
 from dataclasses import dataclass
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 from shopfloor.identifiers import check_token as check_identifier_token
 from shopfloor.params import PREFIX_PATTERN
 from shopfloor.storage import StorageLocation
@@ -24,7 +24,7 @@ def check_target_prefix(prefix: str) -> str:
     valid = isinstance(prefix, str) and _PREFIX.fullmatch(prefix)
     clean = prefix.strip("/") if valid else ""
     if not clean or any(not _SEGMENT.fullmatch(s) for s in clean.split("/")):
-        raise ShopfloorError(
+        raise UserError(
             f"invalid target_prefix {prefix!r}: use folder names of letters, digits, "
             "'_', '-', '.', '=' separated by '/'"
         )
@@ -88,7 +88,7 @@ class ClaimLayout:
         # DuckDB returns the files it wrote as URLs under the staging root it was given.
         root = self.staging_root.rstrip("/") + "/"
         if not staged_url.startswith(root):
-            raise ShopfloorError(f"staged file {staged_url!r} is outside {root!r}")
+            raise UserError(f"staged file {staged_url!r} is outside {root!r}")
         return staged_url[len(root):]
 
     def staged_key(self, staged_url: str) -> str:

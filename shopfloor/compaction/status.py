@@ -8,7 +8,7 @@ from sqlalchemy import Connection, delete
 from shopfloor.compaction.claims import finish_claim
 from shopfloor.compaction.keys import key_hash
 from shopfloor.db.schema import Tables
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import DataIntegrityError
 from shopfloor.quality import (
     BatchCounts,
     QuarantinedRow,
@@ -62,7 +62,7 @@ def record_outcome(conn: Connection, tables: Tables, run_id: str, succeeded: Seq
     if updated != expected:
         # Raising rolls the whole outcome back: the run that took the keys over cleans
         # this claim's files by its manifest and writes them again itself.
-        raise ShopfloorError(
+        raise DataIntegrityError(
             f"{expected - updated} of {expected} keys of claim {run_id} were taken over by "
             "another run (is claim_ttl_minutes shorter than a run?)"
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import URL
 
 from shopfloor.db.engine import check_connection, make_engine
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 
 # RDS's ``engine`` values -> the driver a new block gets (an existing block keeps its own).
 ENGINE_DRIVERS = {
@@ -56,18 +56,18 @@ def parse_database_secret(value: str | bytes, secret_id: str) -> DatabaseSecret:
     try:
         data = json.loads(value)
     except (ValueError, UnicodeDecodeError):
-        raise ShopfloorError(f"secret {secret_id!r} is not JSON: expected the RDS shape "
+        raise UserError(f"secret {secret_id!r} is not JSON: expected the RDS shape "
                              '{"engine", "host", "port", "username", "password", '
                              '"dbname"}') from None
     if not isinstance(data, dict):
-        raise ShopfloorError(f"secret {secret_id!r} is not a JSON object")
+        raise UserError(f"secret {secret_id!r} is not a JSON object")
     missing = [k for k in ("username", "password") if not isinstance(data.get(k), str)
                or not data[k]]
     if missing:
-        raise ShopfloorError(f"secret {secret_id!r} has no {' or '.join(missing)}")
+        raise UserError(f"secret {secret_id!r} has no {' or '.join(missing)}")
     engine = _optional_str(data, "engine", secret_id)
     if engine is not None and engine.lower() not in ENGINE_DRIVERS:
-        raise ShopfloorError(f"secret {secret_id!r} has engine {engine!r}: shopfloor knows "
+        raise UserError(f"secret {secret_id!r} has engine {engine!r}: shopfloor knows "
                              + ", ".join(sorted(ENGINE_DRIVERS)))
     return DatabaseSecret(
         username=data["username"], password=data["password"],
@@ -81,7 +81,7 @@ def _optional_str(data: dict, key: str, secret_id: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ShopfloorError(f"secret {secret_id!r}: {key} must be a string")
+        raise UserError(f"secret {secret_id!r}: {key} must be a string")
     return value
 
 
@@ -90,7 +90,7 @@ def _port(value: object, secret_id: str) -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not str(value).isdigit() or not 0 < int(value) < 65536:
-        raise ShopfloorError(f"secret {secret_id!r}: port must be a number from 1 to 65535")
+        raise UserError(f"secret {secret_id!r}: port must be a number from 1 to 65535")
     return int(value)
 
 
@@ -107,12 +107,12 @@ def rotated_url(current: URL | None, secret: DatabaseSecret, secret_id: str) -> 
     driver = ENGINE_DRIVERS.get(secret.engine or "")
     if current is None:
         if driver is None or not secret.host:
-            raise ShopfloorError(f"secret {secret_id!r} needs engine and host to create a "
+            raise UserError(f"secret {secret_id!r} needs engine and host to create a "
                                  "new block")
         return URL.create(driver, username=secret.username, password=secret.password,
                           host=secret.host, port=secret.port, database=secret.dbname)
     if driver is not None and _BACKENDS[driver] != current.get_backend_name():
-        raise ShopfloorError(f"secret {secret_id!r} is for engine {secret.engine!r} but the "
+        raise UserError(f"secret {secret_id!r} is for engine {secret.engine!r} but the "
                              f"block is a {current.get_backend_name()} database")
     return current.set(
         username=secret.username, password=secret.password,

@@ -11,7 +11,7 @@ credential-like query keys it cannot place.
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from shopfloor.errors import ShopfloorError, first_line
+from shopfloor.errors import UserError, first_line
 
 # Query keys that are the password itself, under the names drivers accept.
 PASSWORD_KEYS = frozenset({"password", "passwd", "pwd"})
@@ -29,11 +29,11 @@ def parse_database_url(url: str) -> URL:
         u = make_url(url)
         u.port  # noqa: B018 - a port like ':abc' fails only when read
     except (ArgumentError, ValueError) as exc:
-        raise ShopfloorError(f"invalid database URL: {_reason(exc)}") from None
+        raise UserError(f"invalid database URL: {_reason(exc)}") from None
     try:
         u.get_dialect()
     except NoSuchModuleError:
-        raise ShopfloorError(
+        raise UserError(
             f"unknown database driver {u.drivername!r} in the URL: use e.g. postgresql+psycopg2, "
             "mysql+pymysql, mssql+pymssql or sqlite") from None
     return _password_out_of_query(u)
@@ -53,7 +53,7 @@ def _password_out_of_query(u: URL) -> URL:
     keys = {k.lower(): k for k in u.query}
     secrets = sorted(k for k in keys if k in SECRET_KEYS)
     if secrets:
-        raise ShopfloorError(
+        raise UserError(
             f"database URL carries a secret in its query string ({', '.join(secrets)}): "
             "shopfloor cannot keep it secret there; configure it on the server or driver")
     found = [keys[k] for k in keys if k in PASSWORD_KEYS]
@@ -61,7 +61,7 @@ def _password_out_of_query(u: URL) -> URL:
         return u
     values = {_one(u.query[k]) for k in found}
     if len(values) > 1 or (u.password is not None and u.password not in values):
-        raise ShopfloorError("database URL gives two different passwords "
+        raise UserError("database URL gives two different passwords "
                              "(one in the query string)")
     query = {k: v for k, v in u.query.items() if k not in found}
     return u.set(password=values.pop(), query=query)

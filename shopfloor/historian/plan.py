@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 from shopfloor.historian.tags import MAX_PATTERN_LENGTH
 from shopfloor.identifiers import check_identifier
 from shopfloor.params import pattern_type
@@ -120,7 +120,7 @@ def epoch_ms(day: date) -> int:
 def check_table_pattern(pattern: str) -> str:
     """Accept only identifier characters and the ``{yyyy}`` / ``{mm}`` placeholders."""
     if not isinstance(pattern, str) or not _PATTERN_CHARS.fullmatch(pattern):
-        raise ShopfloorError(
+        raise UserError(
             f"invalid table_pattern {pattern!r}: use letters, digits, underscores and the "
             "placeholders {yyyy} and {mm} only"
         )
@@ -128,10 +128,10 @@ def check_table_pattern(pattern: str) -> str:
         fields = [f for _, f, spec, conv in string.Formatter().parse(pattern)
                   if f is not None or spec or conv]
     except ValueError as exc:
-        raise ShopfloorError(f"invalid table_pattern {pattern!r}: {exc}") from None
+        raise UserError(f"invalid table_pattern {pattern!r}: {exc}") from None
     unknown = sorted(set(fields) - set(PLACEHOLDERS))
     if unknown:
-        raise ShopfloorError(
+        raise UserError(
             f"invalid table_pattern {pattern!r}: unknown placeholder(s) {unknown}; "
             "only {yyyy} and {mm} exist"
         )
@@ -155,14 +155,14 @@ def resolve_window(start: date | None, end: date | None, today: date) -> tuple[d
         yesterday = today - timedelta(days=1)
         return yesterday, yesterday
     if start is None or end is None:
-        raise ShopfloorError("give both start and end, or neither (yesterday)")
+        raise UserError("give both start and end, or neither (yesterday)")
     return start, end
 
 
 def check_window(start: date, end: date) -> None:
     """Reject an end before the start (the end date is included)."""
     if end < start:
-        raise ShopfloorError(f"end {end} is before start {start}")
+        raise UserError(f"end {end} is before start {start}")
 
 
 def plan_months(start: date, end: date, pattern: str) -> list[MonthSlice]:
@@ -186,7 +186,7 @@ def check_spark_conf(conf: dict[str, str]) -> dict[str, str]:
     bad = [k for k, v in conf.items()
            if not isinstance(k, str) or not k.startswith("spark.") or not isinstance(v, str)]
     if bad:
-        raise ShopfloorError(f"spark_conf keys must start with 'spark.' and map to strings: {bad}")
+        raise UserError(f"spark_conf keys must start with 'spark.' and map to strings: {bad}")
     return dict(conf)
 
 

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import DataIntegrityError, UserError
 from shopfloor.historian.lake import (
     TAG,
     check_layout,
@@ -71,9 +71,9 @@ def check_output_prefix(prefix: str) -> str:
     """The output prefix if it is a safe relative folder (the flow parameter's rule) and
     not inside the staging area (a replace would take staged files for old output)."""
     if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
-        raise ShopfloorError(f"invalid output prefix {prefix!r}")
+        raise UserError(f"invalid output prefix {prefix!r}")
     if prefix.split("/")[0] == AREA:
-        raise ShopfloorError(f"invalid output prefix {prefix!r}: {AREA}/ holds the staging")
+        raise UserError(f"invalid output prefix {prefix!r}: {AREA}/ holds the staging")
     return prefix
 
 
@@ -121,7 +121,7 @@ def staged_files(layout: PublishLayout, tag_keys: Iterable[str],
     for key in keys:
         part = partition_of(key.removeprefix(layout.staging_key + "/"))
         if not in_window(part, layout.partitioning, wanted_tags, wanted_dates):
-            raise ShopfloorError(f"staged file {key!r} is outside the window's partitions")
+            raise DataIntegrityError(f"staged file {key!r} is outside the window's partitions")
     return keys
 
 
@@ -166,7 +166,7 @@ def _finish(storage: StorageLocation, manifest_key: str, manifest: dict[str, Any
         if present is None or src in present:
             storage.move(src, dst)
         elif not storage.exists(dst):
-            raise ShopfloorError(
+            raise DataIntegrityError(
                 f"manifest {manifest_key!r}: neither {src!r} nor {dst!r} exists; "
                 "the replace cannot be finished, the old files are kept")
         if i == 0:
@@ -193,7 +193,7 @@ def _read_manifest(storage: StorageLocation, output_prefix: str, key: str) -> di
                   for s, d in manifest.get("moves", []))
           and all(k.startswith(final) for k in manifest.get("delete", [])))
     if not ok:
-        raise ShopfloorError(f"manifest {key!r} names keys outside {output_prefix!r}")
+        raise DataIntegrityError(f"manifest {key!r} names keys outside {output_prefix!r}")
     return manifest
 
 

@@ -17,12 +17,12 @@ from sqlalchemy.exc import IntegrityError
 
 from shopfloor.db.schema import Tables
 from shopfloor.db.types import utcnow
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import DataIntegrityError
 
 FREE = "-"
 
 
-class PartitionClaimLost(ShopfloorError):
+class PartitionClaimLost(DataIntegrityError):
     """Another run took this partition's claim over: the merge publishes nothing."""
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 from shopfloor.modbus.batch import Batch
 from shopfloor.modbus.breaker import CircuitBreaker, max_skip_for
 from shopfloor.modbus.client import DeviceConfig, device_plan, make_client, poll_sample
@@ -206,20 +206,20 @@ def check_parameters(devices: Sequence[str], samples: int, interval_seconds: flo
     """
     dupes = sorted({d for d in devices if list(devices).count(d) > 1})
     if dupes:
-        raise ShopfloorError(f"devices listed twice: {', '.join(dupes)}")
+        raise UserError(f"devices listed twice: {', '.join(dupes)}")
     if span_seconds is not None:
         if samples != 1:
-            raise ShopfloorError("give samples or span_seconds, not both: a span takes every "
+            raise UserError("give samples or span_seconds, not both: a span takes every "
                                  "slot of its window")
         if interval_seconds <= 0:
-            raise ShopfloorError("interval_seconds must be > 0 with span_seconds")
+            raise UserError("interval_seconds must be > 0 with span_seconds")
         duration = span_seconds
     else:
         if samples > 1 and interval_seconds == 0:
-            raise ShopfloorError("interval_seconds must be > 0 when samples > 1")
+            raise UserError("interval_seconds must be > 0 when samples > 1")
         duration = (samples - 1) * interval_seconds
     if max_seconds is not None and duration > max_seconds:
-        raise ShopfloorError(
+        raise UserError(
             f"the run would sample for {duration:.0f} s, longer than the {max_seconds:.0f} s "
             "its timeout allows: use a shorter span (and schedule runs every span)")
 
@@ -229,7 +229,7 @@ def check_distinct_locations(configs: Sequence[DeviceConfig]) -> None:
     seen: dict[str, str] = {}
     for cfg in configs:
         if cfg.loc_id in seen:
-            raise ShopfloorError(
+            raise UserError(
                 f"devices {seen[cfg.loc_id]!r} and {cfg.name!r} share loc_id {cfg.loc_id!r}: "
                 "their readings would overwrite each other in temperature_raw")
         seen[cfg.loc_id] = cfg.name

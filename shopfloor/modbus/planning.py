@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 from shopfloor.modbus.decoding import RequestDecoder
 from shopfloor.modbus.device import MAX_BITS, MAX_REGISTERS
 from shopfloor.modbus.tags import BIT_REGISTER_TYPES, TagSpec
@@ -41,7 +41,7 @@ def _plan_type(tags: list[TagSpec], limit: int, max_gap: int) -> list[ReadReques
     current: ReadRequest | None = None
     for tag in sorted(tags, key=lambda t: (t.address, t.bit or 0)):
         if tag.width > limit:
-            raise ShopfloorError(
+            raise UserError(
                 f"tag {tag.name!r} spans {tag.width} registers, more than the {limit} "
                 "this device allows per request")
         if current is not None:
@@ -73,11 +73,11 @@ def plan_requests(
         ShopfloorError: limits out of range, or a tag longer than one read.
     """
     if not 1 <= max_registers <= MAX_REGISTERS:
-        raise ShopfloorError(f"max_registers must be 1..{MAX_REGISTERS}, got {max_registers}")
+        raise UserError(f"max_registers must be 1..{MAX_REGISTERS}, got {max_registers}")
     if not 1 <= max_bits <= MAX_BITS:
-        raise ShopfloorError(f"max_bits must be 1..{MAX_BITS}, got {max_bits}")
+        raise UserError(f"max_bits must be 1..{MAX_BITS}, got {max_bits}")
     if max_gap < 0:
-        raise ShopfloorError(f"max_gap must be >= 0, got {max_gap}")
+        raise UserError(f"max_gap must be >= 0, got {max_gap}")
     by_type: dict[str, list[TagSpec]] = defaultdict(list)
     for tag in tags:
         by_type[tag.register_type].append(tag)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import ShopfloorError, UserError
 from shopfloor.identifiers import check_identifier
 
 RegisterType = Literal["coil", "discrete", "holding", "input"]
@@ -152,7 +152,7 @@ def validate_register_map(tags: list[TagSpec]) -> list[TagSpec]:
         ShopfloorError: naming every offending tag.
     """
     if not tags:
-        raise ShopfloorError("register map is empty: add at least one tag")
+        raise UserError("register map is empty: add at least one tag")
     problems = _duplicates(tags, "name") + _duplicates(tags, "column") + _overlaps(tags)
     for t in tags:
         try:
@@ -160,7 +160,7 @@ def validate_register_map(tags: list[TagSpec]) -> list[TagSpec]:
         except ShopfloorError as exc:
             problems.append(str(exc))
     if problems:
-        raise ShopfloorError("invalid register map: " + "; ".join(problems))
+        raise UserError("invalid register map: " + "; ".join(problems))
     return tags
 
 
@@ -178,7 +178,7 @@ def parse_register_map(entries: Any) -> list[TagSpec]:
     if isinstance(entries, dict) and "tags" in entries:
         entries = entries["tags"]
     if not isinstance(entries, list):
-        raise ShopfloorError("register map must be a list of tags (or a mapping with 'tags')")
+        raise UserError("register map must be a list of tags (or a mapping with 'tags')")
     tags = []
     for i, entry in enumerate(entries):
         try:
@@ -186,7 +186,7 @@ def parse_register_map(entries: Any) -> list[TagSpec]:
         except ValidationError as err:
             name = entry.get("name", f"#{i}") if isinstance(entry, dict) else f"#{i}"
             text = _error_text(err, str(name))
-            raise ShopfloorError(f"invalid register map: {text}") from None
+            raise UserError(f"invalid register map: {text}") from None
     return validate_register_map(tags)
 
 
@@ -194,10 +194,10 @@ def load_register_map(path: str | Path) -> list[TagSpec]:
     """Read a register map from a ``.yaml``/``.yml`` or ``.json`` file."""
     p = Path(path)
     if not p.is_file():
-        raise ShopfloorError(f"register map file not found: {p.name}")
+        raise UserError(f"register map file not found: {p.name}")
     text = p.read_text(encoding="utf-8")
     try:
         data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ShopfloorError(f"register map {p.name} is not valid: {exc}") from None
+        raise UserError(f"register map {p.name} is not valid: {exc}") from None
     return parse_register_map(data)

@@ -29,10 +29,10 @@ def test_unreachable_database_url_is_one_error_line(tmp_path):
 
 def test_malformed_url_and_bad_schema_are_one_error_line(tmp_path):
     res = run(["db", "init", "--url", "not a url"], tmp_path)
-    assert res.returncode == 1 and "error: invalid database URL" in res.stderr
+    assert res.returncode == 2 and "error: invalid database URL" in res.stderr
     db = tmp_path / "x.db"
     res = run(["db", "init", "--url", f"sqlite:///{db}", "--schema", "a;b"], tmp_path)
-    assert res.returncode == 1 and "error: invalid schema 'a;b'" in res.stderr
+    assert res.returncode == 2 and "error: invalid schema 'a;b'" in res.stderr
     assert "Traceback" not in res.stderr
     assert not db.exists()  # rejected before any connection
 
@@ -50,7 +50,7 @@ def test_bootstrap_then_unknown_block_in_ephemeral_mode(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "shopfloor-warehouse-db" in res.stdout and "aws-secret-xyz" not in res.stdout
     res = run(["db", "init", "--block", "no-such-db"], tmp_path)
-    assert res.returncode == 1
+    assert res.returncode == 2
     assert "error: block 'no-such-db' not found" in res.stderr
     assert "Traceback" not in res.stderr
 
@@ -68,7 +68,7 @@ def error_lines(res: subprocess.CompletedProcess) -> list[str]:
 ])  # one rule of each kind end to end; every message is in tests/unit
 def test_hourly_bad_parameters_are_one_error_line(tmp_path, args, message):
     res = run(args, tmp_path)
-    assert res.returncode == 1
+    assert res.returncode == 2
     lines = error_lines(res)
     assert len(lines) == 1 and lines[0].startswith(message), lines
 
@@ -76,6 +76,6 @@ def test_hourly_bad_parameters_are_one_error_line(tmp_path, args, message):
 @pytest.mark.timeout(300)
 def test_hourly_unknown_block_is_one_error_line_before_any_flow_run(tmp_path):
     res = run(["hourly", "aggregate", "--source-db", "nope"], tmp_path)
-    assert res.returncode == 1
+    assert res.returncode == 2
     lines = error_lines(res)
     assert len(lines) == 1 and lines[0].startswith("error: block 'nope' not found"), lines

@@ -42,7 +42,7 @@ def _error_lines(res: subprocess.CompletedProcess) -> list[str]:
 ])  # every message: tests/unit/test_db_urls.py
 def test_a_bad_url_is_one_error_line(tmp_path, url, message):
     res = run(["db", "init", "--url", url], tmp_path)
-    assert res.returncode == 1
+    assert res.returncode == 2
     assert [ln for ln in res.stderr.splitlines() if ln.strip()] == _error_lines(res)
     assert _error_lines(res)[0].startswith(message), res.stderr
     assert "Traceback" not in res.stderr and PLANTED not in res.stderr + res.stdout

@@ -21,8 +21,10 @@ def shopfloor(*args: str, **env: str) -> subprocess.CompletedProcess:
                           text=True, env=full_env, timeout=300)
 
 
-def _one_error_line(res: subprocess.CompletedProcess) -> str:
-    assert res.returncode == 1, res.stdout + res.stderr
+def _one_error_line(res: subprocess.CompletedProcess, code: int = 2) -> str:
+    """The one ``error:`` line; exit 2 for what the user can fix (a value, a block name),
+    1 for what failed otherwise (a bucket that is not there)."""
+    assert res.returncode == code, res.stdout + res.stderr
     assert "Traceback" not in res.stderr
     # Prefect may log its own shutdown (e.g. its events worker flushing) after the error.
     lines = [ln for ln in res.stderr.splitlines() if ln.strip() and " | " not in ln[:20]]
