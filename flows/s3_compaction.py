@@ -4,6 +4,7 @@ update_status, exactly once, for every district with a backlog."""
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from prefect import Flow, flow, get_run_logger
@@ -19,18 +20,22 @@ from prefect.states import State
 from pydantic import Field
 
 from blocks.resolve import require_blocks
-from shopfloor.compaction.compact import PHASES, CompactResult
 from shopfloor.compaction.faults import pause_hook_from_env
 from shopfloor.compaction.keys import check_prefix
-from shopfloor.compaction.status import object_quality_rows
-from shopfloor.errors import ShopfloorError
+from shopfloor.compaction.outcome import (
+    Served,
+    artifact_description,
+    partitions,
+    summarise,
+    verdict,
+)
+from shopfloor.errors import DataIntegrityError, ShopfloorError
 from shopfloor.params import (
     DistrictCode,
     OptionalStoragePrefix,
     RamLimit,
     StoragePrefix,
 )
-from shopfloor.quality import artifact_scores, combined
 from tasks.outcomes import ON_FAILURE, degraded, emit, idle
 from tasks.s3_compaction import (
     check_storage,
@@ -140,29 +145,65 @@ def _configured(districts: list[str]) -> list[str]:
     return kept
 
 
-def _summary(distrik: str, claimed: int, results: list[CompactResult],
-             seconds: float) -> dict[str, Any]:
-    return {
-        "distrik": distrik, "keys_claimed": claimed,
-        "keys_succeeded": sum(len(r.succeeded) for r in results),
-        "keys_quarantined": sum(len(r.quarantined) for r in results),
-        "records_quarantined": sum(len(v) for r in results for v in r.bad_records.values()),
-        "rows_in": sum(r.rows_in for r in results),
-        "rows_out": sum(r.rows_out for r in results),
-        "bytes_in": sum(r.bytes_in for r in results),
-        "bytes_out": sum(r.bytes_out for r in results),
-        "parquet_files": sum(len(r.files) for r in results), "duration_s": round(seconds, 2),
-        # Where the compaction's time went (wall seconds per step, all districts).
-        **{f"{p}_s": round(sum(r.seconds.get(p, 0.0) for r in results), 2) for p in PHASES},
-        # The run's objects taken together (one quality_score row per object).
-        **artifact_scores(combined([q for r in results for q in object_quality_rows(
-            "", r.succeeded, r.quarantined, r.counts)])),
-    }
+@dataclass(frozen=True)
+class _Run:
+    """What every district of one run shares."""
+
+    raw_logs: str
+    lake: str
+    target_prefix: str
+    metadata_db: str
+    tz_offset_hours: float
+    ram_limit: str
+    run_id: str
+    claim_ttl_minutes: int
 
 
-def _partitions(result: CompactResult) -> int:
-    # Final files are <target>/hiveperiod=<day>/dstrct_code=<code>/part-...parquet.
-    return len({f.rsplit("/", 1)[0] for f in result.files})
+def _serve(run: _Run, districts: list[str], budget: int) -> Served:
+    """get_keys -> compact -> update_status per district, the oldest backlog first,
+    within ``budget`` keys; a district that fails gives its keys back and the others
+    are still served."""
+    logger = get_run_logger()
+    pause = pause_hook_from_env()  # fault injection, docs/s3_compaction.md; normally None
+    progress = create_progress_artifact(0.0, key="s3-compaction-progress",
+                                        description=f"s3-compaction of {len(districts)} "
+                                                    "district(s)")
+    served = Served()
+    for i, code in enumerate(districts):
+        if budget - served.claimed <= 0:
+            logger.info("key limit reached; %d districts wait for the next run",
+                        len(districts) - i)
+            break
+        claimed = get_keys(run.metadata_db, code, budget - served.claimed, run.run_id,
+                           run.claim_ttl_minutes)
+        if not claimed:
+            continue
+        served.claimed += len(claimed)
+        served.districts.append(code)
+        try:
+            result = compact(run.raw_logs, run.lake, run.target_prefix, code,
+                             run.tz_offset_hours, run.ram_limit, run.run_id, claimed,
+                             run.metadata_db)
+            if pause:
+                pause("after_compact")
+            update_status(run.metadata_db, run.lake, run.target_prefix, run.run_id, result,
+                          code)
+        except Exception as exc:
+            release_keys(run.metadata_db, run.run_id, f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, TimeoutError):
+                raise
+            logger.error("district %s failed: %s", code, exc)
+            served.failures.append(f"{code}: {exc}")
+            served.integrity |= isinstance(exc, DataIntegrityError)
+            continue  # the other districts still get served
+        served.results.append(result)
+        if result.files:
+            emit(PUBLISHED_EVENT, f"shopfloor.district.{code}",
+                 {"partitions": partitions(result), "rows": result.rows_out,
+                  "files": len(result.files)}, **{"shopfloor.district": code})
+        update_progress_artifact(progress, 100.0 * (i + 1) / len(districts))
+    update_progress_artifact(progress, 100.0)
+    return served
 
 
 def release_claims_on_exit(flow_obj: Flow, run: FlowRun, state: State) -> None:
@@ -223,70 +264,29 @@ def s3_compaction(
             run (0: at once).
     """
     started = time.monotonic()
-    logger = get_run_logger()
     # One check of the three block names, before any claim; the tasks resolve them.
     require_blocks(raw_logs, lake, metadata_db)
     check_storage(raw_logs, lake)
-    pause = pause_hook_from_env()  # fault injection, docs/s3_compaction.md; normally None
     run_id = _run_id()
     # Whatever earlier runs left (crashed claims, chains of take-overs) goes first.
     recover_leftovers(lake, target_prefix, metadata_db, run_id, claim_ttl_minutes)
-    progress = create_progress_artifact(0.0, key="s3-compaction-progress",
-                                        description=f"s3-compaction of {distrik or 'all'}")
     districts = [distrik] if distrik else _configured(
         claimable_districts_task(metadata_db, claim_ttl_minutes))
-    budget, claimed_total = key_limit_per_run, 0
-    served: list[str] = []
-    results: list[CompactResult] = []
-    failures: list[str] = []
+    spec = _Run(raw_logs, lake, target_prefix, metadata_db, tz_offset_hours, ram_limit,
+                run_id, claim_ttl_minutes)
     with claim_renewal(metadata_db, run_id, claim_ttl_minutes):
-        for i, code in enumerate(districts):
-            if budget <= 0:
-                logger.info("key limit reached; %d districts wait for the next run",
-                            len(districts) - i)
-                break
-            claimed = get_keys(metadata_db, code, budget, run_id, claim_ttl_minutes)
-            if not claimed:
-                continue
-            budget -= len(claimed)
-            claimed_total += len(claimed)
-            served.append(code)
-            try:
-                result = compact(raw_logs, lake, target_prefix, code, tz_offset_hours,
-                                 ram_limit, run_id, claimed, metadata_db)
-                if pause:
-                    pause("after_compact")
-                update_status(metadata_db, lake, target_prefix, run_id, result, code)
-            except Exception as exc:
-                release_keys(metadata_db, run_id, f"{type(exc).__name__}: {exc}")
-                if isinstance(exc, TimeoutError):
-                    raise
-                logger.error("district %s failed: %s", code, exc)
-                failures.append(f"{code}: {exc}")
-                continue  # the other districts still get served
-            results.append(result)
-            if result.files:
-                emit(PUBLISHED_EVENT, f"shopfloor.district.{code}",
-                     {"partitions": _partitions(result), "rows": result.rows_out,
-                      "files": len(result.files)}, **{"shopfloor.district": code})
-            update_progress_artifact(progress, 100.0 * (i + 1) / len(districts))
-    update_progress_artifact(progress, 100.0)
-    summary = _summary(distrik or ",".join(served), claimed_total, results,
-                       time.monotonic() - started)
-    create_table_artifact(
-        _metrics(summary), key="s3-compaction",
-        description="nothing to do: no PENDING keys" if not claimed_total else
-        f"s3-compaction of {', '.join(served)} into {target_prefix}")
-    if failures:
-        raise ShopfloorError("; ".join(failures))
-    if not claimed_total:
-        logger.info("nothing to do: no PENDING keys%s", f" for distrik {distrik}"
-                    if distrik else "")
-        return idle(summary, "nothing to do: no PENDING keys")
-    if summary["keys_quarantined"] and not summary["keys_succeeded"]:
-        raise ShopfloorError(f"every one of the {summary['keys_quarantined']} objects claimed "
-                             "was quarantined (see s3_object.error): nothing published")
-    if summary["keys_quarantined"]:
-        return degraded(summary, f"{summary['keys_quarantined']} of {claimed_total} objects "
-                                 "quarantined (see s3_object.error)")
+        served = _serve(spec, districts, key_limit_per_run)
+    summary = summarise(distrik or ",".join(served.districts), served,
+                        time.monotonic() - started)
+    create_table_artifact(_metrics(summary), key="s3-compaction",
+                          description=artifact_description(served, target_prefix))
+    decided = verdict(summary, served)
+    if decided.kind == "failed":
+        raise (DataIntegrityError if decided.integrity else ShopfloorError)(decided.message)
+    if decided.kind == "idle":
+        get_run_logger().info("%s%s", decided.message,
+                              f" for distrik {distrik}" if distrik else "")
+        return idle(summary, decided.message)
+    if decided.kind == "degraded":
+        return degraded(summary, decided.message)
     return summary
