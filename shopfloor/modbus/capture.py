@@ -43,6 +43,7 @@ class CaptureStats:
     rows_written: int = 0
     rows_quarantined: int = 0
     objects_landed: int = 0
+    samples_buffered: int = 0  # store and forward: samples committed to the buffer
     last_error: str = ""
     errors: list[str] = field(default_factory=list)
     quality: dict[str, object] | None = None  # the run's quality_score row, if written
@@ -57,6 +58,7 @@ class CaptureStats:
             "requests_failed": self.requests_failed, "rows_valid": self.rows_valid,
             "rows_written": self.rows_written,
             "rows_quarantined": self.rows_quarantined, "objects_landed": self.objects_landed,
+            "samples_buffered": self.samples_buffered,
             "last_error": self.last_error, **artifact_scores(self.quality),
         }
 

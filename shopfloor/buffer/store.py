@@ -1,0 +1,350 @@
+"""A collector's durable sample buffer: one SQLite file in WAL mode, per-sink cursors.
+
+Every sample is appended in its own transaction before its slot counts as taken; each
+sink (the warehouse, the landing) keeps its own cursor per device in the same file, so
+a forwarder that stops (an outage, a crash, ``kill -9``) resumes where its last commit
+left it, and one sink's outage never holds back the other. A sample is deleted once
+every sink's cursor for its device has passed it. The size and age limits drop the
+oldest samples first and count every dropped sample (docs/store_and_forward.md).
+
+Why ``synchronous=NORMAL``: in WAL mode a commit is then an append to the log without
+an fsync. It survives the process being killed (the log is in the OS's page cache),
+and the file is never corrupted; only a power cut or kernel crash can lose the commits
+since the last checkpoint. ``FULL`` (``SHOPFLOOR_BUFFER_SYNC=full``) fsyncs every
+commit, a millisecond or more per sample on an ordinary disk.
+"""
+
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from shopfloor.buffer.wal import WalTail, inspect_wal
+from shopfloor.errors import ShopfloorError
+
+# 24 h of 100 devices x 20 tags every second is 8.64 M device samples (172.8 M tag
+# values); a sample of 20 float64 tags is about 230 bytes on disk with its index
+# (measured, docs/store_and_forward.md), so 24 h take about 2 GB: the default holds 24 h
+# with a margin. Age: a week, longer than any outage worth buffering for.
+DEFAULT_MAX_BYTES = 3 * 1024**3
+DEFAULT_MAX_AGE_SECONDS = 7 * 24 * 3600.0
+FULL_WARNING = 0.8  # fill ratio above which the flow emits shopfloor.buffer.filling
+# A writer (capture run) that has not appended for this long is taken as gone: its last
+# landing group is closed and may be forwarded.
+STALE_WRITER_SECONDS = 300.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS device (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, config TEXT NOT NULL,
+    writer TEXT, writer_seen REAL, dropped INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS sample (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, device INTEGER NOT NULL, capture_ms INTEGER NOT NULL,
+    grp INTEGER NOT NULL, run TEXT NOT NULL, body BLOB NOT NULL, extra TEXT,
+    crc INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS sample_device_seq ON sample (device, seq);
+CREATE TABLE IF NOT EXISTS cursor (
+    sink TEXT NOT NULL, device INTEGER NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (sink, device));
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY, seq INTEGER, device INTEGER, reason TEXT NOT NULL,
+    body BLOB, extra TEXT, at REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much the buffer may hold: used bytes and the age of the oldest sample."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS
+
+
+@dataclass(frozen=True)
+class Record:
+    """One buffered sample: ``body`` and ``extra`` are the caller's encoding."""
+
+    seq: int
+    device: str
+    capture_ms: int
+    grp: int
+    run: str
+    body: bytes
+    extra: str | None
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What one sink has still to forward: samples and the oldest one's time."""
+
+    sink: str
+    samples: int
+    oldest_ms: int | None
+
+    def age_seconds(self, now: float) -> float:
+        return 0.0 if self.oldest_ms is None else max(0.0, now - self.oldest_ms / 1000)
+
+
+def checksum(body: bytes, extra: str | None) -> int:
+    """CRC-32 of a record's payload: a record damaged on disk is found on reading."""
+    return zlib.crc32((extra or "").encode(), zlib.crc32(body))
+
+
+def buffer_path(home: Path, collector: str) -> Path:
+    """``<home>/buffer/<collector>.sqlite3``: one file per collector."""
+    if not collector or not all(c.isalnum() or c in "-_." for c in collector):
+        raise ShopfloorError(f"invalid collector name {collector!r}: letters, digits, - _ .")
+    return home / "buffer" / f"{collector}.sqlite3"
+
+
+def quarantine_tail(path: Path, tail: WalTail, now: float) -> Path:
+    """Copy the torn part of ``path``'s WAL beside it, under ``quarantine/``, with its
+    reason; SQLite then drops it on open."""
+    wal = Path(f"{path}-wal")
+    folder = path.parent / "quarantine"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    out = folder / f"{path.name}.{stamp}.wal-tail"
+    with wal.open("rb") as src:
+        src.seek(tail.valid_bytes)
+        out.write_bytes(src.read(tail.torn_bytes))
+    out.with_suffix(".reason").write_text(
+        f"{tail.reason}; bytes {tail.valid_bytes}-{tail.end_bytes} of {wal.name} "
+        f"({tail.commits} whole transactions before them)\n")
+    return out
+
+
+class SampleBuffer:
+    """The buffer file of one collector, shared by the threads of a run (one connection
+    behind a lock) and safe against other processes (SQLite's own locking).
+
+    ``recovered`` says what opening found: a torn WAL tail quarantined (one line to log).
+    """
+
+    def __init__(self, path: Path, limits: Limits | None = None, synchronous: str | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.path, self.limits, self.clock = path, limits or Limits(), clock
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.recovered: str | None = None
+        tail = inspect_wal(Path(f"{path}-wal"))
+        if tail is not None:
+            out = quarantine_tail(path, tail, clock())
+            self.recovered = (f"buffer {path.name}: torn tail of {tail.torn_bytes} bytes "
+                              f"quarantined to {out.name} ({tail.reason})")
+        sync = (synchronous or os.environ.get("SHOPFLOOR_BUFFER_SYNC") or "normal").upper()
+        if sync not in ("NORMAL", "FULL"):
+            raise ShopfloorError(f"invalid SHOPFLOOR_BUFFER_SYNC {sync!r}: normal or full")
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={sync}")  # one of two checked words
+        self._db.executescript(_SCHEMA)
+        self._devices: dict[str, int] = {}
+
+    # -- writing ---------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the file (a checkpoint folds the log into it)."""
+        with self._lock:
+            self._db.close()
+
+    def put_device(self, name: str, config: str) -> None:
+        """Record ``name``'s configuration (how its samples decode) for later forwarders."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO device (name, config) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET config = excluded.config", (name, config))
+            self._devices.pop(name, None)
+
+    def _device_id(self, name: str) -> int:
+        if name not in self._devices:
+            row = self._db.execute("SELECT id FROM device WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise ShopfloorError(f"device {name!r} is not in buffer {self.path.name}")
+            self._devices[name] = row[0]
+        return self._devices[name]
+
+    def device_config(self, name: str) -> str:
+        with self._lock:
+            return self._db.execute("SELECT config FROM device WHERE name = ?",
+                                    (name,)).fetchone()[0]
+
+    def set_writer(self, device: str, run: str | None) -> None:
+        """Mark ``run`` as capturing ``device`` now (``None``: it stopped)."""
+        with self._lock:
+            self._db.execute("UPDATE device SET writer = ?, writer_seen = ? WHERE name = ?",
+                             (run, self.clock(), device))
+
+    def writer(self, device: str) -> str | None:
+        """The run capturing ``device`` now, or ``None`` (none, or it went silent)."""
+        with self._lock:
+            row = self._db.execute("SELECT writer, writer_seen FROM device WHERE name = ?",
+                                   (device,)).fetchone()
+        if row is None or row[0] is None or self.clock() - (row[1] or 0) > STALE_WRITER_SECONDS:
+            return None
+        return row[0]
+
+    def register_sink(self, sink: str, device: str) -> None:
+        """Give ``sink`` a cursor for ``device`` if it has none: it starts after the
+        samples already buffered (those were not meant for it)."""
+        with self._lock:
+            dev = self._device_id(device)
+            self._db.execute(
+                "INSERT OR IGNORE INTO cursor (sink, device, seq) "
+                "SELECT ?, ?, coalesce(max(seq), 0) FROM sample WHERE device = ?",
+                (sink, dev, dev))
+
+    def append(self, device: str, run: str, samples: Sequence[tuple[int, int, bytes, str | None]]
+               ) -> int:
+        """Append ``(capture_ms, grp, body, extra)`` samples of ``device`` in one
+        transaction, then apply the limits. Returns how many older samples the limits
+        dropped."""
+        with self._lock:
+            dev = self._device_id(device)
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO sample (device, capture_ms, grp, run, body, extra, crc) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(dev, ms, grp, run, body, extra, checksum(body, extra))
+                     for ms, grp, body, extra in samples])
+                self._db.execute("UPDATE device SET writer_seen = ? WHERE id = ?",
+                                 (self.clock(), dev))
+                dropped = self._enforce_limits()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return dropped
+
+    # -- limits ----------------------------------------------------------------------
+    def _used_bytes(self) -> int:
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        return (pages - free) * size
+
+    def _drop(self, where: str, params: tuple) -> int:
+        counts = self._db.execute(
+            f"SELECT device, count(*) FROM sample WHERE {where} GROUP BY device",  # noqa: S608
+            params).fetchall()  # ``where`` is one of this module's two constant clauses
+        if not counts:
+            return 0
+        self._db.execute(f"DELETE FROM sample WHERE {where}", params)  # noqa: S608
+        self._db.executemany("UPDATE device SET dropped = dropped + ? WHERE id = ?",
+                             [(n, dev) for dev, n in counts])
+        return sum(n for _, n in counts)
+
+    def _enforce_limits(self) -> int:
+        """Drop samples older than the age limit, then the oldest until the used size is
+        under the size limit again (with 1 % slack, so not every append drops)."""
+        cutoff = round((self.clock() - self.limits.max_age_seconds) * 1000)
+        dropped = self._drop("capture_ms < ?", (cutoff,))
+        used = self._used_bytes()
+        while used > self.limits.max_bytes:
+            total = self._db.execute("SELECT count(*) FROM sample").fetchone()[0]
+            if total == 0:
+                break
+            excess = (used - self.limits.max_bytes * 0.99) / used
+            n = max(1, min(total, int(total * excess) + 1))
+            last = self._db.execute("SELECT seq FROM sample ORDER BY seq LIMIT 1 OFFSET ?",
+                                    (n - 1,)).fetchone()[0]
+            dropped += self._drop("seq <= ?", (last,))
+            used = self._used_bytes()
+        return dropped
+
+    def fill_ratio(self) -> float:
+        """Used bytes over the size limit."""
+        with self._lock:
+            return self._used_bytes() / self.limits.max_bytes
+
+    def dropped(self) -> dict[str, int]:
+        """Samples dropped by the limits, per device, since the file was made."""
+        with self._lock:
+            return dict(self._db.execute("SELECT name, dropped FROM device").fetchall())
+
+    # -- forwarding ------------------------------------------------------------------
+    def sink_devices(self, sink: str) -> list[str]:
+        """Devices ``sink`` has a cursor for (any run's)."""
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT d.name FROM cursor c JOIN device d ON d.id = c.device "
+                "WHERE c.sink = ? ORDER BY d.name", (sink,))]
+
+    def pending(self, sink: str, device: str, limit: int = 5000) -> list[Record]:
+        """Up to ``limit`` samples of ``device`` after ``sink``'s cursor, in order.
+
+        A sample whose checksum does not match is moved to the quarantine table with
+        its reason and left out; the cursor is not moved past it by this call.
+        """
+        with self._lock:
+            dev = self._device_id(device)
+            rows = self._db.execute(
+                "SELECT s.seq, s.capture_ms, s.grp, s.run, s.body, s.extra, s.crc "
+                "FROM sample s JOIN cursor c ON c.device = s.device AND c.sink = ? "
+                "WHERE s.device = ? AND s.seq > c.seq ORDER BY s.seq LIMIT ?",
+                (sink, dev, limit)).fetchall()
+            bad = [r for r in rows if checksum(r[4], r[5]) != r[6]]
+            if bad:
+                self._quarantine(dev, bad)
+        good = [r for r in rows if checksum(r[4], r[5]) == r[6]]
+        return [Record(seq, device, ms, grp, run, bytes(body), extra)
+                for seq, ms, grp, run, body, extra, _ in good]
+
+    def _quarantine(self, dev: int, rows: list[tuple]) -> None:
+        now = self.clock()
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT INTO quarantine (seq, device, reason, body, extra, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(r[0], dev, f"checksum mismatch (stored {r[6]}, computed "
+                  f"{checksum(r[4], r[5])})", r[4], r[5], now) for r in rows])
+            self._db.executemany("DELETE FROM sample WHERE seq = ?", [(r[0],) for r in rows])
+
+    def quarantined(self) -> list[tuple[int, str]]:
+        """``(seq, reason)`` of every record quarantined on reading."""
+        with self._lock:
+            return self._db.execute("SELECT seq, reason FROM quarantine ORDER BY id").fetchall()
+
+    def advance(self, sink: str, device: str, seq: int) -> None:
+        """Move ``sink``'s cursor for ``device`` to ``seq`` (everything up to it is
+        forwarded), and delete the samples every sink has passed."""
+        with self._lock:
+            dev = self._device_id(device)
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("UPDATE cursor SET seq = max(seq, ?) WHERE sink = ? "
+                                 "AND device = ?", (seq, sink, dev))
+                self._db.execute(
+                    "DELETE FROM sample WHERE device = ? AND seq <= "
+                    "(SELECT min(seq) FROM cursor WHERE device = ?)", (dev, dev))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def backlog(self, sink: str) -> Backlog:
+        """Samples ``sink`` has not forwarded yet, over all its devices."""
+        with self._lock:
+            n, oldest = self._db.execute(
+                "SELECT count(*), min(s.capture_ms) FROM sample s JOIN cursor c "
+                "ON c.device = s.device AND c.sink = ? WHERE s.seq > c.seq", (sink,)).fetchone()
+        return Backlog(sink, n, oldest)
+
+    def count(self) -> int:
+        """Samples held (forwarded or not by some sink)."""
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM sample").fetchone()[0]
+
+
+def copy_file(path: Path, to: Path) -> None:
+    """Copy a buffer file and its WAL as they are on disk (what a crash would leave)."""
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(f"{path}{suffix}")
+        if src.exists():
+            shutil.copyfile(src, f"{to}{suffix}")

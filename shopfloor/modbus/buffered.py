@@ -1,0 +1,266 @@
+"""Store and forward for the Modbus capture: samples into the collector's buffer, and the
+forwarders that drain it into the warehouse and the landing, each on its own.
+
+Capture hands each decoded sample to :class:`BufferSink`, which appends it to the
+:class:`~shopfloor.buffer.SampleBuffer` (its slot is taken once that commit returns).
+A :class:`Forwarder` per sink reads its cursor's pending samples per device, in order,
+and writes them with the same :class:`~shopfloor.modbus.sink.ReadingSink` code as a
+direct capture: upserts keyed ``(loc_id, capture_dt)`` for the warehouse, objects named
+by their first slot for the landing, so a replay after a crash rewrites, never adds.
+"""
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from shopfloor.buffer.store import Record, SampleBuffer
+from shopfloor.modbus.batch import Batch, epoch_ms
+from shopfloor.modbus.capture import CaptureStats, batch_slots, flush_every
+from shopfloor.modbus.client import DeviceConfig
+from shopfloor.modbus.sink import ReadingSink
+from shopfloor.modbus.tags import TagSpec
+from shopfloor.modbus.window import step_ms
+
+WAREHOUSE, LANDING = "warehouse", "landing"
+READ_LIMIT = 5000  # samples per read of a device's pending samples (one upsert)
+IDLE_SECONDS = 0.5  # a forwarder with nothing to do looks again after this
+MAX_BACKOFF_SECONDS = 5.0  # a failing sink is tried again at least this often
+
+
+def sink_name(kind: str, block: str) -> str:
+    """A sink's cursor name in the buffer: ``warehouse:<block>`` or ``landing:<block>``."""
+    return f"{kind}:{block}"
+
+
+def config_json(cfg: DeviceConfig) -> str:
+    """The device's configuration as the buffer keeps it (how its samples decode)."""
+    values = asdict(cfg)
+    values["tags"] = [t.model_dump() for t in cfg.tags]
+    return json.dumps(values, sort_keys=True)
+
+
+def config_from_json(text: str) -> DeviceConfig:
+    values = json.loads(text)
+    values["tags"] = tuple(TagSpec(**t) for t in values["tags"])
+    return DeviceConfig(**values)
+
+
+def group_of(interval: float, samples: int) -> Callable[[int, int], int]:
+    """``(capture_ms, k) -> group``: the landing batch a sample belongs to, the same
+    grid-aligned batches a direct capture writes (``capture.batch_of``)."""
+    if interval <= 0:
+        per_batch = flush_every(samples, interval)
+        return lambda ms, k: k // per_batch
+    step, per_batch = step_ms(interval), batch_slots(interval)
+    return lambda ms, k: (ms // step) // per_batch
+
+
+def encode(batch: Batch, i: int) -> tuple[bytes, str | None]:
+    """Sample ``i`` of ``batch``: its numeric row as float64 bytes, and its text tags and
+    missing tags as JSON (``None`` when it has neither)."""
+    body = np.ascontiguousarray(batch.matrix[i], dtype="<f8").tobytes()
+    text = {c: v[i] for c, v in batch.text.items()}
+    if not text and not batch.missing[i]:
+        return body, None
+    return body, json.dumps({"t": text, "m": batch.missing[i]})
+
+
+def decode(cfg: DeviceConfig, records: Sequence[Record]) -> Batch:
+    """The batch of buffered ``records`` of ``cfg`` (inverse of :func:`encode`)."""
+    numeric = [t.column for t in cfg.tags if t.is_numeric]
+    texts = [t.column for t in cfg.tags if not t.is_numeric]
+    matrix = np.frombuffer(b"".join(r.body for r in records), dtype="<f8").reshape(
+        len(records), len(numeric)).astype(float)
+    extras = [json.loads(r.extra) if r.extra else {"t": {}, "m": ""} for r in records]
+    text = {c: np.array([e["t"].get(c) for e in extras], dtype=object) for c in texts}
+    dts = [datetime.fromtimestamp(r.capture_ms / 1000, UTC) for r in records]
+    return Batch(cfg, dts, numeric, matrix, text, [e["m"] for e in extras])
+
+
+@dataclass
+class BufferSink:
+    """The capture's sink: judges each batch (counts valid and quarantined readings) and
+    appends its samples to the buffer, one transaction per batch."""
+
+    cfg: DeviceConfig
+    stats: CaptureStats
+    run_id: str
+    buffer: SampleBuffer
+    group: Callable[[int, int], int]
+    taken: int = 0
+    dropped: int = 0
+
+    def __post_init__(self) -> None:
+        self.judge = ReadingSink(self.cfg, self.stats, self.run_id).judge
+
+    def __call__(self, batch: Batch) -> None:
+        judged = self.judge(batch)
+        self.stats.rows_valid += int(judged.keep.sum())
+        self.stats.rows_quarantined += len(judged.quarantined)
+        rows = []
+        for i, dt in enumerate(batch.capture_dts):
+            ms = epoch_ms(dt)
+            rows.append((ms, self.group(ms, self.taken), *encode(batch, i)))
+            self.taken += 1
+        self.dropped += self.buffer.append(self.cfg.name, self.run_id, rows)
+        self.stats.samples_buffered += len(rows)
+
+
+@dataclass
+class ForwardStats:
+    """What one sink's forwarder did in a run."""
+
+    sink: str
+    forwarded: int = 0
+    objects: int = 0
+    errors: int = 0
+    last_error: str = ""
+
+
+def _segments(records: Sequence[Record]) -> list[list[Record]]:
+    """Consecutive records of one landing batch (same run and group)."""
+    out: list[list[Record]] = []
+    for r in records:
+        if out and (out[-1][-1].run, out[-1][-1].grp) == (r.run, r.grp):
+            out[-1].append(r)
+        else:
+            out.append([r])
+    return out
+
+
+@dataclass
+class Forwarder:
+    """Forwards one sink's pending samples, device by device, in buffer order.
+
+    ``reader(cfg)`` gives the :class:`ReadingSink` that writes a device's samples to the
+    sink (the run's own for its devices, so their stats count what was forwarded).
+    A sink error propagates out of :meth:`forward_once`; nothing after the last
+    committed cursor move counts as forwarded, so the next call repeats it (keyed,
+    so a repeat overwrites).
+    """
+
+    kind: str
+    name: str
+    buffer: SampleBuffer
+    reader: Callable[[DeviceConfig], ReadingSink]
+    stats: ForwardStats = field(init=False)
+    _readers: dict[str, ReadingSink] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.stats = ForwardStats(self.name)
+
+    def _reader(self, device: str) -> ReadingSink:
+        if device not in self._readers:
+            cfg = config_from_json(self.buffer.device_config(device))
+            self._readers[device] = self.reader(cfg)
+        return self._readers[device]
+
+    def forward_once(self) -> int:
+        """Forward what is pending for every device of this sink; samples forwarded."""
+        return sum(self._device(d) for d in self.buffer.sink_devices(self.name))
+
+    def _device(self, device: str) -> int:
+        done = 0
+        while True:
+            records = self.buffer.pending(self.name, device, READ_LIMIT)
+            if not records:
+                return done
+            ready = self._ready(device, records)
+            for part in ready:
+                sink = self._reader(device)
+                batch = decode(sink.cfg, part)
+                judged = sink.judge(batch)
+                if self.kind == WAREHOUSE:
+                    sink.store(batch, judged, count_quarantined=False)
+                else:
+                    self.stats.objects += sink.land(batch, judged)
+                self.buffer.advance(self.name, device, part[-1].seq)
+                self.stats.forwarded += len(part)
+                done += len(part)
+            if len(records) < READ_LIMIT or not ready:
+                return done
+
+    def _ready(self, device: str, records: list[Record]) -> list[list[Record]]:
+        """What may go now: the warehouse takes everything (rows are keyed); the landing
+        takes whole batches only, so an object is written once with all its samples:
+        the last batch waits while its run still captures the device."""
+        if self.kind == WAREHOUSE:
+            return [records]
+        parts = _segments(records)
+        last = parts[-1]
+        still_open = (self.buffer.writer(device) == last[0].run
+                      or (len(records) == READ_LIMIT and len(parts) > 1))
+        return parts[:-1] if still_open else parts
+
+
+class ForwardLoop:
+    """A thread that runs a forwarder until stopped: at once while there is work, every
+    :data:`IDLE_SECONDS` when idle, backing off to :data:`MAX_BACKOFF_SECONDS` while its
+    sink fails. Errors are counted and kept, never raised: the capture goes on."""
+
+    def __init__(self, forwarder: Forwarder, on_error: Callable[[str], None] | None = None):
+        self.forwarder = forwarder
+        self.on_error = on_error
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"forward-{forwarder.name}",
+                                        daemon=True)
+        self._lock = threading.Lock()  # one forward_once at a time (loop or drain)
+
+    def start(self) -> "ForwardLoop":
+        self._thread.start()
+        return self
+
+    def _attempt(self) -> int | None:
+        """One pass; None when the sink failed."""
+        with self._lock:
+            try:
+                return self.forwarder.forward_once()
+            except Exception as exc:  # any sink error: counted, retried later
+                s = self.forwarder.stats
+                s.errors += 1
+                s.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                if self.on_error is not None and s.errors == 1:
+                    self.on_error(s.last_error)
+                return None
+
+    def _run(self) -> None:
+        delay = IDLE_SECONDS
+        while not self._stop.is_set():
+            n = self._attempt()
+            if n is None:
+                delay = min(max(delay * 2, IDLE_SECONDS), MAX_BACKOFF_SECONDS)
+            else:
+                delay = 0.0 if n else IDLE_SECONDS
+            self._stop.wait(delay)
+
+    def stop(self) -> None:
+        """Stop the thread (after its current pass)."""
+        self._stop.set()
+        self._thread.join()
+
+    def drain(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> bool:
+        """Forward until nothing is pending or ``seconds`` have passed (retrying a
+        failing sink); True when the sink's backlog is empty."""
+        deadline = clock() + seconds
+        while True:
+            n = self._attempt()
+            if self.forwarder.buffer.backlog(self.forwarder.name).samples == 0:
+                return True
+            left = deadline - clock()
+            if left <= 0:
+                return False
+            if n is None or n == 0:
+                time.sleep(min(IDLE_SECONDS, left))
+
+
+def backlog_message(buffered: int, forwarded: dict[str, int], backlog: dict[str, int]) -> str:
+    """``buffered 36, forwarded 2, backlog 34 for warehouse`` (per sink with a backlog)."""
+    parts = [f"buffered {buffered}"]
+    parts += [f"forwarded {forwarded[s]} to {s}" for s in forwarded]
+    parts += [f"backlog {n} for {s}" for s, n in backlog.items() if n]
+    return ", ".join(parts)
