@@ -348,3 +348,34 @@ def copy_file(path: Path, to: Path) -> None:
         src = Path(f"{path}{suffix}")
         if src.exists():
             shutil.copyfile(src, f"{to}{suffix}")
+
+
+def _env_number(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ShopfloorError(f"invalid {name} {value!r}: a number") from None
+    if number <= 0:
+        raise ShopfloorError(f"invalid {name} {value!r}: must be > 0")
+    return number
+
+
+def limits_from_env() -> Limits:
+    """``$SHOPFLOOR_BUFFER_MAX_BYTES`` and ``$SHOPFLOOR_BUFFER_MAX_AGE_SECONDS``."""
+    return Limits(int(_env_number("SHOPFLOOR_BUFFER_MAX_BYTES", DEFAULT_MAX_BYTES)),
+                  _env_number("SHOPFLOOR_BUFFER_MAX_AGE_SECONDS", DEFAULT_MAX_AGE_SECONDS))
+
+
+def alert_age_seconds() -> float:
+    """A sink's backlog older than this emits ``shopfloor.buffer.backlog``
+    (``$SHOPFLOOR_BUFFER_ALERT_AGE_SECONDS``, default 10 minutes)."""
+    return _env_number("SHOPFLOOR_BUFFER_ALERT_AGE_SECONDS", 600.0)
+
+
+def collector_name() -> str:
+    """This collector's name (``$SHOPFLOOR_COLLECTOR``, default ``default``): its buffer
+    file is ``$SHOPFLOOR_HOME/buffer/<name>.sqlite3``."""
+    return os.environ.get("SHOPFLOOR_COLLECTOR", "").strip() or "default"

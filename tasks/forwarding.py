@@ -1,0 +1,144 @@
+"""Store and forward in the modbus-capture flow: open the collector's buffer, run one
+forwarder per sink beside the capture, drain at the end, tell what is left."""
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from prefect import get_run_logger
+from prefect.artifacts import create_table_artifact
+
+from blocks.resolve import load_engine, load_storage
+from shopfloor.buffer.store import (
+    FULL_WARNING,
+    SampleBuffer,
+    alert_age_seconds,
+    buffer_path,
+    collector_name,
+    limits_from_env,
+)
+from shopfloor.db.schema import configured_tables
+from shopfloor.modbus.buffered import (
+    LANDING,
+    WAREHOUSE,
+    Forwarder,
+    ForwardLoop,
+    backlog_message,
+    config_json,
+    sink_name,
+)
+from shopfloor.modbus.capture import CaptureStats
+from shopfloor.modbus.client import DeviceConfig
+from shopfloor.modbus.sink import ReadingSink
+from shopfloor.settings import shopfloor_home
+from tasks.outcomes import emit
+
+# What the run's end may spend forwarding what is still buffered (inside the flow's
+# timeout margin); what remains is the backlog the next run drains.
+FINAL_DRAIN_SECONDS = 30.0
+
+
+@dataclass
+class StoreAndForward:
+    """The run's buffer and forwarders."""
+
+    collector: str
+    buffer: SampleBuffer
+    run_id: str
+    devices: list[str]
+    loops: list[ForwardLoop] = field(default_factory=list)
+    backlog: dict[str, int] = field(default_factory=dict)
+
+
+def open_store(configs: Sequence[DeviceConfig], run_id: str, target_db: str | None,
+               raw_logs: str | None, stats: dict[str, CaptureStats]) -> StoreAndForward:
+    """Open the collector's buffer, record the run's devices and sinks, start a forwarder
+    per sink (it drains any backlog of earlier runs first)."""
+    logger = get_run_logger()
+    collector = collector_name()
+    buffer = SampleBuffer(buffer_path(shopfloor_home(), collector), limits_from_env())
+    if buffer.recovered:
+        logger.warning("%s", buffer.recovered)  # one line: what was torn and where it is
+    sinks = {}
+    if target_db:
+        sinks[WAREHOUSE] = sink_name(WAREHOUSE, target_db)
+    if raw_logs:
+        sinks[LANDING] = sink_name(LANDING, raw_logs)
+    for cfg in configs:
+        buffer.put_device(cfg.name, config_json(cfg))
+        for name in sinks.values():
+            buffer.register_sink(name, cfg.name)
+        buffer.set_writer(cfg.name, run_id)
+    store = StoreAndForward(collector, buffer, run_id, [c.name for c in configs])
+    if target_db:
+        engine, tables = load_engine(target_db), configured_tables()
+        store.loops.append(_loop(WAREHOUSE, sinks[WAREHOUSE], buffer, stats, run_id,
+                                 lambda cfg, s: ReadingSink(cfg, s, run_id, engine=engine,
+                                                            tables=tables)))
+    if raw_logs:
+        storage = load_storage(raw_logs)
+        store.loops.append(_loop(LANDING, sinks[LANDING], buffer, stats, run_id,
+                                 lambda cfg, s: ReadingSink(cfg, s, run_id, storage=storage)))
+    pending = {name: buffer.backlog(name).samples for name in sinks.values()}
+    logger.info("buffer %s (collector %s): backlog at start %s", buffer.path.name, collector,
+                ", ".join(f"{n} for {s}" for s, n in pending.items()))
+    return store
+
+
+def _loop(kind: str, name: str, buffer: SampleBuffer, stats: dict[str, CaptureStats],
+          run_id: str, make) -> ForwardLoop:
+    def reader(cfg: DeviceConfig) -> ReadingSink:
+        # The run's own devices count what is forwarded in their stats; a device of an
+        # earlier run only in the forwarder's.
+        return make(cfg, stats.get(cfg.name) or CaptureStats(cfg.name))
+
+    logger = get_run_logger()
+
+    def on_error(error: str) -> None:
+        logger.warning("forwarding to %s failed (%s): capture goes on, the samples stay "
+                       "buffered and are retried", name, error)
+
+    return ForwardLoop(Forwarder(kind, name, buffer, reader), on_error).start()
+
+
+def close_store(store: StoreAndForward, drain_seconds: float = FINAL_DRAIN_SECONDS) -> None:
+    """The capture ended: close the devices' last landing batches, stop the forwarders,
+    drain what is left for at most ``drain_seconds``, record the backlog per sink."""
+    for device in store.devices:
+        store.buffer.set_writer(device, None)
+    deadline = time.monotonic() + drain_seconds
+    for loop in store.loops:
+        loop.stop()
+    for loop in store.loops:
+        loop.drain(max(0.0, deadline - time.monotonic()))
+        store.backlog[loop.forwarder.name] = store.buffer.backlog(loop.forwarder.name).samples
+
+
+def report(store: StoreAndForward, buffered: int) -> str:
+    """Publish the buffer's table artifact and its events; the run's one-line summary
+    (``buffered 36, forwarded 2 to warehouse:db, backlog 34 for warehouse:db``)."""
+    now = time.time()
+    fill = store.buffer.fill_ratio()
+    dropped = sum(store.buffer.dropped().values())
+    rows = []
+    for loop in store.loops:
+        s = loop.forwarder.stats
+        backlog = store.buffer.backlog(s.sink)
+        age = backlog.age_seconds(now)
+        rows.append({"collector": store.collector, "sink": s.sink, "forwarded": s.forwarded,
+                     "objects": s.objects, "backlog": backlog.samples,
+                     "oldest_backlog_s": round(age, 1), "errors": s.errors,
+                     "last_error": s.last_error, "buffer_full_pct": round(100 * fill, 1),
+                     "dropped_total": dropped})
+        if backlog.samples and age > alert_age_seconds():
+            emit("shopfloor.buffer.backlog", f"shopfloor.buffer.{store.collector}.{s.sink}",
+                 {"collector": store.collector, "sink": s.sink, "samples": backlog.samples,
+                  "oldest_age_seconds": round(age, 1), "last_error": s.last_error})
+    if fill > FULL_WARNING:
+        emit("shopfloor.buffer.filling", f"shopfloor.buffer.{store.collector}",
+             {"collector": store.collector, "fill_ratio": round(fill, 3),
+              "dropped_total": dropped})
+    create_table_artifact(table=rows, key="modbus-capture-buffer",
+                          description="Store and forward: backlog per sink of this collector")
+    return backlog_message(buffered, {loop.forwarder.name: loop.forwarder.stats.forwarded
+                                      for loop in store.loops}, store.backlog)
