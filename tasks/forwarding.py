@@ -101,9 +101,11 @@ def _loop(kind: str, name: str, buffer: SampleBuffer, stats: dict[str, CaptureSt
     return ForwardLoop(Forwarder(kind, name, buffer, reader), on_error).start()
 
 
-def close_store(store: StoreAndForward, drain_seconds: float = FINAL_DRAIN_SECONDS) -> None:
+def close_store(store: StoreAndForward, drain_seconds: float | None = None) -> None:
     """The capture ended: close the devices' last landing batches, stop the forwarders,
-    drain what is left for at most ``drain_seconds``, record the backlog per sink."""
+    drain what is left for at most ``drain_seconds`` (default
+    :data:`FINAL_DRAIN_SECONDS`), record the backlog per sink."""
+    drain_seconds = FINAL_DRAIN_SECONDS if drain_seconds is None else drain_seconds
     for device in store.devices:
         store.buffer.set_writer(device, None)
     deadline = time.monotonic() + drain_seconds
