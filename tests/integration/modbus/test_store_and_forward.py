@@ -278,3 +278,34 @@ def test_a_collector_killed_during_an_outage_is_drained_by_the_next_run_exactly_
     assert set(landed.values()) == {1}  # each reading landed once
     assert sorted(hb for _, hb in landed) == times
     assert _buffered(buffer_home) == 0
+
+
+def test_a_run_that_could_not_forward_ends_completed_and_names_the_backlog(
+        device_blocks, private_pg, raw_logs, buffer_home, monkeypatch):
+    from prefect.artifacts import Artifact
+
+    import tasks.forwarding
+    from flows.modbus_capture import modbus_capture
+
+    cluster, block, engine = private_pg
+    monkeypatch.setattr(tasks.forwarding, "FINAL_DRAIN_SECONDS", 0.5)
+    monkeypatch.setenv("SHOPFLOOR_BUFFER_ALERT_AGE_SECONDS", "0.001")
+    cluster.stop("immediate")  # away for the whole run
+    state = modbus_capture(DEVICES, samples=4, interval_seconds=0.2, target_db=block,
+                           land_json=True, raw_logs="modbus-test-raw", return_state=True)
+    assert state.is_completed() and state.name == "Completed", state.message
+    assert state.message == (
+        "buffered 8, forwarded 0 to warehouse:sf-private-pg, forwarded 8 to "
+        "landing:modbus-test-raw, backlog 8 for warehouse:sf-private-pg")
+    assert sum(_local_landed(raw_logs).values()) == 8  # the other sink went on
+    table = json.loads(Artifact.get("modbus-capture-buffer").data)
+    by_sink = {r["sink"]: r for r in table}
+    assert by_sink["warehouse:sf-private-pg"]["backlog"] == 8
+    assert by_sink["warehouse:sf-private-pg"]["errors"] >= 1
+    assert by_sink["landing:modbus-test-raw"]["backlog"] == 0
+
+    cluster.start()  # the next run forwards the backlog with its own samples
+    state = modbus_capture(DEVICES, samples=2, interval_seconds=0.2, target_db=block,
+                           land_json=True, raw_logs="modbus-test-raw", return_state=True)
+    assert state.is_completed() and "backlog" not in (state.message or ""), state.message
+    _assert_exactly_once(engine, _local_landed(raw_logs), 6)
