@@ -235,7 +235,7 @@ def _outcome(stats: list[CaptureStats], missed: int, store: StoreAndForward | No
     judged: Verdict = verdict(stats, missed)
     if judged.outcome == "failed":
         raise ShopfloorError(judged.message + (f" ({summary})" if summary else ""))
-    backlog = store is not None and any(store.backlog.values())
+    backlog = store is not None and (any(store.backlog.values()) or store.dropped > 0)
     if judged.outcome == "degraded":
         message = judged.message + (f"; {summary}" if backlog else "")
         logger.warning("degraded: %s", message)

@@ -1,6 +1,7 @@
 """Store and forward in the modbus-capture flow: open the collector's buffer, run one
 forwarder per sink beside the capture, drain at the end, tell what is left."""
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from tasks.outcomes import emit
 # What the run's end may spend forwarding what is still buffered (inside the flow's
 # timeout margin); what remains is the backlog the next run drains.
 FINAL_DRAIN_SECONDS = 30.0
+ALARM_EVERY_SECONDS = 60.0  # backlog age and fill checked this often during a run
 
 
 @dataclass
@@ -48,6 +50,9 @@ class StoreAndForward:
     devices: list[str]
     loops: list[ForwardLoop] = field(default_factory=list)
     backlog: dict[str, int] = field(default_factory=dict)
+    dropped_at_start: int = 0
+    dropped: int = 0  # by the limits during this run
+    alarms: threading.Event | None = None
 
 
 def open_store(configs: Sequence[DeviceConfig], run_id: str, target_db: str | None,
@@ -69,7 +74,8 @@ def open_store(configs: Sequence[DeviceConfig], run_id: str, target_db: str | No
         for name in sinks.values():
             buffer.register_sink(name, cfg.name)
         buffer.set_writer(cfg.name, run_id)
-    store = StoreAndForward(collector, buffer, run_id, [c.name for c in configs])
+    store = StoreAndForward(collector, buffer, run_id, [c.name for c in configs],
+                            dropped_at_start=sum(buffer.dropped().values()))
     if target_db:
         engine, tables = load_engine(target_db), configured_tables()
         store.loops.append(_loop(WAREHOUSE, sinks[WAREHOUSE], buffer, stats, run_id,
@@ -82,6 +88,7 @@ def open_store(configs: Sequence[DeviceConfig], run_id: str, target_db: str | No
     pending = {name: buffer.backlog(name).samples for name in sinks.values()}
     logger.info("buffer %s (collector %s): backlog at start %s", buffer.path.name, collector,
                 ", ".join(f"{n} for {s}" for s, n in pending.items()))
+    store.alarms = watch(store)
     return store
 
 
@@ -106,6 +113,8 @@ def close_store(store: StoreAndForward, drain_seconds: float | None = None) -> N
     drain what is left for at most ``drain_seconds`` (default
     :data:`FINAL_DRAIN_SECONDS`), record the backlog per sink."""
     drain_seconds = FINAL_DRAIN_SECONDS if drain_seconds is None else drain_seconds
+    if store.alarms is not None:
+        store.alarms.set()
     for device in store.devices:
         store.buffer.set_writer(device, None)
     deadline = time.monotonic() + drain_seconds
@@ -116,9 +125,10 @@ def close_store(store: StoreAndForward, drain_seconds: float | None = None) -> N
         store.backlog[loop.forwarder.name] = store.buffer.backlog(loop.forwarder.name).samples
 
 
-def report(store: StoreAndForward, buffered: int) -> str:
-    """Publish the buffer's table artifact and its events; the run's one-line summary
-    (``buffered 36, forwarded 2 to warehouse:db, backlog 34 for warehouse:db``)."""
+def check_alarms(store: StoreAndForward) -> list[dict[str, object]]:
+    """Emit ``shopfloor.buffer.backlog`` for each sink whose oldest unforwarded sample is
+    older than :func:`alert_age_seconds`, ``shopfloor.buffer.filling`` when the buffer is
+    over 80 % full; returns one row per sink for the artifact."""
     now = time.time()
     fill = store.buffer.fill_ratio()
     dropped = sum(store.buffer.dropped().values())
@@ -140,7 +150,31 @@ def report(store: StoreAndForward, buffered: int) -> str:
         emit("shopfloor.buffer.filling", f"shopfloor.buffer.{store.collector}",
              {"collector": store.collector, "fill_ratio": round(fill, 3),
               "dropped_total": dropped})
+    return rows
+
+
+def watch(store: StoreAndForward, every: float = ALARM_EVERY_SECONDS) -> threading.Event:
+    """Check the alarms every ``every`` s while the capture runs (a long outage is told
+    before the run ends); set the returned event to stop."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(every):
+            try:
+                check_alarms(store)
+            except Exception as exc:  # an alarm that could not be sent never stops capture
+                get_run_logger().warning("buffer alarm check failed: %s", exc)
+
+    threading.Thread(target=run, name="buffer-alarms", daemon=True).start()
+    return stop
+
+
+def report(store: StoreAndForward, buffered: int) -> str:
+    """Publish the buffer's table artifact and its events; the run's one-line summary
+    (``buffered 36, forwarded 2 to warehouse:db, backlog 34 for warehouse:db``)."""
+    rows = check_alarms(store)
     create_table_artifact(table=rows, key="modbus-capture-buffer",
                           description="Store and forward: backlog per sink of this collector")
+    store.dropped = sum(store.buffer.dropped().values()) - store.dropped_at_start
     return backlog_message(buffered, {loop.forwarder.name: loop.forwarder.stats.forwarded
-                                      for loop in store.loops}, store.backlog)
+                                      for loop in store.loops}, store.backlog, store.dropped)

@@ -44,8 +44,9 @@ CREATE TABLE IF NOT EXISTS device (
     writer TEXT, writer_seen REAL, dropped INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS sample (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, device INTEGER NOT NULL, capture_ms INTEGER NOT NULL,
-    grp INTEGER NOT NULL, run TEXT NOT NULL, body BLOB NOT NULL, extra TEXT,
+    grp INTEGER NOT NULL, run INTEGER NOT NULL, body BLOB NOT NULL, extra TEXT,
     crc INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS run (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE INDEX IF NOT EXISTS sample_device_seq ON sample (device, seq);
 CREATE TABLE IF NOT EXISTS cursor (
     sink TEXT NOT NULL, device INTEGER NOT NULL, seq INTEGER NOT NULL,
@@ -145,6 +146,7 @@ class SampleBuffer:
         self._db.execute(f"PRAGMA synchronous={sync}")  # one of two checked words
         self._db.executescript(_SCHEMA)
         self._devices: dict[str, int] = {}
+        self._runs: dict[str, int] = {}
 
     # -- writing ---------------------------------------------------------------------
     def close(self) -> None:
@@ -207,10 +209,11 @@ class SampleBuffer:
             dev = self._device_id(device)
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                run_id = self._run_id(run)
                 self._db.executemany(
                     "INSERT INTO sample (device, capture_ms, grp, run, body, extra, crc) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(dev, ms, grp, run, body, extra, checksum(body, extra))
+                    [(dev, ms, grp, run_id, body, extra, checksum(body, extra))
                      for ms, grp, body, extra in samples])
                 self._db.execute("UPDATE device SET writer_seen = ? WHERE id = ?",
                                  (self.clock(), dev))
@@ -220,6 +223,14 @@ class SampleBuffer:
                 self._db.execute("ROLLBACK")
                 raise
         return dropped
+
+    def _run_id(self, run: str) -> int:
+        """A run's number in this file: a sample row carries it, not the 36-byte id."""
+        if run not in self._runs:
+            self._db.execute("INSERT OR IGNORE INTO run (name) VALUES (?)", (run,))
+            self._runs[run] = self._db.execute("SELECT id FROM run WHERE name = ?",
+                                               (run,)).fetchone()[0]
+        return self._runs[run]
 
     # -- limits ----------------------------------------------------------------------
     def _used_bytes(self) -> int:
@@ -284,8 +295,9 @@ class SampleBuffer:
         with self._lock:
             dev = self._device_id(device)
             rows = self._db.execute(
-                "SELECT s.seq, s.capture_ms, s.grp, s.run, s.body, s.extra, s.crc "
+                "SELECT s.seq, s.capture_ms, s.grp, r.name, s.body, s.extra, s.crc "
                 "FROM sample s JOIN cursor c ON c.device = s.device AND c.sink = ? "
+                "JOIN run r ON r.id = s.run "
                 "WHERE s.device = ? AND s.seq > c.seq ORDER BY s.seq LIMIT ?",
                 (sink, dev, limit)).fetchall()
             bad = [r for r in rows if checksum(r[4], r[5]) != r[6]]

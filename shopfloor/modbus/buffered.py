@@ -258,9 +258,13 @@ class ForwardLoop:
                 time.sleep(min(IDLE_SECONDS, left))
 
 
-def backlog_message(buffered: int, forwarded: dict[str, int], backlog: dict[str, int]) -> str:
-    """``buffered 36, forwarded 2, backlog 34 for warehouse`` (per sink with a backlog)."""
+def backlog_message(buffered: int, forwarded: dict[str, int], backlog: dict[str, int],
+                    dropped: int = 0) -> str:
+    """``buffered 36, forwarded 2 to warehouse:db, backlog 34 for warehouse:db`` (a
+    backlog per sink that has one; ``dropped N by the buffer's limits`` when N > 0)."""
     parts = [f"buffered {buffered}"]
     parts += [f"forwarded {forwarded[s]} to {s}" for s in forwarded]
     parts += [f"backlog {n} for {s}" for s, n in backlog.items() if n]
+    if dropped:
+        parts.append(f"dropped {dropped} by the buffer's limits")
     return ", ".join(parts)

@@ -309,3 +309,37 @@ def test_a_run_that_could_not_forward_ends_completed_and_names_the_backlog(
                            land_json=True, raw_logs="modbus-test-raw", return_state=True)
     assert state.is_completed() and "backlog" not in (state.message or ""), state.message
     _assert_exactly_once(engine, _local_landed(raw_logs), 6)
+
+
+def test_a_full_buffer_drops_the_oldest_counts_them_and_says_so(
+        device_blocks, private_pg, buffer_home, monkeypatch):
+    import tasks.forwarding
+    from flows.modbus_capture import modbus_capture
+
+    cluster, block, _ = private_pg
+    events: list[tuple[str, dict]] = []
+    emit = tasks.forwarding.emit
+
+    def recorded(event: str, resource: str, payload: dict | None = None, **labels: str) -> None:
+        events.append((event, payload or {}))
+        emit(event, resource, payload, **labels)
+
+    monkeypatch.setattr(tasks.forwarding, "emit", recorded)
+    monkeypatch.setattr(tasks.forwarding, "FINAL_DRAIN_SECONDS", 0.2)
+    monkeypatch.setenv("SHOPFLOOR_BUFFER_MAX_BYTES", str(64 * 1024))
+    cluster.stop("immediate")  # nothing leaves the buffer
+    samples = 1200
+    state = modbus_capture(["mb-ok-1"], samples=samples, interval_seconds=0.005,
+                           target_db=block, return_state=True)
+    assert state.is_completed() and state.name == "Completed", state.message
+    (row,) = state.result()
+    assert row["samples_buffered"] == row["samples_ok"] > 0.9 * samples
+    with sqlite3.connect(buffer_home / "buffer" / "default.sqlite3") as db:
+        held = db.execute("SELECT count(*) FROM sample").fetchone()[0]
+        (dropped,) = db.execute("SELECT dropped FROM device WHERE name = 'mb-ok-1'").fetchone()
+    assert dropped > 0 and held + dropped == row["samples_buffered"]  # kept or counted
+    assert f"backlog {held} for warehouse:sf-private-pg" in state.message
+    assert f"dropped {dropped} by the buffer's limits" in state.message
+    filling = [p for e, p in events if e == "shopfloor.buffer.filling"]
+    assert filling and filling[-1]["dropped_total"] == dropped
+    assert filling[-1]["fill_ratio"] > 0.8
