@@ -10,6 +10,7 @@ import numpy as np
 import pandera.pandas as pa
 from sqlalchemy import Engine
 
+from shopfloor.db.copy_upsert import can_copy_upsert, copy_upsert
 from shopfloor.db.schema import Tables
 from shopfloor.db.types import utcnow
 from shopfloor.db.upsert import upsert
@@ -172,7 +173,9 @@ class ReadingSink:
         rows = valid.raw_rows(now if self.tables.raw_has_ingested_at else None)
         quality = self.run_quality(counts, now)
         with self.engine.begin() as conn:
-            if rows:
+            if rows and can_copy_upsert(conn, rows):  # a forwarder's backlog, on PostgreSQL
+                copy_upsert(conn, self.tables.temperature_raw, rows, list(KEY_COLUMNS))
+            elif rows:
                 upsert(conn, self.tables.temperature_raw, rows, list(KEY_COLUMNS))
             written = write_quarantine(conn, self.tables, quarantined,
                                        f"modbus:{self.cfg.name}", self.run_id)
