@@ -300,11 +300,12 @@ class SampleBuffer:
                 "JOIN run r ON r.id = s.run "
                 "WHERE s.device = ? AND s.seq > c.seq ORDER BY s.seq LIMIT ?",
                 (sink, dev, limit)).fetchall()
-            bad = [r for r in rows if checksum(r[4], r[5]) != r[6]]
+            good, bad = [], []
+            for r in rows:
+                (good if checksum(r[4], r[5]) == r[6] else bad).append(r)
             if bad:
                 self._quarantine(dev, bad)
-        good = [r for r in rows if checksum(r[4], r[5]) == r[6]]
-        return [Record(seq, device, ms, grp, run, bytes(body), extra)
+        return [Record(seq, device, ms, grp, run, body, extra)
                 for seq, ms, grp, run, body, extra, _ in good]
 
     def _quarantine(self, dev: int, rows: list[tuple]) -> None:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from shopfloor.modbus.tags import TagSpec
 from shopfloor.modbus.window import step_ms
 
 WAREHOUSE, LANDING = "warehouse", "landing"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 READ_LIMIT = 5000  # samples per read of a device's pending samples (one upsert)
 IDLE_SECONDS = 0.5  # a forwarder with nothing to do looks again after this
 MAX_BACKOFF_SECONDS = 5.0  # a failing sink is tried again at least this often
@@ -76,9 +77,11 @@ def decode(cfg: DeviceConfig, records: Sequence[Record]) -> Batch:
     texts = [t.column for t in cfg.tags if not t.is_numeric]
     matrix = np.frombuffer(b"".join(r.body for r in records), dtype="<f8").reshape(
         len(records), len(numeric)).astype(float)
+    dts = [_EPOCH + timedelta(milliseconds=r.capture_ms) for r in records]
+    if not texts and not any(r.extra for r in records):  # the common case: numbers only
+        return Batch(cfg, dts, numeric, matrix, {}, [""] * len(records))
     extras = [json.loads(r.extra) if r.extra else {"t": {}, "m": ""} for r in records]
     text = {c: np.array([e["t"].get(c) for e in extras], dtype=object) for c in texts}
-    dts = [datetime.fromtimestamp(r.capture_ms / 1000, UTC) for r in records]
     return Batch(cfg, dts, numeric, matrix, text, [e["m"] for e in extras])
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandera.pandas as pa
 from sqlalchemy import Engine
 
-from shopfloor.db.copy_upsert import can_copy_upsert, copy_upsert
+from shopfloor.db.copy_upsert import can_copy_upsert, copy_upsert_csv
 from shopfloor.db.schema import Tables
 from shopfloor.db.types import utcnow
 from shopfloor.db.upsert import upsert
@@ -170,11 +170,16 @@ class ReadingSink:
         assert self.engine is not None and self.tables is not None
         now = utcnow()
         # A raw table without ingested_at (SHOPFLOOR_RAW_INGESTED_AT=false) gets none.
-        rows = valid.raw_rows(now if self.tables.raw_has_ingested_at else None)
+        ingested_at = now if self.tables.raw_has_ingested_at else None
+        # A forwarder's backlog on PostgreSQL: CSV built from the arrays, then COPY.
+        copy = can_copy_upsert(self.engine, len(valid))
+        rows = [] if copy else valid.raw_rows(ingested_at)
         quality = self.run_quality(counts, now)
         with self.engine.begin() as conn:
-            if rows and can_copy_upsert(conn, rows):  # a forwarder's backlog, on PostgreSQL
-                copy_upsert(conn, self.tables.temperature_raw, rows, list(KEY_COLUMNS))
+            if copy:
+                columns, csv = valid.raw_csv(ingested_at)
+                copy_upsert_csv(conn, self.tables.temperature_raw, columns, csv,
+                                list(KEY_COLUMNS))
             elif rows:
                 upsert(conn, self.tables.temperature_raw, rows, list(KEY_COLUMNS))
             written = write_quarantine(conn, self.tables, quarantined,
@@ -184,6 +189,6 @@ class ReadingSink:
         self.quality_id, self.quality = row_id, quality
         self.stats.quality = quality
         self.counts = self.counts + counts
-        self.stats.rows_written += len(rows)
+        self.stats.rows_written += len(valid)
         if count_quarantined:
             self.stats.rows_quarantined += written

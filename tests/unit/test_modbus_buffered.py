@@ -65,3 +65,25 @@ def test_the_runs_message_names_each_sinks_backlog():
                            {"warehouse:db": 34, "landing:raw": 0}) == (
         "buffered 36, forwarded 2 to warehouse:db, forwarded 36 to landing:raw, "
         "backlog 34 for warehouse:db")
+
+
+def test_the_copy_csv_of_a_batch_holds_the_same_rows_as_raw_rows():
+    import csv
+    import io
+
+    cfg = DeviceConfig(name='d"1', loc_id="L,1", tags=TAGS[:2])
+    batch = readings_batch(cfg, [
+        Reading(datetime(2026, 1, 1, 0, 0, 0, 123000, tzinfo=UTC), {"t": 0.1 + 0.2, "h": 40}),
+        Reading(datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC), {"t": math.inf, "h": 41})])
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    columns, text = batch.raw_csv(now)
+    parsed = list(csv.reader(io.StringIO(text)))
+    rows = batch.raw_rows(now)
+    assert columns == list(rows[0])
+    for line, row in zip(parsed, rows, strict=True):
+        got = dict(zip(columns, line, strict=True))
+        assert got["loc_id"] == row["loc_id"] and got["device"] == row["device"]
+        assert datetime.fromisoformat(got["capture_dt"]).replace(tzinfo=UTC) == row["capture_dt"]
+        assert datetime.fromisoformat(got["ingested_at"]).replace(tzinfo=UTC) == now
+        for c in ("temperature", "humidity", "pcv_temperature"):
+            assert (float(got[c]) if got[c] else None) == row[c]
