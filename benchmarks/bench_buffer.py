@@ -27,7 +27,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +37,6 @@ from shopfloor.buffer.store import Limits, SampleBuffer
 from shopfloor.db.bulk import bulk_insert
 from shopfloor.db.engine import init_db, make_engine
 from shopfloor.db.schema import Tables
-from shopfloor.modbus.batch import Batch
 from shopfloor.modbus.buffered import (
     WAREHOUSE,
     BufferSink,
@@ -49,7 +47,7 @@ from shopfloor.modbus.buffered import (
     group_of,
 )
 from shopfloor.modbus.capture import CaptureStats, capture_device
-from shopfloor.modbus.client import DeviceConfig
+from shopfloor.modbus.client import DeviceConfig, device_plan
 from shopfloor.modbus.simulator import ModbusSimulator, SimulatedDevice
 from shopfloor.modbus.sink import ReadingSink
 from shopfloor.modbus.tags import TagSpec, parse_register_map
@@ -119,7 +117,8 @@ def capture_round(cfgs: list[DeviceConfig], samples: int, engine: Engine, tables
         stats = CaptureStats(cfg.name)
         sink = BufferSink(cfg, stats, "bench", buf, group_of(0.001, samples))
         return lambda: capture_device(cfg, samples, 0.001, anchor, sink, stats=stats,
-                                      per_batch=1, clock=lambda: 0.0, sleep=lambda s: None)
+                                      per_batch=12, clock=lambda: 0.0, sleep=lambda s: None,
+                                      on_sample=sink.take)
 
     wall = timed([into_buffer(c) for c in cfgs])
     loop.stop()
@@ -157,7 +156,8 @@ def bench_capture(devices: int, samples: int, rounds: int) -> None:
 
 
 def fill_backlog(buf: SampleBuffer, cfgs: list[DeviceConfig], per_device: int) -> None:
-    numeric = [t.column for t in cfgs[0].tags]
+    """``per_device`` samples of every device, as capture would have read them."""
+    plan = device_plan(cfgs[0])
     rng = np.random.default_rng(7)
     start = 1_800_000_000_000
     for cfg in cfgs:
@@ -165,12 +165,12 @@ def fill_backlog(buf: SampleBuffer, cfgs: list[DeviceConfig], per_device: int) -
         buf.register_sink(SINK, cfg.name)
         for first in range(0, per_device, 10_000):
             n = min(10_000, per_device - first)
-            dts = [datetime.fromtimestamp((start + (first + i) * 1000) / 1000, UTC)
-                   for i in range(n)]
-            batch = Batch(cfg, dts, numeric, rng.uniform(0, 50, (n, len(numeric))), {},
-                          [""] * n)
+            values = rng.uniform(0, 50, (n, len(cfg.tags))).astype(">f4")
+            # float32 big-endian words, as the simulator serves an ABCD float32 map
+            words = values.view(">u2").astype(int).reshape(n, -1).tolist()
             buf.append(cfg.name, "bench", [
-                (start + (first + i) * 1000, 0, *encode(batch, i)) for i in range(n)])
+                (start + (first + i) * 1000, 0, encode(plan, {0: words[i]}), None)
+                for i in range(n)])
 
 
 def bench_drain(total: int) -> None:

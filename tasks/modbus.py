@@ -155,12 +155,12 @@ def capture_device_task(
     stats = stats if stats is not None else CaptureStats(cfg.name)
     stats.samples_missed += missed_at_start
     stats.samples_expected += missed_at_start
-    per_batch = None
+    on_sample = None
     sink: ReadingSink | BufferSink
     if buffer is not None:
         # One commit per sample: a slot counts as taken once it is in the buffer.
         sink = BufferSink(cfg, stats, run_id, buffer, group_of(interval_seconds, samples))
-        per_batch = 1
+        on_sample = sink.take
     else:
         sink = ReadingSink(
             cfg, stats, run_id,
@@ -170,7 +170,7 @@ def capture_device_task(
         )
     result = capture_device(cfg, samples, interval_seconds, anchor, sink, progress=progress,
                             stats=stats, gate=gateway_gate(cfg, interval_seconds),
-                            per_batch=per_batch)
+                            on_sample=on_sample)
     trouble = result.samples_failed or result.samples_missed or result.samples_skipped
     (logger.warning if trouble else logger.info)(
         "device %s: %d ok, %d failed, %d missed, %d skipped (breaker) samples; %d requests "

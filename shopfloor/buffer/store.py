@@ -254,7 +254,12 @@ class SampleBuffer:
         """Drop samples older than the age limit, then the oldest until the used size is
         under the size limit again (with 1 % slack, so not every append drops)."""
         cutoff = round((self.clock() - self.limits.max_age_seconds) * 1000)
-        dropped = self._drop("capture_ms < ?", (cutoff,))
+        dropped = 0
+        # Samples arrive in time order: the oldest row (first by seq, an index lookup)
+        # says whether anything is too old, so an append never scans the table.
+        oldest = self._db.execute("SELECT capture_ms FROM sample ORDER BY seq LIMIT 1").fetchone()
+        if oldest is not None and oldest[0] < cutoff:
+            dropped += self._drop("capture_ms < ?", (cutoff,))
         used = self._used_bytes()
         while used > self.limits.max_bytes:
             total = self._db.execute("SELECT count(*) FROM sample").fetchone()[0]

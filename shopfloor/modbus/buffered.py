@@ -1,8 +1,10 @@
 """Store and forward for the Modbus capture: samples into the collector's buffer, and the
 forwarders that drain it into the warehouse and the landing, each on its own.
 
-Capture hands each decoded sample to :class:`BufferSink`, which appends it to the
-:class:`~shopfloor.buffer.SampleBuffer` (its slot is taken once that commit returns).
+Capture hands each sample, as read (the words of each planned read), to
+:class:`BufferSink`, which appends it to the :class:`~shopfloor.buffer.SampleBuffer`
+(its slot is taken once that commit returns), with the device's register map; the
+forwarders decode them with that map, a batch at a time, exactly as capture would.
 A :class:`Forwarder` per sink reads its cursor's pending samples per device, in order,
 and writes them with the same :class:`~shopfloor.modbus.sink.ReadingSink` code as a
 direct capture: upserts keyed ``(loc_id, capture_dt)`` for the warehouse, objects named
@@ -12,18 +14,21 @@ by their first slot for the landing, so a replay after a crash rewrites, never a
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from shopfloor.buffer.store import Record, SampleBuffer
-from shopfloor.modbus.batch import Batch, epoch_ms
+from shopfloor.modbus.batch import Batch, batch_of, epoch_ms
 from shopfloor.modbus.capture import CaptureStats, batch_slots, flush_every
-from shopfloor.modbus.client import DeviceConfig
+from shopfloor.modbus.client import DeviceConfig, device_plan
+from shopfloor.modbus.decoding import RequestDecoder
+from shopfloor.modbus.planning import ReadRequest
+from shopfloor.modbus.readings import RawSample, decode_batch
 from shopfloor.modbus.sink import ReadingSink
-from shopfloor.modbus.tags import TagSpec
+from shopfloor.modbus.tags import BIT_REGISTER_TYPES, TagSpec
 from shopfloor.modbus.window import step_ms
 
 WAREHOUSE, LANDING = "warehouse", "landing"
@@ -61,34 +66,77 @@ def group_of(interval: float, samples: int) -> Callable[[int, int], int]:
     return lambda ms, k: (ms // step) // per_batch
 
 
-def encode(batch: Batch, i: int) -> tuple[bytes, str | None]:
-    """Sample ``i`` of ``batch``: its numeric row as float64 bytes, and its text tags and
-    missing tags as JSON (``None`` when it has neither)."""
-    body = np.ascontiguousarray(batch.matrix[i], dtype="<f8").tobytes()
-    text = {c: v[i] for c, v in batch.text.items()}
-    if not text and not batch.missing[i]:
-        return body, None
-    return body, json.dumps({"t": text, "m": batch.missing[i]})
+def encode(plan: Sequence[ReadRequest], payloads: Mapping[int, Sequence[int] | Sequence[bool]]
+           ) -> bytes:
+    """A sample as read: one byte per planned read (1: it answered), then the words (or
+    bits, as 0/1) of the reads that answered, little-endian uint16."""
+    present = bytes(1 if i in payloads else 0 for i in range(len(plan)))
+    words = [np.asarray(payloads[i], dtype="<u2") for i in range(len(plan)) if i in payloads]
+    return present + (np.concatenate(words).tobytes() if words else b"")
 
 
-def decode(cfg: DeviceConfig, records: Sequence[Record]) -> Batch:
-    """The batch of buffered ``records`` of ``cfg`` (inverse of :func:`encode`)."""
-    numeric = [t.column for t in cfg.tags if t.is_numeric]
-    texts = [t.column for t in cfg.tags if not t.is_numeric]
-    matrix = np.frombuffer(b"".join(r.body for r in records), dtype="<f8").reshape(
-        len(records), len(numeric)).astype(float)
+def _payloads(plan: Sequence[ReadRequest], body: bytes) -> dict[int, list[int] | list[bool]]:
+    n = len(plan)
+    words = np.frombuffer(body, dtype="<u2", offset=n).tolist()
+    out: dict[int, list[int] | list[bool]] = {}
+    at = 0
+    for i, request in enumerate(plan):
+        if body[i]:
+            values = words[at:at + request.count]
+            at += request.count
+            out[i] = ([bool(v) for v in values] if request.register_type in BIT_REGISTER_TYPES
+                      else values)
+    if at != len(words):
+        raise ValueError(f"sample of {len(words)} words does not fit the register map")
+    return out
+
+
+def decode(cfg: DeviceConfig, plan: Sequence[ReadRequest], records: Sequence[Record]) -> Batch:
+    """The batch of buffered ``records`` of ``cfg``: the words decoded with the device's
+    map as it was when they were captured (the buffer keeps it), as capture would have."""
     dts = [_EPOCH + timedelta(milliseconds=r.capture_ms) for r in records]
-    if not texts and not any(r.extra for r in records):  # the common case: numbers only
-        return Batch(cfg, dts, numeric, matrix, {}, [""] * len(records))
-    extras = [json.loads(r.extra) if r.extra else {"t": {}, "m": ""} for r in records]
-    text = {c: np.array([e["t"].get(c) for e in extras], dtype=object) for c in texts}
-    return Batch(cfg, dts, numeric, matrix, text, [e["m"] for e in extras])
+    words = _answered_words(plan, records)
+    if words is None:  # some read failed somewhere: sample by sample
+        samples = [RawSample(dt, _payloads(plan, r.body)) for dt, r in zip(dts, records,
+                                                                          strict=True)]
+        return decode_batch(cfg, plan, samples)
+    columns: dict[str, object] = {}
+    at = 0
+    for request in plan:
+        block = words[:, at:at + request.count]
+        at += request.count
+        if request.decoder is None:
+            request.decoder = RequestDecoder(request.tags, request.address, request.count)
+        payloads: object = block  # plain numbers decode straight from the array
+        if request.decoder.others:
+            bits = request.register_type in BIT_REGISTER_TYPES
+            payloads = [[bool(v) for v in row] for row in block.tolist()] if bits \
+                else block.tolist()
+        decoded = request.decoder.batch(payloads)  # type: ignore[arg-type]
+        columns.update({t.column: decoded[t.name] for t in request.tags})
+    return batch_of(cfg, dts, columns, [""] * len(records))
+
+
+def _answered_words(plan: Sequence[ReadRequest], records: Sequence[Record]
+                    ) -> np.ndarray | None:
+    """``(samples, words)`` of every read of every record, when all of them answered
+    (the common case), cut out of one array; else None."""
+    n = len(plan)
+    size = n + 2 * sum(r.count for r in plan)
+    answered = b"\x01" * n
+    if not records or not all(len(r.body) == size and r.body[:n] == answered
+                              for r in records):
+        return None
+    raw = np.frombuffer(b"".join(r.body for r in records), np.uint8).reshape(-1, size)
+    return np.ascontiguousarray(raw[:, n:]).view("<u2")
 
 
 @dataclass
 class BufferSink:
-    """The capture's sink: judges each batch (counts valid and quarantined readings) and
-    appends its samples to the buffer, one transaction per batch."""
+    """Store and forward in the capture loop. :meth:`take` commits each sample, as read,
+    to the buffer (its slot is taken when that returns); called with a decoded batch,
+    it judges it and counts valid and quarantined readings (the forwarders write them).
+    """
 
     cfg: DeviceConfig
     stats: CaptureStats
@@ -99,19 +147,20 @@ class BufferSink:
     dropped: int = 0
 
     def __post_init__(self) -> None:
+        self.plan = device_plan(self.cfg)
         self.judge = ReadingSink(self.cfg, self.stats, self.run_id).judge
+
+    def take(self, sample: RawSample) -> None:
+        ms = epoch_ms(sample.capture_dt)
+        row = (ms, self.group(ms, self.taken), encode(self.plan, sample.payloads), None)
+        self.dropped += self.buffer.append(self.cfg.name, self.run_id, [row])
+        self.taken += 1
+        self.stats.samples_buffered += 1
 
     def __call__(self, batch: Batch) -> None:
         judged = self.judge(batch)
         self.stats.rows_valid += int(judged.keep.sum())
         self.stats.rows_quarantined += len(judged.quarantined)
-        rows = []
-        for i, dt in enumerate(batch.capture_dts):
-            ms = epoch_ms(dt)
-            rows.append((ms, self.group(ms, self.taken), *encode(batch, i)))
-            self.taken += 1
-        self.dropped += self.buffer.append(self.cfg.name, self.run_id, rows)
-        self.stats.samples_buffered += len(rows)
 
 
 @dataclass
@@ -153,6 +202,7 @@ class Forwarder:
     reader: Callable[[DeviceConfig], ReadingSink]
     stats: ForwardStats = field(init=False)
     _readers: dict[str, ReadingSink] = field(default_factory=dict, init=False)
+    _plans: dict[str, list[ReadRequest]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.stats = ForwardStats(self.name)
@@ -161,6 +211,7 @@ class Forwarder:
         if device not in self._readers:
             cfg = config_from_json(self.buffer.device_config(device))
             self._readers[device] = self.reader(cfg)
+            self._plans[device] = device_plan(cfg)
         return self._readers[device]
 
     def forward_once(self) -> int:
@@ -176,7 +227,7 @@ class Forwarder:
             ready = self._ready(device, records)
             for part in ready:
                 sink = self._reader(device)
-                batch = decode(sink.cfg, part)
+                batch = decode(sink.cfg, self._plans[device], part)
                 judged = sink.judge(batch)
                 if self.kind == WAREHOUSE:
                     sink.store(batch, judged, count_quarantined=False)
@@ -202,8 +253,8 @@ class Forwarder:
 
 
 class ForwardLoop:
-    """A thread that runs a forwarder until stopped: at once while there is work, every
-    :data:`IDLE_SECONDS` when idle, backing off to :data:`MAX_BACKOFF_SECONDS` while its
+    """A thread that runs a forwarder until stopped: at once while a backlog drains,
+    every :data:`IDLE_SECONDS` otherwise, backing off to :data:`MAX_BACKOFF_SECONDS` while its
     sink fails. Errors are counted and kept, never raised: the capture goes on."""
 
     def __init__(self, forwarder: Forwarder, on_error: Callable[[str], None] | None = None):
@@ -238,7 +289,9 @@ class ForwardLoop:
             if n is None:
                 delay = min(max(delay * 2, IDLE_SECONDS), MAX_BACKOFF_SECONDS)
             else:
-                delay = 0.0 if n else IDLE_SECONDS
+                # Again at once only while a backlog drains (a full read); live samples
+                # are taken every IDLE_SECONDS, hundreds per transaction instead of one.
+                delay = 0.0 if n >= READ_LIMIT else IDLE_SECONDS
             self._stop.wait(delay)
 
     def stop(self) -> None:

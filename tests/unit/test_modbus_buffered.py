@@ -3,6 +3,8 @@
 import math
 from datetime import UTC, datetime
 
+import pytest
+
 from shopfloor.buffer.store import Record
 from shopfloor.modbus.buffered import (
     _segments,
@@ -13,8 +15,8 @@ from shopfloor.modbus.buffered import (
     encode,
     group_of,
 )
-from shopfloor.modbus.client import DeviceConfig
-from shopfloor.modbus.readings import Reading, readings_batch
+from shopfloor.modbus.client import DeviceConfig, device_plan
+from shopfloor.modbus.readings import RawSample, Reading, decode_batch, readings_batch
 from shopfloor.modbus.tags import TagSpec
 
 TAGS = (TagSpec(name="t", column="temperature", address=0, data_type="float32"),
@@ -23,25 +25,33 @@ TAGS = (TagSpec(name="t", column="temperature", address=0, data_type="float32"),
 CFG = DeviceConfig(name="d", loc_id="L", tags=TAGS, dstrct_code="D1")
 
 
-def test_a_sample_comes_back_from_the_buffer_as_it_went_in():
-    readings = [Reading(datetime(2026, 1, 1, 0, 0, i, tzinfo=UTC), v) for i, v in enumerate(
-        [{"t": 21.5, "h": 40, "s": "AB"}, {"t": math.nan, "h": 41, "s": None}, {"h": 42}])]
-    batch = readings_batch(CFG, readings)
-    records = [Record(i, "d", round(dt.timestamp() * 1000), 0, "r", *encode(batch, i))
-               for i, dt in enumerate(batch.capture_dts)]
-    back = decode(CFG, records)
-    assert back.capture_dts == batch.capture_dts and back.missing == batch.missing
-    assert back.numeric == batch.numeric
-    assert back.matrix.tobytes() == batch.matrix.tobytes()  # NaN and all, bit for bit
-    assert back.text["serial"].tolist() == batch.text["serial"].tolist()
-    assert records[0].extra is not None and '"m": ""' in records[0].extra
+def _records(plan, samples: list[RawSample]) -> list[Record]:
+    return [Record(i, "d", round(s.capture_dt.timestamp() * 1000), 0, "r",
+                   encode(plan, s.payloads), None) for i, s in enumerate(samples)]
 
 
-def test_a_clean_numeric_sample_needs_no_json():
-    cfg = DeviceConfig(name="d", loc_id="L", tags=TAGS[:2])
-    batch = readings_batch(cfg, [Reading(datetime(2026, 1, 1, tzinfo=UTC), {"t": 1.0, "h": 2})])
-    body, extra = encode(batch, 0)
-    assert extra is None and len(body) == 16
+def test_a_sample_decodes_from_the_buffer_as_capture_decodes_it():
+    cfg = DeviceConfig(name="d", loc_id="L", tags=TAGS + (
+        TagSpec(name="c", column="coil", register_type="coil", address=0, data_type="bool"),))
+    plan = device_plan(cfg)
+    words = {i: ([True] if r.register_type == "coil" else list(range(7, 7 + r.count)))
+             for i, r in enumerate(plan)}
+    samples = [RawSample(datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC), words),
+               RawSample(datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC), {}),  # nothing answered
+               RawSample(datetime(2026, 1, 1, 0, 0, 3, tzinfo=UTC), {0: words[0]})]
+    back = decode(cfg, plan, _records(plan, samples))
+    direct = decode_batch(cfg, device_plan(cfg), samples)
+    assert back.capture_dts == direct.capture_dts and back.missing == direct.missing
+    assert back.matrix.tobytes() == direct.matrix.tobytes()  # NaN and all, bit for bit
+    assert {c: v.tolist() for c, v in back.text.items()} == {
+        c: v.tolist() for c, v in direct.text.items()}
+
+
+def test_a_record_that_does_not_fit_the_map_is_refused():
+    plan = device_plan(CFG)
+    body = encode(plan, {0: [1] * plan[0].count})
+    with pytest.raises(ValueError, match="does not fit"):
+        decode(CFG, plan, [Record(1, "d", 0, 0, "r", body + b"\0\0", None)])
 
 
 def test_the_device_config_round_trips():

@@ -143,7 +143,7 @@ def test_a_warehouse_restart_mid_run_loses_and_duplicates_nothing(
 
 
 def test_the_landing_down_never_stops_the_warehouse_and_drains_when_s3_is_back(
-        device_blocks, target_db, pg_engine, buffer_home, prefect_harness, monkeypatch):
+        device_blocks, private_pg, buffer_home, monkeypatch):
     import boto3
     from moto.server import ThreadedMotoServer
     from prefect_aws import AwsCredentials, S3Bucket
@@ -163,9 +163,7 @@ def test_the_landing_down_never_stops_the_warehouse_and_drains_when_s3_is_back(
                            aws_client_parameters=AwsClientParameters(endpoint_url=endpoint))
     S3Bucket(bucket_name="sf-landing", bucket_folder="raw", credentials=creds).save(
         "sf-outage-s3", overwrite=True)
-    t = get_tables().temperature_raw
-    with pg_engine.begin() as conn:  # this test's rows only
-        conn.execute(t.delete().where(t.c.loc_id.in_(list(LOCS.values()))))
+    _, target_db, pg_engine = private_pg  # the warehouse stays up in this test
     samples = 12
     servers = [server]
     failed: list[str] = []  # landing writes that failed against the stopped server
@@ -233,8 +231,8 @@ ForwardLoop(Forwarder(WAREHOUSE, wh, buf, lambda c: ReadingSink(
 ForwardLoop(Forwarder(LANDING, land, buf, lambda c: ReadingSink(
     c, CaptureStats(c.name), run, storage=storage))).start()
 stats = CaptureStats(cfg.name)
-capture_device(cfg, 100000, 0.2, schedule_anchor(0.2), BufferSink(
-    cfg, stats, run, buf, group_of(0.2, 100000)), stats=stats, per_batch=1)
+sink = BufferSink(cfg, stats, run, buf, group_of(0.2, 100000))
+capture_device(cfg, 100000, 0.2, schedule_anchor(0.2), sink, stats=stats, on_sample=sink.take)
 """
 
 
