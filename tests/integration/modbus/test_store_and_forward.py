@@ -341,3 +341,52 @@ def test_a_full_buffer_drops_the_oldest_counts_them_and_says_so(
     filling = [p for e, p in events if e == "shopfloor.buffer.filling"]
     assert filling and filling[-1]["dropped_total"] == dropped
     assert filling[-1]["fill_ratio"] > 0.8
+
+
+def test_hours_that_receive_forwarded_rows_are_aggregated_again(
+        device_blocks, simulator, private_pg, buffer_home):
+    from datetime import UTC, datetime, timedelta
+
+    from blocks.modbus import ModbusDevice
+    from flows.hourly_aggregation import hourly_aggregation
+    from flows.modbus_capture import modbus_capture
+    from shopfloor.buffer.store import SampleBuffer
+    from shopfloor.modbus.buffered import BufferSink, config_json, group_of
+    from shopfloor.modbus.capture import CaptureStats, capture_device
+
+    cluster, block, engine = private_pg
+    device, loc = "mb-ok-1", LOCS["mb-ok-1"]
+    cfg = ModbusDevice.load(device).to_config(device)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+
+    def take(first: datetime, n: int, sink: Callable) -> None:
+        # Real polls of the simulator, stamped with slots of a past hour (the clock is
+        # held still so the loop does not wait for them).
+        capture_device(cfg, n, 1.0, first.timestamp(), sink, clock=lambda: 0.0,
+                       sleep=lambda s: None, on_sample=getattr(sink, "take", None))
+
+    # The hour as first written and aggregated: 4 readings
+    from shopfloor.db.schema import configured_tables
+    from shopfloor.modbus.sink import ReadingSink
+    take(hour + timedelta(minutes=10), 4, ReadingSink(cfg, CaptureStats(device), "direct",
+                                                      engine=engine,
+                                                      tables=configured_tables()))
+    hourly_aggregation(source_db=block, target_db=block, timezone="UTC")
+    h = get_tables().temperature_hourly
+    key = (h.c.loc_id == loc) & (h.c.ymd == hour.strftime("%Y%m%d")) & (
+        h.c.hh == hour.strftime("%H"))
+    with engine.connect() as conn:
+        assert conn.scalar(select(h.c.sample_count).where(key)) == 4
+
+    # 5 more readings of that hour were buffered during an outage and are forwarded now
+    path = buffer_home / "buffer" / "default.sqlite3"
+    buf = SampleBuffer(path)
+    buf.put_device(device, config_json(cfg))
+    buf.register_sink(f"warehouse:{block}", device)
+    take(hour + timedelta(minutes=20), 5, BufferSink(cfg, CaptureStats(device), "old-run",
+                                                     buf, group_of(1.0, 5)))
+    buf.close()
+    modbus_capture([device], samples=1, target_db=block)  # drains the backlog
+    hourly_aggregation(source_db=block, target_db=block, timezone="UTC")
+    with engine.connect() as conn:
+        assert conn.scalar(select(h.c.sample_count).where(key)) == 9  # re-aggregated
