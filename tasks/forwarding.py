@@ -24,6 +24,7 @@ from shopfloor.modbus.buffered import (
     WAREHOUSE,
     Forwarder,
     ForwardLoop,
+    Heartbeat,
     backlog_message,
     config_json,
     sink_name,
@@ -53,6 +54,7 @@ class StoreAndForward:
     dropped_at_start: int = 0
     dropped: int = 0  # by the limits during this run
     alarms: threading.Event | None = None
+    heartbeat: Heartbeat | None = None
 
 
 def open_store(configs: Sequence[DeviceConfig], run_id: str, target_db: str | None,
@@ -73,9 +75,9 @@ def open_store(configs: Sequence[DeviceConfig], run_id: str, target_db: str | No
         buffer.put_device(cfg.name, config_json(cfg))
         for name in sinks.values():
             buffer.register_sink(name, cfg.name)
-        buffer.set_writer(cfg.name, run_id)
     store = StoreAndForward(collector, buffer, run_id, [c.name for c in configs],
-                            dropped_at_start=sum(buffer.dropped().values()))
+                            dropped_at_start=sum(buffer.dropped().values()),
+                            heartbeat=Heartbeat(buffer, run_id))
     if target_db:
         engine, tables = load_engine(target_db), configured_tables()
         store.loops.append(_loop(WAREHOUSE, sinks[WAREHOUSE], buffer, stats, run_id,
@@ -115,8 +117,9 @@ def close_store(store: StoreAndForward, drain_seconds: float | None = None) -> N
     drain_seconds = FINAL_DRAIN_SECONDS if drain_seconds is None else drain_seconds
     if store.alarms is not None:
         store.alarms.set()
-    for device in store.devices:
-        store.buffer.set_writer(device, None)
+    if store.heartbeat is not None:
+        store.heartbeat.stop()
+    store.buffer.end_run(store.run_id)
     deadline = time.monotonic() + drain_seconds
     for loop in store.loops:
         loop.stop()

@@ -34,19 +34,25 @@ from shopfloor.errors import ShopfloorError
 DEFAULT_MAX_BYTES = 3 * 1024**3
 DEFAULT_MAX_AGE_SECONDS = 7 * 24 * 3600.0
 FULL_WARNING = 0.8  # fill ratio above which the flow emits shopfloor.buffer.filling
-# A writer (capture run) that has not appended for this long is taken as gone: its last
-# landing group is closed and may be forwarded.
-STALE_WRITER_SECONDS = 300.0
+# A run whose heartbeat (every append, and HEARTBEAT_SECONDS from a thread while it
+# runs) is older than this is taken as gone (killed, crashed): its last landing batch of
+# each device is closed and may be forwarded. A live run that overlaps it keeps its own.
+HEARTBEAT_SECONDS = 2.0
+RUN_GONE_SECONDS = 15.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS device (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, config TEXT NOT NULL,
-    writer TEXT, writer_seen REAL, dropped INTEGER NOT NULL DEFAULT 0);
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, dropped INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS config (
+    id INTEGER PRIMARY KEY, device INTEGER NOT NULL, text TEXT NOT NULL,
+    UNIQUE (device, text));
 CREATE TABLE IF NOT EXISTS sample (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, device INTEGER NOT NULL, capture_ms INTEGER NOT NULL,
-    grp INTEGER NOT NULL, run INTEGER NOT NULL, body BLOB NOT NULL, extra TEXT,
-    crc INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS run (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+    grp INTEGER NOT NULL, run INTEGER NOT NULL, cfg INTEGER NOT NULL, body BLOB NOT NULL,
+    extra TEXT, crc INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS run (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, seen REAL NOT NULL DEFAULT 0,
+    ended INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS sample_device_seq ON sample (device, seq);
 CREATE TABLE IF NOT EXISTS cursor (
     sink TEXT NOT NULL, device INTEGER NOT NULL, seq INTEGER NOT NULL,
@@ -76,6 +82,7 @@ class Record:
     run: str
     body: bytes
     extra: str | None
+    cfg: int = 0  # the device's configuration the sample was taken under
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,7 @@ class SampleBuffer:
         self._db.executescript(_SCHEMA)
         self._devices: dict[str, int] = {}
         self._runs: dict[str, int] = {}
+        self._configs: dict[str, int] = {}  # device -> its current configuration's id
 
     # -- writing ---------------------------------------------------------------------
     def close(self) -> None:
@@ -155,12 +163,17 @@ class SampleBuffer:
             self._db.close()
 
     def put_device(self, name: str, config: str) -> None:
-        """Record ``name``'s configuration (how its samples decode) for later forwarders."""
+        """Record ``name`` and its configuration (how its samples decode). Samples carry
+        the configuration they were taken under, so a changed register map never
+        decodes an older backlog."""
         with self._lock:
-            self._db.execute(
-                "INSERT INTO device (name, config) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET config = excluded.config", (name, config))
+            self._db.execute("INSERT OR IGNORE INTO device (name) VALUES (?)", (name,))
             self._devices.pop(name, None)
+            dev = self._device_id(name)
+            self._db.execute("INSERT OR IGNORE INTO config (device, text) VALUES (?, ?)",
+                             (dev, config))
+            self._configs[name] = self._db.execute(
+                "SELECT id FROM config WHERE device = ? AND text = ?", (dev, config)).fetchone()[0]
 
     def _device_id(self, name: str) -> int:
         if name not in self._devices:
@@ -170,25 +183,34 @@ class SampleBuffer:
             self._devices[name] = row[0]
         return self._devices[name]
 
-    def device_config(self, name: str) -> str:
+    def config(self, cfg: int) -> str:
+        """The configuration text with id ``cfg``."""
         with self._lock:
-            return self._db.execute("SELECT config FROM device WHERE name = ?",
-                                    (name,)).fetchone()[0]
+            return self._db.execute("SELECT text FROM config WHERE id = ?", (cfg,)).fetchone()[0]
 
-    def set_writer(self, device: str, run: str | None) -> None:
-        """Mark ``run`` as capturing ``device`` now (``None``: it stopped)."""
+    def start_run(self, run: str) -> None:
+        """``run`` captures into this buffer from now on (its heartbeat starts)."""
         with self._lock:
-            self._db.execute("UPDATE device SET writer = ?, writer_seen = ? WHERE name = ?",
-                             (run, self.clock(), device))
+            self._db.execute("UPDATE run SET seen = ?, ended = 0 WHERE id = ?",
+                             (self.clock(), self._run_id(run)))
 
-    def writer(self, device: str) -> str | None:
-        """The run capturing ``device`` now, or ``None`` (none, or it went silent)."""
+    def heartbeat(self, run: str) -> None:
+        """``run`` is alive (its process is)."""
         with self._lock:
-            row = self._db.execute("SELECT writer, writer_seen FROM device WHERE name = ?",
-                                   (device,)).fetchone()
-        if row is None or row[0] is None or self.clock() - (row[1] or 0) > STALE_WRITER_SECONDS:
-            return None
-        return row[0]
+            self._db.execute("UPDATE run SET seen = ? WHERE id = ?",
+                             (self.clock(), self._run_id(run)))
+
+    def end_run(self, run: str) -> None:
+        """``run`` will append nothing more."""
+        with self._lock:
+            self._db.execute("UPDATE run SET ended = 1 WHERE id = ?", (self._run_id(run),))
+
+    def run_open(self, run: str) -> bool:
+        """Whether ``run`` may still append: not ended, and its heartbeat is recent."""
+        with self._lock:
+            row = self._db.execute("SELECT seen, ended FROM run WHERE name = ?",
+                                   (run,)).fetchone()
+        return row is not None and not row[1] and self.clock() - row[0] < RUN_GONE_SECONDS
 
     def register_sink(self, sink: str, device: str) -> None:
         """Give ``sink`` a cursor for ``device`` if it has none: it starts after the
@@ -209,20 +231,25 @@ class SampleBuffer:
             dev = self._device_id(device)
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                run_id = self._run_id(run)
+                run_id, cfg = self._run_id(run), self._config_id(device, dev)
                 self._db.executemany(
-                    "INSERT INTO sample (device, capture_ms, grp, run, body, extra, crc) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(dev, ms, grp, run_id, body, extra, checksum(body, extra))
+                    "INSERT INTO sample (device, capture_ms, grp, run, cfg, body, extra, crc) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(dev, ms, grp, run_id, cfg, body, extra, checksum(body, extra))
                      for ms, grp, body, extra in samples])
-                self._db.execute("UPDATE device SET writer_seen = ? WHERE id = ?",
-                                 (self.clock(), dev))
+                self._db.execute("UPDATE run SET seen = ? WHERE id = ?", (self.clock(), run_id))
                 dropped = self._enforce_limits()
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
         return dropped
+
+    def _config_id(self, device: str, dev: int) -> int:
+        if device not in self._configs:  # not put by this process: the latest one
+            self._configs[device] = self._db.execute(
+                "SELECT max(id) FROM config WHERE device = ?", (dev,)).fetchone()[0]
+        return self._configs[device]
 
     def _run_id(self, run: str) -> int:
         """A run's number in this file: a sample row carries it, not the 36-byte id."""
@@ -300,7 +327,7 @@ class SampleBuffer:
         with self._lock:
             dev = self._device_id(device)
             rows = self._db.execute(
-                "SELECT s.seq, s.capture_ms, s.grp, r.name, s.body, s.extra, s.crc "
+                "SELECT s.seq, s.capture_ms, s.grp, r.name, s.body, s.extra, s.crc, s.cfg "
                 "FROM sample s JOIN cursor c ON c.device = s.device AND c.sink = ? "
                 "JOIN run r ON r.id = s.run "
                 "WHERE s.device = ? AND s.seq > c.seq ORDER BY s.seq LIMIT ?",
@@ -310,8 +337,8 @@ class SampleBuffer:
                 (good if checksum(r[4], r[5]) == r[6] else bad).append(r)
             if bad:
                 self._quarantine(dev, bad)
-        return [Record(seq, device, ms, grp, run, body, extra)
-                for seq, ms, grp, run, body, extra, _ in good]
+        return [Record(seq, device, ms, grp, run, body, extra, cfg)
+                for seq, ms, grp, run, body, extra, _, cfg in good]
 
     def _quarantine(self, dev: int, rows: list[tuple]) -> None:
         now = self.clock()

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from shopfloor.buffer.store import Record, SampleBuffer
+from shopfloor.buffer.store import HEARTBEAT_SECONDS, Record, SampleBuffer
 from shopfloor.modbus.batch import Batch, batch_of, epoch_ms
 from shopfloor.modbus.capture import CaptureStats, batch_slots, flush_every
 from shopfloor.modbus.client import DeviceConfig, device_plan
@@ -174,11 +174,15 @@ class ForwardStats:
     last_error: str = ""
 
 
-def _segments(records: Sequence[Record]) -> list[list[Record]]:
-    """Consecutive records of one landing batch (same run and group)."""
+def _segments(records: Sequence[Record], landing: bool = True) -> list[list[Record]]:
+    """Consecutive records of one landing batch (same run, group and configuration);
+    for the warehouse, of one configuration only."""
+    def key(r: Record) -> tuple:
+        return (r.run, r.grp, r.cfg) if landing else (r.cfg,)
+
     out: list[list[Record]] = []
     for r in records:
-        if out and (out[-1][-1].run, out[-1][-1].grp) == (r.run, r.grp):
+        if out and key(out[-1][-1]) == key(r):
             out[-1].append(r)
         else:
             out.append([r])
@@ -201,18 +205,20 @@ class Forwarder:
     buffer: SampleBuffer
     reader: Callable[[DeviceConfig], ReadingSink]
     stats: ForwardStats = field(init=False)
-    _readers: dict[str, ReadingSink] = field(default_factory=dict, init=False)
-    _plans: dict[str, list[ReadRequest]] = field(default_factory=dict, init=False)
+    _readers: dict[tuple[str, int], ReadingSink] = field(default_factory=dict, init=False)
+    _plans: dict[tuple[str, int], list[ReadRequest]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.stats = ForwardStats(self.name)
 
-    def _reader(self, device: str) -> ReadingSink:
-        if device not in self._readers:
-            cfg = config_from_json(self.buffer.device_config(device))
-            self._readers[device] = self.reader(cfg)
-            self._plans[device] = device_plan(cfg)
-        return self._readers[device]
+    def _reader(self, device: str, cfg_id: int) -> tuple[ReadingSink, list[ReadRequest]]:
+        """The sink writer and read plan of ``device`` under configuration ``cfg_id``."""
+        key = (device, cfg_id)
+        if key not in self._readers:
+            cfg = config_from_json(self.buffer.config(cfg_id))
+            self._readers[key] = self.reader(cfg)
+            self._plans[key] = device_plan(cfg)
+        return self._readers[key], self._plans[key]
 
     def forward_once(self) -> int:
         """Forward what is pending for every device of this sink; samples forwarded."""
@@ -226,8 +232,8 @@ class Forwarder:
                 return done
             ready = self._ready(device, records)
             for part in ready:
-                sink = self._reader(device)
-                batch = decode(sink.cfg, self._plans[device], part)
+                sink, plan = self._reader(device, part[0].cfg)
+                batch = decode(sink.cfg, plan, part)
                 judged = sink.judge(batch)
                 if self.kind == WAREHOUSE:
                     sink.store(batch, judged, count_quarantined=False)
@@ -242,12 +248,13 @@ class Forwarder:
     def _ready(self, device: str, records: list[Record]) -> list[list[Record]]:
         """What may go now: the warehouse takes everything (rows are keyed); the landing
         takes whole batches only, so an object is written once with all its samples:
-        the last batch waits while its run still captures the device."""
+        the last batch waits while its run may still add to it (not ended, heartbeat
+        recent)."""
         if self.kind == WAREHOUSE:
-            return [records]
+            return _segments(records, landing=False)
         parts = _segments(records)
         last = parts[-1]
-        still_open = (self.buffer.writer(device) == last[0].run
+        still_open = (self.buffer.run_open(last[0].run)
                       or (len(records) == READ_LIMIT and len(parts) > 1))
         return parts[:-1] if still_open else parts
 
@@ -312,6 +319,27 @@ class ForwardLoop:
                 return False
             if n is None or n == 0:
                 time.sleep(min(IDLE_SECONDS, left))
+
+
+class Heartbeat:
+    """Tells the buffer every :data:`HEARTBEAT_SECONDS` that ``run``'s process is alive,
+    so its open landing batches wait for it (and close soon after it is gone)."""
+
+    def __init__(self, buffer: SampleBuffer, run: str, every: float = HEARTBEAT_SECONDS):
+        self._stop = threading.Event()
+        buffer.start_run(run)
+
+        def beat() -> None:
+            while not self._stop.wait(every):
+                try:
+                    buffer.heartbeat(run)
+                except Exception:  # noqa: BLE001, S110 - a busy file: the next beat tries again
+                    pass
+
+        threading.Thread(target=beat, name="buffer-heartbeat", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def backlog_message(buffered: int, forwarded: dict[str, int], backlog: dict[str, int],

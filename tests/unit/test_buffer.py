@@ -138,3 +138,31 @@ def test_a_record_damaged_on_disk_is_quarantined_with_its_reason_and_the_rest_fo
 def test_collector_names_cannot_leave_the_buffer_folder(tmp_path, name):
     with pytest.raises(ShopfloorError, match="collector"):
         buffer_path(tmp_path, name)
+
+
+def test_samples_keep_the_configuration_they_were_taken_under(tmp_path):
+    buf = _buffer(tmp_path)
+    _append(buf, 1000, 1)
+    buf.put_device("dev", '{"map": 2}')  # the register map changed between runs
+    _append(buf, 2000, 1)
+    old, new = buf.pending(WH, "dev")
+    assert (buf.config(old.cfg), buf.config(new.cfg)) == ("{}", '{"map": 2}')
+    buf.put_device("dev", "{}")  # back to the first: the same version again
+    _append(buf, 3000, 1)
+    assert buf.pending(WH, "dev")[-1].cfg == old.cfg
+
+
+def test_a_run_is_open_until_it_ends_or_its_heartbeat_stops(tmp_path):
+    now = [100.0]
+    buf = _buffer(tmp_path, clock=lambda: now[0])
+    buf.start_run("r1")
+    assert buf.run_open("r1") and not buf.run_open("never-started")
+    now[0] += 10
+    buf.heartbeat("r1")
+    now[0] += 10
+    assert buf.run_open("r1")  # 10 s since its last beat
+    now[0] += 10
+    assert not buf.run_open("r1")  # silent for 20 s: killed or crashed
+    buf.start_run("r2")
+    buf.end_run("r2")
+    assert not buf.run_open("r2")

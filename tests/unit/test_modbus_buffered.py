@@ -64,10 +64,12 @@ def test_landing_groups_are_the_direct_captures_grid_batches():
     assert group_of(0.0, 10)(0, 9) == 0  # no grid: by sample count
 
 
-def test_segments_split_on_run_or_group():
-    recs = [Record(i, "d", i, g, r, b"", None)
-            for i, (g, r) in enumerate([(1, "a"), (1, "a"), (2, "a"), (2, "b")])]
-    assert [[r.seq for r in s] for s in _segments(recs)] == [[0, 1], [2], [3]]
+def test_segments_split_on_run_group_or_configuration():
+    recs = [Record(i, "d", i, g, r, b"", None, c) for i, (g, r, c) in enumerate(
+        [(1, "a", 1), (1, "a", 1), (2, "a", 1), (2, "b", 1), (2, "b", 2)])]
+    assert [[r.seq for r in s] for s in _segments(recs)] == [[0, 1], [2], [3], [4]]
+    # the warehouse takes any group at once, one configuration at a time
+    assert [[r.seq for r in s] for s in _segments(recs, landing=False)] == [[0, 1, 2, 3], [4]]
 
 
 def test_the_runs_message_names_each_sinks_backlog():

@@ -140,6 +140,8 @@ def test_a_warehouse_restart_mid_run_loses_and_duplicates_nothing(
     assert all(r["rows_written"] == samples for r in rows)
     _assert_exactly_once(engine, _local_landed(raw_logs), samples)
     assert _buffered(buffer_home) == 0  # everything forwarded to both sinks
+    for device in DEVICES:  # whole minute batches, as a direct capture lands them
+        assert len(list(raw_logs.rglob(f"*/{device}/*/*.json"))) <= 2
 
 
 def test_the_landing_down_never_stops_the_warehouse_and_drains_when_s3_is_back(
@@ -223,7 +225,7 @@ run, wh, land = "killed-run", sys.argv[5], sys.argv[6]
 buf.put_device(cfg.name, config_json(cfg))
 for sink in (wh, land):
     buf.register_sink(sink, cfg.name)
-buf.set_writer(cfg.name, run)
+buf.start_run(run)
 engine, tables = make_engine(url), configured_tables()
 storage = StorageLocation("local", folder)
 ForwardLoop(Forwarder(WAREHOUSE, wh, buf, lambda c: ReadingSink(
