@@ -28,8 +28,8 @@ from shopfloor.buffer.wal import WalTail, inspect_wal
 from shopfloor.errors import ShopfloorError
 
 # 24 h of 100 devices x 20 tags every second is 8.64 M device samples (172.8 M tag
-# values); a sample of 20 float32 tags is 129 bytes on disk with its index (measured,
-# benchmarks/README.md), so 24 h take 1.1 GB: the default holds about 65 h of that
+# values); a sample of 20 float32 tags is 134 bytes on disk with its index (measured,
+# benchmarks/README.md), so 24 h take 1.16 GB: the default holds about 62 h of that
 # plant. Age: a week, longer than any outage worth buffering for.
 DEFAULT_MAX_BYTES = 3 * 1024**3
 DEFAULT_MAX_AGE_SECONDS = 7 * 24 * 3600.0
