@@ -124,8 +124,10 @@ def close_store(store: StoreAndForward, drain_seconds: float | None = None) -> N
     for loop in store.loops:
         loop.stop()
     for loop in store.loops:
-        loop.drain(max(0.0, deadline - time.monotonic()))
-        store.backlog[loop.forwarder.name] = store.buffer.backlog(loop.forwarder.name).samples
+        loop.drain(max(0.0, deadline - time.monotonic()), own_run=store.run_id)
+        # What this run leaves behind (an overlapping live run's samples are its own).
+        settled, undecided = store.buffer.left_behind(loop.forwarder.name, store.run_id)
+        store.backlog[loop.forwarder.name] = settled + undecided
 
 
 def check_alarms(store: StoreAndForward) -> list[dict[str, object]]:
@@ -141,7 +143,8 @@ def check_alarms(store: StoreAndForward) -> list[dict[str, object]]:
         backlog = store.buffer.backlog(s.sink)
         age = backlog.age_seconds(now)
         rows.append({"collector": store.collector, "sink": s.sink, "forwarded": s.forwarded,
-                     "objects": s.objects, "backlog": backlog.samples,
+                     "objects": s.objects,
+                     "backlog": store.backlog.get(s.sink, backlog.samples),
                      "oldest_backlog_s": round(age, 1), "errors": s.errors,
                      "last_error": s.last_error, "buffer_full_pct": round(100 * fill, 1),
                      "dropped_total": dropped})

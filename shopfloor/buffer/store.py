@@ -381,6 +381,25 @@ class SampleBuffer:
                 "ON c.device = s.device AND c.sink = ? WHERE s.seq > c.seq", (sink,)).fetchone()
         return Backlog(sink, n, oldest)
 
+    def left_behind(self, sink: str, own_run: str) -> tuple[int, int]:
+        """What a run that ends leaves to ``sink``: ``(settled, undecided)`` samples.
+
+        Settled: of ``own_run``, of runs that ended, or of runs gone silent
+        (:data:`RUN_GONE_SECONDS`): nobody else will forward them. Undecided: of runs
+        that missed heartbeats but are not yet taken as gone (probably killed: worth
+        waiting for). Samples of another live run (an overlapping one) are its own.
+        """
+        now = self.clock()
+        with self._lock:
+            settled, undecided = self._db.execute(
+                "SELECT coalesce(sum(r.name = ? OR r.ended = 1 OR r.seen < ?), 0), "
+                "coalesce(sum(NOT (r.name = ? OR r.ended = 1 OR r.seen < ?) AND r.seen < ?), 0) "
+                "FROM sample s JOIN cursor c ON c.device = s.device AND c.sink = ? "
+                "JOIN run r ON r.id = s.run WHERE s.seq > c.seq",
+                (own_run, now - RUN_GONE_SECONDS, own_run, now - RUN_GONE_SECONDS,
+                 now - 2 * HEARTBEAT_SECONDS, sink)).fetchone()
+        return settled, undecided
+
     def count(self) -> int:
         """Samples held (forwarded or not by some sink)."""
         with self._lock:

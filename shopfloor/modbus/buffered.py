@@ -306,13 +306,20 @@ class ForwardLoop:
         self._stop.set()
         self._thread.join()
 
-    def drain(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> bool:
+    def drain(self, seconds: float, own_run: str | None = None,
+              clock: Callable[[], float] = time.monotonic) -> bool:
         """Forward until nothing is pending or ``seconds`` have passed (retrying a
-        failing sink); True when the sink's backlog is empty."""
+        failing sink); True when the sink's backlog is empty. With ``own_run`` (a run
+        that ends), samples of another live run (an overlapping one) are not waited
+        for; those of a run that stopped beating (killed) are."""
         deadline = clock() + seconds
+        buffer, name = self.forwarder.buffer, self.forwarder.name
         while True:
             n = self._attempt()
-            if self.forwarder.buffer.backlog(self.forwarder.name).samples == 0:
+            if own_run is None:
+                if buffer.backlog(name).samples == 0:
+                    return True
+            elif buffer.left_behind(name, own_run) == (0, 0):
                 return True
             left = deadline - clock()
             if left <= 0:

@@ -166,3 +166,21 @@ def test_a_run_is_open_until_it_ends_or_its_heartbeat_stops(tmp_path):
     buf.start_run("r2")
     buf.end_run("r2")
     assert not buf.run_open("r2")
+
+
+def test_an_ending_run_waits_for_a_killed_runs_samples_not_for_a_live_ones(tmp_path):
+    now = [100.0]
+    buf = _buffer(tmp_path, clock=lambda: now[0])
+    for run in ("own", "live", "killed", "gone", "ended"):
+        buf.start_run(run)
+    now[0] = 85.0  # "gone" last appended 20 s before the end
+    buf.append("dev", "gone", [(1, 0, b"g", None)])
+    now[0] = 100.0
+    for run, n in (("own", 1), ("live", 2), ("killed", 3), ("ended", 4)):
+        buf.append("dev", run, [(10 * n + i, 0, b"x", None) for i in range(n)])
+    buf.end_run("ended")
+    now[0] = 105.0  # 5 s later: "killed" missed two beats, "live" beat just now
+    buf.heartbeat("live")
+    buf.heartbeat("own")
+    # settled: own 1 + ended 4 + gone 1 (silent 20 s); undecided: killed 3
+    assert buf.left_behind(WH, "own") == (6, 3)

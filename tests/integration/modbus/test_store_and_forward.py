@@ -392,3 +392,30 @@ def test_hours_that_receive_forwarded_rows_are_aggregated_again(
     hourly_aggregation(source_db=block, target_db=block, timezone="UTC")
     with engine.connect() as conn:
         assert conn.scalar(select(h.c.sample_count).where(key)) == 9  # re-aggregated
+
+
+def test_an_overlapping_run_neither_waits_for_nor_cuts_the_other_runs_batches(
+        device_blocks, private_pg, raw_logs, buffer_home):
+    from flows.modbus_capture import modbus_capture
+
+    _, block, engine = private_pg
+    states = {}
+    params = {"target_db": block, "land_json": True, "raw_logs": "modbus-test-raw",
+              "return_state": True}
+    # The longer run captures one device in a thread, the short one another meanwhile.
+    long_run = threading.Thread(target=lambda: states.update(long=modbus_capture(
+        ["mb-ok-1"], samples=20, interval_seconds=0.5, **params)))
+    long_run.start()
+    wait_for(lambda: _buffered(buffer_home) >= 2, 60, "the long run's first samples")
+    short = modbus_capture(["mb-ok-2"], samples=2, interval_seconds=0.2, **params)
+    assert long_run.is_alive()  # the short run ended while the long one captured ...
+    assert short.is_completed() and "backlog" not in (short.message or ""), short.message
+    long_run.join(timeout=120)
+    assert states["long"].is_completed(), states["long"].message
+    landed = _local_landed(raw_logs)
+    assert set(landed.values()) == {1}
+    for device, n in (("mb-ok-1", 20), ("mb-ok-2", 2)):
+        assert len(_raw_times(engine, LOCS[device])) == n
+        assert sum(1 for d, _ in landed if d == device) == n
+    # ... and it did not cut the long run's open batch into pieces
+    assert len(list(raw_logs.rglob("*/mb-ok-1/*/*.json"))) <= 2
