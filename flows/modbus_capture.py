@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact
 from prefect.context import FlowRunContext
 from prefect.runtime import deployment, flow_run
-from prefect.states import State
+from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
@@ -18,6 +18,7 @@ from shopfloor.db.engine import check_connection
 from shopfloor.errors import ShopfloorError, UserError
 from shopfloor.modbus.capture import (
     CaptureStats,
+    Verdict,
     check_distinct_locations,
     check_parameters,
     schedule_anchor,
@@ -26,6 +27,7 @@ from shopfloor.modbus.capture import (
 from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.window import plan_window, span_window_start
 from shopfloor.params import BlockName
+from tasks.forwarding import StoreAndForward, close_store, open_store, report
 from tasks.modbus import Progress, capture_device_task, resolve_device
 from tasks.outcomes import ON_FAILURE, degraded, emit
 
@@ -131,6 +133,7 @@ def modbus_capture(
     raw_logs: BlockName = "shopfloor-raw-logs",
     span_seconds: SpanSeconds | None = None,
     start_offset_seconds: OffsetSeconds | None = None,
+    store_and_forward: bool = True,
 ) -> list[dict[str, object]] | State:
     """Poll Modbus devices concurrently; write validated readings, quarantine bad ones.
 
@@ -161,12 +164,19 @@ def modbus_capture(
         span_seconds: sample every slot of a window this long (a scheduled deployment).
         start_offset_seconds: where the window starts after the scheduled time (default
             30 s for a deployment run, 0 for a plain call, which starts now).
+        store_and_forward: commit every sample to the collector's local buffer
+            (``$SHOPFLOOR_HOME/buffer/<collector>.sqlite3``) and forward it to the
+            warehouse and the landing from there, each on its own: polling never waits
+            on them, an outage leaves a backlog that drains when the sink is back (also
+            by the next run). False: write them directly (an outage loses the batch).
 
     Returns:
         One summary per device: samples ok/failed/missed/skipped, requests, rows
         written/quarantined. Degraded (a Completed state) when a device gave no valid
         reading, readings were quarantined or the run started late; Failed when no
-        device gave a valid reading or the window was lost.
+        device gave a valid reading, the window was lost, or the buffer could not be
+        written. A run that buffered everything but could not forward all of it ends
+        Completed with a message naming the backlog per sink.
     """
     logger = get_run_logger()
     check_parameters(devices, samples, interval_seconds, span_seconds, _timeout_limit())
@@ -174,7 +184,12 @@ def modbus_capture(
     configs = [f.result() for f in [resolve_device.submit(name) for name in devices]]
     if write_raw:
         check_distinct_locations(configs)
-        check_connection(load_engine(target_db), target_db)
+        try:
+            check_connection(load_engine(target_db), target_db)
+        except ShopfloorError as exc:
+            if not store_and_forward:
+                raise
+            logger.warning("%s: capturing into the buffer, forwarded when it is back", exc)
     if land_json:
         _check_landing(configs)
         load_block(raw_logs)  # an unknown block fails here, before any device is polled
@@ -187,20 +202,48 @@ def modbus_capture(
     logger.info("capturing %d slots every %.3fs from %s UTC from %d devices%s", slots,
                 interval_seconds, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(anchor)),
                 len(configs), f" ({missed} slots of the window already past)" if missed else "")
-    futures = [
-        capture_device_task.submit(cfg, slots, interval_seconds, anchor, run_id,
-                                   target_db if write_raw else None,
-                                   raw_logs if land_json else None, progress, missed)
-        for cfg in configs
-    ]
-    stats = [f.result() for f in futures]
+    shared = {cfg.name: CaptureStats(cfg.name) for cfg in configs}
+    store = None
+    if store_and_forward and (write_raw or land_json):
+        store = open_store(configs, run_id, target_db if write_raw else None,
+                           raw_logs if land_json else None, shared)
+    try:
+        futures = [
+            capture_device_task.submit(cfg, slots, interval_seconds, anchor, run_id,
+                                       target_db if write_raw else None,
+                                       raw_logs if land_json else None, progress, missed,
+                                       store.buffer if store else None, shared[cfg.name])
+            for cfg in configs
+        ]
+        stats = [f.result() for f in futures]
+    finally:
+        if store is not None:
+            close_store(store)
+    summary = report(store, sum(s.samples_buffered for s in stats)) if store else ""
+    if store is not None:
+        store.buffer.close()
     _publish(stats)
     _emit_events(configs, stats)
+    return _outcome(stats, missed, store, summary)
+
+
+def _outcome(stats: list[CaptureStats], missed: int, store: StoreAndForward | None,
+             summary: str) -> list[dict[str, object]] | State:
+    """Failed, Degraded, Completed with the backlog named, or plain Completed."""
+    logger = get_run_logger()
     rows = [s.as_row() for s in stats]
-    judged = verdict(stats, missed)
+    judged: Verdict = verdict(stats, missed)
     if judged.outcome == "failed":
-        raise ShopfloorError(judged.message)
+        raise ShopfloorError(judged.message + (f" ({summary})" if summary else ""))
+    backlog = store is not None and (any(store.backlog.values()) or store.dropped > 0)
     if judged.outcome == "degraded":
-        logger.warning("degraded: %s", judged.message)
-        return degraded(rows, judged.message)
+        message = judged.message + (f"; {summary}" if backlog else "")
+        logger.warning("degraded: %s", message)
+        return degraded(rows, message)
+    if summary:
+        (logger.warning if backlog else logger.info)("%s", summary)
+    if backlog:
+        # Polling went on and every sample is buffered: the run did its job; the
+        # backlog is told here, in the buffer artifact and by shopfloor.buffer.backlog.
+        return Completed(message=summary, data=rows)
     return rows

@@ -15,7 +15,9 @@ from prefect.runtime import flow_run
 
 from blocks.modbus import ModbusDevice
 from blocks.resolve import load_block, load_engine, load_storage
+from shopfloor.buffer.store import SampleBuffer
 from shopfloor.db.schema import configured_tables
+from shopfloor.modbus.buffered import BufferSink, group_of
 from shopfloor.modbus.capture import CaptureStats, capture_device, device_plan
 from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.gateway import (
@@ -126,9 +128,14 @@ def resolve_device(name: str) -> DeviceConfig:
 def capture_device_task(
     cfg: DeviceConfig, samples: int, interval_seconds: float, anchor: float, run_id: str,
     target_db: str | None, raw_logs: str | None, progress: Progress | None = None,
-    missed_at_start: int = 0,
+    missed_at_start: int = 0, buffer: SampleBuffer | None = None,
+    stats: CaptureStats | None = None,
 ) -> CaptureStats:
     """Poll one device on the shared schedule; validate, upsert, quarantine, land JSON.
+
+    With a ``buffer`` (store and forward) every sample is judged and committed to the
+    collector's buffer as it is taken; the flow's forwarders write the warehouse and
+    the landing from there, so neither is waited on here.
 
     Args:
         cfg: the device, from :func:`resolve_device`.
@@ -141,18 +148,29 @@ def capture_device_task(
         progress: shared progress reporter.
         missed_at_start: slots of the run's window already past when it started
             (counted as missed and expected).
+        buffer: the collector's buffer; None: write the sinks directly.
+        stats: the device's counters, shared with the flow's forwarders.
     """
     logger = get_run_logger()
-    stats = CaptureStats(cfg.name, samples_missed=missed_at_start,
-                         samples_expected=missed_at_start)
-    sink = ReadingSink(
-        cfg, stats, run_id,
-        engine=load_engine(target_db) if target_db else None,
-        tables=configured_tables() if target_db else None,
-        storage=load_storage(raw_logs) if raw_logs else None,
-    )
+    stats = stats if stats is not None else CaptureStats(cfg.name)
+    stats.samples_missed += missed_at_start
+    stats.samples_expected += missed_at_start
+    on_sample = None
+    sink: ReadingSink | BufferSink
+    if buffer is not None:
+        # One commit per sample: a slot counts as taken once it is in the buffer.
+        sink = BufferSink(cfg, stats, run_id, buffer, group_of(interval_seconds, samples))
+        on_sample = sink.take
+    else:
+        sink = ReadingSink(
+            cfg, stats, run_id,
+            engine=load_engine(target_db) if target_db else None,
+            tables=configured_tables() if target_db else None,
+            storage=load_storage(raw_logs) if raw_logs else None,
+        )
     result = capture_device(cfg, samples, interval_seconds, anchor, sink, progress=progress,
-                            stats=stats, gate=gateway_gate(cfg, interval_seconds))
+                            stats=stats, gate=gateway_gate(cfg, interval_seconds),
+                            on_sample=on_sample)
     trouble = result.samples_failed or result.samples_missed or result.samples_skipped
     (logger.warning if trouble else logger.info)(
         "device %s: %d ok, %d failed, %d missed, %d skipped (breaker) samples; %d requests "

@@ -47,6 +47,10 @@ def landed_line(record: Mapping[str, object], reasons: Sequence[Mapping[str, obj
     return json.dumps(obj, sort_keys=True, allow_nan=False)
 
 
+def _csv_text(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
 def epoch_ms(dt: datetime) -> int:
     """Whole epoch milliseconds of an aware datetime, in integer arithmetic."""
     return (dt - _EPOCH) // _MS
@@ -125,6 +129,29 @@ class Batch:
                 row[c] = None if v is None else float(v)  # type: ignore[arg-type]
             rows.append(row)
         return rows
+
+    def raw_csv(self, ingested_at: datetime | None) -> tuple[list[str], str]:
+        """The rows of :meth:`raw_rows` as PostgreSQL CSV for ``COPY``, built column by
+        column: ``(columns, csv)``. Times are naive UTC (as ``UtcDateTime`` stores
+        them), NaN and infinities NULL, floats exact (``repr``)."""
+        n = len(self)
+        ms = np.fromiter((epoch_ms(dt) for dt in self.capture_dts), np.int64, n)
+        cols: dict[str, list[str]] = {
+            "loc_id": [_csv_text(self.cfg.loc_id)] * n,
+            "capture_dt": np.datetime_as_string(ms.astype("datetime64[ms]")).tolist(),
+            "device": [_csv_text(self.cfg.name)] * n,
+        }
+        if ingested_at is not None:
+            naive = ingested_at.astimezone(UTC).replace(tzinfo=None).isoformat()
+            cols["ingested_at"] = [naive] * n
+        for c in MEASURE_COLUMNS:
+            if c in self.numeric:
+                values = self.matrix[:, self.numeric.index(c)].tolist()
+                cols[c] = [repr(v) if math.isfinite(v) else "" for v in values]
+            else:
+                cols[c] = [""] * n
+        lines = [",".join(row) for row in zip(*cols.values(), strict=True)]
+        return list(cols), "\n".join(lines) + ("\n" if lines else "")
 
     def json_objects(self, prefix: str, name: str,
                      reasons: Sequence[Sequence[Mapping[str, object]]] | None = None,

@@ -43,6 +43,7 @@ class CaptureStats:
     rows_written: int = 0
     rows_quarantined: int = 0
     objects_landed: int = 0
+    samples_buffered: int = 0  # store and forward: samples committed to the buffer
     last_error: str = ""
     errors: list[str] = field(default_factory=list)
     quality: dict[str, object] | None = None  # the run's quality_score row, if written
@@ -57,6 +58,7 @@ class CaptureStats:
             "requests_failed": self.requests_failed, "rows_valid": self.rows_valid,
             "rows_written": self.rows_written,
             "rows_quarantined": self.rows_quarantined, "objects_landed": self.objects_landed,
+            "samples_buffered": self.samples_buffered,
             "last_error": self.last_error, **artifact_scores(self.quality),
         }
 
@@ -126,6 +128,7 @@ def capture_device(
     client: object | None = None, progress: Callable[[int], None] | None = None,
     stats: CaptureStats | None = None, gate: Gate | None = None,
     breaker: CircuitBreaker | None = None, per_batch: int | None = None,
+    on_sample: Callable[[RawSample], None] | None = None,
 ) -> CaptureStats:
     """Poll ``cfg`` ``samples`` times from ``anchor`` (epoch seconds) every ``interval`` s.
 
@@ -138,6 +141,8 @@ def capture_device(
     ``breaker`` skips slots of a failing device (default: a :class:`CircuitBreaker`
     whose longest skip fits :func:`max_skip_for` ``interval``). ``per_batch`` overrides
     the slots per batch (the benchmark replays an hour's 12-slot batches unpaced).
+    ``on_sample`` gets every sample as read, before the next slot (store and forward
+    commits it to the buffer there); an error it raises stops the capture.
     """
     plan = device_plan(cfg)
     stats = stats if stats is not None else CaptureStats(cfg.name)
@@ -168,6 +173,8 @@ def capture_device(
                     breaker.record(payloads is not None)
                     if payloads is not None:
                         batch.append(RawSample(sample_time(anchor, k, interval), payloads))
+                        if on_sample is not None:
+                            on_sample(batch[-1])
             if progress is not None:
                 progress(1)
             last = k + 1 == samples

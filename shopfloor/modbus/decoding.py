@@ -188,7 +188,7 @@ class RequestDecoder:
         Numeric tags come back as float64 arrays, bits and strings as lists.
         """
         out: dict[str, np.ndarray | list[Value]] = {}
-        if self.names and payloads:
+        if self.names and len(payloads):  # a list, or a (samples, words) array
             words = np.asarray(payloads, dtype=">u2")  # big-endian words, as on the wire
             raw = words.view(np.uint8).reshape(len(payloads), -1)
             if self.perm is not None:

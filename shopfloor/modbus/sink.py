@@ -10,6 +10,7 @@ import numpy as np
 import pandera.pandas as pa
 from sqlalchemy import Engine
 
+from shopfloor.db.copy_upsert import can_copy_upsert, copy_upsert_csv
 from shopfloor.db.schema import Tables
 from shopfloor.db.types import utcnow
 from shopfloor.db.upsert import upsert
@@ -113,24 +114,38 @@ class ReadingSink:
 
     def __call__(self, batch: Batch) -> None:
         judged = self.judge(batch)
-        valid, quarantined = batch.take(judged.keep), judged.quarantined
-        self.stats.rows_valid += len(valid)
+        self.stats.rows_valid += int(judged.keep.sum())
         if self.engine is not None and self.tables is not None:
-            if len(batch):  # the run's span: first to last sample time written
-                self.started = self.started or min(batch.capture_dts)
-                self.last = max(batch.capture_dts)
-            self._write(valid, quarantined, self.batch_counts(batch, len(valid)))
+            self.store(batch, judged)
         else:
-            self.stats.rows_quarantined += len(quarantined)  # counted, not stored
+            self.stats.rows_quarantined += len(judged.quarantined)  # counted, not stored
         if self.storage is not None and len(batch):
-            # Every sample lands, rejected ones with their reasons: raw is what arrived.
-            # Named by the batch's first slot (epoch ms), not by the run: a repeat of the
-            # same slots (a retry, an overlapping run) writes the same key and bytes
-            # instead of adding an object; keys sort by time in a folder.
-            name = str(epoch_ms(batch.capture_dts[0]))
-            for key, body in json_objects(batch, name, judged.landed(batch)).items():
-                self.storage.write_bytes(key, body)
-                self.stats.objects_landed += 1
+            self.land(batch, judged)
+
+    def store(self, batch: Batch, judged: Judgement, count_quarantined: bool = True) -> None:
+        """Upsert the valid rows, insert the quarantined ones and the run's quality row,
+        in one transaction (``count_quarantined``: add them to the stats; a forwarder
+        whose capture already counted them passes False)."""
+        valid = batch.take(judged.keep)
+        if len(batch):  # the run's span: first to last sample time written
+            self.started = min(self.started or batch.capture_dts[0], min(batch.capture_dts))
+            self.last = max(self.last or batch.capture_dts[0], max(batch.capture_dts))
+        self._write(valid, judged.quarantined, self.batch_counts(batch, len(valid)),
+                    count_quarantined)
+
+    def land(self, batch: Batch, judged: Judgement) -> int:
+        """Write the batch's JSON-lines objects; returns how many."""
+        assert self.storage is not None
+        # Every sample lands, rejected ones with their reasons: raw is what arrived.
+        # Named by the batch's first slot (epoch ms), not by the run: a repeat of the
+        # same slots (a retry, an overlapping run, a forwarder's replay) writes the same
+        # key and bytes instead of adding an object; keys sort by time in a folder.
+        name = str(epoch_ms(batch.capture_dts[0]))
+        objects = json_objects(batch, name, judged.landed(batch))
+        for key, body in objects.items():
+            self.storage.write_bytes(key, body)
+            self.stats.objects_landed += 1
+        return len(objects)
 
     def batch_counts(self, batch: Batch, valid: int, now: datetime | None = None
                      ) -> BatchCounts:
@@ -151,14 +166,21 @@ class ReadingSink:
                            total, self.run_id, now)
 
     def _write(self, valid: Batch, quarantined: list[QuarantinedRow],
-               counts: BatchCounts) -> None:
+               counts: BatchCounts, count_quarantined: bool = True) -> None:
         assert self.engine is not None and self.tables is not None
         now = utcnow()
         # A raw table without ingested_at (SHOPFLOOR_RAW_INGESTED_AT=false) gets none.
-        rows = valid.raw_rows(now if self.tables.raw_has_ingested_at else None)
+        ingested_at = now if self.tables.raw_has_ingested_at else None
+        # A forwarder's backlog on PostgreSQL: CSV built from the arrays, then COPY.
+        copy = can_copy_upsert(self.engine, len(valid))
+        rows = [] if copy else valid.raw_rows(ingested_at)
         quality = self.run_quality(counts, now)
         with self.engine.begin() as conn:
-            if rows:
+            if copy:
+                columns, csv = valid.raw_csv(ingested_at)
+                copy_upsert_csv(conn, self.tables.temperature_raw, columns, csv,
+                                list(KEY_COLUMNS))
+            elif rows:
                 upsert(conn, self.tables.temperature_raw, rows, list(KEY_COLUMNS))
             written = write_quarantine(conn, self.tables, quarantined,
                                        f"modbus:{self.cfg.name}", self.run_id)
@@ -167,5 +189,6 @@ class ReadingSink:
         self.quality_id, self.quality = row_id, quality
         self.stats.quality = quality
         self.counts = self.counts + counts
-        self.stats.rows_written += len(rows)
-        self.stats.rows_quarantined += written
+        self.stats.rows_written += len(valid)
+        if count_quarantined:
+            self.stats.rows_quarantined += written

@@ -4,8 +4,12 @@ are injected; then the data is checked to the last row.
 
 Schedules are compressed by an override file (`shopfloor deploy --override`), never by a
 second prefect.yaml. Faults: one device dead for a while, the worker `kill -9`ed and
-restarted, every PostgreSQL connection terminated, and one compaction run frozen
-(SIGSTOP) between staging and publishing for longer than its claim TTL.
+restarted, moto's S3 server stopped for S3_OUTAGE_SECONDS, the warehouse PostgreSQL
+(a private cluster) stopped with ``pg_ctl stop -m immediate`` for
+WAREHOUSE_OUTAGE_SECONDS, every PostgreSQL connection terminated, and one compaction run
+frozen (SIGSTOP) between staging and publishing for longer than its claim TTL. Capture
+keeps polling through the outages into its store-and-forward buffer
+(docs/store_and_forward.md): not one slot may be lost or stored twice.
 
 `SHOPFLOOR_SOAK_SECONDS` sets how long the chain runs: `make soak` runs 660 s; `make test`
 runs the short version (180 s). docs/operations.md records the figures of a `make soak`.
@@ -34,6 +38,7 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import free_port
 from tests.e2e.servers import BIN, ROOT, api, clean_env, prefect_server, sh, stop
+from tests.pgcluster import PrivateCluster, private_cluster
 
 SOAK_SECONDS = float(os.environ.get("SHOPFLOOR_SOAK_SECONDS", "180"))
 LONG = SOAK_SECONDS >= 600
@@ -45,6 +50,8 @@ DEVICES = {  # block name: (loc_id, district)
 }
 DEAD = "soak-5"  # the device taken down for OUTAGE_SECONDS
 KILL_GAP_SECONDS = 90  # a killed worker's capture: restart automation + a worker restart
+WAREHOUSE_OUTAGE_SECONDS = 60
+S3_OUTAGE_SECONDS = 30
 pytestmark = pytest.mark.timeout(int(SOAK_SECONDS) + 1200)
 
 
@@ -118,11 +125,36 @@ def _marked_pids(marker: str) -> list[int]:
     return found
 
 
+class RestartableS3:
+    """moto's S3 server on a fixed port that the test stops and starts again (moto's
+    state lives in this process: buckets and objects outlive a restart)."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._make = ThreadedMotoServer
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.server = None
+        self.start()
+
+    def start(self) -> None:
+        self.server = self._make(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
 class Soak:
     """The running system and what the test did to it, with times (epoch seconds)."""
 
     def __init__(self, env: dict[str, str], home: Path, pg_url: str, bucket: str) -> None:
         self.env, self.home, self.pg_url, self.bucket = env, home, pg_url, bucket
+        self.warehouse: PrivateCluster | None = None
+        self.s3: RestartableS3 | None = None
         self.procs: list[subprocess.Popen] = []
         self.worker: subprocess.Popen | None = None
         self.events: dict[str, float] = {}
@@ -269,7 +301,9 @@ def _run_to_end(soak: Soak, deployment: str, *params: str) -> str:
 @contextmanager
 def _database(pg_server_url: str, prefix: str, driver: str | None = None) -> Iterator[str]:
     """A new PostgreSQL database, dropped at the end."""
-    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    # Pre-ping: the warehouse's server is stopped and started during the soak, which
+    # kills the pooled connection the drop at the end would otherwise use.
+    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -293,17 +327,37 @@ def prefect_db(pg_server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def soak_db(pg_server_url: str) -> Iterator[str]:
+def warehouse() -> Iterator[PrivateCluster]:
+    """The chain's warehouse on a private PostgreSQL cluster, which the test stops and
+    starts (the shared server stays up for everything else, the Prefect server too)."""
+    with private_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def soak_db(warehouse: PrivateCluster) -> Iterator[str]:
     """The chain's own database: the checks read whole tables, so no other test's rows
-    may be there (the session database is shared by the files of a pytest worker)."""
-    with _database(pg_server_url, "soak_chain") as url:
+    may be there."""
+    with _database(warehouse.url, "soak_chain") as url:
         yield url
 
 
 @pytest.fixture(scope="module")
-def soak(tmp_path_factory, soak_db, s3_endpoint, listener, prefect_db) -> Iterator[Soak]:
+def soak_s3() -> Iterator[RestartableS3]:
+    """The chain's own S3 (the session's moto server is shared with other tests)."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    s3 = RestartableS3()
+    yield s3
+    s3.stop()
+
+
+@pytest.fixture(scope="module")
+def soak(tmp_path_factory, soak_db, warehouse, soak_s3, listener, prefect_db
+         ) -> Iterator[Soak]:
     home = tmp_path_factory.mktemp("soak")
     bucket = f"soak-{uuid.uuid4().hex[:8]}"
+    s3_endpoint = soak_s3.endpoint
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(
         Bucket=bucket)
     marker = f"soak-{uuid.uuid4().hex}"
@@ -318,7 +372,7 @@ def soak(tmp_path_factory, soak_db, s3_endpoint, listener, prefect_db) -> Iterat
     })
     with prefect_server(home, env, free_port()) as server:
         s = Soak(env, home, soak_db, bucket)
-        s.server = server
+        s.server, s.warehouse, s.s3 = server, warehouse, soak_s3
         try:
             yield s
         finally:
@@ -358,6 +412,11 @@ def test_the_chain_holds_for_its_run(soak: Soak, listener) -> None:
     soak.events["dead_from"] = _next_minute(t0 + max(60.0, 0.1 * SOAK_SECONDS), 10)
     _sleep_until(soak.events["dead_from"])
     stop(dead_sim, signal.SIGKILL)
+    # S3 away while the device is dead and the worker is killed: captures buffer their
+    # landing, registration and compaction fail and are told.
+    assert soak.s3 is not None
+    soak.s3.stop()
+    soak.events["s3_down"] = time.time()
     # The worker is killed at second 20 and back at 25, before the next runs' prefetch.
     soak.events["worker_killed"] = _next_minute(time.time(), 20)
     _sleep_until(soak.events["worker_killed"])
@@ -366,9 +425,20 @@ def test_the_chain_holds_for_its_run(soak: Soak, listener) -> None:
     soak.worker.wait()
     time.sleep(5)
     soak.start_worker()
+    _sleep_until(soak.events["s3_down"] + S3_OUTAGE_SECONDS)
+    soak.s3.start()
+    soak.events["s3_up"] = time.time()
     _sleep_until(soak.events["dead_from"] + OUTAGE_SECONDS)
     soak.simulator(dead_port, 1, "sim-dead")
     soak.events["alive_again"] = time.time()
+    # The warehouse goes away as in a maintenance restart gone long: capture keeps every
+    # slot in its buffer and forwards the backlog when it is back.
+    assert soak.warehouse is not None
+    soak.warehouse.stop("immediate")
+    soak.events["warehouse_down"] = time.time()
+    _sleep_until(soak.events["warehouse_down"] + WAREHOUSE_OUTAGE_SECONDS)
+    soak.warehouse.start()
+    soak.events["warehouse_up"] = time.time()
     soak.events["pg_terminated"] = float(_terminate_connections(soak.pg_url))
     _freeze_compaction(soak, soak.home / "paused-at")
     _sleep_until(end)

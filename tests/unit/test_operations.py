@@ -25,7 +25,8 @@ def test_every_automation_of_the_file_is_a_valid_prefect_automation():
     assert set(models) == {"shopfloor-failed-runs", "shopfloor-capture-stale",
                            "shopfloor-lake-stale", "shopfloor-warehouse-stale",
                            "shopfloor-zombie-runs", "shopfloor-capture-restart",
-                           "shopfloor-crashed-runs", "shopfloor-anomalies"}
+                           "shopfloor-crashed-runs", "shopfloor-anomalies",
+                           "shopfloor-buffer-backlog"}
     failed = models["shopfloor-failed-runs"]
     assert failed.trigger.expect == {"shopfloor.run.failed", "shopfloor.run.degraded"}
     crashed = models["shopfloor-crashed-runs"]
@@ -45,6 +46,9 @@ def test_every_automation_of_the_file_is_a_valid_prefect_automation():
     assert anomalies.trigger.threshold == 1 and anomalies.trigger.posture == "Reactive"
     assert [type(a) for a in anomalies.actions] == [SendNotification]
     assert zombie.actions[0].state == "CRASHED"
+    backlog = models["shopfloor-buffer-backlog"]
+    assert backlog.trigger.expect == {"shopfloor.buffer.backlog", "shopfloor.buffer.filling"}
+    assert [type(a) for a in backlog.actions] == [SendNotification]
 
 
 def test_without_a_notification_block_the_automations_still_exist():

@@ -59,3 +59,12 @@ def raw_logs(tmp_path: Path, prefect_harness: None) -> Path:
 
     LocalFileSystem(basepath=str(tmp_path / "raw")).save("modbus-test-raw", overwrite=True)
     return tmp_path / "raw"
+
+
+@pytest.fixture(autouse=True)
+def buffer_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own SHOPFLOOR_HOME, so the collector's buffer (store and forward)
+    of one test never holds a backlog for the next."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("SHOPFLOOR_HOME", str(home))
+    return home

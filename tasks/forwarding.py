@@ -1,0 +1,186 @@
+"""Store and forward in the modbus-capture flow: open the collector's buffer, run one
+forwarder per sink beside the capture, drain at the end, tell what is left."""
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from prefect import get_run_logger
+from prefect.artifacts import create_table_artifact
+
+from blocks.resolve import load_engine, load_storage
+from shopfloor.buffer.store import (
+    FULL_WARNING,
+    SampleBuffer,
+    alert_age_seconds,
+    buffer_path,
+    collector_name,
+    limits_from_env,
+)
+from shopfloor.db.schema import configured_tables
+from shopfloor.modbus.buffered import (
+    LANDING,
+    WAREHOUSE,
+    Forwarder,
+    ForwardLoop,
+    Heartbeat,
+    backlog_message,
+    config_json,
+    sink_name,
+)
+from shopfloor.modbus.capture import CaptureStats
+from shopfloor.modbus.client import DeviceConfig
+from shopfloor.modbus.sink import ReadingSink
+from shopfloor.settings import shopfloor_home
+from tasks.outcomes import emit
+
+# What the run's end may spend forwarding what is still buffered (inside the flow's
+# timeout margin); what remains is the backlog the next run drains.
+FINAL_DRAIN_SECONDS = 30.0
+ALARM_EVERY_SECONDS = 60.0  # backlog age and fill checked this often during a run
+
+
+@dataclass
+class StoreAndForward:
+    """The run's buffer and forwarders."""
+
+    collector: str
+    buffer: SampleBuffer
+    run_id: str
+    devices: list[str]
+    loops: list[ForwardLoop] = field(default_factory=list)
+    backlog: dict[str, int] = field(default_factory=dict)
+    dropped_at_start: int = 0
+    dropped: int = 0  # by the limits during this run
+    alarms: threading.Event | None = None
+    heartbeat: Heartbeat | None = None
+
+
+def open_store(configs: Sequence[DeviceConfig], run_id: str, target_db: str | None,
+               raw_logs: str | None, stats: dict[str, CaptureStats]) -> StoreAndForward:
+    """Open the collector's buffer, record the run's devices and sinks, start a forwarder
+    per sink (it drains any backlog of earlier runs first)."""
+    logger = get_run_logger()
+    collector = collector_name()
+    buffer = SampleBuffer(buffer_path(shopfloor_home(), collector), limits_from_env())
+    if buffer.recovered:
+        logger.warning("%s", buffer.recovered)  # one line: what was torn and where it is
+    sinks = {}
+    if target_db:
+        sinks[WAREHOUSE] = sink_name(WAREHOUSE, target_db)
+    if raw_logs:
+        sinks[LANDING] = sink_name(LANDING, raw_logs)
+    for cfg in configs:
+        buffer.put_device(cfg.name, config_json(cfg))
+        for name in sinks.values():
+            buffer.register_sink(name, cfg.name)
+    store = StoreAndForward(collector, buffer, run_id, [c.name for c in configs],
+                            dropped_at_start=sum(buffer.dropped().values()),
+                            heartbeat=Heartbeat(buffer, run_id))
+    if target_db:
+        engine, tables = load_engine(target_db), configured_tables()
+        store.loops.append(_loop(WAREHOUSE, sinks[WAREHOUSE], buffer, stats, run_id,
+                                 lambda cfg, s: ReadingSink(cfg, s, run_id, engine=engine,
+                                                            tables=tables)))
+    if raw_logs:
+        storage = load_storage(raw_logs)
+        store.loops.append(_loop(LANDING, sinks[LANDING], buffer, stats, run_id,
+                                 lambda cfg, s: ReadingSink(cfg, s, run_id, storage=storage)))
+    pending = {name: buffer.backlog(name).samples for name in sinks.values()}
+    logger.info("buffer %s (collector %s): backlog at start %s", buffer.path.name, collector,
+                ", ".join(f"{n} for {s}" for s, n in pending.items()))
+    store.alarms = watch(store)
+    return store
+
+
+def _loop(kind: str, name: str, buffer: SampleBuffer, stats: dict[str, CaptureStats],
+          run_id: str, make) -> ForwardLoop:
+    def reader(cfg: DeviceConfig) -> ReadingSink:
+        # The run's own devices count what is forwarded in their stats; a device of an
+        # earlier run only in the forwarder's.
+        return make(cfg, stats.get(cfg.name) or CaptureStats(cfg.name))
+
+    logger = get_run_logger()
+
+    def on_error(error: str) -> None:
+        logger.warning("forwarding to %s failed (%s): capture goes on, the samples stay "
+                       "buffered and are retried", name, error)
+
+    return ForwardLoop(Forwarder(kind, name, buffer, reader), on_error).start()
+
+
+def close_store(store: StoreAndForward, drain_seconds: float | None = None) -> None:
+    """The capture ended: close the devices' last landing batches, stop the forwarders,
+    drain what is left for at most ``drain_seconds`` (default
+    :data:`FINAL_DRAIN_SECONDS`), record the backlog per sink."""
+    drain_seconds = FINAL_DRAIN_SECONDS if drain_seconds is None else drain_seconds
+    if store.alarms is not None:
+        store.alarms.set()
+    if store.heartbeat is not None:
+        store.heartbeat.stop()
+    store.buffer.end_run(store.run_id)
+    deadline = time.monotonic() + drain_seconds
+    for loop in store.loops:
+        loop.stop()
+    for loop in store.loops:
+        loop.drain(max(0.0, deadline - time.monotonic()), own_run=store.run_id)
+        # What this run leaves behind (an overlapping live run's samples are its own).
+        settled, undecided = store.buffer.left_behind(loop.forwarder.name, store.run_id)
+        store.backlog[loop.forwarder.name] = settled + undecided
+
+
+def check_alarms(store: StoreAndForward) -> list[dict[str, object]]:
+    """Emit ``shopfloor.buffer.backlog`` for each sink whose oldest unforwarded sample is
+    older than :func:`alert_age_seconds`, ``shopfloor.buffer.filling`` when the buffer is
+    over 80 % full; returns one row per sink for the artifact."""
+    now = time.time()
+    fill = store.buffer.fill_ratio()
+    dropped = sum(store.buffer.dropped().values())
+    rows = []
+    for loop in store.loops:
+        s = loop.forwarder.stats
+        backlog = store.buffer.backlog(s.sink)
+        age = backlog.age_seconds(now)
+        rows.append({"collector": store.collector, "sink": s.sink, "forwarded": s.forwarded,
+                     "objects": s.objects,
+                     "backlog": store.backlog.get(s.sink, backlog.samples),
+                     "oldest_backlog_s": round(age, 1), "errors": s.errors,
+                     "last_error": s.last_error, "buffer_full_pct": round(100 * fill, 1),
+                     "dropped_total": dropped})
+        if backlog.samples and age > alert_age_seconds():
+            emit("shopfloor.buffer.backlog", f"shopfloor.buffer.{store.collector}.{s.sink}",
+                 {"collector": store.collector, "sink": s.sink, "samples": backlog.samples,
+                  "oldest_age_seconds": round(age, 1), "last_error": s.last_error})
+    if fill > FULL_WARNING:
+        emit("shopfloor.buffer.filling", f"shopfloor.buffer.{store.collector}",
+             {"collector": store.collector, "fill_ratio": round(fill, 3),
+              "dropped_total": dropped})
+    return rows
+
+
+def watch(store: StoreAndForward, every: float = ALARM_EVERY_SECONDS) -> threading.Event:
+    """Check the alarms every ``every`` s while the capture runs (a long outage is told
+    before the run ends); set the returned event to stop."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(every):
+            try:
+                check_alarms(store)
+            except Exception as exc:  # an alarm that could not be sent never stops capture
+                get_run_logger().warning("buffer alarm check failed: %s", exc)
+
+    threading.Thread(target=run, name="buffer-alarms", daemon=True).start()
+    return stop
+
+
+def report(store: StoreAndForward, buffered: int) -> str:
+    """Publish the buffer's table artifact and its events; the run's one-line summary
+    (``buffered 36, forwarded 2 to warehouse:db, backlog 34 for warehouse:db``)."""
+    rows = check_alarms(store)
+    create_table_artifact(table=rows, key="modbus-capture-buffer",
+                          description="Store and forward: backlog per sink of this collector")
+    store.dropped = sum(store.buffer.dropped().values()) - store.dropped_at_start
+    return backlog_message(buffered, {loop.forwarder.name: loop.forwarder.stats.forwarded
+                                      for loop in store.loops}, store.backlog, store.dropped)
