@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, delete, insert
 
 from shopfloor.db.schema import Tables
 from shopfloor.db.types import utcnow
@@ -183,10 +183,23 @@ def quarantine_records(
 
 def write_quarantine(
     conn: Connection, tables: Tables, rows: Sequence[QuarantinedRow], source: str,
-    run_id: str | None,
+    run_id: str | None, replacing_since: datetime | None = None,
 ) -> int:
-    """Insert quarantined rows in one executemany; returns how many were written."""
+    """Insert quarantined rows in one executemany; returns how many were written.
+
+    With ``replacing_since``, rows of ``source`` quarantined since then with the same
+    record are deleted first (same transaction): a replay of the same readings (a
+    forwarder killed after its write and before its cursor moved) replaces instead of
+    adding. The time bounds the scan to recent rows (index on source, quarantined_at).
+    """
     records = quarantine_records(rows, source, run_id)
+    if records and replacing_since is not None:
+        q = tables.quarantine
+        texts = sorted({r["record"] for r in records})
+        for i in range(0, len(texts), 500):  # below every dialect's parameter limit
+            conn.execute(delete(q).where(q.c.source == source,
+                                         q.c.quarantined_at >= replacing_since,
+                                         q.c.record.in_(texts[i:i + 500])))
     if records:
         conn.execute(insert(tables.quarantine), records)
     return len(records)

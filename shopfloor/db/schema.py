@@ -166,6 +166,8 @@ def _build(schema: str | None, names: Mapping[str, str], raw_ingested_at: bool) 
         Column("source_key", String(1024)),
         Column("source_line", Integer),
         Index(constraint_name("ix", n["quarantine"], "source"), "source"),
+        # A forwarder's replay replaces the recent rows of a source (quality.write_quarantine).
+        Index(constraint_name("ix", n["quarantine"], "source_at"), "source", "quarantined_at"),
     )
     s3_object = Table(
         n["s3_object"], md,

@@ -204,6 +204,9 @@ class Forwarder:
     name: str
     buffer: SampleBuffer
     reader: Callable[[DeviceConfig], ReadingSink]
+    # Fault injection (tests/crash): called with ``after_forward`` once a part is written
+    # to the sink and before the cursor moves past it; normally nothing.
+    fault: Callable[[str], None] = field(default=lambda step: None, repr=False)
     stats: ForwardStats = field(init=False)
     _readers: dict[tuple[str, int], ReadingSink] = field(default_factory=dict, init=False)
     _plans: dict[tuple[str, int], list[ReadRequest]] = field(default_factory=dict, init=False)
@@ -239,6 +242,7 @@ class Forwarder:
                     sink.store(batch, judged, count_quarantined=False)
                 else:
                     self.stats.objects += sink.land(batch, judged)
+                self.fault("after_forward")
                 self.buffer.advance(self.name, device, part[-1].seq)
                 self.stats.forwarded += len(part)
                 done += len(part)

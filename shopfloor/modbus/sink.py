@@ -35,6 +35,7 @@ QUALITY_FLOW = "modbus-capture"
 # A reading written more than this after its sample time counts as late (timeliness):
 # batches are flushed about once a minute, so an on-time reading is at most ~1 min old.
 LATENESS_BOUND = timedelta(minutes=5)
+REPLAY_MARGIN = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,11 @@ class ReadingSink:
         if len(batch):  # the run's span: first to last sample time written
             self.started = min(self.started or batch.capture_dts[0], min(batch.capture_dts))
             self.last = max(self.last or batch.capture_dts[0], max(batch.capture_dts))
+        # A reading is quarantined after it was taken: earlier rows cannot be its replay
+        # (an hour of margin for clocks).
+        since = (min(batch.capture_dts) - REPLAY_MARGIN) if len(batch) else None
         self._write(valid, judged.quarantined, self.batch_counts(batch, len(valid)),
-                    count_quarantined)
+                    count_quarantined, since)
 
     def land(self, batch: Batch, judged: Judgement) -> int:
         """Write the batch's JSON-lines objects; returns how many."""
@@ -166,7 +170,8 @@ class ReadingSink:
                            total, self.run_id, now)
 
     def _write(self, valid: Batch, quarantined: list[QuarantinedRow],
-               counts: BatchCounts, count_quarantined: bool = True) -> None:
+               counts: BatchCounts, count_quarantined: bool = True,
+               since: datetime | None = None) -> None:
         assert self.engine is not None and self.tables is not None
         now = utcnow()
         # A raw table without ingested_at (SHOPFLOOR_RAW_INGESTED_AT=false) gets none.
@@ -182,8 +187,11 @@ class ReadingSink:
                                 list(KEY_COLUMNS))
             elif rows:
                 upsert(conn, self.tables.temperature_raw, rows, list(KEY_COLUMNS))
+            # Keyed like the raw rows: a replay of readings already quarantined (a
+            # forwarder killed between its commit and its cursor) replaces them.
             written = write_quarantine(conn, self.tables, quarantined,
-                                       f"modbus:{self.cfg.name}", self.run_id)
+                                       f"modbus:{self.cfg.name}", self.run_id,
+                                       replacing_since=since)
             row_id = put_quality(conn, self.tables, quality, self.quality_id)
         # Only after the commit: a failed batch leaves the run's row as it was.
         self.quality_id, self.quality = row_id, quality
