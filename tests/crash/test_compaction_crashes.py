@@ -177,7 +177,7 @@ def test_the_reported_chain_leaves_every_record_once(request, runner, pg_engine,
 POINTS = [p for p in PAUSE_POINTS]
 
 
-@pytest.mark.parametrize("seed", seeds(default_count=4, salt=1))
+@pytest.mark.parametrize("seed", seeds(default_count=2, salt=1))
 def test_seeded_crash_schedules_hold(seed, request, runner, pg_engine, tables):
     kind = "s3" if seed % 4 == 1 else "local"  # a quarter on moto's S3
     case = _fresh_case(kind, request, pg_engine, tables)

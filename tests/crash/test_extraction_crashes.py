@@ -77,7 +77,7 @@ def test_replace_killed_after_commit_then_mid_publish_then_recovered(runner, tmp
     assert all(o.killed for o in report.outcomes)
 
 
-@pytest.mark.parametrize("seed", seeds(default_count=6, salt=4))
+@pytest.mark.parametrize("seed", seeds(default_count=4, salt=4))
 def test_seeded_extraction_replace_crash_schedules_hold(seed, runner, tmp_path):
     case = _fresh(tmp_path)
     run_schedule(runner, case, draw_schedule(seed, POINTS, max_delay=0.6))

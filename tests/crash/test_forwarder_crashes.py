@@ -113,7 +113,7 @@ def test_forwarders_killed_between_sink_and_cursor_three_times(runner, tmp_path,
     assert all(o.killed for o in report.outcomes)
 
 
-@pytest.mark.parametrize("seed", seeds(default_count=3, salt=5))
+@pytest.mark.parametrize("seed", seeds(default_count=2, salt=5))
 def test_seeded_forwarder_crash_schedules_hold(seed, runner, tmp_path, pristine, pg_url,
                                                pg_engine):
     case = _fresh(tmp_path, pristine, pg_url, pg_engine)

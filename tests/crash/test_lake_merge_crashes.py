@@ -105,7 +105,7 @@ def test_a_merge_killed_three_times_in_a_row_then_recovered(runner, lake_root):
     assert all(o.killed for o in report.outcomes)
 
 
-@pytest.mark.parametrize("seed", seeds(default_count=3, salt=2))
+@pytest.mark.parametrize("seed", seeds(default_count=2, salt=2))
 def test_seeded_merge_crash_schedules_hold(seed, runner, lake_root):
     case = _fresh(lake_root, seed)
     run_schedule(runner, case, draw_schedule(seed, POINTS, max_nth=2, max_delay=3.0))
