@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 from prefect.filesystems import LocalFileSystem
-from prefect_aws import AwsCredentials, S3Bucket
-from prefect_aws.client_parameters import AwsClientParameters
 from sqlalchemy import Engine, delete, func, select
 
 from shopfloor.compaction.faults import PAUSE_POINTS
@@ -18,8 +16,8 @@ from shopfloor.compaction.registration import register
 from shopfloor.db.engine import init_db
 from shopfloor.db.schema import Tables
 from shopfloor.lake import protocol
-from shopfloor.storage import S3Credentials, StorageLocation
-from tests.integration.compaction.helpers import lake_rows, ndjson, records
+from shopfloor.storage import StorageLocation
+from tests.integration.compaction.helpers import lake_rows, ndjson, records, save_s3_blocks
 
 from .conftest import META
 from .harness import Kill, Schedule, draw_schedule, run_schedule, seeds
@@ -129,15 +127,7 @@ def s3_pair(s3_endpoint: str, prefect_harness):
     bucket = "crash-compaction"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(
         Bucket=bucket)
-    creds = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing",
-                           region_name="us-east-1",
-                           aws_client_parameters=AwsClientParameters(endpoint_url=s3_endpoint))
-    S3Bucket(bucket_name=bucket, bucket_folder="raw", credentials=creds).save(
-        "crash-raw-s3", overwrite=True)
-    S3Bucket(bucket_name=bucket, bucket_folder="lake", credentials=creds).save(
-        "crash-lake-s3", overwrite=True)
-    c = S3Credentials("testing", "testing", None, "us-east-1", s3_endpoint)
-    return StorageLocation("s3", bucket, "raw", c), StorageLocation("s3", bucket, "lake", c)
+    return save_s3_blocks(s3_endpoint, bucket, "crash")
 
 
 def _fresh_case(kind: str, request, pg_engine: Engine, tables: Tables) -> CompactionCase:

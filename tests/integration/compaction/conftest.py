@@ -5,8 +5,6 @@ from pathlib import Path
 
 import pytest
 from prefect.filesystems import LocalFileSystem
-from prefect_aws import AwsCredentials, S3Bucket
-from prefect_aws.client_parameters import AwsClientParameters
 from sqlalchemy import Engine, delete
 
 from blocks.bootstrap import connector_from_url
@@ -14,7 +12,7 @@ from shopfloor.db.engine import init_db
 from shopfloor.db.schema import Tables
 from shopfloor.storage import S3Credentials, StorageLocation
 
-from .helpers import META
+from .helpers import META, save_s3_blocks
 
 
 @pytest.fixture(scope="session")
@@ -66,15 +64,7 @@ def meta_block(pg_url: str, prefect_harness: None) -> str:
 
 @pytest.fixture
 def s3_blocks(s3_endpoint: str, s3_bucket: str, prefect_harness: None):
-    creds = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing",
-                           region_name="us-east-1",
-                           aws_client_parameters=AwsClientParameters(endpoint_url=s3_endpoint))
-    S3Bucket(bucket_name=s3_bucket, bucket_folder="raw", credentials=creds).save(
-        "cmp-raw-s3", overwrite=True)
-    S3Bucket(bucket_name=s3_bucket, bucket_folder="lake", credentials=creds).save(
-        "cmp-lake-s3", overwrite=True)
-    c = S3Credentials("testing", "testing", None, "us-east-1", s3_endpoint)
-    return StorageLocation("s3", s3_bucket, "raw", c), StorageLocation("s3", s3_bucket, "lake", c)
+    return save_s3_blocks(s3_endpoint, s3_bucket, "cmp")
 
 
 @pytest.fixture

@@ -54,3 +54,22 @@ def statuses(engine: Engine, tables: Tables) -> dict[str, str]:
 def run_token() -> str:
     return str(uuid.uuid4())
 
+
+
+def save_s3_blocks(endpoint: str, bucket: str, prefix: str
+                   ) -> tuple[StorageLocation, StorageLocation]:
+    """``<prefix>-raw-s3`` and ``<prefix>-lake-s3`` blocks on two folders of ``bucket``
+    on moto's server; returns the same two as storage locations."""
+    from prefect_aws import AwsCredentials, S3Bucket
+    from prefect_aws.client_parameters import AwsClientParameters
+
+    from shopfloor.storage import S3Credentials
+
+    creds = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing",
+                           region_name="us-east-1",
+                           aws_client_parameters=AwsClientParameters(endpoint_url=endpoint))
+    for folder in ("raw", "lake"):
+        S3Bucket(bucket_name=bucket, bucket_folder=folder, credentials=creds).save(
+            f"{prefix}-{folder}-s3", overwrite=True)
+    c = S3Credentials("testing", "testing", None, "us-east-1", endpoint)
+    return StorageLocation("s3", bucket, "raw", c), StorageLocation("s3", bucket, "lake", c)
