@@ -89,8 +89,8 @@ def recover(lake: StorageLocation, target_prefix: str, judge: Judge,
             keep: Sequence[str] = ()) -> Recovery:
     """Clean the leftovers of dead claims and drop those of finished ones (see the
     module docstring); ``keep`` names tokens never touched (the calling run's own)."""
-    names = sorted(n for n in leftovers(lake, target_prefix)
-                   if split_name(n)[0] not in set(keep))
+    kept = set(keep)
+    names = sorted(n for n in leftovers(lake, target_prefix) if split_name(n)[0] not in kept)
     result = Recovery()
     if not names:
         return result
@@ -111,10 +111,5 @@ def recover(lake: StorageLocation, target_prefix: str, judge: Judge,
     return result
 
 
-def judge_all(verdict: str) -> Judge:
-    """A judge that says ``verdict`` of every claim (tests, and tools that know)."""
-    return lambda claims: {c: verdict for c in claims}
-
-
-__all__ = ["DEAD", "FINISHED", "LIVE", "Recovery", "judge_all", "leftovers", "recover",
-           "split_name", "unfinished_claims"]
+__all__ = ["DEAD", "FINISHED", "LIVE", "Recovery", "leftovers", "recover", "split_name",
+           "unfinished_claims"]
