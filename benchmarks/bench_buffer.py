@@ -133,7 +133,7 @@ def bench_capture(devices: int, samples: int, rounds: int) -> None:
     tags = tags20()
     sims = [SimulatedDevice(free_port(), tags, phase=i) for i in range(devices)]
     cfgs = [DeviceConfig(name=f"bench-{i}", loc_id=f"B{i}", tags=tuple(tags), port=s.port,
-                         dstrct_code="B") for i, s in enumerate(sims)]
+                         district="B") for i, s in enumerate(sims)]
     times: dict[bool, list[float]] = {False: [], True: []}
     drains = []
     with ModbusSimulator(sims), database() as (engine, tables), \
@@ -176,7 +176,7 @@ def fill_backlog(buf: SampleBuffer, cfgs: list[DeviceConfig], per_device: int) -
 def bench_drain(total: int) -> None:
     tags = tags20()
     cfgs = [DeviceConfig(name=f"bench-{i}", loc_id=f"B{i:03d}", tags=tuple(tags),
-                         dstrct_code="B") for i in range(100)]
+                         district="B") for i in range(100)]
     per_device = total // len(cfgs)
     with tempfile.TemporaryDirectory() as tmp, database() as (engine, tables):
         buf = SampleBuffer(Path(tmp) / "drain.sqlite3", Limits(max_bytes=64 * 1024**3))

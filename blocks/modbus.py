@@ -1,7 +1,7 @@
 """The ``ModbusDevice`` block: where a device is and what to read from it."""
 
 from prefect.blocks.core import Block
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from shopfloor.errors import ShopfloorError
 from shopfloor.modbus.device import (
@@ -63,8 +63,10 @@ class ModbusDevice(Block):
     backoff_seconds: float = Field(default=_D.backoff_seconds, ge=0,
                                    description="First retry delay.")
     loc_id: str = Field(description="Location id the readings are stored under.")
-    dstrct_code: str = Field(default=_D.dstrct_code,
-                             description="District code for landed JSON.")
+    # Blocks saved before 2026-12 hold the seed's spelling, ``dstrct_code``: still read.
+    district: str = Field(default=_D.district,
+                          validation_alias=AliasChoices("district", "dstrct_code"),
+                          description="District code for landed JSON (dstrct_code=...).")
     max_registers_per_request: int = Field(
         default=_D.max_registers_per_request, ge=1, le=MAX_REGISTERS,
         description="Most registers per read; lower it for devices that reject long reads.")

@@ -7,11 +7,11 @@ from blocks.resolve import load_storage
 from flows.s3_compaction import register_s3_keys, s3_compaction
 from shopfloor.compaction.keys import is_json_key
 
-DEFAULT_DISTRIK = "BRCB"
+DEFAULT_DISTRICT = "BRCB"
 TARGET = "datalog_v2"
 
 
-def landed_distrik(raw_block: str = "shopfloor-raw-logs") -> str | None:
+def landed_district(raw_block: str = "shopfloor-raw-logs") -> str | None:
     """The ``dstrct_code`` of the first landed record, or ``None`` if nothing was landed."""
     raw = load_storage(raw_block)
     for obj in raw.list_objects():
@@ -19,7 +19,7 @@ def landed_distrik(raw_block: str = "shopfloor-raw-logs") -> str | None:
             continue
         first = raw.read_bytes(obj.key).split(b"\n", 1)[0]
         try:
-            return str(json.loads(first).get("dstrct_code") or DEFAULT_DISTRIK)
+            return str(json.loads(first).get("dstrct_code") or DEFAULT_DISTRICT)
         except (ValueError, AttributeError):
             continue
     return None
@@ -27,13 +27,13 @@ def landed_distrik(raw_block: str = "shopfloor-raw-logs") -> str | None:
 
 def compaction_demo_step() -> list[str]:
     """Register the landed JSON, compact it until nothing is pending, list the partitions."""
-    distrik = landed_distrik()
-    if distrik is None:
+    district = landed_district()
+    if district is None:
         return ["no JSON landed in shopfloor-raw-logs: nothing to compact"]
-    counts = register_s3_keys(distrik=distrik)
-    lines = [f"registered {counts['new']} new keys ({counts['known']} known) as {distrik}"]
+    counts = register_s3_keys(distrik=district)
+    lines = [f"registered {counts['new']} new keys ({counts['known']} known) as {district}"]
     while True:
-        s = s3_compaction(distrik=distrik, ram_limit="1GB", target_prefix=TARGET)
+        s = s3_compaction(distrik=district, ram_limit="1GB", target_prefix=TARGET)
         if s["keys_claimed"] == 0:
             break
         lines.append(f"  claimed {s['keys_claimed']}, succeeded {s['keys_succeeded']}, "

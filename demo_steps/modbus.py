@@ -17,7 +17,7 @@ def modbus_demo_step(samples: int = 6, interval_seconds: float = 0.5) -> list[st
     sims = build_devices(free_port_run(4), 4, default_map(), DEMO_FAULTS)  # type: ignore[arg-type]
     names = []
     for i, sim in enumerate(sims, start=1):
-        ModbusDevice(port=sim.port, loc_id=f"L{i:03d}", dstrct_code="DEMO",
+        ModbusDevice(port=sim.port, loc_id=f"L{i:03d}", district="DEMO",
                      timeout_seconds=0.5, retries=1, backoff_seconds=0.05,
                      register_map=sim.tags).save(f"demo-plc-{i}", overwrite=True)
         names.append(f"demo-plc-{i}")

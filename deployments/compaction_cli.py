@@ -107,7 +107,7 @@ def import_registry(
     Safe to repeat: keys already in s3_object are never downgraded.
     """
     from blocks.resolve import load_engine
-    from shopfloor.compaction.keys import check_distrik
+    from shopfloor.compaction.keys import check_district
     from shopfloor.compaction.seed_import import SeedColumns, split_table_name
     from shopfloor.compaction.seed_import import import_registry as run_import
     from shopfloor.compaction.seed_registry import parse_status_map
@@ -118,7 +118,7 @@ def import_registry(
     # Every value is checked before a block is loaded or a database touched.
     split_table_name(source_table)
     if default_distrik is not None:
-        check_distrik(default_distrik)
+        check_district(default_distrik)
     mapping = build_status_map(parse_status_map(status_map or []), retry_failed)
     tables = configured_tables(schema)
     source, target = load_engine(source_db), load_engine(metadata_db)
@@ -127,7 +127,7 @@ def import_registry(
     _require_registry(target, tables, metadata_db)
     columns = SeedColumns(key_column, status_column, run_id_column, distrik_column)
     counts = run_import(source, target, tables, source_table, columns, mapping,
-                        default_distrik=default_distrik, chunk_size=chunk_size)
+                        default_district=default_distrik, chunk_size=chunk_size)
     typer.echo(counts.summary())
     if counts.skipped_keys:
         typer.echo("skipped keys (first few): " + ", ".join(counts.skipped_keys))

@@ -206,10 +206,10 @@ def backlog_panel(backlog: pd.DataFrame) -> None:
         return
     cols = st.columns(min(len(backlog), 6))
     for i, row in enumerate(backlog.itertuples()):
-        cols[i % len(cols)].metric(f"Backlog {row.distrik}", int(row.backlog),
+        cols[i % len(cols)].metric(f"Backlog {row.district}", int(row.backlog),
                                    help=f"pending {row.PENDING}, claimed {row.CLAIMED}, "
                                         f"failed {row.FAILED}")
-    st.bar_chart(backlog.set_index("distrik")[list(q.BACKLOG_STATUSES)])
+    st.bar_chart(backlog.set_index("district")[list(q.BACKLOG_STATUSES)])
     export(backlog, "compaction_backlog")
 
 

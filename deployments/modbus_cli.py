@@ -35,8 +35,9 @@ def add_device(
     parity: Annotated[str, typer.Option(help="Serial parity: N, E or O.")] = _D.parity,
     stopbits: Annotated[int, typer.Option(help="Serial stop bits.")] = _D.stopbits,
     bytesize: Annotated[int, typer.Option(help="Serial data bits.")] = _D.bytesize,
-    dstrct_code: Annotated[str, typer.Option(help="District code for landed JSON.")]
-    = _D.dstrct_code,
+    # --dstrct-code: the block field's name before 2026-12 (the seed's spelling).
+    district: Annotated[str, typer.Option(
+        "--district", "--dstrct-code", help="District code for landed JSON.")] = _D.district,
     timeout_seconds: Annotated[float, typer.Option(help="Per-request timeout.")]
     = _D.timeout_seconds,
     retries: Annotated[int, typer.Option(help="Retries after a failed read.")] = _D.retries,
@@ -177,7 +178,7 @@ def reprocess(
     device: Annotated[list[str] | None, typer.Option(
         "--device", help="ModbusDevice block name (repeat for several).")] = None,
     district: Annotated[str | None, typer.Option(
-        help="Instead of --device: every ModbusDevice with this dstrct_code.")] = None,
+        help="Instead of --device: every ModbusDevice of this district.")] = None,
     raw_logs: Annotated[str, typer.Option(help="Storage block the JSON landed in.")]
     = "shopfloor-raw-logs",
     target_db: Annotated[str, typer.Option(help="Block of temperature_raw and quarantine.")]

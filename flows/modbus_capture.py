@@ -75,7 +75,7 @@ def _emit_events(configs: list[DeviceConfig], stats: list[CaptureStats]) -> None
     for cfg, s in zip(configs, stats, strict=True):
         payload = {"samples_ok": s.samples_ok, "samples_expected": s.samples_expected,
                    "rows_written": s.rows_written, "rows_quarantined": s.rows_quarantined}
-        labels = {"shopfloor.district": cfg.dstrct_code} if cfg.dstrct_code else {}
+        labels = {"shopfloor.district": cfg.district} if cfg.district else {}
         if s.rows_valid:
             emit("shopfloor.capture.completed", f"shopfloor.device.{cfg.name}", payload,
                  **labels)
@@ -93,12 +93,12 @@ def _timeout_limit() -> float | None:
 
 
 def _check_landing(configs: list[DeviceConfig]) -> None:
-    missing = [c.name for c in configs if not c.dstrct_code]
+    missing = [c.name for c in configs if not c.district]
     if missing:
         raise UserError(
-            f"land_json needs a dstrct_code on every device, missing on {', '.join(missing)}: "
+            f"land_json needs a district on every device, missing on {', '.join(missing)}: "
             "landed keys start with dstrct_code=<code>/ so registration finds the district "
-            "(shopfloor modbus add-device NAME --dstrct-code CODE ...)")
+            "(shopfloor modbus add-device NAME --district CODE ...)")
 
 
 def _schedule(samples: int, interval: float, span: float | None, offset: float | None,
@@ -158,7 +158,7 @@ def modbus_capture(
             span_seconds).
         write_raw: upsert valid readings into temperature_raw and bad ones into quarantine.
         land_json: also write valid readings as JSON lines to the raw_logs storage, under
-            ``dstrct_code=<code>/<device>/<YYYYMMDDHH>/`` (devices need a dstrct_code).
+            ``dstrct_code=<code>/<device>/<YYYYMMDDHH>/`` (devices need a district).
         target_db: SqlAlchemyConnector block of the database to write to.
         raw_logs: S3Bucket or LocalFileSystem block where JSON telemetry lands.
         span_seconds: sample every slot of a window this long (a scheduled deployment).

@@ -64,7 +64,7 @@ def reprocess_raw(
         start: window start (aware; widened to the whole UTC hour).
         end: window end, excluded (aware; widened to the whole UTC hour).
         devices: ModbusDevice block names.
-        district: instead of devices: every ModbusDevice block with this dstrct_code.
+        district: instead of devices: every ModbusDevice block of this district.
         raw_logs: storage block the capture landed JSON in.
         target_db: SqlAlchemyConnector block of temperature_raw and quarantine (the
             capture's target_db).

@@ -116,8 +116,8 @@ def register_s3_keys(
                           description=f"Keys under {prefix or '(all)'!r} of {raw_logs}: "
                           f"{counts['listed']} listed, {counts['json']} JSON, "
                           f"{counts['new']} new, {counts['known']} known, "
-                          f"{counts['no_distrik']} without distrik")
-    skipped = counts["no_distrik"]
+                          f"{counts['no_district']} without district")
+    skipped = counts["no_district"]
     if skipped and counts["new"] == 0 and counts["known"] == 0:
         raise ShopfloorError(
             f"all {skipped} JSON keys listed name no district: nothing registered (land "
@@ -285,7 +285,7 @@ def s3_compaction(
         raise (DataIntegrityError if decided.integrity else ShopfloorError)(decided.message)
     if decided.kind == "idle":
         get_run_logger().info("%s%s", decided.message,
-                              f" for distrik {distrik}" if distrik else "")
+                              f" for district {distrik}" if distrik else "")
         return idle(summary, decided.message)
     if decided.kind == "degraded":
         return degraded(summary, decided.message)

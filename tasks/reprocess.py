@@ -18,10 +18,15 @@ from shopfloor.modbus.readings import reading_schema
 from shopfloor.modbus.reprocess import delete_hourly, read_window, replace_window
 
 
+def _district_of(data: dict) -> object:
+    """A saved ModbusDevice's district; blocks saved before 2026-12 call it ``dstrct_code``."""
+    return data.get("district", data.get("dstrct_code"))
+
+
 @task(name="resolve-reprocess-devices", cache_policy=NO_CACHE)
 def resolve_devices(devices: list[str] | None, district: str | None) -> list[DeviceConfig]:
     """The ``ModbusDevice`` blocks to reprocess: those named, or every one whose
-    ``dstrct_code`` is ``district`` (their current register maps and limits).
+    district is ``district`` (their current register maps and limits).
 
     Args:
         devices: ModbusDevice block names.
@@ -33,9 +38,9 @@ def resolve_devices(devices: list[str] | None, district: str | None) -> list[Dev
     with get_client(sync_client=True) as client:
         docs = client.read_block_documents_by_type(slug)
     found = [load_block(d.name, ModbusDevice).to_config(d.name) for d in docs
-             if d.name and (d.data or {}).get("dstrct_code") == district]
+             if d.name and _district_of(d.data or {}) == district]
     if not found:
-        raise ShopfloorError(f"no ModbusDevice block has dstrct_code {district!r}")
+        raise ShopfloorError(f"no ModbusDevice block has district {district!r}")
     return sorted(found, key=lambda c: c.name)
 
 

@@ -40,14 +40,14 @@ from tasks.outcomes import transient
 
 @task(name="register-keys", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
       retry_condition_fn=transient)
-def register_new_keys(raw_logs: str, prefix: str, distrik: str | None, metadata_db: str,
+def register_new_keys(raw_logs: str, prefix: str, district: str | None, metadata_db: str,
                       overlap_hours: int = 2, full_listing: bool = False) -> dict[str, int]:
     """List what may be new under ``prefix`` and insert the new JSON objects as PENDING.
 
     Args:
         raw_logs: storage block (S3Bucket or LocalFileSystem) of the raw JSON.
         prefix: folder inside the storage to list.
-        distrik: distrik of every listed key; ``None`` takes it from the key layout.
+        district: district of every listed key; ``None`` takes it from the key layout.
         metadata_db: SqlAlchemyConnector block holding ``s3_object`` and ``s3_listing``.
         overlap_hours: hour folders re-listed before each stream's last one.
         full_listing: list every stream from its start (catches late objects in old hours).
@@ -55,16 +55,16 @@ def register_new_keys(raw_logs: str, prefix: str, distrik: str | None, metadata_
     logger = get_run_logger()
     engine = load_engine(metadata_db)
     check_connection(engine, metadata_db)
-    reg = register(load_storage(raw_logs), engine, configured_tables(), prefix, distrik,
+    reg = register(load_storage(raw_logs), engine, configured_tables(), prefix, district,
                    overlap_hours, full_listing)
     c = reg.counts
     if reg.unknown:
-        logger.warning("%d JSON keys name no distrik (e.g. %r): land them under "
+        logger.warning("%d JSON keys name no district (e.g. %r): land them under "
                        "dstrct_code=<code>/ or pass distrik=", len(reg.unknown), reg.unknown[0])
     logger.info("listed %d objects (%d streams, %d list calls%s): %d JSON, %d new, %d known, "
-                "%d without distrik", c.listed, c.streams, c.list_calls,
+                "%d without district", c.listed, c.streams, c.list_calls,
                 ", full listing" if c.full_listing else "", c.json, c.new, c.known,
-                c.no_distrik)
+                c.no_district)
     return c.as_dict()
 
 
@@ -79,32 +79,32 @@ def check_storage(*blocks: str) -> None:
 
 @task(name="get-keys", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
       retry_condition_fn=transient)
-def get_keys(metadata_db: str, distrik: str, limit: int, run_id: str,
+def get_keys(metadata_db: str, district: str, limit: int, run_id: str,
              claim_ttl_minutes: int) -> list[ClaimedKey]:
-    """Claim up to ``limit`` PENDING (or stale) keys of ``distrik`` for this run, atomically.
+    """Claim up to ``limit`` PENDING (or stale) keys of ``district`` for this run, atomically.
 
     Args:
         metadata_db: SqlAlchemyConnector block holding ``s3_object``.
-        distrik: district whose keys to claim.
+        district: district whose keys to claim.
         limit: most keys to claim.
         run_id: this flow run's id, written on every claimed key.
         claim_ttl_minutes: claims older than this are taken over.
     """
     engine = load_engine(metadata_db)
     check_connection(engine, metadata_db)
-    claimed = claim_keys(engine, configured_tables(), distrik, limit, run_id,
+    claimed = claim_keys(engine, configured_tables(), district, limit, run_id,
                          timedelta(minutes=claim_ttl_minutes))
     (pause_hook_from_env() or no_hook)("after_claim")  # fault injection; normally nothing
     stale = sorted({c.previous_run_id for c in claimed
                     if c.previous_run_id and c.previous_run_id != run_id})
-    get_run_logger().info("claimed %d keys of %s%s", len(claimed), distrik,
+    get_run_logger().info("claimed %d keys of %s%s", len(claimed), district,
                           f" (taken over from {len(stale)} unfinished runs)" if stale else "")
     return claimed
 
 
 @task(name="compact", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE,
       retry_condition_fn=transient)
-def compact(raw_logs: str, lake: str, target_prefix: str, distrik: str,
+def compact(raw_logs: str, lake: str, target_prefix: str, district: str,
             tz_offset_hours: float, ram_limit: str, run_id: str,
             claimed: list[ClaimedKey], metadata_db: str | None = None) -> CompactResult:
     """DuckDB: the claimed JSON objects -> Parquet partitioned by hiveperiod and dstrct_code.
@@ -113,7 +113,7 @@ def compact(raw_logs: str, lake: str, target_prefix: str, distrik: str,
         raw_logs: storage block (S3Bucket or LocalFileSystem) of the raw JSON.
         lake: storage block the Parquet goes to.
         target_prefix: folder inside the lake for the partitions.
-        distrik: the claim's district: partition value of records without
+        district: the claim's district: partition value of records without
             ``dstrct_code``, and the scope of the claim's file names.
         tz_offset_hours: offset of ``datetime_wita`` from UTC.
         ram_limit: DuckDB memory limit.
@@ -122,9 +122,9 @@ def compact(raw_logs: str, lake: str, target_prefix: str, distrik: str,
         metadata_db: SqlAlchemyConnector block of the registry; given, the claim is
             fenced (still this run's, renewed) immediately before publishing.
     """
-    spec = CompactionSpec(load_storage(raw_logs), load_storage(lake), target_prefix, distrik,
+    spec = CompactionSpec(load_storage(raw_logs), load_storage(lake), target_prefix, district,
                           tz_offset_hours, ram_limit)
-    layout = ClaimLayout(spec.lake, target_prefix, run_id, distrik)
+    layout = ClaimLayout(spec.lake, target_prefix, run_id, district)
     # Fault injection (docs/s3_compaction.md): nothing is wired in unless the setting is on.
     hook = pause_hook_from_env() or no_hook
     check = no_fence
@@ -132,7 +132,7 @@ def compact(raw_logs: str, lake: str, target_prefix: str, distrik: str,
         engine = load_engine(metadata_db)
 
         def check() -> None:
-            fence(engine, configured_tables(), run_id, distrik, claimed)
+            fence(engine, configured_tables(), run_id, district, claimed)
 
     result = compact_claim(spec, layout, claimed, hook, check)
     logger = get_run_logger()
@@ -147,7 +147,7 @@ def compact(raw_logs: str, lake: str, target_prefix: str, distrik: str,
 @task(name="update-status", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
       retry_condition_fn=transient)
 def update_status(metadata_db: str, lake: str, target_prefix: str, run_id: str,
-                  result: CompactResult, distrik: str = "") -> int:
+                  result: CompactResult, district: str = "") -> int:
     """Mark written keys SUCCESS and malformed ones QUARANTINED; store bad records.
 
     Args:
@@ -157,14 +157,14 @@ def update_status(metadata_db: str, lake: str, target_prefix: str, run_id: str,
         target_prefix: folder inside the lake of the partitions.
         run_id: the claim token.
         result: what ``compact`` produced.
-        distrik: the claim's district (its scope in the lake's file names).
+        district: the claim's district (its scope in the lake's file names).
     """
     with load_engine(metadata_db).begin() as conn:
         _, bad = record_outcome(conn, configured_tables(), run_id, result.succeeded,
                                 result.quarantined, result.bad_records, result.counts)
     (pause_hook_from_env() or no_hook)("after_record")  # fault injection; normally nothing
     # Dropping the manifest makes the claim's files visible to readers (lake protocol).
-    output.forget_manifest(ClaimLayout(load_storage(lake), target_prefix, run_id, distrik))
+    output.forget_manifest(ClaimLayout(load_storage(lake), target_prefix, run_id, district))
     get_run_logger().info("%d keys SUCCESS, %d QUARANTINED, %d bad records quarantined",
                           len(result.succeeded), len(result.quarantined), bad)
     return bad

@@ -45,11 +45,11 @@ class ClaimedKey:
     previous_run_id: str | None
 
 
-def _claimable(tables: Tables, distrik: str, cutoff: datetime, run_id: str):
+def _claimable(tables: Tables, district: str, cutoff: datetime, run_id: str):
     t = tables.s3_object
     # A run's own claims are claimable again, so a retried claim returns them too.
     return and_(
-        t.c.distrik == distrik,
+        t.c.distrik == district,
         or_(
             t.c.compression_status == "PENDING",
             and_(t.c.compression_status == "CLAIMED",
@@ -72,7 +72,7 @@ def build_mssql_claim(tables: Tables, dialect: Dialect) -> TextClause:
     SELECT TOP (:limit) id, {key}, size, compression_run_id, compression_status,
            claimed_at, attempts
     FROM {t} WITH (UPDLOCK, READPAST, ROWLOCK)
-    WHERE distrik = :distrik
+    WHERE distrik = :district
       AND (compression_status = 'PENDING'
            OR (compression_status = 'CLAIMED'
                AND (claimed_at < :cutoff OR compression_run_id = :run_id)))
@@ -86,13 +86,13 @@ OUTPUT inserted.id, inserted.{key}, inserted.size, deleted.compression_run_id;""
     )
 
 
-def build_claim_select(tables: Tables, distrik: str, limit: int, run_id: str,
+def build_claim_select(tables: Tables, district: str, limit: int, run_id: str,
                        cutoff: datetime, dialect_name: str) -> Select:
     """The rows to claim; on PostgreSQL and MySQL/MariaDB locked rows are skipped."""
     t = tables.s3_object
     stmt = (
         select(t.c.id, t.c.key, t.c.size, t.c.compression_run_id)
-        .where(_claimable(tables, distrik, cutoff, run_id))
+        .where(_claimable(tables, district, cutoff, run_id))
         .order_by(t.c.id)
         .limit(limit)
     )
@@ -101,10 +101,10 @@ def build_claim_select(tables: Tables, distrik: str, limit: int, run_id: str,
     return stmt
 
 
-def _claim_with_select(conn: Connection, tables: Tables, distrik: str, limit: int,
+def _claim_with_select(conn: Connection, tables: Tables, district: str, limit: int,
                        run_id: str, cutoff: datetime, now: datetime) -> list[ClaimedKey]:
     t = tables.s3_object
-    stmt = build_claim_select(tables, distrik, limit, run_id, cutoff, conn.dialect.name)
+    stmt = build_claim_select(tables, district, limit, run_id, cutoff, conn.dialect.name)
     rows = conn.execute(stmt).all()
     if not rows:
         return []
@@ -117,9 +117,9 @@ def _claim_with_select(conn: Connection, tables: Tables, distrik: str, limit: in
     return [ClaimedKey(r.id, r.key, r.size, r.compression_run_id) for r in rows]
 
 
-def claim_keys(engine: Engine, tables: Tables, distrik: str, limit: int, run_id: str,
+def claim_keys(engine: Engine, tables: Tables, district: str, limit: int, run_id: str,
                claim_ttl: timedelta, now: datetime | None = None) -> list[ClaimedKey]:
-    """Claim up to ``limit`` PENDING (or stale CLAIMED) keys of ``distrik`` for ``run_id``.
+    """Claim up to ``limit`` PENDING (or stale CLAIMED) keys of ``district`` for ``run_id``.
 
     Runs in its own short transaction, committed before it returns.
     """
@@ -135,11 +135,11 @@ def claim_keys(engine: Engine, tables: Tables, distrik: str, limit: int, run_id:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         if conn.dialect.name == "mssql":
             rows = conn.execute(build_mssql_claim(tables, conn.dialect), {
-                "limit": limit, "distrik": distrik, "cutoff": cutoff, "run_id": run_id,
+                "limit": limit, "district": district, "cutoff": cutoff, "run_id": run_id,
                 "now": now}).all()
             claimed = [ClaimedKey(r[0], r[1], r[2], r[3]) for r in rows]
         else:
-            claimed = _claim_with_select(conn, tables, distrik, limit, run_id, cutoff, now)
+            claimed = _claim_with_select(conn, tables, district, limit, run_id, cutoff, now)
         conn.commit()
     return sorted(claimed, key=lambda c: c.id)
 
@@ -209,13 +209,13 @@ def claimable_districts(conn: Connection, tables: Tables, cutoff: datetime
 
 
 def renew_claim(conn: Connection, tables: Tables, run_id: str, now: datetime | None = None,
-                distrik: str | None = None) -> int:
-    """Refresh ``claimed_at`` of the keys ``run_id`` still holds (of ``distrik``, if given);
+                district: str | None = None) -> int:
+    """Refresh ``claimed_at`` of the keys ``run_id`` still holds (of ``district``, if given);
     returns how many it holds. A run that keeps renewing is never taken over."""
     t = tables.s3_object
     mine = and_(t.c.compression_run_id == run_id, t.c.compression_status == "CLAIMED")
-    if distrik is not None:
-        mine = and_(mine, t.c.distrik == distrik)
+    if district is not None:
+        mine = and_(mine, t.c.distrik == district)
     return conn.execute(update(t).where(mine).values(claimed_at=now or utcnow())).rowcount
 
 
@@ -236,24 +236,24 @@ class ClaimLost(DataIntegrityError):
     """This run no longer holds every key it claimed: another run took the claim over."""
 
 
-def fence(engine: Engine, tables: Tables, run_id: str, distrik: str,
+def fence(engine: Engine, tables: Tables, run_id: str, district: str,
           claimed: Sequence[ClaimedKey], now: datetime | None = None) -> None:
     """Check, immediately before publishing, that ``run_id`` still holds every key it
-    claimed in ``distrik``, renewing them in the same statement; raise :class:`ClaimLost`
+    claimed in ``district``, renewing them in the same statement; raise :class:`ClaimLost`
     naming the run(s) that took them over if not.
 
     The renewal gives the publish a full TTL: nobody can take the claim over while the
     files are moved, unless the TTL is shorter than the moves take.
     """
     with engine.begin() as conn:
-        held = renew_claim(conn, tables, run_id, now, distrik)
+        held = renew_claim(conn, tables, run_id, now, district)
         if held >= len(claimed):
             return
         holders = claim_holders(conn, tables, [c.id for c in claimed], run_id)
     by = ", ".join(holders) if holders else "an operator (keys reset)"
     raise ClaimLost(
         f"claim taken over by run {by}: {len(claimed) - held} of {len(claimed)} keys of "
-        f"{distrik} are no longer held by run {run_id}; nothing was published")
+        f"{district} are no longer held by run {run_id}; nothing was published")
 
 
 LIVE, FINISHED, DEAD = "live", "finished", "dead"
@@ -262,7 +262,7 @@ LIVE, FINISHED, DEAD = "live", "finished", "dead"
 
 def holdings(conn: Connection, tables: Tables, claims: Sequence[tuple[str, str]],
              cutoff: datetime) -> dict[tuple[str, str], str]:
-    """For each ``(run_id, distrik)``: ``finished`` when the run recorded the outcome of
+    """For each ``(run_id, district)``: ``finished`` when the run recorded the outcome of
     keys of that district (SUCCESS or QUARANTINED under its id: its files are final),
     else ``live`` when it still holds a claim renewed at or after ``cutoff``, else
     ``dead`` (crashed, released or taken over: its output must go). An empty district
@@ -277,11 +277,11 @@ def holdings(conn: Connection, tables: Tables, claims: Sequence[tuple[str, str]]
             .where(t.c.compression_run_id.in_(runs[i:i + 500]))
             .group_by(t.c.compression_run_id, t.c.distrik, t.c.compression_status)
         ).all()
-        for run, distrik, status, claimed_at in rows:
+        for run, district, status, claimed_at in rows:
             live = status == "CLAIMED" and claimed_at is not None and claimed_at >= cutoff
             mark = FINISHED if status in ("SUCCESS", "QUARANTINED") else LIVE if live else ""
             if mark:
-                seen.setdefault((run, distrik), set()).add(mark)
+                seen.setdefault((run, district), set()).add(mark)
                 seen.setdefault((run, ""), set()).add(mark)
     out = {}
     for claim in claims:

@@ -73,7 +73,7 @@ class CompactionSpec:
     raw: StorageLocation
     lake: StorageLocation
     target_prefix: str
-    distrik: str
+    district: str
     tz_offset_hours: float
     ram_limit: str
 
@@ -106,7 +106,7 @@ class _Batch:
             "files": [self.spec.raw.url(k) for k in keys],
             "path_len": _path_len(self.spec.raw, keys),
             "tz_us": round(self.spec.tz_offset_hours * 3600 * 10**6),
-            "distrik": self.spec.distrik,
+            "district": self.spec.district,
         }
 
     def schema(self, keys: Sequence[str], sample_size: int) -> dict[str, str]:

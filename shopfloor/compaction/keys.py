@@ -1,4 +1,4 @@
-"""The key registry: which raw objects exist, their distrik, and registering new ones."""
+"""The key registry: which raw objects exist, their district, and registering new ones."""
 
 import hashlib
 import re
@@ -16,7 +16,7 @@ from shopfloor.storage import ObjectInfo
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 # ``distrik=BRCB/...`` or ``dstrct_code=BRCB/...`` anywhere in the key (hive style) ...
-_HIVE_DISTRIK = re.compile(r"(?:^|/)(?:distrik|dstrct_code|dstrct)=([A-Za-z0-9_-]{1,32})(?:/|$)")
+_HIVE_DISTRICT = re.compile(r"(?:^|/)(?:distrik|dstrct_code|dstrct)=([A-Za-z0-9_-]{1,32})(?:/|$)")
 # ... else a first folder that looks like a district code (upper case, 2-8 characters),
 # the seed's ``BRCB/2024/...`` layout. Device folders (``line1-plc/...``) never match.
 _LEADING_CODE = re.compile(r"^([A-Z][A-Z0-9]{1,7})/")
@@ -27,9 +27,9 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def distrik_from_key(key: str) -> str | None:
-    """The distrik a key's layout names, or ``None`` when the layout says nothing."""
-    match = _HIVE_DISTRIK.search(key) or _LEADING_CODE.match(key)
+def district_from_key(key: str) -> str | None:
+    """The district a key's layout names, or ``None`` when the layout says nothing."""
+    match = _HIVE_DISTRICT.search(key) or _LEADING_CODE.match(key)
     return match.group(1) if match else None
 
 
@@ -39,18 +39,18 @@ def is_json_key(key: str) -> bool:
 
 
 def registry_rows(
-    objects: Iterable[ObjectInfo], distrik: str | None, now: datetime
+    objects: Iterable[ObjectInfo], district: str | None, now: datetime
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Registry rows for JSON objects, and the keys skipped because no distrik is known.
+    """Registry rows for JSON objects, and the keys skipped because no district is known.
 
-    ``distrik`` (the flow parameter) wins over the key layout.
+    ``district`` (the flow parameter) wins over the key layout.
     """
     rows: list[dict[str, Any]] = []
     unknown: list[str] = []
     for obj in objects:
         if not is_json_key(obj.key):
             continue
-        code = distrik or distrik_from_key(obj.key)
+        code = district or district_from_key(obj.key)
         if code is None:
             unknown.append(obj.key)
             continue
@@ -84,16 +84,16 @@ def register_keys(conn: Connection, tables: Tables, rows: list[dict[str, Any]]) 
     return len(new_rows)
 
 
-_DISTRIK = re.compile(DISTRICT_PATTERN)
+_DISTRICT = re.compile(DISTRICT_PATTERN)
 _PREFIX = re.compile(OPTIONAL_PREFIX_PATTERN)
 
 
-def check_distrik(value: str) -> str:
+def check_district(value: str) -> str:
     """``value`` if it is a district code (letters, digits, ``_``, ``-``; at most 32): the
     flow parameter type ``DistrictCode``'s rule, for callers outside a flow."""
-    if not isinstance(value, str) or not _DISTRIK.fullmatch(value):
+    if not isinstance(value, str) or not _DISTRICT.fullmatch(value):
         raise UserError(
-            f"invalid distrik {value!r}: use 1-32 letters, digits, '_' or '-'"
+            f"invalid district {value!r}: use 1-32 letters, digits, '_' or '-'"
         )
     return value
 

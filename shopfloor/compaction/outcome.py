@@ -30,7 +30,7 @@ def summarise(label: str, served: Served, seconds: float) -> dict[str, Any]:
     """The run's summary row: counts, bytes, seconds per step, the objects' scores."""
     results = served.results
     return {
-        "distrik": label, "keys_claimed": served.claimed,
+        "district": label, "keys_claimed": served.claimed,
         "keys_succeeded": sum(len(r.succeeded) for r in results),
         "keys_quarantined": sum(len(r.quarantined) for r in results),
         "records_quarantined": sum(len(v) for r in results for v in r.bad_records.values()),

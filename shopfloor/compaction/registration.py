@@ -20,13 +20,13 @@ from shopfloor.storage import StorageLocation
 @dataclass
 class RegistrationCounts:
     """What one registration saw. ``json`` counts every JSON object listed, registered
-    or not; ``json = new + known + no_distrik``."""
+    or not; ``json = new + known + no_district``."""
 
     listed: int = 0
     json: int = 0
     new: int = 0
     known: int = 0
-    no_distrik: int = 0
+    no_district: int = 0
     streams: int = 0
     list_calls: int = 0
     full_listing: bool = False
@@ -42,11 +42,11 @@ class Registration:
 
 
 def register(location: StorageLocation, engine: Engine, tables: Tables, prefix: str,
-             distrik: str | None, overlap_hours: int, full_listing: bool = False,
+             district: str | None, overlap_hours: int, full_listing: bool = False,
              now: datetime | None = None) -> Registration:
     """List ``prefix`` of ``location`` incrementally and register the new JSON keys.
 
-    ``distrik`` (if given) is the district of every key; else the key layout names it
+    ``district`` (if given) is the district of every key; else the key layout names it
     (``dstrct_code=XXXX/`` or a leading ``XXXX/``). Keys naming none are skipped and
     returned in ``unknown``. The per-stream listing positions move in the same
     transaction as the keys are inserted: a failed registration lists the same again.
@@ -57,13 +57,13 @@ def register(location: StorageLocation, engine: Engine, tables: Tables, prefix: 
         tables.s3_listing.create(conn, checkfirst=True)
         known = known_streams(conn, tables, storage, prefix)
     listing = list_new(location, prefix, known, overlap_hours, full_listing)
-    rows, unknown = registry_rows(listing.objects, distrik, now or utcnow())
+    rows, unknown = registry_rows(listing.objects, district, now or utcnow())
     with engine.begin() as conn:
         new = register_keys(conn, tables, rows)
         remember_streams(conn, tables, storage, listing, known)
     n_json = sum(1 for o in listing.objects if is_json_key(o.key))
     counts = RegistrationCounts(
         listed=len(listing.objects), json=n_json, new=new, known=len(rows) - new,
-        no_distrik=len(unknown), streams=len(listing.streams_listed),
+        no_district=len(unknown), streams=len(listing.streams_listed),
         list_calls=listing.list_calls, full_listing=full_listing)
     return Registration(counts, unknown)

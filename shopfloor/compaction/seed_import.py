@@ -55,7 +55,7 @@ class SeedColumns:
     key: str | None = None
     status: str = "compression_status"
     run_id: str = "compression_run_id"
-    distrik: str | None = None
+    district: str | None = None
 
 
 @dataclass
@@ -98,28 +98,28 @@ def resolve_columns(conn: Connection, schema: str | None, table: str,
     if key is None:
         raise ShopfloorError(f"{shown} has no column key or s3_key: name it with --key-column")
     wanted = {"key": key, "status": columns.status, "run id": columns.run_id,
-              "distrik": columns.distrik}
+              "district": columns.district}
     for what, name in wanted.items():
         if name is not None and name not in present:
             raise ShopfloorError(f"{shown} has no {what} column {name!r} "
                                  f"(columns: {', '.join(sorted(present))})")
-    return SeedColumns(key, columns.status, columns.run_id, columns.distrik)
+    return SeedColumns(key, columns.status, columns.run_id, columns.district)
 
 
 def seed_table(schema: str | None, table: str, columns: SeedColumns) -> Table:
     """The seed's table as far as the import reads it (names checked strictly)."""
     names = [columns.key or "key", columns.status, columns.run_id]
-    if columns.distrik:
-        names.append(columns.distrik)
+    if columns.district:
+        names.append(columns.district)
     return Table(check_identifier(table, "table"), MetaData(schema=schema),
                  *(Column(check_identifier(n, "column"), String) for n in names))
 
 
 def seed_select(seed: Table, columns: SeedColumns) -> Select:
-    """Every seed row: key, status, run id (and the distrik column if any)."""
+    """Every seed row: key, status, run id (and the district column if any)."""
     cols = [seed.c[columns.key or "key"], seed.c[columns.status], seed.c[columns.run_id]]
-    if columns.distrik:
-        cols.append(seed.c[columns.distrik])
+    if columns.district:
+        cols.append(seed.c[columns.district])
     return select(*cols)
 
 
@@ -178,7 +178,7 @@ def write_chunk(conn: Connection, tables: Tables, rows: list[dict[str, Any]],
 
 def import_registry(source: Engine, target: Engine, tables: Tables, source_table: str,
                     columns: SeedColumns, mapping: Mapping[str, str],
-                    default_distrik: str | None = None, chunk_size: int = 5000,
+                    default_district: str | None = None, chunk_size: int = 5000,
                     now: datetime | None = None) -> ImportCounts:
     """Copy the seed registry ``source_table`` (``[schema.]table`` in ``source``) into
     ``tables.s3_object`` in ``target``; see the module docstring for what is kept."""
@@ -193,7 +193,7 @@ def import_registry(source: Engine, target: Engine, tables: Tables, source_table
             counts.read += len(chunk)
             rows = []
             for seed_row in chunk:
-                row = registry_row(seed_row, mapping, default_distrik, now, source_table)
+                row = registry_row(seed_row, mapping, default_district, now, source_table)
                 if isinstance(row, str):
                     counts.skipped[row] += 1
                     if len(counts.skipped_keys) < 5:

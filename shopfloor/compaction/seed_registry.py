@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shopfloor.compaction.keys import distrik_from_key, is_json_key, key_hash
+from shopfloor.compaction.keys import district_from_key, is_json_key, key_hash
 from shopfloor.errors import ShopfloorError
 
 OUR_STATUSES = ("PENDING", "SUCCESS", "FAILED", "QUARANTINED")
@@ -75,27 +75,27 @@ def check_statuses(seen: Iterable[Any], mapping: Mapping[str, str]) -> None:
 
 @dataclass(frozen=True)
 class SeedRow:
-    """One row of the seed registry as read (``distrik`` only if a column holds it)."""
+    """One row of the seed registry as read (``district`` only if a column holds it)."""
 
     key: str
     status: Any
     run_id: Any = None
-    distrik: str | None = None
+    district: str | None = None
 
 
-def registry_row(seed: SeedRow, mapping: Mapping[str, str], default_distrik: str | None,
+def registry_row(seed: SeedRow, mapping: Mapping[str, str], default_district: str | None,
                  now: datetime, source: str) -> dict[str, Any] | str:
     """The ``s3_object`` row for ``seed``, or the reason it is skipped
-    (``"not_json"``, ``"no_distrik"``).
+    (``"not_json"``, ``"no_district"``).
 
     The district comes from the seed's column if given, else from the key layout
-    (:func:`~shopfloor.compaction.keys.distrik_from_key`), else ``default_distrik``.
+    (:func:`~shopfloor.compaction.keys.district_from_key`), else ``default_district``.
     """
     if not is_json_key(seed.key):
         return "not_json"
-    code = seed.distrik or distrik_from_key(seed.key) or default_distrik
+    code = seed.district or district_from_key(seed.key) or default_district
     if not code:
-        return "no_distrik"
+        return "no_district"
     seed_status = normalise_status(seed.status)
     status = mapping[seed_status]
     # A run id means "who finished it" for a terminal status; a PENDING key has no owner.

@@ -61,7 +61,7 @@ def compaction_select(columns: Mapping[str, str]) -> str:
 
     Parameters: ``$files`` (URLs), ``$columns`` (the schema as a name -> type map),
     ``$path_len`` (length of the location prefix before a key), ``$tz_us`` (offset of
-    ``datetime_wita`` from UTC, microseconds) and ``$distrik`` (partition value for
+    ``datetime_wita`` from UTC, microseconds) and ``$district`` (partition value for
     records without ``dstrct_code``).
     """
     replaced = [c for c in (*OWN_COLUMNS, *VERDICT_COLUMNS) if c in columns]
@@ -71,10 +71,10 @@ def compaction_select(columns: Mapping[str, str]) -> str:
     # staging partition with the unusable heartbeats and is quarantined from there.
     rejected = ("COALESCE(CAST(\"verdict\" AS VARCHAR) IN ('rejected', '\"rejected\"'), false)"
                 if "verdict" in columns else "false")
-    district = ('COALESCE(NULLIF(CAST("dstrct_code" AS VARCHAR), \'\'), $distrik)'
-                if "dstrct_code" in columns else "$distrik")
+    district = ('COALESCE(NULLIF(CAST("dstrct_code" AS VARCHAR), \'\'), $district)'
+                if "dstrct_code" in columns else "$district")
     # Only constants go into the text: our own column names and expressions. Values
-    # (file URLs, the schema, offsets, the distrik) are bound parameters.
+    # (file URLs, the schema, offsets, the district) are bound parameters.
     return f"""WITH src AS (
     SELECT *, {hb} AS __hb FROM {READ_JSON_TYPED}
 ), norm AS (

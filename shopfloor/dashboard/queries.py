@@ -218,15 +218,15 @@ def reasons_line(reasons_json: str | None) -> str:
 
 def compaction_backlog(conn: Connection, tables: Tables) -> pd.DataFrame:
     """Objects still to compact per district, by status, through the (distrik, status)
-    index: distrik, PENDING, CLAIMED, FAILED, backlog (their sum)."""
+    index: district, PENDING, CLAIMED, FAILED, backlog (their sum)."""
     s = tables.s3_object
     stmt = (select(s.c.distrik, s.c.compression_status, func.count())
             .where(s.c.compression_status.in_(BACKLOG_STATUSES))
             .group_by(s.c.distrik, s.c.compression_status))
-    long = _frame(conn.execute(stmt).all(), ["distrik", "status", "objects"])
+    long = _frame(conn.execute(stmt).all(), ["district", "status", "objects"])
     if long.empty:
-        return pd.DataFrame(columns=["distrik", *BACKLOG_STATUSES, "backlog"])
-    wide = (long.pivot_table(index="distrik", columns="status", values="objects",
+        return pd.DataFrame(columns=["district", *BACKLOG_STATUSES, "backlog"])
+    wide = (long.pivot_table(index="district", columns="status", values="objects",
                              aggfunc="sum", fill_value=0)
             .reindex(columns=list(BACKLOG_STATUSES), fill_value=0))
     wide["backlog"] = wide.sum(axis=1)

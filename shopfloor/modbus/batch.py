@@ -166,7 +166,7 @@ class Batch:
         lines: dict[str, list[str]] = defaultdict(list)
         for i, (dt, values) in enumerate(self._records()):
             why = list(reasons[i]) if reasons is not None else []
-            obj = {"heartbeat": epoch_ms(dt), "dstrct_code": cfg.dstrct_code,
+            obj = {"heartbeat": epoch_ms(dt), "dstrct_code": cfg.district,
                    "device": cfg.name, "loc_id": cfg.loc_id,
                    "capture_dt": dt.isoformat().replace("+00:00", "Z"), **values}
             lines[f"{prefix}{dt.strftime('%Y%m%d%H')}/{name}.json"].append(

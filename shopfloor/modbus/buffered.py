@@ -52,6 +52,8 @@ def config_json(cfg: DeviceConfig) -> str:
 
 def config_from_json(text: str) -> DeviceConfig:
     values = json.loads(text)
+    if "dstrct_code" in values:  # buffered before the field took the domain's name
+        values["district"] = values.pop("dstrct_code")
     values["tags"] = tuple(TagSpec(**t) for t in values["tags"])
     return DeviceConfig(**values)
 

@@ -46,7 +46,7 @@ class DeviceConfig:
     max_registers_per_request: int = MAX_REGISTERS
     max_bits_per_request: int = MAX_BITS
     max_gap_registers: int = 10
-    dstrct_code: str = ""
+    district: str = ""
 
 
 # ``name`` is the block's name and ``tags`` its ``register_map``: every other field of

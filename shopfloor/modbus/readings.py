@@ -134,7 +134,7 @@ def landed_prefix(cfg: DeviceConfig) -> str:
     The district comes first, hive style, so the key registry reads it from the key
     (``shopfloor.compaction.keys``) and registration needs no parameter.
     """
-    return f"dstrct_code={cfg.dstrct_code}/{cfg.name}/"
+    return f"dstrct_code={cfg.district}/{cfg.name}/"
 
 
 def json_objects(batch: Batch, name: str,

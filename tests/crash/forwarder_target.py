@@ -32,7 +32,7 @@ WAREHOUSE_SINK, LANDING_SINK = "warehouse:crash", "landing:crash"
 START = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
 SAMPLES = 300  # one a second: six landing batches, two hours
 HOT = {17, 101, 250}  # samples above the limit: rejected, quarantined, landed as such
-CFG = DeviceConfig(name=DEVICE, loc_id=LOC, dstrct_code="D9", tags=(
+CFG = DeviceConfig(name=DEVICE, loc_id=LOC, district="D9", tags=(
     TagSpec(name="t", column="temperature", address=0, data_type="float32", max_value=100),
     TagSpec(name="h", column="humidity", address=2)))
 

@@ -110,7 +110,7 @@ def world(tmp_path_factory, meta_block, pg_engine, zygote_factory):
     LocalFileSystem(basepath=str(root)).save(RAW_BLOCK, overwrite=True)
     device = SimulatedDevice(free_port(), default_map())
     with ModbusSimulator([device]):
-        block = ModbusDevice(host="127.0.0.1", port=device.port, loc_id=LOC, dstrct_code="D9",
+        block = ModbusDevice(host="127.0.0.1", port=device.port, loc_id=LOC, district="D9",
                              timeout_seconds=0.5, retries=1, backoff_seconds=0.05,
                              register_map=device.tags)
         block.save(DEVICE, overwrite=True)

@@ -9,9 +9,9 @@ from shopfloor.compaction import faults
 from shopfloor.compaction.duck import check_ram_limit
 from shopfloor.compaction.faults import PAUSE_AT, PAUSE_FILE, pause_hook_from_env
 from shopfloor.compaction.keys import (
-    check_distrik,
+    check_district,
     check_prefix,
-    distrik_from_key,
+    district_from_key,
     key_hash,
     registry_rows,
 )
@@ -33,7 +33,7 @@ NOW = datetime(2025, 11, 20, tzinfo=UTC)
     ("a.json", None),
 ])
 def test_distrik_from_key_layout(key, expected):
-    assert distrik_from_key(key) == expected
+    assert district_from_key(key) == expected
 
 
 def test_key_hash_is_sha256_hex():
@@ -55,8 +55,8 @@ def test_registry_rows_report_keys_without_a_distrik():
 
 @pytest.mark.parametrize("bad", ["", "BR CB", "x" * 33, "a'b"])
 def test_bad_distrik_is_rejected(bad):
-    with pytest.raises(ShopfloorError, match="invalid distrik"):
-        check_distrik(bad)
+    with pytest.raises(ShopfloorError, match="invalid district"):
+        check_district(bad)
 
 
 def test_prefix_may_not_climb_out():

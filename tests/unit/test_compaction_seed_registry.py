@@ -72,7 +72,7 @@ def test_failed_says_where_it_came_from_and_can_be_retried():
 def test_district_from_column_then_key_layout_then_default():
     assert row("SUCCESS", distrik="KDL")["distrik"] == "KDL"
     assert row("SUCCESS", key="x/dstrct_code=TMB/1.json")["distrik"] == "TMB"
-    assert row("SUCCESS", key="line1-plc/a.json") == "no_distrik"
+    assert row("SUCCESS", key="line1-plc/a.json") == "no_district"
     assert row("SUCCESS", key="line1-plc/a.json", default="BRCB")["distrik"] == "BRCB"
 
 

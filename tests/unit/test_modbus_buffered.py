@@ -22,7 +22,7 @@ from shopfloor.modbus.tags import TagSpec
 TAGS = (TagSpec(name="t", column="temperature", address=0, data_type="float32"),
         TagSpec(name="h", column="humidity", address=2),
         TagSpec(name="s", column="serial", address=3, data_type="string", length=2))
-CFG = DeviceConfig(name="d", loc_id="L", tags=TAGS, dstrct_code="D1")
+CFG = DeviceConfig(name="d", loc_id="L", tags=TAGS, district="D1")
 
 
 def _records(plan, samples: list[RawSample]) -> list[Record]:
@@ -99,3 +99,9 @@ def test_the_copy_csv_of_a_batch_holds_the_same_rows_as_raw_rows():
         assert datetime.fromisoformat(got["ingested_at"]).replace(tzinfo=UTC) == now
         for c in ("temperature", "humidity", "pcv_temperature"):
             assert (float(got[c]) if got[c] else None) == row[c]
+
+
+def test_a_configuration_buffered_under_the_seeds_spelling_still_decodes():
+    text = config_json(CFG).replace('"district"', '"dstrct_code"')
+    assert '"dstrct_code"' in text
+    assert config_from_json(text) == CFG

@@ -17,7 +17,7 @@ from shopfloor.storage import StorageLocation
 from tests.unit.test_modbus_validation import CASES, GOOD, TAGS
 
 pytestmark = pytest.mark.unit
-CFG = DeviceConfig("plc-1", "L1", TAGS, dstrct_code="D9")
+CFG = DeviceConfig("plc-1", "L1", TAGS, district="D9")
 T0 = datetime(2026, 1, 1, 9, tzinfo=UTC)
 
 

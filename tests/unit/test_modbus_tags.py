@@ -62,7 +62,7 @@ def test_device_block_settings_become_a_checked_capture_config():
     from blocks.modbus import ModbusDevice
 
     tags = parse_register_map(GOOD)
-    block = ModbusDevice(host="10.0.0.5", port=1502, unit_id=3, loc_id="L1", dstrct_code="D1",
+    block = ModbusDevice(host="10.0.0.5", port=1502, unit_id=3, loc_id="L1", district="D1",
                          transport="rtu-over-tcp", max_registers_per_request=16,
                          register_map=tags)
     cfg = block.to_config("line1-plc")
@@ -73,3 +73,12 @@ def test_device_block_settings_become_a_checked_capture_config():
         ModbusDevice(loc_id="L1", transport="serial", register_map=tags).to_config("x")
     with pytest.raises(ShopfloorError, match="register map is empty"):
         ModbusDevice(loc_id="L1").to_config("x")
+
+
+def test_a_block_saved_with_the_seeds_spelling_still_names_its_district():
+    from blocks.modbus import ModbusDevice
+
+    old = ModbusDevice.model_validate({"loc_id": "L1", "dstrct_code": "OLD",
+                                       "register_map": parse_register_map(GOOD)})
+    assert old.district == "OLD" and old.to_config("plc").district == "OLD"
+    assert "dstrct_code" not in old.model_dump() and old.model_dump()["district"] == "OLD"

@@ -108,7 +108,7 @@ def test_batch_decoding_equals_sample_by_sample_decoding_with_a_failed_read():
 def test_landed_objects_are_per_hour_with_deterministic_names():
     from shopfloor.modbus.readings import json_objects
 
-    cfg = DeviceConfig("plc-1", "L1", TAGS, dstrct_code="D9")
+    cfg = DeviceConfig("plc-1", "L1", TAGS, district="D9")
     t0 = datetime(2026, 1, 1, 9, 59, 59, tzinfo=UTC)
     rows = [Reading(t0 + timedelta(seconds=k), dict(GOOD)) for k in range(2)]
     batch = readings_batch(cfg, rows)
@@ -117,9 +117,9 @@ def test_landed_objects_are_per_hour_with_deterministic_names():
     assert sorted(objects) == ["dstrct_code=D9/plc-1/2026010109/1767261599000.json",
                                "dstrct_code=D9/plc-1/2026010110/1767261599000.json"]
     assert json_objects(batch, "1767261599000") == objects  # a retry: the same bytes
-    from shopfloor.compaction.keys import distrik_from_key
+    from shopfloor.compaction.keys import district_from_key
 
-    assert {distrik_from_key(k) for k in objects} == {"D9"}
+    assert {district_from_key(k) for k in objects} == {"D9"}
     import json
 
     (line,) = objects["dstrct_code=D9/plc-1/2026010110/1767261599000.json"].decode().splitlines()

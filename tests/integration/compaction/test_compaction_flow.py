@@ -45,8 +45,8 @@ def test_end_to_end_on_s3_then_a_rerun_changes_nothing(
     raw, lake = s3_blocks
     write_objects(raw, _batch())
     counts = register_s3_keys(raw_logs="cmp-raw-s3", distrik="BRCB", metadata_db=META)
-    assert {k: counts[k] for k in ("listed", "json", "new", "known", "no_distrik")} == {
-        "listed": 10, "json": 9, "new": 9, "known": 0, "no_distrik": 0}
+    assert {k: counts[k] for k in ("listed", "json", "new", "known", "no_district")} == {
+        "listed": 10, "json": 9, "new": 9, "known": 0, "no_district": 0}
     summaries = _compact_until_done("cmp-raw-s3", "cmp-lake-s3", key_limit_per_run=4,
                                     ram_limit="512MB")
     assert [s["keys_claimed"] for s in summaries] == [4, 4, 1, 0]
@@ -127,7 +127,7 @@ def test_register_takes_distrik_from_the_key_layout(meta_block, local_blocks, re
     write_objects(raw, {"BRCB/2025/a.json": b"{}", "distrik=SATU/b.json": b"{}",
                         "plc9/c.json": b"{}"})
     counts = register_s3_keys(raw_logs="cmp-raw-local", metadata_db=META)
-    assert counts["new"] == 2 and counts["no_distrik"] == 1
+    assert counts["new"] == 2 and counts["no_district"] == 1
     t = registry.s3_object
     with pg_engine.connect() as conn:
         assert dict(conn.execute(select(t.c.key, t.c.distrik)).all()) == {

@@ -103,14 +103,14 @@ def test_import_keeps_what_the_seed_finished_and_a_rerun_changes_nothing(
     assert rows(pg_engine, registry) == EXPECTED
     assert counts.summary() == (
         "read 10, imported 6 (FAILED 1, PENDING 3, SUCCESS 2), already present 1, "
-        "upgraded from PENDING 1 (SUCCESS 1), skipped 2 (no_distrik 1, not_json 1)")
+        "upgraded from PENDING 1 (SUCCESS 1), skipped 2 (no_district 1, not_json 1)")
     assert counts.skipped_keys == ["line1-plc/2026112000/i.json", "BRCB/2026/11/20/j.csv"]
 
     again = run_import(pg_engine, registry, chunk_size=100, now=NOW + timedelta(days=1))
     assert rows(pg_engine, registry) == EXPECTED
     assert again.summary() == (
         "read 10, imported 0, already present 8, upgraded from PENDING 0, "
-        "skipped 2 (no_distrik 1, not_json 1)")
+        "skipped 2 (no_district 1, not_json 1)")
 
 
 def test_compaction_after_the_import_claims_exactly_the_unfinished_keys(

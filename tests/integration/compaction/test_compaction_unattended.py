@@ -35,7 +35,7 @@ def test_register_with_defaults_reads_capture_and_seed_layouts(
     write_objects(raw, {_capture_key("D01", "line1-plc", 14): b"{}\n",
                         "BRCB/2025/11/a.json": b"{}\n"})
     counts = register_s3_keys(**S3)
-    assert (counts["listed"], counts["json"], counts["new"], counts["no_distrik"]) == (2, 2, 2, 0)
+    assert (counts["listed"], counts["json"], counts["new"], counts["no_district"]) == (2, 2, 2, 0)
     assert _distriks(pg_engine, registry) == {
         _capture_key("D01", "line1-plc", 14): "D01", "BRCB/2025/11/a.json": "BRCB"}
 
@@ -76,7 +76,7 @@ def test_registration_that_skips_keys_is_degraded_and_failed_when_it_skips_all(
     write_objects(raw, {"BRCB/2025/c.json": b"{}\n"})
     state = register_s3_keys(**LOCAL, return_state=True)
     assert state.name == "Degraded"
-    assert state.result()["json"] == 3 and state.result()["no_distrik"] == 2
+    assert state.result()["json"] == 3 and state.result()["no_district"] == 2
 
 
 def test_compaction_on_defaults_serves_every_district(

@@ -29,7 +29,7 @@ def test_the_variable_narrows_the_districts_and_a_passed_distrik_wins(
     districts_variable(["SATU"])
 
     summary = s3_compaction(**PARAMS)
-    assert summary["distrik"] == "SATU" and summary["keys_claimed"] == 1
+    assert summary["district"] == "SATU" and summary["keys_claimed"] == 1
     assert statuses(pg_engine, registry) == {"BRCB/2025112000/a.json": "PENDING",
                                              "SATU/2025112000/a.json": "SUCCESS"}
     assert s3_compaction(distrik="BRCB", **PARAMS)["keys_claimed"] == 1

@@ -169,5 +169,5 @@ def test_compaction_backlog_per_district(wh):
     with wh.engine.connect() as conn:
         df = q.compaction_backlog(conn, wh.tables)
     assert df.to_dict("records") == [
-        {"distrik": "D01", "PENDING": 3, "CLAIMED": 0, "FAILED": 1, "backlog": 4},
-        {"distrik": "D02", "PENDING": 0, "CLAIMED": 1, "FAILED": 0, "backlog": 1}]
+        {"district": "D01", "PENDING": 3, "CLAIMED": 0, "FAILED": 1, "backlog": 4},
+        {"district": "D02", "PENDING": 0, "CLAIMED": 1, "FAILED": 0, "backlog": 1}]

@@ -32,7 +32,7 @@ def device_blocks(simulator: dict[str, SimulatedDevice], prefect_harness: None) 
     for key, dev in simulator.items():
         transport = "rtu-over-tcp" if dev.framer == "rtu" else "tcp"
         ModbusDevice(host="127.0.0.1", port=dev.port, unit_id=dev.unit_id, transport=transport,
-                     loc_id=f"LOC-{key}", dstrct_code="D7", timeout_seconds=0.5, retries=1,
+                     loc_id=f"LOC-{key}", district="D7", timeout_seconds=0.5, retries=1,
                      backoff_seconds=0.05, register_map=dev.tags).save(
             f"mb-{key}", overwrite=True)
         names.append(f"mb-{key}")

@@ -28,11 +28,11 @@ def test_add_device_saves_a_block_from_a_yaml_map(tmp_path: Path, prefect_harnes
     tags = [t.model_dump(exclude_defaults=True) for t in default_map()]
     path = _write_map(tmp_path / "plc.yaml", tags)
     res = CliRunner().invoke(app, ["modbus", "add-device", "cli-plc", "--map", str(path),
-                                   "--loc-id", "L9", "--port", "5021", "--dstrct-code", "D1"])
+                                   "--loc-id", "L9", "--port", "5021", "--district", "D1"])
     assert res.exit_code == 0, res.output
     assert "4 tags in 3 reads" in res.output
     block = ModbusDevice.load("cli-plc")
-    assert (block.port, block.loc_id, block.dstrct_code) == (5021, "L9", "D1")
+    assert (block.port, block.loc_id, block.district) == (5021, "L9", "D1")
     assert block.register_map == default_map()
 
 

@@ -36,7 +36,7 @@ def test_a_lowered_limit_rejects_landed_readings_everywhere_and_a_rerun_changes_
     from flows.reprocess import reprocess_raw
 
     block = ModbusDevice.load("mb-ok-1")
-    block.loc_id, block.dstrct_code = "LOC-rp", "D8"
+    block.loc_id, block.district = "LOC-rp", "D8"
     block.save("mb-rp", overwrite=True)
     modbus_capture(["mb-rp"], samples=4, interval_seconds=1.0, target_db=target_db,
                    land_json=True, raw_logs="modbus-test-raw")

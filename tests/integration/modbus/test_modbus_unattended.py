@@ -86,7 +86,7 @@ def test_landing_needs_a_district(device_blocks, simulator, raw_logs: Path):
     dev = simulator["ok-1"]
     ModbusDevice(port=dev.port, loc_id="NODIST", register_map=dev.tags).save(
         "mb-no-district", overwrite=True)
-    with pytest.raises(ShopfloorError, match="dstrct_code on every device, missing on "
+    with pytest.raises(ShopfloorError, match="district on every device, missing on "
                                              "mb-no-district"):
         modbus_capture(["mb-no-district"], write_raw=False, land_json=True,
                        raw_logs="modbus-test-raw")
