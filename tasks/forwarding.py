@@ -13,6 +13,7 @@ from blocks.resolve import load_engine, load_storage
 from shopfloor.buffer.store import (
     FULL_WARNING,
     SampleBuffer,
+    alarm_every_seconds,
     alert_age_seconds,
     buffer_path,
     collector_name,
@@ -38,7 +39,6 @@ from tasks.outcomes import emit
 # What the run's end may spend forwarding what is still buffered (inside the flow's
 # timeout margin); what remains is the backlog the next run drains.
 FINAL_DRAIN_SECONDS = 30.0
-ALARM_EVERY_SECONDS = 60.0  # backlog age and fill checked this often during a run
 
 
 @dataclass
@@ -159,10 +159,12 @@ def check_alarms(store: StoreAndForward) -> list[dict[str, object]]:
     return rows
 
 
-def watch(store: StoreAndForward, every: float = ALARM_EVERY_SECONDS) -> threading.Event:
-    """Check the alarms every ``every`` s while the capture runs (a long outage is told
-    before the run ends); set the returned event to stop."""
+def watch(store: StoreAndForward, every: float | None = None) -> threading.Event:
+    """Check the alarms every ``every`` s (default :func:`alarm_every_seconds`) while the
+    capture runs (a long outage is told before the run ends); set the returned event to
+    stop."""
     stop = threading.Event()
+    every = alarm_every_seconds() if every is None else every
 
     def run() -> None:
         while not stop.wait(every):

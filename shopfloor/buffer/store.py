@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shopfloor.buffer.wal import WalTail, inspect_wal
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import ShopfloorError, UserError
 
 # 24 h of 100 devices x 20 tags every second is 8.64 M device samples (172.8 M tag
 # values); a sample of 20 float32 tags is 134 bytes on disk with its index (measured,
@@ -105,7 +105,7 @@ def checksum(body: bytes, extra: str | None) -> int:
 def buffer_path(home: Path, collector: str) -> Path:
     """``<home>/buffer/<collector>.sqlite3``: one file per collector."""
     if not collector or not all(c.isalnum() or c in "-_." for c in collector):
-        raise ShopfloorError(f"invalid collector name {collector!r}: letters, digits, - _ .")
+        raise UserError(f"invalid collector name {collector!r}: letters, digits, - _ .")
     return home / "buffer" / f"{collector}.sqlite3"
 
 
@@ -145,7 +145,7 @@ class SampleBuffer:
                               f"quarantined to {out.name} ({tail.reason})")
         sync = (synchronous or os.environ.get("SHOPFLOOR_BUFFER_SYNC") or "normal").upper()
         if sync not in ("NORMAL", "FULL"):
-            raise ShopfloorError(f"invalid SHOPFLOOR_BUFFER_SYNC {sync!r}: normal or full")
+            raise UserError(f"invalid SHOPFLOOR_BUFFER_SYNC {sync!r}: normal or full")
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None,
                                    check_same_thread=False)
@@ -421,9 +421,9 @@ def _env_number(name: str, default: float) -> float:
     try:
         number = float(value)
     except ValueError:
-        raise ShopfloorError(f"invalid {name} {value!r}: a number") from None
+        raise UserError(f"invalid {name} {value!r}: a number") from None
     if number <= 0:
-        raise ShopfloorError(f"invalid {name} {value!r}: must be > 0")
+        raise UserError(f"invalid {name} {value!r}: must be > 0")
     return number
 
 
@@ -437,6 +437,13 @@ def alert_age_seconds() -> float:
     """A sink's backlog older than this emits ``shopfloor.buffer.backlog``
     (``$SHOPFLOOR_BUFFER_ALERT_AGE_SECONDS``, default 10 minutes)."""
     return _env_number("SHOPFLOOR_BUFFER_ALERT_AGE_SECONDS", 600.0)
+
+
+def alarm_every_seconds() -> float:
+    """How often a capture run checks its backlog's age and the buffer's fill while it
+    runs (``$SHOPFLOOR_BUFFER_ALARM_EVERY_SECONDS``, default 60 s): a long outage is told
+    before the run ends."""
+    return _env_number("SHOPFLOOR_BUFFER_ALARM_EVERY_SECONDS", 60.0)
 
 
 def collector_name() -> str:

@@ -369,6 +369,9 @@ def soak(tmp_path_factory, soak_db, warehouse, soak_s3, listener, prefect_db
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1", "SHOPFLOOR_NOTIFY_WEBHOOK_URL": listener[0],
         "PREFECT_API_DATABASE_CONNECTION_URL": prefect_db,
+        # The warehouse and S3 outages outlast this, so the buffer's alarm must reach the
+        # webhook through the operations.yaml automation while they last.
+        "SHOPFLOOR_BUFFER_ALERT_AGE_SECONDS": "15", "SHOPFLOOR_BUFFER_ALARM_EVERY_SECONDS": "5",
     })
     with prefect_server(home, env, free_port()) as server:
         s = Soak(env, home, soak_db, bucket)
@@ -598,6 +601,7 @@ def _check(soak: Soak, f: dict, notes: list[dict], leftovers: list[str],
     assert any("s3-compaction" in t and "Failed" in t for t in texts) or \
         "frozen_at" not in soak.events, texts
     assert texts, "no notification arrived"
+    assert any("shopfloor.buffer.backlog" in t for t in texts), texts
     if LONG:  # the outage spans a whole capture window: that run ends Degraded, and is told
         assert any("modbus-capture" in t and "Degraded" in t for t in texts), texts
     assert not leftovers, leftovers

@@ -5,9 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from shopfloor.buffer.store import Limits, SampleBuffer, buffer_path, copy_file
+from shopfloor.buffer.store import (
+    Limits,
+    SampleBuffer,
+    alarm_every_seconds,
+    alert_age_seconds,
+    buffer_path,
+    copy_file,
+)
 from shopfloor.buffer.wal import inspect_wal
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import ShopfloorError, UserError
 
 WH, LAND = "warehouse:db", "landing:raw"
 
@@ -184,3 +191,13 @@ def test_an_ending_run_waits_for_a_killed_runs_samples_not_for_a_live_ones(tmp_p
     buf.heartbeat("own")
     # settled: own 1 + ended 4 + gone 1 (silent 20 s); undecided: killed 3
     assert buf.left_behind(WH, "own") == (6, 3)
+
+
+def test_the_alarm_settings_come_from_the_environment(monkeypatch):
+    assert (alert_age_seconds(), alarm_every_seconds()) == (600.0, 60.0)
+    monkeypatch.setenv("SHOPFLOOR_BUFFER_ALERT_AGE_SECONDS", "15")
+    monkeypatch.setenv("SHOPFLOOR_BUFFER_ALARM_EVERY_SECONDS", "5")
+    assert (alert_age_seconds(), alarm_every_seconds()) == (15.0, 5.0)
+    monkeypatch.setenv("SHOPFLOOR_BUFFER_ALARM_EVERY_SECONDS", "0")
+    with pytest.raises(UserError, match="SHOPFLOOR_BUFFER_ALARM_EVERY_SECONDS"):
+        alarm_every_seconds()
