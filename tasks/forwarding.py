@@ -3,13 +3,14 @@ forwarder per sink beside the capture, drain at the end, tell what is left."""
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from blocks.resolve import load_engine, load_storage
+from shopfloor.buffer.status import BacklogReporter, WarehouseWriter, buffer_rows
 from shopfloor.buffer.store import (
     FULL_WARNING,
     SampleBuffer,
@@ -55,6 +56,7 @@ class StoreAndForward:
     dropped: int = 0  # by the limits during this run
     alarms: threading.Event | None = None
     heartbeat: Heartbeat | None = None
+    reporter: BacklogReporter | None = None  # the backlog per sink, into the warehouse
 
 
 def open_store(configs: Sequence[DeviceConfig], run_id: str, target_db: str | None,
@@ -78,15 +80,20 @@ def open_store(configs: Sequence[DeviceConfig], run_id: str, target_db: str | No
     store = StoreAndForward(collector, buffer, run_id, [c.name for c in configs],
                             dropped_at_start=sum(buffer.dropped().values()),
                             heartbeat=Heartbeat(buffer, run_id))
+    after_pass = None
     if target_db:
         engine, tables = load_engine(target_db), configured_tables()
+        store.reporter = _reporter(buffer, collector, WarehouseWriter(
+            engine, tables.collector_backlog), target_db)
+        after_pass = store.reporter.request
         store.loops.append(_loop(WAREHOUSE, sinks[WAREHOUSE], buffer, stats, run_id,
                                  lambda cfg, s: ReadingSink(cfg, s, run_id, engine=engine,
-                                                            tables=tables)))
+                                                            tables=tables), after_pass))
     if raw_logs:
         storage = load_storage(raw_logs)
         store.loops.append(_loop(LANDING, sinks[LANDING], buffer, stats, run_id,
-                                 lambda cfg, s: ReadingSink(cfg, s, run_id, storage=storage)))
+                                 lambda cfg, s: ReadingSink(cfg, s, run_id, storage=storage),
+                                 after_pass))
     pending = {name: buffer.backlog(name).samples for name in sinks.values()}
     logger.info("buffer %s (collector %s): backlog at start %s", buffer.path.name, collector,
                 ", ".join(f"{n} for {s}" for s, n in pending.items()))
@@ -94,8 +101,21 @@ def open_store(configs: Sequence[DeviceConfig], run_id: str, target_db: str | No
     return store
 
 
+def _reporter(buffer: SampleBuffer, collector: str, write: WarehouseWriter,
+              target_db: str) -> BacklogReporter:
+    """Reports the backlog per sink into the warehouse's ``collector_backlog`` after
+    every forwarding pass, on its own thread: the dashboard cannot read the buffer."""
+    logger = get_run_logger()
+
+    def warn(error: str) -> None:
+        logger.warning("backlog report to %s skipped (%s): capture and forwarding go on, "
+                       "the next pass reports again", target_db, error)
+
+    return BacklogReporter(lambda: buffer_rows(buffer, collector), write, warn).start()
+
+
 def _loop(kind: str, name: str, buffer: SampleBuffer, stats: dict[str, CaptureStats],
-          run_id: str, make) -> ForwardLoop:
+          run_id: str, make, after_pass: Callable[[], None] | None = None) -> ForwardLoop:
     def reader(cfg: DeviceConfig) -> ReadingSink:
         # The run's own devices count what is forwarded in their stats; a device of an
         # earlier run only in the forwarder's.
@@ -107,13 +127,14 @@ def _loop(kind: str, name: str, buffer: SampleBuffer, stats: dict[str, CaptureSt
         logger.warning("forwarding to %s failed (%s): capture goes on, the samples stay "
                        "buffered and are retried", name, error)
 
-    return ForwardLoop(Forwarder(kind, name, buffer, reader), on_error).start()
+    return ForwardLoop(Forwarder(kind, name, buffer, reader), on_error, after_pass).start()
 
 
 def close_store(store: StoreAndForward, drain_seconds: float | None = None) -> None:
     """The capture ended: close the devices' last landing batches, stop the forwarders,
     drain what is left for at most ``drain_seconds`` (default
-    :data:`FINAL_DRAIN_SECONDS`), record the backlog per sink."""
+    :data:`FINAL_DRAIN_SECONDS`), record the backlog per sink and report it to the
+    warehouse a last time."""
     drain_seconds = FINAL_DRAIN_SECONDS if drain_seconds is None else drain_seconds
     if store.alarms is not None:
         store.alarms.set()
@@ -128,6 +149,8 @@ def close_store(store: StoreAndForward, drain_seconds: float | None = None) -> N
         # What this run leaves behind (an overlapping live run's samples are its own).
         settled, undecided = store.buffer.left_behind(loop.forwarder.name, store.run_id)
         store.backlog[loop.forwarder.name] = settled + undecided
+    if store.reporter is not None:
+        store.reporter.close()
 
 
 def check_alarms(store: StoreAndForward) -> list[dict[str, object]]:

@@ -318,6 +318,12 @@ class SampleBuffer:
                 "SELECT d.name FROM cursor c JOIN device d ON d.id = c.device "
                 "WHERE c.sink = ? ORDER BY d.name", (sink,))]
 
+    def sinks(self) -> list[str]:
+        """Every sink with a cursor in this file (this run's and earlier runs')."""
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT DISTINCT sink FROM cursor ORDER BY sink")]
+
     def pending(self, sink: str, device: str, limit: int = 5000) -> list[Record]:
         """Up to ``limit`` samples of ``device`` after ``sink``'s cursor, in order.
 

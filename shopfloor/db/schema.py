@@ -49,6 +49,7 @@ class Tables:
     anomaly: Table
     quality_score: Table
     temperature_daily: Table
+    collector_backlog: Table
 
     @property
     def schema(self) -> str | None:
@@ -265,8 +266,21 @@ def _build(schema: str | None, names: Mapping[str, str], raw_ingested_at: bool) 
         Column("sample_count", Integer, nullable=False),
         Column("updated_at", UtcDateTime, nullable=False),
     )
+    # What each collector's store-and-forward buffer still holds per sink, reported by
+    # the capture's forwarders after every pass (shopfloor/buffer/status.py): the buffer
+    # itself is on the collector's disk, out of the dashboard's reach.
+    backlog = Table(
+        n["collector_backlog"], md,
+        Column("collector", String(128), primary_key=True),
+        Column("sink", String(255), primary_key=True),
+        Column("backlog_samples", BigInteger, nullable=False),
+        Column("oldest_sample_at", UtcDateTime),  # None: nothing waiting
+        Column("dropped_samples", BigInteger, nullable=False),  # by the limits, ever
+        Column("buffer_fill_pct", Float(53), nullable=False),
+        Column("reported_at", UtcDateTime, nullable=False),
+    )
     return Tables(md, raw, hourly, location, quarantine, s3_object, watermark, sqlth_te,
-                  s3_listing, anomaly, quality, daily)
+                  s3_listing, anomaly, quality, daily, backlog)
 
 
 @lru_cache(maxsize=32)

@@ -270,9 +270,13 @@ class ForwardLoop:
     every :data:`IDLE_SECONDS` otherwise, backing off to :data:`MAX_BACKOFF_SECONDS` while its
     sink fails. Errors are counted and kept, never raised: the capture goes on."""
 
-    def __init__(self, forwarder: Forwarder, on_error: Callable[[str], None] | None = None):
+    def __init__(self, forwarder: Forwarder, on_error: Callable[[str], None] | None = None,
+                 after_pass: Callable[[], None] | None = None):
         self.forwarder = forwarder
         self.on_error = on_error
+        # Called after every pass, failed or not, by the loop and by a drain (the
+        # backlog report); it must return at once, and what it raises is ignored.
+        self.after_pass = after_pass
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"forward-{forwarder.name}",
                                         daemon=True)
@@ -283,7 +287,17 @@ class ForwardLoop:
         return self
 
     def _attempt(self) -> int | None:
-        """One pass; None when the sink failed."""
+        """One pass, then ``after_pass``; None when the sink failed."""
+        try:
+            return self._pass()
+        finally:
+            if self.after_pass is not None:
+                try:
+                    self.after_pass()
+                except Exception:  # noqa: BLE001, S110 - a report never stops forwarding
+                    pass
+
+    def _pass(self) -> int | None:
         with self._lock:
             try:
                 return self.forwarder.forward_once()

@@ -1,11 +1,16 @@
 """The collector's sample buffer: cursors, pruning, limits, a torn tail, a damaged record."""
 
 import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from shopfloor.buffer.status import BacklogReporter, WarehouseWriter, backlog_rows, buffer_rows
 from shopfloor.buffer.store import (
+    Backlog,
     Limits,
     SampleBuffer,
     alarm_every_seconds,
@@ -14,7 +19,9 @@ from shopfloor.buffer.store import (
     copy_file,
 )
 from shopfloor.buffer.wal import inspect_wal
+from shopfloor.db.schema import get_tables
 from shopfloor.errors import ShopfloorError, UserError
+from shopfloor.modbus.buffered import ForwardLoop, ForwardStats
 
 WH, LAND = "warehouse:db", "landing:raw"
 
@@ -201,3 +208,104 @@ def test_the_alarm_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("SHOPFLOOR_BUFFER_ALARM_EVERY_SECONDS", "0")
     with pytest.raises(UserError, match="SHOPFLOOR_BUFFER_ALARM_EVERY_SECONDS"):
         alarm_every_seconds()
+
+
+def test_the_backlog_rows_are_one_per_sink_of_the_buffer_with_its_oldest_sample(tmp_path):
+    buf = _buffer(tmp_path, limits=Limits(max_bytes=10 * 1024**2))
+    _append(buf, 5000, 4)
+    buf.advance(WH, "dev", buf.pending(WH, "dev")[-1].seq)  # the warehouse has it all
+    now = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    rows = {r["sink"]: r for r in buffer_rows(buf, "line-3", now)}
+    assert set(rows) == {WH, LAND}
+    assert rows[LAND]["backlog_samples"] == 4
+    assert rows[LAND]["oldest_sample_at"] == datetime(1970, 1, 1, 0, 0, 5, tzinfo=UTC)
+    assert (rows[WH]["backlog_samples"], rows[WH]["oldest_sample_at"]) == (0, None)
+    for row in rows.values():
+        assert (row["collector"], row["reported_at"], row["dropped_samples"]) == (
+            "line-3", now, 0)
+        assert row["buffer_fill_pct"] == round(100 * buf.fill_ratio(), 2) > 0
+
+
+def test_backlog_rows_carry_the_collectors_drops_and_fill_on_each_sink():
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    rows = backlog_rows("c1", [Backlog("warehouse:db", 7, 1_000), Backlog("landing:s3", 0, None)],
+                        0.8125, 12, now)
+    assert [(r["sink"], r["backlog_samples"], r["dropped_samples"], r["buffer_fill_pct"])
+            for r in rows] == [("warehouse:db", 7, 12, 81.25), ("landing:s3", 0, 12, 81.25)]
+    assert rows[0]["oldest_sample_at"] == datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
+
+
+def test_the_warehouse_writer_creates_the_table_and_upserts_one_row_per_collector_and_sink(
+        tmp_path):
+    from shopfloor.db.engine import make_engine
+
+    engine = make_engine(f"sqlite+pysqlite:///{tmp_path / 'wh.db'}")  # no table yet
+    table = get_tables().collector_backlog
+    write = WarehouseWriter(engine, table)
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    write(backlog_rows("c1", [Backlog(WH, 7, 1000), Backlog(LAND, 3, 2000)], 0.5, 0, now))
+    write(backlog_rows("c1", [Backlog(WH, 0, None)], 0.25, 2, now + timedelta(seconds=1)))
+    with engine.connect() as conn:
+        got = conn.execute(select(table.c.sink, table.c.backlog_samples,
+                                  table.c.oldest_sample_at, table.c.dropped_samples,
+                                  table.c.reported_at).order_by(table.c.sink)).all()
+    engine.dispose()
+    assert [tuple(r) for r in got] == [
+        (LAND, 3, datetime(1970, 1, 1, 0, 0, 2, tzinfo=UTC), 0, now),
+        (WH, 0, None, 2, now + timedelta(seconds=1))]
+
+
+def test_a_failing_report_is_skipped_logged_once_per_outage_and_never_raised():
+    warnings: list[str] = []
+    written: list[list] = []
+    down = [True]
+
+    def write(rows: list) -> None:
+        if down[0]:
+            raise ConnectionRefusedError("warehouse down")
+        written.append(rows)
+
+    reporter = BacklogReporter(lambda: [{"sink": "s"}], write, warnings.append)
+    assert [reporter.report_now() for _ in range(3)] == [False] * 3
+    assert warnings == ["ConnectionRefusedError: warehouse down"]  # once, not three times
+    down[0] = False
+    assert reporter.report_now() and written == [[{"sink": "s"}]]
+    down[0] = True
+    assert not reporter.report_now()
+    assert len(warnings) == 2  # a new outage is told again
+    assert (reporter.reports, reporter.failures) == (1, 4)
+
+
+def test_the_reporter_thread_reports_on_request_coalesced_and_once_more_on_close():
+    written: list[int] = []
+    reporter = BacklogReporter(lambda: [{"n": len(written)}], lambda rows: written.append(1),
+                               lambda e: None, min_interval=60).start()
+    for _ in range(50):  # passes in quick succession: one report, then one per interval
+        reporter.request()
+    deadline = time.monotonic() + 5
+    while not written and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(written) == 1
+    reporter.request()
+    assert reporter.close(timeout=5)  # the last report, after the thread stopped
+    assert len(written) == 2  # the stop ended the interval's wait: no third report
+    assert not reporter._thread.is_alive()
+
+
+def test_a_forward_loop_calls_after_pass_after_each_pass_even_a_failed_one(tmp_path):
+    buf = _buffer(tmp_path)
+    calls: list[int] = []
+
+    class Failing:
+        name, buffer, stats = WH, buf, ForwardStats(WH)
+
+        def forward_once(self) -> int:
+            raise OSError("sink down")
+
+    def after() -> None:
+        calls.append(1)
+        raise RuntimeError("a report hook that fails is ignored")
+
+    loop = ForwardLoop(Failing(), after_pass=after)  # type: ignore[arg-type]
+    assert loop._attempt() is None and loop._attempt() is None
+    assert len(calls) == 2 and loop.forwarder.stats.errors == 2
