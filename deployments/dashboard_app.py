@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from shopfloor.dashboard import queries as q
 from shopfloor.dashboard.views import (
     device_status,
+    forward_backlog_status,
     headline,
     hour_of,
     local_day_start,
@@ -213,6 +214,24 @@ def backlog_panel(backlog: pd.DataFrame) -> None:
     export(backlog, "compaction_backlog")
 
 
+def forward_panel(backlog: pd.DataFrame) -> None:
+    st.subheader("Store and forward: backlog per collector and sink")
+    if backlog.empty:
+        st.info("no report yet (a capture run with store and forward reports its "
+                "collector's backlog to the warehouse)")
+        return
+    cols = st.columns(min(len(backlog), 6))
+    for i, row in enumerate(backlog.itertuples()):
+        cols[i % len(cols)].metric(
+            f"Forward backlog {row.collector} {row.sink}", int(row.backlog_samples),
+            help=f"oldest waiting sample {row.oldest_age}; buffer {row.buffer_fill_pct:.1f} % "
+                 f"full, {row.dropped_samples} dropped; reported {row.reported}")
+    shown = backlog[["collector", "sink", "backlog_samples", "oldest_sample_at", "oldest_age",
+                     "dropped_samples", "buffer_fill_pct", "reported_at", "reported"]]
+    st.dataframe(shown, hide_index=True, width="stretch")
+    export(shown, "forward_backlog")
+
+
 def _number(value: float | None) -> str:
     return "-" if value is None or pd.isna(value) else f"{value:.2f}"
 
@@ -244,18 +263,20 @@ def page(args: argparse.Namespace) -> None:
     with warehouse.connect() as conn:
         quarantine = [(q.quarantine_counts(conn, tables, since),
                        q.quarantine_rows(conn, tables, since))]
+        forward = forward_backlog_status(q.forward_backlog(conn, tables), now)
     with metadata.connect() as conn:
         backlog = q.compaction_backlog(conn, tables)
         if metadata is not warehouse:  # compaction quarantines into the metadata db
             quarantine.append((q.quarantine_counts(conn, tables, since),
                                q.quarantine_rows(conn, tables, since)))
     head = headline(status)
-    cols = st.columns(5)
+    cols = st.columns(6)
     cols[0].metric("Devices online", head.online)
     cols[1].metric("Devices known", head.known)
     cols[2].metric("Newest reading age", head.newest_age_bucket)
     cols[3].metric("Quarantined", int(sum(c["rows"].sum() for c, _ in quarantine)))
     cols[4].metric("Compaction backlog", int(backlog["backlog"].sum()))
+    cols[5].metric("Forward backlog", int(forward["backlog_samples"].sum()))
     devices_panel(status)
     with warehouse.connect() as conn:
         location_panels(conn, tables, v, locs, tz, now)
@@ -263,6 +284,7 @@ def page(args: argparse.Namespace) -> None:
         quality_panel(conn, tables, since, tz)
     quarantine_panel(quarantine, v["quarantine_days"])
     backlog_panel(backlog)
+    forward_panel(forward)
 
 
 if __name__ == "__main__":

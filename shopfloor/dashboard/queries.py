@@ -233,3 +233,23 @@ def compaction_backlog(conn: Connection, tables: Tables) -> pd.DataFrame:
     wide.columns.name = None
     return wide.reset_index().astype({c: "int64" for c in (*BACKLOG_STATUSES, "backlog")})
 
+
+
+FORWARD_BACKLOG_COLUMNS = ["collector", "sink", "backlog_samples", "oldest_sample_at",
+                           "dropped_samples", "buffer_fill_pct", "reported_at"]
+
+
+def forward_backlog(conn: Connection, tables: Tables) -> pd.DataFrame:
+    """What each collector's store-and-forward buffer still holds per sink, as its
+    forwarders last reported it (``collector_backlog``; empty while the table does not
+    exist). Columns: collector, sink, backlog_samples, oldest_sample_at (UTC, NaT when
+    nothing waits), dropped_samples, buffer_fill_pct, reported_at (UTC)."""
+    b = tables.collector_backlog
+    rows: Sequence[Any] = []
+    if table_exists(conn, b):
+        rows = conn.execute(select(*(b.c[c] for c in FORWARD_BACKLOG_COLUMNS))
+                            .order_by(b.c.collector, b.c.sink)).all()
+    df = _frame(rows, FORWARD_BACKLOG_COLUMNS)
+    for col in ("oldest_sample_at", "reported_at"):
+        df[col] = pd.to_datetime(df[col], utc=True)
+    return df

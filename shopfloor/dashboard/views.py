@@ -90,3 +90,16 @@ def wall_clock(utc: pd.Series, tz: ZoneInfo) -> pd.Series:
 def local_ymd(utc: pd.Series, tz: ZoneInfo) -> pd.Series:
     """The local day (``YYYYMMDD``) of aware UTC instants."""
     return utc.dt.tz_convert(tz).dt.strftime("%Y%m%d")
+
+
+def forward_backlog_status(backlog: pd.DataFrame, now: datetime) -> pd.DataFrame:
+    """``backlog`` (from :func:`~shopfloor.dashboard.queries.forward_backlog`) with the
+    age of each sink's oldest waiting sample (``oldest_age``: ``-`` when nothing waits)
+    and of its report (``reported``: a collector that is not capturing reports nothing,
+    so an old report is the state it was left in)."""
+    df = backlog.copy()
+    oldest = (pd.Timestamp(now) - df["oldest_sample_at"]).dt.total_seconds()
+    reported = (pd.Timestamp(now) - df["reported_at"]).dt.total_seconds()
+    df["oldest_age"] = ["-" if pd.isna(a) else age_text(max(a, 0.0)) for a in oldest]
+    df["reported"] = [f"{age_text(max(a, 0.0))} ago" for a in reported]
+    return df

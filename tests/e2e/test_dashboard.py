@@ -95,9 +95,11 @@ def test_the_page_shows_the_databases_numbers(dashboard):
         page.goto(url)
         # The last panel's metric appears when the whole script has run once; the first
         # load includes loading the blocks, so the wait is generous.
-        backlog = page.get_by_test_id("stMetricLabel").get_by_text("Backlog D01", exact=True)
-        backlog.wait_for(timeout=90_000)
+        last = page.get_by_test_id("stMetricLabel").get_by_text(
+            "Forward backlog line-2 warehouse:wh", exact=True)
+        last.wait_for(timeout=90_000)
         page.get_by_text("Quality score (overall, hourly mean per flow)").wait_for()
+        page.get_by_text("Store and forward: backlog per collector and sink").wait_for()
         shown = metric_values(page, list(expected))
         errors = page.get_by_test_id("stException").all_inner_texts()
         if os.environ.get("SHOPFLOOR_SCREENSHOT") == "1":
@@ -108,6 +110,7 @@ def test_the_page_shows_the_databases_numbers(dashboard):
         browser.close()
     assert not errors
     assert shown == expected
+    assert shown["Forward backlog line-1 landing:s3"] == "37"  # the landing behind, seen
     assert sorted(zip(exported["loc_id"], exported["device"], strict=True)) == [
         ("L01", "plc-1"), ("L02", "plc-2"), ("L03", "plc-3")]
     assert list(exported["online"]) == [True, False, False]

@@ -107,3 +107,19 @@ def test_daily_rollup_compiles_for_sql_server_with_a_guarded_division():
             "(nullif(sum(CASE WHEN (temperature_hourly.temperature_avg IS NOT NULL) THEN "
             "temperature_hourly.sample_count END)") in sql
     assert "GROUP BY temperature_hourly.loc_id, temperature_hourly.ymd" in sql
+
+
+def test_forward_backlog_status_tells_the_oldest_samples_and_the_reports_age():
+    from shopfloor.dashboard.views import forward_backlog_status
+
+    backlog = pd.DataFrame({
+        "collector": ["c1", "c1"], "sink": ["landing:raw", "warehouse:db"],
+        "backlog_samples": [30, 0],
+        "oldest_sample_at": pd.to_datetime([NOW - timedelta(hours=2), None], utc=True),
+        "dropped_samples": [0, 0], "buffer_fill_pct": [1.5, 1.5],
+        "reported_at": pd.to_datetime([NOW - timedelta(seconds=5),
+                                       NOW + timedelta(seconds=2)], utc=True)})
+    status = forward_backlog_status(backlog, NOW)
+    assert list(status["oldest_age"]) == ["2.0 h", "-"]
+    assert list(status["reported"]) == ["5 s ago", "0 s ago"]  # a collector's clock ahead
+

@@ -60,6 +60,13 @@ def fill_warehouse(url: str, now: datetime) -> None:
              "validity": 0.9, "uniqueness": 1.0, "timeliness": 1.0, "overall": 0.975,
              "rows_in": 100, "run_id": "r", "recorded_at": now}
             for flow in ("modbus-capture", "hourly-aggregation") for h in range(1, 12)])
+        # What two collectors' forwarders reported: one landing is behind.
+        conn.execute(insert(tables.collector_backlog), [
+            {"collector": c, "sink": sink, "backlog_samples": n,
+             "oldest_sample_at": now - timedelta(minutes=12) if n else None,
+             "dropped_samples": 0, "buffer_fill_pct": 0.4, "reported_at": now}
+            for c, sink, n in (("line-1", "warehouse:wh", 0), ("line-1", "landing:s3", 37),
+                               ("line-2", "warehouse:wh", 4))])
     engine.dispose()
 
 
@@ -97,10 +104,14 @@ def expected_numbers(warehouse: Path, metadata: Path, now: datetime) -> dict[str
     backlog = dict(md.execute(
         "SELECT distrik, COUNT(*) FROM s3_object WHERE compression_status IN "
         "('PENDING', 'CLAIMED', 'FAILED') GROUP BY distrik").fetchall())
+    forward = wh.execute("SELECT collector, sink, backlog_samples FROM collector_backlog"
+                         ).fetchall()
     wh.close()
     md.close()
     assert (now - newest).total_seconds() < 240  # so the page, a little later, says < 5 min
     return {"Devices online": str(online), "Newest reading age": "< 5 min",
             f"Daily max L02 {day}": f"{day_max:.2f}", "Quarantined": str(quarantined),
             "Compaction backlog": str(sum(backlog.values())),
-            **{f"Backlog {d}": str(n) for d, n in backlog.items()}}
+            **{f"Backlog {d}": str(n) for d, n in backlog.items()},
+            "Forward backlog": str(sum(n for _, _, n in forward)),
+            **{f"Forward backlog {c} {s}": str(n) for c, s, n in forward}}

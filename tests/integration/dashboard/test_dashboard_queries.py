@@ -171,3 +171,35 @@ def test_compaction_backlog_per_district(wh):
     assert df.to_dict("records") == [
         {"district": "D01", "PENDING": 3, "CLAIMED": 0, "FAILED": 1, "backlog": 4},
         {"district": "D02", "PENDING": 0, "CLAIMED": 1, "FAILED": 0, "backlog": 1}]
+
+
+def test_forward_backlog_shows_what_the_collectors_reported_per_sink(wh):
+    from shopfloor.buffer.status import WarehouseWriter, backlog_rows
+    from shopfloor.buffer.store import Backlog
+    from shopfloor.dashboard.views import forward_backlog_status
+
+    table = wh.tables.collector_backlog
+    with wh.engine.begin() as conn:
+        table.drop(conn)  # a warehouse from before the table: no report yet, no error
+    with wh.engine.connect() as conn:
+        assert q.forward_backlog(conn, wh.tables).empty
+    write = WarehouseWriter(wh.engine, table)  # the reporter's writer creates it again
+    oldest = NOW - timedelta(minutes=7)
+    write(backlog_rows("line-2", [Backlog("landing:raw", 40, round(oldest.timestamp() * 1000)),
+                                  Backlog("warehouse:db", 0, None)], 0.125, 3,
+                       NOW - timedelta(seconds=20)))
+    write(backlog_rows("line-1", [Backlog("warehouse:db", 5, round(NOW.timestamp() * 1000))],
+                       0.5, 0, NOW - timedelta(seconds=30)))
+    # the next pass of line-2: the landing drained a little (an upsert, not a new row)
+    write(backlog_rows("line-2", [Backlog("landing:raw", 12, round(oldest.timestamp() * 1000))],
+                       0.0625, 3, NOW - timedelta(seconds=10)))
+    with wh.engine.connect() as conn:
+        df = forward_backlog_status(q.forward_backlog(conn, wh.tables), NOW)
+    assert [(r.collector, r.sink, r.backlog_samples, r.dropped_samples, r.buffer_fill_pct,
+             r.oldest_age, r.reported) for r in df.itertuples()] == [
+        ("line-1", "warehouse:db", 5, 0, 50.0, "0 s", "30 s ago"),
+        ("line-2", "landing:raw", 12, 3, 6.25, "7 min", "10 s ago"),
+        ("line-2", "warehouse:db", 0, 3, 12.5, "-", "20 s ago")]
+    assert df["oldest_sample_at"].iloc[1] == oldest
+    assert pd.isna(df["oldest_sample_at"].iloc[2])
+    assert df["reported_at"].iloc[0] == NOW - timedelta(seconds=30)
