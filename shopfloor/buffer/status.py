@@ -22,6 +22,7 @@ from sqlalchemy import Engine, Table
 
 from shopfloor.buffer.store import Backlog, SampleBuffer
 from shopfloor.db.upsert import upsert
+from shopfloor.errors import first_line
 
 KEY = ("collector", "sink")
 # At most one report a second per collector, and a snapshot of the buffer (which holds
@@ -109,7 +110,7 @@ class BacklogReporter:
             except Exception as exc:  # noqa: BLE001 - never raised: capture goes on
                 self.failures += 1
                 if not self._failing:
-                    self.warn(f"{type(exc).__name__}: {exc}"[:500])
+                    self.warn(f"{type(exc).__name__}: {first_line(exc)}")  # one line
                 self._failing = True
                 return False
             self.reports += 1

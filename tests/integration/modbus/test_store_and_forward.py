@@ -78,6 +78,18 @@ def _raw_times(engine: Engine, loc: str) -> list:
         return []
 
 
+def _reported(engine: Engine) -> dict[str, int]:
+    """The backlog per sink the collector last reported to the warehouse (what the
+    dashboard shows)."""
+    t = get_tables().collector_backlog
+    try:
+        with engine.connect() as conn:
+            return dict(conn.execute(select(t.c.sink, t.c.backlog_samples)
+                                     .where(t.c.collector == "default")).all())
+    except Exception:  # noqa: BLE001 - the server is down: nothing readable yet
+        return {}
+
+
 def _heartbeats(bodies: list[bytes]) -> Counter:
     """``(device, heartbeat)`` -> how many landed lines carry it."""
     lines = [json.loads(ln) for b in bodies for ln in b.decode().splitlines() if ln.strip()]
@@ -167,8 +179,10 @@ def test_the_landing_down_never_stops_the_warehouse_and_drains_when_s3_is_back(
         "sf-outage-s3", overwrite=True)
     _, target_db, pg_engine = private_pg  # the warehouse stays up in this test
     samples = 12
+    landing = "landing:sf-outage-s3"
     servers = [server]
     failed: list[str] = []  # landing writes that failed against the stopped server
+    seen: dict[str, dict[str, int]] = {}  # the reported backlog during and after S3's stop
     write = StorageLocation.write_bytes
 
     def observed(self, key: str, data: bytes) -> None:
@@ -186,8 +200,16 @@ def test_the_landing_down_never_stops_the_warehouse_and_drains_when_s3_is_back(
         wait_for(lambda: all(len(_raw_times(pg_engine, loc)) == samples
                              for loc in LOCS.values()), 60, "all rows in the warehouse")
         wait_for(lambda: bool(failed), 60, "a landing write to fail")
+        # The dashboard's table shows the landing's backlog while S3 is away ...
+        wait_for(lambda: _reported(pg_engine).get(landing, 0) > 0, 20,
+                 "a landing backlog reported to the warehouse")
+        seen["down"] = _reported(pg_engine)
         servers[0] = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         servers[0].start()  # moto's state lives in this process: the bucket is back
+        # ... and 0 once the next pass drained it (the run's final drain, here).
+        wait_for(lambda: _reported(pg_engine).get(landing) == 0, 40,
+                 "the drained landing reported as 0")
+        seen["back"] = _reported(pg_engine)
 
     chaos = Chaos(outage)
     chaos.start()
@@ -205,6 +227,8 @@ def test_the_landing_down_never_stops_the_warehouse_and_drains_when_s3_is_back(
         servers[0].stop()
     _assert_exactly_once(pg_engine, landed, samples)
     assert _buffered(buffer_home) == 0
+    assert seen["down"][landing] > 0
+    assert seen["back"] == _reported(pg_engine) == {landing: 0, f"warehouse:{target_db}": 0}
 
 
 _KILLED_COLLECTOR = """
@@ -309,6 +333,8 @@ def test_a_run_that_could_not_forward_ends_completed_and_names_the_backlog(
                            land_json=True, raw_logs="modbus-test-raw", return_state=True)
     assert state.is_completed() and "backlog" not in (state.message or ""), state.message
     _assert_exactly_once(engine, _local_landed(raw_logs), 6)
+    # The first run's reports were skipped (the warehouse was away); the second's landed.
+    assert _reported(engine) == {"warehouse:sf-private-pg": 0, "landing:modbus-test-raw": 0}
 
 
 def test_a_full_buffer_drops_the_oldest_counts_them_and_says_so(
