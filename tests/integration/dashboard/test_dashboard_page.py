@@ -68,9 +68,10 @@ def test_an_empty_warehouse_says_no_data_yet(prefect_harness, tmp_path, monkeypa
     assert not at.exception, at.exception
     assert metrics(at) == {"Devices online": "0", "Devices known": "0",
                            "Newest reading age": "never", "Quarantined": "0",
-                           "Compaction backlog": "0"}
+                           "Compaction backlog": "0", "Forward backlog": "0"}
     infos = [i.value for i in at.info]
     assert infos.count("no data yet") == 7 and any("no backlog" in i for i in infos)
+    assert any(i.startswith("no report yet") for i in infos)  # no collector reported
 
 
 def test_an_unknown_block_is_shown_as_one_error(prefect_harness, monkeypatch):
