@@ -30,7 +30,7 @@ KEY = ("collector", "sink")
 # the time: a big backlog is counted less often.
 MIN_INTERVAL_SECONDS = 1.0
 SNAPSHOT_DUTY = 20.0
-FINAL_REPORT_SECONDS = 10.0  # what closing waits for a report that is under way
+FINAL_REPORT_SECONDS = 10.0  # what closing waits for the last report
 
 Row = dict[str, Any]
 
@@ -88,7 +88,7 @@ class BacklogReporter:
         self.snapshot, self.write, self.warn = snapshot, write, warn
         self.min_interval, self.clock = min_interval, clock
         self.reports = self.failures = 0
-        self._failing = False
+        self._failing = self._last = False
         self._lock = threading.Lock()  # one report at a time (the thread or the last one)
         self._wake, self._stop = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._run, name="buffer-backlog-report",
@@ -118,26 +118,25 @@ class BacklogReporter:
             return True
 
     def _run(self) -> None:
-        while True:
+        while not self._stop.is_set():
             self._wake.wait()
             if self._stop.is_set():
-                return
+                break
             self._wake.clear()
             started = self.clock()
             self.report_now()
             took = self.clock() - started
             # Wait out the interval (a stop ends the wait); requests meanwhile coalesce.
-            if self._stop.wait(max(self.min_interval, SNAPSHOT_DUTY * took) - took):
-                return
+            self._stop.wait(max(self.min_interval, SNAPSHOT_DUTY * took) - took)
+        self._last = self.report_now()  # the backlog the run leaves
 
     def close(self, timeout: float = FINAL_REPORT_SECONDS) -> bool:
-        """Stop the thread and make the last report (the backlog the run leaves); False
-        when it failed or a report under way did not finish within ``timeout``."""
+        """Stop the thread after one last report (the backlog the run leaves); waits for
+        it at most ``timeout`` s (a warehouse that hangs never holds up the run's end).
+        False when that report failed or did not finish in time."""
         self._stop.set()
         self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        if not self._lock.acquire(timeout=timeout):
-            return False
-        self._lock.release()
-        return self.report_now()
+        if self._thread.ident is None:  # never started: report here
+            return self.report_now()
+        self._thread.join(timeout)
+        return not self._thread.is_alive() and self._last

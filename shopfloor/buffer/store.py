@@ -166,6 +166,7 @@ class SampleBuffer:
         self._db.execute(f"PRAGMA synchronous={sync}")  # one of two checked words
         self._db.executescript(_SCHEMA)
         self._reader: sqlite3.Connection | None = None  # see state()
+        self._closed = False
         self._read_lock = threading.Lock()
         self._devices: dict[str, int] = {}
         self._runs: dict[str, int] = {}
@@ -175,6 +176,7 @@ class SampleBuffer:
     def close(self) -> None:
         """Close the file (a checkpoint folds the log into it)."""
         with self._read_lock:
+            self._closed = True
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
@@ -405,6 +407,8 @@ class SampleBuffer:
         counting a large backlog (0.12 s a sink at a million samples) never holds up an
         append, as it would behind the shared connection's lock."""
         with self._read_lock:
+            if self._closed:  # a report that outlived its run: nothing to read
+                raise ShopfloorError(f"buffer {self.path.name} is closed")
             if self._reader is None:
                 self._reader = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                                check_same_thread=False)

@@ -1,6 +1,7 @@
 """The collector's sample buffer: cursors, pruning, limits, a torn tail, a damaged record."""
 
 import sqlite3
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -309,3 +310,16 @@ def test_a_forward_loop_calls_after_pass_after_each_pass_even_a_failed_one(tmp_p
     loop = ForwardLoop(Failing(), after_pass=after)  # type: ignore[arg-type]
     assert loop._attempt() is None and loop._attempt() is None
     assert len(calls) == 2 and loop.forwarder.stats.errors == 2
+
+
+def test_a_last_report_that_hangs_does_not_hold_up_the_runs_end(tmp_path):
+    release = threading.Event()
+    reporter = BacklogReporter(lambda: [], lambda rows: release.wait(30), lambda e: None).start()
+    started = time.monotonic()
+    assert reporter.close(timeout=0.3) is False  # the warehouse did not answer in time
+    assert time.monotonic() - started < 5
+    release.set()
+    buf = _buffer(tmp_path)
+    buf.close()
+    with pytest.raises(ShopfloorError, match="closed"):  # a late report reads nothing
+        buf.state()
