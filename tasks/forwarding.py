@@ -80,6 +80,8 @@ def open_store(configs: Sequence[DeviceConfig], run_id: str, target_db: str | No
     store = StoreAndForward(collector, buffer, run_id, [c.name for c in configs],
                             dropped_at_start=sum(buffer.dropped().values()),
                             heartbeat=Heartbeat(buffer, run_id))
+    # Counted before the forwarders start: they take the backlog at once.
+    pending = {name: buffer.backlog(name).samples for name in sinks.values()}
     after_pass = None
     if target_db:
         engine, tables = load_engine(target_db), configured_tables()
@@ -94,7 +96,6 @@ def open_store(configs: Sequence[DeviceConfig], run_id: str, target_db: str | No
         store.loops.append(_loop(LANDING, sinks[LANDING], buffer, stats, run_id,
                                  lambda cfg, s: ReadingSink(cfg, s, run_id, storage=storage),
                                  after_pass))
-    pending = {name: buffer.backlog(name).samples for name in sinks.values()}
     logger.info("buffer %s (collector %s): backlog at start %s", buffer.path.name, collector,
                 ", ".join(f"{n} for {s}" for s, n in pending.items()))
     store.alarms = watch(store)
