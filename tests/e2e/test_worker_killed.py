@@ -24,6 +24,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -49,10 +50,11 @@ NEXT_RUN_SAMPLES = 3
 STORED_BEFORE_OUTAGE = 3  # slots per device in the warehouse before it is stopped
 BUFFERED_IN_OUTAGE = 4  # slots per device only in the buffer when the worker is killed
 CAPTURE = "modbus_capture/every-hour"
+POOL = "shopfloor-process"  # shopfloor deploy --local's
 ZOMBIES = "shopfloor-zombie-runs"
 # The deployment's flow runs beat every 30 s (Prefect's shortest); the automation marks a
 # run Crashed when no beat follows within this (120 s in operations.yaml).
-ZOMBIE_WITHOUT_BEAT_SECONDS = 40
+ZOMBIE_WITHOUT_BEAT_SECONDS = 35
 DONE = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -148,29 +150,43 @@ def plant(tmp_path: Path) -> Iterator[Plant]:
         })
         p = Plant(env, tmp_path, cluster)
 
-        def sweep() -> None:  # runs last: the server's context has stopped it already
+        def stop_procs() -> None:
             for proc in p.procs:
                 if proc.poll() is None:
                     p.kill_group(proc)
-            _kill(_marked_pids(marker))  # whatever left its group (a flow-run process)
 
-        stack.callback(sweep)
+        # Last: whatever left its group (a flow-run process), after the server stopped.
+        stack.callback(lambda: _kill(_marked_pids(marker)))
         stack.enter_context(prefect_server(tmp_path, env, free_port()))
+        stack.callback(stop_procs)  # first: workers and the simulator, then the server
         yield p
 
 
-def _simulate(plant: Plant) -> int:
-    """Two simulated PLCs on consecutive ports; the first port."""
-    while True:
+def _simulate(plant: Plant) -> tuple[int, Callable[[], None]]:
+    """Two simulated PLCs on consecutive ports: the first port, and a wait until they
+    serve."""
+    port = free_port()
+    while port >= 65535:
         port = free_port()
-        if port < 65535:
-            break
     proc = plant.spawn("simulator", str(BIN / "shopfloor"), "simulate", "modbus", "--port",
                        str(port), "--devices", str(len(DEVICES)))
-    wait_for(lambda: "serving" in plant.logs("simulator") or proc.poll() is not None, 60,
-             "the simulator", lambda: plant.logs("simulator"))
-    assert proc.poll() is None, plant.logs("simulator")
-    return port
+
+    def serving() -> None:
+        wait_for(lambda: "serving" in plant.logs("simulator") or proc.poll() is not None,
+                 60, "the simulator", lambda: plant.logs("simulator"))
+        assert proc.poll() is None, plant.logs("simulator")
+
+    return port, serving
+
+
+def _all(env: dict[str, str], *commands: list[str]) -> None:
+    """Run ``commands`` at once (each takes seconds of imports); fail with the output of
+    one that failed."""
+    procs = [subprocess.Popen(c, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for c in commands]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    for cmd, p, out in zip(commands, procs, outs, strict=True):
+        assert p.returncode == 0, f"{cmd} failed ({p.returncode}):\n{out}"
 
 
 def _deploy_capture(plant: Plant) -> str:
@@ -187,8 +203,7 @@ def _deploy_capture(plant: Plant) -> str:
                                   and d["name"] == "every-hour"]
     derived = plant.home / "prefect.yaml"
     derived.write_text(yaml.safe_dump(plan.config, sort_keys=False))
-    sh(plant.env, str(BIN / "prefect"), "work-pool", "create", plan.pool, "--type",
-       plan.pool_type)
+    assert (plan.pool, plan.pool_type) == (POOL, "process")
     sh(plant.env, str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file",
        str(derived))
     return api(plant.env, "GET", "/deployments/name/modbus-capture/every-hour").json()["id"]
@@ -262,22 +277,30 @@ def _per_device(keys: set[tuple[str, int]] | Counter, since_ms: int = 0) -> dict
 def test_a_worker_killed_during_a_warehouse_outage_loses_and_duplicates_nothing(plant):
     env, shopfloor, url = plant.env, str(BIN / "shopfloor"), plant.warehouse.url
     logs = lambda: plant.logs("worker-1", "worker-2", "simulator")  # noqa: E731
-    port = _simulate(plant)
-    sh(env, shopfloor, "blocks", "bootstrap")
-    sh(env, shopfloor, "db", "init", "--block", "shopfloor-warehouse-db")
-    for i, (name, loc) in enumerate(DEVICES.items()):
-        sh(env, shopfloor, "modbus", "add-device", name, "--map",
-           str(ROOT / "maps" / "simulator.yaml"), "--loc-id", loc, "--host", "127.0.0.1",
-           "--port", str(port + i), "--district", "D01")
-    deployment = _deploy_capture(plant)
+    t0, marks = time.monotonic(), []
+    mark = lambda what: marks.append(f"{what} +{time.monotonic() - t0:.0f}s")  # noqa: E731
+    port, serving = _simulate(plant)
+    sh(env, str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process")
+    # The worker starts, and the deployment is made, while the blocks and tables are.
+    worker = plant.spawn("worker-1", shopfloor, "worker", "--pool", POOL)
+    with ThreadPoolExecutor(1) as pool:
+        deploying = pool.submit(_deploy_capture, plant)
+        _all(env, [shopfloor, "blocks", "bootstrap"], [shopfloor, "db", "init", "--url", url],
+             *[[shopfloor, "modbus", "add-device", name, "--map",
+                str(ROOT / "maps" / "simulator.yaml"), "--loc-id", loc, "--host",
+                "127.0.0.1", "--port", str(port + i), "--district", "D01"]
+               for i, (name, loc) in enumerate(DEVICES.items())])
+        deployment = deploying.result(timeout=300)
     _watch_zombies(plant)
+    serving()
+    mark("deployed")
     landing = plant.shopfloor_home / "raw-logs"
 
     # The run stores a few slots, then the warehouse goes away mid-run.
-    worker = plant.spawn("worker-1", shopfloor, "worker", "--pool", "shopfloor-process")
     killed_run = _run(plant, deployment)
     wait_for(lambda: min(_per_device(_stored(url)).values()) >= STORED_BEFORE_OUTAGE, 90,
              "the first rows in the warehouse", logs)
+    mark("warehouse stopped")
     plant.warehouse.stop("immediate")
     outage_ms = round(time.time() * 1000)
     # Slots taken since: only in the buffer. Then the worker, its flow-run process with
@@ -288,6 +311,7 @@ def test_a_worker_killed_during_a_warehouse_outage_loses_and_duplicates_nothing(
     assert _state(plant, killed_run)["type"] == "RUNNING"
     below = plant.kill_group(worker)
     killed_at = time.monotonic()
+    mark("worker killed")
     assert below, "the worker had no flow-run process"
     wait_for(lambda: not [p for p in below if _alive(p)], 10, "the flow-run process to die")
     # Nobody is left to report the run's end: Prefect still shows it Running.
@@ -302,20 +326,21 @@ def test_a_worker_killed_during_a_warehouse_outage_loses_and_duplicates_nothing(
     assert not set(before) & {k for k in buffered if k[1] >= outage_ms + 1000}
 
     # The next run, on a new worker, forwards the killed run's backlog with its own.
-    plant.spawn("worker-2", shopfloor, "worker", "--pool", "shopfloor-process")
+    plant.spawn("worker-2", shopfloor, "worker", "--pool", POOL)
     next_run = _run(plant, deployment, samples=NEXT_RUN_SAMPLES)
     wait_for(lambda: _state(plant, next_run).get("type") in DONE, 120, "the next run", logs)
     state = _state(plant, next_run)
-    next_done = time.monotonic() - killed_at
+    mark("next run ended")
     # Its heartbeats stopped: the zombie automation marks it Crashed.
     wait_for(lambda: _state(plant, killed_run).get("type") != "RUNNING", 90,
              "the killed run to be marked", logs)
     killed_state = _state(plant, killed_run)
+    mark(f"killed run {killed_state.get('name')}")
     print(f"\nkilled run: {len(killed)} slots captured, {len(set(before))} stored and "
           f"{sum(landed_before.values())} landed before the kill, {len(buffered)} buffered; "
           f"{killed_state.get('name')} {time.monotonic() - killed_at:.0f} s after the kill: "
-          f"{killed_state.get('message')!r}; next run ended {next_done:.0f} s after the "
-          f"kill: {state.get('name')}: {state.get('message')!r}")
+          f"{killed_state.get('message')!r}; next run: {state.get('name')}: "
+          f"{state.get('message')!r}; " + ", ".join(marks))
     assert state["type"] == "COMPLETED" and state["name"] == "Completed", (state, logs())
     assert "backlog" not in (state.get("message") or ""), state
     assert killed_state["type"] == "CRASHED", killed_state
