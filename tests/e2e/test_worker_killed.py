@@ -11,13 +11,15 @@ with it) gets SIGKILL. The warehouse and a new worker come back and the next run
 forward what the killed run buffered: every (device, capture time) once in
 ``temperature_raw`` and once in the landing.
 
-Every process the test starts carries a marker in its environment and is killed at the
-end, whatever happened.
+Whatever happened, everything is stopped at the end: the workers and the simulator by
+process group, then the server, then any process left with the test's marker in its
+environment, then the cluster (``pg_ctl stop -m immediate``).
 """
 
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -136,7 +138,7 @@ class Plant:
 
 @pytest.fixture
 def plant(tmp_path: Path) -> Iterator[Plant]:
-    """A Prefect server, the warehouse cluster (tables created) and the environment; every
+    """A Prefect server, the warehouse cluster and the environment pointing at them; every
     process started under it is killed at the end."""
     marker = f"sf-killed-{uuid.uuid4().hex}"
     env = clean_env()
@@ -162,11 +164,20 @@ def plant(tmp_path: Path) -> Iterator[Plant]:
         yield p
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _simulate(plant: Plant) -> tuple[int, Callable[[], None]]:
     """Two simulated PLCs on consecutive ports: the first port, and a wait until they
     serve."""
     port = free_port()
-    while port >= 65535:
+    while not all(_bindable(port + i) for i in range(len(DEVICES))):
         port = free_port()
     proc = plant.spawn("simulator", str(BIN / "shopfloor"), "simulate", "modbus", "--port",
                        str(port), "--devices", str(len(DEVICES)))
