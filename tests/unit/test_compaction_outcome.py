@@ -1,8 +1,8 @@
 """A compaction run's final state, decided in shopfloor (the flow only applies it)."""
 
-from shopfloor.compaction.compact import CompactResult
 import pytest
 
+from shopfloor.compaction.compact import CompactResult
 from shopfloor.compaction.outcome import (
     Served,
     registration_description,
