@@ -8,7 +8,6 @@ none out. A run that starts late begins at the first slot still ahead: the ones 
 came too late for are counted as missed, never bunched up.
 """
 
-import math
 from dataclasses import dataclass
 
 from shopfloor.errors import ShopfloorError
@@ -27,12 +26,6 @@ SCHEDULED_OFFSET_SECONDS = 30.0
 def step_ms(interval: float) -> int:
     """The grid step in whole milliseconds (at least 1)."""
     return max(1, round(interval * 1000))
-
-
-def grid_ceil(t: float, interval: float) -> float:
-    """The first grid instant at or after ``t`` (epoch seconds)."""
-    step = step_ms(interval)
-    return math.ceil(round(t * 1000, 3) / step) * step / 1000
 
 
 @dataclass(frozen=True)
