@@ -12,8 +12,11 @@ watch. One vocabulary for every flow (docs/operations.md):
   that stays idle for too long.
 - **Completed**: the job was done.
 
-Flows return ``degraded(...)``/``idle(...)``; a plain Python call still gets the
-summary (Prefect returns a returned state's data).
+Which one a run ends in is decided in the domain from what it did (a
+:class:`~shopfloor.outcome.Verdict`, e.g. ``shopfloor.compaction.outcome.verdict``); the
+flow applies it with :func:`conclude`, which raises or returns ``degraded(...)`` /
+``idle(...)``. A plain Python call still gets the summary (Prefect returns a returned
+state's data).
 
 Failed and Degraded runs also emit ``shopfloor.run.failed`` / ``shopfloor.run.degraded``
 (resource ``shopfloor.flow-run.<id>``), which the ``shopfloor-failed-runs`` automation
