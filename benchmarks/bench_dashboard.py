@@ -43,7 +43,6 @@ from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from shopfloor.dashboard import queries as q
-from shopfloor.dashboard.tables import anomaly_table, quality_table
 from shopfloor.db.engine import init_db, make_engine
 from shopfloor.db.schema import Tables
 
@@ -122,7 +121,7 @@ def fill(engine: Engine, tables: Tables, locs: int, days: int, raw_hours: int,
               "last_hour": last_hour.replace(tzinfo=None),
               "raw_start": (now - timedelta(hours=raw_hours)).replace(tzinfo=None)}
     with engine.begin() as conn:
-        for table in (anomaly_table(tables), quality_table(tables)):
+        for table in (tables.anomaly, tables.quality_score):
             table.create(conn, checkfirst=True)
     counts = {}
     for name, sql in FILL.items():

@@ -7,8 +7,6 @@ block, so an endpoint URL for moto or a VPC endpoint applies), merge it into the
 only then save the block under the same name. A failed check leaves the block as it was.
 """
 
-from dataclasses import dataclass
-
 from botocore.exceptions import BotoCoreError, ClientError
 from prefect_aws import AwsCredentials
 from prefect_aws.secrets_manager import AwsSecret
@@ -16,22 +14,20 @@ from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
 from sqlalchemy.engine import URL, make_url
 
 from blocks.resolve import connector_url, load_block
-from shopfloor.db.credentials import check_credentials, parse_database_secret, rotated_url
+from shopfloor.db.credentials import (
+    CREATED,
+    FAILED,
+    UNCHANGED,
+    UPDATED,
+    RefreshResult,
+    check_credentials,
+    parse_database_secret,
+    rotated_url,
+)
 from shopfloor.db.urls import display_url
 from shopfloor.errors import ShopfloorError, first_line
 
-UPDATED, CREATED, UNCHANGED, FAILED = "updated", "created", "unchanged", "failed"
-
-
-@dataclass(frozen=True)
-class RefreshResult:
-    """What happened to one block; ``detail`` is a URL with the password hidden or the
-    reason it failed, never a secret."""
-
-    block: str
-    secret: str
-    result: str
-    detail: str
+__all__ = ["CREATED", "FAILED", "UNCHANGED", "UPDATED", "RefreshResult", "refresh_connector"]
 
 
 def read_secret_value(secret_id: str, aws_credentials: str) -> str | bytes:

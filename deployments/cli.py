@@ -144,7 +144,7 @@ def blocks_import_airflow(
 @app.command("demo")
 def demo() -> None:
     """Run the whole chain on embedded defaults (SQLite, local folders, ephemeral Prefect)."""
-    from flows.demo import demo as demo_flow
+    from demo_steps.flow import demo as demo_flow
 
     demo_flow()
 

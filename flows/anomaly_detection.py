@@ -12,16 +12,16 @@ from prefect.runtime import flow_run
 from prefect.states import State
 from pydantic import Field
 
-from shopfloor.aggregation.hours import as_utc, local_hour_index, resolve_timezone
-from shopfloor.anomaly.findings import DetectorParams, Finding
+from shopfloor.aggregation.hours import as_utc, resolve_timezone
+from shopfloor.anomaly.findings import DetectorParams
+from shopfloor.anomaly.run import findings_table, plan_hours, summarise, verdict
 from shopfloor.errors import UserError
 from shopfloor.params import IsoDateTime, TimeZone
 from tasks.anomaly import emit_anomaly_events, find_anomalies, store_findings
 from tasks.clock import logical_now
-from tasks.outcomes import ON_FAILURE, degraded, idle
+from tasks.outcomes import ON_FAILURE, conclude
 
 TIMEOUT_SECONDS = 50 * 60  # scheduled hourly
-MAX_ARTIFACT_ROWS = 500
 
 
 def check_parameters(start: datetime | None, end: datetime | None, timezone: str,
@@ -39,34 +39,6 @@ def check_parameters(start: datetime | None, end: datetime | None, timezone: str
         raise UserError(f"end {end} must be after start {start}")
     params.check()
     return tz
-
-
-def plan_hours(start: datetime | None, end: datetime | None, tz: ZoneInfo, lookback_hours: int,
-               params: DetectorParams, now: datetime) -> tuple[int, int, int]:
-    """Local hour indices ``(first read, first judged, last judged)``.
-
-    Without ``start``/``end``: the ``lookback_hours`` closed hours before ``now`` (the hour
-    still open is left for the next run, as the hourly aggregation does). History before
-    the window is read for the same-hour medians and the level.
-    """
-    if start is None:
-        last = local_hour_index(now, tz) - 1
-        window_first = last - lookback_hours + 1
-    else:
-        window_first = local_hour_index(as_utc(start, tz), tz)
-        last = local_hour_index(as_utc(end, tz), tz) - 1
-        last = max(last, window_first)  # a partial hour is judged whole
-    first = window_first - params.history_days * 24 - params.level_hours
-    return first, window_first, last
-
-
-def findings_table(findings: list[Finding], new: set[tuple]) -> list[dict[str, Any]]:
-    """Rows of the run's findings artifact (new ones first)."""
-    ordered = sorted(findings, key=lambda f: (f.key not in new, f.hour_start, f.kind))
-    return [{"new": f.key in new, "kind": f.kind, "loc_id": f.loc_id, "measure": f.measure,
-             "ymd": f.detail.get("ymd"), "hh": f.detail.get("hh"),
-             "hour_start_utc": f.hour_start.isoformat(), "hours": f.hours,
-             "score": round(f.score, 2)} for f in ordered[:MAX_ARTIFACT_ROWS]]
 
 
 @flow(name="anomaly-detection", timeout_seconds=TIMEOUT_SECONDS, on_failure=ON_FAILURE)
@@ -112,7 +84,7 @@ def detect_anomalies(
         min_samples: an hour with fewer samples than this is a gap.
         max_events: at most this many events per run.
     """
-    started, logger = time.perf_counter(), get_run_logger()
+    started = time.perf_counter()
     params = DetectorParams(history_days=history_days, deviation_threshold=deviation_threshold,
                             spike_threshold=spike_threshold, flatline_hours=flatline_hours,
                             min_samples=min_samples)
@@ -121,19 +93,11 @@ def detect_anomalies(
     found, rows = find_anomalies(target_db, timezone, first, window_first, last, params)
     new = store_findings(target_db, found, flow_run.get_id()) if found else []
     events = emit_anomaly_events(new, max_events) if new else 0
-    by_kind = {k: sum(f.kind == k for f in new) for k in ("deviation", "spike", "flatline", "gap")}
-    summary = {"hourly_rows": rows, "findings": len(found), "new": len(new), "events": events,
-               **{f"new_{k}": v for k, v in by_kind.items()}, "timezone": timezone,
-               "duration_s": round(time.perf_counter() - started, 2)}
+    summary = summarise(rows, found, new, events, timezone, time.perf_counter() - started)
     create_table_artifact([summary], key="anomaly-detection",
                           description="Anomaly detection run")
     if found:
         create_table_artifact(findings_table(found, {f.key for f in new}),
                               key="anomaly-findings", description="Findings of this run")
-    logger.info("%d findings, %d new, %d events", len(found), len(new), events)
-    if rows == 0:
-        return idle(summary, "no hourly rows in the hours to judge")
-    if len(new) > events:
-        return degraded(summary, f"{len(new)} new findings, events sent for the first "
-                        f"{events} (max_events): the anomaly table holds them all")
-    return summary
+    get_run_logger().info("%d findings, %d new, %d events", len(found), len(new), events)
+    return conclude(verdict(rows, len(new), events), summary)

@@ -2,8 +2,10 @@
 
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger
@@ -18,6 +20,7 @@ from pydantic import Field
 
 from shopfloor.aggregation.alerts import Breach, breaches_markdown
 from shopfloor.aggregation.hours import resolve_timezone
+from shopfloor.aggregation.outcome import backfill_summary, backfill_verdict, chunk_row
 from shopfloor.aggregation.windows import (
     DEFAULT_CHUNK_HOURS,
     Window,
@@ -25,11 +28,9 @@ from shopfloor.aggregation.windows import (
     date_range_window,
     plan_chunk_concurrency,
 )
-from shopfloor.errors import ShopfloorError, first_line
 from shopfloor.params import IsoDate, TimeZone
-from shopfloor.quality import artifact_scores, worst
 from tasks.aggregation import WAREHOUSE_LIMIT, aggregate_chunk, check_databases, warehouse_slots
-from tasks.outcomes import ON_FAILURE
+from tasks.outcomes import ON_FAILURE, conclude
 
 
 def check_parameters(start_date: date, end_date: date, timezone: str) -> ZoneInfo:
@@ -52,20 +53,37 @@ def check_parameters(start_date: date, end_date: date, timezone: str) -> ZoneInf
     return tz
 
 
-def _outcome(window: Window, future: PrefectFuture) -> tuple[dict[str, Any], list[Breach]]:
+def _collect(window: Window, future: PrefectFuture) -> tuple[dict[str, Any], list[Breach]]:
+    """A finished chunk's artifact row and breaches (a failed chunk: its error, none)."""
     future.wait()
-    row: dict[str, Any] = {"chunk": window.label(), "status": "ok", "path": "", "groups": 0,
-                           "upserted": 0, "unchanged": 0, "raw_rows": 0, "error": "",
-                           **artifact_scores(None)}
     if not future.state.is_completed():
-        exc = future.result(raise_on_failure=False)
-        row.update(status="FAILED", error=first_line(exc, 300) if exc else "failed")
-        return row, []
+        return chunk_row(window.label(), error=future.result(raise_on_failure=False)), []
     stats, breaches = future.result()
-    row.update(path=stats.path, groups=stats.groups, upserted=stats.upserted,
-               unchanged=stats.unchanged, raw_rows=stats.raw_rows)
-    row.update(artifact_scores(worst(stats.quality)))
-    return row, breaches
+    return chunk_row(window.label(), stats), breaches
+
+
+def _run_chunks(parts: list[Window], running: int, submit: Callable[[Window], PrefectFuture],
+                progress: UUID) -> tuple[list[dict[str, Any]], list[Breach]]:
+    """Every chunk, at most ``running`` at a time; a failed chunk is logged, the others go on."""
+    pending: deque[tuple[Window, PrefectFuture]] = deque()
+    rows: list[dict[str, Any]] = []
+    breaches: list[Breach] = []
+
+    def collect() -> None:
+        row, found = _collect(*pending.popleft())
+        rows.append(row)
+        breaches.extend(found)
+        update_progress_artifact(progress, 100.0 * len(rows) / len(parts))
+        if row["status"] != "ok":
+            get_run_logger().error("chunk %s failed: %s", row["chunk"], row["error"])
+
+    for window in parts:
+        if len(pending) >= running:
+            collect()
+        pending.append((window, submit(window)))
+    while pending:
+        collect()
+    return rows, breaches
 
 
 # Generous: a year of hourly rows in day chunks takes minutes, yet a backfill waits for
@@ -118,46 +136,18 @@ def hourly_backfill(
     databases = check_databases(source_db, target_db)
     plan = plan_chunk_concurrency(max_concurrency, warehouse_slots(), databases["overlaps"],
                                   chunk_hours, databases["target"], WAREHOUSE_LIMIT)
-    running, queue = plan.running, plan.queue
     logger.info("%d chunks of up to %d hours, %d at a time%s", len(parts), chunk_hours,
-                running, plan.why)
+                plan.running, plan.why)
     progress = create_progress_artifact(0.0, key="hourly-backfill-progress",
                                         description=f"{start_date} to {end_date}")
-    pending: deque[tuple[Window, PrefectFuture]] = deque()
-    rows: list[dict[str, Any]] = []
-    breaches: list[Breach] = []
-
-    def collect() -> None:
-        row, found = _outcome(*pending.popleft())
-        rows.append(row)
-        breaches.extend(found)
-        update_progress_artifact(progress, 100.0 * len(rows) / len(parts))
-        if row["status"] != "ok":
-            logger.error("chunk %s failed: %s", row["chunk"], row["error"])
-
-    for window in parts:
-        if len(pending) >= running:
-            collect()
-        pending.append((window, aggregate_chunk.submit(source_db, target_db, window, timezone,
-                                                       queue)))
-    while pending:
-        collect()
-    failed = [r for r in rows if r["status"] != "ok"]
+    rows, breaches = _run_chunks(
+        parts, plan.running, lambda window: aggregate_chunk.submit(
+            source_db, target_db, window, timezone, plan.queue), progress)
     create_table_artifact(rows, key="hourly-backfill",
                           description=f"Backfill {start_date} to {end_date} ({timezone})")
     create_markdown_artifact(breaches_markdown(breaches, timezone), key="hourly-backfill-alerts",
                              description="Hours breaching location thresholds")
-    summary = {
-        "chunks": len(parts), "failed": len(failed),
-        **{k: sum(r[k] for r in rows) for k in ("groups", "upserted", "unchanged", "raw_rows")},
-        "breaches": len(breaches), "concurrency": running,
-        "duration_s": round(time.perf_counter() - started, 2),
-        # in-database, staged or portable: how the chunks reached the target
-        "path": ", ".join(sorted({r["path"] for r in rows if r["path"]})),
-    }
+    summary = backfill_summary(rows, len(parts), len(breaches), plan.running,
+                               time.perf_counter() - started)
     logger.info("backfill done: %s", summary)
-    if failed:
-        raise ShopfloorError(
-            f"{len(failed)} of {len(parts)} chunks failed ({failed[0]['chunk']}: "
-            f"{failed[0]['error']}); rerun the same range to repair them")
-    return summary
+    return conclude(backfill_verdict(rows), summary)

@@ -15,15 +15,19 @@ from shopfloor.aggregation.hours import local_hour_index, resolve_timezone
 from shopfloor.aggregation.incremental import (
     DEFAULT_MAX_CATCHUP_HOURS,
     IncrementalPlan,
-    hour_label,
-    hours_without_rows,
     plan_incremental,
 )
 from shopfloor.aggregation.late import DEFAULT_LATENESS_MINUTES
+from shopfloor.aggregation.outcome import (
+    completed_payload,
+    fresh_breaches,
+    hourly_summary,
+    shortfalls,
+)
 from shopfloor.aggregation.windows import Window, plan_windows
 from shopfloor.db.types import utcnow
+from shopfloor.outcome import from_notes
 from shopfloor.params import IsoDateTime, TimeZone
-from shopfloor.quality import artifact_scores, worst
 from tasks.aggregation import (
     check_databases,
     emit_threshold_alerts,
@@ -33,7 +37,7 @@ from tasks.aggregation import (
     write_hourly,
 )
 from tasks.clock import logical_now
-from tasks.outcomes import ON_FAILURE, degraded, emit
+from tasks.outcomes import ON_FAILURE, conclude, emit
 
 # Scheduled hourly: a run still going after 50 minutes would overlap the next one.
 TIMEOUT_SECONDS = 50 * 60
@@ -95,27 +99,6 @@ def _plan(source_db: str, target_db: str, timezone: str, tz: ZoneInfo, late_data
     return plan, marks, late_rows, first_new
 
 
-def _shortfalls(plan: IncrementalPlan | None, hours: set[tuple[str, str]], tz: ZoneInfo,
-                timezone: str, first_new: int) -> tuple[list[int], list[str]]:
-    """Closed hours newly closed by this run without any reading, and the messages a
-    Degraded state carries. An hour re-covered by a later run (the last closed hour is
-    always covered) is not reported again, so one empty hour is one notification."""
-    if plan is None:
-        return [], []
-    written = [{"ymd": ymd, "hh": hh} for ymd, hh in hours]
-    empty = [i for i in hours_without_rows(plan.closed, written, tz) if i >= first_new]
-    notes = []
-    if empty:
-        shown = ", ".join(hour_label(i) for i in empty[:5])
-        more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
-        notes.append(f"no readings for hour{'s' if len(empty) > 1 else ''} {shown}{more} "
-                     f"({timezone})")
-    if plan.skipped is not None:
-        notes.append(f"hours {plan.skipped.label()} are older than max_catchup_hours and "
-                     "were not aggregated: run hourly-backfill for them")
-    return empty, notes
-
-
 @flow(name="hourly-aggregation", timeout_seconds=TIMEOUT_SECONDS, on_failure=ON_FAILURE)
 def hourly_aggregation(
     start: IsoDateTime | None = None,
@@ -169,7 +152,6 @@ def hourly_aggregation(
             later than that is missed unless its hour is re-aggregated anyway (backfill).
     """
     started = time.perf_counter()
-    logger = get_run_logger()
     tz = check_parameters(start, end, timezone)
     check_databases(source_db, target_db)  # unknown blocks fail here, then unreachable ones
     plan: IncrementalPlan | None = None
@@ -178,43 +160,24 @@ def hourly_aggregation(
     if start is None:
         plan, marks, late_rows, first_new = _plan(source_db, target_db, timezone, tz, late_data,
                                                   max_catchup_hours, lateness_minutes)
-        windows: list[Window] = plan.windows
-    else:
-        windows = plan_windows(start, end, tz, utcnow())
-    logger.info("aggregating %d window(s): %s", len(windows),
-                "; ".join(w.label() for w in windows[:10]))
+    windows: list[Window] = plan.windows if plan else plan_windows(start, end, tz, utcnow())
+    get_run_logger().info("aggregating %d window(s): %s", len(windows),
+                          "; ".join(w.label() for w in windows[:10]))
     stats, rows = write_hourly(source_db, target_db, windows, timezone, marks)
     breaches = find_threshold_breaches(target_db, rows)
     create_markdown_artifact(breaches_markdown(breaches, timezone),
                              key="hourly-aggregation-alerts",
                              description="Hours breaching location thresholds")
-    # Only hours whose values changed in this run raise events, so a rerun or the
-    # late-data overlap never repeats an alert an automation has already acted on.
-    fresh = [b for b in breaches if (b.loc_id, b.ymd, b.hh) in stats.changed]
+    fresh = fresh_breaches(breaches, stats.changed)
     events = emit_threshold_alerts(fresh, timezone) if fresh else 0
-    empty, notes = _shortfalls(plan, stats.hours, tz, timezone, first_new)
-    hours = sorted(f"{ymd} {hh}" for ymd, hh in stats.hours)
-    summary = {
-        "windows": len(windows), "raw_rows": stats.raw_rows, "late_rows": late_rows,
-        "hours_written": len(hours), "empty_hours": len(empty),
-        "groups": stats.groups, "upserted": stats.upserted, "unchanged": stats.unchanged,
-        "stale_rows": len(stats.stale), "breaches": len(breaches), "alert_events": events,
-        "path": stats.path, "timezone": timezone,
-        "duration_s": round(time.perf_counter() - started, 2),
-        # The quality of the run's weakest window (one quality_score row per window).
-        "quality_rows": len(stats.quality), **artifact_scores(worst(stats.quality)),
-    }
+    empty, notes = shortfalls(plan, stats.hours, tz, timezone, first_new)
+    summary = hourly_summary(len(windows), stats, late_rows, len(empty), len(breaches), events,
+                             timezone, time.perf_counter() - started)
     if stats.stale:
-        logger.warning("%d hourly rows in the target have no raw rows in the source any "
-                       "more (kept): %s", len(stats.stale), stats.stale[:5])
+        get_run_logger().warning("%d hourly rows in the target have no raw rows in the "
+                                 "source any more (kept): %s", len(stats.stale), stats.stale[:5])
     create_table_artifact([summary], key="hourly-aggregation",
                           description="Hourly aggregation run")
-    emit(COMPLETED_EVENT, f"shopfloor.warehouse.{target_db}", {
-        "hours_written": len(hours), "raw_rows": stats.raw_rows, "groups": stats.groups,
-        "upserted": stats.upserted, "first_hour": hours[0] if hours else None,
-        "last_hour": hours[-1] if hours else None, "empty_hours": len(empty),
-        "incremental": plan is not None, "timezone": timezone})
-    summary["rows"] = rows
-    if notes:
-        return degraded(summary, "; ".join(notes))
-    return summary
+    emit(COMPLETED_EVENT, f"shopfloor.warehouse.{target_db}",
+         completed_payload(stats, len(empty), plan is not None, timezone))
+    return conclude(from_notes(notes), {**summary, "rows": rows})

@@ -9,12 +9,12 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from shopfloor.compaction.layout import check_target_prefix
-from shopfloor.errors import ShopfloorError
 from shopfloor.lake.merge import PartitionResult
+from shopfloor.lake.outcome import artifact_rows, description, summarise, verdict
 from shopfloor.params import RamLimit, StoragePrefix
 from tasks.clock import logical_now
 from tasks.lake_maintenance import merge_dataset
-from tasks.outcomes import ON_FAILURE, degraded, idle
+from tasks.outcomes import ON_FAILURE, conclude
 
 GraceDays = Annotated[int, Field(ge=1, le=366)]
 TargetFileMb = Annotated[int, Field(ge=1, le=4096)]
@@ -22,22 +22,6 @@ MinFiles = Annotated[int, Field(ge=2, le=100_000)]
 ClaimTtlMinutes = Annotated[int, Field(ge=0)]
 MaxPartitions = Annotated[int, Field(ge=1, le=100_000)]
 DEFAULT_PREFIXES = ["datalog_v2", "sensor_data"]
-
-
-def summarise(results: list[PartitionResult]) -> dict[str, Any]:
-    """Counts over every partition touched."""
-    merged = [r for r in results if r.status == "merged"]
-    return {
-        "partitions_merged": len(merged),
-        "partitions_skipped": sum(r.status == "skipped" for r in results),
-        "partitions_failed": sum(r.status == "failed" for r in results),
-        "recovered": sum(len(r.recovered) for r in results),
-        "files_in": sum(r.files_in for r in merged),
-        "files_out": sum(r.files_out for r in merged),
-        "rows": sum(r.rows for r in merged),
-        "bytes_in": sum(r.bytes_in for r in merged),
-        "bytes_out": sum(r.bytes_out for r in merged),
-    }
 
 
 @flow(name="lake-maintenance", timeout_seconds=3 * 3600, on_failure=ON_FAILURE)
@@ -83,19 +67,7 @@ def lake_maintenance(
                                  grace_days, target_file_mb, min_files, claim_ttl_minutes,
                                  ram_limit, max_partitions_per_prefix, run_id)
     summary = summarise(results)
-    rows = [r.row() for r in results] or [{"partition": "(none)", "status": "nothing due"}]
-    create_table_artifact(rows, key="lake-maintenance",
-                          description=f"Closed before {today - timedelta(days=grace_days)}: "
-                          f"{summary['partitions_merged']} merged "
-                          f"({summary['files_in']} files -> {summary['files_out']}), "
-                          f"{summary['partitions_failed']} failed")
-    failed = summary["partitions_failed"]
-    if failed and failed == len([r for r in results if r.status != "skipped"]):
-        raise ShopfloorError(f"every partition tried failed ({failed}): "
-                             + "; ".join(r.message for r in results if r.status == "failed")[:500])
-    if failed:
-        return degraded(summary, f"{failed} partitions failed, "
-                                 f"{summary['partitions_merged']} merged")
-    if not summary["partitions_merged"] and not summary["recovered"]:
-        return idle(summary, "no closed partition with small files")
-    return summary
+    create_table_artifact(artifact_rows(results), key="lake-maintenance",
+                          description=description(summary,
+                                                  today - timedelta(days=grace_days)))
+    return conclude(verdict(results, summary), summary)

@@ -8,8 +8,9 @@ from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 from prefect.states import State
 
+from shopfloor.aggregation.locations import sync_row, sync_verdict
 from tasks.aggregation import check_databases, sync_locations
-from tasks.outcomes import ON_FAILURE, degraded, idle
+from tasks.outcomes import ON_FAILURE, conclude
 
 # A sync of a few thousand locations takes seconds; a run still going after this long is
 # stuck on a lock or a dead connection, and ends Failed so someone is told.
@@ -38,13 +39,6 @@ def master_data_sync(
     started = time.perf_counter()
     check_databases(source_db, target_db)  # unknown blocks fail here, then unreachable ones
     result = sync_locations(source_db, target_db, flow_run.get_id())
-    row = {k: v for k, v in result.items() if k != "deactivated"}
-    row["deactivated"] = len(result["deactivated"])
-    row["duration_s"] = round(time.perf_counter() - started, 2)
-    create_table_artifact([row], key="master-data-sync", description="Master data sync")
-    if not result["source_rows"]:
-        return idle(result, "the source has no locations")
-    if result["quarantined"]:
-        return degraded(result, f"{result['quarantined']} of {result['source_rows']} source "
-                        "locations quarantined (they keep their last good values)")
-    return result
+    create_table_artifact([sync_row(result, time.perf_counter() - started)],
+                          key="master-data-sync", description="Master data sync")
+    return conclude(sync_verdict(result), result)

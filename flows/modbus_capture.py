@@ -1,6 +1,5 @@
 """The ``modbus-capture`` flow: poll ModbusDevice blocks concurrently, validate, store."""
 
-import re
 import time
 import uuid
 from typing import Annotated
@@ -9,37 +8,28 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact
 from prefect.context import FlowRunContext
 from prefect.runtime import deployment, flow_run
-from prefect.states import Completed, State
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from blocks.resolve import load_block, load_engine
 from shopfloor.db.engine import check_connection
-from shopfloor.errors import ShopfloorError, UserError
+from shopfloor.errors import ShopfloorError
 from shopfloor.modbus.capture import (
     CaptureStats,
-    Verdict,
     check_distinct_locations,
+    check_landing,
     check_parameters,
-    schedule_anchor,
-    verdict,
+    plan_schedule,
 )
 from shopfloor.modbus.client import DeviceConfig
-from shopfloor.modbus.window import plan_window, span_window_start
+from shopfloor.modbus.outcome import artifact_key, device_events, final_verdict, verdict
 from shopfloor.params import BlockName
 from tasks.forwarding import StoreAndForward, close_store, open_store, report
 from tasks.modbus import Progress, capture_device_task, resolve_device
-from tasks.outcomes import ON_FAILURE, degraded, emit
+from tasks.outcomes import ON_FAILURE, conclude, emit
 
 MAX_DEVICES = 64  # one polling thread per device
-START_LEAD_SECONDS = 2.0
-# A scheduled run samples [scheduled + offset, scheduled + offset + span): the offset
-# gives the worker time to start the run (process or container) before its first
-# slot. The next run, scheduled one span later, starts its window where this one ends.
-# ``shopfloor worker`` also starts runs 30 s before their scheduled time (prefetch):
-# the soak measured 33 s from submission to the first sample on 2 cores with four
-# other runs starting in the same minute.
-SCHEDULED_OFFSET_SECONDS = 30.0
 # The flow's timeout: an hour's span (the prefect.yaml deployment), its start offset,
 # and room for the last batch's writes. A longer plain call needs
 # ``modbus_capture.with_options(timeout_seconds=...)``; check_parameters refuses a run
@@ -56,32 +46,16 @@ SpanSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 OffsetSeconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
-def _artifact_key(device: str) -> str:
-    return "modbus-capture-" + re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
-
-
-def _publish(stats: list[CaptureStats]) -> None:
+def _publish(configs: list[DeviceConfig], stats: list[CaptureStats]) -> None:
+    """One artifact per device and one of the run; one event per device."""
     rows = [s.as_row() for s in stats]
     for row in rows:
-        create_table_artifact(table=[row], key=_artifact_key(str(row["device"])),
+        create_table_artifact(table=[row], key=artifact_key(str(row["device"])),
                               description=f"Modbus capture of device {row['device']}")
     create_table_artifact(table=rows, key="modbus-capture",
                           description="Modbus capture: one line per device")
-
-
-def _emit_events(configs: list[DeviceConfig], stats: list[CaptureStats]) -> None:
-    """``shopfloor.capture.completed`` for a device with a valid reading, else
-    ``shopfloor.device.dead`` (the freshness automations watch the first)."""
-    for cfg, s in zip(configs, stats, strict=True):
-        payload = {"samples_ok": s.samples_ok, "samples_expected": s.samples_expected,
-                   "rows_written": s.rows_written, "rows_quarantined": s.rows_quarantined}
-        labels = {"shopfloor.district": cfg.district} if cfg.district else {}
-        if s.rows_valid:
-            emit("shopfloor.capture.completed", f"shopfloor.device.{cfg.name}", payload,
-                 **labels)
-        else:
-            emit("shopfloor.device.dead", f"shopfloor.device.{cfg.name}",
-                 {**payload, "last_error": s.last_error}, **labels)
+    for e in device_events(configs, stats):
+        emit(e.event, e.resource, e.payload, **e.labels)
 
 
 def _timeout_limit() -> float | None:
@@ -92,33 +66,56 @@ def _timeout_limit() -> float | None:
     return None if not timeout else timeout - TIMEOUT_MARGIN_SECONDS
 
 
-def _check_landing(configs: list[DeviceConfig]) -> None:
-    missing = [c.name for c in configs if not c.district]
-    if missing:
-        raise UserError(
-            f"land_json needs a district on every device, missing on {', '.join(missing)}: "
-            "landed keys start with dstrct_code=<code>/ so registration finds the district "
-            "(shopfloor modbus add-device NAME --district CODE ...)")
+def _check_sinks(configs: list[DeviceConfig], write_raw: bool, land_json: bool,
+                 target_db: str, raw_logs: str, store_and_forward: bool) -> None:
+    """Fail before any device is polled on what cannot work; a database that does not
+    answer is only a warning when the buffer holds the samples until it is back."""
+    if write_raw:
+        check_distinct_locations(configs)
+        try:
+            check_connection(load_engine(target_db), target_db)
+        except ShopfloorError as exc:
+            if not store_and_forward:
+                raise
+            get_run_logger().warning("%s: capturing into the buffer, forwarded when it is "
+                                     "back", exc)
+    if land_json:
+        check_landing(configs)
+        load_block(raw_logs)  # an unknown block fails here, before any device is polled
 
 
-def _schedule(samples: int, interval: float, span: float | None, offset: float | None,
-              now: float) -> tuple[float, int, int]:
-    """(first slot, slots to take, slots missed at the start) of this run at ``now``."""
-    if span is None:  # a number of samples from now, on the interval grid
-        return schedule_anchor(interval, now=now + START_LEAD_SECONDS), samples, 0
-    if deployment.get_id() is not None:  # scheduled (or started) from a deployment
-        scheduled = flow_run.get_scheduled_start_time().timestamp()
-        start = span_window_start(scheduled, span,
-                                  SCHEDULED_OFFSET_SECONDS if offset is None else offset)
-    else:  # a plain call: the window starts now
-        start = now + START_LEAD_SECONDS + (offset or 0.0)
-    window = plan_window(start, span, interval, now=now, lead=START_LEAD_SECONDS)
-    if window.remaining == 0:
-        raise ShopfloorError(
-            f"the run started after its window ({window.slots} slots from "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(window.first))} UTC) had "
-            "passed: the window is lost (no sample taken)")
-    return window.start, window.remaining, window.skip
+def _scheduled_time() -> float | None:
+    """When a deployment run was scheduled for (epoch seconds); None for a plain call."""
+    if deployment.get_id() is None:
+        return None
+    return flow_run.get_scheduled_start_time().timestamp()
+
+
+def _capture(configs: list[DeviceConfig], plan: tuple[float, int, int], interval: float,
+             run_id: str, sinks: tuple[str | None, str | None], store_and_forward: bool,
+             progress: Progress) -> tuple[list[CaptureStats], StoreAndForward | None, str]:
+    """Every device in its own thread through the buffer (or straight to the sinks);
+    returns the devices' counters, the store and what it could not forward yet."""
+    anchor, slots, missed = plan
+    shared = {cfg.name: CaptureStats(cfg.name) for cfg in configs}
+    store = None
+    if store_and_forward and any(sinks):
+        store = open_store(configs, run_id, *sinks, shared)
+    try:
+        futures = [capture_device_task.submit(cfg, slots, interval, anchor, run_id, *sinks,
+                                              progress, missed,
+                                              store.buffer if store else None,
+                                              shared[cfg.name])
+                   for cfg in configs]
+        stats = [f.result() for f in futures]
+    finally:
+        if store is not None:
+            close_store(store)
+    if store is None:
+        return stats, None, ""
+    summary = report(store, sum(s.samples_buffered for s in stats))
+    store.buffer.close()
+    return stats, store, summary
 
 
 @flow(name="modbus-capture", task_runner=ThreadPoolTaskRunner(max_workers=MAX_DEVICES),
@@ -182,68 +179,25 @@ def modbus_capture(
     check_parameters(devices, samples, interval_seconds, span_seconds, _timeout_limit())
     # Concurrently: each is a block load, and the run's first slot is waiting.
     configs = [f.result() for f in [resolve_device.submit(name) for name in devices]]
-    if write_raw:
-        check_distinct_locations(configs)
-        try:
-            check_connection(load_engine(target_db), target_db)
-        except ShopfloorError as exc:
-            if not store_and_forward:
-                raise
-            logger.warning("%s: capturing into the buffer, forwarded when it is back", exc)
-    if land_json:
-        _check_landing(configs)
-        load_block(raw_logs)  # an unknown block fails here, before any device is polled
+    _check_sinks(configs, write_raw, land_json, target_db, raw_logs, store_and_forward)
     run_id = str(flow_run.get_id() or uuid.uuid4())
-    anchor, slots, missed = _schedule(samples, interval_seconds, span_seconds,
-                                      start_offset_seconds, time.time())
+    plan = plan_schedule(samples, interval_seconds, span_seconds, start_offset_seconds,
+                         time.time(), _scheduled_time())
+    anchor, slots, missed = plan
     progress = Progress(create_progress_artifact(0.0, key="modbus-capture-progress",
                                                  description="samples taken"),
                         slots * len(configs))
     logger.info("capturing %d slots every %.3fs from %s UTC from %d devices%s", slots,
                 interval_seconds, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(anchor)),
                 len(configs), f" ({missed} slots of the window already past)" if missed else "")
-    shared = {cfg.name: CaptureStats(cfg.name) for cfg in configs}
-    store = None
-    if store_and_forward and (write_raw or land_json):
-        store = open_store(configs, run_id, target_db if write_raw else None,
-                           raw_logs if land_json else None, shared)
-    try:
-        futures = [
-            capture_device_task.submit(cfg, slots, interval_seconds, anchor, run_id,
-                                       target_db if write_raw else None,
-                                       raw_logs if land_json else None, progress, missed,
-                                       store.buffer if store else None, shared[cfg.name])
-            for cfg in configs
-        ]
-        stats = [f.result() for f in futures]
-    finally:
-        if store is not None:
-            close_store(store)
-    summary = report(store, sum(s.samples_buffered for s in stats)) if store else ""
-    if store is not None:
-        store.buffer.close()
-    _publish(stats)
-    _emit_events(configs, stats)
-    return _outcome(stats, missed, store, summary)
-
-
-def _outcome(stats: list[CaptureStats], missed: int, store: StoreAndForward | None,
-             summary: str) -> list[dict[str, object]] | State:
-    """Failed, Degraded, Completed with the backlog named, or plain Completed."""
-    logger = get_run_logger()
-    rows = [s.as_row() for s in stats]
-    judged: Verdict = verdict(stats, missed)
-    if judged.outcome == "failed":
-        raise ShopfloorError(judged.message + (f" ({summary})" if summary else ""))
+    stats, store, summary = _capture(
+        configs, plan, interval_seconds, run_id,
+        (target_db if write_raw else None, raw_logs if land_json else None),
+        store_and_forward, progress)
+    _publish(configs, stats)
     backlog = store is not None and (any(store.backlog.values()) or store.dropped > 0)
-    if judged.outcome == "degraded":
-        message = judged.message + (f"; {summary}" if backlog else "")
-        logger.warning("degraded: %s", message)
-        return degraded(rows, message)
-    if summary:
-        (logger.warning if backlog else logger.info)("%s", summary)
-    if backlog:
-        # Polling went on and every sample is buffered: the run did its job; the
-        # backlog is told here, in the buffer artifact and by shopfloor.buffer.backlog.
-        return Completed(message=summary, data=rows)
-    return rows
+    decided = final_verdict(verdict(stats, missed), summary, backlog)
+    if decided.kind != "failed" and (decided.message or summary):
+        (logger.warning if decided.kind == "degraded" or backlog else logger.info)(
+            "%s: %s", decided.kind, decided.message or summary)
+    return conclude(decided, [s.as_row() for s in stats])

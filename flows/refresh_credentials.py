@@ -14,11 +14,10 @@ from prefect.artifacts import create_table_artifact
 from prefect.states import State
 from pydantic import Field
 
-from blocks.credentials import FAILED, UNCHANGED
 from blocks.resolve import require_blocks
-from shopfloor.errors import ShopfloorError
+from shopfloor.db.credentials import refresh_verdict
 from tasks.credentials import refresh_block_credentials
-from tasks.outcomes import ON_FAILURE, idle
+from tasks.outcomes import ON_FAILURE, conclude, idle
 from tasks.variables import CREDENTIAL_SECRETS, from_variable
 
 # One read and one connection per block: minutes at most. A run still going after this
@@ -63,11 +62,4 @@ def refresh_credentials(
     seconds = round(time.perf_counter() - started, 2)
     create_table_artifact(rows, key="refresh-credentials",
                           description=f"Credential refresh of {len(rows)} block(s), {seconds} s")
-    failed = [r for r in results if r.result == FAILED]
-    if failed:
-        raise ShopfloorError(
-            f"{len(failed)} of {len(results)} block(s) kept their old credentials: "
-            + "; ".join(f"{r.block}: {r.detail}" for r in failed))
-    if all(r.result == UNCHANGED for r in results):
-        return idle(rows, "every block already holds its secret's credentials")
-    return rows
+    return conclude(refresh_verdict(results), rows)

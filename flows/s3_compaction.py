@@ -25,18 +25,21 @@ from shopfloor.compaction.keys import check_prefix
 from shopfloor.compaction.outcome import (
     Served,
     artifact_description,
+    metric_rows,
     partitions,
+    registration_description,
+    registration_verdict,
     summarise,
     verdict,
 )
-from shopfloor.errors import DataIntegrityError, ShopfloorError
+from shopfloor.errors import DataIntegrityError
 from shopfloor.params import (
     DistrictCode,
     OptionalStoragePrefix,
     RamLimit,
     StoragePrefix,
 )
-from tasks.outcomes import ON_FAILURE, degraded, emit, idle
+from tasks.outcomes import ON_FAILURE, conclude, emit
 from tasks.s3_compaction import (
     check_storage,
     claim_renewal,
@@ -70,10 +73,6 @@ OverlapHours = Annotated[int, Field(ge=0, le=24 * 7)]
 def _run_id() -> str:
     # The flow run id is the claim token; a plain call outside Prefect still gets one.
     return str(flow_run.get_id() or uuid.uuid4())
-
-
-def _metrics(counts: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"metric": k, "value": v} for k, v in counts.items()]
 
 
 @flow(name="register-s3-keys", timeout_seconds=REGISTRATION_TIMEOUT_S,
@@ -112,22 +111,9 @@ def register_s3_keys(
     prefix = check_prefix(prefix)  # without the trailing "/"; the type refused the rest
     counts = register_new_keys(raw_logs, prefix, distrik, metadata_db, overlap_hours,
                                full_listing)
-    create_table_artifact(_metrics(counts), key="register-s3-keys",
-                          description=f"Keys under {prefix or '(all)'!r} of {raw_logs}: "
-                          f"{counts['listed']} listed, {counts['json']} JSON, "
-                          f"{counts['new']} new, {counts['known']} known, "
-                          f"{counts['no_district']} without district")
-    skipped = counts["no_district"]
-    if skipped and counts["new"] == 0 and counts["known"] == 0:
-        raise ShopfloorError(
-            f"all {skipped} JSON keys listed name no district: nothing registered (land "
-            "them under dstrct_code=<code>/ or pass distrik=)")
-    if skipped:
-        return degraded(counts, f"{skipped} JSON keys skipped: they name no district; "
-                                f"{counts['new']} new keys registered")
-    if counts["new"] == 0:
-        return idle(counts, f"nothing new: {counts['listed']} objects listed")
-    return counts
+    create_table_artifact(metric_rows(counts), key="register-s3-keys",
+                          description=registration_description(counts, prefix, raw_logs))
+    return conclude(registration_verdict(counts), counts)
 
 
 def _configured(districts: list[str]) -> list[str]:
@@ -278,15 +264,8 @@ def s3_compaction(
         served = _serve(spec, districts, key_limit_per_run)
     summary = summarise(distrik or ",".join(served.districts), served,
                         time.monotonic() - started)
-    create_table_artifact(_metrics(summary), key="s3-compaction",
+    create_table_artifact(metric_rows(summary), key="s3-compaction",
                           description=artifact_description(served, target_prefix))
     decided = verdict(summary, served)
-    if decided.kind == "failed":
-        raise (DataIntegrityError if decided.integrity else ShopfloorError)(decided.message)
-    if decided.kind == "idle":
-        get_run_logger().info("%s%s", decided.message,
-                              f" for district {distrik}" if distrik else "")
-        return idle(summary, decided.message)
-    if decided.kind == "degraded":
-        return degraded(summary, decided.message)
-    return summary
+    get_run_logger().info("%s: %s", decided.kind, decided.message or "done")
+    return conclude(decided, summary)

@@ -18,7 +18,6 @@ from prefect.runtime import flow_run
 from blocks.resolve import load_engine, load_storage
 from shopfloor.db.engine import check_connection
 from shopfloor.errors import ShopfloorError
-from shopfloor.historian.lake import rows_per_file
 from shopfloor.historian.plan import (
     Layout,
     MonthSlice,
@@ -40,9 +39,18 @@ from shopfloor.params import IsoDate
 from shopfloor.spark.errors import error_line
 from shopfloor.spark.extract import ExtractionJob, MonthResult, apply_quality
 from shopfloor.spark.jdbc import jdbc_source
+from shopfloor.spark.run import (
+    counts_line,
+    make_job,
+    ordered,
+    recheck_description,
+    recheck_rows,
+    verdict,
+    work_list,
+)
 from shopfloor.spark.session import session_conf, spark_session
 from tasks.clock import logical_now
-from tasks.outcomes import ON_FAILURE
+from tasks.outcomes import ON_FAILURE, conclude
 from tasks.spark_extraction import (
     clean_output_leftovers,
     discard_month_staging,
@@ -182,73 +190,59 @@ def spark_sensor_extraction(
     start, end = resolve_window(start, end, logical_now().date())
     months = check_parameters(start, end, table_pattern=table_pattern, spark_conf=spark_conf)
     recheck = recheck_window(start, recheck_days)
-    recheck_months = plan_months(*recheck, table_pattern) if recheck else []
-    logger = get_run_logger()
-    # Resolved here once, only to fail fast (unknown block, unreachable database, a
-    # database JDBC cannot read) and to pick the JDBC jars; the tasks get the names.
+    jdbc_kind, lake_url = _check_sources(historian_db, lake, output_prefix)
+    present, missing = find_month_tables(historian_db, months)
+    patterns = list(dict.fromkeys(tag_patterns))
+    tags = load_historian_tags(historian_db, patterns)
+    if not tags:
+        raise ShopfloorError(f"no tag in sqlth_te matches {patterns}")
+    job = make_job(output_prefix, tags, patterns, good_quality, num_partitions,
+                   target_file_mb, max_records_per_file, layout)
+    results = [MonthResult(m.month, m.table, status="missing") for m in missing]
+    checks, redo = _recheck(historian_db, lake, job,
+                            plan_months(*recheck, table_pattern) if recheck else [], results)
+    if work := work_list(present, redo):
+        results += _run_months(spark_master, session_conf(jdbc_kind, spark_conf), historian_db,
+                               lake, job, work, quality_db)
+    results = ordered(results)
+    if recheck:
+        rows = recheck_rows(checks, results)
+        create_table_artifact(key=f"{ARTIFACT_PREFIX}-recheck", table=rows,
+                              description=recheck_description(rows))
+    create_table_artifact(
+        key=f"{ARTIFACT_PREFIX}-summary", table=[vars(r) for r in results],
+        description=f"Spark extraction {start} .. {end} to {lake_url}"
+                    + (f"; re-checked {recheck[0]} .. {recheck[1]}" if recheck else ""))
+    get_run_logger().info("%s", counts_line(results))
+    return conclude(verdict(results), results)
+
+
+def _check_sources(historian_db: str, lake: str, output_prefix: str) -> tuple[str, str]:
+    """Resolve the blocks once, only to fail fast (unknown block, unreachable database, a
+    database JDBC cannot read); returns the JDBC kind (it picks the jars) and the output's
+    URL. The tasks get the names."""
     engine = load_engine(historian_db)
     jdbc_kind = jdbc_source(engine.url).kind
     storage = load_storage(lake)
     check_connection(engine, historian_db)
-    patterns = list(dict.fromkeys(tag_patterns))
-    present, missing = find_month_tables(historian_db, months)
-    tags = load_historian_tags(historian_db, patterns)
-    if not tags:
-        raise ShopfloorError(f"no tag in sqlth_te matches {patterns}")
-    job = ExtractionJob(output_prefix, tags, patterns, sorted(set(good_quality)),
-                        num_partitions, rows_per_file(target_file_mb, max_records_per_file),
-                        drivers=any(t.drvid is not None for t in tags), layout=layout)
-    results = [MonthResult(m.month, m.table, status="missing") for m in missing]
+    return jdbc_kind, storage.url(output_prefix)
+
+
+def _recheck(historian_db: str, lake: str, job: ExtractionJob, months: list[MonthSlice],
+             results: list[MonthResult]) -> tuple[list[DayCheck], list[MonthSlice]]:
+    """The re-check window's days compared, and one slice per day that changed. A failed
+    re-check is added to ``results`` (the run then fails); the window is still extracted."""
     try:
-        checks, redo = _recheck(historian_db, lake, job, recheck_months)
-    except Exception as exc:  # the window is still extracted; the run then fails
-        checks, redo = [], []
+        present, _ = find_month_tables(historian_db, months) if months else ([], [])
+        if not present:
+            return [], []
+        checks = recheck_lake_days(historian_db, lake, job, present)
+    except Exception as exc:
         results.append(MonthResult("recheck", "", status="failed", kind="recheck",
                                    error=error_line(exc)))
-        logger.error("re-check failed: %s", results[-1].error)
-    if present or redo:
-        conf = session_conf(jdbc_kind, spark_conf)
-        results += _run_months(spark_master, conf, historian_db, lake, job,
-                               [(m, "window") for m in present] + [(d, "recheck") for d in redo],
-                               quality_db)
-    results.sort(key=lambda r: (r.kind == "recheck", r.month))
-    if recheck:
-        _recheck_artifact(checks, results)
-    create_table_artifact(
-        key=f"{ARTIFACT_PREFIX}-summary", table=[vars(r) for r in results],
-        description=f"Spark extraction {start} .. {end} to {storage.url(output_prefix)}"
-                    + (f"; re-checked {recheck[0]} .. {recheck[1]}" if recheck else ""))
-    failed = [r for r in results if r.status == "failed"]
-    logger.info("%d month(s) ok, %d missing, %d failed, %d day(s) rewritten by the re-check",
-                sum(r.status == "ok" and r.kind == "window" for r in results), len(missing),
-                len(failed), sum(r.status == "ok" and r.kind == "recheck" for r in results))
-    if failed:
-        raise ShopfloorError("failed month(s): " + "; ".join(
-            f"{r.month}: {r.error}" for r in failed))
-    return results
-
-
-def _recheck(historian_db: str, lake: str, job: ExtractionJob,
-             months: list[MonthSlice]) -> tuple[list[DayCheck], list[MonthSlice]]:
-    """The re-check window's days compared, and one slice per day that changed."""
-    if not months:
+        get_run_logger().error("re-check failed: %s", results[-1].error)
         return [], []
-    present, _ = find_month_tables(historian_db, months)
-    if not present:
-        return [], []
-    checks = recheck_lake_days(historian_db, lake, job, present)
     return checks, day_slices(present, [c.date for c in checks if c.changed])
-
-
-def _recheck_artifact(checks: list[DayCheck], results: list[MonthResult]) -> None:
-    done = {r.month: r.status for r in results if r.kind == "recheck"}
-    rows = [{**vars(c), "action": ("rewritten" if done.get(c.date) == "ok" else
-                                   done.get(c.date, "unchanged") if c.changed else "unchanged")}
-            for c in checks]
-    create_table_artifact(
-        key=f"{ARTIFACT_PREFIX}-recheck", table=rows or [{"date": "", "action": "no table"}],
-        description=f"Re-check: {sum(r['action'] == 'rewritten' for r in rows)} day(s) "
-                    "rewritten (rows per tag and day differed between source and lake)")
 
 
 def _run_months(master: str, conf: dict[str, str], historian_db: str, lake: str,

@@ -70,14 +70,6 @@ class StorageLocation:
         """The address Hadoop/Spark's own writer takes: a local path or ``s3a://bucket/key``."""
         return f"s3a://{self.path(key)}" if self.is_remote else self.url(key)
 
-    def key_of(self, url_or_path: str) -> str:
-        """The key (relative to this location) of a URL or path inside it."""
-        for base in (self.url(""), self.path("")):
-            base = base.rstrip("/") + "/"
-            if url_or_path.startswith(base):
-                return url_or_path[len(base):]
-        raise ValueError(f"{url_or_path!r} is not inside {self.url('')!r}")
-
     # -- filesystems -------------------------------------------------------------
     def filesystem(self) -> Any:
         """An fsspec filesystem for this location (local, or s3fs with the credentials)."""

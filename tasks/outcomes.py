@@ -12,8 +12,11 @@ watch. One vocabulary for every flow (docs/operations.md):
   that stays idle for too long.
 - **Completed**: the job was done.
 
-Flows return ``degraded(...)``/``idle(...)``; a plain Python call still gets the
-summary (Prefect returns a returned state's data).
+Which one a run ends in is decided in the domain from what it did (a
+:class:`~shopfloor.outcome.Verdict`, e.g. ``shopfloor.compaction.outcome.verdict``); the
+flow applies it with :func:`conclude`, which raises or returns ``degraded(...)`` /
+``idle(...)``. A plain Python call still gets the summary (Prefect returns a returned
+state's data).
 
 Failed and Degraded runs also emit ``shopfloor.run.failed`` / ``shopfloor.run.degraded``
 (resource ``shopfloor.flow-run.<id>``), which the ``shopfloor-failed-runs`` automation
@@ -28,7 +31,8 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run as current_run
 from prefect.states import Completed, State
 
-from shopfloor.errors import retryable
+from shopfloor.errors import DataIntegrityError, ShopfloorError, retryable
+from shopfloor.outcome import Verdict
 
 DEGRADED = "Degraded"
 IDLE = "Idle"
@@ -67,6 +71,19 @@ ON_FAILURE = [report_failure]
 def idle(summary: Any, message: str) -> State:
     """A Completed state named ``Idle`` carrying ``summary`` (nothing was due)."""
     return Completed(name=IDLE, message=message, data=summary)
+
+
+def conclude(verdict: Verdict, summary: Any) -> Any:
+    """Apply a run's :class:`~shopfloor.outcome.Verdict` to its summary: raise for
+    ``failed`` (a :class:`DataIntegrityError` for an integrity stop), an ``Idle`` or
+    ``Degraded`` state, a Completed state carrying the message, or the summary itself."""
+    if verdict.kind == "failed":
+        raise (DataIntegrityError if verdict.integrity else ShopfloorError)(verdict.message)
+    if verdict.kind == "idle":
+        return idle(summary, verdict.message)
+    if verdict.kind == "degraded":
+        return degraded(summary, verdict.message)
+    return Completed(message=verdict.message, data=summary) if verdict.message else summary
 
 
 def emit(event: str, resource_id: str, payload: dict[str, Any] | None = None,

@@ -16,10 +16,9 @@ materialized view is PostgreSQL-only and refreshed whole. The table is upserted 
 days each hourly write touches, in that write's transaction, on every dialect.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, func, select
 
@@ -45,15 +44,6 @@ def window_days(window: Window) -> list[str]:
         if day != days[-1]:
             days.append(day)
     return days
-
-
-def hours_in_day(ymd: str, tz: ZoneInfo) -> int:
-    """Real hours of local day ``ymd`` in ``tz``: 24, 23 (spring DST), 25 (autumn)."""
-    day = datetime.strptime(ymd, "%Y%m%d")
-    # Subtracting two times of one zone is wall-clock arithmetic in Python: go to UTC.
-    start = day.replace(tzinfo=tz).astimezone(UTC)
-    end = (day + timedelta(days=1)).replace(tzinfo=tz).astimezone(UTC)
-    return round((end - start).total_seconds() / 3600)
 
 
 def daily_select(tables: Tables, days: Sequence[str], loc_ids: Sequence[str] | None = None):
@@ -93,27 +83,6 @@ def daily_row(group: Mapping[str, Any]) -> dict[str, Any]:
     out["hours"] = int(group["hours"])
     out["sample_count"] = int(group["sample_count"] or 0)
     return out
-
-
-def roll_up(hours: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The daily rows of some hourly rows, in Python (the same rule as
-    :func:`daily_select` + :func:`daily_row`; for checks and tests)."""
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in hours:
-        key = (row["loc_id"], row["ymd"])
-        g = groups.setdefault(key, {"loc_id": key[0], "ymd": key[1], "hours": 0,
-                                    "sample_count": 0,
-                                    **{f"{m}_{p}": None for m in MEASURES for p in PARTS}})
-        g["hours"] += 1
-        g["sample_count"] += int(row["sample_count"])
-        for m in MEASURES:
-            for part, pick in (("count", None), ("sum", None), ("min", min), ("max", max)):
-                value, old = row.get(f"{m}_{part}"), g[f"{m}_{part}"]
-                if value is None:
-                    continue
-                g[f"{m}_{part}"] = (value if old is None else
-                                    (old + value if pick is None else pick(old, value)))
-    return [daily_row(g) for _, g in sorted(groups.items())]
 
 
 def lock_days(conn: Connection, tables: Tables, days: Sequence[str]) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, select, update
 from shopfloor.db.schema import Tables
 from shopfloor.db.upsert import upsert
 from shopfloor.errors import ShopfloorError
+from shopfloor.outcome import COMPLETED, Verdict
 from shopfloor.quality import QualityResult, split_valid
 
 THRESHOLDS = tuple(f"{m}_{b}" for m in ("temperature", "humidity", "pcv_temperature")
@@ -95,3 +96,23 @@ def apply_locations(conn: Connection, tables: Tables, valid: pd.DataFrame,
         conn.execute(update(loc).where(loc.c.loc_id.in_(gone)).values(active=False,
                                                                          updated_at=now))
     return len(changed), len(records) - len(changed), gone
+
+
+def sync_row(result: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """A master data sync's artifact row: its counts, the deactivated locations counted."""
+    row = {k: v for k, v in result.items() if k != "deactivated"}
+    row["deactivated"] = len(result["deactivated"])
+    row["duration_s"] = round(seconds, 2)
+    return row
+
+
+def sync_verdict(result: dict[str, Any]) -> Verdict:
+    """Idle when the source has no location (an empty source with active locations on
+    the target is refused before anything is written), Degraded when some were
+    quarantined (they keep their last good values)."""
+    if not result["source_rows"]:
+        return Verdict("idle", "the source has no locations")
+    if result["quarantined"]:
+        return Verdict("degraded", f"{result['quarantined']} of {result['source_rows']} "
+                       "source locations quarantined (they keep their last good values)")
+    return COMPLETED

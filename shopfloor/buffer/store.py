@@ -15,7 +15,6 @@ commit, a millisecond or more per sample on an ordinary disk.
 """
 
 import os
-import shutil
 import sqlite3
 import threading
 import time
@@ -446,14 +445,6 @@ class SampleBuffer:
         """Samples held (forwarded or not by some sink)."""
         with self._lock:
             return self._db.execute("SELECT count(*) FROM sample").fetchone()[0]
-
-
-def copy_file(path: Path, to: Path) -> None:
-    """Copy a buffer file and its WAL as they are on disk (what a crash would leave)."""
-    for suffix in ("", "-wal", "-shm"):
-        src = Path(f"{path}{suffix}")
-        if src.exists():
-            shutil.copyfile(src, f"{to}{suffix}")
 
 
 def _env_number(name: str, default: float) -> float:

@@ -99,10 +99,6 @@ class ClaimLayout:
         """Where a staged file goes: the same partition path under the target prefix."""
         return f"{self.target_prefix}/{self._partition_path(staged_url)}"
 
-    def final_url(self, staged_url: str) -> str:
-        """The URL of :meth:`final_key`."""
-        return self.lake.url(self.final_key(staged_url))
-
     def for_token(self, token: str) -> "ClaimLayout":
         """The same scope's layout of another claim token (a stale claim taken over)."""
         return ClaimLayout(self.lake, self.target_prefix, check_token(token), self.scope)

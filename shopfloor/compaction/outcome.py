@@ -6,6 +6,7 @@ from typing import Any
 
 from shopfloor.compaction.compact import PHASES, CompactResult
 from shopfloor.compaction.status import object_quality_rows
+from shopfloor.outcome import COMPLETED, Verdict
 from shopfloor.quality import artifact_scores, combined
 
 
@@ -47,16 +48,6 @@ def summarise(label: str, served: Served, seconds: float) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """``failed`` (raise; ``integrity`` says which kind), ``idle``, ``degraded`` or
-    ``completed``, with the message the state carries."""
-
-    kind: str
-    message: str = ""
-    integrity: bool = False
-
-
 def verdict(summary: dict[str, Any], served: Served) -> Verdict:
     """The run's final state (docs/s3_compaction.md, "Outcomes")."""
     if served.failures:
@@ -70,7 +61,7 @@ def verdict(summary: dict[str, Any], served: Served) -> Verdict:
     if bad:
         return Verdict("degraded", f"{bad} of {served.claimed} objects quarantined "
                                    "(see s3_object.error)")
-    return Verdict("completed")
+    return COMPLETED
 
 
 def artifact_description(served: Served, target_prefix: str) -> str:
@@ -79,5 +70,33 @@ def artifact_description(served: Served, target_prefix: str) -> str:
     return f"s3-compaction of {', '.join(served.districts)} into {target_prefix}"
 
 
-__all__: Sequence[str] = ["Served", "Verdict", "artifact_description", "partitions",
+def registration_description(counts: dict[str, int], prefix: str, raw_logs: str) -> str:
+    """The description of a registration run's artifact."""
+    return (f"Keys under {prefix or '(all)'!r} of {raw_logs}: {counts['listed']} listed, "
+            f"{counts['json']} JSON, {counts['new']} new, {counts['known']} known, "
+            f"{counts['no_district']} without district")
+
+
+def registration_verdict(counts: dict[str, int]) -> Verdict:
+    """A registration run's final state (docs/s3_compaction.md): Failed when every JSON
+    key listed names no district, Degraded when some do, Idle when nothing was new."""
+    skipped = counts["no_district"]
+    if skipped and counts["new"] == 0 and counts["known"] == 0:
+        return Verdict("failed", f"all {skipped} JSON keys listed name no district: nothing "
+                       "registered (land them under dstrct_code=<code>/ or pass distrik=)")
+    if skipped:
+        return Verdict("degraded", f"{skipped} JSON keys skipped: they name no district; "
+                                   f"{counts['new']} new keys registered")
+    if counts["new"] == 0:
+        return Verdict("idle", f"nothing new: {counts['listed']} objects listed")
+    return COMPLETED
+
+
+def metric_rows(counts: dict[str, Any]) -> list[dict[str, Any]]:
+    """A summary as artifact rows, one ``metric``/``value`` pair a line."""
+    return [{"metric": k, "value": v} for k, v in counts.items()]
+
+
+__all__: Sequence[str] = ["Served", "Verdict", "artifact_description", "metric_rows",
+                          "partitions", "registration_description", "registration_verdict",
                           "summarise", "verdict"]

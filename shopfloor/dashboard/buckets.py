@@ -71,7 +71,3 @@ def bucket_start(index: int, width_seconds: int) -> datetime:
     """The first UTC instant of bucket ``index``."""
     return EPOCH + timedelta(seconds=int(index) * width_seconds)
 
-
-def bucket_of(instant: datetime, width_seconds: int) -> int:
-    """The bucket index of an aware instant (what the database computes, in Python)."""
-    return int((instant - EPOCH).total_seconds()) // width_seconds

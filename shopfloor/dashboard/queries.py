@@ -12,16 +12,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, case, exists, func, literal, select, union_all
+from sqlalchemy import Connection, Table, case, exists, func, inspect, literal, select, union_all
 from sqlalchemy.sql.expression import ColumnElement
 
 from shopfloor.dashboard.buckets import FIVE_MINUTES, bucket_start, time_bucket
-from shopfloor.dashboard.tables import anomaly_table, quality_table, table_exists
 from shopfloor.db.schema import Tables
 
 MEASURES = ("temperature", "humidity", "pcv_temperature")
 BACKLOG_STATUSES = ("PENDING", "CLAIMED", "FAILED")
 DEVICE_COLUMNS = ["loc_id", "device", "last_reading", "readings"]
+
+
+def table_exists(conn: Connection, table: Table) -> bool:
+    """Whether ``table`` exists in the database ``conn`` is connected to: the anomaly and
+    quality tables appear when their flows first run, and a panel says "no data yet"."""
+    return inspect(conn).has_table(table.name, schema=table.schema)
 
 
 def _frame(rows: Sequence[Any], columns: Sequence[str]) -> pd.DataFrame:
@@ -137,7 +142,7 @@ def anomalies(conn: Connection, tables: Tables, loc_ids: Sequence[str], start: d
               end: datetime) -> pd.DataFrame:
     """Findings of the anomaly detector for ``loc_ids`` with ``hour_start`` in
     ``[start, end)`` (empty while the ``anomaly`` table does not exist)."""
-    a = anomaly_table(tables)
+    a = tables.anomaly
     cols = ["kind", "loc_id", "measure", "hour_start", "hours", "score", "detail"]
     rows: Sequence[Any] = []
     if loc_ids and table_exists(conn, a):
@@ -158,7 +163,7 @@ def quality_over_time(conn: Connection, tables: Tables, since: datetime,
 
     Columns: flow, bucket_start (UTC), batches, rows_in, overall_avg, overall_min.
     """
-    q = quality_table(tables)
+    q = tables.quality_score
     cols = ["flow", "bucket_start", "batches", "rows_in", "overall_avg", "overall_min"]
     rows: Sequence[Any] = []
     if table_exists(conn, q):

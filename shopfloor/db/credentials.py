@@ -9,12 +9,14 @@ before anything is saved. No message here ever contains a secret's value.
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import URL
 
 from shopfloor.db.engine import check_connection, make_engine
 from shopfloor.errors import UserError
+from shopfloor.outcome import COMPLETED, Verdict
 
 # RDS's ``engine`` values -> the driver a new block gets (an existing block keeps its own).
 ENGINE_DRIVERS = {
@@ -134,3 +136,29 @@ def check_credentials(url: URL, name: str, timeout_seconds: int = 10) -> None:
         check_connection(engine, name)
     finally:
         engine.dispose()
+
+
+UPDATED, CREATED, UNCHANGED, FAILED = "updated", "created", "unchanged", "failed"
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What happened to one block; ``detail`` is a URL with the password hidden or the
+    reason it failed, never a secret."""
+
+    block: str
+    secret: str
+    result: str
+    detail: str
+
+
+def refresh_verdict(results: Sequence[RefreshResult]) -> Verdict:
+    """A credential refresh's final state: Failed when a block kept its old credentials
+    (after the others were done), Idle when every block already held its secret's."""
+    failed = [r for r in results if r.result == FAILED]
+    if failed:
+        return Verdict("failed", f"{len(failed)} of {len(results)} block(s) kept their old "
+                       "credentials: " + "; ".join(f"{r.block}: {r.detail}" for r in failed))
+    if all(r.result == UNCHANGED for r in results):
+        return Verdict("idle", "every block already holds its secret's credentials")
+    return COMPLETED

@@ -117,19 +117,6 @@ def visible_files(storage: StorageLocation, keys: list[str]) -> list[str]:
             and is_visible(k, states.get(k.rpartition("/")[0], PartitionState()))]
 
 
-def delete_window(storage: StorageLocation, output_prefix: str, layout: str,
-                  tag_keys: Iterable[str], dates: Iterable[str]) -> int:
-    """Delete the window's partitions (every file of them, and nothing else).
-
-    Returns how many Parquet data files were deleted (checksums and markers go too). In
-    the date layout that is whole days, every tag: carry other tags over first
-    (:func:`carry_other_tags`) when only some are replaced.
-    """
-    keys = window_files(storage, output_prefix, layout, tag_keys, dates)
-    storage.delete(keys)
-    return sum(is_data_file(k) for k in keys)
-
-
 def count_rows(storage: StorageLocation, keys: list[str]) -> int:
     """Rows in these Parquet files, read back from storage (footers only)."""
     paths = [storage.path(k) for k in keys if is_data_file(k)]

@@ -109,13 +109,3 @@ def plan_partition(partition: str, files: Sequence[ObjectInfo], target_bytes: in
     return PartitionPlan(partition, tuple(tuple(g) for g in groups))
 
 
-def closed_partitions(partitions: Iterable[str], today: date, grace_days: int
-                      ) -> tuple[list[str], list[str]]:
-    """The closed partitions, and those whose path names no day (never merged)."""
-    closed, undated = [], []
-    for p in partitions:
-        if partition_day(p) is None:
-            undated.append(p)
-        elif is_closed(p, today, grace_days):
-            closed.append(p)
-    return closed, undated

@@ -13,14 +13,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from shopfloor.errors import UserError
+from shopfloor.errors import ShopfloorError, UserError
 from shopfloor.modbus.batch import Batch
 from shopfloor.modbus.breaker import CircuitBreaker, max_skip_for
 from shopfloor.modbus.client import DeviceConfig, device_plan, make_client, poll_sample
 from shopfloor.modbus.gateway import Gate, GatewayBusy, gateway_key, local_gate
 from shopfloor.modbus.planning import ReadRequest
 from shopfloor.modbus.readings import RawSample, decode_batch, sample_time
-from shopfloor.modbus.window import step_ms
+from shopfloor.modbus.window import (
+    SCHEDULED_OFFSET_SECONDS,
+    START_LEAD_SECONDS,
+    plan_window,
+    span_window_start,
+    step_ms,
+)
 from shopfloor.quality import artifact_scores
 
 Sink = Callable[[Batch], None]
@@ -197,6 +203,35 @@ def schedule_anchor(interval: float, now: float | None = None) -> float:
     return math.ceil(now * 1000 / step_ms) * step_ms / 1000
 
 
+def plan_schedule(samples: int, interval: float, span: float | None, offset: float | None,
+                  now: float, scheduled: float | None) -> tuple[float, int, int]:
+    """``(first slot, slots to take, slots missed at the start)`` of a run at ``now``.
+
+    Without ``span``: ``samples`` slots on the interval grid from now. With it: the slots
+    of the run's window; ``scheduled`` (epoch seconds) is the time a deployment run was
+    scheduled for (its window starts at that span boundary plus ``offset``, default
+    :data:`SCHEDULED_OFFSET_SECONDS`), None for a plain call (the window starts now plus
+    ``offset``).
+
+    Raises:
+        ShopfloorError: the whole window had passed when the run started (a lost window).
+    """
+    if span is None:  # a number of samples from now, on the interval grid
+        return schedule_anchor(interval, now=now + START_LEAD_SECONDS), samples, 0
+    if scheduled is not None:
+        start = span_window_start(scheduled, span,
+                                  SCHEDULED_OFFSET_SECONDS if offset is None else offset)
+    else:
+        start = now + START_LEAD_SECONDS + (offset or 0.0)
+    window = plan_window(start, span, interval, now=now, lead=START_LEAD_SECONDS)
+    if window.remaining == 0:
+        raise ShopfloorError(
+            f"the run started after its window ({window.slots} slots from "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(window.first))} UTC) had "
+            "passed: the window is lost (no sample taken)")
+    return window.start, window.remaining, window.skip
+
+
 def check_parameters(devices: Sequence[str], samples: int, interval_seconds: float,
                      span_seconds: float | None = None,
                      max_seconds: float | None = None) -> None:
@@ -242,44 +277,15 @@ def check_distinct_locations(configs: Sequence[DeviceConfig]) -> None:
         seen[cfg.loc_id] = cfg.name
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """How a capture run ends: ``completed``, ``degraded`` (part of the job undone) or
-    ``failed`` (no valid reading at all), and the message a person reads."""
+def check_landing(configs: Sequence[DeviceConfig]) -> None:
+    """Landing JSON needs a district on every device (landed keys start with it).
 
-    outcome: str
-    message: str
-
-
-def verdict(stats: Sequence[CaptureStats], missed_at_start: int = 0) -> Verdict:
-    """Judge a run from its devices' counters.
-
-    Failed: not one valid reading from any device (every device dead, or every reading
-    quarantined). Degraded: a device gave no valid reading in the whole run, some
-    readings were quarantined, or the run started after ``missed_at_start`` of its
-    slots had passed. Otherwise completed.
+    Raises:
+        UserError: naming the devices without one.
     """
-    if not any(s.rows_valid for s in stats):
-        return Verdict("failed", "no valid reading from any device: " + "; ".join(
-            f"{s.device}: {_why_nothing(s)}" for s in stats))
-    problems = []
-    dead = [s for s in stats if not s.rows_valid]
-    if dead:
-        problems.append("no valid reading from " + ", ".join(
-            f"{s.device} ({_why_nothing(s)})" for s in dead))
-    bad = [s for s in stats if s.rows_valid and s.rows_quarantined]
-    if bad:
-        problems.append("readings quarantined: " + ", ".join(
-            f"{s.device} {s.rows_quarantined}" for s in bad))
-    if missed_at_start:
-        problems.append(f"started late: the first {missed_at_start} slots of the window "
-                        "were missed")
-    if problems:
-        return Verdict("degraded", "; ".join(problems))
-    return Verdict("completed", "")
-
-
-def _why_nothing(s: CaptureStats) -> str:
-    if s.rows_quarantined:
-        return f"all {s.rows_quarantined} readings quarantined"
-    return s.last_error or "no reading"
+    missing = [c.name for c in configs if not c.district]
+    if missing:
+        raise UserError(
+            f"land_json needs a district on every device, missing on {', '.join(missing)}: "
+            "landed keys start with dstrct_code=<code>/ so registration finds the district "
+            "(shopfloor modbus add-device NAME --district CODE ...)")

@@ -132,11 +132,6 @@ def compile_tag(tag: TagSpec, offset: int) -> TagDecoder:
     return lambda buf, _p: st.unpack(bytes([buf[i] for i in where]))[0] * scale + shift
 
 
-def pack_words(words: Sequence[int]) -> bytes:
-    """Registers as the big-endian bytes they travelled as."""
-    return struct.pack(f">{len(words)}H", *words)
-
-
 class RequestDecoder:
     """Decodes every tag of one read at once: one ``struct`` call for all numeric tags.
 

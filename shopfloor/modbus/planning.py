@@ -87,9 +87,3 @@ def plan_requests(
         plan.extend(_plan_type(by_type.get(register_type, []), limit, max_gap))
     return plan
 
-
-def decode_request(request: ReadRequest, payload: list[int] | list[bool]) -> dict[str, object]:
-    """Engineering values of the request's tags from the words (or bits) it returned."""
-    if request.decoder is None:  # compiled once per request, reused every sample
-        request.decoder = RequestDecoder(request.tags, request.address, request.count)
-    return request.decoder(payload)  # type: ignore[arg-type]

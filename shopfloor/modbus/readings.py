@@ -95,11 +95,6 @@ def readings_batch(cfg: DeviceConfig, readings: Sequence[Reading]) -> Batch:
     return batch_of(cfg, [r.capture_dt for r in readings], columns, missing)
 
 
-def readings_frame(cfg: DeviceConfig, readings: Sequence[Reading]) -> pd.DataFrame:
-    """One row per reading: keys, device, a column per tag, and the missing tag names."""
-    return readings_batch(cfg, readings).frame()
-
-
 def decode_batch(cfg: DeviceConfig, plan: Sequence[ReadRequest],
                  samples: Sequence[RawSample]) -> Batch:
     """Raw samples decoded read by read with numpy over the whole batch (a read that

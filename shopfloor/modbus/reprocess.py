@@ -10,13 +10,25 @@ verdicts under the same keys. The window is whole UTC hours (objects are per hou
 hours without a landed object are left as they are. Repeating it changes nothing.
 """
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pandera.pandas as pa
-from sqlalchemy import Connection, and_, delete, or_, select
+from sqlalchemy import (
+    JSON,
+    TIMESTAMP,
+    ColumnElement,
+    Connection,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    or_,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 from shopfloor.db.schema import Tables
 from shopfloor.db.upsert import upsert
@@ -117,20 +129,37 @@ def _ranges(hours: Sequence[datetime]) -> list[tuple[datetime, datetime]]:
     return out
 
 
-def _quarantine_ids(conn: Connection, tables: Tables, source: str,
-                    hours: set[datetime]) -> list[int]:
-    """Ids of ``source``'s quarantine rows whose reading falls in one of ``hours``."""
+def _capture_time(record: ColumnElement[str], dialect: str) -> tuple[ColumnElement, bool]:
+    """The ``capture_dt`` of a quarantine row's JSON ``record``, read by the database:
+    ``(expression, is_timestamp)``.
+
+    PostgreSQL casts it to ``timestamptz`` (any offset, compared as instants). Elsewhere
+    it is the ISO text's first 19 characters, ``YYYY-MM-DDTHH:MM:SS``: capture writes
+    ``capture_dt`` in UTC, and strings of one shape compare in time order under every
+    collation.
+    """
+    if dialect == "postgresql":
+        text = cast(record, JSONB)["capture_dt"].astext
+        return cast(text, TIMESTAMP(timezone=True)), True
+    text = type_coerce(record, JSON)["capture_dt"].as_string()
+    cut = func.substring if dialect == "mssql" else func.substr
+    return cut(text, 1, 19), False
+
+
+def quarantine_of_hours(tables: Tables, source: str, hours: Sequence[datetime],
+                        dialect: str) -> ColumnElement[bool]:
+    """``source``'s quarantine rows whose reading (``capture_dt`` in the JSON record)
+    falls in one of the UTC ``hours``: one condition for the database, values bound."""
     q = tables.quarantine
-    ids = []
-    for row in conn.execute(select(q.c.id, q.c.record).where(q.c.source == source)):
-        try:
-            at = datetime.fromisoformat(str(json.loads(row.record).get("capture_dt")))
-        except (TypeError, ValueError):
-            continue
-        if at.tzinfo is not None and at.astimezone(UTC).replace(
-                minute=0, second=0, microsecond=0) in hours:
-            ids.append(row.id)
-    return ids
+    at, stamped = _capture_time(q.c.record, dialect)
+    # Read only from the source's own rows: another writer's record may not be JSON.
+    at = case((q.c.source == source, at))
+
+    def bound(t: datetime) -> datetime | str:
+        return t if stamped else t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+    return and_(q.c.source == source,
+                or_(*[and_(at >= bound(a), at < bound(b)) for a, b in _ranges(hours)]))
 
 
 @dataclass
@@ -158,10 +187,9 @@ def replace_window(conn: Connection, tables: Tables, cfg: DeviceConfig,
     when = or_(*[and_(raw.c.capture_dt >= a, raw.c.capture_dt < b) for a, b in _ranges(hours)])
     out.raw_deleted = conn.execute(delete(raw).where(raw.c.loc_id == cfg.loc_id, when)).rowcount
     source = f"modbus:{cfg.name}"
-    ids = _quarantine_ids(conn, tables, source, set(hours))
-    for i in range(0, len(ids), 500):
-        conn.execute(delete(tables.quarantine).where(tables.quarantine.c.id.in_(ids[i:i + 500])))
-    out.quarantine_deleted = len(ids)
+    for i in range(0, len(hours), 500):  # below every dialect's parameter limit
+        out.quarantine_deleted += conn.execute(delete(tables.quarantine).where(
+            quarantine_of_hours(tables, source, hours[i:i + 500], conn.dialect.name))).rowcount
     rows = [r for o in objects for r in o.batch.take(o.judged.keep).raw_rows(ingested_at)]
     if rows:
         upsert(conn, raw, rows, list(KEY_COLUMNS))

@@ -8,21 +8,24 @@ none out. A run that starts late begins at the first slot still ahead: the ones 
 came too late for are counted as missed, never bunched up.
 """
 
-import math
 from dataclasses import dataclass
 
 from shopfloor.errors import ShopfloorError
+
+# Seconds between a run's start and its first possible sample (the device threads start).
+START_LEAD_SECONDS = 2.0
+# A scheduled run samples [scheduled + offset, scheduled + offset + span): the offset
+# gives the worker time to start the run (process or container) before its first
+# slot. The next run, scheduled one span later, starts its window where this one ends.
+# ``shopfloor worker`` also starts runs 30 s before their scheduled time (prefetch):
+# the soak measured 33 s from submission to the first sample on 2 cores with four
+# other runs starting in the same minute.
+SCHEDULED_OFFSET_SECONDS = 30.0
 
 
 def step_ms(interval: float) -> int:
     """The grid step in whole milliseconds (at least 1)."""
     return max(1, round(interval * 1000))
-
-
-def grid_ceil(t: float, interval: float) -> float:
-    """The first grid instant at or after ``t`` (epoch seconds)."""
-    step = step_ms(interval)
-    return math.ceil(round(t * 1000, 3) / step) * step / 1000
 
 
 @dataclass(frozen=True)

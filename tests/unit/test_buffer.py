@@ -1,5 +1,6 @@
 """The collector's sample buffer: cursors, pruning, limits, a torn tail, a damaged record."""
 
+import shutil
 import sqlite3
 import threading
 import time
@@ -17,12 +18,19 @@ from shopfloor.buffer.store import (
     alarm_every_seconds,
     alert_age_seconds,
     buffer_path,
-    copy_file,
 )
 from shopfloor.buffer.wal import inspect_wal
 from shopfloor.db.schema import get_tables
 from shopfloor.errors import ShopfloorError, UserError
 from shopfloor.modbus.buffered import ForwardLoop, ForwardStats
+
+
+def copy_file(path: Path, to: Path) -> None:
+    """Copy a buffer file and its WAL as they are on disk (what a crash would leave)."""
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(f"{path}{suffix}")
+        if src.exists():
+            shutil.copyfile(src, f"{to}{suffix}")
 
 WH, LAND = "warehouse:db", "landing:raw"
 

@@ -99,8 +99,6 @@ def test_claim_layout_names_everything_after_the_token():
     assert layout.staging_root == "s3://bkt/lake/_compaction/datalog_v2/staging/run-1"
     assert layout.manifest_key == "_compaction/datalog_v2/manifests/run-1.json"
     staged = layout.staging_root + "/hiveperiod=2025-11-20/dstrct_code=BRCB/part-run-1-0.parquet"
-    assert layout.final_url(staged) == (
-        "s3://bkt/lake/datalog_v2/hiveperiod=2025-11-20/dstrct_code=BRCB/part-run-1-0.parquet")
     assert layout.final_key(staged) == (
         "datalog_v2/hiveperiod=2025-11-20/dstrct_code=BRCB/part-run-1-0.parquet")
     assert layout.staged_key(staged) == (

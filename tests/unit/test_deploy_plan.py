@@ -11,7 +11,7 @@ FLOWS = {
     "flows/modbus_capture.py:modbus_capture", "flows/hourly_aggregation.py:hourly_aggregation",
     "flows/backfill.py:hourly_backfill", "flows/master_sync.py:master_data_sync",
     "flows/s3_compaction.py:register_s3_keys", "flows/s3_compaction.py:s3_compaction",
-    "flows/spark_extraction.py:spark_sensor_extraction", "flows/demo.py:demo",
+    "flows/spark_extraction.py:spark_sensor_extraction", "demo_steps/flow.py:demo",
     "flows/refresh_credentials.py:refresh_credentials",
     "flows/anomaly_detection.py:detect_anomalies", "flows/reprocess.py:reprocess_raw",
     "flows/lake_maintenance.py:lake_maintenance",

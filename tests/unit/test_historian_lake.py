@@ -13,7 +13,6 @@ from shopfloor.historian.lake import (
     Partition,
     carry_other_tags,
     count_rows,
-    delete_window,
     is_data_file,
     other_tag_rows,
     partition_of,
@@ -70,7 +69,7 @@ def _write_day(storage: StorageLocation, key: str, tags: list[str], row_group_si
                    storage.path(key), row_group_size=row_group_size)
 
 
-def test_delete_window_removes_exactly_the_window_of_the_selected_tags(tmp_path):
+def test_the_window_is_exactly_the_files_of_the_selected_tags_and_dates(tmp_path):
     lake = StorageLocation("local", str(tmp_path))
     keep = ["out/tag=a/date=2026-01-30/p.parquet",   # date outside the window
             "out/tag=c/date=2026-01-31/p.parquet",   # tag not selected
@@ -81,8 +80,6 @@ def test_delete_window_removes_exactly_the_window_of_the_selected_tags(tmp_path)
         _write(lake, key, 3)
     window = ["2026-01-31", "2026-02-01"]
     assert sorted(window_files(lake, "out", TAG, ["a", "b"], window)) == sorted(gone)
-    assert delete_window(lake, "out", TAG, ["a", "b"], window) == 3
-    assert sorted(o.key for o in lake.list_objects("")) == sorted(keep)
     assert count_rows(lake, keep) == 9
     assert count_rows(lake, []) == 0
 
@@ -94,8 +91,6 @@ def test_the_date_layout_window_is_whole_days(tmp_path):
     for key in keep + gone:
         _write_day(lake, key, ["a", "b"])
     assert sorted(window_files(lake, "out", DATE, ["a"], ["2026-01-31"])) == gone
-    assert delete_window(lake, "out", DATE, ["a"], ["2026-01-31"]) == 2
-    assert sorted(o.key for o in lake.list_objects("")) == sorted(keep)
 
 
 @pytest.mark.parametrize(("written", "asked"), [(TAG, DATE), (DATE, TAG)])

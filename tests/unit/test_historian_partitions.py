@@ -150,9 +150,9 @@ def test_catalog_tags_and_day_counts_on_sqlite(tmp_path):
 
     from shopfloor.db.schema import get_tables, historian_data_table
     from shopfloor.historian.partitions import discover
-    from shopfloor.historian.seed import seed_catalog
     from shopfloor.historian.source import count_by_tag_day, count_filtered
     from shopfloor.historian.tags import load_tags
+    from tests.historian_catalog import seed_catalog
 
     engine = create_engine(f"sqlite:///{tmp_path / 'h.db'}")
     tables = get_tables(None)

@@ -6,8 +6,8 @@ from datetime import date
 import pytest
 
 from shopfloor.lake.plan import (
-    closed_partitions,
     group_partitions,
+    is_closed,
     pack,
     partition_day,
     plan_partition,
@@ -38,8 +38,9 @@ def test_the_day_of_a_partition_comes_from_its_path(partition, day):
 
 def test_only_partitions_older_than_the_grace_are_closed():
     parts = [f"d/hiveperiod=2026-01-{d:02d}/dstrct_code=A" for d in (10, 16, 17, 20)]
-    closed, undated = closed_partitions([*parts, "d/other"], date(2026, 1, 20), 3)
-    assert closed == parts[:2] and undated == ["d/other"]
+    today = date(2026, 1, 20)
+    assert [p for p in parts if is_closed(p, today, 3)] == parts[:2]
+    assert not is_closed("d/other", today, 3)  # a path without a day is never closed
 
 
 def test_partitions_are_leaf_folders_of_parquet_files_outside_hidden_folders():

@@ -19,7 +19,6 @@ from shopfloor.modbus.capture import (
     check_parameters,
     flush_every,
     schedule_anchor,
-    verdict,
 )
 from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.gateway import GatewayBusy
@@ -162,28 +161,6 @@ def test_batches_are_flushed_at_grid_minutes():
     capture_device(CFG, 24, 5.0, anchor, frames.append, clock=t.clock, sleep=t.sleep,
                    client=FakeClient(lambda: True))
     assert [len(f) for f in frames] == [6, 12, 6]
-
-
-def _stats(name: str, valid: int, quarantined: int = 0, error: str = "") -> CaptureStats:
-    return CaptureStats(name, rows_valid=valid, rows_quarantined=quarantined,
-                        last_error=error)
-
-
-def test_verdicts():
-    good, other = _stats("a", 12), _stats("b", 12)
-    assert verdict([good, other]).outcome == "completed"
-    dead = _stats("c", 0, error="connection refused")
-    nan = _stats("n", 0, quarantined=12)
-    v = verdict([good, dead])
-    assert v.outcome == "degraded" and "c (connection refused)" in v.message
-    v = verdict([good, _stats("q", 10, quarantined=2)])
-    assert v.outcome == "degraded" and "quarantined: q 2" in v.message
-    v = verdict([good], missed_at_start=4)
-    assert v.outcome == "degraded" and "first 4 slots" in v.message
-    v = verdict([nan])
-    assert v.outcome == "failed" and "n: all 12 readings quarantined" in v.message
-    v = verdict([dead, nan])
-    assert v.outcome == "failed" and "c: connection refused" in v.message
 
 
 class ResettingClient(FakeClient):

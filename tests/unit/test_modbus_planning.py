@@ -3,7 +3,8 @@
 import pytest
 
 from shopfloor.errors import ShopfloorError
-from shopfloor.modbus.planning import decode_request, plan_requests
+from shopfloor.modbus.decoding import RequestDecoder
+from shopfloor.modbus.planning import plan_requests
 from shopfloor.modbus.tags import TagSpec
 
 
@@ -68,7 +69,8 @@ def test_bit_tags_of_one_register_share_it():
     tags = [_t("b0", 4, "bit", bit=0), _t("b7", 4, "bit", bit=7), _t("v", 5)]
     plan = plan_requests(tags, max_gap=0)
     assert _spans(plan) == [("holding", 4, 2)]
-    assert decode_request(plan[0], [0b1000_0001, 42]) == {"b0": 1.0, "b7": 1.0, "v": 42}
+    decoder = RequestDecoder(plan[0].tags, plan[0].address, plan[0].count)
+    assert decoder([0b1000_0001, 42]) == {"b0": 1.0, "b7": 1.0, "v": 42}
 
 
 def test_a_tag_longer_than_the_device_maximum_is_rejected_by_name():

@@ -7,7 +7,7 @@ import pytest
 
 from shopfloor.modbus.capture import CaptureStats
 from shopfloor.modbus.client import DeviceConfig
-from shopfloor.modbus.readings import Reading, reading_schema, readings_batch, readings_frame
+from shopfloor.modbus.readings import Reading, reading_schema, readings_batch
 from shopfloor.modbus.sink import ReadingSink
 from shopfloor.modbus.tags import TagSpec
 from shopfloor.quality import split_valid
@@ -74,7 +74,7 @@ def test_batch_decoding_equals_sample_by_sample_decoding_with_a_failed_read():
     import pandas as pd
 
     from shopfloor.modbus.client import device_plan
-    from shopfloor.modbus.planning import decode_request
+    from shopfloor.modbus.decoding import RequestDecoder
     from shopfloor.modbus.readings import RawSample, decode_batch
 
     tags = TAGS + (
@@ -97,10 +97,11 @@ def test_batch_decoding_equals_sample_by_sample_decoding_with_a_failed_read():
             del payloads[2]  # this read failed in sample 4
         samples.append(RawSample(t0 + timedelta(seconds=k), payloads))
     batch = decode_batch(cfg, plan, samples).frame()
-    one_by_one = readings_frame(cfg, [
+    decoders = [RequestDecoder(r.tags, r.address, r.count) for r in plan]
+    one_by_one = readings_batch(cfg, [
         Reading(s.capture_dt, {n: v for i, p in s.payloads.items()
-                               for n, v in decode_request(plan[i], p).items()})
-        for s in samples])
+                               for n, v in decoders[i](p).items()})
+        for s in samples]).frame()
     pd.testing.assert_frame_equal(batch, one_by_one, check_dtype=False, check_like=True)
     assert batch.loc[4, "missing_tags"] == "w,b" and math.isnan(batch.loc[4, "w"])
 

@@ -1,4 +1,3 @@
-import pytest
 
 from shopfloor.storage import S3Credentials, StorageLocation
 
@@ -36,16 +35,6 @@ def test_local_write_list_read_delete(tmp_path):
     assert loc.delete_prefix("a") == 2
     assert [o.key for o in loc.list_objects()] == ["b/3.json"]
     assert list(StorageLocation("local", str(tmp_path / "none")).list_objects()) == []
-
-
-def test_key_of_turns_a_url_or_path_back_into_a_key(tmp_path):
-    loc = StorageLocation("local", str(tmp_path), "lake")
-    assert loc.key_of(loc.url("d/x.parquet")) == "d/x.parquet"
-    s3 = StorageLocation("s3", "bkt", "lake")
-    assert s3.key_of("s3://bkt/lake/d/x.parquet") == "d/x.parquet"
-    assert s3.key_of("bkt/lake/d/x.parquet") == "d/x.parquet"
-    with pytest.raises(ValueError, match="not inside"):
-        s3.key_of("s3://bkt/other/x.parquet")
 
 
 def test_local_move_creates_the_target_folder_and_replaces(tmp_path):

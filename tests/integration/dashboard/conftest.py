@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import Engine, insert, text
 
-from shopfloor.dashboard.tables import anomaly_table, quality_table
 from shopfloor.db.engine import init_db, make_engine
 from shopfloor.db.schema import Tables
 
@@ -24,7 +23,7 @@ class Warehouse:
     def create_optional_tables(self) -> None:
         """The ``anomaly`` and ``quality_score`` tables other parts of the suite write."""
         with self.engine.begin() as conn:
-            for table in (anomaly_table(self.tables), quality_table(self.tables)):
+            for table in (self.tables.anomaly, self.tables.quality_score):
                 table.create(conn, checkfirst=True)
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from shopfloor.dashboard.tables import anomaly_table, quality_table
 from shopfloor.db.engine import init_db, make_engine
 
 LIMITS = {"temperature_min": 15.0, "temperature_max": 30.0, "humidity_min": 20.0,
@@ -47,14 +46,14 @@ def fill_warehouse(url: str, now: datetime) -> None:
         conn.execute(insert(tables.quarantine), [
             {"source": "modbus-capture", "record": "{}", "reasons": reasons, "run_id": "r",
              "quarantined_at": now - timedelta(hours=h)} for h in (1, 2, 5)])
-        for table in (anomaly_table(tables), quality_table(tables)):
+        for table in (tables.anomaly, tables.quality_score):
             table.create(conn, checkfirst=True)
-        conn.execute(insert(anomaly_table(tables)), [
+        conn.execute(insert(tables.anomaly), [
             {"kind": "spike", "loc_id": "L01", "measure": "temperature",
              "hour_start": now.replace(minute=0, second=0, microsecond=0)
              - timedelta(days=1), "hours": 1, "score": 8.0, "detail": "{}", "run_id": "r",
              "detected_at": now}])
-        conn.execute(insert(quality_table(tables)), [
+        conn.execute(insert(tables.quality_score), [
             {"flow": flow, "subject": "x", "window_start": now - timedelta(hours=h),
              "window_end": now - timedelta(hours=h - 1), "completeness": 1.0,
              "validity": 0.9, "uniqueness": 1.0, "timeliness": 1.0, "overall": 0.975,

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from shopfloor.dashboard import queries as q
-from shopfloor.dashboard.tables import anomaly_table, quality_table
 
 NOW = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
 LIMITS = {"temperature_min": 10.0, "temperature_max": 35.0}
@@ -115,7 +114,7 @@ def test_optional_tables_missing_mean_empty_frames_then_their_rows(wh):
         assert q.anomalies(conn, wh.tables, ["L1"], NOW - timedelta(days=1), NOW).empty
         assert q.quality_over_time(conn, wh.tables, NOW - timedelta(days=1)).empty
     wh.create_optional_tables()
-    wh.insert(anomaly_table(wh.tables), [
+    wh.insert(wh.tables.anomaly, [
         {"kind": "spike", "loc_id": "L1", "measure": "temperature",
          "hour_start": NOW - timedelta(hours=3), "hours": 1, "score": 7.5,
          "detail": json.dumps({"delta": 9}), "run_id": "r1", "detected_at": NOW},
@@ -123,7 +122,7 @@ def test_optional_tables_missing_mean_empty_frames_then_their_rows(wh):
          "hour_start": NOW - timedelta(hours=3), "hours": 2, "score": 1.0, "detail": "{}",
          "run_id": "r1", "detected_at": NOW}])
     base = datetime(2026, 12, 1, 9, tzinfo=UTC)
-    wh.insert(quality_table(wh.tables), [
+    wh.insert(wh.tables.quality_score, [
         {"flow": "modbus-capture", "subject": dev, "window_start": base + timedelta(minutes=m),
          "window_end": base + timedelta(minutes=m + 5), "completeness": 1.0, "validity": 1.0,
          "uniqueness": 1.0, "timeliness": 1.0, "overall": overall, "rows_in": 10,

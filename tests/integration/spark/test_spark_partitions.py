@@ -22,7 +22,8 @@ from shopfloor.db.engine import make_engine
 from shopfloor.db.schema import Tables, historian_data_table
 from shopfloor.historian.partitions import Partition
 from shopfloor.historian.plan import epoch_ms
-from shopfloor.historian.seed import BAD, GOOD, seed_catalog
+from shopfloor.historian.seed import BAD, GOOD
+from tests.historian_catalog import seed_catalog
 from tests.integration.spark.test_spark_extraction import _snapshot, read_output
 from tests.pg import throwaway_database
 

@@ -1,4 +1,8 @@
-"""The embedded end-to-end run behind ``shopfloor demo``: no servers, nothing to configure."""
+"""The embedded end-to-end run behind ``shopfloor demo``: no servers, nothing to configure.
+
+The flow lives with its steps (they call the other flows as plain functions, so this
+package sits above ``flows/``); its deployment's entrypoint is ``demo_steps/flow.py:demo``.
+"""
 
 import time
 from collections.abc import Callable
@@ -6,6 +10,13 @@ from collections.abc import Callable
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
+from demo_steps.aggregation import aggregation_demo_step
+from demo_steps.anomaly import anomaly_demo_step
+from demo_steps.compaction import compaction_demo_step
+from demo_steps.modbus import modbus_demo_step
+from demo_steps.prepare import setup_step
+from demo_steps.quality import quality_demo_step
+from demo_steps.spark import spark_demo_step
 from tasks.outcomes import ON_FAILURE
 
 Step = Callable[[], list[str]]
@@ -13,14 +24,6 @@ Step = Callable[[], list[str]]
 
 def demo_steps() -> list[tuple[str, Step]]:
     """The demo's steps in order; each later part of the suite adds its own."""
-    from demo_steps.aggregation import aggregation_demo_step
-    from demo_steps.anomaly import anomaly_demo_step
-    from demo_steps.compaction import compaction_demo_step
-    from demo_steps.modbus import modbus_demo_step
-    from demo_steps.prepare import setup_step
-    from demo_steps.quality import quality_demo_step
-    from demo_steps.spark import spark_demo_step
-
     return [("set up", setup_step), ("modbus capture", modbus_demo_step),
             ("hourly aggregation", aggregation_demo_step),
             ("anomaly detection", anomaly_demo_step),
