@@ -82,7 +82,9 @@ def _usage_errors_as_user_errors() -> Iterator[None]:
         # A bad value names its option; an unknown option or a missing one needs the help.
         hint = ("" if ctx is None or isinstance(exc, typer.BadParameter)
                 else f" (try '{ctx.command_path} --help')")
-        raise UserError(exc.format_message() + hint) from None  # type: ignore[attr-defined]
+        # typer words a failed choice as pydantic does ("Value error, 'x' is not one of").
+        message = exc.format_message().replace(": Value error, ", ": ")  # type: ignore[attr-defined]
+        raise UserError(message + hint) from None
 
 
 app = typer.Typer(cls=_Shopfloor, no_args_is_help=True, add_completion=False,
