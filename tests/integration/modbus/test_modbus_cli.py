@@ -10,6 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+import deployments.modbus_cli  # noqa: F401 - built from the real flow before a test patches it
 from deployments.cli import app
 from shopfloor.errors import ShopfloorError
 from shopfloor.modbus.simulator import default_map, free_port_run

@@ -7,6 +7,7 @@ from datetime import date
 import pytest
 from prefect.exceptions import ParameterTypeError
 
+import deployments.spark_cli  # noqa: F401 - built from the real flow before a test patches it
 import flows.spark_extraction as extraction
 from shopfloor.errors import ShopfloorError
 
