@@ -7,25 +7,17 @@ parameter types (what the Prefect server enforces on a deployment run), then
 ``require_blocks``.
 """
 
-import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from blocks.resolve import require_blocks
 from deployments.flowcli import As, flow_command
-from flows import backfill, hourly_aggregation, master_sync
 
 if TYPE_CHECKING:
     from prefect.states import State
 
 hourly_app = typer.Typer(no_args_is_help=True)
-
-# Defaults of load-locations (not a flow): the blocks master-data-sync reads and writes.
-_SYNC_DEFAULTS = {k: p.default for k, p in
-                  inspect.signature(master_sync.master_data_sync.fn).parameters.items()}
-
 
 def _echo(summary: dict) -> None:
     for key, value in summary.items():
@@ -41,31 +33,38 @@ def _finish(state: "State") -> None:
         typer.echo(f"{state.name}: {state.message}")
 
 
-@flow_command(hourly_app, hourly_aggregation.hourly_aggregation, name="aggregate",
-              check=lambda p: hourly_aggregation.check_parameters(p["start"], p["end"],
-                                                                  p["timezone"]))
+@flow_command(hourly_app, "flows.hourly_aggregation:hourly_aggregation", name="aggregate",
+              check="flows.hourly_aggregation:check_parameters")
 def aggregate(params: dict[str, Any]) -> None:
     """Aggregate a window, or (no --start/--end) the closed hours since the last run plus
     late data; the hour still open is left for the next run."""
+    from blocks.resolve import require_blocks
+    from flows.hourly_aggregation import hourly_aggregation
+
     require_blocks(params["source_db"], params["target_db"])
-    _finish(hourly_aggregation.hourly_aggregation(**params, return_state=True))
+    _finish(hourly_aggregation(**params, return_state=True))
 
 
-@flow_command(hourly_app, backfill.hourly_backfill, name="backfill",
+@flow_command(hourly_app, "flows.backfill:hourly_backfill", name="backfill",
               params={"start_date": As(argument=True), "end_date": As(argument=True)},
-              check=lambda p: backfill.check_parameters(p["start_date"], p["end_date"],
-                                                        p["timezone"]))
-def run_backfill(params: dict[str, Any]) -> None:
+              check="flows.backfill:check_parameters")
+def backfill(params: dict[str, Any]) -> None:
     """Re-aggregate whole local days START_DATE..END_DATE (both included)."""
+    from blocks.resolve import require_blocks
+    from flows.backfill import hourly_backfill
+
     require_blocks(params["source_db"], params["target_db"])
-    _echo(backfill.hourly_backfill(**params))
+    _echo(hourly_backfill(**params))
 
 
-@flow_command(hourly_app, master_sync.master_data_sync, name="sync-locations")
+@flow_command(hourly_app, "flows.master_sync:master_data_sync", name="sync-locations")
 def sync_locations(params: dict[str, Any]) -> None:
     """Upsert locations and thresholds from source to target (master-data-sync)."""
+    from blocks.resolve import require_blocks
+    from flows.master_sync import master_data_sync
+
     require_blocks(params["source_db"], params["target_db"])
-    _finish(master_sync.master_data_sync(**params, return_state=True))
+    _finish(master_data_sync(**params, return_state=True))
 
 
 @hourly_app.command("load-locations")
@@ -73,10 +72,10 @@ def load_locations(
     file: Annotated[Path, typer.Argument(help="CSV with loc_id, name, site, thresholds, "
                                          "active (e.g. config/locations.csv).")],
     target_db: Annotated[str, typer.Option(
-        help="SqlAlchemyConnector block of the warehouse.")] = _SYNC_DEFAULTS["target_db"],
+        help="SqlAlchemyConnector block of the warehouse.")] = "shopfloor-warehouse-db",
     source_db: Annotated[str, typer.Option(
         help="Master database block, loaded too so master-data-sync keeps the rows.")]
-    = _SYNC_DEFAULTS["source_db"],
+    = "shopfloor-source-db",
     source: Annotated[bool, typer.Option(
         help="Also load into --source-db (--no-source: the warehouse only).")] = True,
 ) -> None:
@@ -86,7 +85,7 @@ def load_locations(
     blocks are one database), so threshold alerts apply from the next hourly run and the
     daily master-data-sync keeps them. Locations not in the file are left as they are.
     """
-    from blocks.resolve import load_engine
+    from blocks.resolve import load_engine, require_blocks
     from shopfloor.aggregation.locations_csv import read_locations_csv, upsert_locations
     from shopfloor.db.schema import configured_tables
     from shopfloor.db.types import utcnow

@@ -4,28 +4,32 @@ from typing import Annotated, Any
 
 import typer
 
-from blocks.resolve import require_blocks
 from deployments.flowcli import flow_command
-from flows import s3_compaction
 
 compaction_app = typer.Typer(no_args_is_help=True)
 
 
-@flow_command(compaction_app, s3_compaction.register_s3_keys, name="register")
+@flow_command(compaction_app, "flows.s3_compaction:register_s3_keys", name="register")
 def register(params: dict[str, Any]) -> None:
     """List the objects that may be new under a prefix and register the new ones as PENDING."""
+    from blocks.resolve import require_blocks
+    from flows.s3_compaction import register_s3_keys
+
     require_blocks(params["raw_logs"], params["metadata_db"])
-    counts = s3_compaction.register_s3_keys(**params)
+    counts = register_s3_keys(**params)
     typer.echo(", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
-@flow_command(compaction_app, s3_compaction.s3_compaction, name="run")
+@flow_command(compaction_app, "flows.s3_compaction:s3_compaction", name="run")
 def run(params: dict[str, Any], until_done: Annotated[bool, typer.Option(
         help="Run again until nothing is pending.")] = False) -> None:
     """Claim keys, compact them to Parquet, mark them SUCCESS or QUARANTINED."""
+    from blocks.resolve import require_blocks
+    from flows.s3_compaction import s3_compaction
+
     require_blocks(params["raw_logs"], params["lake"], params["metadata_db"])
     while True:
-        s = s3_compaction.s3_compaction(**params)
+        s = s3_compaction(**params)
         typer.echo(", ".join(f"{k} {v}" for k, v in s.items()))
         if not until_done or s["keys_claimed"] == 0:
             return

@@ -4,9 +4,7 @@ from typing import Any
 
 import typer
 
-from blocks.resolve import require_blocks
 from deployments.flowcli import As, flow_command
-from flows import refresh_credentials
 
 credentials_app = typer.Typer(no_args_is_help=True)
 
@@ -25,7 +23,7 @@ def parse_pairs(items: list[str]) -> dict[str, str]:
     return pairs
 
 
-@flow_command(credentials_app, refresh_credentials.refresh_credentials, name="refresh",
+@flow_command(credentials_app, "flows.refresh_credentials:refresh_credentials", name="refresh",
               params={"block_secrets": As(
                   option="--secret", parse=parse_pairs,
                   help="BLOCK=SECRET: SqlAlchemyConnector block and its Secrets Manager secret "
@@ -34,8 +32,11 @@ def parse_pairs(items: list[str]) -> dict[str, str]:
 def refresh(params: dict[str, Any]) -> None:
     """Update database blocks from their secrets, each only after its new credentials
     connect (no password is printed)."""
+    from blocks.resolve import require_blocks
+    from flows.refresh_credentials import refresh_credentials
+
     require_blocks(params["aws_credentials"])
-    state = refresh_credentials.refresh_credentials(**params, return_state=True)
+    state = refresh_credentials(**params, return_state=True)
     rows = state.result()  # a Failed run raises its error here: one `error:` line
     for row in rows:
         typer.echo(f"{row['block']:<24} {row['result']:<10} {row['secret']}  {row['detail']}")

@@ -12,26 +12,33 @@ every value against the flow's types as the Prefect server does
 (:func:`~shopfloor.params.check_typed`), then calls the command's body with the flow's
 keyword arguments. Options that are not flow parameters (``--until-done``) are the
 body's own keyword parameters, declared there as plain typer options.
+
+The flow is imported only when its command runs or shows its help: importing a flow
+takes about a second, which listing a group's commands or running another command of the
+group does not pay.
 """
 
+import importlib
 import inspect
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cached_property
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import annotated_types
 import typer
 from pydantic.fields import FieldInfo
-
-from shopfloor.params import check_typed
+from typer.core import TyperCommand
 
 # A Literal with more values than this (the IANA zones) is plain text on the command
 # line: listing them would bury the help; the flow's own check names a bad value.
 MAX_CHOICES = 12
 _LEAF_TYPES = (bool, int, float, str, date, datetime)
+
+Check = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -65,74 +72,134 @@ class FlowOption:
     is_list: bool
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class FlowCommand:
-    """What :func:`flow_command` registered: the tests compare it with the flow."""
+    """A command registered by :func:`flow_command`; built from its flow when first used.
+
+    Attributes:
+        flow_ref: ``module:attribute`` of the flow.
+        check: the flow's rules across fields: a callable of the flow's keyword
+            arguments, or ``module:function`` called with the arguments it names.
+    """
 
     app: typer.Typer
     name: str
-    flow: Any
-    options: tuple[FlowOption, ...]
-    extras: tuple[str, ...]
-    skipped: tuple[str, ...]
+    flow_ref: str
+    body: Callable[..., Any]
+    specs: dict[str, As] = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()
+    check: Check | str | None = None
+
+    @cached_property
+    def flow(self) -> Any:
+        return _resolve(self.flow_ref)
+
+    @cached_property
+    def options(self) -> tuple[FlowOption, ...]:
+        fn = getattr(self.flow, "fn", self.flow)
+        unknown = (set(self.specs) | set(self.skipped)) - set(inspect.signature(fn).parameters)
+        if unknown:
+            raise TypeError(f"{self.name}: {sorted(unknown)} are not parameters of {fn.__name__}")
+        return tuple(_flow_options(fn, self.specs, self.skipped))
+
+    @cached_property
+    def extras(self) -> tuple[inspect.Parameter, ...]:
+        """The body's own options (after its first parameter, the flow's arguments)."""
+        return tuple(inspect.signature(self.body, eval_str=True).parameters.values())[1:]
+
+    @cached_property
+    def command(self) -> Any:
+        """The click command, its options read from the flow (imported now)."""
+        clash = {p.name for p in self.extras} & {o.param for o in self.options}
+        if clash:
+            raise TypeError(f"{self.name}: extra options {sorted(clash)} are flow parameters")
+
+        def command(**values: Any) -> Any:
+            return self.run(values)
+
+        command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [*_signature(self.flow, self.options),
+             *(p.replace(kind=p.KEYWORD_ONLY) for p in self.extras)])
+        command.__name__ = self.body.__name__
+        built = typer.Typer()
+        built.command(self.name, help=self.body.__doc__)(command)
+        return typer.main.get_group(built).commands[self.name]
+
+    def run(self, values: dict[str, Any]) -> Any:
+        """Check what typer parsed as the flow would, then call the body."""
+        from shopfloor.params import check_typed
+
+        extra = {p.name: values.pop(p.name) for p in self.extras}
+        kwargs = {o.param: _flow_value(o, values[o.param]) for o in self.options}
+        if isinstance(self.check, str):
+            check = _resolve(self.check)
+            check(**{k: kwargs[k] for k in inspect.signature(check).parameters if k in kwargs})
+        elif self.check is not None:
+            self.check(kwargs)
+        check_typed(self.flow, **kwargs)
+        return self.body(kwargs, **extra)
 
 
 FLOW_COMMANDS: list[FlowCommand] = []
 
 
-def flow_command(app: typer.Typer, flow: Any, *, name: str, help: str | None = None,
-                 skip: Sequence[str] = (), params: dict[str, As] | None = None,
-                 check: Callable[[dict[str, Any]], None] | None = None,
+class _LazyFlowCommand(TyperCommand):
+    """What a group holds for a flow command: its name and help for the group's listing;
+    parsing its arguments (or its ``--help``) builds the real command from the flow."""
+
+    flow_command: FlowCommand
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
+                     **extra: Any) -> Any:
+        return self.flow_command.command.make_context(info_name, args, parent=parent, **extra)
+
+
+def flow_command(app: typer.Typer, flow: str, *, name: str, skip: Sequence[str] = (),
+                 params: dict[str, As] | None = None, check: Check | str | None = None,
                  ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register ``shopfloor <app> <name>``, whose options are ``flow``'s parameters.
+    """Register ``shopfloor <app> <name>``, whose options are the flow's parameters.
 
     The decorated body is called as ``body(flow_kwargs, **extra_options)`` after the
     checks; its keyword parameters after the first are extra, non-flow options, declared
     as usual (``Annotated[bool, typer.Option(help=...)] = False``). Its docstring is the
-    command's help unless ``help`` is given.
+    command's help. The body imports the flow it calls (a test may patch it).
 
     Args:
         app: the typer group the command belongs to.
-        flow: a Prefect flow (or a plain function) whose signature the options follow.
+        flow: ``module:attribute`` of a Prefect flow (or a plain function) whose
+            signature the options follow; imported when the command is used.
         name: the command's name.
-        help: the command's help (default: the body's docstring).
         skip: flow parameters the command does not offer (the flow's default applies).
         params: parameters shown differently (:class:`As`), by flow parameter name.
         check: the flow's rules across fields, run on the flow's keyword arguments before
-            the type check (so its messages, e.g. an unknown zone, come first).
+            the type check (so its messages, e.g. an unknown zone, come first): a
+            callable of the keyword arguments, or ``module:function`` called with the
+            arguments its signature names.
     """
-    fn = getattr(flow, "fn", flow)
-    specs = params or {}
-    unknown = set(specs) | set(skip)
-    unknown -= set(inspect.signature(fn).parameters)
-    if unknown:
-        raise TypeError(f"{name}: {sorted(unknown)} are not parameters of {fn.__name__}")
-    options = _flow_options(fn, specs, skip)
 
     def register(body: Callable[..., Any]) -> Callable[..., Any]:
-        extras = list(inspect.signature(body, eval_str=True).parameters.values())[1:]
-        clash = {p.name for p in extras} & set(inspect.signature(fn).parameters)
-        if clash:
-            raise TypeError(f"{name}: extra options {sorted(clash)} are flow parameters")
+        spec = FlowCommand(app, name, flow, body, dict(params or {}), tuple(skip), check)
+        lazy = type(f"Lazy_{body.__name__}", (_LazyFlowCommand,), {"flow_command": spec})
 
-        def command(**values: Any) -> Any:
-            extra = {p.name: values.pop(p.name) for p in extras}
-            kwargs = {o.param: _flow_value(o, values[o.param]) for o in options}
-            if check is not None:
-                check(kwargs)
-            check_typed(flow, **kwargs)
-            return body(kwargs, **extra)
+        def listed() -> None:  # the placeholder: typer only reads its name and help
+            raise AssertionError("a flow command runs through its built command")
 
-        command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [*_signature(flow, options), *(p.replace(kind=p.KEYWORD_ONLY) for p in extras)])
-        command.__name__ = body.__name__
-        command.__doc__ = help or body.__doc__
-        app.command(name)(command)
-        FLOW_COMMANDS.append(FlowCommand(app, name, flow, tuple(options),
-                                         tuple(p.name for p in extras), tuple(skip)))
+        app.command(name, cls=lazy, help=body.__doc__)(listed)
+        FLOW_COMMANDS.append(spec)
         return body
 
     return register
+
+
+def load(command: Any) -> Any:
+    """The real click command behind a group's entry (a flow command built now)."""
+    spec = getattr(command, "flow_command", None)
+    return spec.command if spec is not None else command
+
+
+def _resolve(ref: str) -> Any:
+    module, attribute = ref.split(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def _flow_options(fn: Callable[..., Any], specs: dict[str, As],

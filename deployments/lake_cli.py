@@ -4,17 +4,18 @@ from typing import Any
 
 import typer
 
-from blocks.resolve import require_blocks
 from deployments.flowcli import As, flow_command
-from flows import lake_maintenance
 
 lake_app = typer.Typer(no_args_is_help=True)
 
 
-@flow_command(lake_app, lake_maintenance.lake_maintenance, name="merge",
+@flow_command(lake_app, "flows.lake_maintenance:lake_maintenance", name="merge",
               params={"prefixes": As(option="--prefix")})
 def merge(params: dict[str, Any]) -> None:
     """Merge the small files of closed partitions (runs the lake-maintenance flow)."""
+    from blocks.resolve import require_blocks
+    from flows.lake_maintenance import lake_maintenance
+
     require_blocks(params["lake"], params["metadata_db"])
-    summary = lake_maintenance.lake_maintenance(**params)
+    summary = lake_maintenance(**params)
     typer.echo(", ".join(f"{k} {v}" for k, v in summary.items()))

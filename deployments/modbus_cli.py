@@ -7,11 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from blocks.resolve import require_blocks
 from deployments.flowcli import As, flow_command
-from flows import modbus_capture as capture_flow
-from flows import reprocess as reprocess_flow
-from shopfloor.modbus.capture import check_parameters as check_capture
 from shopfloor.modbus.device import DEVICE_DEFAULTS, DEVICE_SETTINGS
 
 if TYPE_CHECKING:
@@ -125,28 +121,39 @@ def tag_verdicts(tags: Sequence["TagSpec"], row: Any,
     return lines
 
 
-@flow_command(modbus_app, capture_flow.modbus_capture, name="capture",
-              params={"devices": As(argument=True)},
-              check=lambda p: check_capture(p["devices"], p["samples"], p["interval_seconds"],
-                                            p["span_seconds"], capture_flow.TIMEOUT_SECONDS
-                                            - capture_flow.TIMEOUT_MARGIN_SECONDS))
+def _check_capture(params: dict[str, Any]) -> None:
+    """The capture's rules across fields, with the longest run the flow's timeout allows."""
+    from flows.modbus_capture import TIMEOUT_MARGIN_SECONDS, TIMEOUT_SECONDS
+    from shopfloor.modbus.capture import check_parameters
+
+    check_parameters(params["devices"], params["samples"], params["interval_seconds"],
+                     params["span_seconds"], TIMEOUT_SECONDS - TIMEOUT_MARGIN_SECONDS)
+
+
+@flow_command(modbus_app, "flows.modbus_capture:modbus_capture", name="capture",
+              params={"devices": As(argument=True)}, check=_check_capture)
 def capture(params: dict[str, Any]) -> None:
     """Run the modbus-capture flow now and print one line per device."""
+    from blocks.resolve import require_blocks
+    from flows.modbus_capture import modbus_capture
+
     require_blocks(*params["devices"], *([params["target_db"]] if params["write_raw"] else []),
                    *([params["raw_logs"]] if params["land_json"] else []))
-    for row in capture_flow.modbus_capture(**params):
+    for row in modbus_capture(**params):
         typer.echo(f"{row['device']}: " + ", ".join(
             f"{k} {v}" for k, v in row.items() if k != "device" and v != ""))
 
 
-@flow_command(modbus_app, reprocess_flow.reprocess_raw, name="reprocess",
+@flow_command(modbus_app, "flows.reprocess:reprocess_raw", name="reprocess",
               params={"devices": As(option="--device")},
-              check=lambda p: reprocess_flow.check_parameters(
-                  p["devices"], p["district"], p["start"], p["end"], p["timezone"]))
+              check="flows.reprocess:check_parameters")
 def reprocess(params: dict[str, Any]) -> None:
     """Judge landed raw data of a window again under the devices' current rules (the
     reprocess-raw flow) and print what changed."""
+    from blocks.resolve import require_blocks
+    from flows.reprocess import reprocess_raw
+
     require_blocks(*(params["devices"] or []), params["raw_logs"], params["target_db"],
                    params["hourly_source_db"], params["hourly_target_db"])
-    for key, value in reprocess_flow.reprocess_raw(**params).items():
+    for key, value in reprocess_raw(**params).items():
         typer.echo(f"{key}: {value}")

@@ -5,10 +5,7 @@ from typing import Any
 
 import typer
 
-from blocks.resolve import require_blocks
 from deployments.flowcli import As, flow_command
-from flows import spark_extraction
-from shopfloor.historian.plan import check_parameters, resolve_window
 
 spark_app = typer.Typer(no_args_is_help=True)
 
@@ -29,12 +26,14 @@ def parse_conf(items: list[str]) -> dict[str, str]:
 def _check(params: dict[str, Any]) -> None:
     """The flow's rules across fields, on the window the flow will extract (no dates:
     yesterday, UTC)."""
+    from shopfloor.historian.plan import check_parameters, resolve_window
+
     start, end = resolve_window(params["start"], params["end"], datetime.now(UTC).date())
     check_parameters(start, end, table_pattern=params["table_pattern"],
                      spark_conf=params["spark_conf"])
 
 
-@flow_command(spark_app, spark_extraction.spark_sensor_extraction, name="extract",
+@flow_command(spark_app, "flows.spark_extraction:spark_sensor_extraction", name="extract",
               params={"start": As(argument=True), "end": As(argument=True),
                       "tag_patterns": As(option="--tag-pattern"),
                       "spark_master": As(option="--master"),
@@ -45,10 +44,13 @@ def _check(params: dict[str, Any]) -> None:
 def extract(params: dict[str, Any]) -> None:
     """Extract historian days START..END (UTC, both included; none: yesterday) to Parquet
     partitioned by date (or tag and date)."""
+    from blocks.resolve import require_blocks
+    from flows.spark_extraction import spark_sensor_extraction
+
     require_blocks(params["historian_db"], params["lake"])
     # A person running a range by hand waits for it: the deployment's 3 h timeout (sized
     # for one day) does not apply here.
-    run = spark_extraction.spark_sensor_extraction.with_options(timeout_seconds=None)
+    run = spark_sensor_extraction.with_options(timeout_seconds=None)
     for r in run(**params):
         typer.echo(f"{r.month}  {r.kind:<7} {r.status:<8} {r.written_rows:>10} rows  "
                    f"{r.files:>6} files  {r.seconds:>8} s  {r.error}")

@@ -10,6 +10,7 @@ import pytest
 
 from deployments import cli
 from deployments.cli import GROUPS, load_group
+from deployments.flowcli import load
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -58,7 +59,7 @@ def _commands(group: Any, tokens: list[str]) -> tuple[list[Any], list[str]]:
     found: list[Any] = []
     rest: list[str] = []
     for name in names:
-        commands, rest = _commands(group.commands[name], tokens[1:])
+        commands, rest = _commands(load(group.commands[name]), tokens[1:])
         found += commands
     return found, rest
 

@@ -10,10 +10,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import deployments.modbus_cli  # noqa: F401 - built from the real flow before a test patches it
-from deployments.cli import app
+from deployments.cli import app, load_group
+from deployments.flowcli import load
 from shopfloor.errors import ShopfloorError
 from shopfloor.modbus.simulator import default_map, free_port_run
+
+# The command's options are read from the real flow, before a test patches it.
+load(load_group("modbus").commands["capture"])
 
 SHOPFLOOR = str(Path(sys.executable).with_name("shopfloor"))
 

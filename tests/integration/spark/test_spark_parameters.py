@@ -7,9 +7,13 @@ from datetime import date
 import pytest
 from prefect.exceptions import ParameterTypeError
 
-import deployments.spark_cli  # noqa: F401 - built from the real flow before a test patches it
 import flows.spark_extraction as extraction
+from deployments.cli import load_group
+from deployments.flowcli import load
 from shopfloor.errors import ShopfloorError
+
+# The command's options are read from the real flow, before a test patches it.
+load(load_group("spark").commands["extract"])
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
