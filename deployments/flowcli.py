@@ -113,6 +113,8 @@ class FlowCommand:
         clash = {p.name for p in self.extras} & {o.param for o in self.options}
         if clash:
             raise TypeError(f"{self.name}: extra options {sorted(clash)} are flow parameters")
+        if isinstance(self.check, str):
+            _resolve(self.check)  # a moved or renamed check fails here, not in a user's run
 
         def command(**values: Any) -> Any:
             return self.run(values)
