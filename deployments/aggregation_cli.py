@@ -1,31 +1,23 @@
 """``shopfloor hourly ...``: run the aggregation, backfill and master sync flows by hand.
 
-Every command refuses bad parameters and unknown blocks with one ``error: ...`` line
-before a flow run exists: the flow's own ``check_parameters``, the flow's parameter
-types (the limits the Prefect server enforces on a deployment run), then
+The flow commands' options are the flows' parameters (:mod:`deployments.flowcli`). Every
+command refuses bad parameters and unknown blocks with one ``error: ...`` line before a
+flow run exists: the option's limits, the flow's own ``check_parameters``, the flow's
+parameter types (what the Prefect server enforces on a deployment run), then
 ``require_blocks``.
 """
 
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from blocks.resolve import require_blocks
-from shopfloor.aggregation.windows import DEFAULT_CHUNK_HOURS
-from shopfloor.params import check_typed
+from deployments.flowcli import As, flow_command
 
 if TYPE_CHECKING:
     from prefect.states import State
 
-hourly_app = typer.Typer(no_args_is_help=True,
-                         help="Hourly aggregation, backfill and master data sync.")
-
-SourceOption = Annotated[str, typer.Option(help="SqlAlchemyConnector block of the raw readings.")]
-TargetOption = Annotated[str, typer.Option(help="SqlAlchemyConnector block of the warehouse.")]
-ZoneOption = Annotated[str, typer.Option(help="IANA time zone of the hour buckets.")]
-
+hourly_app = typer.Typer(no_args_is_help=True)
 
 def _echo(summary: dict) -> None:
     for key, value in summary.items():
@@ -41,73 +33,46 @@ def _finish(state: "State") -> None:
         typer.echo(f"{state.name}: {state.message}")
 
 
-@hourly_app.command("aggregate")
-def aggregate(
-    start: Annotated[datetime | None, typer.Option(help="Window start (local to --timezone).")]
-    = None,
-    end: Annotated[datetime | None, typer.Option(help="Window end, exclusive.")] = None,
-    source_db: SourceOption = "shopfloor-source-db",
-    target_db: TargetOption = "shopfloor-warehouse-db",
-    timezone: ZoneOption = "UTC",
-    late_data: Annotated[bool, typer.Option(help="Re-aggregate hours with late readings.")]
-    = True,
-    max_catchup_hours: Annotated[int, typer.Option(
-        help="Incremental run: at most this many closed hours caught up.")] = 168,
-    lateness_minutes: Annotated[int, typer.Option(
-        help="Raw table without ingested_at: late readings found this far back.")] = 60,
-) -> None:
+@flow_command(hourly_app, "flows.hourly_aggregation:hourly_aggregation", name="aggregate",
+              check="flows.hourly_aggregation:check_parameters")
+def aggregate(params: dict[str, Any]) -> None:
     """Aggregate a window, or (no --start/--end) the closed hours since the last run plus
     late data; the hour still open is left for the next run."""
-    from flows.hourly_aggregation import check_parameters, hourly_aggregation
+    from blocks.resolve import require_blocks
+    from flows.hourly_aggregation import hourly_aggregation
 
-    params = {"start": start, "end": end, "source_db": source_db, "target_db": target_db,
-              "timezone": timezone, "late_data": late_data,
-              "max_catchup_hours": max_catchup_hours, "lateness_minutes": lateness_minutes}
-    check_parameters(start, end, timezone)
-    check_typed(hourly_aggregation, **params)
-    require_blocks(source_db, target_db)
+    require_blocks(params["source_db"], params["target_db"])
     _finish(hourly_aggregation(**params, return_state=True))
 
 
-@hourly_app.command("backfill")
-def backfill(
-    start_date: Annotated[datetime, typer.Argument(formats=["%Y-%m-%d"], help="First day.")],
-    end_date: Annotated[datetime, typer.Argument(formats=["%Y-%m-%d"], help="Last day.")],
-    chunk_hours: Annotated[int, typer.Option(help="Hours per chunk.")] = DEFAULT_CHUNK_HOURS,
-    max_concurrency: Annotated[int, typer.Option(help="Chunks at the same time.")] = 4,
-    source_db: SourceOption = "shopfloor-source-db",
-    target_db: TargetOption = "shopfloor-warehouse-db",
-    timezone: ZoneOption = "UTC",
-) -> None:
+@flow_command(hourly_app, "flows.backfill:hourly_backfill", name="backfill",
+              params={"start_date": As(argument=True), "end_date": As(argument=True)},
+              check="flows.backfill:check_parameters")
+def backfill(params: dict[str, Any]) -> None:
     """Re-aggregate whole local days START_DATE..END_DATE (both included)."""
-    from flows.backfill import check_parameters, hourly_backfill
+    from blocks.resolve import require_blocks
+    from flows.backfill import hourly_backfill
 
-    params = {"start_date": start_date.date(), "end_date": end_date.date(),
-              "chunk_hours": chunk_hours, "max_concurrency": max_concurrency,
-              "source_db": source_db, "target_db": target_db, "timezone": timezone}
-    check_parameters(params["start_date"], params["end_date"], timezone)
-    check_typed(hourly_backfill, **params)
-    require_blocks(source_db, target_db)
+    require_blocks(params["source_db"], params["target_db"])
     _echo(hourly_backfill(**params))
 
 
-@hourly_app.command("sync-locations")
-def sync_locations(
-    source_db: SourceOption = "shopfloor-source-db",
-    target_db: TargetOption = "shopfloor-warehouse-db",
-) -> None:
+@flow_command(hourly_app, "flows.master_sync:master_data_sync", name="sync-locations")
+def sync_locations(params: dict[str, Any]) -> None:
     """Upsert locations and thresholds from source to target (master-data-sync)."""
+    from blocks.resolve import require_blocks
     from flows.master_sync import master_data_sync
 
-    require_blocks(source_db, target_db)
-    _finish(master_data_sync(source_db=source_db, target_db=target_db, return_state=True))
+    require_blocks(params["source_db"], params["target_db"])
+    _finish(master_data_sync(**params, return_state=True))
 
 
 @hourly_app.command("load-locations")
 def load_locations(
     file: Annotated[Path, typer.Argument(help="CSV with loc_id, name, site, thresholds, "
                                          "active (e.g. config/locations.csv).")],
-    target_db: TargetOption = "shopfloor-warehouse-db",
+    target_db: Annotated[str, typer.Option(
+        help="SqlAlchemyConnector block of the warehouse.")] = "shopfloor-warehouse-db",
     source_db: Annotated[str, typer.Option(
         help="Master database block, loaded too so master-data-sync keeps the rows.")]
     = "shopfloor-source-db",
@@ -120,7 +85,7 @@ def load_locations(
     blocks are one database), so threshold alerts apply from the next hourly run and the
     daily master-data-sync keeps them. Locations not in the file are left as they are.
     """
-    from blocks.resolve import load_engine
+    from blocks.resolve import load_engine, require_blocks
     from shopfloor.aggregation.locations_csv import read_locations_csv, upsert_locations
     from shopfloor.db.schema import configured_tables
     from shopfloor.db.types import utcnow

@@ -1,35 +1,99 @@
-"""The ``shopfloor`` command line. Errors a user can fix print as one line, exit code 1."""
+"""The ``shopfloor`` command line. Errors a user can fix print as one line, exit code 2.
 
+The command groups that run flows load when they are used: importing the flows (their
+signatures are the commands' options) takes about a second, which ``shopfloor --help``
+and the light commands do not pay.
+"""
+
+import importlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-from deployments.aggregation_cli import hourly_app
-from deployments.compaction_cli import compaction_app
-from deployments.credentials_cli import credentials_app
-from deployments.lake_cli import lake_app
-from deployments.modbus_cli import modbus_app
-from deployments.simulate_cli import simulate_app
-from deployments.spark_cli import spark_app
 from shopfloor.errors import DataIntegrityError, ShopfloorError, UserError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+# name -> (module:Typer, help); in the order `shopfloor --help` lists them.
+GROUPS: dict[str, tuple[str, str]] = {
+    "simulate": ("deployments.simulate_cli:simulate_app",
+                 "Simulators for local runs and tests."),
+    "modbus": ("deployments.modbus_cli:modbus_app", "Modbus devices (ModbusDevice blocks)."),
+    "compaction": ("deployments.compaction_cli:compaction_app",
+                   "S3 compaction: raw JSON -> partitioned Parquet."),
+    "hourly": ("deployments.aggregation_cli:hourly_app",
+               "Hourly aggregation, backfill and master data sync."),
+    "spark": ("deployments.spark_cli:spark_app", "Spark historian extraction."),
+    "credentials": ("deployments.credentials_cli:credentials_app",
+                    "Database credentials from AWS Secrets Manager."),
+    "lake": ("deployments.lake_cli:lake_app", "Lake maintenance: merge small files."),
+}
+
+
+def load_group(name: str) -> TyperGroup:
+    """The command group ``name`` of :data:`GROUPS`, imported now."""
+    target, text = GROUPS[name]
+    module, attribute = target.split(":")
+    group = typer.main.get_group(getattr(importlib.import_module(module), attribute))
+    group.name, group.help = name, text
+    return group
+
+
+class _Shopfloor(TyperGroup):
+    """The top-level group: :data:`GROUPS` are listed by name and help and imported when
+    one is run; a usage error anywhere below (a bad value, an unknown option) becomes a
+    :class:`UserError`, so it prints as one ``error:`` line with exit code 2."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for name, (_, text) in GROUPS.items():  # placeholders for the help's listing
+            self.commands.setdefault(name, TyperCommand(name=name, help=text))
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if name in GROUPS and not isinstance(command, TyperGroup):
+            command = self.commands[name] = load_group(name)
+        return name, command, rest
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _usage_errors_as_user_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        with _usage_errors_as_user_errors():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _usage_errors_as_user_errors() -> Iterator[None]:
+    try:
+        yield
+    except typer.TyperException as exc:
+        # A usage error is a ClickException with exit code 2; NoArgsIsHelpError (no
+        # arguments: the help was shown) is one too and stays as it is.
+        if getattr(exc, "exit_code", None) != 2 or type(exc).__name__ == "NoArgsIsHelpError":
+            raise
+        ctx = getattr(exc, "ctx", None)
+        # A bad value names its option; an unknown option or a missing one needs the help.
+        hint = ("" if ctx is None or isinstance(exc, typer.BadParameter)
+                else f" (try '{ctx.command_path} --help')")
+        # typer words a failed choice as pydantic does ("Value error, 'x' is not one of").
+        message = exc.format_message().replace(": Value error, ", ": ")  # type: ignore[attr-defined]
+        raise UserError(message + hint) from None
+
+
+app = typer.Typer(cls=_Shopfloor, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False,
                   help="Shop-floor sensor data pipelines on Prefect 3.")
 db_app = typer.Typer(no_args_is_help=True, help="Database tables.")
 blocks_app = typer.Typer(no_args_is_help=True, help="Prefect blocks.")
 app.add_typer(db_app, name="db")
 app.add_typer(blocks_app, name="blocks")
-app.add_typer(simulate_app, name="simulate")
-app.add_typer(modbus_app, name="modbus")
-app.add_typer(compaction_app, name="compaction")
-app.add_typer(hourly_app, name="hourly")
-app.add_typer(spark_app, name="spark")
-app.add_typer(credentials_app, name="credentials")
-app.add_typer(lake_app, name="lake")
 
 SchemaOption = Annotated[
     str | None,
@@ -309,3 +373,7 @@ def exit_code(exc: ShopfloorError) -> int:
     if isinstance(exc, DataIntegrityError):
         return 3
     return 1
+
+
+if __name__ == "__main__":
+    main()

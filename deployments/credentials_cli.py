@@ -1,11 +1,12 @@
 """``shopfloor credentials refresh``: run the refresh-credentials flow by hand."""
 
-from typing import Annotated
+from typing import Any
 
 import typer
 
-credentials_app = typer.Typer(no_args_is_help=True,
-                              help="Database credentials from AWS Secrets Manager.")
+from deployments.flowcli import As, flow_command
+
+credentials_app = typer.Typer(no_args_is_help=True)
 
 
 def parse_pairs(items: list[str]) -> dict[str, str]:
@@ -22,25 +23,19 @@ def parse_pairs(items: list[str]) -> dict[str, str]:
     return pairs
 
 
-@credentials_app.command("refresh")
-def refresh(
-    secret: Annotated[list[str] | None, typer.Option(
-        help="BLOCK=SECRET: SqlAlchemyConnector block and its Secrets Manager secret name "
-             "or ARN (repeat). None: the Prefect Variable shopfloor_credential_secrets.")]
-    = None,
-    aws_credentials: Annotated[str, typer.Option(help="AwsCredentials block.")]
-    = "shopfloor-aws",
-) -> None:
+@flow_command(credentials_app, "flows.refresh_credentials:refresh_credentials", name="refresh",
+              params={"block_secrets": As(
+                  option="--secret", parse=parse_pairs,
+                  help="BLOCK=SECRET: SqlAlchemyConnector block and its Secrets Manager secret "
+                       "name or ARN (repeat). None: the Prefect Variable "
+                       "shopfloor_credential_secrets.")})
+def refresh(params: dict[str, Any]) -> None:
     """Update database blocks from their secrets, each only after its new credentials
     connect (no password is printed)."""
     from blocks.resolve import require_blocks
     from flows.refresh_credentials import refresh_credentials
-    from shopfloor.params import check_typed
 
-    params = {"block_secrets": parse_pairs(secret) if secret else None,
-              "aws_credentials": aws_credentials}
-    check_typed(refresh_credentials, **params)
-    require_blocks(aws_credentials)
+    require_blocks(params["aws_credentials"])
     state = refresh_credentials(**params, return_state=True)
     rows = state.result()  # a Failed run raises its error here: one `error:` line
     for row in rows:

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from deployments.flowcli import As, flow_command
 from shopfloor.modbus.device import DEVICE_DEFAULTS, DEVICE_SETTINGS
 
 if TYPE_CHECKING:
     from shopfloor.modbus.tags import TagSpec
 
-modbus_app = typer.Typer(no_args_is_help=True, help="Modbus devices (ModbusDevice blocks).")
+modbus_app = typer.Typer(no_args_is_help=True)
 
 # Device settings: every option of add-device named like a DEVICE_SETTINGS entry is a
 # setting of the block, with the dataclass's default (tests check none is missing).
@@ -120,87 +121,39 @@ def tag_verdicts(tags: Sequence["TagSpec"], row: Any,
     return lines
 
 
-@modbus_app.command("capture")
-def capture(
-    devices: Annotated[list[str], typer.Argument(help="ModbusDevice block names.")],
-    samples: Annotated[int, typer.Option(help="Samples per device.")] = 1,
-    interval_seconds: Annotated[float, typer.Option(help="Seconds between samples.")] = 5.0,
-    write_raw: Annotated[bool, typer.Option(
-        help="Upsert into temperature_raw, quarantine bad readings.")] = True,
-    land_json: Annotated[bool, typer.Option(help="Also land JSON lines in --raw-logs.")]
-    = False,
-    target_db: Annotated[str, typer.Option(help="SqlAlchemyConnector block to write to.")]
-    = "shopfloor-warehouse-db",
-    raw_logs: Annotated[str, typer.Option(help="Storage block for landed JSON.")]
-    = "shopfloor-raw-logs",
-    span_seconds: Annotated[float | None, typer.Option(
-        help="Sample every slot of a window this long from now (instead of --samples).")]
-    = None,
-) -> None:
+def _check_capture(params: dict[str, Any]) -> None:
+    """The capture's rules across fields, with the longest run the flow's timeout allows."""
+    from flows.modbus_capture import TIMEOUT_MARGIN_SECONDS, TIMEOUT_SECONDS
+    from shopfloor.modbus.capture import check_parameters
+
+    check_parameters(params["devices"], params["samples"], params["interval_seconds"],
+                     params["span_seconds"], TIMEOUT_SECONDS - TIMEOUT_MARGIN_SECONDS)
+
+
+@flow_command(modbus_app, "flows.modbus_capture:modbus_capture", name="capture",
+              params={"devices": As(argument=True)}, check=_check_capture)
+def capture(params: dict[str, Any]) -> None:
     """Run the modbus-capture flow now and print one line per device."""
     from blocks.resolve import require_blocks
-    from flows.modbus_capture import TIMEOUT_MARGIN_SECONDS, TIMEOUT_SECONDS, modbus_capture
-    from shopfloor.modbus.capture import check_parameters
-    from shopfloor.params import check_typed
+    from flows.modbus_capture import modbus_capture
 
-    params = {"devices": devices, "samples": samples, "interval_seconds": interval_seconds,
-              "write_raw": write_raw, "land_json": land_json, "target_db": target_db,
-              "raw_logs": raw_logs, "span_seconds": span_seconds}
-    # Bad values and unknown blocks: one line, before a flow run exists.
-    check_typed(modbus_capture, **params)
-    check_parameters(devices, samples, interval_seconds, span_seconds,
-                     TIMEOUT_SECONDS - TIMEOUT_MARGIN_SECONDS)
-    require_blocks(*devices, *([target_db] if write_raw else []),
-                   *([raw_logs] if land_json else []))
+    require_blocks(*params["devices"], *([params["target_db"]] if params["write_raw"] else []),
+                   *([params["raw_logs"]] if params["land_json"] else []))
     for row in modbus_capture(**params):
         typer.echo(f"{row['device']}: " + ", ".join(
             f"{k} {v}" for k, v in row.items() if k != "device" and v != ""))
 
 
-def _instant(text: str, option: str) -> Any:
-    """An ISO 8601 time with its zone (``2026-11-20T08:00Z``); anything else is one error."""
-    from datetime import datetime
-
-    from shopfloor.errors import UserError
-
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise UserError(f"{option} {text!r}: use ISO 8601 with a zone, e.g. "
-                             "2026-11-20T08:00Z") from None
-
-
-@modbus_app.command("reprocess")
-def reprocess(
-    start: Annotated[str, typer.Option(help="Window start, ISO 8601 with zone (widened to "
-                                            "the whole UTC hour).")],
-    end: Annotated[str, typer.Option(help="Window end, excluded, ISO 8601 with zone.")],
-    device: Annotated[list[str] | None, typer.Option(
-        "--device", help="ModbusDevice block name (repeat for several).")] = None,
-    district: Annotated[str | None, typer.Option(
-        help="Instead of --device: every ModbusDevice of this district.")] = None,
-    raw_logs: Annotated[str, typer.Option(help="Storage block the JSON landed in.")]
-    = "shopfloor-raw-logs",
-    target_db: Annotated[str, typer.Option(help="Block of temperature_raw and quarantine.")]
-    = "shopfloor-warehouse-db",
-    hourly_source_db: Annotated[str, typer.Option(help="Block the hourly flow reads.")]
-    = "shopfloor-source-db",
-    hourly_target_db: Annotated[str, typer.Option(help="Block of temperature_hourly.")]
-    = "shopfloor-warehouse-db",
-    timezone: Annotated[str, typer.Option(help="IANA zone of the hourly buckets.")] = "UTC",
-) -> None:
+@flow_command(modbus_app, "flows.reprocess:reprocess_raw", name="reprocess",
+              params={"devices": As(option="--device")},
+              check="flows.reprocess:check_parameters")
+def reprocess(params: dict[str, Any]) -> None:
     """Judge landed raw data of a window again under the devices' current rules (the
     reprocess-raw flow) and print what changed."""
     from blocks.resolve import require_blocks
-    from flows.reprocess import check_parameters, reprocess_raw
-    from shopfloor.params import check_typed
+    from flows.reprocess import reprocess_raw
 
-    params = {"start": _instant(start, "--start"), "end": _instant(end, "--end"),
-              "devices": device or None, "district": district, "raw_logs": raw_logs,
-              "target_db": target_db, "hourly_source_db": hourly_source_db,
-              "hourly_target_db": hourly_target_db, "timezone": timezone}
-    check_parameters(params["devices"], district, params["start"], params["end"], timezone)
-    check_typed(reprocess_raw, **params)
-    require_blocks(*(device or []), raw_logs, target_db, hourly_source_db, hourly_target_db)
+    require_blocks(*(params["devices"] or []), params["raw_logs"], params["target_db"],
+                   params["hourly_source_db"], params["hourly_target_db"])
     for key, value in reprocess_raw(**params).items():
         typer.echo(f"{key}: {value}")

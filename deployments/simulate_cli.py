@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import typer
 
-simulate_app = typer.Typer(no_args_is_help=True, help="Simulators for local runs and tests.")
+simulate_app = typer.Typer(no_args_is_help=True)
 
 
 @simulate_app.command("modbus")

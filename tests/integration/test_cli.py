@@ -64,7 +64,7 @@ def error_lines(res: subprocess.CompletedProcess) -> list[str]:
 @pytest.mark.parametrize(("args", "message"), [
     (["hourly", "aggregate", "--timezone", "Mars/Base"], "error: unknown time zone 'Mars/Base'"),
     (["hourly", "backfill", "2024-01-01", "2024-01-02", "--max-concurrency", "33"],
-     "error: max_concurrency: Input should be less than or equal to 32"),
+     "error: Invalid value for '--max-concurrency': Input should be less than or equal to 32"),
 ])  # one rule of each kind end to end; every message is in tests/unit
 def test_hourly_bad_parameters_are_one_error_line(tmp_path, args, message):
     res = run(args, tmp_path)

@@ -20,7 +20,7 @@ def test_conf_options_become_a_dict():
     (["2026-01-01", "2026-01-02", "--master", "mesos://x:1"], "spark_master"),
     (["2026-01-01", "2026-01-02", "--conf", "executor.memory=2g"], "spark_conf"),
     (["2026-01-01", "2026-01-02", "--num-partitions", "0"],
-     "num_partitions: Input should be greater than or equal to 1"),
+     "Invalid value for '--num-partitions': Input should be greater than or equal to 1"),
     (["2026-01-01", "2026-01-02", "--output-prefix", "a/../b"],
      "output_prefix: 'a/../b' is not a folder inside the lake"),
     (["2026-01-01", "2026-01-02", "--tag-pattern", ""],

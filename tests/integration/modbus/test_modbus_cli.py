@@ -10,9 +10,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from deployments.cli import app
+from deployments.cli import app, load_group
+from deployments.flowcli import load
 from shopfloor.errors import ShopfloorError
 from shopfloor.modbus.simulator import default_map, free_port_run
+
+# The command's options are read from the real flow, before a test patches it.
+load(load_group("modbus").commands["capture"])
 
 SHOPFLOOR = str(Path(sys.executable).with_name("shopfloor"))
 
@@ -122,8 +126,10 @@ def test_add_device_passes_serial_settings(tmp_path: Path, prefect_harness):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["mb-ok-1", "--samples", "0"], "samples: Input should be greater than or equal to 1"),
-    (["mb-ok-1", "--interval-seconds", "-1"], "interval_seconds: Input should be greater"),
+    (["mb-ok-1", "--samples", "0"],
+     "Invalid value for '--samples': Input should be greater than or equal to 1"),
+    (["mb-ok-1", "--interval-seconds", "-1"],
+     "Invalid value for '--interval-seconds': Input should be greater"),
     (["Line1_PLC"], "devices.0: 'Line1_PLC' is not a block name: use lower-case letters"),
     (["mb-ok-1", "mb-ok-1"], "devices listed twice: mb-ok-1"),
     (["mb-ok-1", "--samples", "2", "--interval-seconds", "0"], "must be > 0"),

@@ -8,7 +8,12 @@ import pytest
 from prefect.exceptions import ParameterTypeError
 
 import flows.spark_extraction as extraction
+from deployments.cli import load_group
+from deployments.flowcli import load
 from shopfloor.errors import ShopfloorError
+
+# The command's options are read from the real flow, before a test patches it.
+load(load_group("spark").commands["extract"])
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
