@@ -29,7 +29,7 @@ from shopfloor.airflow.targets import (
     Refusal,
     plan_blocks,
 )
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import ShopfloorError, UserError
 
 
 def read_connections(path: Path | None, env: Mapping[str, str] | None
@@ -49,7 +49,7 @@ def connector(target: DatabaseTarget) -> SqlAlchemyConnector:
     try:  # the driver must load here, not when a flow first connects
         URL.create(target.driver).get_dialect()
     except NoSuchModuleError:
-        raise ShopfloorError(f"driver {target.driver} is not installed") from None
+        raise UserError(f"driver {target.driver} is not installed") from None
     return SqlAlchemyConnector(connection_info=ConnectionComponents(
         driver=target.driver, host=target.host, port=target.port, database=target.database,
         username=target.username, password=target.password, query=dict(target.query) or None))

@@ -3,7 +3,7 @@
 from prefect.blocks.core import Block
 from pydantic import AliasChoices, Field
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 from shopfloor.modbus.device import (
     DEVICE_DEFAULTS,
     DEVICE_SETTINGS,
@@ -87,6 +87,6 @@ class ModbusDevice(Block):
         """
         validate_register_map(list(self.register_map))
         if self.transport == "serial" and not self.serial_port:
-            raise ShopfloorError(f"device {name}: transport serial needs serial_port")
+            raise UserError(f"device {name}: transport serial needs serial_port")
         settings = {key: getattr(self, key) for key in DEVICE_SETTINGS}
         return DeviceConfig(name=name, tags=tuple(self.register_map), **settings)

@@ -20,7 +20,7 @@ from shopfloor.anomaly.detectors import (
     spike_flags,
 )
 from shopfloor.anomaly.grid import MEASURES, HourGrid, build_grid, local_labels
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 
 KINDS = ("deviation", "spike", "flatline", "gap")
 WHOLE_LOCATION = "*"  # the measure of a gap of a whole location (no row at all)
@@ -47,13 +47,13 @@ class DetectorParams:
     def check(self) -> "DetectorParams":
         """Refuse settings that cannot work, with one line naming the setting."""
         if not 1 <= self.min_history <= self.history_days:
-            raise ShopfloorError("min_history must be between 1 and history_days")
+            raise UserError("min_history must be between 1 and history_days")
         for name in ("deviation_threshold", "spike_threshold", "mad_floor",
                      "flatline_epsilon"):
             if not getattr(self, name) > 0:
-                raise ShopfloorError(f"{name} must be above 0")
+                raise UserError(f"{name} must be above 0")
         if self.flatline_hours < 2:
-            raise ShopfloorError("flatline_hours must be at least 2")
+            raise UserError("flatline_hours must be at least 2")
         return self
 
 

@@ -41,7 +41,7 @@ from shopfloor.compaction.seed_registry import (
 from shopfloor.db.schema import Tables
 from shopfloor.db.types import utcnow
 from shopfloor.db.upsert import upsert
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import ShopfloorError, UserError
 from shopfloor.identifiers import check_identifier
 
 LOOKUP_CHUNK = 500  # key hashes per IN (...): far below every dialect's parameter limit
@@ -96,12 +96,12 @@ def resolve_columns(conn: Connection, schema: str | None, table: str,
     present = {c["name"] for c in insp.get_columns(table, schema=schema)}
     key = columns.key or next((c for c in KEY_COLUMN_CANDIDATES if c in present), None)
     if key is None:
-        raise ShopfloorError(f"{shown} has no column key or s3_key: name it with --key-column")
+        raise UserError(f"{shown} has no column key or s3_key: name it with --key-column")
     wanted = {"key": key, "status": columns.status, "run id": columns.run_id,
               "district": columns.district}
     for what, name in wanted.items():
         if name is not None and name not in present:
-            raise ShopfloorError(f"{shown} has no {what} column {name!r} "
+            raise UserError(f"{shown} has no {what} column {name!r} "
                                  f"(columns: {', '.join(sorted(present))})")
     return SeedColumns(key, columns.status, columns.run_id, columns.district)
 

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from shopfloor.compaction.keys import district_from_key, is_json_key, key_hash
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import ShopfloorError, UserError
 
 OUR_STATUSES = ("PENDING", "SUCCESS", "FAILED", "QUARANTINED")
 TERMINAL = frozenset({"SUCCESS", "FAILED", "QUARANTINED"})
@@ -129,6 +129,6 @@ def parse_status_map(items: Iterable[str]) -> dict[str, str]:
     for item in items:
         seed, sep, ours = item.partition("=")
         if not sep or not ours.strip():
-            raise ShopfloorError(f"--status-map {item!r}: expected SEED=OURS, e.g. DONE=SUCCESS")
+            raise UserError(f"--status-map {item!r}: expected SEED=OURS, e.g. DONE=SUCCESS")
         mapping[seed] = ours
     return mapping

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from shopfloor.db.schema import Tables
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 
 # Reflected types come back as each dialect's own classes (TIMESTAMP, DATETIME2, BIT,
 # NUMERIC); the flows only care about the family. Order matters: Boolean before
@@ -189,7 +189,7 @@ def compare(tables: Tables, actual: Mapping[str, ActualTable],
     keys = list(only) if only else list(by_key)
     unknown = [k for k in keys if k not in by_key]
     if unknown:
-        raise ShopfloorError(f"unknown table {unknown[0]!r}: one of {', '.join(by_key)}")
+        raise UserError(f"unknown table {unknown[0]!r}: one of {', '.join(by_key)}")
     return [compare_table(k, by_key[k], actual.get(by_key[k].name.lower())) for k in keys]
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.schema import CreateSchema
 
 from shopfloor.db.schema import Tables, get_tables
 from shopfloor.db.urls import display_url, parse_database_url
-from shopfloor.errors import ShopfloorError, first_line
+from shopfloor.errors import ShopfloorError, UserError, first_line
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -52,7 +52,7 @@ def only_tables(tables: Tables, only: Sequence[str] | None) -> list[Table]:
     by_key = tables.by_key()
     unknown = sorted(set(only or ()) - set(by_key))
     if unknown:
-        raise ShopfloorError(f"unknown table {', '.join(unknown)}; one of: {', '.join(by_key)}")
+        raise UserError(f"unknown table {', '.join(unknown)}; one of: {', '.join(by_key)}")
     return [by_key[k] for k in (only or by_key)]
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 
 from shopfloor.db.types import UtcDateTime
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 from shopfloor.identifiers import check_identifier, check_optional_identifier
 from shopfloor.settings import TABLE_KEYS, db_schema, raw_has_ingested_at, table_names
 
@@ -302,11 +302,11 @@ def get_tables(schema: str | None = None, names: Mapping[str, str] | None = None
     names = dict(names or {})
     unknown = sorted(set(names) - set(TABLE_KEYS))
     if unknown:
-        raise ShopfloorError(f"unknown table {unknown[0]!r}: one of {', '.join(TABLE_KEYS)}")
+        raise UserError(f"unknown table {unknown[0]!r}: one of {', '.join(TABLE_KEYS)}")
     for key, name in names.items():
         check_identifier(name, f"table name for {key}")
     if len(set(names.values()) | (set(TABLE_KEYS) - set(names))) < len(TABLE_KEYS):
-        raise ShopfloorError(f"two tables configured with one name: {names}")
+        raise UserError(f"two tables configured with one name: {names}")
     clean = tuple(sorted((k, v) for k, v in names.items() if k != v))
     return _cached(check_optional_identifier(schema, "schema"), clean, bool(raw_ingested_at))
 

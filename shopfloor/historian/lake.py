@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import ShopfloorError, UserError
 from shopfloor.lake.plan import STATE_NAME
 from shopfloor.lake.protocol import PartitionState, is_visible, read_state
 from shopfloor.storage import StorageLocation
@@ -48,7 +48,7 @@ class Partition:
 def check_layout(layout: str) -> str:
     """``tag`` or ``date``, else a :class:`ShopfloorError`."""
     if layout not in LAYOUTS:
-        raise ShopfloorError(f"invalid layout {layout!r}: use one of {list(LAYOUTS)}")
+        raise UserError(f"invalid layout {layout!r}: use one of {list(LAYOUTS)}")
     return layout
 
 

@@ -32,7 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from shopfloor.db.schema import Tables
 from shopfloor.db.upsert import upsert
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import UserError
 from shopfloor.modbus.batch import Batch
 from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.landed import LandedLine, landed_batch, parse_object, rewritten_object
@@ -49,20 +49,20 @@ def window_hours(start: datetime, end: datetime) -> list[datetime]:
     """The whole UTC hours covering ``[start, end)`` (aware datetimes).
 
     Raises:
-        ShopfloorError: naive times, ``end`` not after ``start``, or a window longer
+        UserError: naive times, ``end`` not after ``start``, or a window longer
             than :data:`MAX_HOURS`.
     """
     if start.tzinfo is None or end.tzinfo is None:
-        raise ShopfloorError("start and end need a time zone (e.g. 2026-11-20T08:00Z)")
+        raise UserError("start and end need a time zone (e.g. 2026-11-20T08:00Z)")
     if end <= start:
-        raise ShopfloorError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
+        raise UserError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
     first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     hours = []
     while first < end:
         hours.append(first)
         first += HOUR
     if len(hours) > MAX_HOURS:
-        raise ShopfloorError(f"the window has {len(hours)} hours, at most {MAX_HOURS} per run: "
+        raise UserError(f"the window has {len(hours)} hours, at most {MAX_HOURS} per run: "
                              "reprocess a long range in several runs")
     return hours
 

@@ -108,7 +108,7 @@ def test_no_hand_written_command_runs_a_flow():
             if (id(app), name) in generated:
                 continue
             if (group, name) in NO_PARAMETERS:
-                from flows.demo import demo
+                from demo_steps.flow import demo
                 assert not inspect.signature(demo.fn).parameters
                 continue
             assert not _references_flows(info.callback), (
