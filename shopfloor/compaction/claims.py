@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import TextClause
 
+from shopfloor.db.engine import write_transaction
 from shopfloor.db.schema import Tables
 from shopfloor.db.types import UtcDateTime, utcnow
 from shopfloor.errors import DataIntegrityError
@@ -121,18 +122,16 @@ def claim_keys(engine: Engine, tables: Tables, district: str, limit: int, run_id
                claim_ttl: timedelta, now: datetime | None = None) -> list[ClaimedKey]:
     """Claim up to ``limit`` PENDING (or stale CLAIMED) keys of ``district`` for ``run_id``.
 
-    Runs in its own short transaction, committed before it returns.
+    Runs in its own short write transaction, committed before it returns: on SQLite it
+    holds the write lock before reading, so two claimers cannot read the same rows.
     """
     now = now or utcnow()
     cutoff = now - claim_ttl
-    with engine.connect() as conn:
-        if conn.dialect.name in ("mysql", "mariadb"):
-            # InnoDB's REPEATABLE READ adds gap locks that make claimers wait on each
-            # other's index ranges; READ COMMITTED locks only the rows claimed.
-            conn = conn.execution_options(isolation_level="READ COMMITTED")
-        if conn.dialect.name == "sqlite":
-            # Take the write lock before reading, so two claimers cannot read the same rows.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # InnoDB's REPEATABLE READ adds gap locks that make claimers wait on each other's
+    # index ranges; READ COMMITTED locks only the rows claimed.
+    options = ({"isolation_level": "READ COMMITTED"}
+               if engine.dialect.name in ("mysql", "mariadb") else {})
+    with write_transaction(engine, **options) as conn:
         if conn.dialect.name == "mssql":
             rows = conn.execute(build_mssql_claim(tables, conn.dialect), {
                 "limit": limit, "district": district, "cutoff": cutoff, "run_id": run_id,
@@ -140,7 +139,6 @@ def claim_keys(engine: Engine, tables: Tables, district: str, limit: int, run_id
             claimed = [ClaimedKey(r[0], r[1], r[2], r[3]) for r in rows]
         else:
             claimed = _claim_with_select(conn, tables, district, limit, run_id, cutoff, now)
-        conn.commit()
     return sorted(claimed, key=lambda c: c.id)
 
 
@@ -245,7 +243,7 @@ def fence(engine: Engine, tables: Tables, run_id: str, district: str,
     The renewal gives the publish a full TTL: nobody can take the claim over while the
     files are moved, unless the TTL is shorter than the moves take.
     """
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         held = renew_claim(conn, tables, run_id, now, district)
         if held >= len(claimed):
             return

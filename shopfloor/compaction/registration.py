@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from shopfloor.compaction.keys import is_json_key, register_keys, registry_rows
 from shopfloor.compaction.listing import known_streams, list_new, remember_streams
+from shopfloor.db.engine import write_transaction
 from shopfloor.db.schema import Tables
 from shopfloor.db.types import utcnow
 from shopfloor.storage import StorageLocation
@@ -58,7 +59,8 @@ def register(location: StorageLocation, engine: Engine, tables: Tables, prefix: 
         known = known_streams(conn, tables, storage, prefix)
     listing = list_new(location, prefix, known, overlap_hours, full_listing)
     rows, unknown = registry_rows(listing.objects, district, now or utcnow())
-    with engine.begin() as conn:
+    # Reads the known keys, then inserts: hold the write lock from the start (SQLite).
+    with write_transaction(engine) as conn:
         new = register_keys(conn, tables, rows)
         remember_streams(conn, tables, storage, listing, known)
     n_json = sum(1 for o in listing.objects if is_json_key(o.key))

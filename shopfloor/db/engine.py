@@ -1,9 +1,11 @@
 """Engines from URLs, schema creation and connection checks with clear errors."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateSchema
 
@@ -30,6 +32,31 @@ def make_engine(url: str, **kwargs) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine, **execution_options: Any) -> Iterator[Connection]:
+    """A transaction that holds the database's write lock from its start, committed on
+    exit (rolled back on an exception): for claims and fences, which read and then write.
+
+    SQLite's ordinary transaction is deferred: it starts as a reader and asks for the
+    write lock at its first write, where a concurrent writer's commit makes it fail at
+    once (``database is locked``, which the busy timeout cannot wait out: the snapshot it
+    read is stale) after it has already decided from what it read. ``BEGIN IMMEDIATE``
+    takes the lock at the start: a second writer waits there (up to the busy timeout)
+    before reading anything. Other databases lock the rows they touch (``FOR UPDATE``,
+    an ``UPDATE``'s row locks) and get an ordinary begin. ``execution_options`` (e.g.
+    ``isolation_level``) apply to the connection before it begins.
+    """
+    with engine.connect() as conn:
+        if execution_options:
+            conn.execution_options(**execution_options)
+        with conn.begin():
+            if conn.dialect.name == "sqlite":
+                # The driver's own begin is deferred; an explicit BEGIN IMMEDIATE replaces
+                # it, and the commit or rollback of conn.begin() ends it.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
 
 
 def check_connection(engine: Engine, name: str) -> None:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, and_, delete, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 
+from shopfloor.db.engine import write_transaction
 from shopfloor.db.schema import Tables
 from shopfloor.db.types import utcnow
 from shopfloor.errors import DataIntegrityError
@@ -38,12 +39,12 @@ def take(engine: Engine, tables: Tables, name: str, token: str, ttl: timedelta,
     t = tables.pipeline_watermark
     now = now or utcnow()
     try:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             conn.execute(insert(t).values(name=name, value=token, updated_at=now))
         return True
     except IntegrityError:
         pass
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         return conn.execute(
             update(t).where(t.c.name == name,
                             or_(t.c.value == token, t.c.value == FREE,
@@ -56,7 +57,7 @@ def renew(engine: Engine, tables: Tables, name: str, token: str,
     """Check that ``token`` still holds ``name`` and renew it (the fence before a commit);
     raise :class:`PartitionClaimLost` if not."""
     t = tables.pipeline_watermark
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         held = conn.execute(update(t).where(and_(t.c.name == name, t.c.value == token))
                             .values(updated_at=now or utcnow())).rowcount
     if held != 1:
@@ -66,5 +67,5 @@ def renew(engine: Engine, tables: Tables, name: str, token: str,
 def release(engine: Engine, tables: Tables, name: str, token: str) -> None:
     """Give the claim back (only if still ours)."""
     t = tables.pipeline_watermark
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(delete(t).where(t.c.name == name, t.c.value == token))
