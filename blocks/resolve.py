@@ -1,15 +1,16 @@
-"""Turn a block name into what tasks need: an engine, a storage location, a device."""
+"""Turn a block name into what tasks need: a connector's URL, a storage location, a device.
 
-from functools import lru_cache
-from typing import TypeVar
+Engines are made from connectors in one place, :func:`tasks.runtime.engine`, which keeps
+one engine per (URL, connect_args)."""
+
+from typing import Any, TypeVar
 
 from prefect.blocks.core import Block
 from prefect.filesystems import LocalFileSystem
 from prefect_aws import AwsCredentials, S3Bucket
-from prefect_sqlalchemy import SqlAlchemyConnector
-from sqlalchemy import Engine
+from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
+from sqlalchemy.engine import make_url
 
-from shopfloor.db.engine import make_engine
 from shopfloor.errors import UserError
 from shopfloor.storage import S3Credentials, StorageLocation
 
@@ -45,19 +46,20 @@ def _slug_name(name: str) -> str:
 
 
 def connector_url(connector: SqlAlchemyConnector) -> str:
-    """The connector's full URL (with the secret), for engines and JDBC; never log it."""
-    return connector._rendered_url.render_as_string(hide_password=False)
+    """The connector's full URL (with the secret), for engines and JDBC; never log it.
+
+    Built from the block's public ``connection_info`` (components or a URL string), the
+    same way the connector builds its own engine.
+    """
+    info = connector.connection_info
+    url = info.create_url() if isinstance(info, ConnectionComponents) else make_url(str(info))
+    return url.render_as_string(hide_password=False)
 
 
-@lru_cache(maxsize=32)
-def _engine_for(url: str) -> Engine:
-    return make_engine(url)
-
-
-def load_engine(name: str) -> Engine:
-    """An SQLAlchemy engine for the ``SqlAlchemyConnector`` block ``name`` (cached per URL)."""
-    connector = load_block(name, SqlAlchemyConnector)
-    return _engine_for(connector_url(connector))
+def connector_connect_args(connector: SqlAlchemyConnector) -> dict[str, Any]:
+    """The keyword arguments the block passes to the driver's ``connect()`` (sslmode
+    files, timeouts...): part of how to reach the database, so every engine keeps them."""
+    return dict(connector.connect_args or {})
 
 
 def s3_credentials(creds: AwsCredentials | None) -> S3Credentials:

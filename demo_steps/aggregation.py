@@ -4,12 +4,12 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from blocks.resolve import load_engine
 from flows.hourly_aggregation import hourly_aggregation
 from flows.master_sync import master_data_sync
 from shopfloor.db.schema import configured_tables
 from shopfloor.db.types import utcnow
 from shopfloor.db.upsert import upsert
+from tasks import runtime
 
 SOURCE, TARGET = "shopfloor-source-db", "shopfloor-warehouse-db"
 DEMO_LIMITS = {"temperature_min": 10.0, "temperature_max": 35.0, "humidity_min": 20.0,
@@ -20,14 +20,14 @@ def _seed_locations(loc_ids: list[str]) -> None:
     """Demo master data for the captured locations; existing rows are left alone."""
     rows = [{"loc_id": loc, "name": f"demo location {loc}", "site": "DEMO", **DEMO_LIMITS,
              "active": True, "updated_at": utcnow()} for loc in loc_ids]
-    with load_engine(SOURCE).begin() as conn:
+    with runtime.engine(SOURCE).begin() as conn:
         upsert(conn, configured_tables().location, rows, ["loc_id"], update_columns=[])
 
 
 def aggregation_demo_step() -> list[str]:
     """Sync demo locations, aggregate the captured readings by hour, print the rows."""
     raw = configured_tables().temperature_raw
-    with load_engine(SOURCE).connect() as conn:
+    with runtime.engine(SOURCE).connect() as conn:
         first, last, n = conn.execute(select(
             func.min(raw.c.capture_dt), func.max(raw.c.capture_dt), func.count())).one()
         loc_ids = list(conn.execute(select(raw.c.loc_id).distinct()).scalars())

@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select
 
-from blocks.resolve import load_engine
 from flows.anomaly_detection import detect_anomalies
 from shopfloor.db.schema import configured_tables
 from shopfloor.db.types import utcnow
 from shopfloor.db.upsert import upsert
+from tasks import runtime
 
 TARGET = "shopfloor-warehouse-db"
 LOC = "SYN-01"
@@ -67,14 +67,14 @@ def synthetic_rows() -> list[dict]:
 def anomaly_demo_step() -> list[str]:
     """Write the synthetic history, detect over its last 6 days, report each plant."""
     hourly = configured_tables().temperature_hourly
-    with load_engine(TARGET).begin() as conn:
+    with runtime.engine(TARGET).begin() as conn:
         conn.execute(delete(hourly).where(hourly.c.loc_id == LOC))
         upsert(conn, hourly, synthetic_rows(), ["loc_id", "ymd", "hh"])
     start, end = FIRST + timedelta(days=39), FIRST + timedelta(days=DAYS)
     summary = detect_anomalies(start=start.replace(tzinfo=None), end=end.replace(tzinfo=None),
                                target_db=TARGET, timezone="UTC")
     anomaly = configured_tables().anomaly
-    with load_engine(TARGET).connect() as conn:
+    with runtime.engine(TARGET).connect() as conn:
         found = [dict(r._mapping) for r in conn.execute(
             select(anomaly).where(anomaly.c.loc_id == LOC))]
     lines = [f"{DAYS} days of synthetic hourly rows for {LOC}; detection over "

@@ -3,8 +3,8 @@
 import os
 
 from blocks.bootstrap import bootstrap_blocks
-from blocks.databases import init_databases
 from shopfloor.settings import shopfloor_home
+from tasks.databases import init_databases
 
 
 def _embedded_env() -> dict[str, str]:

@@ -5,8 +5,8 @@ import math
 
 from sqlalchemy import String, cast, func, select
 
-from blocks.resolve import load_engine
 from shopfloor.db.schema import configured_tables
+from tasks import runtime
 
 TARGET = "shopfloor-warehouse-db"
 MEASURES = ("temperature", "humidity", "pcv_temperature")
@@ -35,7 +35,7 @@ def quality_demo_step() -> list[str]:
     """Print the quality rows per flow and compare the daily rollup with raw."""
     tables = configured_tables()
     q, daily = tables.quality_score, tables.temperature_daily
-    engine = load_engine(TARGET)
+    engine = runtime.engine(TARGET)
     if engine.dialect.name != "sqlite":
         return ["the daily check of the demo reads SQLite; skipped on another database"]
     with engine.connect() as conn:

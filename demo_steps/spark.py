@@ -3,11 +3,12 @@
 from collections import Counter
 from datetime import UTC, date, datetime
 
-from blocks.resolve import load_engine, load_storage
+from blocks.resolve import load_storage
 from flows.spark_extraction import spark_sensor_extraction
 from shopfloor.db.schema import get_tables
 from shopfloor.historian.lake import is_data_file, partition_of
 from shopfloor.historian.seed import HistorianSeed, seed_historian
+from tasks import runtime
 
 HISTORIAN = "shopfloor-historian-db"
 PREFIX = "sensor_data"
@@ -18,7 +19,7 @@ SEED = HistorianSeed(start=datetime(2026, 1, 31, tzinfo=UTC),
 
 def spark_demo_step() -> list[str]:
     """Seed the historian, run spark-sensor-extraction in local mode, list the partitions."""
-    counts = seed_historian(load_engine(HISTORIAN), get_tables(None), SEED)
+    counts = seed_historian(runtime.engine(HISTORIAN), get_tables(None), SEED)
     lines = [f"historian: {SEED.n_tags} tags, "
              + ", ".join(f"{t} {n} rows" for t, n in counts.items())]
     results = spark_sensor_extraction(start=date(2026, 1, 31), end=date(2026, 2, 1),

@@ -85,17 +85,18 @@ def load_locations(
     blocks are one database), so threshold alerts apply from the next hourly run and the
     daily master-data-sync keeps them. Locations not in the file are left as they are.
     """
-    from blocks.resolve import load_engine, require_blocks
+    from blocks.resolve import require_blocks
     from shopfloor.aggregation.locations_csv import read_locations_csv, upsert_locations
     from shopfloor.db.schema import configured_tables
     from shopfloor.db.types import utcnow
+    from tasks import runtime
 
     parsed = read_locations_csv(file)
     names = [source_db, target_db] if source else [target_db]
     require_blocks(*names)
     done: set[str] = set()
     for name in dict.fromkeys(names):
-        engine = load_engine(name)
+        engine = runtime.engine(name)
         url = engine.url.render_as_string(hide_password=True)
         if url in done:  # two blocks, one database: loaded already
             typer.echo(f"{name:<24} same database as above")

@@ -121,7 +121,7 @@ def db_init(
 
     Table names come from $SHOPFLOOR_TABLE_<TABLE> (e.g. SHOPFLOOR_TABLE_TEMPERATURE_HOURLY).
     """
-    from blocks.databases import init_databases
+    from tasks.databases import init_databases
 
     for line in init_databases(block=block, url=url, schema=schema, add_columns=upgrade,
                                only=table):
@@ -141,7 +141,7 @@ def db_check(
 
     Exit code 1 when a table, a column or a key the flows need is missing.
     """
-    from blocks.databases import check_databases
+    from tasks.databases import check_databases
 
     ok = True
     for result in check_databases(block=block, url=url, schema=schema, only=table):

@@ -66,7 +66,6 @@ def import_registry(
 
     Safe to repeat: keys already in s3_object are never downgraded.
     """
-    from blocks.resolve import load_engine
     from shopfloor.compaction.keys import check_district
     from shopfloor.compaction.seed_import import SeedColumns, split_table_name
     from shopfloor.compaction.seed_import import import_registry as run_import
@@ -74,6 +73,7 @@ def import_registry(
     from shopfloor.compaction.seed_registry import status_map as build_status_map
     from shopfloor.db.engine import check_connection
     from shopfloor.db.schema import configured_tables
+    from tasks import runtime
 
     # Every value is checked before a block is loaded or a database touched.
     split_table_name(source_table)
@@ -81,7 +81,7 @@ def import_registry(
         check_district(default_distrik)
     mapping = build_status_map(parse_status_map(status_map or []), retry_failed)
     tables = configured_tables(schema)
-    source, target = load_engine(source_db), load_engine(metadata_db)
+    source, target = runtime.engine(source_db), runtime.engine(metadata_db)
     check_connection(source, source_db)
     check_connection(target, metadata_db)
     _require_registry(target, tables, metadata_db)

@@ -6,9 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from blocks.resolve import load_engine
 from shopfloor.aggregation.hours import resolve_timezone
 from shopfloor.db.engine import check_connection
+from tasks import runtime
 
 APP = Path(__file__).with_name("dashboard_app.py")
 
@@ -29,7 +29,7 @@ def check_dashboard(warehouse_db: str, metadata_db: str, timezone: str) -> None:
     database that does not answer, before anything is served."""
     resolve_timezone(timezone)
     for name in dict.fromkeys((warehouse_db, metadata_db)):
-        check_connection(load_engine(name), name)
+        check_connection(runtime.engine(name), name)
 
 
 def ephemeral_api() -> dict[str, str]:

@@ -43,10 +43,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 @st.cache_resource(show_spinner="Loading the database blocks ...")
 def engines(warehouse_db: str, metadata_db: str) -> tuple[Engine, Engine]:
     """One engine per block for the life of the server (blocks load once, not per view)."""
-    from blocks.resolve import load_engine  # loads Prefect: only once, inside the cache
+    from tasks import runtime  # loads Prefect: only once, inside the cache
 
-    warehouse = load_engine(warehouse_db)
-    return warehouse, load_engine(metadata_db) if metadata_db != warehouse_db else warehouse
+    warehouse = runtime.engine(warehouse_db)
+    return warehouse, runtime.engine(metadata_db) if metadata_db != warehouse_db else warehouse
 
 
 def export(df: pd.DataFrame, name: str) -> None:

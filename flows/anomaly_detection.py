@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.runtime import flow_run
 from prefect.states import State
 from pydantic import Field
 
@@ -18,8 +17,8 @@ from shopfloor.anomaly.run import findings_table, plan_hours, summarise, verdict
 from shopfloor.errors import UserError
 from shopfloor.params import IsoDateTime, TimeZone
 from tasks.anomaly import emit_anomaly_events, find_anomalies, store_findings
-from tasks.clock import logical_now
 from tasks.outcomes import ON_FAILURE, conclude
+from tasks.runtime import logical_now, run_id
 
 TIMEOUT_SECONDS = 50 * 60  # scheduled hourly
 
@@ -91,7 +90,7 @@ def detect_anomalies(
     tz = check_parameters(start, end, timezone, params)
     first, window_first, last = plan_hours(start, end, tz, lookback_hours, params, logical_now())
     found, rows = find_anomalies(target_db, timezone, first, window_first, last, params)
-    new = store_findings(target_db, found, flow_run.get_id()) if found else []
+    new = store_findings(target_db, found, run_id()) if found else []
     events = emit_anomaly_events(new, max_events) if new else 0
     summary = summarise(rows, found, new, events, timezone, time.perf_counter() - started)
     create_table_artifact([summary], key="anomaly-detection",

@@ -29,8 +29,9 @@ from shopfloor.aggregation.windows import (
     plan_chunk_concurrency,
 )
 from shopfloor.params import IsoDate, TimeZone
-from tasks.aggregation import WAREHOUSE_LIMIT, aggregate_chunk, check_databases, warehouse_slots
+from tasks.aggregation import aggregate_chunk, check_databases
 from tasks.outcomes import ON_FAILURE, conclude
+from tasks.runtime import WAREHOUSE_LIMIT, warehouse_slots
 
 
 def check_parameters(start_date: date, end_date: date, timezone: str) -> ZoneInfo:

@@ -36,8 +36,8 @@ from tasks.aggregation import (
     read_watermark,
     write_hourly,
 )
-from tasks.clock import logical_now
 from tasks.outcomes import ON_FAILURE, conclude, emit
+from tasks.runtime import logical_now
 
 # Scheduled hourly: a run still going after 50 minutes would overlap the next one.
 TIMEOUT_SECONDS = 50 * 60

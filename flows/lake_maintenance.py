@@ -5,14 +5,13 @@ from typing import Annotated, Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
-from prefect.runtime import flow_run
 from pydantic import Field
 
 from shopfloor.compaction.layout import check_target_prefix
 from shopfloor.lake.merge import PartitionResult
 from shopfloor.lake.outcome import artifact_rows, description, summarise, verdict
 from shopfloor.params import RamLimit, StoragePrefix
-from tasks.clock import logical_now
+from tasks import runtime
 from tasks.lake_maintenance import merge_dataset
 from tasks.outcomes import ON_FAILURE, conclude
 
@@ -59,8 +58,8 @@ def lake_maintenance(
         ram_limit: DuckDB memory limit of a merge.
         max_partitions_per_prefix: most partitions merged per prefix and run.
     """
-    today = logical_now().date()
-    run_id = str(flow_run.get_id() or "")
+    today = runtime.logical_now().date()
+    run_id = runtime.run_id() or ""
     results: list[PartitionResult] = []
     for prefix in prefixes:
         results += merge_dataset(lake, check_target_prefix(prefix), metadata_db, today,

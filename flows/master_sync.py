@@ -5,12 +5,12 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
-from prefect.runtime import flow_run
 from prefect.states import State
 
 from shopfloor.aggregation.locations import sync_row, sync_verdict
 from tasks.aggregation import check_databases, sync_locations
 from tasks.outcomes import ON_FAILURE, conclude
+from tasks.runtime import run_id
 
 # A sync of a few thousand locations takes seconds; a run still going after this long is
 # stuck on a lock or a dead connection, and ends Failed so someone is told.
@@ -38,7 +38,7 @@ def master_data_sync(
     """
     started = time.perf_counter()
     check_databases(source_db, target_db)  # unknown blocks fail here, then unreachable ones
-    result = sync_locations(source_db, target_db, flow_run.get_id())
+    result = sync_locations(source_db, target_db, run_id())
     create_table_artifact([sync_row(result, time.perf_counter() - started)],
                           key="master-data-sync", description="Master data sync")
     return conclude(sync_verdict(result), result)

@@ -1,18 +1,16 @@
 """The ``modbus-capture`` flow: poll ModbusDevice blocks concurrently, validate, store."""
 
 import time
-import uuid
 from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact
 from prefect.context import FlowRunContext
-from prefect.runtime import deployment, flow_run
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from blocks.resolve import load_block, load_engine
+from blocks.resolve import load_block
 from shopfloor.db.engine import check_connection
 from shopfloor.errors import ShopfloorError
 from shopfloor.modbus.capture import (
@@ -28,6 +26,7 @@ from shopfloor.params import BlockName
 from tasks.forwarding import StoreAndForward, close_store, open_store, report
 from tasks.modbus import Progress, capture_device_task, resolve_device
 from tasks.outcomes import ON_FAILURE, conclude, emit
+from tasks.runtime import engine, run_token, scheduled_start
 
 MAX_DEVICES = 64  # one polling thread per device
 # The flow's timeout: an hour's span (the prefect.yaml deployment), its start offset,
@@ -73,7 +72,7 @@ def _check_sinks(configs: list[DeviceConfig], write_raw: bool, land_json: bool,
     if write_raw:
         check_distinct_locations(configs)
         try:
-            check_connection(load_engine(target_db), target_db)
+            check_connection(engine(target_db), target_db)
         except ShopfloorError as exc:
             if not store_and_forward:
                 raise
@@ -86,9 +85,8 @@ def _check_sinks(configs: list[DeviceConfig], write_raw: bool, land_json: bool,
 
 def _scheduled_time() -> float | None:
     """When a deployment run was scheduled for (epoch seconds); None for a plain call."""
-    if deployment.get_id() is None:
-        return None
-    return flow_run.get_scheduled_start_time().timestamp()
+    scheduled = scheduled_start()
+    return None if scheduled is None else scheduled.timestamp()
 
 
 def _capture(configs: list[DeviceConfig], plan: tuple[float, int, int], interval: float,
@@ -180,7 +178,7 @@ def modbus_capture(
     # Concurrently: each is a block load, and the run's first slot is waiting.
     configs = [f.result() for f in [resolve_device.submit(name) for name in devices]]
     _check_sinks(configs, write_raw, land_json, target_db, raw_logs, store_and_forward)
-    run_id = str(flow_run.get_id() or uuid.uuid4())
+    run_id = run_token()
     plan = plan_schedule(samples, interval_seconds, span_seconds, start_offset_seconds,
                          time.time(), _scheduled_time())
     anchor, slots, missed = plan

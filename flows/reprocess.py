@@ -1,13 +1,11 @@
 """Flow ``reprocess-raw``: judge a window of landed raw data again, replace it downstream."""
 
 import time
-import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.runtime import flow_run
 from pydantic import Field
 
 from blocks.resolve import load_block
@@ -19,6 +17,7 @@ from shopfloor.params import BlockName, DistrictCode, IsoDateTime, TimeZone
 from tasks.aggregation import aggregate_chunk
 from tasks.outcomes import ON_FAILURE
 from tasks.reprocess import drop_emptied_hours, reprocess_device, resolve_devices
+from tasks.runtime import run_token
 
 DeviceNames = Annotated[list[BlockName], Field(min_length=1, max_length=64)]
 
@@ -76,7 +75,7 @@ def reprocess_raw(
     hours = check_parameters(devices, district, start, end, timezone)
     load_block(raw_logs)  # an unknown block fails here, before anything is read
     configs = resolve_devices(devices, district)
-    run_id = str(flow_run.get_id() or uuid.uuid4())
+    run_id = run_token()
     results = [reprocess_device(cfg, hours, raw_logs, target_db, run_id) for cfg in configs]
     touched = sorted({h for r in results for h in r.hours})
     loc_ids = tuple(sorted({r.loc_id for r in results if r.hours}))

@@ -2,7 +2,6 @@
 update_status, exactly once, for every district with a backlog."""
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -15,7 +14,6 @@ from prefect.artifacts import (
 )
 from prefect.client.schemas.objects import FlowRun
 from prefect.logging.loggers import flow_run_logger
-from prefect.runtime import flow_run
 from prefect.states import State
 from pydantic import Field
 
@@ -40,6 +38,7 @@ from shopfloor.params import (
     StoragePrefix,
 )
 from tasks.outcomes import ON_FAILURE, conclude, emit
+from tasks.runtime import run_token
 from tasks.s3_compaction import (
     check_storage,
     claim_renewal,
@@ -68,11 +67,6 @@ KeyLimit = Annotated[int, Field(ge=1, le=MAX_KEYS_PER_RUN)]
 TzOffsetHours = Annotated[float, Field(ge=-14, le=14)]
 ClaimTtlMinutes = Annotated[int, Field(ge=0)]
 OverlapHours = Annotated[int, Field(ge=0, le=24 * 7)]
-
-
-def _run_id() -> str:
-    # The flow run id is the claim token; a plain call outside Prefect still gets one.
-    return str(flow_run.get_id() or uuid.uuid4())
 
 
 @flow(name="register-s3-keys", timeout_seconds=REGISTRATION_TIMEOUT_S,
@@ -253,7 +247,7 @@ def s3_compaction(
     # One check of the three block names, before any claim; the tasks resolve them.
     require_blocks(raw_logs, lake, metadata_db)
     check_storage(raw_logs, lake)
-    run_id = _run_id()
+    run_id = run_token()  # the claim token
     # Whatever earlier runs left (crashed claims, chains of take-overs) goes first.
     recover_leftovers(lake, target_prefix, metadata_db, run_id, claim_ttl_minutes)
     districts = [distrik] if distrik else _configured(

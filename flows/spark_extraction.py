@@ -13,9 +13,7 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.runtime import flow_run
 
-from blocks.resolve import load_engine, load_storage
 from shopfloor.db.engine import check_connection
 from shopfloor.errors import ShopfloorError
 from shopfloor.historian.plan import (
@@ -49,8 +47,9 @@ from shopfloor.spark.run import (
     work_list,
 )
 from shopfloor.spark.session import session_conf, spark_session
-from tasks.clock import logical_now
+from tasks import runtime
 from tasks.outcomes import ON_FAILURE, conclude
+from tasks.runtime import logical_now, run_id
 from tasks.spark_extraction import (
     clean_output_leftovers,
     discard_month_staging,
@@ -79,7 +78,7 @@ def _extract_month(spark, historian_db: str, lake: str, job: ExtractionJob,
                    quality_db: str | None = None) -> MonthResult:
     logger = get_run_logger()
     result = MonthResult(month.month, month.table, kind=kind)
-    token = new_token(flow_run.id)
+    token = new_token(run_id())
     started = time.perf_counter()
     try:
         clean_output_leftovers(lake, job, month)
@@ -105,7 +104,7 @@ def _score(result: MonthResult, month: MonthSlice, quality_db: str | None) -> No
     store the row is a warning, not a failed month."""
     try:
         row = record_month_quality(quality_db, result, month,
-                                   str(flow_run.id) if flow_run.id else None)
+                                   run_id())
     except Exception as exc:
         get_run_logger().warning("month %s: quality row not stored: %s", month.month,
                                  error_line(exc))
@@ -221,9 +220,9 @@ def _check_sources(historian_db: str, lake: str, output_prefix: str) -> tuple[st
     """Resolve the blocks once, only to fail fast (unknown block, unreachable database, a
     database JDBC cannot read); returns the JDBC kind (it picks the jars) and the output's
     URL. The tasks get the names."""
-    engine = load_engine(historian_db)
+    engine = runtime.engine(historian_db)
     jdbc_kind = jdbc_source(engine.url).kind
-    storage = load_storage(lake)
+    storage = runtime.storage(lake)
     check_connection(engine, historian_db)
     return jdbc_kind, storage.url(output_prefix)
 

@@ -7,14 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.client.orchestration import get_client
-from prefect.concurrency.sync import concurrency
 from prefect.events import emit_event
-from prefect.exceptions import ObjectNotFound
-from prefect.runtime import flow_run
-from sqlalchemy import Engine
 
-from blocks.resolve import load_engine
 from shopfloor.aggregation.alerts import (
     Breach,
     breach_event,
@@ -50,29 +44,13 @@ from shopfloor.aggregation.transfer import (
 )
 from shopfloor.aggregation.windows import Window
 from shopfloor.db.engine import check_connection
-from shopfloor.db.schema import configured_tables
 from shopfloor.db.types import utcnow
 from shopfloor.db.watermark import get_watermark, set_watermark
 from shopfloor.quality import write_quarantine
-from tasks.outcomes import transient
+from tasks import runtime
+from tasks.runtime import RETRIED, RETRIED_ONCE, warehouse_slot
 
 MAX_EVENTS = 1000  # one run never floods the event stream; the artifact lists them all
-# The Prefect global concurrency limit shared by everything that writes the warehouse
-# (hourly writes, each backfill chunk, master data sync); `shopfloor deploy` creates it.
-WAREHOUSE_LIMIT = "shopfloor-warehouse-db"
-
-
-@contextmanager
-def warehouse_slot() -> Iterator[None]:
-    """Hold one slot of :data:`WAREHOUSE_LIMIT` while writing the warehouse.
-
-    ``strict=False``: where the limit does not exist (a plain Python call, a test
-    server) Prefect logs a warning and the write goes ahead unlimited.
-    """
-    with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False):
-        yield
-
-
 # A backfill's chunks in this process queue here for their turn to write (a lock: no
 # polling), so the one at the front asks Prefect for the slot while the next aggregates.
 _CHUNK_TURNS = threading.Lock()
@@ -81,49 +59,9 @@ _CHUNK_TURNS = threading.Lock()
 @contextmanager
 def chunk_turn() -> Iterator[None]:
     """A backfill chunk's turn to write: first in this process (its run's other chunks),
-    then a slot of :data:`WAREHOUSE_LIMIT` (the hourly run and master sync)."""
+    then a slot of the warehouse limit (the hourly run and master sync)."""
     with _CHUNK_TURNS, warehouse_slot():
         yield
-
-
-def warehouse_slots() -> int | None:
-    """The slots of :data:`WAREHOUSE_LIMIT` (None: the limit does not exist or is off).
-
-    A backfill runs no more chunks at once than this: the others would only wait for a
-    slot in Prefect's retry loop (``423 Locked``, retried after a randomised interval),
-    leaving the slot idle between one chunk's release and the next one's retry.
-    """
-    try:
-        with get_client(sync_client=True) as client:
-            limit = client.read_global_concurrency_limit_by_name(WAREHOUSE_LIMIT)
-    except ObjectNotFound:
-        return None
-    return int(limit.limit) if limit.active else None
-
-
-# Engines of the blocks loaded by a flow run, by (flow run id, block name): a backfill's
-# chunks reuse what its first chunk loaded instead of two API calls per chunk. Scoped to
-# the run, so a block saved in between (refresh-credentials) reaches the next run.
-_RUN_ENGINES: dict[tuple[str, str], Engine] = {}
-_RUN_ENGINES_MAX = 64
-
-
-def load_engines(*block_names: str) -> list[Engine]:
-    """Engines for database blocks, in order; each block is loaded once per flow run, and
-    an unknown block raises before anything connects."""
-    run = flow_run.get_id()
-    out = {}
-    for name in dict.fromkeys(block_names):
-        key = (str(run), name)
-        engine = _RUN_ENGINES.get(key) if run else None
-        if engine is None:
-            engine = load_engine(name)
-            if run:
-                if len(_RUN_ENGINES) >= _RUN_ENGINES_MAX:
-                    _RUN_ENGINES.clear()  # a long-lived process (serve) runs many flows
-                _RUN_ENGINES[key] = engine
-        out[name] = engine
-    return [out[name] for name in block_names]
 
 
 @task(name="check-databases")
@@ -143,7 +81,7 @@ def check_databases(source_db: str, target_db: str) -> dict[str, Any]:
         target_db: SqlAlchemyConnector block of the hourly table.
     """
     names = tuple(dict.fromkeys((source_db, target_db)))
-    engines = dict(zip(names, load_engines(*names), strict=True))
+    engines = dict(zip(names, runtime.engines(*names), strict=True))
     for name, engine in engines.items():
         check_connection(engine, name)
     get_run_logger().info("databases %r and %r answer", source_db, target_db)
@@ -151,7 +89,7 @@ def check_databases(source_db: str, target_db: str) -> dict[str, Any]:
     return {"target": target.dialect.name, "overlaps": overlaps_source(source, target)}
 
 
-@task(name="plan-late-data", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
+@task(name="plan-late-data", **RETRIED)
 def plan_late_data(source_db: str, target_db: str, timezone: str, watermark_name: str,
                    lateness_minutes: int = DEFAULT_LATENESS_MINUTES,
                    now: datetime | None = None) -> LatePlan:
@@ -169,7 +107,7 @@ def plan_late_data(source_db: str, target_db: str, timezone: str, watermark_name
         lateness_minutes: the allowance of the reading-time watermark.
         now: the run's logical time (reading-time watermark: the newest reading counted).
     """
-    (source, target), tables = load_engines(source_db, target_db), configured_tables()
+    (source, target), tables = runtime.engines(source_db, target_db), runtime.tables()
     with target.connect() as conn:
         stored = get_watermark(conn, tables, watermark_name)
     since = datetime.fromisoformat(stored) if stored else None
@@ -192,7 +130,7 @@ def plan_late_data(source_db: str, target_db: str, timezone: str, watermark_name
     return plan
 
 
-@task(name="read-watermark", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
+@task(name="read-watermark", **RETRIED)
 def read_watermark(target_db: str, name: str) -> datetime | None:
     """The instant stored in watermark ``name`` on the target (None: never set).
 
@@ -200,16 +138,10 @@ def read_watermark(target_db: str, name: str) -> datetime | None:
         target_db: block holding ``pipeline_watermark``.
         name: the watermark to read.
     """
-    (target,) = load_engines(target_db)
+    (target,) = runtime.engines(target_db)
     with target.connect() as conn:
-        stored = get_watermark(conn, configured_tables(), name)
+        stored = get_watermark(conn, runtime.tables(), name)
     return datetime.fromisoformat(stored) if stored else None
-
-
-def _run_id() -> str | None:
-    """The flow run's id, stored on the quality rows of the windows it writes."""
-    run_id = flow_run.get_id()
-    return str(run_id) if run_id else None
 
 
 @task(name="write-hourly")
@@ -236,8 +168,8 @@ def write_hourly(source_db: str, target_db: str, windows: list[Window], timezone
     Returns:
         The write statistics and the hourly rows of active locations.
     """
-    (source, target), tables = load_engines(source_db, target_db), configured_tables()
-    stats, now = WriteStats(path=choose_path(source, target), run_id=_run_id()), utcnow()
+    (source, target), tables = runtime.engines(source_db, target_db), runtime.tables()
+    stats, now = WriteStats(path=choose_path(source, target), run_id=runtime.run_id()), utcnow()
     with warehouse_slot(), target_transaction(target, stats.path) as conn:
         rows = write_windows(source, conn, tables, windows, resolve_timezone(timezone), now,
                              stats)
@@ -250,7 +182,7 @@ def write_hourly(source_db: str, target_db: str, windows: list[Window], timezone
     return stats, rows
 
 
-@task(name="aggregate-chunk", retries=1, retry_delay_seconds=5, retry_condition_fn=transient)
+@task(name="aggregate-chunk", **RETRIED_ONCE)
 def aggregate_chunk(source_db: str, target_db: str, window: Window, timezone: str,
                     queue: bool = False) -> tuple[WriteStats, list[Breach]]:
     """Aggregate one backfill chunk, commit it on its own and find its threshold breaches.
@@ -270,10 +202,10 @@ def aggregate_chunk(source_db: str, target_db: str, window: Window, timezone: st
         timezone: IANA zone of the hour buckets.
         queue: take turns with the run's other chunks before asking for the slot.
     """
-    (source, target), tables = load_engines(source_db, target_db), configured_tables()
+    (source, target), tables = runtime.engines(source_db, target_db), runtime.tables()
     # chunks take turns with the hourly run and master sync
     stats, rows = aggregate_and_write(source, target, tables, window,
-                                      resolve_timezone(timezone), utcnow(), _run_id(),
+                                      resolve_timezone(timezone), utcnow(), runtime.run_id(),
                                       turn=chunk_turn if queue else warehouse_slot)
     limits = {}
     if rows:  # rows of active locations only: none means no threshold to look up
@@ -296,9 +228,9 @@ def find_threshold_breaches(target_db: str, rows: list[dict[str, Any]]) -> list[
     """
     if not rows:
         return []
-    (target,) = load_engines(target_db)
+    (target,) = runtime.engines(target_db)
     with target.connect() as conn:
-        limits = load_thresholds(conn, configured_tables(), {r["loc_id"] for r in rows})
+        limits = load_thresholds(conn, runtime.tables(), {r["loc_id"] for r in rows})
     return find_breaches(rows, limits)
 
 
@@ -321,7 +253,7 @@ def emit_threshold_alerts(breaches: list[Breach], timezone: str) -> int:
     return sent
 
 
-@task(name="sync-locations", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
+@task(name="sync-locations", **RETRIED)
 def sync_locations(source_db: str, target_db: str, run_id: str | None) -> dict[str, Any]:
     """Upsert locations and thresholds into the target; deactivate the ones gone.
 
@@ -333,7 +265,7 @@ def sync_locations(source_db: str, target_db: str, run_id: str | None) -> dict[s
         target_db: block to sync into.
         run_id: flow run id for quarantine rows.
     """
-    (source, target), tables = load_engines(source_db, target_db), configured_tables()
+    (source, target), tables = runtime.engines(source_db, target_db), runtime.tables()
     with source.connect() as conn:
         df = read_source_locations(conn, tables)
     result = validate_locations(df)

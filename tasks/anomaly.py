@@ -10,15 +10,15 @@ from shopfloor.aggregation.hours import resolve_timezone
 from shopfloor.anomaly.findings import DetectorParams, Finding, detect
 from shopfloor.anomaly.grid import local_indices
 from shopfloor.anomaly.store import insert_findings, read_hourly
-from shopfloor.db.schema import configured_tables
 from shopfloor.db.types import utcnow
-from tasks.aggregation import load_engines, warehouse_slot
-from tasks.outcomes import emit, transient
+from tasks import runtime
+from tasks.outcomes import emit
+from tasks.runtime import RETRIED, warehouse_slot
 
 EVENT = "shopfloor.anomaly.detected"
 
 
-@task(name="find-anomalies", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
+@task(name="find-anomalies", **RETRIED)
 def find_anomalies(target_db: str, timezone: str, first: int, window_first: int, last: int,
                    params: DetectorParams) -> tuple[list[Finding], int]:
     """Read the hourly rows of local hours ``first..last`` and run the detectors.
@@ -34,7 +34,7 @@ def find_anomalies(target_db: str, timezone: str, first: int, window_first: int,
     Returns:
         The findings, and the number of hourly rows inside the window.
     """
-    (engine,), tables = load_engines(target_db), configured_tables()
+    engine, tables = runtime.engine(target_db), runtime.tables()
     with engine.connect() as conn:
         frame = read_hourly(conn, tables, first, last)
     tz = resolve_timezone(timezone)
@@ -46,7 +46,7 @@ def find_anomalies(target_db: str, timezone: str, first: int, window_first: int,
     return found, in_window
 
 
-@task(name="store-findings", retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
+@task(name="store-findings", **RETRIED)
 def store_findings(target_db: str, findings: list[Finding], run_id: str | None
                    ) -> list[Finding]:
     """Insert the findings not stored yet, in one transaction; return only those new ones.
@@ -56,7 +56,7 @@ def store_findings(target_db: str, findings: list[Finding], run_id: str | None
         findings: the findings of this run.
         run_id: the flow run id, stored with each new row.
     """
-    (engine,), tables = load_engines(target_db), configured_tables()
+    engine, tables = runtime.engine(target_db), runtime.tables()
     with warehouse_slot(), engine.begin() as conn:
         new = insert_findings(conn, tables, findings, run_id, utcnow())
     get_run_logger().info("%d findings, %d new", len(findings), len(new))

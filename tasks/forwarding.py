@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from blocks.resolve import load_engine, load_storage
 from shopfloor.buffer.status import BacklogReporter, WarehouseWriter, buffer_rows
 from shopfloor.buffer.store import (
     FULL_WARNING,
@@ -20,7 +19,6 @@ from shopfloor.buffer.store import (
     collector_name,
     limits_from_env,
 )
-from shopfloor.db.schema import configured_tables
 from shopfloor.modbus.buffered import (
     LANDING,
     WAREHOUSE,
@@ -35,6 +33,7 @@ from shopfloor.modbus.capture import CaptureStats
 from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.sink import ReadingSink
 from shopfloor.settings import shopfloor_home
+from tasks import runtime
 from tasks.outcomes import emit
 
 # What the run's end may spend forwarding what is still buffered (inside the flow's
@@ -84,7 +83,7 @@ def open_store(configs: Sequence[DeviceConfig], run_id: str, target_db: str | No
     pending = {name: buffer.backlog(name).samples for name in sinks.values()}
     after_pass = None
     if target_db:
-        engine, tables = load_engine(target_db), configured_tables()
+        engine, tables = runtime.engine(target_db), runtime.tables()
         store.reporter = _reporter(buffer, collector, WarehouseWriter(
             engine, tables.collector_backlog), target_db)
         after_pass = store.reporter.request
@@ -92,7 +91,7 @@ def open_store(configs: Sequence[DeviceConfig], run_id: str, target_db: str | No
                                  lambda cfg, s: ReadingSink(cfg, s, run_id, engine=engine,
                                                             tables=tables), after_pass))
     if raw_logs:
-        storage = load_storage(raw_logs)
+        storage = runtime.storage(raw_logs)
         store.loops.append(_loop(LANDING, sinks[LANDING], buffer, stats, run_id,
                                  lambda cfg, s: ReadingSink(cfg, s, run_id, storage=storage),
                                  after_pass))

@@ -4,16 +4,15 @@ import uuid
 from datetime import date, timedelta
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
-from blocks.resolve import load_engine, load_storage
 from shopfloor.compaction.faults import pause_hook_from_env
 from shopfloor.db.engine import check_connection
-from shopfloor.db.schema import configured_tables
 from shopfloor.lake.merge import MergeSpec, PartitionResult, maintain, no_hook
+from tasks import runtime
+from tasks.runtime import LIVE
 
 
-@task(name="merge-partitions", cache_policy=NO_CACHE)
+@task(name="merge-partitions", **LIVE)
 def merge_dataset(lake: str, prefix: str, metadata_db: str, today: date, grace_days: int,
                   target_file_mb: int, min_files: int, claim_ttl_minutes: int,
                   ram_limit: str, max_partitions: int, run_id: str) -> list[PartitionResult]:
@@ -36,9 +35,9 @@ def merge_dataset(lake: str, prefix: str, metadata_db: str, today: date, grace_d
         run_id: recorded in each merge's manifest.
     """
     logger = get_run_logger()
-    engine = load_engine(metadata_db)
+    engine = runtime.engine(metadata_db)
     check_connection(engine, metadata_db)
-    spec = MergeSpec(load_storage(lake), prefix, engine, configured_tables(),
+    spec = MergeSpec(runtime.storage(lake), prefix, engine, runtime.tables(),
                      target_file_mb * 2**20, min_files,
                      timedelta(minutes=claim_ttl_minutes), ram_limit, run_id)
     try:

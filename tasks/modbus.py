@@ -7,16 +7,10 @@ from contextlib import ExitStack, contextmanager
 
 from prefect import get_run_logger, task
 from prefect.artifacts import update_progress_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import get_client
-from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectNotFound
-from prefect.runtime import flow_run
 
 from blocks.modbus import ModbusDevice
-from blocks.resolve import load_block, load_engine, load_storage
+from blocks.resolve import load_block
 from shopfloor.buffer.store import SampleBuffer
-from shopfloor.db.schema import configured_tables
 from shopfloor.modbus.buffered import BufferSink, group_of
 from shopfloor.modbus.capture import CaptureStats, capture_device, device_plan
 from shopfloor.modbus.client import DeviceConfig
@@ -28,22 +22,13 @@ from shopfloor.modbus.gateway import (
     local_gate,
 )
 from shopfloor.modbus.sink import ReadingSink
+from tasks import runtime
+from tasks.runtime import LIVE
 
 # A global concurrency limit acquire is two API calls (acquire with a lease, release)
 # and a lease renewer: about 15-35 ms of CPU each against a local server. Worth it at
 # one sample a second or slower; faster captures hold only the in-process lock.
 MIN_GCL_INTERVAL = 1.0
-
-
-def _limit_exists(name: str) -> bool:
-    """Whether the global concurrency limit ``name`` exists (and is active): asked once
-    per device and run, so a plant without the limit pays no API call per sample (and
-    Prefect's "limit does not exist" warning is not logged every sample)."""
-    try:
-        with get_client(sync_client=True) as client:
-            return bool(client.read_global_concurrency_limit_by_name(name).active)
-    except ObjectNotFound:
-        return False
 
 
 def _prefect_gate(name: str) -> Gate:
@@ -57,8 +42,7 @@ def _prefect_gate(name: str) -> Gate:
             if timeout <= 0:
                 raise GatewayBusy(f"no time left to acquire limit {name}")
             try:
-                stack.enter_context(concurrency(name, occupy=1, timeout_seconds=timeout,
-                                                strict=False))
+                stack.enter_context(runtime.slot(name, timeout_seconds=timeout))
             except TimeoutError:
                 raise GatewayBusy(f"limit {name} busy until the sample's deadline") from None
             except Exception as exc:  # the API failed: poll anyway, the local lock holds
@@ -77,10 +61,12 @@ def gateway_gate(cfg: DeviceConfig, interval_seconds: float) -> Gate:
     samples are at least :data:`MIN_GCL_INTERVAL` apart."""
     key = gateway_key(cfg)
     if cfg.transport == "serial" or interval_seconds < MIN_GCL_INTERVAL \
-            or flow_run.get_id() is None:
+            or runtime.run_id() is None:
         return local_gate(key)
     name = gateway_limit_name(cfg.host, cfg.port)
-    if not _limit_exists(name):
+    # Asked once per device and run, so a plant without the limit pays no API call per
+    # sample (and Prefect's "limit does not exist" warning is not logged every sample).
+    if runtime.limit_slots(name) is None:
         return local_gate(key)
     get_run_logger().info("device %s: each poll holds global concurrency limit %s",
                           cfg.name, name)
@@ -109,7 +95,7 @@ class Progress:
             update_progress_artifact(self.artifact_id, percent)
 
 
-@task(name="resolve-modbus-device", cache_policy=NO_CACHE)
+@task(name="resolve-modbus-device", **LIVE)
 def resolve_device(name: str) -> DeviceConfig:
     """Load the ``ModbusDevice`` block ``name`` and plan its reads (no connection yet).
 
@@ -124,7 +110,7 @@ def resolve_device(name: str) -> DeviceConfig:
     return cfg
 
 
-@task(name="capture-modbus-device", cache_policy=NO_CACHE)
+@task(name="capture-modbus-device", **LIVE)
 def capture_device_task(
     cfg: DeviceConfig, samples: int, interval_seconds: float, anchor: float, run_id: str,
     target_db: str | None, raw_logs: str | None, progress: Progress | None = None,
@@ -164,9 +150,9 @@ def capture_device_task(
     else:
         sink = ReadingSink(
             cfg, stats, run_id,
-            engine=load_engine(target_db) if target_db else None,
-            tables=configured_tables() if target_db else None,
-            storage=load_storage(raw_logs) if raw_logs else None,
+            engine=runtime.engine(target_db) if target_db else None,
+            tables=runtime.tables() if target_db else None,
+            storage=runtime.storage(raw_logs) if raw_logs else None,
         )
     result = capture_device(cfg, samples, interval_seconds, anchor, sink, progress=progress,
                             stats=stats, gate=gateway_gate(cfg, interval_seconds),

@@ -28,11 +28,11 @@ Every flow lists :data:`ON_FAILURE` as its ``on_failure`` hook.
 from typing import Any
 
 from prefect.events import emit_event
-from prefect.runtime import flow_run as current_run
 from prefect.states import Completed, State
 
-from shopfloor.errors import DataIntegrityError, ShopfloorError, retryable
+from shopfloor.errors import DataIntegrityError, ShopfloorError
 from shopfloor.outcome import Verdict
+from tasks.runtime import run_id, run_names
 
 DEGRADED = "Degraded"
 IDLE = "Idle"
@@ -54,14 +54,14 @@ def _emit_outcome(event: str, run_id: object, flow_name: str, run_name: str, sta
 def degraded(summary: Any, message: str) -> State:
     """A Completed state named ``Degraded`` carrying ``summary`` (part of the job undone);
     emits ``shopfloor.run.degraded``."""
-    _emit_outcome(DEGRADED_EVENT, current_run.get_id(), str(current_run.get_flow_name()),
-                  str(current_run.get_name()), DEGRADED, message)
+    _emit_outcome(DEGRADED_EVENT, run_id(), *run_names(), DEGRADED, message)
     return Completed(name=DEGRADED, message=message, data=summary)
 
 
-def report_failure(flow: Any, flow_run: Any, state: State) -> None:
-    """``on_failure`` hook of every flow: emits ``shopfloor.run.failed``."""
-    _emit_outcome(FAILED_EVENT, flow_run.id, flow.name, flow_run.name, state.name or "Failed",
+def report_failure(flow: Any, run: Any, state: State) -> None:
+    """``on_failure`` hook of every flow: emits ``shopfloor.run.failed`` about the failed
+    ``run`` that Prefect hands the hook."""
+    _emit_outcome(FAILED_EVENT, run.id, flow.name, run.name, state.name or "Failed",
                   state.message or "")
 
 
@@ -95,15 +95,3 @@ def emit(event: str, resource_id: str, payload: dict[str, Any] | None = None,
     """
     emit_event(event=event, resource={"prefect.resource.id": resource_id, **labels},
                payload=payload or {})
-
-
-def transient(task: Any, task_run: Any, state: State) -> bool:
-    """Every retrying task's ``retry_condition_fn``: retry what may pass next time (a
-    lost connection, a deadlock, an unreachable bucket), never a
-    :class:`~shopfloor.errors.UserError` (the same input fails again) nor a
-    :class:`~shopfloor.errors.DataIntegrityError` (a retry would only hide it)."""
-    try:
-        state.result(raise_on_failure=True)
-    except Exception as exc:  # noqa: BLE001 - the failure decides
-        return retryable(exc)
-    return True

@@ -4,18 +4,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 
 from blocks.modbus import ModbusDevice
-from blocks.resolve import load_block, load_engine, load_storage
+from blocks.resolve import load_block
 from shopfloor.compaction.faults import pause_hook_from_env
-from shopfloor.db.schema import configured_tables
 from shopfloor.db.types import utcnow
 from shopfloor.errors import ShopfloorError
 from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.readings import reading_schema
 from shopfloor.modbus.reprocess import delete_hourly, read_window, replace_window
+from tasks import runtime
+from tasks.runtime import LIVE
 
 
 def _district_of(data: dict) -> object:
@@ -23,7 +23,7 @@ def _district_of(data: dict) -> object:
     return data.get("district", data.get("dstrct_code"))
 
 
-@task(name="resolve-reprocess-devices", cache_policy=NO_CACHE)
+@task(name="resolve-reprocess-devices", **LIVE)
 def resolve_devices(devices: list[str] | None, district: str | None) -> list[DeviceConfig]:
     """The ``ModbusDevice`` blocks to reprocess: those named, or every one whose
     district is ``district`` (their current register maps and limits).
@@ -67,7 +67,7 @@ class DeviceReprocess:
         return {**row, "hours_with_objects": len(self.hours)}
 
 
-@task(name="reprocess-device", cache_policy=NO_CACHE)
+@task(name="reprocess-device", **LIVE)
 def reprocess_device(cfg: DeviceConfig, hours: list[datetime], raw_logs: str, target_db: str,
                      run_id: str) -> DeviceReprocess:
     """Judge the device's landed objects of ``hours`` again; replace its raw and
@@ -80,7 +80,7 @@ def reprocess_device(cfg: DeviceConfig, hours: list[datetime], raw_logs: str, ta
         target_db: SqlAlchemyConnector block of ``temperature_raw`` and ``quarantine``.
         run_id: flow run id, for the quarantine rows.
     """
-    storage, tables = load_storage(raw_logs), configured_tables()
+    storage, tables = runtime.storage(raw_logs), runtime.tables()
     objects = read_window(storage, cfg, hours, reading_schema(cfg.tags))
     out = DeviceReprocess(cfg.name, cfg.loc_id, objects_read=len(objects))
     for o in objects:
@@ -90,7 +90,7 @@ def reprocess_device(cfg: DeviceConfig, hours: list[datetime], raw_logs: str, ta
         out.rows_valid_after += len(o.lines) - o.rejected
     ingested_at = utcnow() if tables.raw_has_ingested_at else None
     fault = pause_hook_from_env() or (lambda step: None)  # tests/crash; normally nothing
-    with load_engine(target_db).begin() as conn:
+    with runtime.engine(target_db).begin() as conn:
         done = replace_window(conn, tables, cfg, objects, run_id, ingested_at)
     fault("after_commit")
     # After the commit: a failure here leaves old verdicts in the objects, which a rerun
@@ -113,7 +113,7 @@ def reprocess_device(cfg: DeviceConfig, hours: list[datetime], raw_logs: str, ta
     return out
 
 
-@task(name="drop-emptied-hours", cache_policy=NO_CACHE)
+@task(name="drop-emptied-hours", **LIVE)
 def drop_emptied_hours(target_db: str, keys: list[tuple[str, str, str]]) -> int:
     """Delete hourly rows of reprocessed locations that no valid reading backs any more.
 
@@ -123,5 +123,5 @@ def drop_emptied_hours(target_db: str, keys: list[tuple[str, str, str]]) -> int:
     """
     if not keys:
         return 0
-    with load_engine(target_db).begin() as conn:
-        return delete_hourly(conn, configured_tables(), keys)
+    with runtime.engine(target_db).begin() as conn:
+        return delete_hourly(conn, runtime.tables(), keys)

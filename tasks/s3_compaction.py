@@ -5,9 +5,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
-from blocks.resolve import load_engine, load_storage
 from shopfloor.compaction import output
 from shopfloor.compaction.claims import (
     ClaimedKey,
@@ -31,15 +29,14 @@ from shopfloor.compaction.recovery import Recovery, recover
 from shopfloor.compaction.registration import register
 from shopfloor.compaction.renewal import ClaimRenewal, renewal_interval
 from shopfloor.compaction.status import record_outcome
-from shopfloor.db.engine import check_connection
-from shopfloor.db.schema import configured_tables
+from shopfloor.db.engine import check_connection, write_transaction
 from shopfloor.db.types import utcnow
 from shopfloor.errors import first_line
-from tasks.outcomes import transient
+from tasks import runtime
+from tasks.runtime import LIVE, RETRIED, RETRIED_ONCE
 
 
-@task(name="register-keys", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
-      retry_condition_fn=transient)
+@task(name="register-keys", **RETRIED, **LIVE)
 def register_new_keys(raw_logs: str, prefix: str, district: str | None, metadata_db: str,
                       overlap_hours: int = 2, full_listing: bool = False) -> dict[str, int]:
     """List what may be new under ``prefix`` and insert the new JSON objects as PENDING.
@@ -53,9 +50,9 @@ def register_new_keys(raw_logs: str, prefix: str, district: str | None, metadata
         full_listing: list every stream from its start (catches late objects in old hours).
     """
     logger = get_run_logger()
-    engine = load_engine(metadata_db)
+    engine = runtime.engine(metadata_db)
     check_connection(engine, metadata_db)
-    reg = register(load_storage(raw_logs), engine, configured_tables(), prefix, district,
+    reg = register(runtime.storage(raw_logs), engine, runtime.tables(), prefix, district,
                    overlap_hours, full_listing)
     c = reg.counts
     if reg.unknown:
@@ -68,17 +65,15 @@ def register_new_keys(raw_logs: str, prefix: str, district: str | None, metadata
     return c.as_dict()
 
 
-@task(name="check-storage", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE,
-      retry_condition_fn=transient)
+@task(name="check-storage", **RETRIED_ONCE, **LIVE)
 def check_storage(*blocks: str) -> None:
     """Fail with one line naming the block if its bucket is missing or refuses us, before
     any key is claimed (a missing bucket is a setting to fix, not a bad object)."""
     for name in dict.fromkeys(blocks):
-        load_storage(name).check_exists(name)
+        runtime.storage(name).check_exists(name)
 
 
-@task(name="get-keys", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
-      retry_condition_fn=transient)
+@task(name="get-keys", **RETRIED, **LIVE)
 def get_keys(metadata_db: str, district: str, limit: int, run_id: str,
              claim_ttl_minutes: int) -> list[ClaimedKey]:
     """Claim up to ``limit`` PENDING (or stale) keys of ``district`` for this run, atomically.
@@ -90,9 +85,9 @@ def get_keys(metadata_db: str, district: str, limit: int, run_id: str,
         run_id: this flow run's id, written on every claimed key.
         claim_ttl_minutes: claims older than this are taken over.
     """
-    engine = load_engine(metadata_db)
+    engine = runtime.engine(metadata_db)
     check_connection(engine, metadata_db)
-    claimed = claim_keys(engine, configured_tables(), district, limit, run_id,
+    claimed = claim_keys(engine, runtime.tables(), district, limit, run_id,
                          timedelta(minutes=claim_ttl_minutes))
     (pause_hook_from_env() or no_hook)("after_claim")  # fault injection; normally nothing
     stale = sorted({c.previous_run_id for c in claimed
@@ -102,8 +97,7 @@ def get_keys(metadata_db: str, district: str, limit: int, run_id: str,
     return claimed
 
 
-@task(name="compact", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE,
-      retry_condition_fn=transient)
+@task(name="compact", **RETRIED_ONCE, **LIVE)
 def compact(raw_logs: str, lake: str, target_prefix: str, district: str,
             tz_offset_hours: float, ram_limit: str, run_id: str,
             claimed: list[ClaimedKey], metadata_db: str | None = None) -> CompactResult:
@@ -122,17 +116,17 @@ def compact(raw_logs: str, lake: str, target_prefix: str, district: str,
         metadata_db: SqlAlchemyConnector block of the registry; given, the claim is
             fenced (still this run's, renewed) immediately before publishing.
     """
-    spec = CompactionSpec(load_storage(raw_logs), load_storage(lake), target_prefix, district,
+    spec = CompactionSpec(runtime.storage(raw_logs), runtime.storage(lake), target_prefix, district,
                           tz_offset_hours, ram_limit)
     layout = ClaimLayout(spec.lake, target_prefix, run_id, district)
     # Fault injection (docs/s3_compaction.md): nothing is wired in unless the setting is on.
     hook = pause_hook_from_env() or no_hook
     check = no_fence
     if metadata_db is not None:
-        engine = load_engine(metadata_db)
+        engine = runtime.engine(metadata_db)
 
         def check() -> None:
-            fence(engine, configured_tables(), run_id, district, claimed)
+            fence(engine, runtime.tables(), run_id, district, claimed)
 
     result = compact_claim(spec, layout, claimed, hook, check)
     logger = get_run_logger()
@@ -144,8 +138,7 @@ def compact(raw_logs: str, lake: str, target_prefix: str, district: str,
     return result
 
 
-@task(name="update-status", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
-      retry_condition_fn=transient)
+@task(name="update-status", **RETRIED, **LIVE)
 def update_status(metadata_db: str, lake: str, target_prefix: str, run_id: str,
                   result: CompactResult, district: str = "") -> int:
     """Mark written keys SUCCESS and malformed ones QUARANTINED; store bad records.
@@ -159,19 +152,18 @@ def update_status(metadata_db: str, lake: str, target_prefix: str, run_id: str,
         result: what ``compact`` produced.
         district: the claim's district (its scope in the lake's file names).
     """
-    with load_engine(metadata_db).begin() as conn:
-        _, bad = record_outcome(conn, configured_tables(), run_id, result.succeeded,
+    with write_transaction(runtime.engine(metadata_db)) as conn:
+        _, bad = record_outcome(conn, runtime.tables(), run_id, result.succeeded,
                                 result.quarantined, result.bad_records, result.counts)
     (pause_hook_from_env() or no_hook)("after_record")  # fault injection; normally nothing
     # Dropping the manifest makes the claim's files visible to readers (lake protocol).
-    output.forget_manifest(ClaimLayout(load_storage(lake), target_prefix, run_id, district))
+    output.forget_manifest(ClaimLayout(runtime.storage(lake), target_prefix, run_id, district))
     get_run_logger().info("%d keys SUCCESS, %d QUARANTINED, %d bad records quarantined",
                           len(result.succeeded), len(result.quarantined), bad)
     return bad
 
 
-@task(name="recover-leftovers", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
-      retry_condition_fn=transient)
+@task(name="recover-leftovers", **RETRIED, **LIVE)
 def recover_leftovers(lake: str, target_prefix: str, metadata_db: str, run_id: str,
                       claim_ttl_minutes: int) -> Recovery:
     """Before claiming: clean what dead claims left under the target (files, staging,
@@ -186,15 +178,15 @@ def recover_leftovers(lake: str, target_prefix: str, metadata_db: str, run_id: s
         claim_ttl_minutes: a claim not renewed for this long counts as dead.
     """
     (pause_hook_from_env() or no_hook)("started")  # fault injection; normally nothing
-    engine = load_engine(metadata_db)
-    tables = configured_tables()
+    engine = runtime.engine(metadata_db)
+    tables = runtime.tables()
     cutoff = utcnow() - timedelta(minutes=claim_ttl_minutes)
 
     def judge(claims):
         with engine.connect() as conn:
             return holdings(conn, tables, claims, cutoff)
 
-    done = recover(load_storage(lake), target_prefix, judge, keep=[run_id])
+    done = recover(runtime.storage(lake), target_prefix, judge, keep=[run_id])
     if done.cleaned or done.forgotten or done.left:
         get_run_logger().warning(
             "leftovers of earlier claims under %s: cleaned %d dead (%d files: %s), dropped "
@@ -207,11 +199,11 @@ def recover_leftovers(lake: str, target_prefix: str, metadata_db: str, run_id: s
 def release_run_claims(metadata_db: str, run_id: str, error: str) -> int:
     """Give every key ``run_id`` still holds back (PENDING; FAILED after too many
     attempts). Plain function: flow state hooks call it outside any task."""
-    with load_engine(metadata_db).begin() as conn:
-        return release_claim(conn, configured_tables(), run_id, error)
+    with write_transaction(runtime.engine(metadata_db)) as conn:
+        return release_claim(conn, runtime.tables(), run_id, error)
 
 
-@task(name="release-keys", cache_policy=NO_CACHE)
+@task(name="release-keys", **LIVE)
 def release_keys(metadata_db: str, run_id: str, error: str) -> int:
     """Give this run's unfinished keys back to PENDING (FAILED after too many attempts).
 
@@ -225,8 +217,7 @@ def release_keys(metadata_db: str, run_id: str, error: str) -> int:
     return n
 
 
-@task(name="claimable-districts", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
-      retry_condition_fn=transient)
+@task(name="claimable-districts", **RETRIED, **LIVE)
 def claimable_districts_task(metadata_db: str, claim_ttl_minutes: int) -> list[str]:
     """Districts with PENDING (or stale CLAIMED) keys, the oldest backlog first.
 
@@ -234,11 +225,11 @@ def claimable_districts_task(metadata_db: str, claim_ttl_minutes: int) -> list[s
         metadata_db: SqlAlchemyConnector block holding ``s3_object``.
         claim_ttl_minutes: claims older than this count as waiting.
     """
-    engine = load_engine(metadata_db)
+    engine = runtime.engine(metadata_db)
     check_connection(engine, metadata_db)
     cutoff = utcnow() - timedelta(minutes=claim_ttl_minutes)
     with engine.connect() as conn:
-        return claimable_districts(conn, configured_tables(), cutoff)
+        return claimable_districts(conn, runtime.tables(), cutoff)
 
 
 @contextmanager
@@ -246,12 +237,12 @@ def claim_renewal(metadata_db: str, run_id: str, claim_ttl_minutes: int
                   ) -> Iterator[ClaimRenewal]:
     """Renew ``run_id``'s claims every TTL/3 in a background thread while the block runs
     (nothing for a TTL of 0). A failed renewal is logged and tried again."""
-    engine = load_engine(metadata_db)
-    tables = configured_tables()
+    engine = runtime.engine(metadata_db)
+    tables = runtime.tables()
     logger = get_run_logger()
 
     def renew() -> int:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             return renew_claim(conn, tables, run_id)
 
     def report(exc: Exception) -> None:

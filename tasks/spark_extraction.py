@@ -1,18 +1,16 @@
 """Tasks of the Spark extraction: thin wrappers (retries, logging) around shopfloor functions.
 
 Per the rule in :mod:`tasks`: the historian database and the lake arrive as block names
-and are resolved here (the engine is cached per URL); the running Spark session is the
-one object that travels. Nothing is cached: every task reads or writes live state.
+and are resolved here (through :mod:`tasks.runtime`, which caches the engine); the
+running Spark session is the one object that travels. Nothing is cached: every task
+reads or writes live state.
 """
 
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
-from blocks.resolve import load_engine, load_storage
 from shopfloor.compaction.faults import pause_hook_from_env
-from shopfloor.db.schema import configured_tables
 from shopfloor.historian.partitions import discover, has_catalog, has_drivers
 from shopfloor.historian.plan import MonthSlice
 from shopfloor.historian.recheck import DayCheck
@@ -21,11 +19,11 @@ from shopfloor.historian.tags import Tag, load_tags
 from shopfloor.quality import write_quality
 from shopfloor.spark import extract
 from shopfloor.spark.extract import ExtractionJob
-from tasks.outcomes import transient
+from tasks import runtime
+from tasks.runtime import LIVE, RETRIED, retried
 
 
-@task(name="find-month-tables", retries=2, retry_delay_seconds=5,
-      cache_policy=NO_CACHE, retry_condition_fn=transient)
+@task(name="find-month-tables", **RETRIED, **LIVE)
 def find_month_tables(historian_db: str,
                       months: list[MonthSlice]) -> tuple[list[MonthSlice], list[MonthSlice]]:
     """Find the tables of each planned month: Ignition's ``sqlth_partitions`` when the
@@ -36,8 +34,8 @@ def find_month_tables(historian_db: str,
         historian_db: SqlAlchemyConnector block of the historian database.
         months: the planned month slices.
     """
-    tables = configured_tables()
-    with load_engine(historian_db).connect() as conn:
+    tables = runtime.tables()
+    with runtime.engine(historian_db).connect() as conn:
         planned, uncovered = discover(conn, tables, months)
         present, missing = split_existing(conn, tables, planned)
     logger = get_run_logger()
@@ -51,8 +49,7 @@ def find_month_tables(historian_db: str,
     return present, sorted(missing + uncovered, key=lambda m: m.start_ms)
 
 
-@task(name="load-historian-tags", retries=2, retry_delay_seconds=5,
-      cache_policy=NO_CACHE, retry_condition_fn=transient)
+@task(name="load-historian-tags", **RETRIED, **LIVE)
 def load_historian_tags(historian_db: str, patterns: list[str]) -> list[Tag]:
     """Tags of ``sqlth_te`` whose tagpath matches one of the SQL LIKE patterns, with their
     Ignition driver when the historian has ``sqlth_partitions`` and scan classes.
@@ -61,8 +58,8 @@ def load_historian_tags(historian_db: str, patterns: list[str]) -> list[Tag]:
         historian_db: SqlAlchemyConnector block of the historian database.
         patterns: SQL LIKE patterns (``%`` any characters, ``_`` one character).
     """
-    tables = configured_tables()
-    with load_engine(historian_db).connect() as conn:
+    tables = runtime.tables()
+    with runtime.engine(historian_db).connect() as conn:
         drivers = has_catalog(conn, tables) and has_drivers(conn, tables)
         tags = load_tags(conn, tables, patterns, drivers=drivers)
     get_run_logger().info("%d tag(s) (%d path(s)) match %s", len(tags),
@@ -70,8 +67,7 @@ def load_historian_tags(historian_db: str, patterns: list[str]) -> list[Tag]:
     return tags
 
 
-@task(name="recheck-lake-days", retries=2, retry_delay_seconds=5,
-      cache_policy=NO_CACHE, retry_condition_fn=transient)
+@task(name="recheck-lake-days", **RETRIED, **LIVE)
 def recheck_lake_days(historian_db: str, lake: str, job: ExtractionJob,
                       months: list[MonthSlice]) -> list[DayCheck]:
     """Compare rows per (tag, day) of already extracted days between the source (GROUP BY
@@ -84,8 +80,8 @@ def recheck_lake_days(historian_db: str, lake: str, job: ExtractionJob,
         job: the extraction's shared values.
         months: the re-check window's month slices whose tables exist.
     """
-    checks = extract.check_days(load_engine(historian_db), configured_tables(),
-                                load_storage(lake), job, months)
+    checks = extract.check_days(runtime.engine(historian_db), runtime.tables(),
+                                runtime.storage(lake), job, months)
     logger = get_run_logger()
     for c in checks:
         if c.changed:
@@ -97,9 +93,8 @@ def recheck_lake_days(historian_db: str, lake: str, job: ExtractionJob,
     return checks
 
 
-@task(name="clean-output-leftovers", task_run_name="clean-{month.month}", retries=2,
-      retry_condition_fn=transient,
-      retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="clean-output-leftovers", task_run_name="clean-{month.month}", **RETRIED,
+      **LIVE)
 def clean_output_leftovers(lake: str, job: ExtractionJob, month: MonthSlice) -> None:
     """Finish a replace a crashed run left half done and drop staging a failed run left,
     before the month is written (see :mod:`shopfloor.historian.publish`).
@@ -109,7 +104,7 @@ def clean_output_leftovers(lake: str, job: ExtractionJob, month: MonthSlice) -> 
         job: the extraction's shared values.
         month: the month about to be extracted (for the task's name).
     """
-    found = extract.clean_output(load_storage(lake), job)
+    found = extract.clean_output(runtime.storage(lake), job)
     if found.rolled_forward or found.staged_removed:
         get_run_logger().warning(
             "month %s: %d interrupted replace(s) of %s finished, %d staged file(s) of "
@@ -117,9 +112,8 @@ def clean_output_leftovers(lake: str, job: ExtractionJob, month: MonthSlice) -> 
             found.staged_removed)
 
 
-@task(name="write-month-parquet", task_run_name="write-{month.month}", retries=1,
-      retry_condition_fn=transient,
-      retry_delay_seconds=3, cache_policy=NO_CACHE)
+@task(name="write-month-parquet", task_run_name="write-{month.month}", **retried(1, 3),
+      **LIVE)
 def write_month_parquet(spark, historian_db: str, lake: str, job: ExtractionJob,
                         month: MonthSlice, token: str) -> str:
     """Read the month through JDBC (partitioned on t_stamp), filter, join tags, write Parquet
@@ -133,15 +127,15 @@ def write_month_parquet(spark, historian_db: str, lake: str, job: ExtractionJob,
         month: the month slice.
         token: the month's publish token (names its staging folder and files).
     """
-    writer = extract.write_month(spark, load_engine(historian_db), configured_tables(),
-                                 load_storage(lake), job, month, token)
+    writer = extract.write_month(spark, runtime.engine(historian_db), runtime.tables(),
+                                 runtime.storage(lake), job, month, token)
     get_run_logger().info("month %s: %s staged with the %s writer", month.month, month.table,
                           writer)
     return writer
 
 
 @task(name="validate-month-output", task_run_name="validate-{month.month}",
-      cache_policy=NO_CACHE)
+      **LIVE)
 def validate_month_output(historian_db: str, lake: str, job: ExtractionJob,
                           month: MonthSlice, token: str) -> tuple[int, int, int, int]:
     """Read the staged files back and compare their row count with the source's count
@@ -155,7 +149,7 @@ def validate_month_output(historian_db: str, lake: str, job: ExtractionJob,
         token: the month's publish token.
     """
     expected, actual, files, carried = extract.validate_month(
-        load_engine(historian_db), configured_tables(), load_storage(lake), job, month, token)
+        runtime.engine(historian_db), runtime.tables(), runtime.storage(lake), job, month, token)
     get_run_logger().info("month %s: %d rows in %d staged file(s), source %d; %d row(s) of "
                           "other tags carried over", month.month, actual, files, expected,
                           carried)
@@ -163,7 +157,7 @@ def validate_month_output(historian_db: str, lake: str, job: ExtractionJob,
 
 
 @task(name="replace-month-partitions", task_run_name="replace-{month.month}",
-      cache_policy=NO_CACHE)
+      **LIVE)
 def replace_month_partitions(lake: str, job: ExtractionJob, month: MonthSlice,
                              token: str) -> int:
     """Swap the checked staged month in for the window's old partitions of the selected
@@ -180,13 +174,13 @@ def replace_month_partitions(lake: str, job: ExtractionJob, month: MonthSlice,
         token: the month's publish token.
     """
     pause = pause_hook_from_env() or (lambda step: None)
-    deleted = extract.replace_month(load_storage(lake), job, month, token, pause)
+    deleted = extract.replace_month(runtime.storage(lake), job, month, token, pause)
     get_run_logger().info("month %s: replaced, %d old file(s) deleted", month.month, deleted)
     return deleted
 
 
 @task(name="discard-month-staging", task_run_name="discard-{month.month}",
-      cache_policy=NO_CACHE)
+      **LIVE)
 def discard_month_staging(lake: str, job: ExtractionJob, month: MonthSlice,
                           token: str) -> None:
     """After a failed month: drop its staging, so the old output stays exactly as it was
@@ -198,13 +192,13 @@ def discard_month_staging(lake: str, job: ExtractionJob, month: MonthSlice,
         month: the month slice.
         token: the month's publish token.
     """
-    if not extract.discard_month(load_storage(lake), job, token):
+    if not extract.discard_month(runtime.storage(lake), job, token):
         get_run_logger().warning("month %s: its replace had begun; the next run finishes it",
                                  month.month)
 
 
 @task(name="record-month-quality", task_run_name="quality-{month.month}",
-      cache_policy=NO_CACHE)
+      **LIVE)
 def record_month_quality(quality_db: str | None, result: extract.MonthResult,
                          month: MonthSlice, run_id: str | None) -> dict[str, Any]:
     """Score the published month and, with ``quality_db``, store its ``quality_score``
@@ -221,6 +215,6 @@ def record_month_quality(quality_db: str | None, result: extract.MonthResult,
     """
     row = extract.month_quality_row(result, month, run_id)
     if quality_db:
-        with load_engine(quality_db).begin() as conn:
-            write_quality(conn, configured_tables(), [row])
+        with runtime.engine(quality_db).begin() as conn:
+            write_quality(conn, runtime.tables(), [row])
     return row

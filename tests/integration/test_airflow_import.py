@@ -16,8 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from blocks.airflow_import import import_connections, read_connections
-from blocks.resolve import load_engine, s3_credentials
+from blocks.resolve import s3_credentials
 from shopfloor.airflow.targets import parse_name_map
+from tasks import runtime
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -88,7 +89,7 @@ def test_import_creates_blocks_that_load_and_connect_and_prints_no_secret(seed_c
     source = SqlAlchemyConnector.load("af-source-db").connection_info
     assert (source.driver, source.password.get_secret_value(), source.query) == (
         "postgresql+psycopg2", PG_PASSWORD, {"sslmode": "disable"})
-    with load_engine("af-source-db").connect() as conn:
+    with runtime.engine("af-source-db").connect() as conn:
         assert conn.execute(text("SELECT 1")).scalar() == 1
     meta = SqlAlchemyConnector.load("af-metadata-db").connection_info
     assert (meta.driver, meta.host, meta.port, meta.database, meta.username,

@@ -9,9 +9,10 @@ from sqlalchemy import text
 
 from blocks.bootstrap import bootstrap_blocks
 from blocks.modbus import ModbusDevice
-from blocks.resolve import load_block, load_engine, load_storage
+from blocks.resolve import load_block, load_storage
 from shopfloor.errors import ShopfloorError
 from shopfloor.modbus.tags import TagSpec
+from tasks import runtime
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -31,7 +32,7 @@ def test_bootstrap_on_defaults_makes_sqlite_and_local_folders(tmp_path):
     assert isinstance(load_block("shopfloor-lake"), LocalFileSystem)
     lake = load_storage("shopfloor-lake")
     assert lake.kind == "local" and lake.root == str(tmp_path / "lake")
-    with load_engine("shopfloor-warehouse-db").connect() as conn:
+    with runtime.engine("shopfloor-warehouse-db").connect() as conn:
         assert conn.execute(text("SELECT 1")).scalar() == 1
 
 
@@ -79,7 +80,7 @@ def test_s3_listing_pages_past_one_thousand_keys(s3_endpoint, s3_bucket):
 
 def test_unknown_block_is_a_clear_error():
     with pytest.raises(ShopfloorError, match="block 'no-such-block' not found"):
-        load_engine("no-such-block")
+        runtime.engine("no-such-block")
     with pytest.raises(ShopfloorError, match="not found"):
         load_storage("no-such-storage")
 

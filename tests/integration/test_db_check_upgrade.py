@@ -6,8 +6,8 @@ import sqlite3
 import pytest
 from sqlalchemy import inspect, text
 
-from blocks.databases import check_databases, init_databases
 from shopfloor.db.engine import make_engine
+from tasks.databases import check_databases, init_databases
 from tests.integration.aggregation.seed_tables import SCHEMA, SEED_ENV, seed_database
 from tests.integration.test_cli import run
 

@@ -9,7 +9,7 @@ from deployments.cli import exit_code
 from shopfloor.compaction.claims import ClaimLost
 from shopfloor.errors import DataIntegrityError, ShopfloorError, UserError, retryable
 from shopfloor.lake.claims import PartitionClaimLost
-from tasks.outcomes import transient
+from tasks.runtime import transient
 from tests.integration.test_cli import run
 
 calls: list[str] = []

@@ -37,13 +37,14 @@ from sqlalchemy import Engine, create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 from blocks.bootstrap import connector_from_url
-from blocks.resolve import connector_url, load_engine
+from blocks.resolve import connector_url
 from flows.master_sync import master_data_sync
 from flows.refresh_credentials import refresh_credentials
 from shopfloor.aggregation.locations import COLUMNS
 from shopfloor.db.engine import check_connection, init_db, make_engine
 from shopfloor.db.schema import get_tables
 from shopfloor.errors import ShopfloorError
+from tasks import runtime
 from tasks.variables import CREDENTIAL_SECRETS
 from tests.pg import throwaway_database
 
@@ -162,7 +163,7 @@ def test_rotation_to_a_new_user_updates_the_block_and_the_next_flow_connects(pla
     # The next flow that uses the block connects as B.
     synced = master_data_sync(source_db=block, target_db=block, return_state=True)
     assert synced.is_completed(), synced.message
-    with load_engine(block).connect() as conn:
+    with runtime.engine(block).connect() as conn:
         assert conn.execute(text("SELECT current_user")).scalar() == new
 
     again = refresh_credentials(block_secrets={block: plant.secret},

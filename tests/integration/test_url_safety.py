@@ -12,8 +12,8 @@ import pytest
 from prefect_sqlalchemy import SqlAlchemyConnector
 
 from blocks.bootstrap import DB_BLOCKS, bootstrap_blocks
-from blocks.resolve import load_engine
 from shopfloor.errors import ShopfloorError
+from tasks import runtime
 
 SHOPFLOOR = str(Path(sys.executable).with_name("shopfloor"))
 PLANTED = "planted-pw-7f3a9"
@@ -88,7 +88,7 @@ def test_query_password_goes_to_the_secret_field_and_stays_out_of_logs_and_event
 
     url = pg_url.replace("postgres@", "postgres@", 1) + f"?password={PLANTED}"
     bootstrap_blocks({"SHOPFLOOR_DB_URL": url}, tmp_path)
-    engine = load_engine("shopfloor-warehouse-db")  # trust auth: the password is not needed
+    engine = runtime.engine("shopfloor-warehouse-db")  # trust auth: the password is not needed
     assert engine.url.password == PLANTED and "password" not in engine.url.query
     init_db(engine)
     state = master_data_sync(return_state=True)

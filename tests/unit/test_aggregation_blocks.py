@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import create_engine
 
 import tasks.aggregation as agg
+import tasks.runtime as runtime
 from shopfloor.errors import ShopfloorError
 
 
@@ -15,7 +16,7 @@ def loads(monkeypatch) -> tuple[list[str], list[str]]:
     loaded: list[str] = []
     connected: list[str] = []
 
-    def load_engine(name: str):
+    def engine(name: str):
         loaded.append(name)
         if name == "missing":
             raise ShopfloorError(f"block {name!r} not found")
@@ -23,7 +24,7 @@ def loads(monkeypatch) -> tuple[list[str], list[str]]:
         engine.connect = lambda: connected.append(name) or type(engine).connect(engine)
         return engine
 
-    monkeypatch.setattr(agg, "load_engine", load_engine)
+    monkeypatch.setattr(runtime, "engine", engine)
     monkeypatch.setattr(agg, "get_run_logger", lambda: logging.getLogger("test"))
     return loaded, connected
 
@@ -44,8 +45,8 @@ def test_an_unknown_target_fails_before_the_source_is_connected(loads):
     assert loaded == ["src", "missing"] and connected == []
 
 
-def test_load_engines_keeps_the_order_and_loads_each_name_once(loads):
+def test_engines_keeps_the_order_and_loads_each_name_once(loads):
     loaded, _ = loads
-    first, second, third = agg.load_engines("a", "b", "a")
+    first, second, third = runtime.engines("a", "b", "a")
     assert first is third and first is not second
     assert loaded == ["a", "b"]

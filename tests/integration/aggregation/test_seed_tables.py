@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import Column, DateTime, Float, MetaData, String, Table, insert, select, text
 
 from blocks.bootstrap import connector_from_url
-from blocks.databases import init_databases
 from flows.hourly_aggregation import hourly_aggregation, watermark_name
 from shopfloor.db.engine import make_engine
 from shopfloor.db.schema import configured_tables
 from shopfloor.db.watermark import get_watermark
 from shopfloor.modbus.sink import ReadingSink
+from tasks.databases import init_databases
 from tests.integration.aggregation.conftest import assert_hourly_equal, readings
 from tests.integration.aggregation.seed_tables import SCHEMA, SEED_ENV, seed_database
 from tests.integration.aggregation.test_aggregation_logical_time import run_scheduled_for

@@ -23,8 +23,9 @@ def nothing_may_open(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("opened before the parameters were checked")
 
-    for name in ("spark_session", "load_engine", "load_storage"):
-        monkeypatch.setattr(extraction, name, forbidden)
+    monkeypatch.setattr(extraction, "spark_session", forbidden)
+    for name in ("engine", "storage"):
+        monkeypatch.setattr(extraction.runtime, name, forbidden)
 
 
 @pytest.mark.parametrize(("params", "message"), [

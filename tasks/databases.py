@@ -4,16 +4,15 @@
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from prefect_sqlalchemy import SqlAlchemyConnector
 from sqlalchemy import Engine
 
 from blocks.bootstrap import DB_BLOCKS
-from blocks.resolve import connector_url, load_block
 from shopfloor.db.check import TableReport, compare, format_report, reflect, upgrade
 from shopfloor.db.engine import check_connection, init_db, make_engine, only_tables
 from shopfloor.db.schema import Tables, configured_tables
 from shopfloor.db.urls import display_url
 from shopfloor.identifiers import check_optional_identifier
+from tasks.runtime import engine as block_engine
 
 
 @dataclass(frozen=True)
@@ -38,21 +37,23 @@ def _targets(block: str | None, url: str | None,
     else every database block; blocks that point at the same database count once)."""
     check_optional_identifier(schema, "schema")  # before any connection is opened
     tables = configured_tables(schema)  # names and settings are checked here too
-    targets: dict[str, str] = {}
     if url:
-        targets[url] = "--url"
+        targets = {"--url": make_engine(url)}  # a URL given by hand: this command's own
     else:
+        # Blocks naming the same database (URL and connect_args) share one engine.
+        by_engine: dict[Engine, str] = {}
         for name in [block] if block else list(DB_BLOCKS):
-            targets.setdefault(connector_url(load_block(name, SqlAlchemyConnector)), name)
+            by_engine.setdefault(block_engine(name), name)
+        targets = {name: engine for engine, name in by_engine.items()}
 
     def engines() -> Iterator[tuple[str, Engine]]:
-        for target_url, name in targets.items():
-            engine = make_engine(target_url)
+        for name, engine in targets.items():
             try:
                 check_connection(engine, name)
                 yield name, engine
             finally:
-                engine.dispose()
+                if url:
+                    engine.dispose()
     return tables, engines()
 
 
