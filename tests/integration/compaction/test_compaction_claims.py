@@ -1,13 +1,14 @@
 """Claims against real databases: disjoint concurrent claims, stale take-over, outcomes."""
 
+import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select, text, update
 
 from shopfloor.compaction.claims import claim_keys, finish_claim, release_claim
 from shopfloor.compaction.keys import register_keys, registry_rows
-from shopfloor.db.engine import init_db, make_engine
+from shopfloor.db.engine import init_db, make_engine, write_transaction
 from shopfloor.db.schema import Tables
 from shopfloor.db.types import utcnow
 from shopfloor.storage import ObjectInfo
@@ -136,3 +137,25 @@ def test_finishing_more_keys_than_one_statement_takes_marks_them_all(pg_engine, 
     with pg_engine.begin() as conn:
         assert finish_claim(conn, registry, "run-a", keys, {}) == 8
     assert set(statuses(pg_engine, registry).values()) == {"SUCCESS"}
+
+
+def test_a_sqlite_claimer_waits_at_begin_for_one_mid_claim_then_takes_the_rest(sqlite_url):
+    first, second = make_engine(sqlite_url), make_engine(sqlite_url)
+    tables = init_db(first)
+    keys = _register(first, tables, 6)
+    t = tables.s3_object
+    got: list = []
+    with write_transaction(first) as conn:  # a claimer that has marked 4 keys, not committed
+        conn.execute(update(t).where(t.c.key.in_(keys[:4]))
+                     .values(compression_status="CLAIMED", compression_run_id="run-a",
+                             claimed_at=utcnow()))
+        other = threading.Thread(
+            target=lambda: got.extend(claim_keys(second, tables, "BRCB", 10, "run-b", TTL)))
+        other.start()
+        other.join(0.3)
+        assert other.is_alive() and got == []  # waiting for the lock, nothing read yet
+    other.join(10)
+    # It read after the first claim committed: the 2 keys left, none of run-a's.
+    assert sorted(c.key for c in got) == keys[4:]
+    first.dispose()
+    second.dispose()
