@@ -4,8 +4,9 @@ One rule for task arguments:
 
 - **Block names at the task boundary.** A task that reads or writes a database or a
   storage location takes the *name* of its block (``source_db: str``, ``lake: str``)
-  and resolves it itself through ``blocks.resolve`` (engines are cached per URL, so
-  resolving in every task costs one block read, not one connection pool). Names are
+  and resolves it itself through :mod:`tasks.runtime` (one engine per database and its
+  connect_args, and each block is read once per flow run, so resolving in every task
+  costs no new connection pool). Names are
   small, JSON-serialisable, show readably in the UI and in task-run parameters, and
   make cache keys and retries meaningful; a resolved engine or credential object would
   carry secrets into task inputs.

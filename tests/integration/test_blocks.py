@@ -92,3 +92,16 @@ def test_modbus_device_block_round_trips_its_register_map():
         "line1-plc", overwrite=True)
     loaded = load_block("line1-plc", ModbusDevice)
     assert loaded.register_map == [tag] and loaded.loc_id == "L1"
+
+
+def test_a_saved_connector_gives_one_engine_with_its_connect_args(tmp_path):
+    url = f"sqlite+pysqlite:///{tmp_path / 'args.db'}"
+    SqlAlchemyConnector(connection_info=url, connect_args={"isolation_level": "IMMEDIATE"}
+                        ).save("args-db", overwrite=True)
+    engine = runtime.engine("args-db")
+    assert runtime.engine("args-db") is engine  # loaded twice, one engine
+    with engine.connect() as conn:
+        assert conn.connection.driver_connection.isolation_level == "IMMEDIATE"
+    # Saved again with other arguments (as refresh-credentials saves a block): a new engine.
+    SqlAlchemyConnector(connection_info=url).save("args-db", overwrite=True)
+    assert runtime.engine("args-db") is not engine
