@@ -13,7 +13,7 @@ from prefect_aws.secrets_manager import AwsSecret
 from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
 from sqlalchemy.engine import URL, make_url
 
-from blocks.resolve import connector_url, load_block
+from blocks.resolve import connector_connect_args, connector_url, load_block
 from shopfloor.db.credentials import (
     CREATED,
     FAILED,
@@ -82,7 +82,8 @@ def refresh_connector(block: str, secret_id: str, aws_credentials: str) -> Refre
         new = rotated_url(current, secret, secret_id)
         if new == current:
             return RefreshResult(block, secret_id, UNCHANGED, display_url(new))
-        check_credentials(new, block)
+        check_credentials(new, block,
+                          connect_args=connector_connect_args(existing) if existing else None)
         save_connector(block, new, existing)
         return RefreshResult(block, secret_id, UPDATED if existing else CREATED,
                              display_url(new))

@@ -9,8 +9,9 @@ before anything is saved. No message here ever contains a secret's value.
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.engine import URL
 
@@ -122,13 +123,17 @@ def rotated_url(current: URL | None, secret: DatabaseSecret, secret_id: str) -> 
         database=secret.dbname or current.database)
 
 
-def check_credentials(url: URL, name: str, timeout_seconds: int = 10) -> None:
+def check_credentials(url: URL, name: str, timeout_seconds: int = 10,
+                      connect_args: Mapping[str, Any] | None = None) -> None:
     """Open a connection with ``url`` and run ``SELECT 1``; the engine is disposed after.
+
+    ``connect_args`` are the block's driver arguments (TLS files...), so the check
+    connects the way the flows will; a connect timeout is added where the driver has one.
 
     Raises:
         ShopfloorError: one line naming ``name`` and the reason, the password masked.
     """
-    connect_args = {}
+    connect_args = dict(connect_args or {})
     if arg := _TIMEOUT_ARGS.get(url.get_driver_name()):
         connect_args[arg] = timeout_seconds
     engine = make_engine(url.render_as_string(hide_password=False), connect_args=connect_args)

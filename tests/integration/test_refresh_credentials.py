@@ -230,3 +230,32 @@ def test_the_cli_refreshes_from_block_secret_pairs_and_prints_no_password(plant)
     assert f"{block:<24} unchanged  {plant.secret}" in res.stdout
     assert "Idle: every block already holds its secret's credentials" in res.stdout
     assert plant.roles[old] not in res.stdout + res.stderr
+
+
+def test_the_check_connects_with_the_blocks_connect_args_and_the_block_keeps_them(plant):
+    old, new = plant.roles
+    block = f"rot-{uuid.uuid4().hex[:8]}"
+    plant.put_secret(new, plant.roles[new])
+    # Driver arguments the server refuses: the new credentials are checked with them, as
+    # the flows would connect, so the block is not switched to a login that fails there.
+    SqlAlchemyConnector(connection_info=plant.role_url(old),
+                        connect_args={"options": "-c work_mem=not-a-size"}).save(block)
+    before = block_url(block)
+    state = refresh_credentials(block_secrets={block: plant.secret},
+                                aws_credentials=AWS_BLOCK, return_state=True)
+    assert state.is_failed()
+    rows, _ = artifact_rows(state)
+    assert rows[0]["result"] == "failed" and "work_mem" in rows[0]["detail"]
+    assert block_url(block) == before
+
+    SqlAlchemyConnector(connection_info=plant.role_url(old),
+                        connect_args={"application_name": "sf-rotated"}).save(block,
+                                                                             overwrite=True)
+    state = refresh_credentials(block_secrets={block: plant.secret},
+                                aws_credentials=AWS_BLOCK, return_state=True)
+    assert state.is_completed(), state.message
+    assert SqlAlchemyConnector.load(block).connect_args == {"application_name": "sf-rotated"}
+    with runtime.engine(block).connect() as conn:
+        assert conn.execute(text("SELECT current_user")).scalar() == new
+        assert conn.execute(text("SELECT current_setting('application_name')")).scalar() \
+            == "sf-rotated"
