@@ -50,8 +50,8 @@ postgres: system-deps
 	bash scripts/ensure-postgres.sh
 
 # Coverage of the product code is reported by every pytest run (pyproject.toml); the whole
-# suite must keep at least this much (measured 89.2 % when the floor was set).
-COVERAGE_FLOOR ?= 87
+# suite must keep at least this much (measured 92.3 % when the floor was raised to 90).
+COVERAGE_FLOOR ?= 90
 # Two pytest workers, one test file each at a time: every session fixture (PostgreSQL and
 # MariaDB databases, moto, the Prefect harness) is per worker, and a file's module
 # fixtures (a Prefect server, a Spark session) stay in one worker. Much of the suite
