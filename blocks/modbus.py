@@ -76,6 +76,26 @@ class ModbusDevice(Block):
     max_gap_registers: int = Field(
         default=_D.max_gap_registers, ge=0,
         description="Unused registers a merged read may span.")
+    # Workarounds (Telegraf's ``workarounds``: docs/modbus.md names each counterpart).
+    pause_after_connect_seconds: float = Field(
+        default=_D.pause_after_connect_seconds, ge=0, le=60,
+        description="Wait this long after connecting before the first request "
+                    "(devices that drop requests while their link comes up).")
+    pause_between_requests_seconds: float = Field(
+        default=_D.pause_between_requests_seconds, ge=0, le=60,
+        description="Wait this long between two requests (slow devices, serial gateways).")
+    close_connection_after_poll: bool = Field(
+        default=_D.close_connection_after_poll,
+        description="Close the connection after every poll and connect again for the next "
+                    "(devices or gateways that drop idle connections without telling).")
+    one_request_per_tag: bool = Field(
+        default=_D.one_request_per_tag,
+        description="Read every tag with its own request (devices that refuse reads "
+                    "spanning several values).")
+    read_coils_starting_at_zero: bool = Field(
+        default=_D.read_coils_starting_at_zero,
+        description="Start the first coil read at address 0 (devices that refuse coil "
+                    "reads starting elsewhere).")
     register_map: list[TagSpec] = Field(
         default_factory=list, description="The tags to read (format: docs/modbus.md).")
 

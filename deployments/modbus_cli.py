@@ -51,6 +51,20 @@ def add_device(
     = _D.max_bits_per_request,
     max_gap_registers: Annotated[int, typer.Option(
         "--max-gap", help="Unused registers a read may span.")] = _D.max_gap_registers,
+    pause_after_connect_seconds: Annotated[float, typer.Option(
+        "--pause-after-connect", help="Seconds to wait after connecting (workaround).")]
+    = _D.pause_after_connect_seconds,
+    pause_between_requests_seconds: Annotated[float, typer.Option(
+        "--pause-between-requests", help="Seconds between two requests (workaround).")]
+    = _D.pause_between_requests_seconds,
+    close_connection_after_poll: Annotated[bool, typer.Option(
+        help="Close the connection after every poll (workaround).")]
+    = _D.close_connection_after_poll,
+    one_request_per_tag: Annotated[bool, typer.Option(
+        help="One read per tag (workaround).")] = _D.one_request_per_tag,
+    read_coils_starting_at_zero: Annotated[bool, typer.Option(
+        help="First coil read starts at address 0 (workaround).")]
+    = _D.read_coils_starting_at_zero,
 ) -> None:
     """Create or update a ModbusDevice block from a register map file."""
     from pydantic import ValidationError

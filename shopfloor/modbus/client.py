@@ -48,15 +48,23 @@ def make_client(cfg: DeviceConfig) -> Any:
                            retries=0, reconnect_delay=0)
 
 
-def read_request(client: Any, request: ReadRequest, unit_id: int) -> list[int] | list[bool]:
-    """Words (or bits) of one planned read.
+def read_request(client: Any, request: ReadRequest, unit_id: int,
+                 pause_after_connect: float = 0.0,
+                 sleep: Callable[[float], None] = time.sleep) -> list[int] | list[bool]:
+    """Words (or bits) of one planned read, connecting first if the client is not.
+
+    ``pause_after_connect`` seconds pass between a new connection and its first request
+    (Telegraf's ``pause_after_connect``).
 
     Raises:
         DeviceError: on a Modbus exception response, a timeout or a broken connection.
     """
     try:
-        if not client.connected and not client.connect():
-            raise DeviceError("connection refused or unreachable", connection=True)
+        if not client.connected:
+            if not client.connect():
+                raise DeviceError("connection refused or unreachable", connection=True)
+            if pause_after_connect > 0:
+                sleep(pause_after_connect)
         reader = getattr(client, _READERS[request.register_type])
         response = reader(request.address, count=request.count, device_id=unit_id)
     except (ModbusException, OSError) as exc:
@@ -94,9 +102,12 @@ def _read_with_retries(client: Any, index: int, request: ReadRequest, cfg: Devic
                        result: SampleResult, deadline: float,
                        sleep: Callable[[float], None]) -> bool:
     for attempt in range(cfg.retries + 1):
+        if result.requests_sent and cfg.pause_between_requests_seconds > 0:
+            sleep(cfg.pause_between_requests_seconds)  # after any earlier request or retry
         result.requests_sent += 1
         try:
-            payload = read_request(client, request, cfg.unit_id)
+            payload = read_request(client, request, cfg.unit_id,
+                                   cfg.pause_after_connect_seconds, sleep)
         except DeviceError as exc:
             backoff = cfg.backoff_seconds * 2 ** attempt
             last = attempt == cfg.retries or time.time() + backoff + cfg.timeout_seconds > deadline
@@ -118,15 +129,22 @@ def poll_sample(client: Any, plan: list[ReadRequest], cfg: DeviceConfig, deadlin
     Retries stop at ``cfg.retries`` or when the next attempt could not finish before
     ``deadline`` (the next sample's time), so a dead device never pushes its schedule.
     A connection-level failure ends the sample: the other reads would fail the same way.
+    With ``cfg.close_connection_after_poll`` the connection is closed at the end (the
+    next poll connects again).
     """
     result = SampleResult()
-    for index, request in enumerate(plan):
-        if not _read_with_retries(client, index, request, cfg, result, deadline, sleep):
-            break
+    try:
+        for index, request in enumerate(plan):
+            if not _read_with_retries(client, index, request, cfg, result, deadline, sleep):
+                break
+    finally:
+        if cfg.close_connection_after_poll:
+            client.close()
     return result
 
 
 def device_plan(cfg: DeviceConfig) -> list[ReadRequest]:
     """The device's planned reads (raises ShopfloorError naming a tag that cannot fit)."""
     return plan_requests(cfg.tags, cfg.max_registers_per_request, cfg.max_gap_registers,
-                         cfg.max_bits_per_request)
+                         cfg.max_bits_per_request, one_per_tag=cfg.one_request_per_tag,
+                         coils_from_zero=cfg.read_coils_starting_at_zero)

@@ -17,11 +17,11 @@ from shopfloor.modbus.tags import TagSpec
 
 _STRUCT = {
     "int16": "h", "uint16": "H", "int32": "i", "uint32": "I",
-    "int64": "q", "uint64": "Q", "float32": "f", "float64": "d",
+    "int64": "q", "uint64": "Q", "float16": "e", "float32": "f", "float64": "d",
 }
 _NUMPY = {
     "int16": "i2", "uint16": "u2", "int32": "i4", "uint32": "u4",
-    "int64": "i8", "uint64": "u8", "float32": "f4", "float64": "f8",
+    "int64": "i8", "uint64": "u8", "float16": "f2", "float32": "f4", "float64": "f8",
 }
 _BYTE_SWAP = {"BA", "BADC", "DCBA"}
 _WORD_SWAP = {"CDAB", "DCBA"}
@@ -51,14 +51,43 @@ def _from_bytes(data: bytes) -> list[int]:
     return [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
 
 
+def _string_chars(data: bytes, location: str) -> bytes:
+    """The characters of a string's bytes: one per register from its lower or upper byte
+    (Telegraf's ``string_register_location``), or all of them."""
+    if location == "lower":
+        return data[1::2]
+    if location == "upper":
+        return data[0::2]
+    return data
+
+
+def _decode_part(tag: TagSpec, word: int) -> int:
+    """A byte or bitfield of a register (after the register's byte order)."""
+    first, bits = tag.bit_span or (0, 16)
+    word = _normalise([word], tag.byte_order, allow_word_swap=False)[0]
+    value = (word >> first) & ((1 << bits) - 1)
+    if tag.data_type.startswith("int8") and value >= 0x80:
+        value -= 0x100  # signed byte
+    return value
+
+
+def _encode_part(tag: TagSpec, raw: int) -> list[int]:
+    first, bits = tag.bit_span or (0, 16)
+    word = (int(raw) & ((1 << bits) - 1)) << first
+    return _normalise([word], tag.byte_order, allow_word_swap=False)
+
+
 def decode_raw(tag: TagSpec, words: Sequence[int]) -> Value:
     """The raw (unscaled) value of ``tag`` from its registers, or its bit for coils."""
     if tag.register_type in ("coil", "discrete"):
         return bool(words[0])
     if tag.is_bit:
         return bool((words[0] >> (tag.bit or 0)) & 1)
+    if tag.bit_span is not None:  # a byte or a bitfield of one register
+        return _decode_part(tag, words[0])
     if tag.data_type == "string":
         data = _to_bytes(_normalise(words, tag.byte_order, allow_word_swap=False))
+        data = _string_chars(data, tag.string_register_location)
         return data.split(b"\x00", 1)[0].decode("latin-1").rstrip()
     data = _to_bytes(_normalise(words, tag.byte_order))
     return struct.unpack(">" + _STRUCT[tag.data_type], data)[0]
@@ -82,9 +111,16 @@ def encode_raw(tag: TagSpec, raw: Value) -> list[int]:
         return [1 if raw else 0]
     if tag.is_bit:
         return [(1 << (tag.bit or 0)) if raw else 0]
+    if tag.bit_span is not None:
+        return _encode_part(tag, int(raw))
     if tag.data_type == "string":
-        data = str(raw).encode("latin-1")[: 2 * (tag.length or 0)]
-        data = data.ljust(2 * (tag.length or 0), b"\x00")
+        per_register = 2 if tag.string_register_location == "both" else 1
+        data = str(raw).encode("latin-1")[: per_register * (tag.length or 0)]
+        data = data.ljust(per_register * (tag.length or 0), b"\x00")
+        if tag.string_register_location == "lower":
+            data = b"".join(b"\x00" + data[i:i + 1] for i in range(len(data)))
+        elif tag.string_register_location == "upper":
+            data = b"".join(data[i:i + 1] + b"\x00" for i in range(len(data)))
         return _normalise(_from_bytes(data), tag.byte_order, allow_word_swap=False)
     code = _STRUCT[tag.data_type]
     value = raw if code in "fd" else int(raw)
@@ -96,7 +132,7 @@ def encode(tag: TagSpec, value: float) -> list[int]:
     if tag.is_bit or tag.data_type == "string":
         return encode_raw(tag, value)
     raw = (value - tag.offset) / tag.scale
-    if tag.data_type.startswith(("int", "uint")):
+    if tag.data_type.startswith(("int", "uint")) or tag.data_type == "bitfield":
         raw = round(raw)
     return encode_raw(tag, raw)
 
@@ -116,7 +152,8 @@ def compile_tag(tag: TagSpec, offset: int) -> TagDecoder:
     It takes the read's bytes (registers packed big-endian) and its raw payload; the
     layout work (struct format, byte order) is done once here instead of per sample.
     """
-    if tag.register_type in ("coil", "discrete") or tag.is_bit or tag.data_type == "string":
+    if (tag.register_type in ("coil", "discrete") or tag.is_bit or tag.data_type == "string"
+            or tag.bit_span is not None):
         return lambda _buf, payload: decode(tag, payload[offset:offset + tag.width])
     st = struct.Struct(">" + _STRUCT[tag.data_type])
     scale, shift, start = tag.scale, tag.offset, 2 * offset

@@ -47,6 +47,12 @@ class DeviceConfig:
     max_bits_per_request: int = MAX_BITS
     max_gap_registers: int = 10
     district: str = ""
+    # Workarounds for devices that need them (Telegraf's ``workarounds``; docs/modbus.md)
+    pause_after_connect_seconds: float = 0.0
+    pause_between_requests_seconds: float = 0.0
+    close_connection_after_poll: bool = False
+    one_request_per_tag: bool = False
+    read_coils_starting_at_zero: bool = False
 
 
 # ``name`` is the block's name and ``tags`` its ``register_map``: every other field of

@@ -36,7 +36,8 @@ def _limit(register_type: str, max_registers: int, max_bits: int) -> int:
     return max_bits if register_type in BIT_REGISTER_TYPES else max_registers
 
 
-def _plan_type(tags: list[TagSpec], limit: int, max_gap: int) -> list[ReadRequest]:
+def _plan_type(tags: list[TagSpec], limit: int, max_gap: int,
+               one_per_tag: bool = False) -> list[ReadRequest]:
     requests: list[ReadRequest] = []
     current: ReadRequest | None = None
     for tag in sorted(tags, key=lambda t: (t.address, t.bit or 0)):
@@ -44,7 +45,7 @@ def _plan_type(tags: list[TagSpec], limit: int, max_gap: int) -> list[ReadReques
             raise UserError(
                 f"tag {tag.name!r} spans {tag.width} registers, more than the {limit} "
                 "this device allows per request")
-        if current is not None:
+        if current is not None and not one_per_tag:
             new_end = max(current.end, tag.end)
             if tag.address - current.end <= max_gap and new_end - current.address <= limit:
                 current.count = new_end - current.address
@@ -60,6 +61,8 @@ def plan_requests(
     max_registers: int = MAX_REGISTERS,
     max_gap: int = 10,
     max_bits: int = MAX_BITS,
+    one_per_tag: bool = False,
+    coils_from_zero: bool = False,
 ) -> list[ReadRequest]:
     """The reads that fetch every tag of one device and unit id.
 
@@ -68,6 +71,9 @@ def plan_requests(
         max_registers: most registers per read (1..125).
         max_gap: most unused registers (or bits) a merged read may span.
         max_bits: most coils/discrete inputs per read (1..2000).
+        one_per_tag: one read per tag, never merged (Telegraf's ``one_request_per_field``).
+        coils_from_zero: the first coil read starts at address 0 (Telegraf's
+            ``read_coils_starting_at_zero``), widened down to it.
 
     Raises:
         ShopfloorError: limits out of range, or a tag longer than one read.
@@ -84,6 +90,18 @@ def plan_requests(
     plan: list[ReadRequest] = []
     for register_type in ("coil", "discrete", "holding", "input"):
         limit = _limit(register_type, max_registers, max_bits)
-        plan.extend(_plan_type(by_type.get(register_type, []), limit, max_gap))
+        requests = _plan_type(by_type.get(register_type, []), limit, max_gap, one_per_tag)
+        if register_type == "coil" and coils_from_zero and requests:
+            _start_at_zero(requests[0], limit)
+        plan.extend(requests)
     return plan
+
+
+def _start_at_zero(request: ReadRequest, limit: int) -> None:
+    """Widen the first coil read down to address 0 (its tags keep their addresses)."""
+    if request.end > limit:
+        raise UserError(
+            f"read_coils_starting_at_zero: the first coil read would span {request.end} "
+            f"coils from address 0, more than the {limit} this device allows per request")
+    request.count, request.address = request.end, 0
 

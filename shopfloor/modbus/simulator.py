@@ -11,6 +11,13 @@ one. Faults, per device:
 - ``exception``: every read answers Modbus exception ``exception_code`` (4: device failure)
 - ``nan``: the first float tag reads NaN
 - ``out-of-range``: the first tag with a valid range reads far above its maximum
+
+Quirks of real devices, each the reason for one of the capture's workarounds
+(docs/modbus.md), switched on per device: dropping requests that come too soon after
+the connection opened or after the previous answer, going deaf on a connection left
+idle, refusing a read that spans more than one tag, refusing coil reads that do not
+start at address 0. ``values`` pins tags to fixed values (strings included), so a test
+can check a decoded value exactly.
 """
 
 import asyncio
@@ -25,10 +32,11 @@ from typing import Literal
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusBaseServer, ModbusSerialServer, ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from shopfloor.errors import ShopfloorError
-from shopfloor.modbus.decoding import encode
+from shopfloor.modbus.decoding import encode, encode_raw
 from shopfloor.modbus.tags import TagSpec
 
 FaultKind = Literal["none", "refuse", "no-answer", "delay", "exception", "nan", "out-of-range"]
@@ -52,7 +60,25 @@ class SimulatedDevice:
     phase: float = 0.0
     serial_port: str | None = None  # serve RTU on this serial device instead of TCP
     baudrate: int = 9600
+    values: dict[str, float | str] = field(default_factory=dict)  # fixed values by tag name
+    quirks: "DeviceQuirks | None" = None
     requests: int = field(default=0, init=False)
+    dropped: int = field(default=0, init=False)  # requests a quirk left unanswered
+    connections: int = field(default=0, init=False)
+
+
+@dataclass(frozen=True)
+class DeviceQuirks:
+    """How a fussy device misbehaves (TCP transports only; 0 / None / False: it does not).
+
+    A dropped request gets no answer at all (the client times out), as real devices do.
+    """
+
+    drop_seconds_after_connect: float = 0.0  # drops requests this soon after a connect
+    drop_seconds_between_requests: float = 0.0  # ... this soon after its last answer
+    deaf_after_idle_seconds: float | None = None  # a connection idle longer goes deaf
+    one_tag_per_request: bool = False  # a register read over 2+ tags: exception 3
+    coils_from_zero: bool = False  # a coil read not starting at 0: exception 2
 
 
 def _port_is_free(port: int) -> bool:
@@ -134,6 +160,10 @@ def tag_value(tag: TagSpec, now: float, phase: float = 0.0) -> float:
         return 1.0
     base, amp = _BASES.get(tag.column, (100.0, 10.0))
     lo, hi = tag.min_value, tag.max_value
+    span = tag.bit_span
+    if span is not None and (lo is None or hi is None):  # a byte or bitfield: its range
+        lo, hi = (-128, 127) if tag.data_type.startswith("int8") else (0, 2 ** span[1] - 1)
+        lo, hi = lo * tag.scale + tag.offset, hi * tag.scale + tag.offset
     if lo is not None and hi is not None and not lo + amp <= base <= hi - amp:
         base, amp = (lo + hi) / 2, (hi - lo) / 4  # keep well inside the valid range
     if tag.data_type.startswith("uint"):
@@ -149,13 +179,15 @@ class _DeviceState:
         self.nan_tag, self.oor_tag = _fault_tags(device)
 
     def _value(self, tag: TagSpec, now: float) -> float:
+        if tag.name in self.device.values:
+            return float(self.device.values[tag.name])
         if self.device.fault == "nan" and tag.name == self.nan_tag:
             return math.nan
         if self.device.fault == "out-of-range" and tag.name == self.oor_tag:
             return (tag.max_value or 0.0) + 1000.0
         return tag_value(tag, now, self.device.phase)
 
-    async def action(self, func_code: int, start: int, _address: int, _count: int,
+    async def action(self, func_code: int, start: int, address: int, count: int,
                      registers: list[int], values: object) -> ExcCodes | None:
         self.device.requests += 1
         fault = self.device.fault
@@ -164,22 +196,52 @@ class _DeviceState:
                                 else _NO_ANSWER_SECONDS)
         if fault == "exception":
             return ExcCodes(self.device.exception_code)
+        refused = self._refused(func_code, address, count)
+        if refused is not None:
+            return refused
         register_type = _FC_TYPE.get(func_code)
         if values is None and register_type:
-            now = time.time()
-            for tag in self.device.tags:
-                if tag.register_type == register_type and tag.data_type != "string":
-                    words = encode(tag, self._value(tag, now))
-                    registers[tag.address - start:tag.end - start] = words
+            self._fill(register_type, start, registers)
         return None
 
+    def _refused(self, func_code: int, address: int, count: int) -> ExcCodes | None:
+        quirks = self.device.quirks
+        if quirks is None:
+            return None
+        if quirks.coils_from_zero and func_code == 1 and address != 0:
+            return ExcCodes.ILLEGAL_ADDRESS
+        register_type = _FC_TYPE.get(func_code)
+        if quirks.one_tag_per_request and register_type:
+            covered = [t for t in self.device.tags if t.register_type == register_type
+                       and t.address < address + count and address < t.end]
+            if len(covered) > 1:
+                return ExcCodes.ILLEGAL_VALUE
+        return None
 
-def _register_block(tags: Sequence[TagSpec], register_type: str) -> list[SimData]:
+    def _fill(self, register_type: str, start: int, registers: list[int]) -> None:
+        now = time.time()
+        shared: dict[int, int] = {}  # bits, bytes and bitfields of one register, OR-ed
+        for tag in self.device.tags:
+            if tag.register_type != register_type or tag.data_type == "string":
+                continue
+            words = encode(tag, self._value(tag, now))
+            if tag.bit_span is not None:
+                at = tag.address - start
+                shared[at] = shared.get(at, 0) | words[0]
+            else:
+                registers[tag.address - start:tag.end - start] = words
+        for at, word in shared.items():
+            registers[at] = word
+
+
+def _register_block(tags: Sequence[TagSpec], register_type: str,
+                    fixed: dict[str, float | str]) -> list[SimData]:
     size = max((t.end for t in tags if t.register_type == register_type), default=0) + 16
     values = [0] * size
     for t in tags:
         if t.register_type == register_type and t.data_type == "string":
-            values[t.address:t.end] = encode(t, t.name)  # a string tag serves its name
+            # a string tag serves its fixed value, else its name
+            values[t.address:t.end] = encode_raw(t, fixed.get(t.name, t.name))
     return [SimData(0, values=values, datatype=DataType.REGISTERS)]
 
 
@@ -196,8 +258,51 @@ def sim_device(device: SimulatedDevice) -> SimDevice:
     """The pymodbus ``SimDevice`` serving ``device``'s map (separate blocks per type)."""
     state = _DeviceState(device)
     blocks = (_bit_block(device.tags, "coil"), _bit_block(device.tags, "discrete"),
-              _register_block(device.tags, "holding"), _register_block(device.tags, "input"))
+              _register_block(device.tags, "holding", device.values),
+              _register_block(device.tags, "input", device.values))
     return SimDevice(device.unit_id, simdata=blocks, action=state.action)
+
+
+class _QuirkyHandler(ServerRequestHandler):
+    """One connection of a simulated device: plays the device's connection quirks."""
+
+    def __init__(self, owner: "_TcpServer", *args: object):
+        super().__init__(owner, *args)
+        self.device = owner.device
+        self.device.connections += 1
+        self.opened = time.monotonic()
+        self.last_answer: float | None = None
+        self.deaf = False
+
+    def _drops(self, now: float) -> bool:
+        quirks = self.device.quirks
+        if quirks is None:
+            return False
+        idle = now - (self.last_answer if self.last_answer is not None else self.opened)
+        if quirks.deaf_after_idle_seconds is not None and idle > quirks.deaf_after_idle_seconds:
+            self.deaf = True  # like a gateway that forgot the session: never answers again
+        too_soon = (now - self.opened < quirks.drop_seconds_after_connect
+                    or (self.last_answer is not None
+                        and now - self.last_answer < quirks.drop_seconds_between_requests))
+        return self.deaf or too_soon
+
+    async def handle_request(self) -> None:
+        if self.last_pdu and self._drops(time.monotonic()):
+            self.device.dropped += 1
+            return  # no answer: the client times out
+        await super().handle_request()
+        self.last_answer = time.monotonic()
+
+
+class _TcpServer(ModbusTcpServer):
+    """A TCP server whose connections play their device's quirks."""
+
+    def __init__(self, device: SimulatedDevice, *args: object, **kwargs: object):
+        self.device = device
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def callback_new_connection(self) -> ServerRequestHandler:
+        return _QuirkyHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
 
 
 class ModbusSimulator:
@@ -228,7 +333,7 @@ class ModbusSimulator:
             return ModbusSerialServer(sim_device(d), port=d.serial_port, framer=FramerType.RTU,
                                       baudrate=d.baudrate)
         framer = FramerType.RTU if d.framer == "rtu" else FramerType.SOCKET
-        return ModbusTcpServer(sim_device(d), address=(self.host, d.port), framer=framer)
+        return _TcpServer(d, sim_device(d), address=(self.host, d.port), framer=framer)
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()

@@ -8,6 +8,7 @@ register, 00001 = first coil, 10001 = first discrete input) maps to
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,16 +21,23 @@ from shopfloor.identifiers import check_identifier
 RegisterType = Literal["coil", "discrete", "holding", "input"]
 DataType = Literal[
     "bool", "bit", "int16", "uint16", "int32", "uint32", "int64", "uint64",
-    "float32", "float64", "string",
+    "float16", "float32", "float64", "string",
+    "int8l", "int8h", "uint8l", "uint8h", "bitfield",
 ]
+StringLocation = Literal["both", "lower", "upper"]
 ByteOrder = Literal["ABCD", "DCBA", "BADC", "CDAB", "AB", "BA"]
 
 BIT_REGISTER_TYPES = ("coil", "discrete")
 MAX_ADDRESS = 65535
 REGISTERS_PER_TYPE = {
     "bool": 1, "bit": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2,
-    "int64": 4, "uint64": 4, "float32": 2, "float64": 4,
+    "int64": 4, "uint64": 4, "float16": 1, "float32": 2, "float64": 4,
+    "int8l": 1, "int8h": 1, "uint8l": 1, "uint8h": 1, "bitfield": 1,
 }
+# Types that take part of one register: (first bit, bits) inside it, 0 = least significant.
+BYTE_TYPES = {"int8l": (0, 8), "int8h": (8, 8), "uint8l": (0, 8), "uint8h": (8, 8)}
+SIXTEEN_BIT_TYPES = ("int16", "uint16", "float16", "bool", "bit", "string", "bitfield",
+                     *BYTE_TYPES)
 
 
 class TagSpec(BaseModel):
@@ -43,7 +51,13 @@ class TagSpec(BaseModel):
     address: int = Field(ge=0, le=MAX_ADDRESS, description="0-based protocol address")
     data_type: DataType = Field(default="int16")
     byte_order: ByteOrder = Field(default="ABCD", description="Byte/word order")
-    bit: int | None = Field(default=None, ge=0, le=15, description="Bit index for bit tags")
+    bit: int | None = Field(default=None, ge=0, le=15,
+                            description="Bit index for bit tags; lowest bit of a bitfield")
+    bit_count: int | None = Field(default=None, ge=2, le=16,
+                                  description="Bits of a bitfield (2..16)")
+    string_register_location: StringLocation = Field(
+        default="both", description="Where a string's characters sit in each register "
+        "(after byte_order): both bytes, or one character in the lower or upper byte")
     length: int | None = Field(default=None, ge=1, le=125, description="Registers, for strings")
     scale: float = 1.0
     offset: float = 0.0
@@ -60,6 +74,17 @@ class TagSpec(BaseModel):
     @property
     def is_bit(self) -> bool:
         return self.data_type in ("bool", "bit")
+
+    @property
+    def bit_span(self) -> tuple[int, int] | None:
+        """``(first bit, bits)`` a sub-register tag takes of its register, else None."""
+        if self.data_type in BYTE_TYPES:
+            return BYTE_TYPES[self.data_type]
+        if self.data_type == "bitfield":
+            return (self.bit or 0, self.bit_count or 0)
+        if self.is_bit and self.register_type not in BIT_REGISTER_TYPES:
+            return (self.bit or 0, 1)
+        return None
 
     @property
     def is_numeric(self) -> bool:
@@ -81,9 +106,24 @@ class TagSpec(BaseModel):
 
 
 def _order_problem(tag: TagSpec) -> str | None:
-    wide = tag.data_type not in ("int16", "uint16", "bool", "bit", "string")
+    wide = tag.data_type not in SIXTEEN_BIT_TYPES
     if wide and tag.byte_order in ("AB", "BA"):
         return f"byte_order {tag.byte_order} is for 16-bit values; use ABCD, DCBA, BADC or CDAB"
+    return None
+
+
+def _sub_register_problem(tag: TagSpec) -> str | None:
+    if tag.data_type == "bitfield":
+        if tag.bit is None or tag.bit_count is None:
+            return "a bitfield needs bit (its lowest bit) and bit_count (2..16)"
+        if tag.bit + tag.bit_count > 16:
+            return f"bit {tag.bit} + bit_count {tag.bit_count} runs past bit 15"
+    elif tag.bit_count is not None:
+        return "bit_count is only for bitfield tags"
+    if tag.data_type in BYTE_TYPES and tag.bit is not None:
+        return f"{tag.data_type} is a whole byte: no bit index"
+    if tag.string_register_location != "both" and tag.data_type != "string":
+        return "string_register_location is only for string tags"
     return None
 
 
@@ -96,6 +136,9 @@ def _tag_problem(tag: TagSpec) -> str | None:  # noqa: C901 - a flat list of rul
         return f"bit index is only for holding/input registers, not {tag.register_type}"
     if tag.register_type not in BIT_REGISTER_TYPES and tag.is_bit and tag.bit is None:
         return "a bool/bit tag on a register needs a bit index (0 = least significant)"
+    problem = _sub_register_problem(tag)
+    if problem:
+        return problem
     if tag.data_type == "string" and tag.length is None:
         return "a string tag needs length (in registers)"
     if tag.data_type != "string" and tag.length is not None:
@@ -112,8 +155,11 @@ def _tag_problem(tag: TagSpec) -> str | None:  # noqa: C901 - a flat list of rul
 def _pair_conflict(a: TagSpec, b: TagSpec) -> bool:
     if a.register_type != b.register_type or a.address >= b.end or b.address >= a.end:
         return False
-    both_bits = a.bit is not None and b.bit is not None
-    return not both_bits or a.bit == b.bit
+    span_a, span_b = a.bit_span, b.bit_span
+    if span_a is None or span_b is None or a.address != b.address:
+        return True
+    # two parts of one register (bits, bytes, bitfields) clash only where they share bits
+    return span_a[0] < span_b[0] + span_b[1] and span_b[0] < span_a[0] + span_a[1]
 
 
 def _overlaps(tags: list[TagSpec]) -> list[str]:
@@ -164,17 +210,28 @@ def validate_register_map(tags: list[TagSpec]) -> list[TagSpec]:
     return tags
 
 
-def _error_text(err: ValidationError, name: str) -> str:
+Lines = Callable[[int, str | None], int | None]
+"""Where a tag's entry (key None) or one of its keys starts in the map file (1-based)."""
+
+
+def _error_text(err: ValidationError, name: str, index: int, lines: Lines | None) -> str:
     parts = []
     for e in err.errors():
-        field = ".".join(str(x) for x in e.get("loc", ())) or "tag"
+        loc = e.get("loc", ())
+        field = ".".join(str(x) for x in loc) or "tag"
         msg = e.get("msg", "").removeprefix("Value error, ")
-        parts.append(msg if msg.startswith("tag ") else f"tag {name!r} {field}: {msg}")
+        text = msg if msg.startswith("tag ") else f"tag {name!r} {field}: {msg}"
+        line = lines(index, str(loc[0]) if loc else None) if lines else None
+        parts.append(f"line {line}: {text}" if line else text)
     return "; ".join(parts)
 
 
-def parse_register_map(entries: Any) -> list[TagSpec]:
-    """Tags from plain data (a list of mappings, or ``{"tags": [...]}``), validated."""
+def parse_register_map(entries: Any, lines: Lines | None = None) -> list[TagSpec]:
+    """Tags from plain data (a list of mappings, or ``{"tags": [...]}``), validated.
+
+    ``lines`` (from :func:`load_register_map`) puts the file's line in front of a
+    refused entry or key.
+    """
     if isinstance(entries, dict) and "tags" in entries:
         entries = entries["tags"]
     if not isinstance(entries, list):
@@ -185,19 +242,50 @@ def parse_register_map(entries: Any) -> list[TagSpec]:
             tags.append(TagSpec.model_validate(entry))
         except ValidationError as err:
             name = entry.get("name", f"#{i}") if isinstance(entry, dict) else f"#{i}"
-            text = _error_text(err, str(name))
+            text = _error_text(err, str(name), i, lines)
             raise UserError(f"invalid register map: {text}") from None
     return validate_register_map(tags)
 
 
+def _yaml_lines(text: str) -> Lines:
+    """Line numbers of each tag entry and its keys in a YAML map (best effort)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        root = None
+    seq = root
+    if isinstance(root, yaml.MappingNode):
+        seq = next((v for k, v in root.value if getattr(k, "value", None) == "tags"), None)
+    entries = seq.value if isinstance(seq, yaml.SequenceNode) else []
+
+    def where(index: int, key: str | None) -> int | None:
+        if index >= len(entries):
+            return None
+        node = entries[index]
+        if key is not None and isinstance(node, yaml.MappingNode):
+            for k, _v in node.value:
+                if getattr(k, "value", None) == key:
+                    return k.start_mark.line + 1
+        return node.start_mark.line + 1
+    return where
+
+
 def load_register_map(path: str | Path) -> list[TagSpec]:
-    """Read a register map from a ``.yaml``/``.yml`` or ``.json`` file."""
+    """Read a register map from a ``.yaml``/``.yml`` or ``.json`` file.
+
+    A refused YAML entry is named with its line and key, e.g. ``line 12: tag 'x'
+    data_type: ...``.
+    """
     p = Path(path)
     if not p.is_file():
         raise UserError(f"register map file not found: {p.name}")
     text = p.read_text(encoding="utf-8")
+    is_json = p.suffix.lower() == ".json"
     try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if is_json else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise UserError(f"register map {p.name} is not valid: {exc}") from None
-    return parse_register_map(data)
+    try:
+        return parse_register_map(data, None if is_json else _yaml_lines(text))
+    except UserError as exc:
+        raise UserError(f"{p.name}: {exc}") from None

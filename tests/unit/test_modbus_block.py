@@ -21,7 +21,9 @@ OTHER_VALUES = {
     "serial_port": "/dev/ttyUSB1", "baudrate": 19200, "parity": "E", "stopbits": 2,
     "bytesize": 7, "timeout_seconds": 1.5, "retries": 4, "backoff_seconds": 0.5,
     "max_registers_per_request": 60, "max_bits_per_request": 800, "max_gap_registers": 3,
-    "district": "D01",
+    "district": "D01", "pause_after_connect_seconds": 0.5,
+    "pause_between_requests_seconds": 0.1, "close_connection_after_poll": True,
+    "one_request_per_tag": True, "read_coils_starting_at_zero": True,
 }
 
 
