@@ -123,7 +123,7 @@ def encode_raw(tag: TagSpec, raw: Value) -> list[int]:
             data = b"".join(data[i:i + 1] + b"\x00" for i in range(len(data)))
         return _normalise(_from_bytes(data), tag.byte_order, allow_word_swap=False)
     code = _STRUCT[tag.data_type]
-    value = raw if code in "fd" else int(raw)
+    value = raw if code in "efd" else int(raw)
     return _normalise(_from_bytes(struct.pack(">" + code, value)), tag.byte_order)
 
 

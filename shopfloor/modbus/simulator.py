@@ -144,7 +144,7 @@ def build_devices(
 
 
 def _is_float(tag: TagSpec) -> bool:
-    return tag.data_type in ("float32", "float64")
+    return tag.data_type in ("float16", "float32", "float64")
 
 
 def _fault_tags(device: SimulatedDevice) -> tuple[str | None, str | None]:
