@@ -8,6 +8,7 @@ from shopfloor.modbus.device import (
     DEVICE_DEFAULTS,
     DEVICE_SETTINGS,
     MAX_BITS,
+    MAX_PAUSE_SECONDS,
     MAX_REGISTERS,
     DeviceConfig,
     Parity,
@@ -78,11 +79,11 @@ class ModbusDevice(Block):
         description="Unused registers a merged read may span.")
     # Workarounds (Telegraf's ``workarounds``: docs/modbus.md names each counterpart).
     pause_after_connect_seconds: float = Field(
-        default=_D.pause_after_connect_seconds, ge=0, le=60,
+        default=_D.pause_after_connect_seconds, ge=0, le=MAX_PAUSE_SECONDS,
         description="Wait this long after connecting before the first request "
                     "(devices that drop requests while their link comes up).")
     pause_between_requests_seconds: float = Field(
-        default=_D.pause_between_requests_seconds, ge=0, le=60,
+        default=_D.pause_between_requests_seconds, ge=0, le=MAX_PAUSE_SECONDS,
         description="Wait this long between two requests (slow devices, serial gateways).")
     close_connection_after_poll: bool = Field(
         default=_D.close_connection_after_poll,

@@ -72,11 +72,15 @@ def add_device(
     from blocks.modbus import ModbusDevice
     from shopfloor.errors import UserError
     from shopfloor.modbus.capture import device_plan
-    from shopfloor.modbus.tags import load_register_map
+    from shopfloor.modbus.tags import load_device_map
 
+    tags, workarounds = load_device_map(register_map)
     settings = {key: value for key, value in ctx.params.items() if key in DEVICE_SETTINGS}
+    # the map's workarounds, unless the command line names the setting itself
+    settings.update({key: value for key, value in workarounds.items()
+                     if _source(ctx, key) != "COMMANDLINE"})
     try:
-        block = ModbusDevice(**settings, register_map=load_register_map(register_map))
+        block = ModbusDevice(**settings, register_map=tags)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise UserError(f"device {name}: {'.'.join(map(str, err['loc']))}: "
@@ -86,6 +90,12 @@ def add_device(
     where = serial_port if transport == "serial" else f"{host}:{port}"
     typer.echo(f"{name}: {transport} {where} unit {unit_id}, loc_id {loc_id}, "
                f"{len(block.register_map)} tags in {len(plan)} reads")
+
+
+def _source(ctx: typer.Context, key: str) -> str:
+    """Where an option's value came from (typer's own click copy names it by enum)."""
+    source = ctx.get_parameter_source(key)
+    return getattr(source, "name", "")
 
 
 @modbus_app.command("read")

@@ -62,3 +62,11 @@ DEVICE_SETTINGS: tuple[str, ...] = tuple(
 
 DEVICE_DEFAULTS = DeviceConfig(name="", loc_id="", tags=())
 """The default of every setting (``loc_id`` has none: the block requires it)."""
+
+WORKAROUNDS: tuple[str, ...] = (
+    "pause_after_connect_seconds", "pause_between_requests_seconds",
+    "close_connection_after_poll", "one_request_per_tag", "read_coils_starting_at_zero",
+)
+"""The settings a register map file may also carry, under ``workarounds:`` (a device's
+quirks belong with its map): ``shopfloor modbus add-device`` applies them."""
+MAX_PAUSE_SECONDS = 60.0

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from shopfloor.errors import ShopfloorError, UserError
 from shopfloor.identifiers import check_identifier
+from shopfloor.modbus.device import DEVICE_DEFAULTS, MAX_PAUSE_SECONDS
 
 RegisterType = Literal["coil", "discrete", "holding", "input"]
 DataType = Literal[
@@ -152,6 +153,21 @@ def _tag_problem(tag: TagSpec) -> str | None:  # noqa: C901 - a flat list of rul
     return _order_problem(tag)
 
 
+class Workarounds(BaseModel):
+    """The ``workarounds:`` section of a map file: device settings (same names and
+    defaults as :class:`~shopfloor.modbus.device.DeviceConfig`) for a fussy device."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pause_after_connect_seconds: float = Field(
+        default=DEVICE_DEFAULTS.pause_after_connect_seconds, ge=0, le=MAX_PAUSE_SECONDS)
+    pause_between_requests_seconds: float = Field(
+        default=DEVICE_DEFAULTS.pause_between_requests_seconds, ge=0, le=MAX_PAUSE_SECONDS)
+    close_connection_after_poll: bool = DEVICE_DEFAULTS.close_connection_after_poll
+    one_request_per_tag: bool = DEVICE_DEFAULTS.one_request_per_tag
+    read_coils_starting_at_zero: bool = DEVICE_DEFAULTS.read_coils_starting_at_zero
+
+
 def _pair_conflict(a: TagSpec, b: TagSpec) -> bool:
     if a.register_type != b.register_type or a.address >= b.end or b.address >= a.end:
         return False
@@ -247,31 +263,64 @@ def parse_register_map(entries: Any, lines: Lines | None = None) -> list[TagSpec
     return validate_register_map(tags)
 
 
-def _yaml_lines(text: str) -> Lines:
-    """Line numbers of each tag entry and its keys in a YAML map (best effort)."""
+def _yaml_root(text: str) -> yaml.Node | None:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
-        root = None
-    seq = root
+        return None
+
+
+def _key_line(node: yaml.Node | None, key: str | None) -> int | None:
+    if key is not None and isinstance(node, yaml.MappingNode):
+        for k, _v in node.value:
+            if getattr(k, "value", None) == key:
+                return k.start_mark.line + 1
+    return None if node is None else node.start_mark.line + 1
+
+
+def _section(root: yaml.Node | None, name: str) -> yaml.Node | None:
     if isinstance(root, yaml.MappingNode):
-        seq = next((v for k, v in root.value if getattr(k, "value", None) == "tags"), None)
+        return next((v for k, v in root.value if getattr(k, "value", None) == name), None)
+    return None
+
+
+def _yaml_lines(root: yaml.Node | None) -> Lines:
+    """Line numbers of each tag entry and its keys in a YAML map (best effort)."""
+    seq = root if isinstance(root, yaml.SequenceNode) else _section(root, "tags")
     entries = seq.value if isinstance(seq, yaml.SequenceNode) else []
 
     def where(index: int, key: str | None) -> int | None:
-        if index >= len(entries):
-            return None
-        node = entries[index]
-        if key is not None and isinstance(node, yaml.MappingNode):
-            for k, _v in node.value:
-                if getattr(k, "value", None) == key:
-                    return k.start_mark.line + 1
-        return node.start_mark.line + 1
+        return _key_line(entries[index], key) if index < len(entries) else None
     return where
 
 
-def load_register_map(path: str | Path) -> list[TagSpec]:
-    """Read a register map from a ``.yaml``/``.yml`` or ``.json`` file.
+def parse_workarounds(data: Any, root: yaml.Node | None = None) -> dict[str, Any]:
+    """The settings of a map's ``workarounds:`` section (only those it sets).
+
+    Raises:
+        UserError: an unknown key or a bad value, with its line when ``root`` (the YAML
+            node tree) is given.
+    """
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError("invalid register map: workarounds must be a mapping of settings")
+    try:
+        checked = Workarounds.model_validate(data)
+    except ValidationError as err:
+        section = _section(root, "workarounds")
+        parts = []
+        for e in err.errors():
+            key = str(e["loc"][0]) if e.get("loc") else None
+            line = _key_line(section, key) if section is not None else None
+            where = f"line {line}: " if line else ""
+            parts.append(f"{where}workarounds {key}: {e.get('msg', '')}")
+        raise UserError("invalid register map: " + "; ".join(parts)) from None
+    return checked.model_dump(include=set(data))
+
+
+def load_device_map(path: str | Path) -> tuple[list[TagSpec], dict[str, Any]]:
+    """A map file's tags and its ``workarounds:`` settings (``.yaml``/``.yml``/``.json``).
 
     A refused YAML entry is named with its line and key, e.g. ``line 12: tag 'x'
     data_type: ...``.
@@ -285,7 +334,19 @@ def load_register_map(path: str | Path) -> list[TagSpec]:
         data = json.loads(text) if is_json else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise UserError(f"register map {p.name} is not valid: {exc}") from None
+    root = None if is_json else _yaml_root(text)
     try:
-        return parse_register_map(data, None if is_json else _yaml_lines(text))
+        if isinstance(data, dict) and set(data) - {"tags", "workarounds"}:
+            extra = ", ".join(sorted(map(str, set(data) - {"tags", "workarounds"})))
+            raise UserError(f"invalid register map: unknown section {extra} "
+                            "(a map holds tags and workarounds)")
+        workarounds = parse_workarounds(data.get("workarounds") if isinstance(data, dict)
+                                        else None, root)
+        return parse_register_map(data, None if is_json else _yaml_lines(root)), workarounds
     except UserError as exc:
         raise UserError(f"{p.name}: {exc}") from None
+
+
+def load_register_map(path: str | Path) -> list[TagSpec]:
+    """Read a register map's tags from a ``.yaml``/``.yml`` or ``.json`` file."""
+    return load_device_map(path)[0]

@@ -174,3 +174,29 @@ def test_coils_from_zero_widens_only_the_first_coil_read():
         ("coil", 0, 42), ("coil", 3000, 1), ("holding", 7, 1)]
     with pytest.raises(ShopfloorError, match="read_coils_starting_at_zero"):
         plan_requests(coils, max_bits=20, coils_from_zero=True)
+
+
+def test_a_maps_workarounds_are_checked_by_line_and_key(tmp_path: Path):
+    from shopfloor.modbus.tags import load_device_map
+
+    path = tmp_path / "plc.yaml"
+    path.write_text("workarounds:\n  pause_between_requests_seconds: 0.2\n"
+                    "  read_coils_starting_at_zero: true\n" + MAP_WITH_A_BAD_KEY.replace(
+                        "bitfeld", "uint16").replace("    bit: 4\n", ""))
+    tags, workarounds = load_device_map(path)
+    assert len(tags) == 2
+    assert workarounds == {"pause_between_requests_seconds": 0.2,
+                           "read_coils_starting_at_zero": True}
+    for bad, message in [
+        ("  pause_between_requests_seconds: -1", "line 2: workarounds "
+         "pause_between_requests_seconds: Input should be greater than or equal to 0"),
+        ("  pause_between_requests_seconds: 90", "line 2: .*less than or equal to 60"),
+        ("  pause_between_request: 0.2", "line 2: workarounds pause_between_request: Extra"),
+    ]:
+        path.write_text(path.read_text().splitlines()[0] + "\n" + bad + "\n"
+                        + "\n".join(path.read_text().splitlines()[2:]) + "\n")
+        with pytest.raises(ShopfloorError, match=message):
+            load_device_map(path)
+    path.write_text("tag: []\n")
+    with pytest.raises(ShopfloorError, match="unknown section tag"):
+        load_device_map(path)

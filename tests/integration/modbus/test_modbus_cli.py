@@ -50,6 +50,33 @@ def test_add_device_rejects_an_invalid_map_naming_the_tag(tmp_path: Path, prefec
     assert "tag 'b' overlaps tag 'a'" in str(res.exception)
 
 
+def test_add_device_applies_the_maps_workarounds_unless_an_option_names_one(
+        tmp_path: Path, prefect_harness):
+    from blocks.modbus import ModbusDevice
+
+    tags = [t.model_dump(exclude_defaults=True) for t in default_map()]
+    path = tmp_path / "fussy.yaml"
+    path.write_text(yaml.safe_dump({"workarounds": {
+        "pause_after_connect_seconds": 0.5, "one_request_per_tag": True,
+        "close_connection_after_poll": True}, "tags": tags}, sort_keys=False))
+    res = CliRunner().invoke(app, ["modbus", "add-device", "fussy-plc", "--map", str(path),
+                                   "--loc-id", "L5", "--pause-after-connect", "1.5",
+                                   "--pause-between-requests", "0.05"])
+    assert res.exit_code == 0, res.output
+    assert "4 tags in 4 reads" in res.output  # one request per tag, from the map
+    block = ModbusDevice.load("fussy-plc")
+    assert (block.pause_after_connect_seconds, block.pause_between_requests_seconds,
+            block.close_connection_after_poll, block.one_request_per_tag,
+            block.read_coils_starting_at_zero) == (1.5, 0.05, True, True, False)
+    path.write_text(path.read_text().replace("one_request_per_tag: true",
+                                             "one_request_per_tag: maybe"))
+    res = CliRunner().invoke(app, ["modbus", "add-device", "fussy-plc", "--map", str(path),
+                                   "--loc-id", "L5"])
+    assert isinstance(res.exception, ShopfloorError)
+    assert "fussy.yaml: invalid register map: line 3: workarounds one_request_per_tag" in str(
+        res.exception)
+
+
 def _wait_listening(port: int, proc: subprocess.Popen, seconds: float = 180.0) -> None:
     """Until the simulator answers on ``port``: a slow start on a loaded machine is waited
     for, a simulator that died fails at once with what it printed."""
