@@ -98,3 +98,13 @@ class TestModbusDeviceStandards(BlockStandardTestSuite):
     def test_has_a_valid_image(self, block: type[ModbusDevice]) -> None:
         # No logo (Prefect's suite would download it): the UI shows its default icon.
         assert block._logo_url is None and "no logo" in (block.__doc__ or "")
+
+
+def test_a_maps_workarounds_are_device_settings_with_their_defaults():
+    from shopfloor.modbus.device import WORKAROUNDS
+    from shopfloor.modbus.tags import Workarounds
+
+    assert set(Workarounds.model_fields) == set(WORKAROUNDS) <= set(DEVICE_SETTINGS)
+    for key in WORKAROUNDS:
+        assert Workarounds.model_fields[key].default == getattr(DEVICE_DEFAULTS, key), key
+        assert ModbusDevice.model_fields[key].metadata == Workarounds.model_fields[key].metadata
