@@ -158,3 +158,20 @@ def test_an_out_of_range_tag_is_bad_with_its_reason_and_the_rest_stays_good(plan
             t.temperature_raw.c.loc_id == "LOC-tags-oor")) == 0
         assert conn.scalar(select(func.count()).where(
             t.quarantine.c.source == "modbus:tags-oor")) == SLOTS
+
+
+def test_tags_import_registers_every_configured_device(plant, pg_url):
+    from typer.testing import CliRunner
+
+    from deployments.cli import app
+
+    runner = CliRunner()
+    for _ in range(2):  # idempotent
+        res = runner.invoke(app, ["tags", "import", "--url", pg_url])
+        assert res.exit_code == 0, res.output
+        lines = res.output.splitlines()
+        assert f"tags-ok: {len(NAMES)} tags registered" in lines
+        assert f"tags-oor: {len(NAMES)} tags registered" in lines
+    res = runner.invoke(app, ["tags", "list", "--url", pg_url, "--location", "LOC-tags-oor"])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[-1] == f"{len(NAMES)} tags"
