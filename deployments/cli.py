@@ -32,6 +32,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "credentials": ("deployments.credentials_cli:credentials_app",
                     "Database credentials from AWS Secrets Manager."),
     "lake": ("deployments.lake_cli:lake_app", "Lake maintenance: merge small files."),
+    "tags": ("deployments.tags_cli:tags_app", "The tag registry: import maps, list tags."),
 }
 
 

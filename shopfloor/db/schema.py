@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -50,6 +51,8 @@ class Tables:
     quality_score: Table
     temperature_daily: Table
     collector_backlog: Table
+    tags: Table
+    tag_samples: Table
 
     @property
     def schema(self) -> str | None:
@@ -279,8 +282,45 @@ def _build(schema: str | None, names: Mapping[str, str], raw_ingested_at: bool) 
         Column("buffer_fill_pct", Float(53), nullable=False),
         Column("reported_at", UtcDateTime, nullable=False),
     )
+    tags, samples = _tag_tables(md, n)
     return Tables(md, raw, hourly, location, quarantine, s3_object, watermark, sqlth_te,
-                  s3_listing, anomaly, quality, daily, backlog)
+                  s3_listing, anomaly, quality, daily, backlog, tags, samples)
+
+
+def _tag_tables(md: MetaData, n: Mapping[str, str]) -> tuple[Table, Table]:
+    """The tag registry and the narrow samples (docs/tags.md): one row per tag, and one
+    per tag and time with its value and its quality."""
+    tags = Table(
+        n["tags"], md,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+               autoincrement=True),
+        Column("name", String(128), nullable=False),
+        Column("device", String(128), nullable=False),
+        Column("location", String(32)),
+        Column("unit", String(32)),
+        Column("data_type", String(16), nullable=False),
+        Column("description", Text),
+        # What the source calls it: a Modbus register ("holding:100", "input:7.3").
+        Column("source_name", String(255)),
+        Column("updated_at", UtcDateTime, nullable=False),
+        UniqueConstraint("device", "name", name=constraint_name("uq", n["tags"], "device_name")),
+    )
+    # No foreign key to tags: samples go in by COPY in bulk, their ids come from the
+    # registry, and a key check per row would cost the bulk path its speed.
+    samples = Table(
+        n["tag_samples"], md,
+        Column("tag_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+               autoincrement=False),
+        Column("ts", UtcDateTime, primary_key=True),
+        Column("value", Float(53)),  # numbers, booleans as 0/1; NULL for text or no value
+        Column("text_value", Text),  # strings (and states named by text)
+        Column("quality", SmallInteger, nullable=False),  # 192 good, 64 uncertain, 0 bad
+        Column("reason", String(255)),  # why a point is not good; NULL when it is
+        Column("ingested_at", UtcDateTime, nullable=False),
+        # Late data (rows ingested since a watermark, whatever their time), as for raw.
+        Index(constraint_name("ix", n["tag_samples"], "ingested_at"), "ingested_at"),
+    )
+    return tags, samples
 
 
 @lru_cache(maxsize=32)

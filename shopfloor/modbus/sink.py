@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandera.pandas as pa
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from shopfloor.db.copy_upsert import can_copy_upsert, copy_upsert_csv
 from shopfloor.db.schema import Tables
@@ -19,6 +19,12 @@ from shopfloor.modbus.capture import CaptureStats
 from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.landed import landed_reasons
 from shopfloor.modbus.readings import KEY_COLUMNS, json_objects, reading_schema
+from shopfloor.modbus.tag_points import (
+    device_tag_ids,
+    ensure_tag_tables,
+    tag_points,
+    write_points,
+)
 from shopfloor.quality import (
     BatchCounts,
     QuarantinedRow,
@@ -98,6 +104,9 @@ class ReadingSink:
     quality_id: int | None = None
     started: datetime | None = None
     last: datetime | None = None
+    # Tag name -> id in the warehouse's tag registry, registered with the first write.
+    tag_ids: dict[str, int] | None = None
+    points_written: int = 0
 
     @cached_property
     def schema(self) -> pa.DataFrameSchema:
@@ -135,7 +144,7 @@ class ReadingSink:
         # (an hour of margin for clocks).
         since = (min(batch.capture_dts) - REPLAY_MARGIN) if len(batch) else None
         self._write(valid, judged.quarantined, self.batch_counts(batch, len(valid)),
-                    count_quarantined, since)
+                    count_quarantined, since, batch)
 
     def land(self, batch: Batch, judged: Judgement) -> int:
         """Write the batch's JSON-lines objects; returns how many."""
@@ -169,10 +178,25 @@ class ReadingSink:
         return quality_row(Subject(QUALITY_FLOW, self.cfg.name, self.started, self.last),
                            total, self.run_id, now)
 
+    def _points(self, conn: Connection, batch: Batch | None, now: datetime
+                ) -> tuple[dict[str, int] | None, int]:
+        """Every tag of every reading of ``batch`` (valid or quarantined) into
+        ``tag_samples``, each point with its own quality, in the caller's transaction
+        (a repeat overwrites on (tag, time)); the device's tags are registered first, on
+        the sink's first write. Returns the tag ids and the points written."""
+        assert self.tables is not None
+        if batch is None:
+            return self.tag_ids, 0
+        ids = self.tag_ids if self.tag_ids is not None else \
+            device_tag_ids(conn, self.tables, self.cfg)
+        return ids, write_points(conn, self.tables.tag_samples, tag_points(batch, ids), now)
+
     def _write(self, valid: Batch, quarantined: list[QuarantinedRow],
                counts: BatchCounts, count_quarantined: bool = True,
-               since: datetime | None = None) -> None:
+               since: datetime | None = None, batch: Batch | None = None) -> None:
         assert self.engine is not None and self.tables is not None
+        if batch is not None and self.tag_ids is None:
+            ensure_tag_tables(self.engine, self.tables)
         now = utcnow()
         # A raw table without ingested_at (SHOPFLOOR_RAW_INGESTED_AT=false) gets none.
         ingested_at = now if self.tables.raw_has_ingested_at else None
@@ -193,6 +217,8 @@ class ReadingSink:
                                        f"modbus:{self.cfg.name}", self.run_id,
                                        replacing_since=since)
             row_id = put_quality(conn, self.tables, quality, self.quality_id)
+            ids, points = self._points(conn, batch, now)
+        self.tag_ids, self.points_written = ids, self.points_written + points
         # Only after the commit: a failed batch leaves the run's row as it was.
         self.quality_id, self.quality = row_id, quality
         self.stats.quality = quality

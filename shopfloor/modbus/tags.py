@@ -48,6 +48,8 @@ class TagSpec(BaseModel):
 
     name: str = Field(description="Tag name, unique within the device")
     column: str = Field(description="Target column, e.g. temperature, humidity, pcv_temperature")
+    unit: str | None = Field(default=None, max_length=32, description="Engineering unit")
+    description: str | None = Field(default=None, description="What the tag measures")
     register_type: RegisterType = Field(default="holding", description="Register type")
     address: int = Field(ge=0, le=MAX_ADDRESS, description="0-based protocol address")
     data_type: DataType = Field(default="int16")

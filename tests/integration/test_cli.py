@@ -79,3 +79,26 @@ def test_hourly_unknown_block_is_one_error_line_before_any_flow_run(tmp_path):
     assert res.returncode == 2
     lines = error_lines(res)
     assert len(lines) == 1 and lines[0].startswith("error: block 'nope' not found"), lines
+
+
+def test_tags_import_a_map_then_list_it(tmp_path, pg_url):
+    register_map = tmp_path / "press.yaml"
+    register_map.write_text(
+        "- {name: line_pressure, column: line_pressure, address: 0, data_type: float32,"
+        " unit: bar}\n"
+        "- {name: recipe, column: recipe, address: 10, data_type: string, length: 4}\n")
+    args = ["tags", "import", "--map", str(register_map), "--device", "press-1", "--loc-id",
+            "L9", "--url", pg_url]
+    for _ in range(2):  # a repeat registers nothing twice
+        res = run(args, tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() == "press-1: 2 tags registered"
+    res = run(["tags", "list", "--url", pg_url, "--device", "press-1"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[-1] == "2 tags" and len(lines) == 4
+    assert lines[1].split()[1:] == ["press-1", "line_pressure", "bar", "float32", "L9",
+                                    "holding:0"]
+    assert lines[2].split()[1:] == ["press-1", "recipe", "-", "string", "L9", "holding:10"]
+    res = run(["tags", "import", "--map", str(register_map), "--url", pg_url], tmp_path)
+    assert res.returncode == 2 and "error: --map needs one --device and --loc-id" in res.stderr

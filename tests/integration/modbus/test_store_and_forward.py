@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from shopfloor.db.schema import get_tables
+from shopfloor.modbus.simulator import default_map
 from shopfloor.storage import StorageLocation
 from tests.conftest import free_port
 from tests.pgcluster import PrivateCluster, private_cluster
@@ -111,6 +112,22 @@ def _assert_exactly_once(engine: Engine, landed: Counter, samples: int) -> None:
         mine = {hb: n for (d, hb), n in landed.items() if d == device}
         assert set(mine.values()) == {1}, f"{device}: a landed reading twice"
         assert sorted(mine) == [_ms(t) for t in times]  # the same readings in both
+        # Every tag of every reading in tag_samples too (docs/tags.md), each once.
+        assert _tag_counts(engine, device, times) == dict.fromkeys(TAG_NAMES, samples)
+
+
+TAG_NAMES = [t.name for t in default_map()]
+
+
+def _tag_counts(engine: Engine, device: str, times: list) -> dict[str, int]:
+    """Points per tag of ``device`` at ``times`` (other tests' runs of the device in a
+    shared database have other times)."""
+    t = get_tables()
+    s, tags = t.tag_samples, t.tags
+    with engine.connect() as conn:
+        return dict(conn.execute(
+            select(tags.c.name, func.count()).select_from(s.join(tags, s.c.tag_id == tags.c.id))
+            .where(tags.c.device == device, s.c.ts.in_(times)).group_by(tags.c.name)).all())
 
 
 @pytest.fixture

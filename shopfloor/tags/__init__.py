@@ -1,0 +1,1 @@
+"""Tags, not columns: the tag registry and narrow tag samples (docs/tags.md)."""

@@ -1,0 +1,23 @@
+"""Quality per point, as OPC's quality codes and Ignition's ``dataintegrity`` spell them:
+192 good, 64 uncertain, 0 bad. A point that is not good carries a reason."""
+
+GOOD, UNCERTAIN, BAD = 192, 64, 0
+NAMES = {GOOD: "good", UNCERTAIN: "uncertain", BAD: "bad"}
+
+# Reasons a point is bad (short, stable texts: dashboards and queries group by them).
+READ_FAILED = "read failed"
+NOT_FINITE = "not a finite number"
+
+
+def out_of_range(lo: float, hi: float) -> str:
+    """The reason of a value outside its tag's valid range ``[lo, hi]``."""
+    return f"out of range [{_number(lo)}, {_number(hi)}]"
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def quality_name(code: int) -> str:
+    """``good`` / ``uncertain`` / ``bad`` for a quality code."""
+    return NAMES.get(int(code), f"code {code}")
