@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
 .PHONY: demo dashboard test soak crash install install-dev jdbc-jars system-deps postgres lint clean \
-	image
+	image docker-pool
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -102,6 +102,16 @@ image: $(WHEELHOUSE).built
 	base=$$(DOCKER=$(DOCKER) bash scripts/docker-base.sh $(BASE_IMAGE)) \
 	  && $(DOCKER) build --network host --build-arg BASE_IMAGE=$$base -t $(IMAGE) .
 	$(DOCKER) image ls $(IMAGE)
+
+# The Docker work pool from deployments/docker-pool.json (created, or updated in place):
+# never pulls the local image, removes containers, host network, the buffer and lake
+# volumes. PREFECT_API_URL must name the server; CONTAINER_API_URL is the URL the flow-run
+# containers use (default: the template's http://127.0.0.1:4200/api).
+DOCKER_POOL ?= shopfloor-docker
+CONTAINER_API_URL ?=
+docker-pool: install
+	$(BIN)/python -m deployments.docker_pool --pool $(DOCKER_POOL) \
+		$(if $(CONTAINER_API_URL),--api-url $(CONTAINER_API_URL))
 
 lint: install-dev
 	$(BIN)/ruff check .
