@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
 .PHONY: demo dashboard test soak crash install install-dev jdbc-jars system-deps postgres lint clean \
-	image docker-pool
+	image docker-pool docker-test
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -112,6 +112,13 @@ CONTAINER_API_URL ?=
 docker-pool: install
 	$(BIN)/python -m deployments.docker_pool --pool $(DOCKER_POOL) \
 		$(if $(CONTAINER_API_URL),--api-url $(CONTAINER_API_URL))
+
+# One real flow run in a container (tests/docker): a prefect server, the pool from the
+# template, a Docker worker, the demo. Needs the engine and `make image`; `make test`
+# leaves it out (the `docker` marker), since CI may have no Docker engine.
+docker-test: install-dev
+	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
+	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test $(BIN)/pytest --no-cov -m docker tests/docker
 
 lint: install-dev
 	$(BIN)/ruff check .
