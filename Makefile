@@ -10,7 +10,8 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: demo dashboard test soak crash install install-dev jdbc-jars system-deps postgres lint clean
+.PHONY: demo dashboard test soak crash install install-dev jdbc-jars system-deps postgres lint clean \
+	image docker-pool docker-test
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +83,42 @@ crash: install-dev postgres
 	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test SHOPFLOOR_CRASH_SCHEDULES=$(CRASH_SCHEDULES) \
 		SHOPFLOOR_CRASH_SEEDS=$(CRASH_SEEDS) $(BIN)/pytest --no-cov -q -n $(TEST_WORKERS) \
 		--dist load tests/crash
+
+# The image for the Docker work pool (README "Run it on Docker"), with no registry and no
+# package index inside the build: the Python packages come from a wheelhouse built here
+# (outside git), the base is BASE_IMAGE or, when that cannot be pulled, a local Debian
+# bookworm made once by debootstrap (scripts/docker-base.sh, as root). The engine must be
+# running; every build step uses the host's network (apt, nothing else).
+DOCKER ?= docker
+IMAGE ?= shopfloor:latest
+BASE_IMAGE ?= python:3.11-slim-bookworm
+WHEELHOUSE := .shopfloor/wheelhouse
+
+$(WHEELHOUSE).built: pyproject.toml scripts/docker-wheelhouse.sh $(BIN)/.installed
+	bash scripts/docker-wheelhouse.sh $(BIN)/python $(WHEELHOUSE)
+	touch $@
+
+image: $(WHEELHOUSE).built
+	base=$$(DOCKER=$(DOCKER) bash scripts/docker-base.sh $(BASE_IMAGE)) \
+	  && $(DOCKER) build --network host --build-arg BASE_IMAGE=$$base -t $(IMAGE) .
+	$(DOCKER) image ls $(IMAGE)
+
+# The Docker work pool from deployments/docker-pool.json (created, or updated in place):
+# never pulls the local image, removes containers, host network, the buffer and lake
+# volumes. PREFECT_API_URL must name the server; CONTAINER_API_URL is the URL the flow-run
+# containers use (default: the template's http://127.0.0.1:4200/api).
+DOCKER_POOL ?= shopfloor-docker
+CONTAINER_API_URL ?=
+docker-pool: install
+	$(BIN)/python -m deployments.docker_pool --pool $(DOCKER_POOL) \
+		$(if $(CONTAINER_API_URL),--api-url $(CONTAINER_API_URL))
+
+# One real flow run in a container (tests/docker): a prefect server, the pool from the
+# template, a Docker worker, the demo. Needs the engine and `make image`; `make test`
+# leaves it out (the `docker` marker), since CI may have no Docker engine.
+docker-test: install-dev
+	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
+	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test $(BIN)/pytest --no-cov -m docker tests/docker
 
 lint: install-dev
 	$(BIN)/ruff check .

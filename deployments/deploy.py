@@ -150,9 +150,16 @@ def _prefect(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def ensure_work_pool(name: str, pool_type: str) -> bool:
-    """Create work pool ``name`` of ``pool_type`` if it does not exist; True if created."""
+    """Create work pool ``name`` of ``pool_type`` if it does not exist; True if created.
+
+    A Docker pool gets the repo's base job template (deployments/docker-pool.json)."""
     if _prefect("work-pool", "inspect", name, check=False).returncode == 0:
         return False
+    if pool_type == "docker":
+        from deployments.docker_pool import create_or_update, load_template
+
+        create_or_update(name, load_template())
+        return True
     _prefect("work-pool", "create", name, "--type", pool_type)
     return True
 
