@@ -8,7 +8,8 @@ forwarders decode them with that map, a batch at a time, exactly as capture woul
 A :class:`Forwarder` per sink reads its cursor's pending samples per device, in order,
 and writes them with the same :class:`~shopfloor.modbus.sink.ReadingSink` code as a
 direct capture: upserts keyed ``(loc_id, capture_dt)`` for the warehouse, objects named
-by their first slot for the landing, so a replay after a crash rewrites, never adds.
+by their first slot for the landing, so a replay after a crash adds nothing (a landed
+object is never rewritten with other lines: ``ReadingSink.land``).
 """
 
 import json

@@ -113,3 +113,28 @@ def rewritten_object(lines: Sequence[LandedLine], reasons: Sequence[Sequence[Map
     body = [landed_line({k: v for k, v in ln.record.items() if k not in VERDICT_FIELDS},
                         why, rules_version) for ln, why in zip(lines, reasons, strict=True)]
     return ("\n".join(body) + "\n").encode()
+
+
+def _heartbeats(body: bytes) -> list[int]:
+    """The ``heartbeat`` of every line of a landed object, in order."""
+    return [json.loads(line)["heartbeat"] for line in body.splitlines() if line.strip()]
+
+
+def unlanded_rest(key: str, body: bytes, landed: bytes) -> tuple[str, bytes] | None:
+    """What of ``body`` is still to land when ``landed`` is already at ``key``.
+
+    A landed object is never rewritten with other lines: it may be registered and
+    compacted already, so a rewrite would never reach the lake. Two runs that captured
+    the same device at once (a run that outlived its killed worker, and the run that
+    took over) batch the same slots differently and so name objects alike. ``None``
+    when ``landed`` holds every slot of ``body`` (a replay); otherwise the key and bytes
+    of the lines it lacks, named by the first of them like any batch, so that a replay of
+    this very call writes the same object again."""
+    seen = set(_heartbeats(landed))
+    lines = [line for line in body.splitlines() if line.strip()]
+    rest = [line for line, beat in zip(lines, _heartbeats(body), strict=True)
+            if beat not in seen]
+    if not rest:
+        return None
+    folder = key.rsplit("/", 1)[0]
+    return f"{folder}/{json.loads(rest[0])['heartbeat']}.json", b"\n".join(rest) + b"\n"

@@ -17,7 +17,7 @@ from shopfloor.db.upsert import upsert
 from shopfloor.modbus.batch import Batch, epoch_ms
 from shopfloor.modbus.capture import CaptureStats
 from shopfloor.modbus.client import DeviceConfig
-from shopfloor.modbus.landed import landed_reasons
+from shopfloor.modbus.landed import landed_reasons, unlanded_rest
 from shopfloor.modbus.readings import KEY_COLUMNS, json_objects, reading_schema
 from shopfloor.modbus.tag_points import (
     device_tag_ids,
@@ -151,14 +151,33 @@ class ReadingSink:
         assert self.storage is not None
         # Every sample lands, rejected ones with their reasons: raw is what arrived.
         # Named by the batch's first slot (epoch ms), not by the run: a repeat of the
-        # same slots (a retry, an overlapping run, a forwarder's replay) writes the same
-        # key and bytes instead of adding an object; keys sort by time in a folder.
+        # same slots (a retry, a forwarder's replay) finds its object there and adds
+        # nothing; keys sort by time in a folder.
         name = str(epoch_ms(batch.capture_dts[0]))
         objects = json_objects(batch, name, judged.landed(batch))
-        for key, body in objects.items():
-            self.storage.write_bytes(key, body)
-            self.stats.objects_landed += 1
-        return len(objects)
+        written = sum(self._land_object(key, body) for key, body in objects.items())
+        self.stats.objects_landed += written
+        return written
+
+    def _land_object(self, key: str, body: bytes) -> int:
+        """Write ``body`` at ``key``, or only the lines an object already there lacks
+        under their own name (:func:`unlanded_rest`); 1 when an object was written."""
+        assert self.storage is not None
+        for _ in range(body.count(b"\n") + 1):  # each round lands or drops a line
+            if not self.storage.exists(key):
+                self.storage.write_bytes(key, body)
+                return 1
+            landed = self.storage.read_bytes(key)
+            if landed == body:
+                return 0
+            rest = unlanded_rest(key, body, landed)
+            if rest is None:
+                return 0
+            if rest[0] == key:  # an object that lacks its own first slot: not ours to keep
+                self.storage.write_bytes(key, body)
+                return 1
+            key, body = rest
+        return 0
 
     def batch_counts(self, batch: Batch, valid: int, now: datetime | None = None
                      ) -> BatchCounts:

@@ -89,3 +89,43 @@ def test_a_line_landed_without_a_verdict_gets_one_on_rewrite():
 def test_a_line_that_is_not_a_json_object_is_named_by_key_and_line():
     with pytest.raises(ShopfloorError, match="k.json line 2"):
         parse_object(b'{"a": 1}\n[1]\n', "k.json")
+
+
+def _good_batch(seconds: range):
+    return readings_batch(CFG, [Reading(T0 + timedelta(seconds=s), dict(GOOD)) for s in seconds])
+
+
+def _lake_lines(tmp_path: Path) -> dict[str, list[int]]:
+    return {p.name: [json.loads(x)["heartbeat"] for x in p.read_text().splitlines()]
+            for p in sorted(tmp_path.rglob("*.json"))}
+
+
+def test_an_object_already_landed_is_never_rewritten_only_its_missing_slots_land(
+        tmp_path: Path):
+    """Two runs capturing one device at once (one outlived its killed worker) batch the
+    same first slot with other lengths: the object landed first may be compacted already,
+    so the second run lands only the slots it lacks, under their own name, once."""
+    store = StorageLocation("local", str(tmp_path))
+    first = ReadingSink(CFG, CaptureStats("plc-1"), "run-a", storage=store)
+    second = ReadingSink(CFG, CaptureStats("plc-1"), "run-b", storage=store)
+    first(_good_batch(range(0, 4)))
+    compacted = _lake_lines(tmp_path)
+    second(_good_batch(range(0, 6)))  # slots 0..3 again, and 4, 5
+    second(_good_batch(range(0, 6)))  # its replay after a crash: nothing more
+    first(_good_batch(range(0, 4)))   # the first run's replay: nothing more
+    ms = [int((T0 + timedelta(seconds=s)).timestamp() * 1000) for s in range(6)]
+    lake = _lake_lines(tmp_path)
+    assert lake == {**compacted, f"{ms[4]}.json": ms[4:]}
+    assert sorted(b for beats in lake.values() for b in beats) == ms  # each slot once
+    assert second.stats.objects_landed == 1 and first.stats.objects_landed == 1
+
+
+def test_unlanded_rest_is_none_for_a_replay_and_names_the_rest_by_its_first_slot():
+    from shopfloor.modbus.landed import unlanded_rest
+
+    def body(*beats: int) -> bytes:
+        return b"".join(json.dumps({"heartbeat": b}).encode() + b"\n" for b in beats)
+
+    assert unlanded_rest("d/h/1.json", body(1, 2), body(1, 2, 3)) is None
+    assert unlanded_rest("d/h/1.json", body(1, 2, 3, 5), body(1, 2)) == (
+        "d/h/3.json", body(3, 5))
