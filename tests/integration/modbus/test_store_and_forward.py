@@ -200,7 +200,7 @@ def test_the_landing_down_never_stops_the_warehouse_and_drains_when_s3_is_back(
     servers = [server]
     failed: list[str] = []  # landing writes that failed against the stopped server
     seen: dict[str, dict[str, int]] = {}  # the reported backlog during and after S3's stop
-    write = StorageLocation.write_bytes
+    write, exists = StorageLocation.write_bytes, StorageLocation.exists
 
     def observed(self, key: str, data: bytes) -> None:
         try:
@@ -209,7 +209,15 @@ def test_the_landing_down_never_stops_the_warehouse_and_drains_when_s3_is_back(
             failed.append(repr(exc))
             raise
 
+    def looked(self, key: str) -> bool:  # the landing asks before it writes
+        try:
+            return exists(self, key)
+        except Exception as exc:
+            failed.append(repr(exc))
+            raise
+
     monkeypatch.setattr(StorageLocation, "write_bytes", observed)
+    monkeypatch.setattr(StorageLocation, "exists", looked)
 
     def outage() -> None:
         servers[0].stop()  # S3 is away from the run's first slot ...
