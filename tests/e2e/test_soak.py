@@ -37,7 +37,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import free_port
-from tests.e2e.servers import BIN, ROOT, api, clean_env, prefect_server, sh, stop
+from tests.e2e.servers import BIN, ROOT, api, clean_env, marked_pids, prefect_server, sh, stop
 from tests.pgcluster import PrivateCluster, private_cluster
 
 SOAK_SECONDS = float(os.environ.get("SHOPFLOOR_SOAK_SECONDS", "180"))
@@ -112,17 +112,6 @@ def _override(devices: list[str]) -> dict:
     }
 
 
-def _marked_pids(marker: str) -> list[int]:
-    """Processes whose environment carries ``marker`` (everything this test started)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if marker.encode() in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
 
 
 class RestartableS3:
@@ -229,7 +218,7 @@ def _freeze_once(soak: Soak, marker_file: Path, attempt: int) -> bool:
             return False  # it found nothing pending
         time.sleep(0.5)
     soak.events["frozen_run"] = run["id"]  # type: ignore[assignment]
-    pids = _marked_pids(str(marker_file))
+    pids = marked_pids(str(marker_file))
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     soak.events["frozen_at"] = time.time()
@@ -477,7 +466,7 @@ def _leftovers(soak: Soak) -> list[str]:
     ours = {q.pid for q in soak.procs} | ({soak.server.pid} if soak.server else set())
     deadline = time.time() + 30
     while True:
-        left = [p for p in _marked_pids(soak.env["SHOPFLOOR_SOAK_MARKER"]) if p not in ours]
+        left = [p for p in marked_pids(soak.env["SHOPFLOOR_SOAK_MARKER"]) if p not in ours]
         if not left or time.time() > deadline:
             break
         time.sleep(1)

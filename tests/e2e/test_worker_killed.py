@@ -40,7 +40,7 @@ from deployments.deploy import load_config, plan_deploy
 from deployments.operations import apply_overrides, automation_models, load_operations
 from deployments.worker import descendants
 from tests.conftest import free_port
-from tests.e2e.servers import BIN, ROOT, api, clean_env, prefect_server, sh
+from tests.e2e.servers import BIN, ROOT, api, clean_env, marked_pids, prefect_server, sh
 from tests.pgcluster import PrivateCluster, private_cluster
 
 pytestmark = pytest.mark.timeout(400)
@@ -70,17 +70,6 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str,
         time.sleep(0.2)
 
 
-def _marked_pids(marker: str) -> list[int]:
-    """Processes whose environment carries ``marker``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if marker.encode() in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -158,7 +147,7 @@ def plant(tmp_path: Path) -> Iterator[Plant]:
                     p.kill_group(proc)
 
         # Last: whatever left its group (a flow-run process), after the server stopped.
-        stack.callback(lambda: _kill(_marked_pids(marker)))
+        stack.callback(lambda: _kill(marked_pids(marker)))
         stack.enter_context(prefect_server(tmp_path, env, free_port()))
         stack.callback(stop_procs)  # first: workers and the simulator, then the server
         yield p
