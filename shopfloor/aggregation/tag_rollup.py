@@ -213,7 +213,8 @@ def upsert_select(conn: Connection, table: Table, stmt: Select) -> None:
         where=changed))
 
 
-def _pair_table() -> Table:
+def period_table() -> Table:
+    """A temporary table of (tag, period) pairs: ``tag_id, period_start, period_end``."""
     return Table(f"tmp_tagroll_{uuid.uuid4().hex[:12]}", MetaData(),
                  Column("tag_id", BigInteger), Column("period_start", UtcDateTime),
                  Column("period_end", UtcDateTime), prefixes=["TEMPORARY"])
@@ -231,7 +232,7 @@ def period_rows(pairs: Iterable[tuple[int, datetime]], unit: str) -> list[tuple[
 
 
 def _staged(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> Table:
-    tmp = _pair_table()
+    tmp = period_table()
     tmp.create(conn)
     bulk_insert(conn, tmp, ["tag_id", "period_start", "period_end"], rows)
     if conn.dialect.name == "postgresql":  # else the planner knows nothing of its size
@@ -280,6 +281,20 @@ def _lock(conn: Connection, tables: Tables) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(
             f"shopfloor:{WATERMARK}:{tables.tag_hourly.fullname}", 0))))
+
+
+def roll_up_database(engine: Engine, tables: Tables, now: datetime) -> RollupStats:
+    """The rollup step of a run on the database of ``tag_samples`` (the hourly flow's
+    source): skipped where there is no ``tag_samples`` table (a plant without tag
+    capture, the seed's source), otherwise the rollup tables are created where missing
+    and :func:`roll_up` runs in one transaction."""
+    if engine.dialect.name not in DIALECTS:
+        return RollupStats(SKIPPED, reason=f"no tag rollups on {engine.dialect.name}")
+    if not has_samples(engine, tables):
+        return RollupStats(SKIPPED, reason=f"no table {tables.tag_samples.fullname}")
+    ensure_rollup_tables(engine, tables)
+    with engine.begin() as conn:
+        return roll_up(conn, tables, now)
 
 
 def roll_up(conn: Connection, tables: Tables, now: datetime) -> RollupStats:

@@ -208,3 +208,34 @@ def test_nothing_to_roll_up(tag_db):
     engine, tables = tag_db
     assert _run(engine, tables, datetime(2024, 3, 12, tzinfo=UTC)).mode == NOTHING
     assert _table(engine, tables, "hour") == {}
+
+
+def test_the_hourly_flow_rolls_up_tags_and_runs_as_before_without_them(db):
+    from flows.hourly_aggregation import hourly_aggregation
+    from tests.integration.aggregation.conftest import readings
+
+    raw = readings(["L001"], START, START + timedelta(hours=3))
+    db.insert_raw(raw)
+    points = samples(500, seed=3)
+    _insert(db.engine, db.tables, points)
+    try:
+        kwargs = {"start": START, "end": START + timedelta(hours=3), "source_db": db.block,
+                  "target_db": db.block}
+        summary = hourly_aggregation(**kwargs)
+        hours, days = expected(points, "hour"), expected(points, "day")
+        assert summary["groups"] == 3 and summary["raw_rows"] == len(raw)
+        assert {k: summary[k] for k in ("tag_rollup", "tag_samples", "tag_hours_written",
+                                        "tag_days_written")} == {
+            "tag_rollup": ALL, "tag_samples": len(points), "tag_hours_written": len(hours),
+            "tag_days_written": len(days)}
+        _assert_matches(db.engine, db.tables, points)
+        again = hourly_aggregation(**kwargs)
+        assert again["tag_rollup"] == LATE and again["tag_hours_written"] == 0
+        if db.dialect == "sqlite":  # a source without tag_samples: skipped, the rest as before
+            with db.engine.begin() as conn:
+                db.tables.tag_samples.drop(conn)
+            third = hourly_aggregation(**kwargs)
+            assert third["tag_rollup"] == "skipped" and third["groups"] == 3
+    finally:
+        if db.dialect != "sqlite":  # the session's PostgreSQL database; SQLite's is the test's
+            _clean(db.engine, db.tables)
