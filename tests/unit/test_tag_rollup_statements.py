@@ -58,7 +58,7 @@ def test_period_floor_per_dialect(dialect: str, hour: str, day: str) -> None:
 def test_one_group_by_with_first_and_last_by_primary_key(dialect: str) -> None:
     t, late = get_tables(), period_table()
     sql = str(hourly_select(t.tag_samples, NOW).compile(dialect=DIALECTS[dialect]))
-    assert sql.count("GROUP BY") == 1 and sql.count("JOIN") == 2
+    assert sql.count("GROUP BY") == 1 and "JOIN" not in sql
     assert "f.ts = g.first_ts" in sql and "l.ts = g.last_ts" in sql
     assert "quality =" in sql
     sql = str(hourly_select(t.tag_samples, NOW, late).compile(dialect=DIALECTS[dialect]))
