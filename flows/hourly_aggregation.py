@@ -34,6 +34,7 @@ from tasks.aggregation import (
     find_threshold_breaches,
     plan_late_data,
     read_watermark,
+    roll_up_tags,
     write_hourly,
 )
 from tasks.outcomes import ON_FAILURE, conclude, emit
@@ -126,6 +127,11 @@ def hourly_aggregation(
     Every run that wrote emits ``shopfloor.hourly.completed`` (resource
     ``shopfloor.warehouse.<target_db>``).
 
+    Where the source database holds ``tag_samples``, every run also rolls them up there
+    into ``tag_hourly`` and ``tag_daily`` (the (tag, hour) pairs that received rows since
+    the last rollup, and their days; ``tag_*`` counters in the summary and artifact);
+    without that table the step is skipped.
+
     An incremental run (no ``start``/``end``) works at its logical time: a scheduled run
     at the time it was scheduled for, so a run started late aggregates its own hour. It
     writes only closed hours: from the last closed hour a previous incremental run wrote
@@ -170,9 +176,10 @@ def hourly_aggregation(
                              description="Hours breaching location thresholds")
     fresh = fresh_breaches(breaches, stats.changed)
     events = emit_threshold_alerts(fresh, timezone) if fresh else 0
+    tags = roll_up_tags(source_db)  # tag_samples -> tag_hourly/tag_daily, on the source
     empty, notes = shortfalls(plan, stats.hours, tz, timezone, first_new)
     summary = hourly_summary(len(windows), stats, late_rows, len(empty), len(breaches), events,
-                             timezone, time.perf_counter() - started)
+                             timezone, time.perf_counter() - started, tags)
     if stats.stale:
         get_run_logger().warning("%d hourly rows in the target have no raw rows in the "
                                  "source any more (kept): %s", len(stats.stale), stats.stale[:5])

@@ -26,7 +26,8 @@ def db_schema() -> str | None:
 # The tables the flows read and write, by the name the code knows them as (DESIGN.md).
 TABLE_KEYS = ("temperature_raw", "temperature_hourly", "location", "quarantine", "s3_object",
               "pipeline_watermark", "sqlth_te", "s3_listing", "anomaly", "quality_score",
-              "temperature_daily", "collector_backlog", "tags", "tag_samples")
+              "temperature_daily", "collector_backlog", "tags", "tag_samples", "tag_hourly",
+              "tag_daily")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 

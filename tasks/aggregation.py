@@ -35,6 +35,7 @@ from shopfloor.aggregation.locations import (
     read_source_locations,
     validate_locations,
 )
+from shopfloor.aggregation.tag_rollup import roll_up_database
 from shopfloor.aggregation.transfer import (
     LATE_OVERLAP,
     LatePlan,
@@ -180,6 +181,29 @@ def write_hourly(source_db: str, target_db: str, windows: list[Window], timezone
                           stats.groups, stats.raw_rows, stats.path, stats.upserted,
                           stats.unchanged)
     return stats, rows
+
+
+@task(name="roll-up-tags", **RETRIED)
+def roll_up_tags(source_db: str) -> dict[str, Any]:
+    """Roll up ``tag_samples`` into ``tag_hourly`` and ``tag_daily`` on the source
+    database itself (one GROUP BY there; see :mod:`shopfloor.aggregation.tag_rollup`):
+    the (tag, hour) pairs that received rows since the ``tag-rollup`` watermark, and their
+    days. Skipped where the database has no ``tag_samples``. Safe to retry: a rerun
+    rewrites nothing that is already right.
+
+    Args:
+        source_db: SqlAlchemyConnector block of the database holding ``tag_samples``.
+
+    Returns:
+        The counters for the run's summary (``tag_rollup``, ``tag_hours_written``, ...).
+    """
+    (source,) = runtime.engines(source_db)
+    stats = roll_up_database(source, runtime.tables(), utcnow())
+    get_run_logger().info(
+        "tag rollup (%s%s): %d samples, %d (tag, hour) groups (%d written), %d days "
+        "(%d written)", stats.mode, f": {stats.reason}" if stats.reason else "",
+        stats.samples, stats.hours, stats.hours_written, stats.days, stats.days_written)
+    return stats.summary()
 
 
 @task(name="aggregate-chunk", **RETRIED_ONCE)

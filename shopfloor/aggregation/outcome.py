@@ -52,9 +52,10 @@ def shortfalls(plan: IncrementalPlan | None, hours: set[tuple[str, str]], tz: Zo
 
 
 def hourly_summary(windows: int, stats: WriteStats, late_rows: int, empty_hours: int,
-                   breaches: int, events: int, timezone: str, seconds: float
-                   ) -> dict[str, Any]:
-    """The run's summary row (the artifact; the flow's return value adds ``rows``)."""
+                   breaches: int, events: int, timezone: str, seconds: float,
+                   tags: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's summary row (the artifact; the flow's return value adds ``rows``);
+    ``tags``: the tag rollup's counters (``RollupStats.summary``), after the rest."""
     return {
         "windows": windows, "raw_rows": stats.raw_rows, "late_rows": late_rows,
         "hours_written": len(stats.hours), "empty_hours": empty_hours,
@@ -63,6 +64,7 @@ def hourly_summary(windows: int, stats: WriteStats, late_rows: int, empty_hours:
         "path": stats.path, "timezone": timezone, "duration_s": round(seconds, 2),
         # The quality of the run's weakest window (one quality_score row per window).
         "quality_rows": len(stats.quality), **artifact_scores(worst(stats.quality)),
+        **(tags or {}),
     }
 
 

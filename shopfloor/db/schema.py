@@ -53,6 +53,8 @@ class Tables:
     collector_backlog: Table
     tags: Table
     tag_samples: Table
+    tag_hourly: Table
+    tag_daily: Table
 
     @property
     def schema(self) -> str | None:
@@ -284,7 +286,9 @@ def _build(schema: str | None, names: Mapping[str, str], raw_ingested_at: bool) 
     )
     tags, samples = _tag_tables(md, n)
     return Tables(md, raw, hourly, location, quarantine, s3_object, watermark, sqlth_te,
-                  s3_listing, anomaly, quality, daily, backlog, tags, samples)
+                  s3_listing, anomaly, quality, daily, backlog, tags, samples,
+                  _tag_rollup_table(md, n["tag_hourly"]),
+                  _tag_rollup_table(md, n["tag_daily"], hours=True))
 
 
 def _tag_tables(md: MetaData, n: Mapping[str, str]) -> tuple[Table, Table]:
@@ -321,6 +325,29 @@ def _tag_tables(md: MetaData, n: Mapping[str, str]) -> tuple[Table, Table]:
         Index(constraint_name("ix", n["tag_samples"], "ingested_at"), "ingested_at"),
     )
     return tags, samples
+
+
+def _tag_rollup_table(md: MetaData, name: str, hours: bool = False) -> Table:
+    """``tag_hourly`` / ``tag_daily`` (docs/tags.md): per tag and UTC period, counts of
+    all and of good points, and over the good numeric values their count, sum, min,
+    max, avg and the first and last in time; everything a longer period needs to be
+    rolled up exactly (sums of counts and sums, min of mins, first by earliest time)."""
+    value = Float(53)
+    return Table(
+        name, md,
+        Column("tag_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+               autoincrement=False),
+        Column("period_start", UtcDateTime, primary_key=True),  # UTC hour or day
+        Column("sample_count", BigInteger, nullable=False),  # every point, any quality
+        Column("good_count", BigInteger, nullable=False),  # quality 192, text ones too
+        Column("value_count", BigInteger, nullable=False),  # good points with a number
+        Column("value_sum", value), Column("value_min", value), Column("value_max", value),
+        Column("value_avg", value),
+        Column("first_ts", UtcDateTime), Column("first_value", value),
+        Column("last_ts", UtcDateTime), Column("last_value", value),
+        *([Column("hours", Integer, nullable=False)] if hours else []),  # hourly rows
+        Column("updated_at", UtcDateTime, nullable=False),
+    )
 
 
 @lru_cache(maxsize=32)
