@@ -26,6 +26,7 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    true,
 )
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -172,7 +173,8 @@ def migrate_raw(engine: Engine, tables: Tables, batch_rows: int = BATCH_ROWS,
         while True:
             with engine.begin() as conn:
                 upper = _upper_bound(conn, tables, loc_id, after, batch_rows)
-                window = and_(*([raw.c.capture_dt > after] if after is not None else []),
+                window = and_(true(),
+                              *([raw.c.capture_dt > after] if after is not None else []),
                               *([raw.c.capture_dt <= upper] if upper is not None else []))
                 for measure in measures:
                     result = conn.execute(_insert(tables, loc_id, measure, ids[measure],
