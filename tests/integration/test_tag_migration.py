@@ -2,15 +2,19 @@
 09745b1, before tags): every reading of ``temperature_raw`` arrives in ``tag_samples``
 with its values, nothing is lost, a second run adds nothing, and a migration stopped
 half-way goes on where it stopped (docs/tags.md, "Moving an installation to tags").
-Real PostgreSQL and SQLite."""
+Real PostgreSQL and SQLite (and MariaDB when one is reachable)."""
 
 import math
+import os
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, insert, inspect, select, text
+from sqlalchemy import Engine, create_engine, func, insert, inspect, select, text
+from sqlalchemy.engine import make_url
 
 from shopfloor.db.engine import make_engine
 from shopfloor.db.schema import get_tables
@@ -54,12 +58,36 @@ def _raw_rows() -> list[dict]:
     return rows
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
+@contextmanager
+def _mariadb_database() -> Iterator[str]:
+    """A fresh database on the MariaDB/MySQL server of 127.0.0.1:3306, else skip."""
+    server = os.environ.get("SHOPFLOOR_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    name = f"shopfloor_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE `{name}`"))
+    except Exception as exc:  # noqa: BLE001 - absent or refusing us: skipped
+        admin.dispose()
+        pytest.skip(f"MariaDB/MySQL not usable: {exc}")
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["postgresql", "sqlite",
+                        pytest.param("mysql", marks=pytest.mark.mariadb)])
 def old_warehouse(request, tmp_path, pg_server_url) -> Iterator[tuple[str, Engine]]:
     """A warehouse the previous release made and filled: its URL and an engine."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'warehouse.db'}"
         yield from _filled(url, "sqlite")
+    elif request.param == "mysql":
+        with _mariadb_database() as url:
+            yield from _filled(url, "mysql")
     else:
         with throwaway_database(pg_server_url) as url:
             yield from _filled(url, "postgresql")
