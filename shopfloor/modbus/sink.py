@@ -23,6 +23,7 @@ from shopfloor.modbus.tag_points import (
     StaleRuns,
     device_tag_ids,
     ensure_tag_tables,
+    load_runs,
     tag_points,
     write_points,
 )
@@ -237,6 +238,10 @@ class ReadingSink:
             return self.tag_ids, 0
         ids = self.tag_ids if self.tag_ids is not None else \
             device_tag_ids(conn, self.tables, self.cfg)
+        if not self.stale.loaded and len(batch):  # where the last run's values left off
+            self.stale.runs = load_runs(conn, self.tables.tag_samples, self.cfg, ids,
+                                        min(batch.capture_dts))
+            self.stale.loaded = True
         points = tag_points(batch, ids, self.stale)
         return ids, write_points(conn, self.tables.tag_samples, points, now)
 

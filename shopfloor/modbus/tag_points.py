@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine, Table, select
 
 from shopfloor.db.copy_upsert import can_copy_upsert, copy_upsert_csv
 from shopfloor.db.schema import Tables
@@ -149,10 +149,34 @@ class StaleRuns:
 
     runs: dict[str, Run] = field(default_factory=dict)
     pending: dict[str, Run] | None = None
+    loaded: bool = False  # the runs before the sink's first batch were read back
 
     def commit(self) -> None:
         if self.pending is not None:
             self.runs, self.pending = self.pending, None
+
+
+def load_runs(conn: Connection, table: Table, cfg: DeviceConfig, ids: Mapping[str, int],
+              before: datetime) -> dict[str, Run]:
+    """The runs of equal values that the samples already written before ``before`` end
+    with, for the device's tags with ``stale_after``: the last ``stale_after + 1``
+    samples of each (one primary-key range read), judged as :func:`tag_points` judged
+    them. So a run continues the last one's count (an hourly deployment's runs are one
+    stream), and a replay after a crash gets the verdicts of the first write."""
+    out: dict[str, Run] = {}
+    for tag in cfg.tags:
+        if tag.stale_after is None or tag.name not in ids:
+            continue
+        rows = conn.execute(
+            select(table.c.value, table.c.quality)
+            .where(table.c.tag_id == ids[tag.name], table.c.ts < before)
+            .order_by(table.c.ts.desc()).limit(tag.stale_after + 1)).all()[::-1]
+        if rows:
+            values = np.array([math.nan if v is None else float(v) for v, _ in rows])
+            quality = np.array([int(q) for _, q in rows], np.int16)
+            out[tag.name] = _mark_stale(values, quality, [None] * len(rows),
+                                        tag.stale_after, None)
+    return out
 
 
 def _mark_stale(values: np.ndarray, quality: np.ndarray, reason: list[str | None],

@@ -141,3 +141,36 @@ def test_a_constant_value_turns_uncertain_after_stale_after_readings(constant_de
     # uncertain is not bad: every reading is in temperature_raw
     raw = tables.temperature_raw
     assert _count(engine, raw, raw.c.loc_id == "L-CONST") == stats.samples_ok
+
+    # The next run (a new sink, as every hourly run has) continues the count from the
+    # samples written: its first readings are stale at once.
+    nxt = CaptureStats(cfg.name)
+    sink = ReadingSink(cfg, nxt, "run-stale-2", engine=engine, tables=tables)
+    capture_device(cfg, 2, 0.2, schedule_anchor(0.2), sink, stats=nxt, per_batch=1)
+    oven = [p for p in _points(engine, tables, "constant") if p["name"] == "oven"]
+    assert len(oven) == stats.samples_ok + nxt.samples_ok
+    assert {p["quality"] for p in oven[stats.samples_ok:]} == {UNCERTAIN}
+
+
+def test_a_replay_by_a_new_sink_gives_the_same_stale_verdicts(warehouse):
+    """A forwarder killed after its write and before its cursor moved writes the batch
+    again from a new process: the runs are read back from the samples before it."""
+    engine, tables = warehouse
+    cfg = DeviceConfig(name="replayed", loc_id="L-REPLAY", tags=TAGS)
+    words = {0: [0x41AC, 0, 0x3F80, 0]}  # oven 21.5 every time, pressure 1.0
+    plan = device_plan(cfg)
+    batches = [decode_batch(cfg, plan, [RawSample(T0 + timedelta(seconds=k), words)
+                                        for k in range(start, start + 2)])
+               for start in (0, 2)]
+
+    def write(batch, run: str) -> None:
+        sink = ReadingSink(cfg, CaptureStats(cfg.name), run, engine=engine, tables=tables)
+        sink.store(batch, sink.judge(batch))
+
+    write(batches[0], "first")
+    write(batches[1], "first-b")
+    first = _points(engine, tables, "replayed")
+    write(batches[1], "replay")  # the second batch again, by a fresh sink
+    assert _points(engine, tables, "replayed") == first
+    oven = [p["quality"] for p in first if p["name"] == "oven"]
+    assert oven == [GOOD, GOOD, UNCERTAIN, UNCERTAIN]
