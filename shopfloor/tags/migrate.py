@@ -26,6 +26,7 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    text,
     true,
 )
 from sqlalchemy.sql.elements import ColumnElement
@@ -158,7 +159,7 @@ def migrate_raw(engine: Engine, tables: Tables, batch_rows: int = BATCH_ROWS,
     now = utcnow()
     # Samples keep the reading's ingested_at (rollups saw them then); a raw table
     # without one gives the migration's time.
-    ingested_at = (raw.c.ingested_at if "ingested_at" in present
+    ingested_at = (raw.c.ingested_at if "ingested_at" in present and "ingested_at" in raw.c
                    else literal(now, tables.tag_samples.c.ingested_at.type))
     with engine.connect() as conn:
         locations = [loc for (loc,) in conn.execute(
@@ -172,6 +173,10 @@ def migrate_raw(engine: Engine, tables: Tables, batch_rows: int = BATCH_ROWS,
         after: datetime | None = None
         while True:
             with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # A seed's raw table may hold timestamptz: cast to UTC, not to the
+                    # session's zone, on its way into tag_samples' UTC timestamps.
+                    conn.execute(text("SET LOCAL TIME ZONE 'UTC'"))
                 upper = _upper_bound(conn, tables, loc_id, after, batch_rows)
                 window = and_(true(),
                               *([raw.c.capture_dt > after] if after is not None else []),

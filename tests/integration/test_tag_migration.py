@@ -209,3 +209,36 @@ def test_readings_the_tag_capture_wrote_already_are_not_copied_again(old_warehou
     samples = _samples(engine)
     assert ("L002", "temperature", captured) not in samples
     assert ("L001", "temperature", captured) in samples
+
+
+def test_a_seed_raw_table_with_timestamptz_migrates_utc_instants(pg_server_url):
+    """The seed's raw table may hold ``timestamp with time zone`` and its database a
+    session zone of Seoul: the samples keep the instants (tag_samples holds UTC)."""
+    with throwaway_database(pg_server_url) as url:
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:
+                name = conn.execute(text("SELECT current_database()")).scalar()
+                conn.execute(text(f'ALTER DATABASE "{name}" SET timezone = \'Asia/Seoul\''))
+                conn.execute(text(
+                    "CREATE TABLE temperature_raw (loc_id varchar(32) NOT NULL, capture_dt "
+                    "timestamptz NOT NULL, temperature double precision, humidity double "
+                    "precision, pcv_temperature double precision, PRIMARY KEY (loc_id, "
+                    "capture_dt))"))
+                conn.execute(text(
+                    "INSERT INTO temperature_raw VALUES "
+                    "('L9', '2026-03-01 00:00:00+00', 1.5, 2.5, 3.5), "
+                    "('L9', '2026-03-01 23:30:00+00', 4.5, NULL, 6.5)"))
+            engine.dispose()  # new sessions take the database's zone
+            tables = get_tables(raw_ingested_at=False)
+            from shopfloor.db.engine import init_db
+
+            init_db(engine, tables=tables)
+            report = migrate_raw(engine, tables)
+            assert report.samples == dict.fromkeys(MEASURES, 2)
+            samples = _samples(engine)
+            assert samples[("L9", "temperature", T0)]["value"] == 1.5
+            assert samples[("L9", "temperature", T0 + timedelta(hours=23.5))]["value"] == 4.5
+            assert samples[("L9", "humidity", T0 + timedelta(hours=23.5))]["reason"] == NO_VALUE
+        finally:
+            engine.dispose()
