@@ -1,0 +1,308 @@
+"""The MQTT collector: subscribe with QoS 1 on a persistent session, turn each message
+into tag samples, store a batch in one warehouse transaction, and only then acknowledge
+its messages (docs/mqtt.md).
+
+Why the broker is the buffer here (and not the collector's SQLite buffer): with QoS 1
+and a session that outlives the connection (fixed client id, ``clean_start`` false, a
+session expiry), a message the collector has not acknowledged stays with the broker and
+is sent again when the collector is back, whether it crashed, was stopped at the end of
+its window or could not reach the warehouse. Acknowledging only after the commit means
+no message is lost between the broker and the warehouse, and a second local copy would
+add a write per message without closing any gap. What this relies on is the broker's
+own limits (``max_queued_messages`` and the session expiry, docs/mqtt.md).
+"""
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from shopfloor.db.schema import Tables
+from shopfloor.db.types import utcnow
+from shopfloor.errors import ShopfloorError
+from shopfloor.modbus.tag_points import ensure_tag_tables, write_points
+from shopfloor.mqtt import json_messages
+from shopfloor.mqtt.config import SPARKPLUG_NAMESPACE, MqttConfig
+from shopfloor.mqtt.points import TagPoint, to_points
+from shopfloor.mqtt.sparkplug import Counters, SparkplugHost, parse_topic, rebirth_request
+from shopfloor.mqtt.sparkplug_b_pb2 import Payload
+from shopfloor.tags.quality import BAD, UNCERTAIN
+from shopfloor.tags.registry import TagInfo, register_tags
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 2000  # messages per transaction at most
+BATCH_WAIT_SECONDS = 0.2  # how long an empty queue is waited on before checking the clock
+CONNECT_TIMEOUT_SECONDS = 15.0
+# The broker may send this many unacknowledged QoS 1 messages at once (MQTT 5 Receive
+# Maximum); they are acknowledged a batch at a time, after the commit.
+RECEIVE_MAXIMUM = 1000
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message as received, with the connection it came on (an acknowledgement is
+    only valid on that connection: after a reconnect the broker sends it again)."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_ms: int
+    connection: int
+
+
+@dataclass
+class IngestStats:
+    """What a run did."""
+
+    received: int = 0  # messages stored and acknowledged
+    written: int = 0  # points written to tag_samples
+    bad: int = 0
+    uncertain: int = 0
+    unmatched: int = 0  # messages no mapping or group took
+    batches: int = 0
+    write_errors: int = 0
+    last_error: str = ""
+    sparkplug: Counters = field(default_factory=Counters)
+
+    def as_row(self) -> dict[str, object]:
+        row = {k: v for k, v in asdict(self).items() if k != "sparkplug"}
+        row.update(asdict(self.sparkplug))
+        return row
+
+
+class Decoder:
+    """Messages to tag points, in arrival order (Sparkplug B's state follows them)."""
+
+    def __init__(self, config: MqttConfig, host: SparkplugHost):
+        self.config = config
+        self.host = host
+
+    def points(self, msg: Message) -> list[TagPoint] | None:
+        """The message's points; None when no mapping or group takes it."""
+        if msg.topic.startswith(SPARKPLUG_NAMESPACE + "/"):
+            topic = parse_topic(msg.topic)
+            if topic is None or topic.group not in self.host.groups:
+                return None
+            try:
+                payload = Payload.FromString(msg.payload)
+            except Exception:  # noqa: BLE001 - protobuf raises DecodeError or others
+                log.warning("%s: not a Sparkplug B payload (%d bytes)", msg.topic,
+                            len(msg.payload))
+                return None
+            return self.host.message(topic, payload, msg.received_ms)
+        route = json_messages.route(self.config.json_topics, msg.topic)
+        if route is None:
+            return None
+        return json_messages.message_points(route, msg.topic, msg.payload, msg.received_ms)
+
+
+class Writer:
+    """One batch of messages into the warehouse in one transaction: new tags registered,
+    Sparkplug B's state saved, the points upserted on ``(tag_id, ts)``."""
+
+    def __init__(self, engine: Engine, tables: Tables, decoder: Decoder):
+        self.engine = engine
+        self.tables = tables
+        self.decoder = decoder
+        self.ids: dict[tuple[str, str], int] = {}
+        self._registered: dict[tuple[str, str], TagInfo] = {}
+
+    def prepare(self) -> None:
+        """Create the tables where missing and read Sparkplug B's state."""
+        ensure_tag_tables(self.engine, self.tables)
+        self.decoder.host.create_tables(self.engine)
+        with self.engine.connect() as conn:
+            self.decoder.host.load(conn)
+
+    def write(self, batch: list[Message], stats: IngestStats) -> None:
+        """Store ``batch``; on an error nothing of it is kept (state included) and it
+        raises, so the caller can try the same messages again."""
+        host = self.decoder.host
+        saved = Counters(**asdict(host.counters))
+        host.begin()
+        points: list[TagPoint] = []
+        unmatched = 0
+        try:
+            for msg in batch:
+                got = self.decoder.points(msg)
+                if got is None:
+                    unmatched += 1
+                else:
+                    points += got
+            new = self._new_tags(points)
+            with self.engine.begin() as conn:
+                ids = dict(self.ids)
+                for device in sorted({t.device for t in new}):
+                    found = register_tags(conn, self.tables.tags,
+                                          [t for t in new if t.device == device])
+                    ids.update(found)
+                host.save(conn)
+                columns = to_points(points, ids)
+                write_points(conn, self.tables.tag_samples, columns, utcnow())
+        except Exception:
+            host.rollback(saved)
+            raise
+        self.ids = ids
+        self._registered.update({(t.device, t.name): t for t in new})
+        stats.received += len(batch)
+        stats.unmatched += unmatched
+        stats.written += len(columns)
+        stats.bad += int((columns.quality == BAD).sum())
+        stats.uncertain += int((columns.quality == UNCERTAIN).sum())
+        stats.batches += 1
+        stats.sparkplug = host.counters
+
+    def _new_tags(self, points: list[TagPoint]) -> list[TagInfo]:
+        """Tags not registered yet in this process, or whose description changed (a
+        Sparkplug B rebirth with another data type)."""
+        new: dict[tuple[str, str], TagInfo] = {}
+        for p in points:
+            key = (p.tag.device, p.tag.name)
+            if self._registered.get(key) != p.tag:
+                new[key] = p.tag
+        return list(new.values())
+
+
+class Collector:
+    """A paho client on a persistent session feeding :class:`Writer` batch by batch."""
+
+    def __init__(self, config: MqttConfig, engine: Engine, tables: Tables,
+                 clock: Callable[[], float] = time.time):
+        self.config = config
+        self.host = SparkplugHost(config.sparkplug, tables.schema)
+        self.writer = Writer(engine, tables, Decoder(config, self.host))
+        self.clock = clock
+        self.inbox: queue.Queue[Message] = queue.Queue()
+        self.connection = 0
+        self.connected = threading.Event()
+        self.connect_error = ""
+        self.client = self._client()
+
+    def _client(self) -> mqtt.Client:
+        b = self.config.broker
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=b.client_id,
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        if b.username:
+            client.username_pw_set(b.username, os.environ.get(b.password_env or "", None))
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(self, client: mqtt.Client, _userdata: object, _flags: object,
+                    reason: mqtt.ReasonCode, _props: object) -> None:
+        if reason.is_failure:
+            self.connect_error = str(reason)
+            return
+        self.connection += 1
+        # noLocal: our own rebirth requests (NCMD) are not sent back to us; retained
+        # messages only for a new subscription (not again on every reconnect).
+        options = SubscribeOptions(qos=1, noLocal=True, retainHandling=1)
+        client.subscribe([(t, options) for t in self.config.subscriptions()])
+        self.connected.set()
+
+    def _on_disconnect(self, *_args: object) -> None:
+        self.connected.clear()
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object,
+                    msg: mqtt.MQTTMessage) -> None:
+        self.inbox.put(Message(msg.topic, msg.payload, msg.mid, msg.qos,
+                               int(time.time() * 1000), self.connection))
+
+    def connect(self) -> None:
+        """Connect on the persistent session (``clean_start`` false); the broker then
+        sends what it kept for this client id."""
+        b = self.config.broker
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = b.session_expiry_seconds
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        self.writer.prepare()
+        self.client.connect_async(b.host, b.port, keepalive=b.keepalive_seconds,
+                                  clean_start=False, properties=props)
+        self.client.loop_start()
+        if not self.connected.wait(CONNECT_TIMEOUT_SECONDS):
+            self.client.loop_stop()
+            raise ShopfloorError(f"MQTT broker {b.host}:{b.port} did not accept client "
+                                 f"{b.client_id} within {CONNECT_TIMEOUT_SECONDS:.0f} s"
+                                 f"{': ' + self.connect_error if self.connect_error else ''}")
+
+    def close(self) -> None:
+        """Disconnect; messages not acknowledged stay with the broker's session."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _take(self, timeout: float) -> list[Message]:
+        try:
+            first = self.inbox.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        batch = [first]
+        while len(batch) < MAX_BATCH:
+            try:
+                batch.append(self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _store(self, batch: list[Message], stats: IngestStats, until: float) -> bool:
+        """Write the batch, retrying with a back-off until it is stored or ``until``
+        passes; acknowledge its messages once stored. False: not stored."""
+        delay = 0.5
+        while True:
+            try:
+                self.writer.write(batch, stats)
+                break
+            except SQLAlchemyError as exc:
+                stats.write_errors += 1
+                stats.last_error = str(exc).splitlines()[0][:300]
+                if stats.write_errors == 1:
+                    log.warning("warehouse write failed (%s): retrying; the broker keeps "
+                                "the messages until they are stored", stats.last_error)
+                if self.clock() + delay >= until:
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        for msg in batch:
+            # An acknowledgement on a later connection would acknowledge another
+            # message: the broker resends these, and their repeat overwrites.
+            if msg.qos > 0 and msg.connection == self.connection:
+                self.client.ack(msg.mid, msg.qos)
+        for topic in self.host.rebirths:
+            self.client.publish(f"{SPARKPLUG_NAMESPACE}/{topic.group}/NCMD/{topic.node}",
+                                rebirth_request(), qos=0)
+        return True
+
+    def run(self, duration_seconds: float, stop: threading.Event | None = None,
+            on_connected: Callable[[], None] | None = None) -> IngestStats:
+        """Ingest for ``duration_seconds`` (or until ``stop`` is set), then disconnect."""
+        stats = IngestStats()
+        until = self.clock() + duration_seconds
+        self.connect()
+        if on_connected is not None:
+            on_connected()
+        try:
+            while self.clock() < until and not (stop is not None and stop.is_set()):
+                batch = self._take(min(BATCH_WAIT_SECONDS, max(until - self.clock(), 0.0)))
+                if batch and not self._store(batch, stats, until):
+                    break
+        finally:
+            self.close()
+        return stats
+
+
+def ingest(config: MqttConfig, engine: Engine, tables: Tables, duration_seconds: float,
+           stop: threading.Event | None = None) -> IngestStats:
+    """Run a collector for ``duration_seconds``; what it did."""
+    return Collector(config, engine, tables).run(duration_seconds, stop)

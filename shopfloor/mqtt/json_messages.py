@@ -1,0 +1,119 @@
+"""Plain JSON messages as tag points: a topic filter picks the mapping, dotted paths pick
+the values, each judged on its own (a missing path or a value that is not a number makes
+that point bad with its reason; the message's other values stay good)."""
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from shopfloor.mqtt.config import JsonTag, JsonTopic, device_name, topic_matches
+from shopfloor.mqtt.points import TagPoint, judged
+from shopfloor.tags.quality import (
+    BAD,
+    MISSING,
+    NO_TIMESTAMP,
+    NOT_A_BOOLEAN,
+    NOT_A_NUMBER,
+    NOT_JSON,
+    NOT_TEXT,
+    UNCERTAIN,
+)
+from shopfloor.tags.registry import TagInfo
+
+_ABSENT = object()
+# Epoch numbers above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
+_MS_THRESHOLD = 1e11
+
+
+def route(routes: list[JsonTopic], topic: str) -> JsonTopic | None:
+    """The first mapping whose filter matches ``topic``."""
+    return next((r for r in routes if topic_matches(r.topic, topic)), None)
+
+
+def tag_info(r: JsonTopic, tag: JsonTag, topic: str) -> TagInfo:
+    """The registry's view of ``tag`` on ``topic``: its source is ``<topic>:<path>``."""
+    return TagInfo(name=tag.name, device=device_name(r.device, topic), location=r.location,
+                   unit=tag.unit, data_type=tag.data_type, description=tag.description,
+                   source_name=f"{topic}:{tag.path}"[:255])
+
+
+def lookup(doc: Any, path: str) -> Any:
+    """The value at a dotted path (keys, or indexes into lists); ``_ABSENT`` if none."""
+    node = doc
+    for key in path.split("."):
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return _ABSENT
+    return node
+
+
+def epoch_ms(value: Any) -> int | None:
+    """Milliseconds since the epoch from a number (seconds or milliseconds) or an ISO
+    8601 text (a time without offset is UTC); None when it is neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            return None
+        return round(value if abs(value) >= _MS_THRESHOLD else value * 1000)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return round(dt.timestamp() * 1000)
+    return None
+
+
+def _point(info: TagInfo, tag: JsonTag, ms: int, value: Any) -> TagPoint:
+    """One value judged against its tag's type and range."""
+    if value is _ABSENT or value is None:
+        return TagPoint(info, ms, quality=BAD, reason=MISSING)
+    if tag.data_type == "string":
+        if isinstance(value, dict | list):
+            return TagPoint(info, ms, quality=BAD, reason=NOT_TEXT)
+        text = json.dumps(value) if isinstance(value, bool) else str(value)
+        return TagPoint(info, ms, text=text)
+    if tag.data_type == "bool":
+        if isinstance(value, bool) or value in (0, 1):
+            return TagPoint(info, ms, float(bool(value)))
+        return TagPoint(info, ms, quality=BAD, reason=NOT_A_BOOLEAN)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return TagPoint(info, ms, quality=BAD, reason=NOT_A_NUMBER)
+    if tag.data_type == "int64" and isinstance(value, float) and not value.is_integer():
+        return TagPoint(info, ms, float(value), quality=BAD, reason=NOT_A_NUMBER)
+    return judged(info, ms, float(value), tag.min_value, tag.max_value)
+
+
+def message_points(r: JsonTopic, topic: str, payload: bytes, received_ms: int) -> list[TagPoint]:
+    """Every tag of the mapping ``r`` in one message, judged point by point.
+
+    A message that is not a JSON object gives every tag a bad point at the receive time;
+    a configured timestamp that is missing or unreadable gives the receive time and
+    makes the points uncertain (a redelivered message would then land at another time:
+    exactly once needs the timestamp, docs/mqtt.md).
+    """
+    infos = [(tag_info(r, t, topic), t) for t in r.tags]
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        doc = None
+    if not isinstance(doc, dict):
+        return [TagPoint(info, received_ms, quality=BAD, reason=NOT_JSON) for info, _ in infos]
+    ms = received_ms
+    stamped = True
+    if r.timestamp is not None:
+        found = epoch_ms(lookup(doc, r.timestamp))
+        stamped = found is not None
+        ms = found if found is not None else received_ms
+    points = [_point(info, t, ms, lookup(doc, t.path)) for info, t in infos]
+    if not stamped:
+        points = [p if p.quality == BAD else TagPoint(p.tag, p.ms, p.value, p.text, UNCERTAIN,
+                                                      NO_TIMESTAMP) for p in points]
+    return points
