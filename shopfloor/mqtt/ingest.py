@@ -74,6 +74,7 @@ class IngestStats:
     batches: int = 0
     write_errors: int = 0
     last_error: str = ""
+    left_with_broker: int = 0  # received, not stored when the run ended: sent again next run
     sparkplug: Counters = field(default_factory=Counters)
 
     def as_row(self) -> dict[str, object]:
@@ -179,8 +180,10 @@ class Collector:
     """A paho client on a persistent session feeding :class:`Writer` batch by batch."""
 
     def __init__(self, config: MqttConfig, engine: Engine, tables: Tables,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 logger: logging.Logger | logging.LoggerAdapter | None = None):
         self.config = config
+        self.log = logger or log
         self.host = SparkplugHost(config.sparkplug, tables.schema)
         self.writer = Writer(engine, tables, Decoder(config, self.host))
         self.clock = clock
@@ -268,7 +271,7 @@ class Collector:
                 stats.write_errors += 1
                 stats.last_error = str(exc).splitlines()[0][:300]
                 if stats.write_errors == 1:
-                    log.warning("warehouse write failed (%s): retrying; the broker keeps "
+                    self.log.warning("warehouse write failed (%s): retrying; the broker keeps "
                                 "the messages until they are stored", stats.last_error)
                 if self.clock() + delay >= until:
                     return False
@@ -296,6 +299,7 @@ class Collector:
             while self.clock() < until and not (stop is not None and stop.is_set()):
                 batch = self._take(min(BATCH_WAIT_SECONDS, max(until - self.clock(), 0.0)))
                 if batch and not self._store(batch, stats, until):
+                    stats.left_with_broker += len(batch) + self.inbox.qsize()
                     break
         finally:
             self.close()
@@ -303,6 +307,6 @@ class Collector:
 
 
 def ingest(config: MqttConfig, engine: Engine, tables: Tables, duration_seconds: float,
-           stop: threading.Event | None = None) -> IngestStats:
+           logger: logging.Logger | logging.LoggerAdapter | None = None) -> IngestStats:
     """Run a collector for ``duration_seconds``; what it did."""
-    return Collector(config, engine, tables).run(duration_seconds, stop)
+    return Collector(config, engine, tables, logger=logger).run(duration_seconds)
