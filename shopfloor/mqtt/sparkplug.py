@@ -365,8 +365,9 @@ class SparkplugHost:
                 int(metric_value(bdseq, 8)[0] or 0) != node.bdseq:
             return []
         self.counters.deaths += 1
-        keys = [topic.node_key] + sorted(k for k in self.edges
-                                         if k.startswith(topic.node_key + "/"))
+        # its devices still online (one that died before has its bad points already)
+        keys = [topic.node_key] + sorted(k for k, e in self.edges.items()
+                                         if k.startswith(topic.node_key + "/") and e.online)
         return self._dead_points(topic, keys, received_ms, NODE_OFFLINE)
 
     def _device_death(self, topic: Topic, payload: Payload, received_ms: int
