@@ -191,6 +191,7 @@ class Collector:
         self.connection = 0
         self.connected = threading.Event()
         self.connect_error = ""
+        self.stats = IngestStats()  # the current run's, as it goes
         self.client = self._client()
 
     def _client(self) -> mqtt.Client:
@@ -290,7 +291,7 @@ class Collector:
     def run(self, duration_seconds: float, stop: threading.Event | None = None,
             on_connected: Callable[[], None] | None = None) -> IngestStats:
         """Ingest for ``duration_seconds`` (or until ``stop`` is set), then disconnect."""
-        stats = IngestStats()
+        stats = self.stats = IngestStats()
         until = self.clock() + duration_seconds
         self.connect()
         if on_connected is not None:
