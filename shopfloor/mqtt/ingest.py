@@ -12,6 +12,7 @@ add a write per message without closing any gap. What this relies on is the brok
 own limits (``max_queued_messages`` and the session expiry, docs/mqtt.md).
 """
 
+import gc
 import logging
 import os
 import queue
@@ -30,13 +31,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from shopfloor.db.schema import Tables
 from shopfloor.db.types import utcnow
 from shopfloor.errors import ShopfloorError
-from shopfloor.modbus.tag_points import ensure_tag_tables, write_points
+from shopfloor.modbus.tag_points import ensure_tag_tables
 from shopfloor.mqtt import json_messages
 from shopfloor.mqtt.config import SPARKPLUG_NAMESPACE, MqttConfig
-from shopfloor.mqtt.points import TagPoint, to_points
+from shopfloor.mqtt.points import TagPoint, write_tag_points
 from shopfloor.mqtt.sparkplug import Counters, SparkplugHost, parse_topic, rebirth_request
 from shopfloor.mqtt.sparkplug_b_pb2 import Payload
-from shopfloor.tags.quality import BAD, UNCERTAIN
 from shopfloor.tags.registry import TagInfo, register_tags
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,12 @@ class Writer:
         host.begin()
         points: list[TagPoint] = []
         unmatched = 0
+        # A batch makes a few hundred thousand short-lived objects (points, their CSV)
+        # that hold no reference cycles; the cyclic collector would walk them again and
+        # again while they are built (measured: half the decoding time). Reference
+        # counting frees them as before.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             for msg in batch:
                 got = self.decoder.points(msg)
@@ -144,24 +150,27 @@ class Writer:
                     points += got
             new = self._new_tags(points)
             with self.engine.begin() as conn:
-                ids = dict(self.ids)
+                ids = dict(self.ids) if new else self.ids
                 for device in sorted({t.device for t in new}):
                     found = register_tags(conn, self.tables.tags,
                                           [t for t in new if t.device == device])
                     ids.update(found)
                 host.save(conn)
-                columns = to_points(points, ids)
-                write_points(conn, self.tables.tag_samples, columns, utcnow())
+                written = write_tag_points(conn, self.tables.tag_samples, points, ids,
+                                           utcnow())
         except Exception:
             host.rollback(saved)
             raise
+        finally:
+            if collecting:
+                gc.enable()
         self.ids = ids
         self._registered.update({(t.device, t.name): t for t in new})
         stats.received += len(batch)
         stats.unmatched += unmatched
-        stats.written += len(columns)
-        stats.bad += int((columns.quality == BAD).sum())
-        stats.uncertain += int((columns.quality == UNCERTAIN).sum())
+        stats.written += written.points
+        stats.bad += written.bad
+        stats.uncertain += written.uncertain
         stats.batches += 1
         stats.sparkplug = host.counters
 
@@ -169,9 +178,14 @@ class Writer:
         """Tags not registered yet in this process, or whose description changed (a
         Sparkplug B rebirth with another data type)."""
         new: dict[tuple[str, str], TagInfo] = {}
+        seen: set[int] = set()  # the same TagInfo object is checked once a batch
         for p in points:
+            if id(p.tag) in seen:
+                continue
+            seen.add(id(p.tag))
             key = (p.tag.device, p.tag.name)
-            if self._registered.get(key) != p.tag:
+            known = self._registered.get(key)
+            if known is not p.tag and known != p.tag:
                 new[key] = p.tag
         return list(new.values())
 

@@ -4,6 +4,7 @@ that point bad with its reason; the message's other values stay good)."""
 
 import json
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,6 +92,49 @@ def _point(info: TagInfo, tag: JsonTag, ms: int, value: Any) -> TagPoint:
     return judged(info, ms, float(value), tag.min_value, tag.max_value)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What reading one tag of a mapping on one topic takes, worked out once."""
+
+    info: TagInfo
+    tag: JsonTag
+    keys: tuple[str, ...]
+    fast: bool  # a float64 tag: a number inside [lo, hi] needs no other check
+    lo: float
+    hi: float
+
+
+_PLANS: dict[tuple[int, str], list[_Plan]] = {}
+_MAX_PLANS = 100_000  # topics x mappings remembered; forgotten all at once past it
+
+
+def _plans(r: JsonTopic, topic: str) -> list[_Plan]:
+    """The tags of ``r`` on ``topic`` (their registry entries made once per topic)."""
+    key = (id(r), topic)
+    plans = _PLANS.get(key)
+    if plans is None:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        plans = [_Plan(tag_info(r, t, topic), t, tuple(t.path.split(".")),
+                       t.data_type == "float64",
+                       -math.inf if t.min_value is None else t.min_value,
+                       math.inf if t.max_value is None else t.max_value) for t in r.tags]
+        _PLANS[key] = plans
+    return plans
+
+
+def _value(doc: Any, keys: tuple[str, ...]) -> Any:
+    node = doc
+    for key in keys:
+        if type(node) is dict:
+            node = node.get(key, _ABSENT)
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return _ABSENT
+    return node
+
+
 def message_points(r: JsonTopic, topic: str, payload: bytes, received_ms: int) -> list[TagPoint]:
     """Every tag of the mapping ``r`` in one message, judged point by point.
 
@@ -99,20 +143,29 @@ def message_points(r: JsonTopic, topic: str, payload: bytes, received_ms: int) -
     makes the points uncertain (a redelivered message would then land at another time:
     exactly once needs the timestamp, docs/mqtt.md).
     """
-    infos = [(tag_info(r, t, topic), t) for t in r.tags]
+    plans = _plans(r, topic)
     try:
         doc = json.loads(payload)
     except (UnicodeDecodeError, ValueError):
         doc = None
     if not isinstance(doc, dict):
-        return [TagPoint(info, received_ms, quality=BAD, reason=NOT_JSON) for info, _ in infos]
+        return [TagPoint(p.info, received_ms, quality=BAD, reason=NOT_JSON) for p in plans]
     ms = received_ms
     stamped = True
     if r.timestamp is not None:
         found = epoch_ms(lookup(doc, r.timestamp))
         stamped = found is not None
         ms = found if found is not None else received_ms
-    points = [_point(info, t, ms, lookup(doc, t.path)) for info, t in infos]
+    points = []
+    for p in plans:
+        value = _value(doc, p.keys)
+        kind = type(value)
+        # the common case, a number within range, without the general checks (NaN
+        # fails the comparison and takes the general path)
+        if p.fast and (kind is float or kind is int) and p.lo <= value <= p.hi:
+            points.append(TagPoint(p.info, ms, float(value)))
+        else:
+            points.append(_point(p.info, p.tag, ms, value))
     if not stamped:
         points = [p if p.quality == BAD else TagPoint(p.tag, p.ms, p.value, p.text, UNCERTAIN,
                                                       NO_TIMESTAMP) for p in points]

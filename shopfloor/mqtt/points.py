@@ -4,17 +4,22 @@ know it, the time, the value and its quality."""
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-import numpy as np
+from sqlalchemy import Connection, Table
 
-from shopfloor.modbus.tag_points import Points
-from shopfloor.tags.quality import BAD, GOOD, NOT_FINITE, out_of_range
+from shopfloor.db.copy_upsert import can_copy_upsert, copy_upsert_csv
+from shopfloor.db.upsert import upsert
+from shopfloor.modbus.tag_points import COLUMNS, KEY_COLUMNS
+from shopfloor.tags.quality import BAD, GOOD, NOT_FINITE, UNCERTAIN, out_of_range
 from shopfloor.tags.registry import TagInfo
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TagPoint:
-    """One value of one tag at one time (``ms``: epoch milliseconds)."""
+    """One value of one tag at one time (``ms``: epoch milliseconds). Not frozen: a
+    frozen dataclass costs a ``object.__setattr__`` per field, and a message of a
+    hundred values makes a hundred of these."""
 
     tag: TagInfo
     ms: int
@@ -35,18 +40,69 @@ def judged(tag: TagInfo, ms: int, value: float, lo: float | None = None,
     return TagPoint(tag, ms, value)
 
 
-def to_points(points: Sequence[TagPoint], ids: Mapping[tuple[str, str], int]) -> Points:
-    """Columns for ``tag_samples``, one point per (tag, time): the last given wins, as a
-    repeated upsert would."""
-    last: dict[tuple[int, int], TagPoint] = {}
-    for p in points:
-        last[(ids[(p.tag.device, p.tag.name)], p.ms)] = p
-    keys = list(last)
-    return Points(
-        np.fromiter((k[0] for k in keys), np.int64, len(keys)),
-        np.fromiter((k[1] for k in keys), np.int64, len(keys)),
-        np.array([np.nan if p.value is None else p.value for p in last.values()], float),
-        [p.text for p in last.values()],
-        np.fromiter((p.quality for p in last.values()), np.int16, len(keys)),
-        [p.reason for p in last.values()],
-    )
+@dataclass(frozen=True)
+class Written:
+    """What a write sent: points, and how many of them bad or uncertain."""
+
+    points: int
+    bad: int
+    uncertain: int
+
+
+def _last_per_key(points: Sequence[TagPoint], ids: Mapping[tuple[str, str], int]
+                  ) -> tuple[list[int], list[TagPoint]]:
+    """Tag ids and points, one per (tag, time): the last given wins, as a repeated
+    upsert would (a message sent twice in one batch)."""
+    tag_ids = [ids[(p.tag.device, p.tag.name)] for p in points]
+    keys = list(zip(tag_ids, (p.ms for p in points), strict=True))
+    if len(set(keys)) == len(keys):
+        return tag_ids, list(points)
+    last = dict(zip(keys, points, strict=True))
+    return [k[0] for k in last], list(last.values())
+
+
+def _csv_text(value: str | None) -> str:
+    return "" if value is None else '"' + value.replace('"', '""') + '"'
+
+
+def points_csv(tag_ids: Sequence[int], points: Sequence[TagPoint],
+               ingested_at: datetime) -> str:
+    """PostgreSQL CSV in :data:`COLUMNS` order (times naive UTC, as ``UtcDateTime``
+    stores them; floats exact through ``repr``; NULL as an empty field). Built line by
+    line: a batch's points share a few times, each formatted once."""
+    now = ingested_at.astimezone(UTC).replace(tzinfo=None).isoformat()
+    stamps: dict[int, str] = {}
+    lines = []
+    for tag_id, p in zip(tag_ids, points, strict=True):
+        ts = stamps.get(p.ms)
+        if ts is None:
+            ts = stamps[p.ms] = datetime.fromtimestamp(p.ms / 1000, UTC).replace(
+                tzinfo=None).isoformat(timespec="milliseconds")
+        value = "" if p.value is None else repr(p.value)
+        if p.reason is None and p.text is None:
+            lines.append(f"{tag_id},{ts},{value},,{p.quality},,{now}")
+        else:
+            lines.append(f"{tag_id},{ts},{value},{_csv_text(p.text)},{p.quality},"
+                         f"{_csv_text(p.reason)},{now}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def write_tag_points(conn: Connection, table: Table, points: Sequence[TagPoint],
+                     ids: Mapping[tuple[str, str], int], ingested_at: datetime) -> Written:
+    """Upsert ``points`` into ``tag_samples`` keyed ``(tag_id, ts)`` in the caller's
+    transaction: ``COPY`` on PostgreSQL for 500 points and more (through
+    ``copy_upsert_csv``: straight in, or staged when a key is already there), else
+    the portable batch upsert. A repeat overwrites."""
+    tag_ids, points = _last_per_key(points, ids)
+    if can_copy_upsert(conn, len(points)):
+        copy_upsert_csv(conn, table, COLUMNS, points_csv(tag_ids, points, ingested_at),
+                        KEY_COLUMNS)
+    elif points:
+        upsert(conn, table, [
+            {"tag_id": t, "ts": datetime.fromtimestamp(p.ms / 1000, UTC),
+             "value": p.value, "text_value": p.text, "quality": p.quality,
+             "reason": p.reason, "ingested_at": ingested_at}
+            for t, p in zip(tag_ids, points, strict=True)], list(KEY_COLUMNS))
+    bad = sum(1 for p in points if p.quality == BAD)
+    uncertain = sum(1 for p in points if p.quality == UNCERTAIN)
+    return Written(len(points), bad, uncertain)

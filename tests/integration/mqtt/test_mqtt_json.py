@@ -85,3 +85,46 @@ def test_json_messages_land_as_tag_samples_once_each_with_quality_per_point(
     (result,) = stats
     assert (result.received, result.unmatched) == (24, 0)  # 'elsewhere' was never sent to us
     assert result.written == 80 + 4 + 4 + 4 + 4  # the repeat is written again (overwrite)
+
+
+def test_the_copy_path_writes_what_the_upsert_path_writes(mqtt_db: Engine) -> None:
+    """A batch of 500 points and more goes by COPY (its own CSV); the same points
+    again take the staged upsert; small batches the portable upsert: same rows."""
+    from datetime import UTC, datetime
+
+    from shopfloor.db.schema import get_tables
+    from shopfloor.modbus.tag_points import ensure_tag_tables
+    from shopfloor.mqtt.points import TagPoint, write_tag_points
+    from shopfloor.tags.registry import TagInfo, register_tags
+
+    t = get_tables()
+    ensure_tag_tables(mqtt_db, t)
+    device = unique("copy")
+    infos = [TagInfo(f"t{k}", device, None, None, "float64", None, None) for k in range(3)]
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+
+    def batch(n: int, shift: int) -> list[TagPoint]:
+        out = []
+        for i in range(n):
+            out += [TagPoint(infos[0], T0 + shift + i, i * 0.1),
+                    TagPoint(infos[1], T0 + shift + i, text='say "hi", ok'),
+                    TagPoint(infos[2], T0 + shift + i, None, None, 0, "not a number")]
+        return out
+
+    with mqtt_db.begin() as conn:
+        ids = register_tags(conn, t.tags, infos)
+        big = write_tag_points(conn, t.tag_samples, batch(200, 0), ids, now)  # COPY
+        again = write_tag_points(conn, t.tag_samples, batch(200, 0), ids, now)  # staged
+        small = write_tag_points(conn, t.tag_samples, batch(50, 10**6), ids, now)  # upsert
+    assert (big.points, big.bad, again.points, small.points) == (600, 200, 600, 150)
+    rows = samples(mqtt_db, device)
+    assert len(rows) == 750
+    by_ts: dict[int, dict] = {}
+    for r in rows:
+        by_ts.setdefault(int(r["ts"].timestamp() * 1000) - T0, {})[r["name"]] = r
+    for offset in (7, 10**6 + 7):
+        got = by_ts[offset]
+        assert got["t0"]["value"] == 7 * 0.1  # exact through repr
+        assert got["t1"]["text_value"] == 'say "hi", ok' and got["t1"]["value"] is None
+        assert (got["t2"]["quality"], got["t2"]["reason"], got["t2"]["value"]) == \
+            (0, "not a number", None)
