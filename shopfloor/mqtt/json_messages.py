@@ -158,7 +158,13 @@ def message_points(r: JsonTopic, topic: str, payload: bytes, received_ms: int) -
         ms = found if found is not None else received_ms
     points = []
     for p in plans:
-        value = _value(doc, p.keys)
+        keys = p.keys
+        if len(keys) == 2:  # the common shape, without a call: {"data": {"x": 1}}
+            node = doc.get(keys[0], _ABSENT)
+            value = node.get(keys[1], _ABSENT) if type(node) is dict else \
+                _value(doc, keys)
+        else:
+            value = _value(doc, keys)
         kind = type(value)
         # the common case, a number within range, without the general checks (NaN
         # fails the comparison and takes the general path)

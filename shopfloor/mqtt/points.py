@@ -53,7 +53,14 @@ def _last_per_key(points: Sequence[TagPoint], ids: Mapping[tuple[str, str], int]
                   ) -> tuple[list[int], list[TagPoint]]:
     """Tag ids and points, one per (tag, time): the last given wins, as a repeated
     upsert would (a message sent twice in one batch)."""
-    tag_ids = [ids[(p.tag.device, p.tag.name)] for p in points]
+    # A batch's points share a few tag objects: their ids are looked up once each.
+    by_object: dict[int, int] = {}
+    tag_ids = []
+    for p in points:
+        tag_id = by_object.get(id(p.tag))
+        if tag_id is None:
+            tag_id = by_object[id(p.tag)] = ids[(p.tag.device, p.tag.name)]
+        tag_ids.append(tag_id)
     keys = list(zip(tag_ids, (p.ms for p in points), strict=True))
     if len(set(keys)) == len(keys):
         return tag_ids, list(points)
