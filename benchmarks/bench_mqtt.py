@@ -17,7 +17,9 @@ default) per session, hence the default of 900 messages of 100 values (90,000 po
   what arrived, ``COPY`` into ``tag_samples`` (tag ids known in advance).
 
 Both write into their own empty ``tag_samples`` (truncated before each round), rounds
-interleaved. Run: ``.venv/bin/python benchmarks/bench_mqtt.py [--messages 900]
+interleaved. Besides the wall time, the CPU time of this process (the consumer's paho
+thread, decoding and CSV; not the publisher, which runs before the timing, nor
+PostgreSQL) per message. Run: ``.venv/bin/python benchmarks/bench_mqtt.py [--messages 900]
 [--tags 100] [--rounds 5]``; needs Mosquitto on 127.0.0.1:1883 and PostgreSQL on
 127.0.0.1:5432 (``SHOPFLOOR_BENCH_PG_URL``).
 """
@@ -179,6 +181,7 @@ def main() -> None:
                                                   "bare": run_bare}
         engines = {"collector": ours, "bare": bare}
         times: dict[str, list[float]] = {k: [] for k in paths}
+        cpus: dict[str, list[float]] = {k: [] for k in paths}
         for r in range(args.rounds + 1):  # round 0 warms up (tags registered, caches)
             order = list(paths) if r % 2 == 0 else list(reversed(paths))
             for name in order:
@@ -186,17 +189,24 @@ def main() -> None:
                 truncate(engines[name])
                 open_session(client_id, topic)
                 publish(topic, args.messages, args.tags, r)
+                cpu0 = time.process_time()
                 took = paths[name](engines[name], client_id, topic, args.tags, expected)
+                cpu = time.process_time() - cpu0
                 if r:
                     times[name].append(took)
+                    cpus[name].append(cpu)
                 print(f"round {r} {name}: {args.messages / took:,.0f} messages/s "
-                      f"({expected / took:,.0f} points/s)", flush=True)
+                      f"({expected / took:,.0f} points/s), this process' CPU "
+                      f"{cpu / args.messages * 1e6:,.0f} us a message", flush=True)
         for name, ts in times.items():
             print(f"{name}: best {args.messages / min(ts):,.0f} messages/s, median "
                   f"{args.messages / statistics.median(ts):,.0f}")
         best = min(times["bare"]) / min(times["collector"])
         median = statistics.median(times["bare"]) / statistics.median(times["collector"])
         print(f"collector / bare: {best:.2f}x (best), {median:.2f}x (median)")
+        for name, cs in cpus.items():
+            print(f"{name}: CPU of this process (paho, decoding, CSV; not PostgreSQL's) "
+                  f"median {statistics.median(cs) / args.messages * 1e6:,.0f} us a message")
         ours.dispose()
         bare.dispose()
 

@@ -18,7 +18,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 import paho.mqtt.client as mqtt
@@ -34,7 +34,7 @@ from shopfloor.errors import ShopfloorError
 from shopfloor.modbus.tag_points import ensure_tag_tables
 from shopfloor.mqtt import json_messages
 from shopfloor.mqtt.config import SPARKPLUG_NAMESPACE, MqttConfig
-from shopfloor.mqtt.points import TagPoint, write_tag_points
+from shopfloor.mqtt.points import TagPoint, tags_of, write_tag_points
 from shopfloor.mqtt.sparkplug import Counters, SparkplugHost, parse_topic, rebirth_request
 from shopfloor.mqtt.sparkplug_b_pb2 import Payload
 from shopfloor.tags.registry import TagInfo, register_tags
@@ -89,6 +89,7 @@ class Decoder:
     def __init__(self, config: MqttConfig, host: SparkplugHost):
         self.config = config
         self.host = host
+        self.plans: json_messages.Plans = {}
 
     def points(self, msg: Message) -> list[TagPoint] | None:
         """The message's points; None when no mapping or group takes it."""
@@ -106,7 +107,8 @@ class Decoder:
         route = json_messages.route(self.config.json_topics, msg.topic)
         if route is None:
             return None
-        return json_messages.message_points(route, msg.topic, msg.payload, msg.received_ms)
+        return json_messages.message_points(route, msg.topic, msg.payload, msg.received_ms,
+                                            self.plans)
 
 
 class Writer:
@@ -148,7 +150,8 @@ class Writer:
                     unmatched += 1
                 else:
                     points += got
-            new = self._new_tags(points)
+            objects = tags_of(points)
+            new = self._new_tags(objects.values())
             with self.engine.begin() as conn:
                 ids = dict(self.ids) if new else self.ids
                 for device in sorted({t.device for t in new}):
@@ -156,7 +159,8 @@ class Writer:
                                           [t for t in new if t.device == device])
                     ids.update(found)
                 host.save(conn)
-                written = write_tag_points(conn, self.tables.tag_samples, points, ids,
+                id_of = {k: ids[(t.device, t.name)] for k, t in objects.items()}
+                written = write_tag_points(conn, self.tables.tag_samples, points, id_of,
                                            utcnow())
         except Exception:
             host.rollback(saved)
@@ -174,19 +178,15 @@ class Writer:
         stats.batches += 1
         stats.sparkplug = host.counters
 
-    def _new_tags(self, points: list[TagPoint]) -> list[TagInfo]:
+    def _new_tags(self, tags: Iterable[TagInfo]) -> list[TagInfo]:
         """Tags not registered yet in this process, or whose description changed (a
         Sparkplug B rebirth with another data type)."""
         new: dict[tuple[str, str], TagInfo] = {}
-        seen: set[int] = set()  # the same TagInfo object is checked once a batch
-        for p in points:
-            if id(p.tag) in seen:
-                continue
-            seen.add(id(p.tag))
-            key = (p.tag.device, p.tag.name)
+        for tag in tags:
+            key = (tag.device, tag.name)
             known = self._registered.get(key)
-            if known is not p.tag and known != p.tag:
-                new[key] = p.tag
+            if known is not tag and known != tag:
+                new[key] = tag
         return list(new.values())
 
 

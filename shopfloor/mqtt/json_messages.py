@@ -4,7 +4,6 @@ that point bad with its reason; the message's other values stay good)."""
 
 import json
 import math
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,34 +91,32 @@ def _point(info: TagInfo, tag: JsonTag, ms: int, value: Any) -> TagPoint:
     return judged(info, ms, float(value), tag.min_value, tag.max_value)
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """What reading one tag of a mapping on one topic takes, worked out once."""
-
-    info: TagInfo
-    tag: JsonTag
-    keys: tuple[str, ...]
-    fast: bool  # a float64 tag: a number inside [lo, hi] needs no other check
-    lo: float
-    hi: float
-
-
-_PLANS: dict[tuple[int, str], list[_Plan]] = {}
+# What reading one tag of a mapping on one topic takes, worked out once: (registry entry,
+# tag, path keys, the two keys of a two-level path or None, "a float64 tag: a number in
+# [lo, hi] needs no other check", lo, hi). Plain tuples: unpacked per value, the
+# hottest loop of the ingestion.
+_Plan = tuple[TagInfo, JsonTag, tuple[str, ...], str, str | None, bool, float, float]
+Plans = dict[tuple[int, str], list[_Plan]]
+"""A cache of plans by (``id()`` of the mapping, topic): its owner keeps the mappings
+alive (the :class:`~shopfloor.mqtt.ingest.Decoder` holds the configuration)."""
 _MAX_PLANS = 100_000  # topics x mappings remembered; forgotten all at once past it
 
 
-def _plans(r: JsonTopic, topic: str) -> list[_Plan]:
+def _plans(r: JsonTopic, topic: str, cache: Plans) -> list[_Plan]:
     """The tags of ``r`` on ``topic`` (their registry entries made once per topic)."""
     key = (id(r), topic)
-    plans = _PLANS.get(key)
+    plans = cache.get(key)
     if plans is None:
-        if len(_PLANS) >= _MAX_PLANS:
-            _PLANS.clear()
-        plans = [_Plan(tag_info(r, t, topic), t, tuple(t.path.split(".")),
-                       t.data_type == "float64",
-                       -math.inf if t.min_value is None else t.min_value,
-                       math.inf if t.max_value is None else t.max_value) for t in r.tags]
-        _PLANS[key] = plans
+        if len(cache) >= _MAX_PLANS:
+            cache.clear()
+        plans = []
+        for t in r.tags:
+            keys = tuple(t.path.split("."))
+            plans.append((tag_info(r, t, topic), t, keys, keys[0],
+                          keys[1] if len(keys) == 2 else None, t.data_type == "float64",
+                          -math.inf if t.min_value is None else t.min_value,
+                          math.inf if t.max_value is None else t.max_value))
+        cache[key] = plans
     return plans
 
 
@@ -135,21 +132,23 @@ def _value(doc: Any, keys: tuple[str, ...]) -> Any:
     return node
 
 
-def message_points(r: JsonTopic, topic: str, payload: bytes, received_ms: int) -> list[TagPoint]:
-    """Every tag of the mapping ``r`` in one message, judged point by point.
+def message_points(r: JsonTopic, topic: str, payload: bytes, received_ms: int,
+                   cache: Plans | None = None) -> list[TagPoint]:
+    """Every tag of the mapping ``r`` in one message, judged point by point (``cache``:
+    the caller's plans, kept between messages).
 
     A message that is not a JSON object gives every tag a bad point at the receive time;
     a configured timestamp that is missing or unreadable gives the receive time and
     makes the points uncertain (a redelivered message would then land at another time:
     exactly once needs the timestamp, docs/mqtt.md).
     """
-    plans = _plans(r, topic)
+    plans = _plans(r, topic, {} if cache is None else cache)
     try:
         doc = json.loads(payload)
     except (UnicodeDecodeError, ValueError):
         doc = None
     if not isinstance(doc, dict):
-        return [TagPoint(p.info, received_ms, quality=BAD, reason=NOT_JSON) for p in plans]
+        return [TagPoint(p[0], received_ms, quality=BAD, reason=NOT_JSON) for p in plans]
     ms = received_ms
     stamped = True
     if r.timestamp is not None:
@@ -157,21 +156,20 @@ def message_points(r: JsonTopic, topic: str, payload: bytes, received_ms: int) -
         stamped = found is not None
         ms = found if found is not None else received_ms
     points = []
-    for p in plans:
-        keys = p.keys
-        if len(keys) == 2:  # the common shape, without a call: {"data": {"x": 1}}
-            node = doc.get(keys[0], _ABSENT)
-            value = node.get(keys[1], _ABSENT) if type(node) is dict else \
-                _value(doc, keys)
+    append, get = points.append, doc.get
+    for info, tag, keys, k0, k1, fast, lo, hi in plans:
+        if k1 is not None:  # the common shape, without a call: {"data": {"x": 1}}
+            node = get(k0, _ABSENT)
+            value = node.get(k1, _ABSENT) if type(node) is dict else _value(doc, keys)
         else:
             value = _value(doc, keys)
         kind = type(value)
         # the common case, a number within range, without the general checks (NaN
         # fails the comparison and takes the general path)
-        if p.fast and (kind is float or kind is int) and p.lo <= value <= p.hi:
-            points.append(TagPoint(p.info, ms, float(value)))
+        if fast and (kind is float or kind is int) and lo <= value <= hi:
+            append(TagPoint(info, ms, value if kind is float else float(value)))
         else:
-            points.append(_point(p.info, p.tag, ms, value))
+            append(_point(info, tag, ms, value))
     if not stamped:
         points = [p if p.quality == BAD else TagPoint(p.tag, p.ms, p.value, p.text, UNCERTAIN,
                                                       NO_TIMESTAMP) for p in points]

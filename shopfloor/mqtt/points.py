@@ -49,23 +49,17 @@ class Written:
     uncertain: int
 
 
-def _last_per_key(points: Sequence[TagPoint], ids: Mapping[tuple[str, str], int]
+def _last_per_key(points: Sequence[TagPoint], id_of: Mapping[int, int]
                   ) -> tuple[list[int], list[TagPoint]]:
     """Tag ids and points, one per (tag, time): the last given wins, as a repeated
-    upsert would (a message sent twice in one batch)."""
-    # A batch's points share a few tag objects: their ids are looked up once each.
-    by_object: dict[int, int] = {}
-    tag_ids = []
-    for p in points:
-        tag_id = by_object.get(id(p.tag))
-        if tag_id is None:
-            tag_id = by_object[id(p.tag)] = ids[(p.tag.device, p.tag.name)]
-        tag_ids.append(tag_id)
-    keys = list(zip(tag_ids, (p.ms for p in points), strict=True))
-    if len(set(keys)) == len(keys):
+    upsert would (a message sent twice in one batch). ``id_of``: ``id()`` of each
+    point's :class:`TagInfo` object -> its tag id (a batch shares a few objects)."""
+    tag_ids = [id_of[id(p.tag)] for p in points]
+    keys = set(zip(tag_ids, [p.ms for p in points], strict=True))
+    if len(keys) == len(tag_ids):
         return tag_ids, list(points)
-    last = dict(zip(keys, points, strict=True))
-    return [k[0] for k in last], list(last.values())
+    last = {(t, p.ms): (t, p) for t, p in zip(tag_ids, points, strict=True)}
+    return [t for t, _ in last.values()], [p for _, p in last.values()]
 
 
 def _csv_text(value: str | None) -> str:
@@ -94,13 +88,22 @@ def points_csv(tag_ids: Sequence[int], points: Sequence[TagPoint],
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+def tags_of(points: Sequence[TagPoint]) -> dict[int, TagInfo]:
+    """The distinct :class:`TagInfo` objects of ``points``, by ``id()``."""
+    out: dict[int, TagInfo] = {}
+    for p in points:
+        out.setdefault(id(p.tag), p.tag)
+    return out
+
+
 def write_tag_points(conn: Connection, table: Table, points: Sequence[TagPoint],
-                     ids: Mapping[tuple[str, str], int], ingested_at: datetime) -> Written:
+                     id_of: Mapping[int, int], ingested_at: datetime) -> Written:
     """Upsert ``points`` into ``tag_samples`` keyed ``(tag_id, ts)`` in the caller's
     transaction: ``COPY`` on PostgreSQL for 500 points and more (through
     ``copy_upsert_csv``: straight in, or staged when a key is already there), else
-    the portable batch upsert. A repeat overwrites."""
-    tag_ids, points = _last_per_key(points, ids)
+    the portable batch upsert. A repeat overwrites. ``id_of``: see
+    :func:`_last_per_key`."""
+    tag_ids, points = _last_per_key(points, id_of)
     if can_copy_upsert(conn, len(points)):
         copy_upsert_csv(conn, table, COLUMNS, points_csv(tag_ids, points, ingested_at),
                         KEY_COLUMNS)
@@ -110,6 +113,5 @@ def write_tag_points(conn: Connection, table: Table, points: Sequence[TagPoint],
              "value": p.value, "text_value": p.text, "quality": p.quality,
              "reason": p.reason, "ingested_at": ingested_at}
             for t, p in zip(tag_ids, points, strict=True)], list(KEY_COLUMNS))
-    bad = sum(1 for p in points if p.quality == BAD)
-    uncertain = sum(1 for p in points if p.quality == UNCERTAIN)
-    return Written(len(points), bad, uncertain)
+    qualities = [p.quality for p in points]
+    return Written(len(points), qualities.count(BAD), qualities.count(UNCERTAIN))

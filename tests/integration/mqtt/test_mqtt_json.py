@@ -94,7 +94,7 @@ def test_the_copy_path_writes_what_the_upsert_path_writes(mqtt_db: Engine) -> No
 
     from shopfloor.db.schema import get_tables
     from shopfloor.modbus.tag_points import ensure_tag_tables
-    from shopfloor.mqtt.points import TagPoint, write_tag_points
+    from shopfloor.mqtt.points import TagPoint, tags_of, write_tag_points
     from shopfloor.tags.registry import TagInfo, register_tags
 
     t = get_tables()
@@ -111,11 +111,15 @@ def test_the_copy_path_writes_what_the_upsert_path_writes(mqtt_db: Engine) -> No
                     TagPoint(infos[2], T0 + shift + i, None, None, 0, "not a number")]
         return out
 
+    def id_of(points: list[TagPoint]) -> dict[int, int]:
+        return {k: ids[(i.device, i.name)] for k, i in tags_of(points).items()}
+
     with mqtt_db.begin() as conn:
         ids = register_tags(conn, t.tags, infos)
-        big = write_tag_points(conn, t.tag_samples, batch(200, 0), ids, now)  # COPY
-        again = write_tag_points(conn, t.tag_samples, batch(200, 0), ids, now)  # staged
-        small = write_tag_points(conn, t.tag_samples, batch(50, 10**6), ids, now)  # upsert
+        first, repeat, later = batch(200, 0), batch(200, 0), batch(50, 10**6)
+        big = write_tag_points(conn, t.tag_samples, first, id_of(first), now)  # COPY
+        again = write_tag_points(conn, t.tag_samples, repeat, id_of(repeat), now)  # staged
+        small = write_tag_points(conn, t.tag_samples, later, id_of(later), now)  # upsert
     assert (big.points, big.bad, again.points, small.points) == (600, 200, 600, 150)
     rows = samples(mqtt_db, device)
     assert len(rows) == 750
