@@ -86,6 +86,15 @@ class JsonTopic(_Strict):
                              "group under sparkplug")
         return v
 
+    @field_validator("tags")
+    @classmethod
+    def _distinct(cls, v: list[JsonTag]) -> list[JsonTag]:
+        names = [t.name for t in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"tag names must differ within a topic: {', '.join(twice)}")
+        return v
+
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:

@@ -34,7 +34,7 @@ from shopfloor.errors import ShopfloorError
 from shopfloor.modbus.tag_points import ensure_tag_tables
 from shopfloor.mqtt import json_messages
 from shopfloor.mqtt.config import SPARKPLUG_NAMESPACE, MqttConfig
-from shopfloor.mqtt.points import TagPoint, tags_of, write_tag_points
+from shopfloor.mqtt.points import PointBatch, write_tag_points
 from shopfloor.mqtt.sparkplug import Counters, SparkplugHost, parse_topic, rebirth_request
 from shopfloor.mqtt.sparkplug_b_pb2 import Payload
 from shopfloor.tags.registry import TagInfo, register_tags
@@ -91,24 +91,29 @@ class Decoder:
         self.host = host
         self.plans: json_messages.Plans = {}
 
-    def points(self, msg: Message) -> list[TagPoint] | None:
-        """The message's points; None when no mapping or group takes it."""
+    def add(self, msg: Message, batch: PointBatch) -> bool:
+        """Add the message's points to ``batch``; False when no mapping or group takes
+        it."""
         if msg.topic.startswith(SPARKPLUG_NAMESPACE + "/"):
             topic = parse_topic(msg.topic)
             if topic is None or topic.group not in self.host.groups:
-                return None
+                return False
             try:
                 payload = Payload.FromString(msg.payload)
             except Exception:  # noqa: BLE001 - protobuf raises DecodeError or others
                 log.warning("%s: not a Sparkplug B payload (%d bytes)", msg.topic,
                             len(msg.payload))
-                return None
-            return self.host.message(topic, payload, msg.received_ms)
+                return False
+            batch.add_points(self.host.message(topic, payload, msg.received_ms))
+            return True
         route = json_messages.route(self.config.json_topics, msg.topic)
         if route is None:
-            return None
-        return json_messages.message_points(route, msg.topic, msg.payload, msg.received_ms,
-                                            self.plans)
+            return False
+        batch.add_message(
+            json_messages.message_points(route, msg.topic, msg.payload, msg.received_ms,
+                                         self.plans),
+            json_messages.mapping_tags(route, msg.topic, self.plans))
+        return True
 
 
 class Writer:
@@ -135,7 +140,7 @@ class Writer:
         host = self.decoder.host
         saved = Counters(**asdict(host.counters))
         host.begin()
-        points: list[TagPoint] = []
+        points = PointBatch()
         unmatched = 0
         # A batch makes a few hundred thousand short-lived objects (points, their CSV)
         # that hold no reference cycles; the cyclic collector would walk them again and
@@ -145,13 +150,9 @@ class Writer:
         gc.disable()
         try:
             for msg in batch:
-                got = self.decoder.points(msg)
-                if got is None:
+                if not self.decoder.add(msg, points):
                     unmatched += 1
-                else:
-                    points += got
-            objects = tags_of(points)
-            new = self._new_tags(objects.values())
+            new = self._new_tags(points.tags.values())
             with self.engine.begin() as conn:
                 ids = dict(self.ids) if new else self.ids
                 for device in sorted({t.device for t in new}):
@@ -159,9 +160,9 @@ class Writer:
                                           [t for t in new if t.device == device])
                     ids.update(found)
                 host.save(conn)
-                id_of = {k: ids[(t.device, t.name)] for k, t in objects.items()}
-                written = write_tag_points(conn, self.tables.tag_samples, points, id_of,
-                                           utcnow())
+                id_of = {k: ids[(t.device, t.name)] for k, t in points.tags.items()}
+                written = write_tag_points(conn, self.tables.tag_samples, points.points,
+                                           id_of, utcnow(), points.may_repeat())
         except Exception:
             host.rollback(saved)
             raise

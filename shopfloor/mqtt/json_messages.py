@@ -96,27 +96,33 @@ def _point(info: TagInfo, tag: JsonTag, ms: int, value: Any) -> TagPoint:
 # [lo, hi] needs no other check", lo, hi). Plain tuples: unpacked per value, the
 # hottest loop of the ingestion.
 _Plan = tuple[TagInfo, JsonTag, tuple[str, ...], str, str | None, bool, float, float]
-Plans = dict[tuple[int, str], list[_Plan]]
+Plans = dict[tuple[int, str], tuple[list[TagInfo], list[_Plan]]]
 """A cache of plans by (``id()`` of the mapping, topic): its owner keeps the mappings
 alive (the :class:`~shopfloor.mqtt.ingest.Decoder` holds the configuration)."""
 _MAX_PLANS = 100_000  # topics x mappings remembered; forgotten all at once past it
 
 
-def _plans(r: JsonTopic, topic: str, cache: Plans) -> list[_Plan]:
+def mapping_tags(r: JsonTopic, topic: str, cache: Plans) -> list[TagInfo]:
+    """The registry entries of ``r``'s tags on ``topic``: the same list object for every
+    message of the topic while ``cache`` keeps it."""
+    return _plans(r, topic, cache)[0]
+
+
+def _plans(r: JsonTopic, topic: str, cache: Plans) -> tuple[list[TagInfo], list[_Plan]]:
     """The tags of ``r`` on ``topic`` (their registry entries made once per topic)."""
     key = (id(r), topic)
     plans = cache.get(key)
     if plans is None:
         if len(cache) >= _MAX_PLANS:
             cache.clear()
-        plans = []
+        steps = []
         for t in r.tags:
             keys = tuple(t.path.split("."))
-            plans.append((tag_info(r, t, topic), t, keys, keys[0],
+            steps.append((tag_info(r, t, topic), t, keys, keys[0],
                           keys[1] if len(keys) == 2 else None, t.data_type == "float64",
                           -math.inf if t.min_value is None else t.min_value,
                           math.inf if t.max_value is None else t.max_value))
-        cache[key] = plans
+        plans = cache[key] = ([s[0] for s in steps], steps)
     return plans
 
 
@@ -142,7 +148,7 @@ def message_points(r: JsonTopic, topic: str, payload: bytes, received_ms: int,
     makes the points uncertain (a redelivered message would then land at another time:
     exactly once needs the timestamp, docs/mqtt.md).
     """
-    plans = _plans(r, topic, {} if cache is None else cache)
+    plans = _plans(r, topic, {} if cache is None else cache)[1]
     try:
         doc = json.loads(payload)
     except (UnicodeDecodeError, ValueError):

@@ -49,12 +49,52 @@ class Written:
     uncertain: int
 
 
-def _last_per_key(points: Sequence[TagPoint], id_of: Mapping[int, int]
+class PointBatch:
+    """A batch's points, the distinct :class:`TagInfo` objects among them (by ``id()``),
+    and whether a (tag, time) can repeat in it.
+
+    A JSON message's points share one time and name distinct tags of one device, so
+    the batch has no repeated key when no (device, time) repeats among its JSON
+    messages: checked once a message instead of once a point. Sparkplug B points
+    (metrics with times of their own) are checked point by point.
+    """
+
+    def __init__(self) -> None:
+        self.points: list[TagPoint] = []
+        self.tags: dict[int, TagInfo] = {}
+        self._plans_seen: set[int] = set()
+        self._message_keys: list[tuple[str, int]] = []
+        self._check_points = False
+
+    def add_message(self, points: list[TagPoint], tags: list[TagInfo]) -> None:
+        """One JSON message's points (all at one time), of ``tags`` (one device's,
+        distinct; the same list object for every message of a topic)."""
+        self.points += points
+        if id(tags) not in self._plans_seen:
+            self._plans_seen.add(id(tags))
+            self.tags.update((id(t), t) for t in tags)
+        if points:
+            self._message_keys.append((points[0].tag.device, points[0].ms))
+
+    def add_points(self, points: list[TagPoint]) -> None:
+        """Points of any times (a Sparkplug B message)."""
+        self.points += points
+        self.tags.update((id(p.tag), p.tag) for p in points)
+        self._check_points = self._check_points or bool(points)
+
+    def may_repeat(self) -> bool:
+        return self._check_points or \
+            len(set(self._message_keys)) != len(self._message_keys)
+
+
+def _last_per_key(points: Sequence[TagPoint], id_of: Mapping[int, int], may_repeat: bool
                   ) -> tuple[list[int], list[TagPoint]]:
     """Tag ids and points, one per (tag, time): the last given wins, as a repeated
     upsert would (a message sent twice in one batch). ``id_of``: ``id()`` of each
     point's :class:`TagInfo` object -> its tag id (a batch shares a few objects)."""
     tag_ids = [id_of[id(p.tag)] for p in points]
+    if not may_repeat:
+        return tag_ids, list(points)
     keys = set(zip(tag_ids, [p.ms for p in points], strict=True))
     if len(keys) == len(tag_ids):
         return tag_ids, list(points)
@@ -79,31 +119,25 @@ def points_csv(tag_ids: Sequence[int], points: Sequence[TagPoint],
         if ts is None:
             ts = stamps[p.ms] = datetime.fromtimestamp(p.ms / 1000, UTC).replace(
                 tzinfo=None).isoformat(timespec="milliseconds")
-        value = "" if p.value is None else repr(p.value)
-        if p.reason is None and p.text is None:
-            lines.append(f"{tag_id},{ts},{value},,{p.quality},,{now}")
+        value = p.value
+        if value is not None and p.reason is None and p.text is None:  # most points
+            lines.append(f"{tag_id},{ts},{value!r},,{p.quality},,{now}")
         else:
-            lines.append(f"{tag_id},{ts},{value},{_csv_text(p.text)},{p.quality},"
-                         f"{_csv_text(p.reason)},{now}")
+            lines.append(f"{tag_id},{ts},{'' if value is None else repr(value)},"
+                         f"{_csv_text(p.text)},{p.quality},{_csv_text(p.reason)},{now}")
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def tags_of(points: Sequence[TagPoint]) -> dict[int, TagInfo]:
-    """The distinct :class:`TagInfo` objects of ``points``, by ``id()``."""
-    out: dict[int, TagInfo] = {}
-    for p in points:
-        out.setdefault(id(p.tag), p.tag)
-    return out
-
-
 def write_tag_points(conn: Connection, table: Table, points: Sequence[TagPoint],
-                     id_of: Mapping[int, int], ingested_at: datetime) -> Written:
+                     id_of: Mapping[int, int], ingested_at: datetime,
+                     may_repeat: bool = True) -> Written:
     """Upsert ``points`` into ``tag_samples`` keyed ``(tag_id, ts)`` in the caller's
     transaction: ``COPY`` on PostgreSQL for 500 points and more (through
     ``copy_upsert_csv``: straight in, or staged when a key is already there), else
     the portable batch upsert. A repeat overwrites. ``id_of``: see
-    :func:`_last_per_key`."""
-    tag_ids, points = _last_per_key(points, id_of)
+    :func:`_last_per_key`; ``may_repeat`` False: the caller knows no (tag, time)
+    repeats (:meth:`PointBatch.may_repeat`)."""
+    tag_ids, points = _last_per_key(points, id_of, may_repeat)
     if can_copy_upsert(conn, len(points)):
         copy_upsert_csv(conn, table, COLUMNS, points_csv(tag_ids, points, ingested_at),
                         KEY_COLUMNS)

@@ -94,7 +94,7 @@ def test_the_copy_path_writes_what_the_upsert_path_writes(mqtt_db: Engine) -> No
 
     from shopfloor.db.schema import get_tables
     from shopfloor.modbus.tag_points import ensure_tag_tables
-    from shopfloor.mqtt.points import TagPoint, tags_of, write_tag_points
+    from shopfloor.mqtt.points import TagPoint, write_tag_points
     from shopfloor.tags.registry import TagInfo, register_tags
 
     t = get_tables()
@@ -112,7 +112,7 @@ def test_the_copy_path_writes_what_the_upsert_path_writes(mqtt_db: Engine) -> No
         return out
 
     def id_of(points: list[TagPoint]) -> dict[int, int]:
-        return {k: ids[(i.device, i.name)] for k, i in tags_of(points).items()}
+        return {id(p.tag): ids[(p.tag.device, p.tag.name)] for p in points}
 
     with mqtt_db.begin() as conn:
         ids = register_tags(conn, t.tags, infos)
