@@ -35,13 +35,19 @@ from shopfloor.modbus.tag_points import ensure_tag_tables
 from shopfloor.mqtt import json_messages
 from shopfloor.mqtt.config import SPARKPLUG_NAMESPACE, MqttConfig
 from shopfloor.mqtt.points import PointBatch, write_tag_points
-from shopfloor.mqtt.sparkplug import Counters, SparkplugHost, parse_topic, rebirth_request
+from shopfloor.mqtt.sparkplug import (
+    Counters,
+    SparkplugHost,
+    Topic,
+    parse_topic,
+    rebirth_request,
+)
 from shopfloor.mqtt.sparkplug_b_pb2 import Payload
 from shopfloor.tags.registry import TagInfo, register_tags
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 2000  # messages per transaction at most
+MAX_BATCH = 250  # messages per transaction at most
 BATCH_WAIT_SECONDS = 0.2  # how long an empty queue is waited on before checking the clock
 CONNECT_TIMEOUT_SECONDS = 15.0
 # The broker may send this many unacknowledged QoS 1 messages at once (MQTT 5 Receive
@@ -109,11 +115,27 @@ class Decoder:
         route = json_messages.route(self.config.json_topics, msg.topic)
         if route is None:
             return False
-        batch.add_message(
-            json_messages.message_points(route, msg.topic, msg.payload, msg.received_ms,
-                                         self.plans),
-            json_messages.mapping_tags(route, msg.topic, self.plans))
+        row = json_messages.good_row(route, msg.topic, msg.payload, self.plans)
+        if row is not None:
+            batch.add_row(*row)
+        else:
+            batch.add_message(
+                json_messages.message_points(route, msg.topic, msg.payload, msg.received_ms,
+                                             self.plans),
+                json_messages.mapping_tags(route, msg.topic, self.plans))
         return True
+
+
+@dataclass
+class Decoded:
+    """A batch of messages decoded, waiting to be stored."""
+
+    messages: list[Message]
+    points: PointBatch
+    unmatched: int
+    sparkplug: bool  # has Sparkplug B messages: it moved the host's state
+    saved: Counters  # the host's counters before it, for a rollback
+    rebirths: list[Topic]  # rebirth requests to publish once it is stored
 
 
 class Writer:
@@ -134,50 +156,62 @@ class Writer:
         with self.engine.connect() as conn:
             self.decoder.host.load(conn)
 
-    def write(self, batch: list[Message], stats: IngestStats) -> None:
-        """Store ``batch``; on an error nothing of it is kept (state included) and it
-        raises, so the caller can try the same messages again."""
+    def decode(self, batch: list[Message]) -> Decoded:
+        """The batch's points. A batch with Sparkplug B messages moves the host's state
+        (undone by :meth:`commit` if the batch cannot be stored); a JSON-only batch
+        leaves it alone, so it can be decoded while the previous batch is written."""
         host = self.decoder.host
+        sparkplug = any(m.topic.startswith(SPARKPLUG_NAMESPACE + "/") for m in batch)
         saved = Counters(**asdict(host.counters))
-        host.begin()
+        if sparkplug:
+            host.begin()
         points = PointBatch()
         unmatched = 0
-        # A batch makes a few hundred thousand short-lived objects (points, their CSV)
-        # that hold no reference cycles; the cyclic collector would walk them again and
-        # again while they are built (measured: half the decoding time). Reference
-        # counting frees them as before.
-        collecting = gc.isenabled()
-        gc.disable()
         try:
             for msg in batch:
                 if not self.decoder.add(msg, points):
                     unmatched += 1
-            new = self._new_tags(points.tags.values())
+        except Exception:
+            if sparkplug:
+                host.rollback(saved)
+            raise
+        return Decoded(batch, points, unmatched, sparkplug, saved,
+                       list(host.rebirths) if sparkplug else [])
+
+    def commit(self, d: Decoded, stats: IngestStats) -> None:
+        """Store a decoded batch in one transaction; on an error nothing of it is kept
+        (the host's state included: decode the batch again) and it raises."""
+        host = self.decoder.host
+        try:
+            new = self._new_tags(d.points.tags.values())
             with self.engine.begin() as conn:
                 ids = dict(self.ids) if new else self.ids
                 for device in sorted({t.device for t in new}):
                     found = register_tags(conn, self.tables.tags,
                                           [t for t in new if t.device == device])
                     ids.update(found)
-                host.save(conn)
-                id_of = {k: ids[(t.device, t.name)] for k, t in points.tags.items()}
-                written = write_tag_points(conn, self.tables.tag_samples, points.points,
-                                           id_of, utcnow(), points.may_repeat())
+                if d.sparkplug:
+                    host.save(conn)
+                id_of = {k: ids[(t.device, t.name)] for k, t in d.points.tags.items()}
+                written = write_tag_points(conn, self.tables.tag_samples, d.points, id_of,
+                                           utcnow())
         except Exception:
-            host.rollback(saved)
+            if d.sparkplug:
+                host.rollback(d.saved)
             raise
-        finally:
-            if collecting:
-                gc.enable()
         self.ids = ids
         self._registered.update({(t.device, t.name): t for t in new})
-        stats.received += len(batch)
-        stats.unmatched += unmatched
+        stats.received += len(d.messages)
+        stats.unmatched += d.unmatched
         stats.written += written.points
         stats.bad += written.bad
         stats.uncertain += written.uncertain
         stats.batches += 1
         stats.sparkplug = host.counters
+
+    def write(self, batch: list[Message], stats: IngestStats) -> None:
+        """Decode and store ``batch`` (one after the other)."""
+        self.commit(self.decode(batch), stats)
 
     def _new_tags(self, tags: Iterable[TagInfo]) -> list[TagInfo]:
         """Tags not registered yet in this process, or whose description changed (a
@@ -216,6 +250,7 @@ class Collector:
         if b.username:
             client.username_pw_set(b.username, os.environ.get(b.password_env or "", None))
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
@@ -230,6 +265,14 @@ class Collector:
         # messages only for a new subscription (not again on every reconnect).
         options = SubscribeOptions(qos=1, noLocal=True, retainHandling=1)
         client.subscribe([(t, options) for t in self.config.subscriptions()])
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: object, _mid: int,
+                      reasons: list[mqtt.ReasonCode], _props: object) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            self.connect_error = f"subscription refused: {', '.join(refused)}"
+            return
+        # Connected means subscribed: a new session's subscriptions exist from here on.
         self.connected.set()
 
     def _on_disconnect(self, *_args: object) -> None:
@@ -241,8 +284,9 @@ class Collector:
                                int(time.time() * 1000), self.connection))
 
     def connect(self) -> None:
-        """Connect on the persistent session (``clean_start`` false); the broker then
-        sends what it kept for this client id."""
+        """Connect on the persistent session (``clean_start`` false) and subscribe
+        (returns once the broker acknowledged the subscriptions); the broker then sends
+        what it kept for this client id."""
         b = self.config.broker
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = b.session_expiry_seconds
@@ -254,7 +298,8 @@ class Collector:
         if not self.connected.wait(CONNECT_TIMEOUT_SECONDS):
             self.client.loop_stop()
             raise ShopfloorError(f"MQTT broker {b.host}:{b.port} did not accept client "
-                                 f"{b.client_id} within {CONNECT_TIMEOUT_SECONDS:.0f} s"
+                                 f"{b.client_id} and its subscriptions within "
+                                 f"{CONNECT_TIMEOUT_SECONDS:.0f} s"
                                  f"{': ' + self.connect_error if self.connect_error else ''}")
 
     def close(self) -> None:
@@ -275,51 +320,132 @@ class Collector:
                 break
         return batch
 
-    def _store(self, batch: list[Message], stats: IngestStats, until: float) -> bool:
-        """Write the batch, retrying with a back-off until it is stored or ``until``
-        passes; acknowledge its messages once stored. False: not stored."""
+    def _store(self, d: Decoded, stats: IngestStats, until: float) -> bool:
+        """Write a decoded batch, retrying with a back-off until it is stored or
+        ``until`` passes; then acknowledge its messages and send its rebirth requests.
+        False: not stored."""
         delay = 0.5
         while True:
             try:
-                self.writer.write(batch, stats)
+                self.writer.commit(d, stats)
                 break
             except SQLAlchemyError as exc:
                 stats.write_errors += 1
                 stats.last_error = str(exc).splitlines()[0][:300]
                 if stats.write_errors == 1:
-                    self.log.warning("warehouse write failed (%s): retrying; the broker keeps "
-                                "the messages until they are stored", stats.last_error)
+                    self.log.warning("warehouse write failed (%s): retrying; the broker "
+                                     "keeps the messages until they are stored",
+                                     stats.last_error)
                 if self.clock() + delay >= until:
                     return False
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        for msg in batch:
+                if d.sparkplug:  # the host's state was rolled back: decode it again
+                    d = self.writer.decode(d.messages)
+        for msg in d.messages:
             # An acknowledgement on a later connection would acknowledge another
             # message: the broker resends these, and their repeat overwrites.
             if msg.qos > 0 and msg.connection == self.connection:
                 self.client.ack(msg.mid, msg.qos)
-        for topic in self.host.rebirths:
+        for topic in d.rebirths:
             self.client.publish(f"{SPARKPLUG_NAMESPACE}/{topic.group}/NCMD/{topic.node}",
                                 rebirth_request(), qos=0)
         return True
 
     def run(self, duration_seconds: float, stop: threading.Event | None = None,
             on_connected: Callable[[], None] | None = None) -> IngestStats:
-        """Ingest for ``duration_seconds`` (or until ``stop`` is set), then disconnect."""
+        """Ingest for ``duration_seconds`` (or until ``stop`` is set), then disconnect.
+
+        Two stages: this thread takes and decodes a batch while a committer thread
+        writes the previous one (the warehouse's time overlaps the decoding); batches
+        are stored and acknowledged in the order they arrived. A batch with Sparkplug
+        B messages is decoded only once the committer is idle, since it moves the
+        host's state that the previous batch's commit saves.
+        """
         stats = self.stats = IngestStats()
         until = self.clock() + duration_seconds
         self.connect()
         if on_connected is not None:
             on_connected()
+        committer = _Committer(self, stats, until)
+        # A batch makes hundreds of thousands of short-lived objects (points, their
+        # CSV) without reference cycles: the cyclic collector would walk them again
+        # and again (measured: half the decoding time). Paused for the run, with a
+        # young-generation pass after each batch and a full one every minute.
+        collecting = gc.isenabled()
+        gc.disable()
+        last_full = time.monotonic()
         try:
-            while self.clock() < until and not (stop is not None and stop.is_set()):
+            while self.clock() < until and not (stop is not None and stop.is_set()) \
+                    and not committer.failed:
                 batch = self._take(min(BATCH_WAIT_SECONDS, max(until - self.clock(), 0.0)))
-                if batch and not self._store(batch, stats, until):
-                    stats.left_with_broker += len(batch) + self.inbox.qsize()
-                    break
+                if not batch:
+                    continue
+                if any(m.topic.startswith(SPARKPLUG_NAMESPACE + "/") for m in batch):
+                    committer.wait_idle()
+                    if committer.failed:
+                        stats.left_with_broker += len(batch)
+                        break
+                committer.put(self.writer.decode(batch))
+                gc.collect(0)
+                if time.monotonic() - last_full > 60:
+                    gc.collect()
+                    last_full = time.monotonic()
+            committer.finish()
+            if committer.failed:
+                stats.left_with_broker += self.inbox.qsize()
         finally:
+            if committer.thread.is_alive():  # the loop broke: stop the committer too
+                committer.queue.put(None)
+                committer.thread.join()
+            if collecting:
+                gc.enable()
             self.close()
         return stats
+
+
+class _Committer:
+    """The writing stage: one decoded batch at a time, in order, on its own thread;
+    at most one more waits (the queue's bound keeps memory flat)."""
+
+    def __init__(self, collector: Collector, stats: IngestStats, until: float):
+        self.collector, self.stats, self.until = collector, stats, until
+        self.failed = False
+        self.error: BaseException | None = None
+        self.queue: queue.Queue[Decoded | None] = queue.Queue(maxsize=1)
+        self.thread = threading.Thread(target=self._loop, name="mqtt-committer", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while (d := self.queue.get()) is not None:
+            try:
+                if self.failed:
+                    self.stats.left_with_broker += len(d.messages)
+                elif not self.collector._store(d, self.stats, self.until):
+                    self.failed = True
+                    self.stats.left_with_broker += len(d.messages)
+            except Exception as exc:  # noqa: BLE001 - reported by the run, not lost
+                self.failed = True
+                self.error = exc
+                self.stats.left_with_broker += len(d.messages)
+            finally:
+                self.queue.task_done()
+        self.queue.task_done()
+
+    def put(self, d: Decoded) -> None:
+        self.queue.put(d)
+
+    def wait_idle(self) -> None:
+        self.queue.join()
+
+    def finish(self) -> None:
+        """Store what is queued, then stop the thread; re-raise what broke it."""
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
 
 
 def ingest(config: MqttConfig, engine: Engine, tables: Tables, duration_seconds: float,

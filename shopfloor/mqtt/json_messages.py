@@ -138,6 +138,39 @@ def _value(doc: Any, keys: tuple[str, ...]) -> Any:
     return node
 
 
+def good_row(r: JsonTopic, topic: str, payload: bytes, cache: Plans
+             ) -> tuple[list[TagInfo], int, list[float]] | None:
+    """(tags, time, values) of a message whose every tag is a ``float64`` number within
+    its range and that carries its timestamp (the common case, without a point object
+    per value); None otherwise: :func:`message_points` judges it value by value."""
+    if r.timestamp is None:
+        return None
+    tags, plans = _plans(r, topic, cache)
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if type(doc) is not dict:
+        return None
+    ms = epoch_ms(lookup(doc, r.timestamp))
+    if ms is None:
+        return None
+    values = []
+    append, get = values.append, doc.get
+    for _info, _tag, keys, k0, k1, fast, lo, hi in plans:
+        if k1 is not None:  # the common shape, without a call: {"data": {"x": 1}}
+            node = get(k0, _ABSENT)
+            value = node.get(k1, _ABSENT) if type(node) is dict else _value(doc, keys)
+        else:
+            value = _value(doc, keys)
+        kind = type(value)
+        # NaN fails the comparison
+        if not (fast and (kind is float or kind is int) and lo <= value <= hi):
+            return None
+        append(value if kind is float else float(value))
+    return tags, ms, values
+
+
 def message_points(r: JsonTopic, topic: str, payload: bytes, received_ms: int,
                    cache: Plans | None = None) -> list[TagPoint]:
     """Every tag of the mapping ``r`` in one message, judged point by point (``cache``:

@@ -53,6 +53,11 @@ class PointBatch:
     """A batch's points, the distinct :class:`TagInfo` objects among them (by ``id()``),
     and whether a (tag, time) can repeat in it.
 
+    Two shapes: points (any quality, any time), and *rows* of good numbers: a JSON
+    message whose every value is a number within its range is kept as (its tags, its
+    time, its values), without a point object per value, and goes to ``COPY`` as
+    such (the common case, and the ingestion's hottest path).
+
     A JSON message's points share one time and name distinct tags of one device, so
     the batch has no repeated key when no (device, time) repeats among its JSON
     messages: checked once a message instead of once a point. Sparkplug B points
@@ -61,20 +66,34 @@ class PointBatch:
 
     def __init__(self) -> None:
         self.points: list[TagPoint] = []
+        self.rows: list[tuple[list[TagInfo], int, list[float]]] = []
         self.tags: dict[int, TagInfo] = {}
         self._plans_seen: set[int] = set()
         self._message_keys: list[tuple[str, int]] = []
         self._check_points = False
 
+    def __len__(self) -> int:
+        return len(self.points) + sum(len(values) for _, _, values in self.rows)
+
+    def _message_tags(self, tags: list[TagInfo]) -> None:
+        if id(tags) not in self._plans_seen:
+            self._plans_seen.add(id(tags))
+            self.tags.update((id(t), t) for t in tags)
+
     def add_message(self, points: list[TagPoint], tags: list[TagInfo]) -> None:
         """One JSON message's points (all at one time), of ``tags`` (one device's,
         distinct; the same list object for every message of a topic)."""
         self.points += points
-        if id(tags) not in self._plans_seen:
-            self._plans_seen.add(id(tags))
-            self.tags.update((id(t), t) for t in tags)
+        self._message_tags(tags)
         if points:
             self._message_keys.append((points[0].tag.device, points[0].ms))
+
+    def add_row(self, tags: list[TagInfo], ms: int, values: list[float]) -> None:
+        """One JSON message whose values (one per tag of ``tags``) are all good."""
+        self.rows.append((tags, ms, values))
+        self._message_tags(tags)
+        if tags:
+            self._message_keys.append((tags[0].device, ms))
 
     def add_points(self, points: list[TagPoint]) -> None:
         """Points of any times (a Sparkplug B message)."""
@@ -85,6 +104,11 @@ class PointBatch:
     def may_repeat(self) -> bool:
         return self._check_points or \
             len(set(self._message_keys)) != len(self._message_keys)
+
+    def all_points(self) -> list[TagPoint]:
+        """Every value as a point (the rows too)."""
+        return self.points + [TagPoint(t, ms, v) for tags, ms, values in self.rows
+                              for t, v in zip(tags, values, strict=True)]
 
 
 def _last_per_key(points: Sequence[TagPoint], id_of: Mapping[int, int], may_repeat: bool
@@ -128,16 +152,40 @@ def points_csv(tag_ids: Sequence[int], points: Sequence[TagPoint],
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def write_tag_points(conn: Connection, table: Table, points: Sequence[TagPoint],
-                     id_of: Mapping[int, int], ingested_at: datetime,
-                     may_repeat: bool = True) -> Written:
-    """Upsert ``points`` into ``tag_samples`` keyed ``(tag_id, ts)`` in the caller's
-    transaction: ``COPY`` on PostgreSQL for 500 points and more (through
+def _rows_csv(rows: Sequence[tuple[list[TagInfo], int, list[float]]],
+              id_of: Mapping[int, int], now: str) -> list[str]:
+    """CSV lines of rows of good numbers (see :class:`PointBatch`)."""
+    ids_of_tags: dict[int, list[int]] = {}
+    lines: list[str] = []
+    for tags, ms, values in rows:
+        ids = ids_of_tags.get(id(tags))
+        if ids is None:
+            ids = ids_of_tags[id(tags)] = [id_of[id(t)] for t in tags]
+        ts = datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None).isoformat(
+            timespec="milliseconds")
+        lines += [f"{i},{ts},{v!r},,{GOOD},,{now}" for i, v in zip(ids, values, strict=True)]
+    return lines
+
+
+def write_tag_points(conn: Connection, table: Table, batch: PointBatch,
+                     id_of: Mapping[int, int], ingested_at: datetime) -> Written:
+    """Upsert the batch's points into ``tag_samples`` keyed ``(tag_id, ts)`` in the
+    caller's transaction: ``COPY`` on PostgreSQL for 500 points and more (through
     ``copy_upsert_csv``: straight in, or staged when a key is already there), else
     the portable batch upsert. A repeat overwrites. ``id_of``: see
-    :func:`_last_per_key`; ``may_repeat`` False: the caller knows no (tag, time)
-    repeats (:meth:`PointBatch.may_repeat`)."""
-    tag_ids, points = _last_per_key(points, id_of, may_repeat)
+    :func:`_last_per_key`."""
+    n = len(batch)
+    if not batch.may_repeat() and can_copy_upsert(conn, n):
+        tag_ids = [id_of[id(p.tag)] for p in batch.points]
+        csv = points_csv(tag_ids, batch.points, ingested_at)
+        now = ingested_at.astimezone(UTC).replace(tzinfo=None).isoformat()
+        lines = _rows_csv(batch.rows, id_of, now)
+        if lines:
+            csv += "\n".join(lines) + "\n"
+        copy_upsert_csv(conn, table, COLUMNS, csv, KEY_COLUMNS)
+        qualities = [p.quality for p in batch.points]
+        return Written(n, qualities.count(BAD), qualities.count(UNCERTAIN))
+    tag_ids, points = _last_per_key(batch.all_points(), id_of, batch.may_repeat())
     if can_copy_upsert(conn, len(points)):
         copy_upsert_csv(conn, table, COLUMNS, points_csv(tag_ids, points, ingested_at),
                         KEY_COLUMNS)

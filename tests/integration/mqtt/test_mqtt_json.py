@@ -94,7 +94,7 @@ def test_the_copy_path_writes_what_the_upsert_path_writes(mqtt_db: Engine) -> No
 
     from shopfloor.db.schema import get_tables
     from shopfloor.modbus.tag_points import ensure_tag_tables
-    from shopfloor.mqtt.points import TagPoint, write_tag_points
+    from shopfloor.mqtt.points import PointBatch, TagPoint, write_tag_points
     from shopfloor.tags.registry import TagInfo, register_tags
 
     t = get_tables()
@@ -103,16 +103,18 @@ def test_the_copy_path_writes_what_the_upsert_path_writes(mqtt_db: Engine) -> No
     infos = [TagInfo(f"t{k}", device, None, None, "float64", None, None) for k in range(3)]
     now = datetime(2026, 12, 1, tzinfo=UTC)
 
-    def batch(n: int, shift: int) -> list[TagPoint]:
-        out = []
+    def batch(n: int, shift: int) -> PointBatch:
+        out: list[TagPoint] = []
         for i in range(n):
             out += [TagPoint(infos[0], T0 + shift + i, i * 0.1),
                     TagPoint(infos[1], T0 + shift + i, text='say "hi", ok'),
                     TagPoint(infos[2], T0 + shift + i, None, None, 0, "not a number")]
-        return out
+        points = PointBatch()
+        points.add_points(out)
+        return points
 
-    def id_of(points: list[TagPoint]) -> dict[int, int]:
-        return {id(p.tag): ids[(p.tag.device, p.tag.name)] for p in points}
+    def id_of(points: PointBatch) -> dict[int, int]:
+        return {k: ids[(t.device, t.name)] for k, t in points.tags.items()}
 
     with mqtt_db.begin() as conn:
         ids = register_tags(conn, t.tags, infos)

@@ -47,7 +47,14 @@ def test_a_collector_killed_mid_stream_loses_and_duplicates_nothing(
     try:
         phase(2)
         total = 3 * PER_PHASE
-        wait_for(lambda: len(samples(mqtt_db, root)) >= 2 * total, "every point stored")
+        try:
+            wait_for(lambda: len(samples(mqtt_db, root)) >= 2 * total, "every point stored")
+        except AssertionError:
+            got = {(int(r["ts"].timestamp() * 1000) - T0, r["name"])
+                   for r in samples(mqtt_db, root)}
+            missing = sorted({i for i in range(total) for n in "vw"} - {i for i, _ in got})
+            raise AssertionError(f"{len(got)} of {2 * total} points stored (at the kill: "
+                                 f"{stored_at_kill}); messages missing: {missing}") from None
     finally:
         second.stop()
         pub.close()
