@@ -209,10 +209,6 @@ class Writer:
         stats.batches += 1
         stats.sparkplug = host.counters
 
-    def write(self, batch: list[Message], stats: IngestStats) -> None:
-        """Decode and store ``batch`` (one after the other)."""
-        self.commit(self.decode(batch), stats)
-
     def _new_tags(self, tags: Iterable[TagInfo]) -> list[TagInfo]:
         """Tags not registered yet in this process, or whose description changed (a
         Sparkplug B rebirth with another data type)."""

@@ -181,6 +181,7 @@ class SparkplugHost:
         self.edge_table, self.metric_table = state_tables(schema)
         self._undo: dict[str, Edge | None] = {}
         self._rebirth_asked: set[str] = set()
+        self._asked_before: set[str] = set()
         self.rebirths: list[Topic] = []  # requests to publish once the batch is stored
 
     # -- persistence
@@ -200,6 +201,7 @@ class SparkplugHost:
     def begin(self) -> None:
         self._undo = {}
         self.rebirths = []
+        self._asked_before = set(self._rebirth_asked)
 
     def _touch(self, key: str) -> Edge:
         """The edge ``key``, remembered as it was before this batch changed it."""
@@ -216,6 +218,7 @@ class SparkplugHost:
                 self.edges[key] = old
         self._undo = {}
         self.rebirths = []
+        self._rebirth_asked = set(self._asked_before)  # asked again when decoded again
         self.counters = counters
 
     def save(self, conn: Connection) -> None:

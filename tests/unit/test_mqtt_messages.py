@@ -129,3 +129,31 @@ def test_text_null_and_unsupported_values() -> None:
     assert metric_value(m, 12) == (None, "on", None)
     assert metric_value(Payload.Metric(is_null=True), 10)[2] == "null value"
     assert metric_value(Payload.Metric(bytes_value=b"x"), 17)[2] == "unsupported data type"
+
+
+def test_a_failed_batch_asks_for_its_rebirth_again_when_decoded_again() -> None:
+    host = _host()
+    saved = host.counters
+    host.begin()
+    host.message(parse_topic("spBv1.0/g/NDATA/n"), _data(1, 3), T0)  # a gap
+    assert len(host.rebirths) == 1
+    host.rollback(saved)
+    host.begin()
+    host.message(parse_topic("spBv1.0/g/NDATA/n"), _data(1, 3), T0)
+    assert len(host.rebirths) == 1
+
+
+def test_the_run_says_what_it_did_and_what_it_left_with_the_broker() -> None:
+    from shopfloor.mqtt.ingest import IngestStats
+    from shopfloor.mqtt.outcome import verdict
+
+    stats = IngestStats(received=30, written=60, bad=1, write_errors=2)
+    done = verdict(stats)
+    assert done.kind == "completed"
+    assert done.message == ("received 30 messages, wrote 60 points (1 bad, 0 uncertain); "
+                            "2 warehouse write errors, retried and stored")
+    stats.left_with_broker, stats.last_error = 12, "connection refused"
+    left = verdict(stats)
+    assert left.kind == "degraded"
+    assert left.message.endswith("the warehouse failed (connection refused): 12 messages "
+                                 "left with the broker for the next run")
