@@ -45,7 +45,7 @@ def test_every_flow_running_group_command_is_generated():
         ("hourly", "aggregate"), ("hourly", "backfill"), ("hourly", "sync-locations"),
         ("compaction", "register"), ("compaction", "run"), ("lake", "merge"),
         ("modbus", "capture"), ("modbus", "reprocess"), ("spark", "extract"),
-        ("credentials", "refresh")}
+        ("credentials", "refresh"), ("mqtt", "ingest")}
 
 
 @pytest.mark.parametrize("group, spec", CASES, ids=[f"{g} {c.name}" for g, c in CASES])

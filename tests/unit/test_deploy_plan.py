@@ -14,7 +14,7 @@ FLOWS = {
     "flows/spark_extraction.py:spark_sensor_extraction", "demo_steps/flow.py:demo",
     "flows/refresh_credentials.py:refresh_credentials",
     "flows/anomaly_detection.py:detect_anomalies", "flows/reprocess.py:reprocess_raw",
-    "flows/lake_maintenance.py:lake_maintenance",
+    "flows/lake_maintenance.py:lake_maintenance", "flows/mqtt_ingest.py:mqtt_ingest",
 }
 
 
