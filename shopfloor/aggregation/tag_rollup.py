@@ -72,6 +72,8 @@ DIALECTS = ("postgresql", "sqlite", "mysql", "mariadb")
 # over the same rows in another order may differ in its last bits.
 REL_TOL = 1e-9
 ALL, LATE, NOTHING, SKIPPED = "all", "late", "nothing new", "skipped"
+# Below this many samples to read, PostgreSQL's JIT is off for the rollup (see _tune).
+JIT_MIN_ROWS = 5_000_000
 
 
 @dataclass
@@ -283,6 +285,33 @@ def ensure_rollup_tables(engine: Engine, tables: Tables) -> None:
             t.create(conn, checkfirst=True)
 
 
+def _tune(conn: Connection, rows: float) -> None:
+    """PostgreSQL settings of the rollup's transaction (``SET LOCAL``): ``work_mem`` as
+    the hourly aggregation's; Memoize off (each (tag, hour) pair is read once by its key
+    range, a cache over them never hits and cost a third of the late path's time); JIT
+    off below :data:`JIT_MIN_ROWS` samples to read. The planner guesses ten times the
+    real groups, so the per-group lookups push the cost past the JIT thresholds of any
+    table: compiling took 1.0 s for a 0.7 s GROUP BY of 2 M samples, while on 10 M the
+    compiled plan is 1.4x faster (4.3 s against 6.2 s)."""
+    tune_group_by(conn)
+    if conn.dialect.name != "postgresql":
+        return
+    conn.execute(select(func.set_config("enable_memoize", "off", True)))
+    if rows < JIT_MIN_ROWS:
+        conn.execute(select(func.set_config("jit", "off", True)))
+
+
+def _estimated_rows(conn: Connection, table: Table) -> float:
+    """The planner's row count of ``table`` (PostgreSQL's ``reltuples``; 0 elsewhere or
+    never analysed: a table that small needs no JIT)."""
+    if conn.dialect.name != "postgresql":
+        return 0.0
+    name = conn.dialect.identifier_preparer.format_table(table)
+    rows = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"),
+                        {"name": name}).scalar_one_or_none()
+    return max(float(rows or 0), 0.0)
+
+
 def _lock(conn: Connection, tables: Tables) -> None:
     """On PostgreSQL one rollup at a time per table (two would each refresh a day from
     hours the other has not committed yet); the second waits, then sees the first's."""
@@ -313,15 +342,6 @@ def roll_up(conn: Connection, tables: Tables, now: datetime) -> RollupStats:
         return RollupStats(SKIPPED, reason=f"no tag rollups on {conn.dialect.name}")
     _lock(conn, tables)
     stored = get_watermark(conn, tables, WATERMARK)
-    tune_group_by(conn)
-    if conn.dialect.name == "postgresql":
-        # The planner guesses ten times the real groups, so the cost of the per-group
-        # lookups crosses the JIT thresholds: compiling took longer than the query
-        # (1.0 s on a 0.7 s GROUP BY of 2 M samples). For this transaction only.
-        conn.execute(select(func.set_config("jit", "off", True)))
-        # Each late (tag, hour) is read once by its key range: a Memoize cache over
-        # them never hits and cost a third of the late path's time.
-        conn.execute(select(func.set_config("enable_memoize", "off", True)))
     if stored is None:
         stats = _roll_up_all(conn, tables, now)
     else:
@@ -338,6 +358,7 @@ def _roll_up_all(conn: Connection, tables: Tables, now: datetime) -> RollupStats
     upto = conn.execute(select(func.max(s.c.ingested_at))).scalar_one()
     if upto is None:
         return RollupStats(NOTHING)
+    _tune(conn, _estimated_rows(conn, s))
     upsert_select(conn, h, hourly_select(s, now))
     upsert_select(conn, tables.tag_daily, daily_select(h, now))
     hours, samples = conn.execute(select(func.count(), func.sum(h.c.sample_count))).one()
@@ -355,6 +376,7 @@ def _roll_up_late(conn: Connection, tables: Tables, now: datetime,
     if not found:
         return RollupStats(NOTHING)
     upto = max(r.upto for r in found)
+    _tune(conn, sum(int(r.n) for r in found))
     hours = _staged(conn, period_rows(((r.tag_id, r.period_start) for r in found), HOUR))
     days = _staged(conn, period_rows(((r.tag_id, r.period_start) for r in found), DAY))
     upsert_select(conn, tables.tag_hourly, hourly_select(s, now, hours))
