@@ -6,11 +6,12 @@ quality 192), and over the good points that carry a number their count, sum, min
 avg and the first and last in time with their timestamps. Bad and uncertain points are
 counted, never averaged.
 
-Pushed down: the hours are one ``INSERT ... SELECT ... GROUP BY`` into ``tag_hourly``,
-upserted on ``(tag_id, period_start)``; first and last come from the same statement:
-each group's earliest and latest good time looked up in ``tag_samples`` by its primary
-key (two index lookups per group; no window function sorts the rows). Rows
-whose values did not change keep their ``updated_at``.
+Pushed down: the hours are one ``INSERT ... SELECT ... GROUP BY`` into a temporary
+table (the GROUP BY computes the first and last good *times*); then each group's first
+and last value is looked up in ``tag_samples`` by primary key (two index lookups per
+group; no window function sorts the rows), and one ``INSERT ... SELECT ... ON CONFLICT``
+upserts the groups into ``tag_hourly`` on ``(tag_id, period_start)``. Rows whose values
+did not change keep their ``updated_at``. Nothing but counters comes to Python.
 
 Which hours: the (tag, hour) pairs that received rows with ``ingested_at`` after the
 watermark ``tag-rollup`` (in the same database's ``pipeline_watermark``, moved in the
@@ -66,11 +67,9 @@ WATERMARK = "tag-rollup"
 KEY = ("tag_id", "period_start")
 COUNTS = ("sample_count", "good_count", "value_count")
 NUMBERS = ("value_sum", "value_min", "value_max", "value_avg", "first_value", "last_value")
-TIMES = ("first_ts", "last_ts")
-# The columns a rollup statement selects, in table order (``hours`` only for days).
+# The columns of tag_hourly, in table order (tag_daily has ``hours`` before updated_at).
 HOURLY_COLUMNS = (*KEY, *COUNTS, "value_sum", "value_min", "value_max", "value_avg",
                   "first_ts", "first_value", "last_ts", "last_value", "updated_at")
-DAILY_COLUMNS = (*HOURLY_COLUMNS[:-1], "hours", "updated_at")
 # What the GROUP BY computes (first and last values are looked up after it).
 GROUP_COLUMNS = (*KEY, *COUNTS, "value_sum", "value_min", "value_max", "value_avg",
                  "first_ts", "last_ts")
@@ -112,8 +111,8 @@ def good_number(s: FromClause) -> ColumnElement:
     return and_(s.c.quality == GOOD, s.c.value.is_not(None))
 
 
-def hour_groups(s: FromClause, bucket: ColumnElement, source: FromClause | None = None,
-                where: ColumnElement | None = None) -> Select:
+def hour_groups(s: FromClause, bucket: ColumnElement,
+                source: FromClause | None = None) -> Select:
     """The GROUP BY per (tag, ``bucket``) over the samples ``s``: counts, sum/min/max/avg
     of the good numbers, and the times of the first and last of them."""
     num = good_number(s)
@@ -127,8 +126,6 @@ def hour_groups(s: FromClause, bucket: ColumnElement, source: FromClause | None 
         func.max(v).label("value_max"), func.avg(v).label("value_avg"),
         func.min(t).label("first_ts"), func.max(t).label("last_ts"),
     ).select_from(source if source is not None else s)
-    if where is not None:
-        stmt = stmt.where(where)
     return stmt.group_by(s.c.tag_id, bucket)
 
 
