@@ -14,6 +14,8 @@ from pydantic import Field
 from shopfloor.aggregation.hours import as_utc, resolve_timezone
 from shopfloor.anomaly.findings import DetectorParams
 from shopfloor.anomaly.run import findings_table, plan_hours, summarise, verdict
+from shopfloor.anomaly.sources import Series
+from shopfloor.anomaly.tag_settings import check_settings
 from shopfloor.errors import UserError
 from shopfloor.params import IsoDateTime, TimeZone
 from tasks.anomaly import emit_anomaly_events, find_anomalies, store_findings
@@ -53,6 +55,8 @@ def detect_anomalies(
     flatline_hours: Annotated[int, Field(ge=2, le=24 * 31)] = 6,
     min_samples: Annotated[int, Field(ge=1)] = 1,
     max_events: Annotated[int, Field(ge=0, le=10000)] = 1000,
+    series: Series = "all",
+    tag_settings: dict[str, dict[str, float]] = {},  # noqa: B006 - JSON default; never mutated
 ) -> dict[str, Any] | State:
     """Find what thresholds miss in the hourly rows and announce each finding once.
 
@@ -82,14 +86,22 @@ def detect_anomalies(
         flatline_hours: hours without change that make a stuck sensor.
         min_samples: an hour with fewer samples than this is a gap.
         max_events: at most this many events per run.
+        series: ``measures``: the seed's three in ``temperature_hourly``; ``tags``: every
+            tag's hourly averages in ``tag_hourly`` (a finding's measure is ``tag:<id>``);
+            ``all``: both (a warehouse without ``tag_hourly`` has measures only).
+        tag_settings: detector settings per tag (``name`` or ``device/name``) or unit
+            (``unit:<unit>``), e.g. ``{"unit:bar": {"spike_threshold": 8}}``; the most
+            specific wins (docs/anomalies.md).
     """
     started = time.perf_counter()
     params = DetectorParams(history_days=history_days, deviation_threshold=deviation_threshold,
                             spike_threshold=spike_threshold, flatline_hours=flatline_hours,
                             min_samples=min_samples)
     tz = check_parameters(start, end, timezone, params)
+    check_settings(tag_settings, params)
     first, window_first, last = plan_hours(start, end, tz, lookback_hours, params, logical_now())
-    found, rows = find_anomalies(target_db, timezone, first, window_first, last, params)
+    found, rows = find_anomalies(target_db, timezone, first, window_first, last, params,
+                                 series, tag_settings)
     new = store_findings(target_db, found, run_id()) if found else []
     events = emit_anomaly_events(new, max_events) if new else 0
     summary = summarise(rows, found, new, events, timezone, time.perf_counter() - started)

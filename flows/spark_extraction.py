@@ -176,7 +176,8 @@ def spark_sensor_extraction(
             the source and the lake; a day that changed (late rows) is rewritten. 0: off.
         quality_db: SqlAlchemyConnector block holding ``quality_score``, for a quality
             row per published month or re-checked day (None: the scores go to the
-            artifacts only; the historian database itself is never written).
+            artifacts only; the historian database itself is never written); the
+            matching historian tags are registered in its tag registry (``tags``).
         layout: ``date``: one folder per day, ``tag`` a column, rows sorted by tag and
             time (few files of useful size); ``tag``: one folder per tag and day (the
             old layout; a file per tag-day). One output prefix holds one layout.
@@ -192,7 +193,7 @@ def spark_sensor_extraction(
     jdbc_kind, lake_url = _check_sources(historian_db, lake, output_prefix)
     present, missing = find_month_tables(historian_db, months)
     patterns = list(dict.fromkeys(tag_patterns))
-    tags = load_historian_tags(historian_db, patterns)
+    tags = load_historian_tags(historian_db, patterns, quality_db)
     if not tags:
         raise ShopfloorError(f"no tag in sqlth_te matches {patterns}")
     job = make_job(output_prefix, tags, patterns, good_quality, num_partitions,

@@ -3,13 +3,13 @@
 from dataclasses import asdict
 from typing import Any
 
-import pandas as pd
 from prefect import get_run_logger, task
 
 from shopfloor.aggregation.hours import resolve_timezone
-from shopfloor.anomaly.findings import DetectorParams, Finding, detect
-from shopfloor.anomaly.grid import local_indices
-from shopfloor.anomaly.store import insert_findings, read_hourly
+from shopfloor.anomaly.findings import DetectorParams, Finding
+from shopfloor.anomaly.sources import Series, find_all
+from shopfloor.anomaly.store import insert_findings
+from shopfloor.anomaly.tag_settings import Settings
 from shopfloor.db.types import utcnow
 from tasks import runtime
 from tasks.outcomes import emit
@@ -20,28 +20,30 @@ EVENT = "shopfloor.anomaly.detected"
 
 @task(name="find-anomalies", **RETRIED)
 def find_anomalies(target_db: str, timezone: str, first: int, window_first: int, last: int,
-                   params: DetectorParams) -> tuple[list[Finding], int]:
+                   params: DetectorParams, series: Series = "all",
+                   tag_settings: Settings | None = None) -> tuple[list[Finding], int]:
     """Read the hourly rows of local hours ``first..last`` and run the detectors.
 
     Args:
-        target_db: block holding ``temperature_hourly``.
+        target_db: block holding ``temperature_hourly`` and, for tags, ``tag_hourly``.
         timezone: IANA zone of the hourly rows' ``ymd``/``hh``.
         first: first local hour index read (history).
         window_first: first local hour index a finding may be about.
         last: last local hour index (inclusive).
         params: detector settings.
+        series: ``measures`` (the seed's three in ``temperature_hourly``), ``tags``
+            (every tag in ``tag_hourly``) or ``all``.
+        tag_settings: detector settings per tag or unit (shopfloor/anomaly/tag_settings.py).
 
     Returns:
         The findings, and the number of hourly rows inside the window.
     """
     engine, tables = runtime.engine(target_db), runtime.tables()
     with engine.connect() as conn:
-        frame = read_hourly(conn, tables, first, last)
-    tz = resolve_timezone(timezone)
-    found = detect(frame, tz, timezone, first, window_first, last, params)
-    index = local_indices(frame["ymd"], frame["hh"]) if len(frame) else pd.Series([])
-    in_window = int(((index >= window_first) & (index <= last)).sum())
-    get_run_logger().info("%d hourly rows read (%d in the window): %d findings", len(frame),
+        found, read, in_window = find_all(conn, tables, resolve_timezone(timezone), timezone,
+                                          (first, window_first, last), params, series,
+                                          tag_settings)
+    get_run_logger().info("%d hourly rows read (%d in the window): %d findings", read,
                           in_window, len(found))
     return found, in_window
 
@@ -71,7 +73,8 @@ def anomaly_event(finding: Finding) -> dict[str, Any]:
     payload["hour_start"] = finding.hour_start.isoformat()
     return {"event": EVENT, "resource_id": f"shopfloor.location.{finding.loc_id}",
             "payload": payload, "prefect.resource.name": finding.loc_id,
-            "shopfloor.anomaly.kind": finding.kind, "shopfloor.measure": finding.measure}
+            "shopfloor.anomaly.kind": finding.kind, "shopfloor.measure": finding.measure,
+            **({"shopfloor.tag": finding.detail["tag"]} if "tag" in finding.detail else {})}
 
 
 @task(name="emit-anomaly-events")

@@ -12,6 +12,7 @@ from shopfloor.db.engine import check_connection, init_db, make_engine, only_tab
 from shopfloor.db.schema import Tables, configured_tables
 from shopfloor.db.urls import display_url
 from shopfloor.identifiers import check_optional_identifier
+from shopfloor.tags.migrate import migrate_raw
 from tasks.runtime import engine as block_engine
 
 
@@ -57,12 +58,23 @@ def _targets(block: str | None, url: str | None,
     return tables, engines()
 
 
+MIGRATED = ("temperature_raw", "tags", "tag_samples")
+
+
+def migrates(only: Sequence[str] | None) -> bool:
+    """Whether ``--upgrade`` of these tables moves raw readings into tag samples: all
+    tables, or a list naming the raw table and both tag tables."""
+    return only is None or set(MIGRATED) <= set(only)
+
+
 def init_databases(block: str | None = None, url: str | None = None,
                    schema: str | None = None, add_columns: bool = False,
                    only: Sequence[str] | None = None) -> Iterator[str]:
     """Create the missing tables in one database (``url`` or ``block``) or in every
     database block; with ``add_columns``, also add the missing columns to existing tables
-    (never dropping or changing anything else) and say which. ``only``: these table keys.
+    (never dropping or changing anything else) and say which, then copy the readings of
+    ``temperature_raw`` into ``tag_samples`` (:func:`~shopfloor.tags.migrate.migrate_raw`)
+    and say how many. ``only``: these table keys.
     """
     tables, engines = _targets(block, url, schema)
     count = len(only_tables(tables, only))  # an unknown key fails before any connection
@@ -77,6 +89,9 @@ def init_databases(block: str | None = None, url: str | None = None,
             yield from (f"{name:<24} added: {ddl}" for ddl in added)
             if not added:
                 yield f"{name:<24} no column missing"
+            if migrates(only):
+                report = migrate_raw(engine, tables)
+                yield from (f"{name:<24} {line}" for line in report.lines())
 
 
 def check_databases(block: str | None = None, url: str | None = None,

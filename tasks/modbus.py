@@ -156,7 +156,7 @@ def capture_device_task(
         )
     result = capture_device(cfg, samples, interval_seconds, anchor, sink, progress=progress,
                             stats=stats, gate=gateway_gate(cfg, interval_seconds),
-                            on_sample=on_sample)
+                            on_sample=on_sample, no_answer=True)
     trouble = result.samples_failed or result.samples_missed or result.samples_skipped
     (logger.warning if trouble else logger.info)(
         "device %s: %d ok, %d failed, %d missed, %d skipped (breaker) samples; %d requests "

@@ -29,9 +29,12 @@ from shopfloor.compaction.recovery import Recovery, recover
 from shopfloor.compaction.registration import register
 from shopfloor.compaction.renewal import ClaimRenewal, renewal_interval
 from shopfloor.compaction.status import record_outcome
+from shopfloor.compaction.tags import field_tags
 from shopfloor.db.engine import check_connection, write_transaction
 from shopfloor.db.types import utcnow
 from shopfloor.errors import first_line
+from shopfloor.modbus.tag_points import ensure_tag_tables
+from shopfloor.tags.registry import register_tags
 from tasks import runtime
 from tasks.runtime import LIVE, RETRIED, RETRIED_ONCE
 
@@ -141,7 +144,8 @@ def compact(raw_logs: str, lake: str, target_prefix: str, district: str,
 @task(name="update-status", **RETRIED, **LIVE)
 def update_status(metadata_db: str, lake: str, target_prefix: str, run_id: str,
                   result: CompactResult, district: str = "") -> int:
-    """Mark written keys SUCCESS and malformed ones QUARANTINED; store bad records.
+    """Mark written keys SUCCESS and malformed ones QUARANTINED; store bad records;
+    register the records' fields as tags of the district (``tags``, upserted).
 
     Args:
         metadata_db: SqlAlchemyConnector block holding ``s3_object`` and ``quarantine``.
@@ -152,9 +156,14 @@ def update_status(metadata_db: str, lake: str, target_prefix: str, run_id: str,
         result: what ``compact`` produced.
         district: the claim's district (its scope in the lake's file names).
     """
-    with write_transaction(runtime.engine(metadata_db)) as conn:
-        _, bad = record_outcome(conn, runtime.tables(), run_id, result.succeeded,
+    engine, tables = runtime.engine(metadata_db), runtime.tables()
+    tags = field_tags(result.fields, district) if result.succeeded else []
+    if tags:
+        ensure_tag_tables(engine, tables)
+    with write_transaction(engine) as conn:
+        _, bad = record_outcome(conn, tables, run_id, result.succeeded,
                                 result.quarantined, result.bad_records, result.counts)
+        register_tags(conn, tables.tags, tags)
     (pause_hook_from_env() or no_hook)("after_record")  # fault injection; normally nothing
     # Dropping the manifest makes the claim's files visible to readers (lake protocol).
     output.forget_manifest(ClaimLayout(runtime.storage(lake), target_prefix, run_id, district))

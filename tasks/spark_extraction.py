@@ -14,11 +14,14 @@ from shopfloor.compaction.faults import pause_hook_from_env
 from shopfloor.historian.partitions import discover, has_catalog, has_drivers
 from shopfloor.historian.plan import MonthSlice
 from shopfloor.historian.recheck import DayCheck
+from shopfloor.historian.registry import historian_tag_infos
 from shopfloor.historian.source import split_existing
 from shopfloor.historian.tags import Tag, load_tags
+from shopfloor.modbus.tag_points import ensure_tag_tables
 from shopfloor.quality import write_quality
 from shopfloor.spark import extract
 from shopfloor.spark.extract import ExtractionJob
+from shopfloor.tags.registry import register_tags
 from tasks import runtime
 from tasks.runtime import LIVE, RETRIED, retried
 
@@ -50,20 +53,32 @@ def find_month_tables(historian_db: str,
 
 
 @task(name="load-historian-tags", **RETRIED, **LIVE)
-def load_historian_tags(historian_db: str, patterns: list[str]) -> list[Tag]:
+def load_historian_tags(historian_db: str, patterns: list[str],
+                        registry_db: str | None = None) -> list[Tag]:
     """Tags of ``sqlth_te`` whose tagpath matches one of the SQL LIKE patterns, with their
-    Ignition driver when the historian has ``sqlth_partitions`` and scan classes.
+    Ignition driver when the historian has ``sqlth_partitions`` and scan classes; with
+    ``registry_db``, also registered in that database's tag registry (``tags``, device:
+    the historian's block name), an idempotent upsert.
 
     Args:
         historian_db: SqlAlchemyConnector block of the historian database.
         patterns: SQL LIKE patterns (``%`` any characters, ``_`` one character).
+        registry_db: SqlAlchemyConnector block holding the tag registry, or None.
     """
     tables = runtime.tables()
     with runtime.engine(historian_db).connect() as conn:
         drivers = has_catalog(conn, tables) and has_drivers(conn, tables)
         tags = load_tags(conn, tables, patterns, drivers=drivers)
-    get_run_logger().info("%d tag(s) (%d path(s)) match %s", len(tags),
-                          len({t.tagpath for t in tags}), patterns)
+        infos = historian_tag_infos(conn, tables, patterns, historian_db) if registry_db else []
+    logger = get_run_logger()
+    logger.info("%d tag(s) (%d path(s)) match %s", len(tags),
+                len({t.tagpath for t in tags}), patterns)
+    if infos:
+        engine = runtime.engine(registry_db)
+        ensure_tag_tables(engine, tables)
+        with engine.begin() as conn:
+            register_tags(conn, tables.tags, infos)
+        logger.info("%d historian tag(s) registered in %s", len(infos), registry_db)
     return tags
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from shopfloor.db.engine import make_engine
+from shopfloor.modbus.simulator import free_port_run
 from tests.pg import throwaway_database
 
 TESTS = Path(__file__).parent
@@ -32,9 +33,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range (see ``free_port_run``), so that no
+    outgoing connection takes it before the server under test listens on it."""
+    return free_port_run(1)
 
 
 def _reachable(host: str, port: int) -> bool:

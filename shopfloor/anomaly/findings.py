@@ -181,12 +181,12 @@ def _gaps(grid: HourGrid, p: DetectorParams, window: np.ndarray, b: _Builder):
     # has one: a sensor of the location is silent while the others report.
     nl = len(grid.locs)
     has = ~np.isnan(grid.avg)
-    rows_ok = np.tile(ok, (len(MEASURES), 1))
+    rows_ok = np.tile(ok, (len(grid.measures), 1))
     usual = has.sum(axis=1) >= 0.5 * np.maximum(rows_ok.sum(axis=1), 1)
     silent = rows_ok & ~has & usual[:, None]
     found = runs(silent)
     keep = _overlaps(found.start, found.length, window) & (found.start > 0)
-    out += [b.make("gap", grid.locs[r % nl], MEASURES[r // nl], c, n, float(n),
+    out += [b.make("gap", grid.locs[r % nl], grid.measures[r // nl], c, n, float(n),
                    missing_hours=n, reason="no value")
             for r, c, n in zip(found.row[keep], found.start[keep], found.length[keep],
                                strict=True)]
@@ -194,7 +194,8 @@ def _gaps(grid: HourGrid, p: DetectorParams, window: np.ndarray, b: _Builder):
 
 
 def detect(frame: pd.DataFrame, tz: ZoneInfo, timezone: str, first: int, window_first: int,
-           last: int, params: DetectorParams | None = None) -> list[Finding]:
+           last: int, params: DetectorParams | None = None,
+           measures: tuple[str, ...] = MEASURES) -> list[Finding]:
     """Every finding about local hours ``window_first..last``, judged with the rows from
     local hour ``first`` on as history.
 
@@ -205,6 +206,7 @@ def detect(frame: pd.DataFrame, tz: ZoneInfo, timezone: str, first: int, window_
         window_first: the first local hour index a finding may be about.
         last: the last local hour index (inclusive).
         params: detector settings (default :class:`DetectorParams`).
+        measures: the frame's ``<measure>_avg`` columns (``("value",)`` for tags).
 
     Returns:
         Findings sorted by hour, kind, location and measure; a multi-hour flatline or gap
@@ -213,7 +215,7 @@ def detect(frame: pd.DataFrame, tz: ZoneInfo, timezone: str, first: int, window_
     p = (params or DetectorParams()).check()
     if frame.empty or last < window_first:
         return []
-    grid = build_grid(frame, first, last, tz)
+    grid = build_grid(frame, first, last, tz, measures)
     window = np.zeros(grid.hours, dtype=bool)
     window[window_first - first:] = True
     window &= grid.exists

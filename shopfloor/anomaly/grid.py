@@ -69,10 +69,11 @@ class HourGrid:
     present: np.ndarray  # (L, T) a row is stored
     count: np.ndarray  # (L, T) sample_count, 0 where no row
     avg: np.ndarray  # (S, T) hourly averages, NaN where none
+    measures: tuple[str, ...] = MEASURES  # the frame's ``<measure>_avg`` columns
 
     @property
     def series(self) -> list[tuple[str, str]]:
-        return [(loc, m) for m in MEASURES for loc in self.locs]
+        return [(loc, m) for m in self.measures for loc in self.locs]
 
     @property
     def hours(self) -> int:
@@ -83,9 +84,11 @@ class HourGrid:
         return (self.first + np.arange(self.hours)) % 24
 
 
-def build_grid(frame: pd.DataFrame, first: int, last: int, tz: ZoneInfo) -> HourGrid:
+def build_grid(frame: pd.DataFrame, first: int, last: int, tz: ZoneInfo,
+               measures: tuple[str, ...] = MEASURES) -> HourGrid:
     """Lay hourly rows (``loc_id``, ``ymd``, ``hh``, ``<measure>_avg``, ``sample_count``)
-    on the grid of local hours ``first..last``; rows outside are ignored."""
+    on the grid of local hours ``first..last``; rows outside are ignored. ``measures``
+    are the seed's three, or ``("value",)`` for tags (a tag is a ``loc_id`` of its own)."""
     exists, start = hour_starts(first, last, tz)
     n = last - first + 1
     idx = local_indices(frame["ymd"], frame["hh"]) - first if len(frame) else np.array([], int)
@@ -97,8 +100,8 @@ def build_grid(frame: pd.DataFrame, first: int, last: int, tz: ZoneInfo) -> Hour
     present[li, idx] = True
     count = np.zeros((len(locs), n), dtype=np.int64)
     count[li, idx] = rows["sample_count"].fillna(0).to_numpy(dtype=np.int64)
-    avg = np.full((len(MEASURES) * len(locs), n), np.nan)
-    for m, measure in enumerate(MEASURES):
+    avg = np.full((len(measures) * len(locs), n), np.nan)
+    for m, measure in enumerate(measures):
         values = pd.to_numeric(rows[f"{measure}_avg"], errors="coerce").to_numpy(dtype=float)
         avg[m * len(locs) + li, idx] = values
-    return HourGrid(first, locs, exists, start, present, count, avg)
+    return HourGrid(first, locs, exists, start, present, count, avg, measures)

@@ -55,6 +55,8 @@ class CompactResult:
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)
     # Wall time of each step reached (see PHASES), for the run's log and artifact.
     seconds: dict[str, float] = field(default_factory=dict)
+    # The record fields the staged batch had (name -> DuckDB type), for the tag registry.
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 @contextmanager
@@ -210,6 +212,7 @@ def _stage_checked(batch: _Batch, keys: list[str], result: CompactResult,
         for key in keys:
             result.quarantined[key] = "no heartbeat field in any record"
         return []
+    result.fields.update(columns)
     with _timed(result, "copy"):
         return batch.stage(keys, columns)
 

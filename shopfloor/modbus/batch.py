@@ -84,6 +84,13 @@ class Batch:
                    | (self.matrix > bounds[:, 1]))
         return bad | out.any(axis=1)
 
+    def no_answer(self) -> np.ndarray:
+        """Samples the device answered no read of (every tag missing): not readings, only
+        bad points (``capture_device(no_answer=True)``, docs/tags.md)."""
+        every = len(self.cfg.tags)
+        return np.fromiter((bool(m) and m.count(",") + 1 >= every for m in self.missing),
+                           bool, len(self))
+
     def take(self, mask: np.ndarray) -> "Batch":
         """The rows where ``mask`` is true (or the rows at the given positions)."""
         index = np.flatnonzero(mask) if mask.dtype == bool else mask

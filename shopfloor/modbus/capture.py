@@ -134,7 +134,7 @@ def capture_device(
     client: object | None = None, progress: Callable[[int], None] | None = None,
     stats: CaptureStats | None = None, gate: Gate | None = None,
     breaker: CircuitBreaker | None = None, per_batch: int | None = None,
-    on_sample: Callable[[RawSample], None] | None = None,
+    on_sample: Callable[[RawSample], None] | None = None, no_answer: bool = False,
 ) -> CaptureStats:
     """Poll ``cfg`` ``samples`` times from ``anchor`` (epoch seconds) every ``interval`` s.
 
@@ -149,6 +149,9 @@ def capture_device(
     the slots per batch (the benchmark replays an hour's 12-slot batches unpaced).
     ``on_sample`` gets every sample as read, before the next slot (store and forward
     commits it to the buffer there); an error it raises stops the capture.
+    ``no_answer``: a sample the device answered no read of goes on too, as a sample
+    without payload (counted failed all the same), so the sink writes a bad point per
+    tag for its slot (:meth:`Batch.no_answer`); sinks that only want readings leave it off.
     """
     plan = device_plan(cfg)
     stats = stats if stats is not None else CaptureStats(cfg.name)
@@ -177,8 +180,9 @@ def capture_device(
                     loop.note(str(exc))
                 else:
                     breaker.record(payloads is not None)
-                    if payloads is not None:
-                        batch.append(RawSample(sample_time(anchor, k, interval), payloads))
+                    if payloads is not None or no_answer:
+                        batch.append(RawSample(sample_time(anchor, k, interval),
+                                               payloads or {}))
                         if on_sample is not None:
                             on_sample(batch[-1])
             if progress is not None:

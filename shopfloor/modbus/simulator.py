@@ -22,6 +22,7 @@ can check a decoded value exactly.
 
 import asyncio
 import math
+import random
 import socket
 import threading
 import time
@@ -90,13 +91,26 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands to outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_run(count: int) -> int:
-    """A first port on 127.0.0.1 with ``count`` free ports from it on (one per device)."""
-    for _ in range(20):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count <= 65535 and all(_port_is_free(base + i) for i in range(1, count)):
+    """A first port on 127.0.0.1 with ``count`` free ports from it on (one per device).
+
+    Drawn below the kernel's ephemeral range: a port handed out by ``bind(0)`` lies in
+    that range, where any outgoing connection of a busy machine (a Prefect server and
+    worker talking) may take it between this check and the simulator's listen."""
+    rng = random.SystemRandom()
+    high = min(_ephemeral_low(), 65536) - count
+    for _ in range(200):
+        base = rng.randrange(20000, high) if high > 20000 else rng.randrange(1024, 65536 - count)
+        if all(_port_is_free(base + i) for i in range(count)):
             return base
     raise RuntimeError("no run of free local ports found")
 

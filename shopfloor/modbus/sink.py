@@ -20,8 +20,10 @@ from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.landed import landed_reasons, unlanded_rest
 from shopfloor.modbus.readings import KEY_COLUMNS, json_objects, reading_schema
 from shopfloor.modbus.tag_points import (
+    StaleRuns,
     device_tag_ids,
     ensure_tag_tables,
+    load_runs,
     tag_points,
     write_points,
 )
@@ -47,11 +49,24 @@ REPLAY_MARGIN = timedelta(hours=1)
 @dataclass(frozen=True)
 class Judgement:
     """A batch judged: ``keep`` (bool per sample), ``rejected`` (positions, in order)
-    and ``quarantined`` (the rejected samples with pandera's reasons, same order)."""
+    and ``quarantined`` (the rejected samples with pandera's reasons, same order);
+    ``lost`` (bool per sample, None: none) marks samples the device did not answer at
+    all, which are neither kept nor rejected: they are no reading, only bad points."""
 
     keep: np.ndarray
     rejected: np.ndarray
     quarantined: list[QuarantinedRow]
+    lost: np.ndarray | None = None
+
+    def answered(self, batch: Batch) -> tuple[Batch, "Judgement"]:
+        """The batch and its judgement without the samples nobody answered."""
+        if self.lost is None:
+            return batch, self
+        have = np.flatnonzero(~self.lost)
+        at = np.full(len(batch), -1, np.int64)
+        at[have] = np.arange(len(have))
+        return batch.take(have), Judgement(self.keep[have], at[self.rejected],
+                                           self.quarantined)
 
     def landed(self, batch: Batch) -> list[list[dict[str, Any]]]:
         """Per sample, the reasons its landed line carries (empty: valid)."""
@@ -67,8 +82,16 @@ def judge(batch: Batch, schema: Callable[[], pa.DataFrameSchema], fast: bool = T
     only when a row needs it).
 
     Pandera (the quality core) judges every row the vectorised pre-check flags and gives
-    the reasons; rows it does not flag pass as they are, without a frame.
+    the reasons; rows it does not flag pass as they are, without a frame. A sample the
+    device answered no read of is ``lost``, neither kept nor rejected.
     """
+    lost = batch.no_answer()
+    if lost.any():  # judged without them; they stay out of raw rows and quarantine
+        have = np.flatnonzero(~lost)
+        inner = judge(batch.take(have), schema, fast)
+        keep = np.zeros(len(batch), bool)
+        keep[have[inner.keep]] = True
+        return Judgement(keep, have[inner.rejected], inner.quarantined, lost)
     suspect = batch.suspect() if fast else np.ones(len(batch), bool)
     if not suspect.any():
         return Judgement(np.ones(len(batch), bool), np.empty(0, int), [])
@@ -107,6 +130,8 @@ class ReadingSink:
     # Tag name -> id in the warehouse's tag registry, registered with the first write.
     tag_ids: dict[str, int] | None = None
     points_written: int = 0
+    # Per tag with ``stale_after``, its run of equal values so far (committed batches).
+    stale: StaleRuns = field(default_factory=StaleRuns)
 
     @cached_property
     def schema(self) -> pa.DataFrameSchema:
@@ -137,18 +162,23 @@ class ReadingSink:
         in one transaction (``count_quarantined``: add them to the stats; a forwarder
         whose capture already counted them passes False)."""
         valid = batch.take(judged.keep)
-        if len(batch):  # the run's span: first to last sample time written
-            self.started = min(self.started or batch.capture_dts[0], min(batch.capture_dts))
-            self.last = max(self.last or batch.capture_dts[0], max(batch.capture_dts))
+        answered, _ = judged.answered(batch)  # readings; samples nobody answered are not
+        if len(answered):  # the run's span: first to last sample time written
+            times = answered.capture_dts
+            self.started = min(self.started or times[0], min(times))
+            self.last = max(self.last or times[0], max(times))
         # A reading is quarantined after it was taken: earlier rows cannot be its replay
         # (an hour of margin for clocks).
-        since = (min(batch.capture_dts) - REPLAY_MARGIN) if len(batch) else None
-        self._write(valid, judged.quarantined, self.batch_counts(batch, len(valid)),
+        since = (min(answered.capture_dts) - REPLAY_MARGIN) if len(answered) else None
+        self._write(valid, judged.quarantined, self.batch_counts(answered, len(valid)),
                     count_quarantined, since, batch)
 
     def land(self, batch: Batch, judged: Judgement) -> int:
         """Write the batch's JSON-lines objects; returns how many."""
         assert self.storage is not None
+        batch, judged = judged.answered(batch)  # nothing arrived from a lost sample
+        if not len(batch):
+            return 0
         # Every sample lands, rejected ones with their reasons: raw is what arrived.
         # Named by the batch's first slot (epoch ms), not by the run: a repeat of the
         # same slots (a retry, a forwarder's replay) finds its object there and adds
@@ -208,7 +238,12 @@ class ReadingSink:
             return self.tag_ids, 0
         ids = self.tag_ids if self.tag_ids is not None else \
             device_tag_ids(conn, self.tables, self.cfg)
-        return ids, write_points(conn, self.tables.tag_samples, tag_points(batch, ids), now)
+        if not self.stale.loaded and len(batch):  # where the last run's values left off
+            self.stale.runs = load_runs(conn, self.tables.tag_samples, self.cfg, ids,
+                                        min(batch.capture_dts))
+            self.stale.loaded = True
+        points = tag_points(batch, ids, self.stale)
+        return ids, write_points(conn, self.tables.tag_samples, points, now)
 
     def _write(self, valid: Batch, quarantined: list[QuarantinedRow],
                counts: BatchCounts, count_quarantined: bool = True,
@@ -222,7 +257,10 @@ class ReadingSink:
         # A forwarder's backlog on PostgreSQL: CSV built from the arrays, then COPY.
         copy = can_copy_upsert(self.engine, len(valid))
         rows = [] if copy else valid.raw_rows(ingested_at)
-        quality = self.run_quality(counts, now)
+        # A batch of lost samples only (a device that never answered) is no reading:
+        # the run's quality row waits for its first one.
+        quality = self.run_quality(counts, now) if counts.rows_in or self.quality_id \
+            is not None else None
         with self.engine.begin() as conn:
             if copy:
                 columns, csv = valid.raw_csv(ingested_at)
@@ -235,12 +273,15 @@ class ReadingSink:
             written = write_quarantine(conn, self.tables, quarantined,
                                        f"modbus:{self.cfg.name}", self.run_id,
                                        replacing_since=since)
-            row_id = put_quality(conn, self.tables, quality, self.quality_id)
+            row_id = (put_quality(conn, self.tables, quality, self.quality_id)
+                      if quality is not None else None)
             ids, points = self._points(conn, batch, now)
         self.tag_ids, self.points_written = ids, self.points_written + points
+        self.stale.commit()  # the runs of equal values now written
         # Only after the commit: a failed batch leaves the run's row as it was.
-        self.quality_id, self.quality = row_id, quality
-        self.stats.quality = quality
+        if quality is not None:
+            self.quality_id, self.quality = row_id, quality
+            self.stats.quality = quality
         self.counts = self.counts + counts
         self.stats.rows_written += len(valid)
         if count_quarantined:

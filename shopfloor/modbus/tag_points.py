@@ -5,15 +5,18 @@ The capture's batch holds a reading per row and a column per tag; the narrow tab
 ``tag_samples`` holds one row per (tag, time). A point is judged on its own: a value
 outside its tag's range, a number that did not decode (NaN, infinity) or a tag whose
 read failed makes that point bad with a reason, and the reading's other tags stay good.
+A sample the device answered no read of gives a bad point per tag (``no answer``); a
+number unchanged for its tag's ``stale_after`` readings is uncertain (``stale``).
 """
 
+import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine, Table, select
 
 from shopfloor.db.copy_upsert import can_copy_upsert, copy_upsert_csv
 from shopfloor.db.schema import Tables
@@ -21,7 +24,16 @@ from shopfloor.db.upsert import upsert
 from shopfloor.modbus.batch import Batch, epoch_ms, tag_bounds
 from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.tags import BIT_REGISTER_TYPES, TagSpec
-from shopfloor.tags.quality import BAD, GOOD, NOT_FINITE, READ_FAILED, out_of_range
+from shopfloor.tags.quality import (
+    BAD,
+    GOOD,
+    NO_ANSWER,
+    NOT_FINITE,
+    READ_FAILED,
+    STALE,
+    UNCERTAIN,
+    out_of_range,
+)
 from shopfloor.tags.registry import TagInfo, register_tags
 
 COLUMNS = ("tag_id", "ts", "value", "text_value", "quality", "reason", "ingested_at")
@@ -126,12 +138,75 @@ def _text(batch: Batch, tag: TagSpec, lost: np.ndarray
     return texts, quality, [READ_FAILED if b else None for b in bad.tolist()]
 
 
-def tag_points(batch: Batch, ids: Mapping[str, int]) -> Points:
-    """Every tag of every reading of ``batch`` as a point (``ids``: tag name -> id; a tag
-    without one is left out), judged point by point."""
+Run = tuple[float, int]  # a tag's last value and how many readings in a row had it
+
+
+@dataclass
+class StaleRuns:
+    """Per tag name, its run of equal values: as of the last committed write (``runs``)
+    and as :func:`tag_points` left it for the batch being written (``pending``), adopted
+    by :meth:`commit` once that batch is in (a failed write, retried, counts once)."""
+
+    runs: dict[str, Run] = field(default_factory=dict)
+    pending: dict[str, Run] | None = None
+    loaded: bool = False  # the runs before the sink's first batch were read back
+
+    def commit(self) -> None:
+        if self.pending is not None:
+            self.runs, self.pending = self.pending, None
+
+
+def load_runs(conn: Connection, table: Table, cfg: DeviceConfig, ids: Mapping[str, int],
+              before: datetime) -> dict[str, Run]:
+    """The runs of equal values that the samples already written before ``before`` end
+    with, for the device's tags with ``stale_after``: the last ``stale_after + 1``
+    samples of each (one primary-key range read), judged as :func:`tag_points` judged
+    them. So a run continues the last one's count (an hourly deployment's runs are one
+    stream), and a replay after a crash gets the verdicts of the first write."""
+    out: dict[str, Run] = {}
+    for tag in cfg.tags:
+        if tag.stale_after is None or tag.name not in ids:
+            continue
+        rows = conn.execute(
+            select(table.c.value, table.c.quality)
+            .where(table.c.tag_id == ids[tag.name], table.c.ts < before)
+            .order_by(table.c.ts.desc()).limit(tag.stale_after + 1)).all()[::-1]
+        if rows:
+            values = np.array([math.nan if v is None else float(v) for v, _ in rows])
+            quality = np.array([int(q) for _, q in rows], np.int16)
+            out[tag.name] = _mark_stale(values, quality, [None] * len(rows),
+                                        tag.stale_after, None)
+    return out
+
+
+def _mark_stale(values: np.ndarray, quality: np.ndarray, reason: list[str | None],
+                after: int, run: Run | None) -> Run:
+    """Make uncertain (``stale``) each good point whose value has not changed for
+    ``after`` readings (the ``after + 1``-th equal reading in a row and those after it);
+    a point with no value or a bad one ends the run. Returns the run at the end."""
+    last, count = run if run is not None else (math.nan, 0)
+    for i, v in enumerate(values.tolist()):
+        if quality[i] == BAD or v != v:
+            last, count = math.nan, 0
+            continue
+        last, count = (last, count + 1) if v == last else (v, 1)
+        if count > after:
+            quality[i] = UNCERTAIN
+            reason[i] = STALE
+    return last, count
+
+
+def tag_points(batch: Batch, ids: Mapping[str, int], stale: StaleRuns | None = None
+               ) -> Points:
+    """Every tag of every sample of ``batch`` as a point (``ids``: tag name -> id; a tag
+    without one is left out), judged point by point. A sample nobody answered gives
+    bad points (``no answer``). ``stale``: the runs of equal values so far, for tags with
+    ``stale_after`` (none given: nothing is marked stale); its ``pending`` is set."""
     n = len(batch)
     ms = np.fromiter((epoch_ms(dt) for dt in batch.capture_dts), np.int64, n)
     missing = _missing(batch)
+    dead = np.flatnonzero(batch.no_answer()).tolist()
+    runs = dict(stale.runs) if stale is not None else None
     parts: list[tuple] = []
     for tag in batch.cfg.tags:
         if tag.name not in ids:
@@ -140,9 +215,14 @@ def tag_points(batch: Batch, ids: Mapping[str, int]) -> Points:
         if tag.is_numeric:
             values, quality, reason = _numeric(batch, tag, lost)
             texts: Sequence[str | None] = [None] * n
+            if runs is not None and tag.stale_after is not None:
+                runs[tag.name] = _mark_stale(values, quality, reason, tag.stale_after,
+                                             runs.get(tag.name))
         else:
             texts, quality, reason = _text(batch, tag, lost)
             values = np.full(n, np.nan)
+        for i in dead:
+            reason[i] = NO_ANSWER
         parts.append((np.full(n, ids[tag.name], np.int64), ms, values, list(texts), quality,
                       reason))
     if not parts:
@@ -151,6 +231,8 @@ def tag_points(batch: Batch, ids: Mapping[str, int]) -> Points:
     points = Points(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                     np.concatenate([p[2] for p in parts]), [x for p in parts for x in p[3]],
                     np.concatenate([p[4] for p in parts]), [x for p in parts for x in p[5]])
+    if stale is not None:
+        stale.pending = runs
     return _last_per_key(points) if len(set(ms.tolist())) < n else points
 
 

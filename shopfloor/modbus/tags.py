@@ -66,6 +66,10 @@ class TagSpec(BaseModel):
     offset: float = 0.0
     min_value: float | None = Field(default=None, description="Lowest valid value")
     max_value: float | None = Field(default=None, description="Highest valid value")
+    stale_after: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="Readings a number may stay unchanged before its points are "
+        "uncertain (reason stale); default: never (docs/tags.md)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "TagSpec":
@@ -152,6 +156,8 @@ def _tag_problem(tag: TagSpec) -> str | None:  # noqa: C901 - a flat list of rul
         return f"min_value {tag.min_value} is above max_value {tag.max_value}"
     if tag.scale == 0:
         return "scale must not be 0"
+    if tag.stale_after is not None and not tag.is_numeric:
+        return "stale_after is for numbers, not string tags"
     return _order_problem(tag)
 
 

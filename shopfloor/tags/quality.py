@@ -7,6 +7,9 @@ NAMES = {GOOD: "good", UNCERTAIN: "uncertain", BAD: "bad"}
 # Reasons a point is bad (short, stable texts: dashboards and queries group by them).
 READ_FAILED = "read failed"
 NOT_FINITE = "not a finite number"
+NO_ANSWER = "no answer"  # the device answered no read of the sample: no value at all
+NO_VALUE = "no value"  # a migrated temperature_raw row held NULL in this column
+STALE = "stale"  # uncertain: the same value for the tag's ``stale_after`` readings
 
 
 def out_of_range(lo: float, hi: float) -> str:

@@ -1,7 +1,9 @@
 """Store and forward's forwarders under chains of kill -9, then a run that is not killed:
 every buffered reading in ``temperature_raw`` (or quarantined) and in the landing exactly
-once, nothing left pending. After each kill: no reading twice anywhere, every landed
-object whole. Backs docs/store_and_forward.md's exactly-once forwarding."""
+once, every sample's tag points in ``tag_samples`` (a sample the device did not answer:
+bad "no answer" points only), nothing left pending. After each kill: no reading twice
+anywhere, every landed object whole. Backs docs/store_and_forward.md's exactly-once
+forwarding and docs/tags.md's communication loss."""
 
 import json
 import shutil
@@ -22,7 +24,8 @@ from .harness import Kill, Schedule, draw_schedule, run_schedule, seeds
 POINTS = ("after_forward",)
 SOURCE = f"modbus:{target.DEVICE}"
 HOT_TIMES = {target.capture_times()[k] for k in target.HOT}
-VALID = set(target.capture_times()) - HOT_TIMES
+LOST_TIMES = {target.capture_times()[k] for k in target.LOST}
+VALID = set(target.capture_times()) - HOT_TIMES - LOST_TIMES
 
 
 def _at(value: object) -> datetime:
@@ -57,7 +60,7 @@ class ForwarderCase:
         rows, quarantined, landed = self._seen()
         for name, seen, allowed in (("temperature_raw", rows, VALID),
                                     ("quarantine", quarantined, HOT_TIMES),
-                                    ("landing", landed, set(target.capture_times()))):
+                                    ("landing", landed, set(target.capture_times()) - LOST_TIMES)):
             twice = [t for t, n in Counter(seen).items() if n > 1]
             assert not twice, f"{when}: {len(twice)} readings twice in {name}"
             assert set(seen) <= allowed, f"{when}: unexpected readings in {name}"
@@ -74,7 +77,19 @@ class ForwarderCase:
         self.check_visible("final")
         rows, quarantined, landed = self._seen()
         assert set(rows) == VALID and set(quarantined) == HOT_TIMES
-        assert sorted(landed) == target.capture_times()
+        assert sorted(landed) == sorted(set(target.capture_times()) - LOST_TIMES)
+        points = self._points()
+        assert len(points) == 2 * target.SAMPLES  # two tags, every slot, once (the key)
+        lost = {(ts, q, r) for ts, q, r in points if r == "no answer"}
+        assert {ts for ts, _, _ in lost} == LOST_TIMES and {q for _, q, _ in lost} == {0}
+
+    def _points(self) -> list[tuple[datetime, int, str | None]]:
+        s, tags = self.tables.tag_samples, self.tables.tags
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(
+                select(s.c.ts, s.c.quality, s.c.reason)
+                .select_from(s.join(tags, s.c.tag_id == tags.c.id))
+                .where(tags.c.device == target.DEVICE))]
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +111,8 @@ def _fresh(tmp_path: Path, pristine: Path, pg_url: str, pg_engine: Engine) -> Fo
         conn.execute(delete(tables.temperature_raw)
                      .where(tables.temperature_raw.c.loc_id == target.LOC))
         conn.execute(delete(tables.quarantine).where(tables.quarantine.c.source == SOURCE))
+        ids = select(tables.tags.c.id).where(tables.tags.c.device == target.DEVICE)
+        conn.execute(delete(tables.tag_samples).where(tables.tag_samples.c.tag_id.in_(ids)))
     root = tmp_path / "collector"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir()

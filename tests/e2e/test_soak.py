@@ -36,6 +36,7 @@ import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from shopfloor.modbus.simulator import free_port_run
 from tests.conftest import free_port
 from tests.e2e.servers import BIN, ROOT, api, clean_env, marked_pids, prefect_server, sh, stop
 from tests.pgcluster import PrivateCluster, private_cluster
@@ -376,9 +377,10 @@ def soak(tmp_path_factory, soak_db, warehouse, soak_s3, listener, prefect_db
 
 def test_the_chain_holds_for_its_run(soak: Soak, listener) -> None:
     env, shopfloor = soak.env, str(BIN / "shopfloor")
-    live_port, dead_port = free_port(), free_port()
+    live_port = free_port_run(4)
+    dead_port = free_port_run(1)
     while dead_port in range(live_port, live_port + 4):
-        dead_port = free_port()
+        dead_port = free_port_run(1)
     soak.simulator(live_port, 4, "sim-live")
     dead_sim = soak.simulator(dead_port, 1, "sim-dead")
     sh(env, shopfloor, "blocks", "bootstrap")

@@ -19,7 +19,6 @@ environment, then the cluster (``pg_ctl stop -m immediate``).
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -39,6 +38,7 @@ from sqlalchemy import create_engine, text
 from deployments.deploy import load_config, plan_deploy
 from deployments.operations import apply_overrides, automation_models, load_operations
 from deployments.worker import descendants
+from shopfloor.modbus.simulator import free_port_run
 from tests.conftest import free_port
 from tests.e2e.servers import BIN, ROOT, api, clean_env, marked_pids, prefect_server, sh
 from tests.pgcluster import PrivateCluster, private_cluster
@@ -153,21 +153,10 @@ def plant(tmp_path: Path) -> Iterator[Plant]:
         yield p
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _simulate(plant: Plant) -> tuple[int, Callable[[], None]]:
     """Two simulated PLCs on consecutive ports: the first port, and a wait until they
     serve."""
-    port = free_port()
-    while not all(_bindable(port + i) for i in range(len(DEVICES))):
-        port = free_port()
+    port = free_port_run(len(DEVICES))
     proc = plant.spawn("simulator", str(BIN / "shopfloor"), "simulate", "modbus", "--port",
                        str(port), "--devices", str(len(DEVICES)))
 

@@ -62,7 +62,8 @@ def test_check_reports_the_seed_schema_and_changes_nothing(pg_server_url, seed_e
         assert [f.kind for f in reports["location"].findings] == ["type", "key"]
         assert not all(r.ok for r in reports.values())
         again = list(init_databases(url=url, add_columns=True))
-        assert again[-1].endswith("no column missing")
+        assert again[-3].endswith("no column missing")
+        assert again[-1].endswith("tags created: 0")  # test_tag_migration.py: the rows
 
 
 def _seed_sqlite(path) -> None:
@@ -89,12 +90,14 @@ def test_upgrade_on_sqlite_adds_columns_and_keeps_the_rows(tmp_path, monkeypatch
     lines = list(init_databases(url=url, add_columns=True))
     assert [r.status for r in _reports(url, only).values()] == ["ok", "ok"]
     # The hourly table gets the (ymd, hh) index the window checks read by, once.
-    assert lines[-1].endswith("added: CREATE INDEX ix_temperature_ymd_hh ON temperature")
+    assert lines[-3].endswith("added: CREATE INDEX ix_temperature_ymd_hh ON temperature")
+    assert lines[-2].endswith("tag samples from temperature_raw: temperature 0, humidity 0, "
+                              "pcv_temperature 0 (0 added, 0 readings, 0 locations, 0 batches)")
     engine = make_engine(url)
     indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("temperature")}
     engine.dispose()
     assert indexes["ix_temperature_ymd_hh"] == ["ymd", "hh"]
-    assert list(init_databases(url=url, add_columns=True))[-1].endswith("no column missing")
+    assert list(init_databases(url=url, add_columns=True))[-3].endswith("no column missing")
     with sqlite3.connect(tmp_path / "seed.db") as con:
         row = con.execute("SELECT loc_id, temperature_max, humidity_avg, sample_count, "
                           "updated_at FROM temperature").fetchall()

@@ -185,3 +185,22 @@ def test_a_connection_reset_mid_read_is_a_failed_sample_not_a_lost_batch():
     assert stats.samples_ok == 6
     assert stats.samples_failed + stats.samples_skipped == 6
     assert any("ConnectionResetError" in e for e in stats.errors)
+
+
+def test_with_no_answer_a_failed_sample_goes_on_as_a_sample_without_payload():
+    """docs/tags.md, communication loss: the sink gets the slot (every tag missing) and
+    writes its no-answer points; it still counts as failed, and skipped slots (the
+    breaker) are not polled, so they give nothing."""
+    t = FakeTime(1000.0)
+    client = ResettingClient(lambda: round((t.now - 1000.0) / 5.0) < 6)
+    frames: list = []
+    taken: list = []
+    stats = capture_device(CFG, 12, 5.0, 1000.0, frames.append, clock=t.clock,
+                           sleep=t.sleep, client=client, on_sample=taken.append,
+                           no_answer=True)
+    lost = [ts.timestamp() for f in frames
+            for ts, dead in zip(f.capture_dts, f.no_answer().tolist(), strict=True) if dead]
+    assert stats.samples_ok == 6 and len(lost) == stats.samples_failed > 0
+    assert all(t_ > 1000.0 + 5.0 * 5 for t_ in lost)  # the slots after the reset
+    assert len(taken) == stats.samples_ok + stats.samples_failed  # the buffer gets them
+    assert [s.payloads for s in taken[6:]] == [{}] * stats.samples_failed

@@ -200,3 +200,16 @@ def test_a_maps_workarounds_are_checked_by_line_and_key(tmp_path: Path):
     path.write_text("tag: []\n")
     with pytest.raises(ShopfloorError, match="unknown section tag"):
         load_device_map(path)
+
+
+def test_stale_after_is_checked_in_the_map():
+    import pytest
+    from pydantic import ValidationError
+
+    from shopfloor.modbus.tags import TagSpec
+
+    assert TagSpec(name="t", column="t", address=0, stale_after=60).stale_after == 60
+    with pytest.raises(ValidationError, match="stale_after is for numbers, not string tags"):
+        TagSpec(name="s", column="s", address=0, data_type="string", length=2, stale_after=3)
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        TagSpec(name="t", column="t", address=0, stale_after=0)

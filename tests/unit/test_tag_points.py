@@ -109,3 +109,63 @@ def test_registering_is_idempotent_and_a_renamed_tag_keeps_its_id():
     assert moved[("dev", "air_temp")] == first[("dev", "temp")]
     assert moved[("dev", "new")] not in first.values() and count == 5
     assert np.unique(list(moved.values())).size == 5
+
+
+# -- stale values and samples nobody answered ------------------------------------------
+
+STALE_TAGS = (TagSpec(name="temp", column="temperature", address=0, data_type="float32",
+                      stale_after=2),
+              TagSpec(name="pressure", column="line_pressure", address=2, data_type="float32"))
+STALE_CFG = DeviceConfig(name="dev", loc_id="L1", tags=STALE_TAGS)
+
+
+def _stale_batch(temps, start=0, missing=None):
+    n = len(temps)
+    return batch_of(STALE_CFG, [T0 + timedelta(seconds=start + k) for k in range(n)],
+                    {"temperature": temps, "line_pressure": [1.0] * n},
+                    missing or [""] * n)
+
+
+def test_a_value_unchanged_for_stale_after_readings_is_uncertain_across_batches():
+    from shopfloor.modbus.tag_points import StaleRuns
+    from shopfloor.tags.quality import STALE, UNCERTAIN
+
+    ids = {"temp": 1, "pressure": 2}
+    runs = StaleRuns()
+    batch = _stale_batch([5.0, 5.0, 5.0, 5.0, 6.0])
+    first = _by_tag(tag_points(batch, ids, runs))
+    # unchanged for 2 readings: the third equal reading and those after it
+    assert [(q, r) for *_, q, r in first[1]] == [(GOOD, None)] * 2 + [(UNCERTAIN, STALE)] * 2 \
+        + [(GOOD, None)]
+    assert all(v == 5.0 for v, *_ in first[1][:4])  # the value is kept
+    assert {q for *_, q, _ in first[2]} == {GOOD}  # no stale_after: never stale
+    # the write failed and is retried: the same verdicts, the runs moved once
+    assert _by_tag(tag_points(batch, ids, runs)) == first
+    assert runs.runs == {} and runs.pending == {"temp": (6.0, 1)}
+    runs.commit()
+    later = tag_points(_stale_batch([6.0, 6.0, math.nan, 6.0], start=5), ids, runs)
+    # 6.0 continues its run from the last batch; a sample without the value ends it
+    assert [int(q) for q in later.quality[:4]] == [GOOD, UNCERTAIN, BAD, GOOD]
+
+
+def test_a_sample_nobody_answered_is_a_bad_point_per_tag_and_no_reading():
+    from shopfloor.modbus.planning import plan_requests
+    from shopfloor.modbus.readings import RawSample, decode_batch
+    from shopfloor.modbus.sink import judge
+    from shopfloor.tags.quality import NO_ANSWER
+
+    plan = plan_requests(list(STALE_TAGS), 125, 10, 2000)
+    words = {0: [0x4120, 0, 0x3F80, 0]}  # 10.0 and 1.0 (float32, ABCD)
+    samples = [RawSample(T0, words), RawSample(T0 + timedelta(seconds=1), {}),
+               RawSample(T0 + timedelta(seconds=2), words)]
+    batch = decode_batch(STALE_CFG, plan, samples)
+    assert batch.no_answer().tolist() == [False, True, False]
+    got = _by_tag(tag_points(batch, {"temp": 1, "pressure": 2}))
+    for tag in (1, 2):
+        assert [q for *_, q, _ in got[tag]] == [GOOD, BAD, GOOD]
+        assert got[tag][1][3] == NO_ANSWER and math.isnan(got[tag][1][0])
+    judged = judge(batch, lambda: None)
+    assert judged.keep.tolist() == [True, False, True] and not judged.quarantined
+    assert judged.lost.tolist() == [False, True, False]
+    answered, inner = judged.answered(batch)
+    assert len(answered) == 2 and inner.keep.tolist() == [True, True]

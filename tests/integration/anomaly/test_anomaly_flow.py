@@ -1,8 +1,9 @@
 """anomaly-detection on real PostgreSQL behind a real block: findings stored, rerun silent."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -13,6 +14,7 @@ from flows.anomaly_detection import detect_anomalies
 from shopfloor.anomaly.findings import Finding
 from shopfloor.anomaly.synthetic import synthetic_year
 from shopfloor.db.engine import init_db
+from shopfloor.tags.registry import TagInfo, register_tags
 from tasks import anomaly as anomaly_tasks
 
 
@@ -51,7 +53,7 @@ def test_findings_are_stored_and_announced_once(pg_engine, warehouse, emitted):
     with pg_engine.begin() as conn:
         conn.execute(insert(tables.temperature_hourly), rows)
     kw = {"start": datetime(2024, 1, 1), "end": datetime(2025, 1, 1), "target_db": block,
-          "timezone": "UTC"}
+          "timezone": "UTC", "series": "measures"}
     first = detect_anomalies(**kw)
     with pg_engine.connect() as conn:
         stored = conn.execute(select(tables.anomaly)).mappings().all()
@@ -112,3 +114,47 @@ def test_finding_rows_round_trip(pg_engine, warehouse):
     with pg_engine.begin() as conn:
         assert insert_findings(conn, tables, [f, f], "run", datetime.now(UTC)) == [f]
         assert insert_findings(conn, tables, [f], "run", datetime.now(UTC)) == []
+
+
+def test_a_spike_on_any_tag_is_found_with_its_settings_and_announced_once(
+        pg_engine, warehouse, emitted):
+    """Tags' hourly rows (tag_hourly, as the hourly flow's roll-up writes them): a planted
+    spike on a pressure tag is found and stored under the tag; its unit's settings can
+    silence it; a rerun announces nothing twice."""
+    tables, block = warehouse
+    device = f"plc-{uuid.uuid4().hex[:8]}"
+    infos = [TagInfo(name, device, "L900", unit, "float32", None, f"holding:{i}")
+             for i, (name, unit) in enumerate([("line_pressure", "bar"), ("motor_current", "A")])]
+    with pg_engine.begin() as conn:
+        conn.execute(tables.tag_hourly.delete())
+        ids = register_tags(conn, tables.tags, infos)
+        rows = []
+        start = datetime(2024, 1, 1, tzinfo=UTC)
+        for (_, name), tag_id in ids.items():
+            rng = np.random.default_rng(tag_id)
+            level = 6.0 if name == "line_pressure" else 12.0
+            for h in range(40 * 24):
+                v = float(level + 3 * np.sin(2 * np.pi * h / 24) + rng.normal(0, 0.02))
+                v += 4.0 if (name, h) == ("line_pressure", 37 * 24 + 5) else 0.0
+                rows.append({"tag_id": tag_id, "period_start": start + timedelta(hours=h),
+                             "sample_count": 3600, "good_count": 3600, "value_count": 3600,
+                             "value_sum": v * 3600, "value_min": v, "value_max": v,
+                             "value_avg": v, "first_ts": None, "first_value": v,
+                             "last_ts": None, "last_value": v,
+                             "updated_at": datetime.now(UTC)})
+        conn.execute(insert(tables.tag_hourly), rows)
+    kw = {"start": datetime(2024, 2, 5), "end": datetime(2024, 2, 10), "target_db": block,
+          "timezone": "UTC", "series": "tags"}
+    quiet = detect_anomalies(**kw, tag_settings={"unit:bar": {"spike_threshold": 1000,
+                                                              "deviation_threshold": 1000}})
+    assert quiet["findings"] == 0
+    first = detect_anomalies(**kw)
+    pressure = ids[(device, "line_pressure")]
+    with pg_engine.connect() as conn:
+        stored = conn.execute(select(tables.anomaly)).mappings().all()
+    assert sorted((r["kind"], r["loc_id"], r["measure"]) for r in stored) == [
+        ("deviation", "L900", f"tag:{pressure}"), ("spike", "L900", f"tag:{pressure}")]
+    assert first["new"] == first["events"] == len(emitted) == 2
+    assert {e["shopfloor.tag"] for e in emitted} == {"line_pressure"}
+    again = detect_anomalies(**kw)
+    assert (again["findings"], again["new"], again["events"]) == (2, 0, 0)

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from prefect.exceptions import ParameterTypeError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from flows.s3_compaction import register_s3_keys, s3_compaction
 from shopfloor.errors import ShopfloorError
@@ -44,6 +44,9 @@ def test_end_to_end_on_s3_then_a_rerun_changes_nothing(
         meta_block, s3_blocks, write_objects, pg_engine, registry):
     raw, lake = s3_blocks
     write_objects(raw, _batch())
+    with pg_engine.begin() as conn:  # other tests of the session compact BRCB too
+        registry.tags.create(conn, checkfirst=True)
+        conn.execute(delete(registry.tags).where(registry.tags.c.device == "json:BRCB"))
     counts = register_s3_keys(raw_logs="cmp-raw-s3", distrik="BRCB", metadata_db=META)
     assert {k: counts[k] for k in ("listed", "json", "new", "known", "no_district")} == {
         "listed": 10, "json": 9, "new": 9, "known": 0, "no_district": 0}
@@ -62,6 +65,14 @@ def test_end_to_end_on_s3_then_a_rerun_changes_nothing(
                                 registry.quarantine.c.record)).all()
     assert [(s, json.loads(r)["seq"]) for s, r in q] == [
         ("s3_compaction:plc1/2025112000/bad-records.json", 99)]
+    # The records' fields are the district's tags, registered once (heartbeat is time).
+    with pg_engine.connect() as conn:
+        tags = conn.execute(select(registry.tags.c.device, registry.tags.c.name,
+                                   registry.tags.c.data_type)
+                            .where(registry.tags.c.device == "json:BRCB")
+                            .order_by(registry.tags.c.name)).all()
+    assert tags == [("json:BRCB", "device", "varchar"), ("json:BRCB", "obj", "bigint"),
+                    ("json:BRCB", "seq", "bigint"), ("json:BRCB", "temperature", "double")]
 
     before = _lake_listing(lake)
     again = register_s3_keys(raw_logs="cmp-raw-s3", distrik="BRCB", metadata_db=META)

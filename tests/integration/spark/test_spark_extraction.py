@@ -257,3 +257,11 @@ def test_each_published_month_leaves_a_quality_row(historian_block, lake_block, 
     for row, result in zip(rows, results, strict=True):
         assert (row["rows_in"], row["expected"]) == (result.written_rows, result.source_rows)
         assert row["rows_in"] > 0 and row["overall"] == 1.0 == result.q_overall
+    # The matching historian tags are registered in quality_db's tag registry, once.
+    te = tables.sqlth_te
+    with pg_engine.connect() as conn:
+        paths = {r.tagpath: r.id for r in conn.execute(
+            select(te.c.tagpath, te.c.id).where(te.c.tagpath.like("line1/%")).order_by(te.c.id))}
+        registered = {r.name: r.source_name for r in conn.execute(
+            select(tables.tags).where(tables.tags.c.device == historian_block))}
+    assert paths and registered == {p: f"sqlth_te:{i}" for p, i in paths.items()}
