@@ -313,7 +313,9 @@ def trend_panel(conn, tables: Tables, chosen: pd.DataFrame, quality: pd.DataFram
     chart = shown.assign(time=wall_clock(shown["bucket_start"], tz),
                          unit=shown["tag_id"].map(units))
     for unit, part in chart.groupby("unit", sort=True):
-        st.altair_chart(trend_chart(part, unit), width="stretch")
+        # A keyed container names the chart in the page (the browser test finds it so).
+        with st.container(key=f"tag-trend-{unit}"):
+            st.altair_chart(trend_chart(part, unit), width="stretch")
     table = shown.drop(columns=["tag_id", "worst"])
     st.dataframe(table, hide_index=True, width="stretch")
     export(table, "tag_trend")
