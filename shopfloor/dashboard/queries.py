@@ -271,11 +271,18 @@ TAG_QUALITY_COLUMNS = ["tag_id", "name", "device", "unit", "data_type", "points"
                        "latest_quality", "latest_reason"]
 
 
-def _quality_counts(quality: ColumnElement) -> list[ColumnElement]:
+def _not_good_counts(quality: ColumnElement) -> list[ColumnElement]:
     # OPC's ranges, not only the three codes capture writes: 192-255 good, 64-191
     # uncertain, 0-63 bad, so a source's sub-status codes count in the right class.
+    # Good is the rest (points - uncertain - bad, in Python): one CASE fewer per row.
     return [func.coalesce(func.sum(case((cond, 1), else_=0)), 0) for cond in (
-        quality >= GOOD, (quality >= UNCERTAIN) & (quality < GOOD), quality < UNCERTAIN)]
+        (quality >= UNCERTAIN) & (quality < GOOD), quality < UNCERTAIN)]
+
+
+def _with_good(df: pd.DataFrame) -> pd.DataFrame:
+    df.insert(df.columns.get_loc("uncertain"), "good",
+              (df["points"] - df["uncertain"] - df["bad"]).astype("int64"))
+    return df
 
 
 def tags(conn: Connection, tables: Tables, locations: Sequence[str | None] = (),
@@ -313,11 +320,12 @@ def tag_trend(conn: Connection, tables: Tables, tag_ids: Sequence[int], start: d
     bucket = time_bucket(s.c.ts, width_seconds)
     stmt = (select(s.c.tag_id, bucket, func.count(), func.count(s.c.value),
                    func.min(s.c.value), func.avg(s.c.value), func.max(s.c.value),
-                   *_quality_counts(s.c.quality))
+                   *_not_good_counts(s.c.quality))
             .where(s.c.tag_id.in_([int(i) for i in tag_ids]), s.c.ts >= start, s.c.ts < end)
             .group_by(s.c.tag_id, bucket)
             .order_by(s.c.tag_id, bucket))
-    df = _frame(conn.execute(stmt).all() if tag_ids else [], TREND_COLUMNS)
+    df = _with_good(_frame(conn.execute(stmt).all() if tag_ids else [],
+                           [c for c in TREND_COLUMNS if c != "good"]))
     df["bucket_start"] = pd.to_datetime(
         [bucket_start(b, width_seconds) for b in df["bucket_start"]], utc=True)
     for col in ("value_min", "value_avg", "value_max"):
@@ -380,8 +388,8 @@ def tag_quality(conn: Connection, tables: Tables, location: str | None, start: d
         return _frame([], TAG_QUALITY_COLUMNS)
     here = t.c.location.is_(None) if location is None else t.c.location == location
     counts = (select(s.c.tag_id, func.count().label("points"),
-                     *(c.label(n) for c, n in zip(_quality_counts(s.c.quality),
-                                                  ("good", "uncertain", "bad"), strict=True)))
+                     *(c.label(n) for c, n in zip(_not_good_counts(s.c.quality),
+                                                  ("uncertain", "bad"), strict=True)))
               .where(s.c.tag_id.in_(select(t.c.id).where(here)), s.c.ts >= start,
                      s.c.ts < end)
               .group_by(s.c.tag_id)
@@ -391,12 +399,13 @@ def tag_quality(conn: Connection, tables: Tables, location: str | None, start: d
     latest = [newest.with_only_columns(s.c[c]).scalar_subquery()
               for c in ("ts", "value", "text_value", "quality", "reason")]
     stmt = (select(t.c.id, t.c.name, t.c.device, t.c.unit, t.c.data_type,
-                   *(func.coalesce(counts.c[c], 0)
-                     for c in ("points", "good", "uncertain", "bad")), *latest)
+                   *(func.coalesce(counts.c[c], 0) for c in ("points", "uncertain", "bad")),
+                   *latest)
             .select_from(t.outerjoin(counts, counts.c.tag_id == t.c.id))
             .where(here)
             .order_by(t.c.device, t.c.name))
-    df = _frame(conn.execute(stmt).all(), TAG_QUALITY_COLUMNS)
+    df = _with_good(_frame(conn.execute(stmt).all(),
+                           [c for c in TAG_QUALITY_COLUMNS if c != "good"]))
     df["latest_ts"] = pd.to_datetime(df["latest_ts"], utc=True)
     df["latest_value"] = df["latest_value"].astype("float64")
     return df
