@@ -376,9 +376,12 @@ def tag_changes(conn: Connection, tables: Tables, tag_ids: Sequence[int], start:
 def tag_quality(conn: Connection, tables: Tables, location: str | None, start: datetime,
                 end: datetime) -> pd.DataFrame:
     """Every tag of ``location`` (``None``: tags without one) with its points in
-    ``[start, end)`` counted by quality (one GROUP BY over the key ranges of the
-    location's tags), and its latest point before ``end`` (looked up through the key,
-    however old). A tag without points in the range has zero counts.
+    ``[start, end)`` counted by quality, and its latest point before ``end`` (however
+    old). Two statements: the counts are one GROUP BY over the join of the location's
+    tags to their key ranges; the tags and their latest points are one row per tag with
+    a key lookup each. (One statement joining the counts as a subquery let PostgreSQL,
+    misjudging a small ``tags`` table, run the whole count once per tag.) A tag without
+    points in the range has zero counts.
 
     Columns: tag_id, name, device, unit, data_type, points, good, uncertain, bad,
     latest_ts (UTC), latest_value, latest_text, latest_quality, latest_reason.
@@ -387,24 +390,21 @@ def tag_quality(conn: Connection, tables: Tables, location: str | None, start: d
     if not table_exists(conn, t):
         return _frame([], TAG_QUALITY_COLUMNS)
     here = t.c.location.is_(None) if location is None else t.c.location == location
-    counts = (select(s.c.tag_id, func.count().label("points"),
-                     *(c.label(n) for c, n in zip(_not_good_counts(s.c.quality),
-                                                  ("uncertain", "bad"), strict=True)))
-              .where(s.c.tag_id.in_(select(t.c.id).where(here)), s.c.ts >= start,
-                     s.c.ts < end)
-              .group_by(s.c.tag_id)
-              .subquery())
+    counted = conn.execute(
+        select(s.c.tag_id, func.count(), *_not_good_counts(s.c.quality))
+        .select_from(t.join(s, s.c.tag_id == t.c.id))
+        .where(here, s.c.ts >= start, s.c.ts < end)
+        .group_by(s.c.tag_id)).all()
+    counts = {int(r[0]): tuple(int(x) for x in r[1:]) for r in counted}
     newest = select(s).where(s.c.tag_id == t.c.id, s.c.ts < end) \
         .order_by(s.c.ts.desc()).limit(1)
     latest = [newest.with_only_columns(s.c[c]).scalar_subquery()
               for c in ("ts", "value", "text_value", "quality", "reason")]
-    stmt = (select(t.c.id, t.c.name, t.c.device, t.c.unit, t.c.data_type,
-                   *(func.coalesce(counts.c[c], 0) for c in ("points", "uncertain", "bad")),
-                   *latest)
-            .select_from(t.outerjoin(counts, counts.c.tag_id == t.c.id))
-            .where(here)
-            .order_by(t.c.device, t.c.name))
-    df = _with_good(_frame(conn.execute(stmt).all(),
+    rows = conn.execute(
+        select(t.c.id, t.c.name, t.c.device, t.c.unit, t.c.data_type, *latest)
+        .where(here).order_by(t.c.device, t.c.name)).all()
+    df = _with_good(_frame([(*r[:5], *counts.get(int(r[0]), (0, 0, 0)), *r[5:])
+                            for r in rows],
                            [c for c in TAG_QUALITY_COLUMNS if c != "good"]))
     df["latest_ts"] = pd.to_datetime(df["latest_ts"], utc=True)
     df["latest_value"] = df["latest_value"].astype("float64")
