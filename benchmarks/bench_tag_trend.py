@@ -13,8 +13,9 @@ Then, median of ``--repeat`` runs each, one connection per run:
    of ``trend_width(range)``: 3 h for 30 days, 240 rows), its quality marks, and the
    quality per tag of the location, over 30 days and over 24 h (the page's default);
 2. the baselines on the same rows: the bare ``GROUP BY`` written by hand (min, avg,
-   max per bucket, nothing else: what the database cannot avoid) and fetching every
-   point of the range to draw it without pushdown (``SELECT ts, value, quality``);
+   max per bucket, nothing else: what the database cannot avoid; run in turn with the
+   trend, so the machine's load hits both alike) and fetching every point of the range
+   to draw it without pushdown (``SELECT ts, value, quality``);
 3. the plan of the trend query (``EXPLAIN (ANALYZE, BUFFERS)``), to show which index
    it uses;
 4. all of it again with a covering index ``(tag_id, ts) INCLUDE (value, quality)``
@@ -30,6 +31,7 @@ the local PostgreSQL) is dropped at the end.
 
 import argparse
 import os
+import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -138,11 +140,14 @@ def measure(engine: Engine, tables: Tables, end: datetime, repeat: int, title: s
     print(f"\n{title}\nquery (median of {repeat}) | rows | ms | bare GROUP BY ms | ratio")
     for name, (ours, base) in cases(engine, tables, end).items():
         rows = len(ours())
-        ms = median_ms(ours, repeat if "fetch" not in name else max(1, repeat // 2))
         if base is None:
+            ms = median_ms(ours, repeat if "fetch" not in name else max(1, repeat // 2))
             print(f"{name} | {rows:,} | {ms:.1f} | |", flush=True)
             continue
-        bare_ms = median_ms(base, repeat)
+        base()  # warm both the same way
+        # One run of each in turn, so a load change on the machine hits both alike.
+        pairs = [(median_ms(ours, 1), median_ms(base, 1)) for _ in range(repeat)]
+        ms, bare_ms = (statistics.median(p) for p in zip(*pairs, strict=True))
         print(f"{name} | {rows:,} | {ms:.1f} | {bare_ms:.1f} | {ms / bare_ms:.2f}x", flush=True)
     print("plan of the trend, 30 days:")
     for line in plan(engine, tables, end):
