@@ -377,11 +377,12 @@ def tag_quality(conn: Connection, tables: Tables, location: str | None, start: d
                 end: datetime) -> pd.DataFrame:
     """Every tag of ``location`` (``None``: tags without one) with its points in
     ``[start, end)`` counted by quality, and its latest point before ``end`` (however
-    old). Two statements: the counts are one GROUP BY over the join of the location's
-    tags to their key ranges; the tags and their latest points are one row per tag with
-    a key lookup each. (One statement joining the counts as a subquery let PostgreSQL,
-    misjudging a small ``tags`` table, run the whole count once per tag.) A tag without
-    points in the range has zero counts.
+    old). Two statements: the tags and their latest points, one row per tag with a key
+    lookup each; then the counts, one GROUP BY over the samples of those tag ids (bound
+    values, so PostgreSQL judges from its statistics of ``tag_samples`` how much of the
+    table they are: key ranges for a short range, one sequential pass for a month of
+    every tag). A join to ``tags`` instead let it, misjudging a small ``tags`` table,
+    scan the samples once per tag. A tag without points in the range has zero counts.
 
     Columns: tag_id, name, device, unit, data_type, points, good, uncertain, bad,
     latest_ts (UTC), latest_value, latest_text, latest_quality, latest_reason.
@@ -390,12 +391,6 @@ def tag_quality(conn: Connection, tables: Tables, location: str | None, start: d
     if not table_exists(conn, t):
         return _frame([], TAG_QUALITY_COLUMNS)
     here = t.c.location.is_(None) if location is None else t.c.location == location
-    counted = conn.execute(
-        select(s.c.tag_id, func.count(), *_not_good_counts(s.c.quality))
-        .select_from(t.join(s, s.c.tag_id == t.c.id))
-        .where(here, s.c.ts >= start, s.c.ts < end)
-        .group_by(s.c.tag_id)).all()
-    counts = {int(r[0]): tuple(int(x) for x in r[1:]) for r in counted}
     newest = select(s).where(s.c.tag_id == t.c.id, s.c.ts < end) \
         .order_by(s.c.ts.desc()).limit(1)
     latest = [newest.with_only_columns(s.c[c]).scalar_subquery()
@@ -403,6 +398,12 @@ def tag_quality(conn: Connection, tables: Tables, location: str | None, start: d
     rows = conn.execute(
         select(t.c.id, t.c.name, t.c.device, t.c.unit, t.c.data_type, *latest)
         .where(here).order_by(t.c.device, t.c.name)).all()
+    ids = [int(r[0]) for r in rows]
+    counted = conn.execute(
+        select(s.c.tag_id, func.count(), *_not_good_counts(s.c.quality))
+        .where(s.c.tag_id.in_(ids), s.c.ts >= start, s.c.ts < end)
+        .group_by(s.c.tag_id)).all() if ids else []
+    counts = {int(r[0]): tuple(int(x) for x in r[1:]) for r in counted}
     df = _with_good(_frame([(*r[:5], *counts.get(int(r[0]), (0, 0, 0)), *r[5:])
                             for r in rows],
                            [c for c in TAG_QUALITY_COLUMNS if c != "good"]))
