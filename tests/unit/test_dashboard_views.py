@@ -76,6 +76,13 @@ def test_bucket_index_round_trips_to_its_start():
         time_bucket(get_tables().temperature_raw.c.capture_dt, 0)
 
 
+def test_the_bucket_width_is_part_of_the_statement_cache_key():
+    ts = get_tables().tag_samples.c.ts
+    keys = {w: select(time_bucket(ts, w))._generate_cache_key() for w in (300, 10800)}
+    assert keys[300] != keys[10800]
+    assert select(time_bucket(ts, 300))._generate_cache_key() == keys[300]
+
+
 @pytest.mark.parametrize(("dialect", "expected"), [
     (postgresql.dialect(), "CAST(floor(EXTRACT(EPOCH FROM temperature_raw.capture_dt) / 300)"
                            " AS BIGINT)"),

@@ -209,3 +209,17 @@ def test_a_warehouse_without_the_tag_tables_shows_no_tags(wh):
     with wh.engine.connect() as conn:
         assert q.tags(conn, wh.tables).empty
         assert q.tag_quality(conn, wh.tables, "L1", START, NOW).empty
+
+
+def test_another_range_gets_its_own_bucket_width_from_the_same_engine(known):
+    """The width is inline SQL: a statement cached for one width must not serve another."""
+    wh, rows = known
+    with wh.engine.connect() as conn:
+        fine = q.tag_trend(conn, wh.tables, [PRESSURE], START, NOW, WIDTH)
+        coarse = q.tag_trend(conn, wh.tables, [PRESSURE], START, NOW, 3600)
+        marks = q.tag_marks(conn, wh.tables, [PRESSURE], START, NOW, 3600)
+    assert len(fine) == 8
+    assert list(coarse["bucket_start"]) == [START, START + timedelta(hours=1)]
+    assert list(coarse["points"]) == [60, 60]
+    assert marks["points"].sum() == sum(r["quality"] < GOOD for r in in_range(rows, PRESSURE))
+    assert set(marks["bucket_start"]) == {START, START + timedelta(hours=1)}
