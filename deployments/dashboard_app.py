@@ -335,8 +335,9 @@ def trend_chart(df: pd.DataFrame, unit: str) -> alt.LayerChart:
                         scale=alt.Scale(domain=["uncertain", "bad"],
                                         range=["#f0a30a", "#d62728"])),
         tooltip=["tag", "time", "points", "uncertain", "bad", "reasons"])
-    return alt.layer(band, line, marks).resolve_scale(color="independent").properties(
-        height=280)
+    # Band and line share the tags' colours (one legend); the marks have their own.
+    return alt.layer(alt.layer(band, line), marks).resolve_scale(
+        color="independent").properties(height=280)
 
 
 def changes_panel(conn, tables: Tables, chosen: pd.DataFrame, quality: pd.DataFrame,

@@ -159,6 +159,12 @@ def test_the_picker_finds_a_pressure_tag_and_the_trend_shows_its_values(served):
         page.locator(".st-key-tag-trend-bar [data-testid=stVegaLiteChart]") \
             .locator("canvas, svg").first.wait_for()
         errors = page.get_by_test_id("stException").all_inner_texts()
+        if os.environ.get("SHOPFLOOR_SCREENSHOT") == "1":
+            page.set_viewport_size({"width": 1400, "height": 1500})
+            page.get_by_text("Tags", exact=True).evaluate(
+                "e => e.scrollIntoView({block: 'start'})")
+            page.wait_for_timeout(2000)  # the chart redraws at the new size
+            page.screenshot(path=str(ROOT / "docs" / "img" / "dashboard_tags.png"))
         with page.expect_download() as download:
             page.get_by_role("button", name="CSV: tag_trend").click()
         trend = pd.read_csv(download.value.path())
