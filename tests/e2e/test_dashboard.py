@@ -127,7 +127,7 @@ def test_the_page_shows_the_databases_numbers(dashboard):
 
 
 def test_the_picker_finds_a_pressure_tag_and_the_trend_shows_its_values(served):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     url, warehouse, _, now = served
     expected = expected_tag(warehouse, now)
@@ -138,18 +138,11 @@ def test_the_picker_finds_a_pressure_tag_and_the_trend_shows_its_values(served):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         picker = page.get_by_test_id("stMultiSelect").filter(has_text="Tags (4 found)")
-        picker.wait_for(timeout=90_000)
-        # Typing while the first run still draws would be lost in the redraw: wait it out.
+        # The first run is over when its last panel is drawn and Streamlit is idle:
+        # typing while it still draws could be lost in the redraw.
+        page.get_by_role("button", name="CSV: tag_quality").wait_for(timeout=90_000)
         page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=60_000)
-        box = picker.get_by_role("combobox")
-        box.click()
-        box.press_sequentially("pressure", delay=50)  # what a plant engineer types
-        # The list redraws as it filters, so pick the one match by keyboard, not by click.
-        page.get_by_role("option").filter(has_text=tag).wait_for()
-        expect(page.get_by_role("option")).to_have_count(1)
-        box.press("Enter")
-        picker.get_by_test_id("stMultiSelectTagsContainer").get_by_text(tag).wait_for()
-        box.press("Escape")
+        pick(page, picker, "pressure", tag)  # what a plant engineer types
         page.get_by_test_id("stMetricLabel").get_by_text(f"{tag} not good", exact=True) \
             .wait_for(timeout=120_000)
         page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=60_000)
@@ -181,6 +174,33 @@ def test_the_picker_finds_a_pressure_tag_and_the_trend_shows_its_values(served):
     marked = trend.dropna(subset=["reasons"])
     assert sorted(marked["reasons"]) == ["bad 1: out of range [0, 8]"] * 2 + [
         "uncertain 1: stale"]
+
+
+def pick(page, picker, typed: str, option: str, attempts: int = 3) -> None:
+    """Type ``typed`` into a Streamlit multiselect and pick the one option it leaves.
+    The list redraws as it filters, so the option is taken by keyboard, not by click; on a
+    loaded machine an Enter can land before the list has settled, so it is tried again
+    until the option shows as picked."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+
+    box = picker.get_by_role("combobox")
+    chip = picker.get_by_test_id("stMultiSelectTagsContainer").get_by_text(option)
+    for _ in range(attempts):
+        if chip.count():
+            break
+        box.click()
+        box.fill("")
+        box.press_sequentially(typed, delay=50)
+        page.get_by_role("option").filter(has_text=option).wait_for()
+        expect(page.get_by_role("option")).to_have_count(1)
+        box.press("Enter")
+        try:
+            chip.wait_for(timeout=10_000)
+        except PlaywrightTimeout:
+            continue
+    chip.wait_for()  # picked, or the last attempt's error
+    box.press("Escape")
 
 
 def screenshot(page) -> None:
