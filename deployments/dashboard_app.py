@@ -23,13 +23,24 @@ from shopfloor.dashboard.views import (
     local_day_start,
     local_days,
     local_ymd,
+    quality_class,
+    tag_label,
+    trend_marks,
+    trend_summary,
+    trend_width,
     wall_clock,
+    width_text,
 )
 from shopfloor.db.schema import Tables, configured_tables
 from shopfloor.errors import ShopfloorError
 
 NO_DATA = "no data yet"
 LOOKBACK = timedelta(hours=1)
+NO_TAGS = "no tags yet (capture registers a device's tags; `shopfloor tags import`)"
+TREND_RANGES = {"1 hour": timedelta(hours=1), "6 hours": timedelta(hours=6),
+                "24 hours": timedelta(days=1), "7 days": timedelta(days=7),
+                "30 days": timedelta(days=30)}
+NONE = "(none)"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -232,6 +243,159 @@ def forward_panel(backlog: pd.DataFrame) -> None:
     export(shown, "forward_backlog")
 
 
+def tags_section(conn, tables: Tables, tz: ZoneInfo, now: datetime) -> None:
+    """The tag picker (location, devices, units, tags), the picked tags' trends or
+    changes, and the quality of every tag of the location (docs/dashboard.md)."""
+    st.header("Tags")
+    registry = q.tags(conn, tables)
+    if registry.empty:
+        st.info(NO_TAGS)
+        return
+    cols = st.columns(4)
+    locations = sorted({_option(x) for x in registry["location"]})
+    location = cols[0].selectbox("Tag location", locations)
+    here = registry[registry["location"].map(_option) == location]
+    devices = cols[1].multiselect("Tag devices", sorted(set(here["device"])),
+                                  placeholder="all devices")
+    units = cols[2].multiselect("Tag units", sorted({_option(x) for x in here["unit"]}),
+                                placeholder="all units")
+    span = TREND_RANGES[cols[3].selectbox("Tag range", list(TREND_RANGES), index=2)]
+    loc = None if location == NONE else location
+    found = q.tags(conn, tables, [loc], devices, [None if u == NONE else u for u in units])
+    labels = {int(r.tag_id): tag_label(r.name, r.device, r.unit) for r in found.itertuples()}
+    picked = st.multiselect(f"Tags ({len(labels)} found)", list(labels),
+                            format_func=labels.__getitem__, placeholder="pick tags to trend")
+    start = now - span
+    quality = q.tag_quality(conn, tables, loc, start, now)
+    if picked:
+        chosen = found[found["tag_id"].isin(picked)]
+        text = chosen["data_type"] == "string"
+        trend_panel(conn, tables, chosen[~text], quality, labels, start, now, tz)
+        changes_panel(conn, tables, chosen[text], quality, labels, start, now, tz)
+    quality_per_tag_panel(quality, location, span, tz)
+
+
+def _option(value: str | None) -> str:
+    return NONE if value is None or pd.isna(value) else str(value)
+
+
+def trend_panel(conn, tables: Tables, chosen: pd.DataFrame, quality: pd.DataFrame,
+                labels: dict[int, str], start: datetime, now: datetime, tz: ZoneInfo) -> None:
+    if chosen.empty:
+        return
+    ids = [int(i) for i in chosen["tag_id"]]
+    width = trend_width((now - start).total_seconds())
+    st.subheader(f"Trend ({width_text(width)} buckets: min/max band, average line, "
+                 "marks where points are not good)")
+    trend = q.tag_trend(conn, tables, ids, start, now, width)
+    marks = q.tag_marks(conn, tables, ids, start, now, width)
+    latest = quality.set_index("tag_id")
+    summary = trend_summary(trend).set_index("tag_id")
+    for tag_id in ids:
+        cols = st.columns(4)
+        have = tag_id in summary.index
+        latest_value = latest["latest_value"].get(tag_id) if tag_id in latest.index else None
+        cols[0].metric(f"{labels[tag_id]} latest", _number(latest_value),
+                       help=_latest_help(latest, tag_id, tz))
+        cols[1].metric(f"{labels[tag_id]} min", _number(summary.at[tag_id, "value_min"]
+                                                        if have else None))
+        cols[2].metric(f"{labels[tag_id]} max", _number(summary.at[tag_id, "value_max"]
+                                                        if have else None))
+        cols[3].metric(f"{labels[tag_id]} not good",
+                       int(summary.at[tag_id, "not_good"]) if have else 0,
+                       help="uncertain and bad points in the range")
+    if trend.empty:
+        st.info(NO_DATA)
+        return
+    shown = trend_marks(trend, marks)
+    shown.insert(1, "tag", shown["tag_id"].map(labels))
+    units = chosen.set_index("tag_id")["unit"].map(_option)
+    chart = shown.assign(time=wall_clock(shown["bucket_start"], tz),
+                         unit=shown["tag_id"].map(units))
+    for unit, part in chart.groupby("unit", sort=True):
+        # A keyed container names the chart in the page (the browser test finds it so).
+        with st.container(key=f"tag-trend-{unit}"):
+            st.altair_chart(trend_chart(part, unit), width="stretch")
+    table = shown.drop(columns=["tag_id", "worst"])
+    st.dataframe(table, hide_index=True, width="stretch")
+    export(table, "tag_trend")
+
+
+def trend_chart(df: pd.DataFrame, unit: str) -> alt.LayerChart:
+    x = alt.X("time:T", title="time")
+    band = alt.Chart(df).mark_area(opacity=0.25).encode(
+        x=x, y=alt.Y("value_min:Q", title=unit), y2="value_max:Q", color="tag:N")
+    line = alt.Chart(df).mark_line(point=len(df) < 60).encode(
+        x=x, y="value_avg:Q", color="tag:N",
+        tooltip=["tag", "time", "points", "value_min", "value_avg", "value_max"])
+    bad = df[df["worst"] != "good"]
+    marks = alt.Chart(bad).mark_point(size=90, filled=True, shape="diamond").encode(
+        x=x, y="value_max:Q",
+        color=alt.Color("worst:N", title="quality",
+                        scale=alt.Scale(domain=["uncertain", "bad"],
+                                        range=["#f0a30a", "#d62728"])),
+        tooltip=["tag", "time", "points", "uncertain", "bad", "reasons"])
+    # Band and line share the tags' colours (one legend); the marks have their own.
+    return alt.layer(alt.layer(band, line), marks).resolve_scale(
+        color="independent").properties(height=280)
+
+
+def changes_panel(conn, tables: Tables, chosen: pd.DataFrame, quality: pd.DataFrame,
+                  labels: dict[int, str], start: datetime, now: datetime,
+                  tz: ZoneInfo) -> None:
+    if chosen.empty:
+        return
+    ids = [int(i) for i in chosen["tag_id"]]
+    st.subheader("Text tags: latest value and changes (newest first)")
+    latest = quality.set_index("tag_id")
+    cols = st.columns(min(len(ids), 4))
+    for i, tag_id in enumerate(ids):
+        text = latest["latest_text"].get(tag_id) if tag_id in latest.index else None
+        cols[i % len(cols)].metric(f"{labels[tag_id]} latest",
+                                   "-" if text is None or pd.isna(text) else str(text),
+                                   help=_latest_help(latest, tag_id, tz))
+    changes = q.tag_changes(conn, tables, ids, start, now)
+    if changes.empty:
+        st.info(NO_DATA)
+        return
+    shown = changes.assign(tag=changes["tag_id"].map(labels),
+                           time=wall_clock(changes["ts"], tz),
+                           quality=[quality_class(c) for c in changes["quality"]])
+    shown = shown[["tag", "time", "text_value", "quality", "reason"]]
+    st.dataframe(shown, hide_index=True, width="stretch")
+    export(shown, "tag_changes")
+
+
+def _latest_help(latest: pd.DataFrame, tag_id: int, tz: ZoneInfo) -> str | None:
+    if tag_id not in latest.index or pd.isna(latest.at[tag_id, "latest_ts"]):
+        return "no point yet"
+    row = latest.loc[tag_id]
+    reason = f" ({row['latest_reason']})" if isinstance(row["latest_reason"], str) else ""
+    return (f"{row['latest_ts'].tz_convert(tz):%Y-%m-%d %H:%M:%S %Z}, "
+            f"{quality_class(row['latest_quality'])}{reason}")
+
+
+def quality_per_tag_panel(quality: pd.DataFrame, location: str, span: timedelta,
+                          tz: ZoneInfo) -> None:
+    st.subheader(f"Quality per tag at {location} (last {_span_text(span)})")
+    if quality.empty:
+        st.info(NO_DATA)
+        return
+    shown = quality.assign(
+        latest_at=wall_clock(quality["latest_ts"], tz),
+        latest=[t if isinstance(t, str) else "-" if pd.isna(v) else f"{v:.6g}" for t, v in
+                zip(quality["latest_text"], quality["latest_value"], strict=True)],
+        latest_quality=[quality_class(c) for c in quality["latest_quality"]])
+    shown = shown[["name", "device", "unit", "points", "good", "uncertain", "bad", "latest",
+                   "latest_at", "latest_quality", "latest_reason"]]
+    st.dataframe(shown, hide_index=True, width="stretch")
+    export(shown, "tag_quality")
+
+
+def _span_text(span: timedelta) -> str:
+    return next(k for k, v in TREND_RANGES.items() if v == span)
+
+
 def _number(value: float | None) -> str:
     return "-" if value is None or pd.isna(value) else f"{value:.2f}"
 
@@ -285,6 +449,8 @@ def page(args: argparse.Namespace) -> None:
     quarantine_panel(quarantine, v["quarantine_days"])
     backlog_panel(backlog)
     forward_panel(forward)
+    with warehouse.connect() as conn:
+        tags_section(conn, tables, tz, now)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FIVE_MINUTES = 300
@@ -24,6 +25,10 @@ class time_bucket(FunctionElement):  # noqa: N801 - reads like the SQL function 
     type = BigInteger()
     name = "time_bucket"
     inherit_cache = True
+    # The width is rendered inline, so it must be part of the statement's cache key: a
+    # statement compiled for 3 h buckets is not the one for 5 min buckets.
+    _traverse_internals = [*FunctionElement._traverse_internals,
+                           ("width_seconds", InternalTraversal.dp_plain_obj)]
 
     def __init__(self, column: ColumnElement, width_seconds: int) -> None:
         if not isinstance(width_seconds, int) or isinstance(width_seconds, bool) \

@@ -17,6 +17,7 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from shopfloor.dashboard.buckets import FIVE_MINUTES, bucket_start, time_bucket
 from shopfloor.db.schema import Tables
+from shopfloor.tags.quality import GOOD, UNCERTAIN
 
 MEASURES = ("temperature", "humidity", "pcv_temperature")
 BACKLOG_STATUSES = ("PENDING", "CLAIMED", "FAILED")
@@ -239,7 +240,6 @@ def compaction_backlog(conn: Connection, tables: Tables) -> pd.DataFrame:
     return wide.reset_index().astype({c: "int64" for c in (*BACKLOG_STATUSES, "backlog")})
 
 
-
 FORWARD_BACKLOG_COLUMNS = ["collector", "sink", "backlog_samples", "oldest_sample_at",
                            "dropped_samples", "buffer_fill_pct", "reported_at"]
 
@@ -257,4 +257,156 @@ def forward_backlog(conn: Connection, tables: Tables) -> pd.DataFrame:
     df = _frame(rows, FORWARD_BACKLOG_COLUMNS)
     for col in ("oldest_sample_at", "reported_at"):
         df[col] = pd.to_datetime(df[col], utc=True)
+    return df
+
+
+# ---------------------------------------------------------------- tags (docs/tags.md)
+TAG_COLUMNS = ["tag_id", "name", "device", "location", "unit", "data_type", "description"]
+TREND_COLUMNS = ["tag_id", "bucket_start", "points", "values", "value_min", "value_avg",
+                 "value_max", "good", "uncertain", "bad"]
+MARK_COLUMNS = ["tag_id", "bucket_start", "quality", "reason", "points"]
+CHANGE_COLUMNS = ["tag_id", "ts", "text_value", "quality", "reason"]
+TAG_QUALITY_COLUMNS = ["tag_id", "name", "device", "unit", "data_type", "points", "good",
+                       "uncertain", "bad", "latest_ts", "latest_value", "latest_text",
+                       "latest_quality", "latest_reason"]
+
+
+def _not_good_counts(quality: ColumnElement) -> list[ColumnElement]:
+    # OPC's ranges, not only the three codes capture writes: 192-255 good, 64-191
+    # uncertain, 0-63 bad, so a source's sub-status codes count in the right class.
+    # Good is the rest (points - uncertain - bad, in Python): one CASE fewer per row.
+    return [func.coalesce(func.sum(case((cond, 1), else_=0)), 0) for cond in (
+        (quality >= UNCERTAIN) & (quality < GOOD), quality < UNCERTAIN)]
+
+
+def _with_good(df: pd.DataFrame) -> pd.DataFrame:
+    df.insert(df.columns.get_loc("uncertain"), "good",
+              (df["points"] - df["uncertain"] - df["bad"]).astype("int64"))
+    return df
+
+
+def tags(conn: Connection, tables: Tables, locations: Sequence[str | None] = (),
+         devices: Sequence[str] = (), units: Sequence[str | None] = ()) -> pd.DataFrame:
+    """The tag registry, filtered by location, device and unit (an empty filter is no
+    filter; ``None`` in ``locations``/``units`` matches tags without one), by location,
+    device and name. Columns: tag_id, name, device, location, unit, data_type,
+    description (empty while the ``tags`` table does not exist)."""
+    t = tables.tags
+    if not table_exists(conn, t):
+        return _frame([], TAG_COLUMNS)
+    stmt = select(t.c.id, *(t.c[c] for c in TAG_COLUMNS[1:]))
+    for column, wanted in ((t.c.location, locations), (t.c.device, devices),
+                           (t.c.unit, units)):
+        if wanted:
+            named = [w for w in wanted if w is not None]
+            cond = column.in_(named)
+            stmt = stmt.where(cond | column.is_(None) if None in wanted else cond)
+    rows = conn.execute(stmt.order_by(t.c.location, t.c.device, t.c.name)).all()
+    return _frame(rows, TAG_COLUMNS)
+
+
+def tag_trend(conn: Connection, tables: Tables, tag_ids: Sequence[int], start: datetime,
+              end: datetime, width_seconds: int) -> pd.DataFrame:
+    """Samples of ``tag_ids`` in ``[start, end)`` in ``width``-second buckets, by one
+    GROUP BY on the database over the (tag_id, ts) key range: points, points with a
+    number (``values``), min/avg/max of the numbers (every point with a value, whatever
+    its quality: a bad point is drawn where it was and marked, not hidden), and the
+    good/uncertain/bad counts. Buckets without a point are absent.
+
+    Columns: tag_id, bucket_start (UTC), points, values, value_min, value_avg,
+    value_max, good, uncertain, bad.
+    """
+    s = tables.tag_samples
+    bucket = time_bucket(s.c.ts, width_seconds)
+    stmt = (select(s.c.tag_id, bucket, func.count(), func.count(s.c.value),
+                   func.min(s.c.value), func.avg(s.c.value), func.max(s.c.value),
+                   *_not_good_counts(s.c.quality))
+            .where(s.c.tag_id.in_([int(i) for i in tag_ids]), s.c.ts >= start, s.c.ts < end)
+            .group_by(s.c.tag_id, bucket)
+            .order_by(s.c.tag_id, bucket))
+    df = _with_good(_frame(conn.execute(stmt).all() if tag_ids else [],
+                           [c for c in TREND_COLUMNS if c != "good"]))
+    df["bucket_start"] = pd.to_datetime(
+        [bucket_start(b, width_seconds) for b in df["bucket_start"]], utc=True)
+    for col in ("value_min", "value_avg", "value_max"):
+        df[col] = df[col].astype("float64")
+    return df
+
+
+def tag_marks(conn: Connection, tables: Tables, tag_ids: Sequence[int], start: datetime,
+              end: datetime, width_seconds: int) -> pd.DataFrame:
+    """The points of ``tag_ids`` in ``[start, end)`` that are not good, counted per
+    bucket (the same buckets as :func:`tag_trend`), quality code and reason: what the
+    trend's marks tell. Columns: tag_id, bucket_start (UTC), quality, reason, points."""
+    s = tables.tag_samples
+    bucket = time_bucket(s.c.ts, width_seconds)
+    stmt = (select(s.c.tag_id, bucket, s.c.quality, s.c.reason, func.count())
+            .where(s.c.tag_id.in_([int(i) for i in tag_ids]), s.c.ts >= start,
+                   s.c.ts < end, s.c.quality < GOOD)
+            .group_by(s.c.tag_id, bucket, s.c.quality, s.c.reason)
+            .order_by(s.c.tag_id, bucket, s.c.quality, s.c.reason))
+    df = _frame(conn.execute(stmt).all() if tag_ids else [], MARK_COLUMNS)
+    df["bucket_start"] = pd.to_datetime(
+        [bucket_start(b, width_seconds) for b in df["bucket_start"]], utc=True)
+    return df
+
+
+def tag_changes(conn: Connection, tables: Tables, tag_ids: Sequence[int], start: datetime,
+                end: datetime, limit: int = 200) -> pd.DataFrame:
+    """The newest ``limit`` changes of text tags in ``[start, end)``: each tag's first
+    point in the range and every point whose text differs from the one before it
+    (``LAG`` over the (tag_id, ts) key; a point without text after one with text is a
+    change too). Columns: tag_id, ts (UTC), text_value, quality, reason."""
+    s = tables.tag_samples
+    order = {"partition_by": s.c.tag_id, "order_by": s.c.ts}
+    inner = (select(s.c.tag_id, s.c.ts, s.c.text_value, s.c.quality, s.c.reason,
+                    func.lag(s.c.text_value).over(**order).label("previous"),
+                    func.row_number().over(**order).label("n"))
+             .where(s.c.tag_id.in_([int(i) for i in tag_ids]), s.c.ts >= start,
+                    s.c.ts < end)
+             .subquery())
+    stmt = (select(*(inner.c[c] for c in CHANGE_COLUMNS))
+            .where((inner.c.n == 1) | inner.c.text_value.is_distinct_from(inner.c.previous))
+            .order_by(inner.c.ts.desc(), inner.c.tag_id).limit(limit))
+    df = _frame(conn.execute(stmt).all() if tag_ids else [], CHANGE_COLUMNS)
+    df["ts"] = pd.to_datetime(df["ts"], utc=True)
+    return df
+
+
+def tag_quality(conn: Connection, tables: Tables, location: str | None, start: datetime,
+                end: datetime) -> pd.DataFrame:
+    """Every tag of ``location`` (``None``: tags without one) with its points in
+    ``[start, end)`` counted by quality, and its latest point before ``end`` (however
+    old). Two statements: the tags and their latest points, one row per tag with a key
+    lookup each; then the counts, one GROUP BY over the samples of those tag ids (bound
+    values, so PostgreSQL judges from its statistics of ``tag_samples`` how much of the
+    table they are: key ranges for a short range, one sequential pass for a month of
+    every tag). A join to ``tags`` instead let it, misjudging a small ``tags`` table,
+    scan the samples once per tag. A tag without points in the range has zero counts.
+
+    Columns: tag_id, name, device, unit, data_type, points, good, uncertain, bad,
+    latest_ts (UTC), latest_value, latest_text, latest_quality, latest_reason.
+    """
+    t, s = tables.tags, tables.tag_samples
+    if not table_exists(conn, t):
+        return _frame([], TAG_QUALITY_COLUMNS)
+    here = t.c.location.is_(None) if location is None else t.c.location == location
+    newest = select(s).where(s.c.tag_id == t.c.id, s.c.ts < end) \
+        .order_by(s.c.ts.desc()).limit(1)
+    latest = [newest.with_only_columns(s.c[c]).scalar_subquery()
+              for c in ("ts", "value", "text_value", "quality", "reason")]
+    rows = conn.execute(
+        select(t.c.id, t.c.name, t.c.device, t.c.unit, t.c.data_type, *latest)
+        .where(here).order_by(t.c.device, t.c.name)).all()
+    ids = [int(r[0]) for r in rows]
+    counted = conn.execute(
+        select(s.c.tag_id, func.count(), *_not_good_counts(s.c.quality))
+        .where(s.c.tag_id.in_(ids), s.c.ts >= start, s.c.ts < end)
+        .group_by(s.c.tag_id)).all() if ids else []
+    counts = {int(r[0]): tuple(int(x) for x in r[1:]) for r in counted}
+    df = _with_good(_frame([(*r[:5], *counts.get(int(r[0]), (0, 0, 0)), *r[5:])
+                            for r in rows],
+                           [c for c in TAG_QUALITY_COLUMNS if c != "good"]))
+    df["latest_ts"] = pd.to_datetime(df["latest_ts"], utc=True)
+    df["latest_value"] = df["latest_value"].astype("float64")
     return df

@@ -103,3 +103,73 @@ def forward_backlog_status(backlog: pd.DataFrame, now: datetime) -> pd.DataFrame
     df["oldest_age"] = ["-" if pd.isna(a) else age_text(max(a, 0.0)) for a in oldest]
     df["reported"] = [f"{age_text(max(a, 0.0))} ago" for a in reported]
     return df
+
+
+# Bucket widths a trend may use (seconds): round to read on an axis, from one second to a day.
+TREND_WIDTHS = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
+                43200, 86400)
+TREND_BUCKETS = 300  # at most this many buckets per tag: a chart's width, not the data's
+
+
+def trend_width(range_seconds: float, buckets: int = TREND_BUCKETS) -> int:
+    """The smallest round bucket width that splits ``range_seconds`` into at most
+    ``buckets`` buckets (a day when even that gives more): 30 days -> 3 h, 240 buckets."""
+    for width in TREND_WIDTHS:
+        if range_seconds / width <= buckets:
+            return width
+    return TREND_WIDTHS[-1]
+
+
+def width_text(seconds: int) -> str:
+    """``10 s``, ``5 min``, ``3 h``, ``1 d``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def tag_label(name: str, device: str, unit: str | None) -> str:
+    """How the picker and the charts name a tag: ``line_pressure (plc-1, bar)``."""
+    return f"{name} ({device}, {unit})" if unit else f"{name} ({device})"
+
+
+def quality_class(code: float | None) -> str:
+    """``good`` / ``uncertain`` / ``bad`` by OPC's ranges (192-255, 64-191, 0-63);
+    ``-`` when there is no point."""
+    if code is None or pd.isna(code):
+        return "-"
+    return "good" if code >= 192 else "uncertain" if code >= 64 else "bad"
+
+
+def trend_marks(trend: pd.DataFrame, marks: pd.DataFrame) -> pd.DataFrame:
+    """``trend`` (from :func:`~shopfloor.dashboard.queries.tag_trend`) with ``marks``
+    (from :func:`~shopfloor.dashboard.queries.tag_marks`) as one text per bucket:
+    ``reasons`` (``bad 3: out of range [0, 10]; uncertain 1: stale``, empty when every
+    point was good) and ``worst`` (the worst quality class in the bucket)."""
+    df = trend.copy()
+    text: dict[tuple, list[str]] = {}
+    for m in marks.itertuples():
+        reason = m.reason if isinstance(m.reason, str) and m.reason else "no reason given"
+        text.setdefault((m.tag_id, m.bucket_start), []).append(
+            f"{quality_class(m.quality)} {int(m.points)}: {reason}")
+    df["reasons"] = ["; ".join(text.get((r.tag_id, r.bucket_start), []))
+                     for r in df.itertuples()]
+    df["worst"] = ["bad" if r.bad else "uncertain" if r.uncertain else "good"
+                   for r in df.itertuples()]
+    return df
+
+
+def trend_summary(trend: pd.DataFrame) -> pd.DataFrame:
+    """One row per tag of a trend: points, min, max, the average weighted by each
+    bucket's number of values (never an average of averages), and points not good."""
+    if trend.empty:
+        return pd.DataFrame(columns=["tag_id", "points", "value_min", "value_avg",
+                                     "value_max", "not_good"])
+    weighted = trend.assign(total=trend["value_avg"].fillna(0) * trend["values"],
+                            not_good=trend["uncertain"] + trend["bad"])
+    g = weighted.groupby("tag_id")
+    out = pd.DataFrame({"points": g["points"].sum(), "value_min": g["value_min"].min(),
+                        "value_max": g["value_max"].max(),
+                        "value_avg": g["total"].sum() / g["values"].sum().replace(0, pd.NA),
+                        "not_good": g["not_good"].sum()})
+    return out.reset_index()

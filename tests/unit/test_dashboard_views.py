@@ -76,6 +76,13 @@ def test_bucket_index_round_trips_to_its_start():
         time_bucket(get_tables().temperature_raw.c.capture_dt, 0)
 
 
+def test_the_bucket_width_is_part_of_the_statement_cache_key():
+    ts = get_tables().tag_samples.c.ts
+    keys = {w: select(time_bucket(ts, w))._generate_cache_key() for w in (300, 10800)}
+    assert keys[300] != keys[10800]
+    assert select(time_bucket(ts, 300))._generate_cache_key() == keys[300]
+
+
 @pytest.mark.parametrize(("dialect", "expected"), [
     (postgresql.dialect(), "CAST(floor(EXTRACT(EPOCH FROM temperature_raw.capture_dt) / 300)"
                            " AS BIGINT)"),
@@ -124,3 +131,52 @@ def test_forward_backlog_status_tells_the_oldest_samples_and_the_reports_age():
     assert list(status["oldest_age"]) == ["2.0 h", "-"]
     assert list(status["reported"]) == ["5 s ago", "0 s ago"]  # a collector's clock ahead
 
+
+
+def test_trend_width_keeps_a_range_to_a_few_hundred_round_buckets():
+    from shopfloor.dashboard.views import trend_width, width_text
+
+    day = 86400
+    widths = {span: trend_width(span) for span in (3600, 6 * 3600, day, 7 * day, 30 * day,
+                                                   400 * day)}
+    assert widths == {3600: 30, 6 * 3600: 120, day: 300, 7 * day: 3600, 30 * day: 10800,
+                      400 * day: 86400}
+    assert 30 * day // widths[30 * day] == 240  # 30 days of 1 s data: 240 rows per tag
+    assert trend_width(0) == 1 and trend_width(300) == 1
+    assert [width_text(w) for w in (5, 120, 10800, 86400, 90)] == [
+        "5 s", "2 min", "3 h", "1 d", "90 s"]
+
+
+def test_tag_labels_and_quality_classes_follow_opc_ranges():
+    from shopfloor.dashboard.views import quality_class, tag_label
+
+    assert tag_label("line_pressure", "plc-1", "bar") == "line_pressure (plc-1, bar)"
+    assert tag_label("recipe", "plc-1", None) == "recipe (plc-1)"
+    assert [quality_class(c) for c in (192, 216, 191, 64, 63, 0, None, float("nan"))] == [
+        "good", "good", "uncertain", "uncertain", "bad", "bad", "-", "-"]
+
+
+@pytest.mark.parametrize("dialect", [postgresql.dialect(), sqlite.dialect(), mysql.dialect(),
+                                     mssql.dialect()])
+def test_tag_queries_compile_on_every_dialect_with_bound_values(dialect):
+    from shopfloor.dashboard import queries as q
+
+    captured = []
+
+    class Conn:  # records the statements instead of running them
+        def execute(self, stmt):
+            captured.append(stmt)
+            return type("R", (), {"all": lambda self: []})()
+
+    tables = get_tables()
+    q.tag_trend(Conn(), tables, [7], NOW - timedelta(days=30), NOW, 10800)
+    q.tag_marks(Conn(), tables, [7], NOW - timedelta(days=30), NOW, 10800)
+    q.tag_changes(Conn(), tables, [7], NOW - timedelta(days=1), NOW)
+    trend, marks, changes = (str(s.compile(dialect=dialect)) for s in captured)
+    bucket = str(time_bucket(tables.tag_samples.c.ts, 10800).compile(dialect=dialect))
+    for sql in (trend, marks):
+        select_part, group_part = sql.split("GROUP BY")
+        assert bucket in select_part and bucket in group_part
+    assert "2026" not in trend + marks + changes  # times are bound, never inlined
+    assert "lag(tag_samples.text_value) OVER (PARTITION BY tag_samples.tag_id ORDER BY " \
+           "tag_samples.ts)" in changes

@@ -26,6 +26,37 @@ def hourly(loc: str, day: datetime, hh: int, t_max: float, t_avg: float) -> dict
             "sample_count": 720, "updated_at": day}
 
 
+TAGS = [  # id, name, device, location, unit, data_type
+    (1, "temperature", "plc-1", "L01", "degC", "float32"),
+    (2, "line_pressure", "plc-1", "L01", "bar", "float32"),
+    (3, "motor_current", "plc-1", "L01", "A", "float32"),
+    (4, "recipe", "plc-1", "L01", None, "string"),
+    (5, "flow_rate", "plc-2", "L02", "m3/h", "float32"),
+]
+PRESSURE, RECIPE = 2, 4
+
+
+def tag_samples(now: datetime) -> list[dict]:
+    """Six hours of one point per five minutes for L01's tags: line_pressure with two
+    points out of range (bad, value kept) and one uncertain; the recipe changes twice."""
+    rows = []
+    for k in range(72):
+        at = now - timedelta(minutes=5 * k + 2)
+        pressure, quality, reason = 3.0 + (k % 9) / 4, 192, None
+        if k in (10, 40):
+            pressure, quality, reason = 9.5, 0, "out of range [0, 8]"
+        elif k == 25:
+            quality, reason = 64, "stale"
+        rows.append({"tag_id": PRESSURE, "ts": at, "value": pressure, "text_value": None,
+                     "quality": quality, "reason": reason, "ingested_at": at})
+        rows.append({"tag_id": 1, "ts": at, "value": 20.0 + k % 7, "text_value": None,
+                     "quality": 192, "reason": None, "ingested_at": at})
+        recipe = "R-100" if k >= 48 else "R-200" if k >= 12 else "R-300"
+        rows.append({"tag_id": RECIPE, "ts": at, "value": None, "text_value": recipe,
+                     "quality": 192, "reason": None, "ingested_at": at})
+    return rows
+
+
 def fill_warehouse(url: str, now: datetime) -> None:
     engine = make_engine(url)
     tables = init_db(engine)
@@ -66,6 +97,11 @@ def fill_warehouse(url: str, now: datetime) -> None:
              "dropped_samples": 0, "buffer_fill_pct": 0.4, "reported_at": now}
             for c, sink, n in (("line-1", "warehouse:wh", 0), ("line-1", "landing:s3", 37),
                                ("line-2", "warehouse:wh", 4))])
+        conn.execute(insert(tables.tags), [
+            {"id": i, "name": n, "device": d, "location": loc, "unit": u, "data_type": dt,
+             "description": None, "source_name": f"holding:{100 + 2 * i}", "updated_at": now}
+            for i, n, d, loc, u, dt in TAGS])
+        conn.execute(insert(tables.tag_samples), tag_samples(now))
     engine.dispose()
 
 
@@ -114,3 +150,22 @@ def expected_numbers(warehouse: Path, metadata: Path, now: datetime) -> dict[str
             **{f"Backlog {d}": str(n) for d, n in backlog.items()},
             "Forward backlog": str(sum(n for _, _, n in forward)),
             **{f"Forward backlog {c} {s}": str(n) for c, s, n in forward}}
+
+
+def expected_tag(warehouse: Path, now: datetime, tag_id: int = PRESSURE) -> dict:
+    """What the page must show for one numeric tag over its default range (24 h, so
+    5-minute buckets), by SQL written independently of the dashboard's queries."""
+    wh = sqlite3.connect(warehouse)
+    since = (now - timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
+    lo, hi, not_good = wh.execute(
+        "SELECT MIN(value), MAX(value), SUM(quality < 192) FROM tag_samples "
+        "WHERE tag_id = ? AND ts >= ?", (tag_id, since)).fetchone()
+    latest = wh.execute("SELECT value FROM tag_samples WHERE tag_id = ? ORDER BY ts DESC "
+                        "LIMIT 1", (tag_id,)).fetchone()[0]
+    buckets = wh.execute(
+        "SELECT CAST(strftime('%s', ts) AS INTEGER) / 300 * 300 AS b, COUNT(*), MIN(value),"
+        " AVG(value), MAX(value), SUM(quality < 64), group_concat(reason) FROM tag_samples "
+        "WHERE tag_id = ? AND ts >= ? GROUP BY b ORDER BY b", (tag_id, since)).fetchall()
+    wh.close()
+    return {"latest": f"{latest:.2f}", "min": f"{lo:.2f}", "max": f"{hi:.2f}",
+            "not good": str(not_good), "buckets": buckets}

@@ -12,6 +12,7 @@ from deployments.dashboard import APP
 from shopfloor.db.engine import init_db, make_engine
 from tests.integration.dashboard.known_rows import (
     expected_numbers,
+    expected_tag,
     fill_metadata,
     fill_warehouse,
 )
@@ -58,6 +59,41 @@ def test_page_numbers_equal_the_databases_and_follow_the_widgets(prefect_harness
     assert all(v == "50.00" for k, v in metrics(at).items() if k.startswith("Daily max"))
 
 
+def test_the_tag_picker_trends_a_pressure_and_shows_a_recipes_changes(prefect_harness,
+                                                                       tmp_path, monkeypatch):
+    now = datetime.now(UTC)
+    warehouse = tmp_path / "wh.db"
+    url = f"sqlite+pysqlite:///{warehouse}"
+    fill_warehouse(url, now)
+    name = block(url)
+    at = run_page(monkeypatch, "--warehouse-db", name, "--metadata-db", name)
+    assert not at.exception, at.exception
+    location = next(s for s in at.selectbox if s.label == "Tag location")
+    assert location.options == ["L01", "L02"] and location.value == "L01"
+    picker = next(m for m in at.multiselect if m.label.startswith("Tags ("))
+    assert picker.label == "Tags (4 found)"
+    next(m for m in at.multiselect if m.label == "Tag units").set_value(["bar", "(none)"]).run()
+    picker = next(m for m in at.multiselect if m.label.startswith("Tags ("))
+    assert picker.options == ["line_pressure (plc-1, bar)", "recipe (plc-1)"]
+    picker.set_value([2, 4]).run()
+    assert not at.exception, at.exception
+    expected = expected_tag(warehouse, now)
+    shown = metrics(at)
+    assert {k: shown[f"line_pressure (plc-1, bar) {k}"]
+            for k in ("latest", "min", "max", "not good")} == {
+        k: v for k, v in expected.items() if k != "buckets"}
+    assert shown["recipe (plc-1) latest"] == "R-300"
+    trend, changes, quality = (d.value for d in at.dataframe[-3:])
+    assert list(trend["points"]) == [b[1] for b in expected["buckets"]]
+    assert list(trend["value_max"]) == [b[4] for b in expected["buckets"]]
+    assert sorted(r for r in trend["reasons"] if r) == [
+        "bad 1: out of range [0, 8]", "bad 1: out of range [0, 8]", "uncertain 1: stale"]
+    assert list(changes["text_value"]) == ["R-300", "R-200", "R-100"]
+    assert list(quality["name"]) == ["line_pressure", "motor_current", "recipe", "temperature"]
+    assert list(quality["points"]) == [72, 0, 72, 72]
+    assert list(quality["bad"]) == [2, 0, 0, 0] and list(quality["uncertain"]) == [1, 0, 0, 0]
+
+
 def test_an_empty_warehouse_says_no_data_yet(prefect_harness, tmp_path, monkeypatch):
     url = f"sqlite+pysqlite:///{tmp_path / 'empty.db'}"
     engine = make_engine(url)
@@ -72,6 +108,7 @@ def test_an_empty_warehouse_says_no_data_yet(prefect_harness, tmp_path, monkeypa
     infos = [i.value for i in at.info]
     assert infos.count("no data yet") == 7 and any("no backlog" in i for i in infos)
     assert any(i.startswith("no report yet") for i in infos)  # no collector reported
+    assert any(i.startswith("no tags yet") for i in infos)
 
 
 def test_an_unknown_block_is_shown_as_one_error(prefect_harness, monkeypatch):
