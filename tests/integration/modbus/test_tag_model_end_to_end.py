@@ -178,4 +178,22 @@ def test_sixty_tags_from_capture_to_rollups_anomalies_dashboard_and_lake(line, p
     pressure = f"tag:{ids[(PLANTED, 'line_pressure')]}"
     assert ("spike", f"LOC-{PLANTED}", pressure, spike) in {tuple(r) for r in rows}
     assert {r.measure for r in rows} == {pressure}  # nothing else on the line
-    assert captured  # the lake and the dashboard follow
+
+    # 4. The dashboard: the picker finds the tag by location and unit, its trend holds
+    # every captured point, and quality per tag counts the bad ones.
+    from shopfloor.dashboard import queries as q
+
+    end = max(p.ts for p in points) + timedelta(minutes=1)
+    with pg_engine.connect() as conn:
+        picked = q.tags(conn, tables, locations=[f"LOC-{OUT_OF_RANGE}"], units=["bar"])
+        assert picked["name"].tolist() == ["line_pressure"]
+        tag_id = int(picked["tag_id"].iloc[0])
+        trend = q.tag_trend(conn, tables, [tag_id], first_slot, end, 60)
+        quality = q.tag_quality(conn, tables, f"LOC-{OUT_OF_RANGE}", first_slot, end)
+    assert int(trend["points"].sum()) == SLOTS and int(trend["bad"].sum()) == SLOTS
+    assert float(trend["value_min"].min()) > 10  # drawn where it was, not hidden
+    per_tag = quality.set_index("name")
+    assert sorted(per_tag.index) == NAMES
+    assert per_tag["points"].to_dict() == dict.fromkeys(NAMES, SLOTS)
+    assert per_tag["bad"].to_dict() == {n: SLOTS if n == "line_pressure" else 0 for n in NAMES}
+    assert captured  # the lake follows
