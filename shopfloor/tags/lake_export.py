@@ -45,6 +45,7 @@ from shopfloor.db.schema import Tables
 from shopfloor.db.watermark import get_watermark, set_watermark
 from shopfloor.historian import publish
 from shopfloor.lake import protocol
+from shopfloor.outcome import COMPLETED, Verdict
 from shopfloor.storage import StorageLocation
 from shopfloor.storage_engines import attach_duckdb
 
@@ -242,8 +243,10 @@ def export(engine: Engine, tables: Tables, lake: StorageLocation, prefix: str,
            fault: Fault = no_fault) -> ExportStats:
     """Export the samples ingested since the watermark (see the module's doc).
 
-    ``fault`` is the crash tests' hook, called with ``after_stage``, then (through the
-    replace) ``after_publish`` and ``after_commit``, then ``before_watermark``.
+    ``fault`` is the crash tests' hook, called with ``after_stage`` (staged, no
+    manifest), then through the replace ``mid_publish`` (manifest written, first file
+    moved), ``after_publish`` (all moved, not committed) and ``after_commit``, then
+    ``before_watermark`` (published, watermark not moved).
     """
     publish.check_output_prefix(prefix)
     stats = ExportStats(recovered=publish.clean_leftovers(lake, prefix).rolled_forward)
@@ -292,7 +295,8 @@ def export(engine: Engine, tables: Tables, lake: StorageLocation, prefix: str,
         manifest = {"token": layout.token, "staging": layout.staging_key,
                     "moves": moves, "delete": sorted(set(delete))}
         try:
-            stats.replaced_files = publish.replace(layout, manifest, fault=fault)
+            stats.replaced_files = publish.replace(
+                layout, manifest, after_first_move=lambda: fault("mid_publish"), fault=fault)
         except BaseException:
             publish.discard(layout)  # keeps the staging once the manifest is written
             raise
@@ -303,3 +307,22 @@ def export(engine: Engine, tables: Tables, lake: StorageLocation, prefix: str,
             set_watermark(conn, tables, watermark_name(prefix), upto.isoformat())
     stats.watermark = upto
     return stats
+
+
+def export_rows(stats: ExportStats) -> list[dict[str, Any]]:
+    """The flow's table artifact: a total row, then one row per partition written."""
+    total = {"partition": "(all)", "mode": f"{stats.appended} appended, "
+             f"{stats.upserted} upserted", "samples": stats.samples,
+             "tags": stats.tags, "partitions": stats.partitions, "files": stats.files,
+             "files_replaced": stats.replaced_files}
+    return [total, *({**p, "tags": 1, "partitions": 1, "files": 1} for p in stats.touched)]
+
+
+def export_verdict(stats: ExportStats) -> Verdict:
+    """Idle when nothing was ingested since the last run, else completed (with a note
+    when a crashed run's export was rolled forward)."""
+    if not stats.samples:
+        return Verdict("idle", f"no tag samples ingested since {stats.since}")
+    if stats.recovered:
+        return Verdict("completed", f"rolled forward {stats.recovered} crashed export(s)")
+    return COMPLETED

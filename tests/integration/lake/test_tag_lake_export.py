@@ -154,8 +154,8 @@ def test_every_sample_once_across_runs_with_late_and_replayed_samples(warehouse,
     assert not list(lake.list_objects(f"_extraction/{PREFIX}"))
 
 
-@pytest.mark.parametrize("step", ["after_stage", "after_publish", "after_commit",
-                                  "before_watermark"])
+@pytest.mark.parametrize("step", ["after_stage", "mid_publish", "after_publish",
+                                  "after_commit", "before_watermark"])
 def test_a_failure_at_any_step_then_runs_leave_every_sample_once(warehouse, lake, step):
     """The run dies at ``step`` (twice in a row), readers see every sample at most once
     meanwhile, and the next run leaves every sample exactly once."""
@@ -185,7 +185,7 @@ def test_a_failure_at_any_step_then_runs_leave_every_sample_once(warehouse, lake
         assert get_watermark(conn, tables, watermark_name(PREFIX)) == (
             now1 - DEFAULT_LAG).isoformat()
     stats = run(engine, tables, lake, now2, "recover")
-    if step in ("after_publish", "after_commit"):
+    if step in ("mid_publish", "after_publish", "after_commit"):
         assert stats.recovered == 1  # the last dead run's manifest, rolled forward
     assert_exactly_once(lake, engine, tables, now2 - DEFAULT_LAG)
     assert not list(lake.list_objects(f"_extraction/{PREFIX}"))
