@@ -64,7 +64,7 @@ SCHEMA = pa.schema([
 ])
 ROW_GROUP_ROWS = 100_000
 # part-<token>-<first ts>-<last ts>.parquet: the last two numbers are the file's range.
-_RANGE = re.compile(r"-(\d{1,20})-(\d{1,20})\.parquet$")
+_RANGE = re.compile(r"^part-.+-(\d{1,20})-(\d{1,20})\.parquet$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Fault = Callable[[str], None]

@@ -189,3 +189,41 @@ def test_a_failure_at_any_step_then_runs_leave_every_sample_once(warehouse, lake
         assert stats.recovered == 1  # the last dead run's manifest, rolled forward
     assert_exactly_once(lake, engine, tables, now2 - DEFAULT_LAG)
     assert not list(lake.list_objects(f"_extraction/{PREFIX}"))
+
+
+def test_the_lake_maintenance_merges_a_closed_month_and_exports_go_on(warehouse, lake):
+    """Hourly exports leave a file per run in a month; after the month closes the merge
+    makes one file of them (sorted by (tag_id, ts)), readers still see every sample once,
+    and a later replay into the merged month is upserted over the merged file."""
+    import uuid
+    from datetime import date
+
+    from shopfloor.lake.merge import MergeSpec, maintain
+
+    engine, tables = warehouse
+    now = T0
+    for hour in range(4):  # four runs: four files in tag 9's March
+        write(engine, tables, samples([9], T0 + timedelta(hours=hour), 100,
+                                      T0 + timedelta(hours=hour, minutes=59), seed=20 + hour))
+        now = T0 + timedelta(hours=hour + 1, minutes=10)
+        run(engine, tables, lake, now, f"h{hour}")
+    part = f"{PREFIX}/tag_id=9/month=2026-03"
+    assert len(protocol.visible_files(lake, part)) == 4
+    spec = MergeSpec(lake, PREFIX, engine, tables, target_bytes=64 * 2**20)
+    # Still open on April 2nd with 3 days' grace; closed on April 4th.
+    assert maintain(spec, date(2026, 4, 2), 3, lambda: uuid.uuid4().hex) == []
+    [merged] = maintain(spec, date(2026, 4, 4), 3, lambda: uuid.uuid4().hex)
+    assert (merged.status, merged.files_in, merged.files_out, merged.rows) == (
+        "merged", 4, 1, 400)
+    assert_exactly_once(lake, engine, tables, now - DEFAULT_LAG)
+    ts = [r["ts"] for r in lake_rows(lake)]
+    assert ts == sorted(ts)
+    # A replay of samples in the merged file: upserted (the merged file's range is read
+    # from its footer), still once each.
+    write(engine, tables, samples([9], T0 + timedelta(hours=1), 20,
+                                  now + timedelta(minutes=1), seed=30))
+    later = now + timedelta(hours=1)
+    stats = run(engine, tables, lake, later, "replay")
+    assert (stats.samples, stats.upserted) == (20, 1)
+    assert_exactly_once(lake, engine, tables, later - DEFAULT_LAG)
+    assert len(protocol.visible_files(lake, part)) == 1
