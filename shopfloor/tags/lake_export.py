@@ -39,7 +39,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import Connection, Engine, and_, func, select
+from sqlalchemy import Connection, DateTime, Engine, and_, func, select, type_coerce
 
 from shopfloor.db.schema import Tables
 from shopfloor.db.watermark import get_watermark, set_watermark
@@ -143,7 +143,8 @@ class ExportStats:
 
 
 def to_table(rows: Sequence[Any]) -> pa.Table:
-    """Warehouse rows (``COLUMNS`` in order) as an Arrow table of :data:`SCHEMA`."""
+    """Warehouse rows (``COLUMNS`` in order) as an Arrow table of :data:`SCHEMA`; naive
+    times are taken as UTC (pyarrow's rule), aware ones converted."""
     cols = list(zip(*rows, strict=True)) if rows else [[] for _ in COLUMNS]
     return pa.table([pa.array(list(c), type=f.type) for c, f in zip(cols, SCHEMA, strict=True)],
                     schema=SCHEMA)
@@ -221,7 +222,10 @@ def _batches(conn: Connection, tables: Tables, since: datetime | None, upto: dat
     window = _window(t, since, upto)
     groups = conn.execute(select(t.c.tag_id, func.min(t.c.ts), func.max(t.c.ts))
                           .where(window).group_by(t.c.tag_id).order_by(t.c.tag_id)).all()
-    cols = [t.c[c] for c in COLUMNS]
+    # Times come back naive UTC, without UtcDateTime's per-row conversion (a third of a
+    # first export's time); to_table reads naive times as UTC.
+    cols = [type_coerce(t.c[c], DateTime()).label(c) if c in ("ts", "ingested_at")
+            else t.c[c] for c in COLUMNS]
     for tag_id, first, last in groups:
         for month in months_between(first, last):
             start, end = month_bounds(month)
