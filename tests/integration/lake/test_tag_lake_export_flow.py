@@ -1,18 +1,35 @@
 """The tag-lake-export flow on blocks: the embedded defaults (SQLite warehouse, a local
 folder lake) and PostgreSQL with moto's S3; its artifact; Idle when nothing is new."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+)
 from prefect.filesystems import LocalFileSystem
 
 from blocks.bootstrap import connector_from_url
 from flows.tag_lake_export import tag_lake_export
 from shopfloor.db.engine import init_db, make_engine
 from shopfloor.storage import StorageLocation
+from shopfloor.tags.lake_export import month_of
 from tests.pg import throwaway_database
 
 from .test_tag_lake_export import assert_exactly_once, samples, write
+
+
+def artifact_rows(state) -> list[dict]:
+    """The rows of the run's ``tag-lake-export`` table artifact."""
+    with get_client(sync_client=True) as client:
+        (art,) = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["tag-lake-export"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    return json.loads(art.data) if isinstance(art.data, str) else art.data
 
 
 def _s3_lake(endpoint: str, bucket: str) -> StorageLocation:
@@ -48,16 +65,24 @@ def test_the_flow_exports_new_samples_once_then_is_idle(kind, request, tmp_path,
         tables = init_db(engine)
         connector_from_url(url).save("tle-warehouse", overwrite=True)
         now = datetime.now(UTC)
-        write(engine, tables, samples([5, 6], now - timedelta(hours=2), 100,
+        # Samples from the start of an hour: their 8 minutes never straddle two months.
+        base = (now - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+        write(engine, tables, samples([5, 6], base, 100,
                                       now - timedelta(hours=1), seed=11))
         state = tag_lake_export(warehouse_db="tle-warehouse", lake="tle-lake",
                                 return_state=True)
         summary = state.result()
         assert state.name == "Completed"
         assert (summary["samples"], summary["tags"], summary["partitions"]) == (200, 2, 2)
+        total, *parts = artifact_rows(state)
+        assert (total["samples"], total["tags"], total["partitions"], total["files"]) == (
+            200, 2, 2, 2)
+        assert sorted(p["partition"] for p in parts) == [
+            f"tag_samples/tag_id={t}/month={month_of(base)}"
+            for t in (5, 6)]
         assert_exactly_once(lake, engine, tables, now - timedelta(minutes=5))
         # A replay of ten samples (new values, ingested now): upserted, still once each.
-        write(engine, tables, samples([5], now - timedelta(hours=2), 10,
+        write(engine, tables, samples([5], base, 10,
                                       datetime.now(UTC), seed=12))
         summary = tag_lake_export(warehouse_db="tle-warehouse", lake="tle-lake",
                                   lag_minutes=0)
