@@ -43,8 +43,10 @@ from sqlalchemy import Connection, DateTime, Engine, and_, func, select, type_co
 
 from shopfloor.db.schema import Tables
 from shopfloor.db.watermark import get_watermark, set_watermark
+from shopfloor.errors import ShopfloorError
 from shopfloor.historian import publish
 from shopfloor.lake import protocol
+from shopfloor.lake.merge import pending_partitions
 from shopfloor.outcome import COMPLETED, Verdict
 from shopfloor.storage import StorageLocation
 from shopfloor.storage_engines import attach_duckdb
@@ -236,6 +238,28 @@ def _batches(conn: Connection, tables: Tables, since: datetime | None, upto: dat
                 yield int(tag_id), month, to_table(rows)
 
 
+class PartitionChanged(ShopfloorError):
+    """A partition the run upserts changed since it was read (a merge of the lake
+    maintenance): nothing is published, the next run exports the same samples again."""
+
+
+def check_unchanged(lake: StorageLocation, prefix: str,
+                    read: dict[str, frozenset[str]]) -> None:
+    """Refuse to replace partitions whose visible files changed since they were read, or
+    that a lake-maintenance merge is working on: the replace would delete the files it
+    read and leave the merge's, with the same samples, beside its own. (The merge, for
+    its part, checks for this run's manifest before it commits.)"""
+    if not read:
+        return
+    busy = set(pending_partitions(lake, prefix)) & set(read)
+    changed = [p for p, files in read.items()
+               if frozenset(o.key for o in protocol.visible_files(lake, p)) != files]
+    if busy or changed:
+        raise PartitionChanged(
+            f"partitions changed while exported, published nothing (the next run "
+            f"exports again): {', '.join(sorted(busy | set(changed)))}")
+
+
 def stored_watermark(engine: Engine, tables: Tables, prefix: str) -> datetime | None:
     with engine.connect() as conn:
         stored = get_watermark(conn, tables, watermark_name(prefix))
@@ -262,6 +286,7 @@ def export(engine: Engine, tables: Tables, lake: StorageLocation, prefix: str,
     layout = publish.PublishLayout(lake, prefix, publish.check_token(token))
     moves: list[list[str]] = []
     delete: list[str] = []
+    read: dict[str, frozenset[str]] = {}  # upserted partition -> the files it replaces
     duck = _Lake(lake)
     tags: set[int] = set()
     try:
@@ -277,6 +302,7 @@ def export(engine: Engine, tables: Tables, lake: StorageLocation, prefix: str,
                 else:
                     out, mode = upsert_rows(duck.rows(files), batch), "upsert"
                     delete += files
+                    read[part] = frozenset(files)
                     stats.upserted += 1
                 lo, hi = micros(out["ts"][0].as_py()), micros(out["ts"][-1].as_py())
                 staged = (f"{layout.staging_key}/tag_id={tag_id}/month={month}"
@@ -299,6 +325,7 @@ def export(engine: Engine, tables: Tables, lake: StorageLocation, prefix: str,
         manifest = {"token": layout.token, "staging": layout.staging_key,
                     "moves": moves, "delete": sorted(set(delete))}
         try:
+            check_unchanged(lake, prefix, read)
             stats.replaced_files = publish.replace(
                 layout, manifest, after_first_move=lambda: fault("mid_publish"), fault=fault)
         except BaseException:

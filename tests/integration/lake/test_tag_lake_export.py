@@ -227,3 +227,42 @@ def test_the_lake_maintenance_merges_a_closed_month_and_exports_go_on(warehouse,
     assert (stats.samples, stats.upserted) == (20, 1)
     assert_exactly_once(lake, engine, tables, later - DEFAULT_LAG)
     assert len(protocol.visible_files(lake, part)) == 1
+
+
+def test_a_merge_between_the_read_and_the_publish_of_an_upsert_publishes_nothing(
+        warehouse, lake):
+    """The maintenance merges a closed month after the export read it for an upsert and
+    before it published (injected at ``after_stage``): the export publishes nothing,
+    readers see every sample once, and the next run upserts over the merged file."""
+    import uuid
+    from datetime import date
+
+    from shopfloor.lake.merge import MergeSpec, maintain
+    from shopfloor.tags.lake_export import PartitionChanged
+
+    engine, tables = warehouse
+    now = T0
+    for hour in range(3):
+        write(engine, tables, samples([4], T0 + timedelta(hours=hour), 50,
+                                      T0 + timedelta(hours=hour, minutes=59), seed=40 + hour))
+        now = T0 + timedelta(hours=hour + 1, minutes=10)
+        run(engine, tables, lake, now, f"h{hour}")
+    write(engine, tables, samples([4], T0, 10, now + timedelta(minutes=1), seed=50))  # replay
+    spec = MergeSpec(lake, PREFIX, engine, tables, target_bytes=64 * 2**20)
+
+    def merge_now(step: str) -> None:
+        if step == "after_stage":
+            [res] = maintain(spec, date(2026, 4, 10), 3, lambda: uuid.uuid4().hex)
+            assert res.status == "merged"
+
+    later = now + timedelta(hours=1)
+    with pytest.raises(PartitionChanged):
+        run(engine, tables, lake, later, "raced", fault=merge_now)
+    # The merged month, each sample once (the replayed ones at their exported version).
+    keys = [key_of(r) for r in lake_rows(lake)]
+    assert len(keys) == len(set(keys)) == 150
+    assert set(keys) == set(warehouse_rows(engine, tables, later))
+    assert not list(lake.list_objects(f"_extraction/{PREFIX}"))
+    stats = run(engine, tables, lake, later, "again")
+    assert (stats.samples, stats.upserted) == (10, 1)
+    assert_exactly_once(lake, engine, tables, later - DEFAULT_LAG)
