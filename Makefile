@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: demo dashboard test soak crash install install-dev jdbc-jars system-deps postgres lint clean \
+.PHONY: demo dashboard test soak crash install install-dev jdbc-jars system-deps postgres mosquitto lint clean \
 	image docker-pool docker-test
 
 $(BIN)/.installed: pyproject.toml
@@ -50,6 +50,10 @@ system-deps:
 postgres: system-deps
 	bash scripts/ensure-postgres.sh
 
+# The MQTT tests' broker (tests/integration/mqtt): Mosquitto on 127.0.0.1:1883.
+mosquitto:
+	bash scripts/ensure-mosquitto.sh
+
 # Coverage of the product code is reported by every pytest run (pyproject.toml); the whole
 # suite must keep at least this much (measured 92.3 % when the floor was raised to 90).
 COVERAGE_FLOOR ?= 90
@@ -59,7 +63,7 @@ COVERAGE_FLOOR ?= 90
 # waits on servers and subprocesses, so two workers pay off even on two cores.
 TEST_WORKERS ?= 2
 
-test: install-dev postgres
+test: install-dev postgres mosquitto
 	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
 	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test $(BIN)/pytest -n $(TEST_WORKERS) \
 		--dist loadfile --cov-fail-under=$(COVERAGE_FLOOR)

@@ -5,9 +5,10 @@ N tag samples (``--tags`` tags, one point a second each, 90 % good, 5 % uncertai
 times each, on the same database:
 
 (a) the rollup as the ``hourly-aggregation`` flow runs it with no watermark yet
-    (:func:`shopfloor.aggregation.tag_rollup.roll_up_database`): the GROUP BY with first
-    and last values, upserted into ``tag_hourly``, the days from the hours into
-    ``tag_daily``, the watermark; ``tag_hourly``/``tag_daily`` emptied before each run;
+    (:func:`shopfloor.aggregation.tag_rollup.roll_up_database`): the GROUP BY into a
+    temporary table, the first and last values by primary key, the upsert into
+    ``tag_hourly``, the days from the hours into ``tag_daily``, the watermark;
+    ``tag_hourly``/``tag_daily`` emptied before each run;
 (b) the baseline: one bare ``INSERT INTO scratch SELECT ... GROUP BY tag_id,
     date_trunc('hour', ts)`` of the same aggregates (counts, good count, count/sum/min/
     max/avg of the good numbers, the times of the first and last of them) into a scratch

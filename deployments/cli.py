@@ -33,6 +33,7 @@ GROUPS: dict[str, tuple[str, str]] = {
                     "Database credentials from AWS Secrets Manager."),
     "lake": ("deployments.lake_cli:lake_app", "Lake maintenance: merge small files."),
     "tags": ("deployments.tags_cli:tags_app", "The tag registry: import maps, list tags."),
+    "mqtt": ("deployments.mqtt_cli:mqtt_app", "MQTT ingestion: JSON topics and Sparkplug B."),
 }
 
 

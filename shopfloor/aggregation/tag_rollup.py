@@ -6,11 +6,12 @@ quality 192), and over the good points that carry a number their count, sum, min
 avg and the first and last in time with their timestamps. Bad and uncertain points are
 counted, never averaged.
 
-Pushed down: the hours are one ``INSERT ... SELECT ... GROUP BY`` into ``tag_hourly``,
-upserted on ``(tag_id, period_start)``; first and last come from the same statement:
-each group's earliest and latest good time looked up in ``tag_samples`` by its primary
-key (two index lookups per group; no window function sorts the rows). Rows
-whose values did not change keep their ``updated_at``.
+Pushed down: the hours are one ``INSERT ... SELECT ... GROUP BY`` into a temporary
+table (the GROUP BY computes the first and last good *times*); then each group's first
+and last value is looked up in ``tag_samples`` by primary key (two index lookups per
+group; no window function sorts the rows), and one ``INSERT ... SELECT ... ON CONFLICT``
+upserts the groups into ``tag_hourly`` on ``(tag_id, period_start)``. Rows whose values
+did not change keep their ``updated_at``. Nothing but counters comes to Python.
 
 Which hours: the (tag, hour) pairs that received rows with ``ingested_at`` after the
 watermark ``tag-rollup`` (in the same database's ``pipeline_watermark``, moved in the
@@ -34,19 +35,23 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Float,
     FromClause,
     MetaData,
     Select,
     Table,
+    Update,
     and_,
     case,
     func,
+    insert,
     inspect,
     literal,
     or_,
     select,
     text,
     true,
+    update,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
@@ -62,11 +67,12 @@ WATERMARK = "tag-rollup"
 KEY = ("tag_id", "period_start")
 COUNTS = ("sample_count", "good_count", "value_count")
 NUMBERS = ("value_sum", "value_min", "value_max", "value_avg", "first_value", "last_value")
-TIMES = ("first_ts", "last_ts")
-# The columns a rollup statement selects, in table order (``hours`` only for days).
+# The columns of tag_hourly, in table order (tag_daily has ``hours`` before updated_at).
 HOURLY_COLUMNS = (*KEY, *COUNTS, "value_sum", "value_min", "value_max", "value_avg",
                   "first_ts", "first_value", "last_ts", "last_value", "updated_at")
-DAILY_COLUMNS = (*HOURLY_COLUMNS[:-1], "hours", "updated_at")
+# What the GROUP BY computes (first and last values are looked up after it).
+GROUP_COLUMNS = (*KEY, *COUNTS, "value_sum", "value_min", "value_max", "value_avg",
+                 "first_ts", "last_ts")
 DIALECTS = ("postgresql", "sqlite", "mysql", "mariadb")
 # Values this close are unchanged (the hourly aggregation's rule): a sum computed again
 # over the same rows in another order may differ in its last bits.
@@ -105,8 +111,8 @@ def good_number(s: FromClause) -> ColumnElement:
     return and_(s.c.quality == GOOD, s.c.value.is_not(None))
 
 
-def hour_groups(s: FromClause, bucket: ColumnElement, source: FromClause | None = None,
-                where: ColumnElement | None = None) -> Select:
+def hour_groups(s: FromClause, bucket: ColumnElement,
+                source: FromClause | None = None) -> Select:
     """The GROUP BY per (tag, ``bucket``) over the samples ``s``: counts, sum/min/max/avg
     of the good numbers, and the times of the first and last of them."""
     num = good_number(s)
@@ -120,37 +126,51 @@ def hour_groups(s: FromClause, bucket: ColumnElement, source: FromClause | None 
         func.max(v).label("value_max"), func.avg(v).label("value_avg"),
         func.min(t).label("first_ts"), func.max(t).label("last_ts"),
     ).select_from(source if source is not None else s)
-    if where is not None:
-        stmt = stmt.where(where)
     return stmt.group_by(s.c.tag_id, bucket)
 
 
-def hourly_select(samples: Table, now: datetime, pairs: Table | None = None) -> Select:
-    """The ``tag_hourly`` rows: of every hour of ``samples``, or (``pairs``: a table of
+def hourly_groups(samples: Table, pairs: Table | None = None) -> Select:
+    """The hourly groups of every hour of ``samples``, or (``pairs``: a table of
     ``tag_id, period_start, period_end``) of those (tag, hour) pairs only, each read by
-    a primary-key range. First and last values by primary key from their times."""
+    its primary-key range; :data:`GROUP_COLUMNS`, without the first and last values."""
     if pairs is None:
-        groups = hour_groups(samples, hour_floor(samples.c.ts))
-    else:
-        on = and_(samples.c.tag_id == pairs.c.tag_id, samples.c.ts >= pairs.c.period_start,
-                  samples.c.ts < pairs.c.period_end)
-        groups = hour_groups(samples, pairs.c.period_start, samples.join(pairs, on))
-    g = groups.subquery("g")
-    # Correlated lookups by primary key, one per group: as joins, PostgreSQL's guess of
-    # the groups (about ten times too many) made it hash the whole table twice instead.
+        return hour_groups(samples, hour_floor(samples.c.ts))
+    on = and_(samples.c.tag_id == pairs.c.tag_id, samples.c.ts >= pairs.c.period_start,
+              samples.c.ts < pairs.c.period_end)
+    return hour_groups(samples, pairs.c.period_start, samples.join(pairs, on))
+
+
+def groups_table() -> Table:
+    """A temporary table for the hourly groups, with room for their first/last values."""
+    number = Float(53)
+    return Table(
+        f"tmp_taghours_{uuid.uuid4().hex[:12]}", MetaData(),
+        Column("tag_id", BigInteger), Column("period_start", UtcDateTime),
+        *(Column(c, BigInteger) for c in COUNTS),
+        *(Column(c, number) for c in ("value_sum", "value_min", "value_max", "value_avg")),
+        Column("first_ts", UtcDateTime), Column("last_ts", UtcDateTime),
+        Column("first_value", number), Column("last_value", number),
+        prefixes=["TEMPORARY"])
+
+
+def first_last_update(groups: Table, samples: Table) -> Update:
+    """Each group's first and last value: its earliest and latest good time looked up
+    in ``samples`` by primary key (two index lookups per group, no sort of the rows)."""
     first, last = samples.alias("f"), samples.alias("l")
-    first_value = select(first.c.value).where(
-        first.c.tag_id == g.c.tag_id, first.c.ts == g.c.first_ts).scalar_subquery()
-    last_value = select(last.c.value).where(
-        last.c.tag_id == g.c.tag_id, last.c.ts == g.c.last_ts).scalar_subquery()
+    return update(groups).values(
+        first_value=select(first.c.value).where(
+            first.c.tag_id == groups.c.tag_id, first.c.ts == groups.c.first_ts
+        ).scalar_subquery(),
+        last_value=select(last.c.value).where(
+            last.c.tag_id == groups.c.tag_id, last.c.ts == groups.c.last_ts
+        ).scalar_subquery())
+
+
+def staged_select(groups: Table, now: datetime) -> Select:
+    """The ``tag_hourly`` rows from the staged groups."""
     # "WHERE true" keeps SQLite from reading the upsert's ON CONFLICT as a join constraint.
-    return select(
-        g.c.tag_id, g.c.period_start, *(g.c[c] for c in COUNTS),
-        g.c.value_sum, g.c.value_min, g.c.value_max, g.c.value_avg,
-        g.c.first_ts, first_value.label("first_value"),
-        g.c.last_ts, last_value.label("last_value"),
-        literal(now, UtcDateTime).label("updated_at"),
-    ).select_from(g).where(true())
+    return select(*(groups.c[c] for c in HOURLY_COLUMNS[:-1]),
+                  literal(now, UtcDateTime).label("updated_at")).where(true())
 
 
 def daily_select(hourly: Table, now: datetime, days: Table | None = None) -> Select:
@@ -283,6 +303,39 @@ def ensure_rollup_tables(engine: Engine, tables: Tables) -> None:
             t.create(conn, checkfirst=True)
 
 
+def _tune(conn: Connection) -> None:
+    """Settings of the rollup's transaction: ``work_mem`` as the hourly aggregation's
+    and, on PostgreSQL, Memoize off: each (tag, hour) pair is read once by its key
+    range, and a cache over them never hits (it cost a third of the late path's time)."""
+    tune_group_by(conn)
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.set_config("enable_memoize", "off", True)))
+
+
+def _no_jit(conn: Connection) -> None:
+    """JIT off for the rest of the transaction (PostgreSQL), after the GROUP BY: what
+    follows reads a few rows per group, but the planner guesses ten times the real
+    groups, and compiling the lookups took longer than running them (1.0 s for a 0.7 s
+    rollup of 2 M samples)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.set_config("jit", "off", True)))
+
+
+def write_hours(conn: Connection, tables: Tables, now: datetime,
+                pairs: Table | None = None) -> Table:
+    """Aggregate the hours (all, or the ``pairs``) into a temporary table by one
+    ``INSERT ... SELECT ... GROUP BY``, add their first and last values, and upsert them
+    into ``tag_hourly``. Returns the temporary table (the caller counts and drops it)."""
+    groups = groups_table()
+    groups.create(conn)
+    conn.execute(insert(groups).from_select(list(GROUP_COLUMNS),
+                                            hourly_groups(tables.tag_samples, pairs)))
+    _no_jit(conn)
+    conn.execute(first_last_update(groups, tables.tag_samples))
+    upsert_select(conn, tables.tag_hourly, staged_select(groups, now))
+    return groups
+
+
 def _lock(conn: Connection, tables: Tables) -> None:
     """On PostgreSQL one rollup at a time per table (two would each refresh a day from
     hours the other has not committed yet); the second waits, then sees the first's."""
@@ -313,15 +366,6 @@ def roll_up(conn: Connection, tables: Tables, now: datetime) -> RollupStats:
         return RollupStats(SKIPPED, reason=f"no tag rollups on {conn.dialect.name}")
     _lock(conn, tables)
     stored = get_watermark(conn, tables, WATERMARK)
-    tune_group_by(conn)
-    if conn.dialect.name == "postgresql":
-        # The planner guesses ten times the real groups, so the cost of the per-group
-        # lookups crosses the JIT thresholds: compiling took longer than the query
-        # (1.0 s on a 0.7 s GROUP BY of 2 M samples). For this transaction only.
-        conn.execute(select(func.set_config("jit", "off", True)))
-        # Each late (tag, hour) is read once by its key range: a Memoize cache over
-        # them never hits and cost a third of the late path's time.
-        conn.execute(select(func.set_config("enable_memoize", "off", True)))
     if stored is None:
         stats = _roll_up_all(conn, tables, now)
     else:
@@ -338,32 +382,35 @@ def _roll_up_all(conn: Connection, tables: Tables, now: datetime) -> RollupStats
     upto = conn.execute(select(func.max(s.c.ingested_at))).scalar_one()
     if upto is None:
         return RollupStats(NOTHING)
-    upsert_select(conn, h, hourly_select(s, now))
+    _tune(conn)
+    groups = write_hours(conn, tables, now)
     upsert_select(conn, tables.tag_daily, daily_select(h, now))
-    hours, samples = conn.execute(select(func.count(), func.sum(h.c.sample_count))).one()
+    hours, samples = conn.execute(
+        select(func.count(), func.sum(groups.c.sample_count))).one()
     days = conn.execute(select(func.count()).select_from(tables.tag_daily)).scalar_one()
-    return RollupStats(ALL, int(samples or 0), int(hours), _written(conn, h, now, None),
-                       int(days), _written(conn, tables.tag_daily, now, None),
-                       watermark=upto)
+    stats = RollupStats(ALL, int(samples or 0), int(hours), _written(conn, h, now, groups),
+                        int(days), _written(conn, tables.tag_daily, now, None),
+                        watermark=upto)
+    groups.drop(conn)
+    return stats
 
 
 def _roll_up_late(conn: Connection, tables: Tables, now: datetime,
                   since: datetime) -> RollupStats:
     """The (tag, hour) pairs with rows ingested after ``since``, and their days."""
-    s = tables.tag_samples
-    found = conn.execute(new_pairs_select(s, since)).all()
+    found = conn.execute(new_pairs_select(tables.tag_samples, since)).all()
     if not found:
         return RollupStats(NOTHING)
-    upto = max(r.upto for r in found)
+    _tune(conn)
     hours = _staged(conn, period_rows(((r.tag_id, r.period_start) for r in found), HOUR))
     days = _staged(conn, period_rows(((r.tag_id, r.period_start) for r in found), DAY))
-    upsert_select(conn, tables.tag_hourly, hourly_select(s, now, hours))
+    groups = write_hours(conn, tables, now, hours)
     upsert_select(conn, tables.tag_daily, daily_select(tables.tag_hourly, now, days))
     stats = RollupStats(LATE, sum(int(r.n) for r in found), len(found),
-                        _written(conn, tables.tag_hourly, now, hours),
+                        _written(conn, tables.tag_hourly, now, groups),
                         int(conn.execute(select(func.count()).select_from(days)).scalar_one()),
-                        _written(conn, tables.tag_daily, now, days), watermark=upto)
-    hours.drop(conn)
-    days.drop(conn)
+                        _written(conn, tables.tag_daily, now, days),
+                        watermark=max(r.upto for r in found))
+    for tmp in (groups, hours, days):
+        tmp.drop(conn)
     return stats
-

@@ -24,3 +24,15 @@ def _number(x: float) -> str:
 def quality_name(code: int) -> str:
     """``good`` / ``uncertain`` / ``bad`` for a quality code."""
     return NAMES.get(int(code), f"code {code}")
+
+# Reasons of points that came by MQTT (docs/mqtt.md).
+MISSING = "missing in the message"
+NOT_A_NUMBER = "not a number"
+NOT_A_BOOLEAN = "not a boolean"
+NOT_TEXT = "not a scalar"
+NOT_JSON = "message is not a JSON object"
+NO_TIMESTAMP = "no valid timestamp in the message: receive time"
+NULL_VALUE = "null value"
+UNSUPPORTED_TYPE = "unsupported data type"
+NODE_OFFLINE = "node offline (NDEATH)"
+DEVICE_OFFLINE = "device offline (DDEATH)"

@@ -46,7 +46,7 @@ def test_every_flow_running_group_command_is_generated():
         ("compaction", "register"), ("compaction", "run"), ("lake", "merge"),
         ("lake", "export-tags"),
         ("modbus", "capture"), ("modbus", "reprocess"), ("spark", "extract"),
-        ("credentials", "refresh")}
+        ("credentials", "refresh"), ("mqtt", "ingest")}
 
 
 @pytest.mark.parametrize("group, spec", CASES, ids=[f"{g} {c.name}" for g, c in CASES])

@@ -14,7 +14,8 @@ FLOWS = {
     "flows/spark_extraction.py:spark_sensor_extraction", "demo_steps/flow.py:demo",
     "flows/refresh_credentials.py:refresh_credentials",
     "flows/anomaly_detection.py:detect_anomalies", "flows/reprocess.py:reprocess_raw",
-    "flows/lake_maintenance.py:lake_maintenance", "flows/tag_lake_export.py:tag_lake_export",
+    "flows/lake_maintenance.py:lake_maintenance", "flows/mqtt_ingest.py:mqtt_ingest",
+    "flows/tag_lake_export.py:tag_lake_export",
 }
 
 

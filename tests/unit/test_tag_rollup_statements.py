@@ -9,7 +9,9 @@ from sqlalchemy.dialects import mssql, mysql, postgresql, sqlite
 from shopfloor.aggregation.tag_rollup import (
     RollupStats,
     daily_select,
-    hourly_select,
+    first_last_update,
+    groups_table,
+    hourly_groups,
     new_pairs_select,
     period_rows,
     period_table,
@@ -55,17 +57,17 @@ def test_period_floor_per_dialect(dialect: str, hour: str, day: str) -> None:
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "sqlite", "mysql"])
-def test_one_group_by_with_first_and_last_by_primary_key(dialect: str) -> None:
-    t, late = get_tables(), period_table()
-    sql = str(hourly_select(t.tag_samples, NOW).compile(dialect=DIALECTS[dialect]))
-    assert sql.count("GROUP BY") == 1 and "JOIN" not in sql
-    assert "f.ts = g.first_ts" in sql and "l.ts = g.last_ts" in sql
-    assert "quality =" in sql
-    sql = str(hourly_select(t.tag_samples, NOW, late).compile(dialect=DIALECTS[dialect]))
+def test_one_group_by_then_first_and_last_by_primary_key(dialect: str) -> None:
+    t, late, d = get_tables(), period_table(), DIALECTS[dialect]
+    sql = str(hourly_groups(t.tag_samples).compile(dialect=d))
+    assert sql.count("GROUP BY") == 1 and "JOIN" not in sql and "quality =" in sql
+    sql = str(hourly_groups(t.tag_samples, late).compile(dialect=d))
     assert "tag_samples.ts < tmp_tagroll_" in sql and "GROUP BY tag_samples.tag_id, tmp" in sql
-    sql = str(daily_select(t.tag_hourly, NOW, late).compile(dialect=DIALECTS[dialect]))
+    sql = str(first_last_update(groups_table(), t.tag_samples).compile(dialect=d))
+    assert "f.ts = tmp_taghours_" in sql and "l.ts = tmp_taghours_" in sql
+    sql = str(daily_select(t.tag_hourly, NOW, late).compile(dialect=d))
     assert sql.count("GROUP BY") == 1 and "fh.period_start" in sql
-    sql = str(new_pairs_select(t.tag_samples, NOW).compile(dialect=DIALECTS[dialect]))
+    sql = str(new_pairs_select(t.tag_samples, NOW).compile(dialect=d))
     assert "ingested_at >" in sql
 
 

@@ -239,3 +239,18 @@ def test_the_hourly_flow_rolls_up_tags_and_runs_as_before_without_them(db):
     finally:
         if db.dialect != "sqlite":  # the session's PostgreSQL database; SQLite's is the test's
             _clean(db.engine, db.tables)
+
+
+def test_a_database_made_before_the_rollup_tables_gets_them(tmp_path):
+    from shopfloor.aggregation.tag_rollup import roll_up_database
+    from shopfloor.db.schema import get_tables
+
+    engine, tables = make_engine(f"sqlite+pysqlite:///{tmp_path / 'old.db'}"), get_tables()
+    with engine.begin() as conn:  # only what capture made: no tag_hourly, tag_daily, watermark
+        tables.tag_samples.create(conn)
+    points = samples(300, seed=9)
+    _insert(engine, tables, points)
+    stats = roll_up_database(engine, tables, datetime(2024, 3, 12, 1, tzinfo=UTC))
+    assert stats.mode == ALL and stats.samples == len(points)
+    _assert_matches(engine, tables, points)
+    engine.dispose()

@@ -1,0 +1,199 @@
+"""A message's values as tag points before they have ids: the tag as the registry will
+know it, the time, the value and its quality."""
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Table
+
+from shopfloor.db.copy_upsert import can_copy_upsert, copy_upsert_csv
+from shopfloor.db.upsert import upsert
+from shopfloor.modbus.tag_points import COLUMNS, KEY_COLUMNS
+from shopfloor.tags.quality import BAD, GOOD, NOT_FINITE, UNCERTAIN, out_of_range
+from shopfloor.tags.registry import TagInfo
+
+
+@dataclass(slots=True)
+class TagPoint:
+    """One value of one tag at one time (``ms``: epoch milliseconds). Not frozen: a
+    frozen dataclass costs a ``object.__setattr__`` per field, and a message of a
+    hundred values makes a hundred of these."""
+
+    tag: TagInfo
+    ms: int
+    value: float | None = None
+    text: str | None = None
+    quality: int = GOOD
+    reason: str | None = None
+
+
+def judged(tag: TagInfo, ms: int, value: float, lo: float | None = None,
+           hi: float | None = None) -> TagPoint:
+    """A numeric point, bad when not finite or outside ``[lo, hi]``."""
+    if not math.isfinite(value):
+        return TagPoint(tag, ms, None, None, BAD, NOT_FINITE)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        return TagPoint(tag, ms, value, None, BAD, out_of_range(
+            -math.inf if lo is None else lo, math.inf if hi is None else hi))
+    return TagPoint(tag, ms, value)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a write sent: points, and how many of them bad or uncertain."""
+
+    points: int
+    bad: int
+    uncertain: int
+
+
+class PointBatch:
+    """A batch's points, the distinct :class:`TagInfo` objects among them (by ``id()``),
+    and whether a (tag, time) can repeat in it.
+
+    Two shapes: points (any quality, any time), and *rows* of good numbers: a JSON
+    message whose every value is a number within its range is kept as (its tags, its
+    time, its values), without a point object per value, and goes to ``COPY`` as
+    such (the common case, and the ingestion's hottest path).
+
+    A JSON message's points share one time and name distinct tags of one device, so
+    the batch has no repeated key when no (device, time) repeats among its JSON
+    messages: checked once a message instead of once a point. Sparkplug B points
+    (metrics with times of their own) are checked point by point.
+    """
+
+    def __init__(self) -> None:
+        self.points: list[TagPoint] = []
+        self.rows: list[tuple[list[TagInfo], int, list[float]]] = []
+        self.tags: dict[int, TagInfo] = {}
+        self._plans_seen: set[int] = set()
+        self._message_keys: list[tuple[str, int]] = []
+        self._check_points = False
+
+    def __len__(self) -> int:
+        return len(self.points) + sum(len(values) for _, _, values in self.rows)
+
+    def _message_tags(self, tags: list[TagInfo]) -> None:
+        if id(tags) not in self._plans_seen:
+            self._plans_seen.add(id(tags))
+            self.tags.update((id(t), t) for t in tags)
+
+    def add_message(self, points: list[TagPoint], tags: list[TagInfo]) -> None:
+        """One JSON message's points (all at one time), of ``tags`` (one device's,
+        distinct; the same list object for every message of a topic)."""
+        self.points += points
+        self._message_tags(tags)
+        if points:
+            self._message_keys.append((points[0].tag.device, points[0].ms))
+
+    def add_row(self, tags: list[TagInfo], ms: int, values: list[float]) -> None:
+        """One JSON message whose values (one per tag of ``tags``) are all good."""
+        self.rows.append((tags, ms, values))
+        self._message_tags(tags)
+        if tags:
+            self._message_keys.append((tags[0].device, ms))
+
+    def add_points(self, points: list[TagPoint]) -> None:
+        """Points of any times (a Sparkplug B message)."""
+        self.points += points
+        self.tags.update((id(p.tag), p.tag) for p in points)
+        self._check_points = self._check_points or bool(points)
+
+    def may_repeat(self) -> bool:
+        return self._check_points or \
+            len(set(self._message_keys)) != len(self._message_keys)
+
+    def all_points(self) -> list[TagPoint]:
+        """Every value as a point (the rows too)."""
+        return self.points + [TagPoint(t, ms, v) for tags, ms, values in self.rows
+                              for t, v in zip(tags, values, strict=True)]
+
+
+def _last_per_key(points: Sequence[TagPoint], id_of: Mapping[int, int], may_repeat: bool
+                  ) -> tuple[list[int], list[TagPoint]]:
+    """Tag ids and points, one per (tag, time): the last given wins, as a repeated
+    upsert would (a message sent twice in one batch). ``id_of``: ``id()`` of each
+    point's :class:`TagInfo` object -> its tag id (a batch shares a few objects)."""
+    tag_ids = [id_of[id(p.tag)] for p in points]
+    if not may_repeat:
+        return tag_ids, list(points)
+    keys = set(zip(tag_ids, [p.ms for p in points], strict=True))
+    if len(keys) == len(tag_ids):
+        return tag_ids, list(points)
+    last = {(t, p.ms): (t, p) for t, p in zip(tag_ids, points, strict=True)}
+    return [t for t, _ in last.values()], [p for _, p in last.values()]
+
+
+def _csv_text(value: str | None) -> str:
+    return "" if value is None else '"' + value.replace('"', '""') + '"'
+
+
+def points_csv(tag_ids: Sequence[int], points: Sequence[TagPoint],
+               ingested_at: datetime) -> str:
+    """PostgreSQL CSV in :data:`COLUMNS` order (times naive UTC, as ``UtcDateTime``
+    stores them; floats exact through ``repr``; NULL as an empty field). Built line by
+    line: a batch's points share a few times, each formatted once."""
+    now = ingested_at.astimezone(UTC).replace(tzinfo=None).isoformat()
+    stamps: dict[int, str] = {}
+    lines = []
+    for tag_id, p in zip(tag_ids, points, strict=True):
+        ts = stamps.get(p.ms)
+        if ts is None:
+            ts = stamps[p.ms] = datetime.fromtimestamp(p.ms / 1000, UTC).replace(
+                tzinfo=None).isoformat(timespec="milliseconds")
+        value = p.value
+        if value is not None and p.reason is None and p.text is None:  # most points
+            lines.append(f"{tag_id},{ts},{value!r},,{p.quality},,{now}")
+        else:
+            lines.append(f"{tag_id},{ts},{'' if value is None else repr(value)},"
+                         f"{_csv_text(p.text)},{p.quality},{_csv_text(p.reason)},{now}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _rows_csv(rows: Sequence[tuple[list[TagInfo], int, list[float]]],
+              id_of: Mapping[int, int], now: str) -> list[str]:
+    """CSV lines of rows of good numbers (see :class:`PointBatch`)."""
+    ids_of_tags: dict[int, list[int]] = {}
+    lines: list[str] = []
+    for tags, ms, values in rows:
+        ids = ids_of_tags.get(id(tags))
+        if ids is None:
+            ids = ids_of_tags[id(tags)] = [id_of[id(t)] for t in tags]
+        ts = datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None).isoformat(
+            timespec="milliseconds")
+        lines += [f"{i},{ts},{v!r},,{GOOD},,{now}" for i, v in zip(ids, values, strict=True)]
+    return lines
+
+
+def write_tag_points(conn: Connection, table: Table, batch: PointBatch,
+                     id_of: Mapping[int, int], ingested_at: datetime) -> Written:
+    """Upsert the batch's points into ``tag_samples`` keyed ``(tag_id, ts)`` in the
+    caller's transaction: ``COPY`` on PostgreSQL for 500 points and more (through
+    ``copy_upsert_csv``: straight in, or staged when a key is already there), else
+    the portable batch upsert. A repeat overwrites. ``id_of``: see
+    :func:`_last_per_key`."""
+    n = len(batch)
+    if not batch.may_repeat() and can_copy_upsert(conn, n):
+        tag_ids = [id_of[id(p.tag)] for p in batch.points]
+        csv = points_csv(tag_ids, batch.points, ingested_at)
+        now = ingested_at.astimezone(UTC).replace(tzinfo=None).isoformat()
+        lines = _rows_csv(batch.rows, id_of, now)
+        if lines:
+            csv += "\n".join(lines) + "\n"
+        copy_upsert_csv(conn, table, COLUMNS, csv, KEY_COLUMNS)
+        qualities = [p.quality for p in batch.points]
+        return Written(n, qualities.count(BAD), qualities.count(UNCERTAIN))
+    tag_ids, points = _last_per_key(batch.all_points(), id_of, batch.may_repeat())
+    if can_copy_upsert(conn, len(points)):
+        copy_upsert_csv(conn, table, COLUMNS, points_csv(tag_ids, points, ingested_at),
+                        KEY_COLUMNS)
+    elif points:
+        upsert(conn, table, [
+            {"tag_id": t, "ts": datetime.fromtimestamp(p.ms / 1000, UTC),
+             "value": p.value, "text_value": p.text, "quality": p.quality,
+             "reason": p.reason, "ingested_at": ingested_at}
+            for t, p in zip(tag_ids, points, strict=True)], list(KEY_COLUMNS))
+    qualities = [p.quality for p in points]
+    return Written(len(points), qualities.count(BAD), qualities.count(UNCERTAIN))

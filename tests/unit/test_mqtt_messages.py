@@ -1,0 +1,159 @@
+"""Messages to points without a broker: JSON paths, timestamps and quality; the
+Sparkplug B host's rules (sequence, replays, deaths, aliases, data types)."""
+
+import json
+
+import pytest
+
+from shopfloor.mqtt.config import JsonTopic, SparkplugGroup
+from shopfloor.mqtt.json_messages import epoch_ms, message_points
+from shopfloor.mqtt.sparkplug import SparkplugHost, metric_value, parse_topic
+from shopfloor.mqtt.sparkplug_b_pb2 import Payload
+
+T0 = 1_790_000_000_000
+
+
+@pytest.mark.parametrize(("raw", "ms"), [
+    (1_790_000_000, T0), (1_790_000_000.5, T0 + 500), (T0, T0),
+    ("2026-09-21T14:13:20Z", 1_790_000_000_000), ("2026-09-21T14:13:20", 1_790_000_000_000),
+    ("2026-09-21T16:13:20+02:00", 1_790_000_000_000), ("yesterday", None), (True, None),
+    (None, None), ({"a": 1}, None),
+])
+def test_timestamps_are_epoch_seconds_or_ms_or_iso(raw: object, ms: int | None) -> None:
+    assert epoch_ms(raw) == ms
+
+
+def _route(**kw: object) -> JsonTopic:
+    return JsonTopic.model_validate({"topic": "a/+", "timestamp": "ts", "tags": [
+        {"name": "x", "path": "d.x", **kw}, {"name": "s", "path": "s", "data_type": "string"}]})
+
+
+def test_a_message_without_its_timestamp_is_uncertain_at_the_receive_time() -> None:
+    points = message_points(_route(), "a/b", json.dumps({"d": {"x": 1}, "s": "t"}).encode(), 5)
+    assert [(p.ms, p.quality, p.reason) for p in points] == [
+        (5, 64, "no valid timestamp in the message: receive time")] * 2
+
+
+@pytest.mark.parametrize(("value", "quality", "reason"), [
+    (1.5, 192, None), ("1.5", 0, "not a number"), (True, 0, "not a number"),
+    (None, 0, "missing in the message"), (float("nan"), 0, "not a finite number"),
+    (11, 0, "out of range [0, 10]"),
+])
+def test_each_value_is_judged_on_its_own(value: object, quality: int, reason: str) -> None:
+    body = json.dumps({"ts": T0, "d": {"x": value}, "s": "ok"}).encode()
+    x, s = message_points(_route(min_value=0, max_value=10), "a/b", body, 5)
+    assert (x.ms, x.quality, x.reason) == (T0, quality, reason)
+    assert (s.quality, s.text) == (192, "ok")  # the other value stays good
+    assert x.tag.device == "a/b" and x.tag.source_name == "a/b:d.x"
+
+
+def _payload(seq: int | None = None, **metrics: tuple[int, int, float]) -> Payload:
+    p = Payload(timestamp=T0)
+    if seq is not None:
+        p.seq = seq
+    for name, (alias, datatype, value) in metrics.items():
+        m = p.metrics.add()
+        m.name, m.alias, m.datatype = name, alias, datatype
+        if datatype == 8:
+            m.long_value = int(value)
+        else:
+            m.double_value = value
+    return p
+
+
+def _host() -> SparkplugHost:
+    host = SparkplugHost([SparkplugGroup(group="g")])
+    host.begin()
+    host.message(parse_topic("spBv1.0/g/NBIRTH/n"), _payload(0, bdSeq=(0, 8, 3), t=(1, 10, 1.0)),
+                 T0)
+    return host
+
+
+def _data(alias: int, seq: int) -> Payload:
+    p = Payload(timestamp=T0 + seq, seq=seq)
+    m = p.metrics.add()
+    m.alias, m.double_value = alias, float(seq)
+    return p
+
+
+def test_a_redelivered_message_is_no_gap_and_a_skipped_number_is_one() -> None:
+    host, ndata = _host(), parse_topic("spBv1.0/g/NDATA/n")
+    assert [p.value for p in host.message(ndata, _data(1, 1), T0)] == [1.0]
+    host.message(ndata, _data(1, 1), T0)  # the broker sent it again (not acknowledged)
+    assert (host.counters.gaps, host.rebirths) == (0, [])
+    host.message(ndata, _data(1, 3), T0)  # 2 lost
+    host.message(ndata, _data(1, 5), T0)  # 4 lost: one request until the rebirth
+    assert host.counters.gaps == 2
+    assert [t.node for t in host.rebirths] == ["n"]
+
+
+def test_an_unknown_alias_is_counted_and_asks_for_a_rebirth() -> None:
+    host = _host()
+    assert host.message(parse_topic("spBv1.0/g/NDATA/n"), _data(9, 1), T0) == []
+    assert (host.counters.unresolved, len(host.rebirths)) == (1, 1)
+
+
+def test_a_death_is_written_once_and_a_stale_will_not_at_all() -> None:
+    host, death = _host(), parse_topic("spBv1.0/g/NDEATH/n")
+    assert host.message(death, _payload(bdSeq=(0, 8, 2)), T0 + 5) == []  # an older session's
+    (point,) = host.message(death, _payload(bdSeq=(0, 8, 3)), T0 + 5)
+    assert (point.tag.name, point.ms, point.quality, point.reason) == \
+        ("t", T0 + 5, 0, "node offline (NDEATH)")
+    assert host.message(death, _payload(bdSeq=(0, 8, 3)), T0 + 9) == []  # redelivered
+
+
+def test_a_failed_batch_leaves_the_state_as_it_was() -> None:
+    host = _host()
+    saved = host.counters
+    host.begin()
+    host.message(parse_topic("spBv1.0/g/NDATA/n"), _data(1, 1), T0)
+    host.rollback(saved)
+    assert host.edges["g/n"].seq == 0
+
+
+@pytest.mark.parametrize(("datatype", "field", "raw", "value"), [
+    (1, "int_value", 0xFF, -1.0), (2, "int_value", 0x8000, -32768.0),
+    (3, "int_value", 0xFFFFFFFE, -2.0), (4, "long_value", 2**64 - 3, -3.0),
+    (7, "int_value", 0xFFFFFFFE, 4294967294.0), (11, "boolean_value", True, 1.0),
+    (9, "float_value", 0.25, 0.25), (13, "long_value", T0, float(T0)),
+])
+def test_signed_types_are_read_from_twos_complement(datatype: int, field: str, raw: object,
+                                                    value: float) -> None:
+    m = Payload.Metric()
+    setattr(m, field, raw)
+    assert metric_value(m, datatype) == (value, None, None)
+
+
+def test_text_null_and_unsupported_values() -> None:
+    m = Payload.Metric(string_value="on")
+    assert metric_value(m, 12) == (None, "on", None)
+    assert metric_value(Payload.Metric(is_null=True), 10)[2] == "null value"
+    assert metric_value(Payload.Metric(bytes_value=b"x"), 17)[2] == "unsupported data type"
+
+
+def test_a_failed_batch_asks_for_its_rebirth_again_when_decoded_again() -> None:
+    host = _host()
+    saved = host.counters
+    host.begin()
+    host.message(parse_topic("spBv1.0/g/NDATA/n"), _data(1, 3), T0)  # a gap
+    assert len(host.rebirths) == 1
+    host.rollback(saved)
+    host.begin()
+    host.message(parse_topic("spBv1.0/g/NDATA/n"), _data(1, 3), T0)
+    assert len(host.rebirths) == 1
+
+
+def test_the_run_says_what_it_did_and_what_it_left_with_the_broker() -> None:
+    from shopfloor.mqtt.ingest import IngestStats
+    from shopfloor.mqtt.outcome import verdict
+
+    stats = IngestStats(received=30, written=60, bad=1, write_errors=2)
+    done = verdict(stats)
+    assert done.kind == "completed"
+    assert done.message == ("received 30 messages, wrote 60 points (1 bad, 0 uncertain); "
+                            "2 warehouse write errors, retried and stored")
+    stats.left_with_broker, stats.last_error = 12, "connection refused"
+    left = verdict(stats)
+    assert left.kind == "degraded"
+    assert left.message.endswith("the warehouse failed (connection refused): 12 messages "
+                                 "left with the broker for the next run")
