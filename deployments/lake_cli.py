@@ -19,3 +19,14 @@ def merge(params: dict[str, Any]) -> None:
     require_blocks(params["lake"], params["metadata_db"])
     summary = lake_maintenance(**params)
     typer.echo(", ".join(f"{k} {v}" for k, v in summary.items()))
+
+
+@flow_command(lake_app, "flows.tag_lake_export:tag_lake_export", name="export-tags")
+def export_tags(params: dict[str, Any]) -> None:
+    """Export the tag samples ingested since the last run (runs the tag-lake-export flow)."""
+    from blocks.resolve import require_blocks
+    from flows.tag_lake_export import tag_lake_export
+
+    require_blocks(params["warehouse_db"], params["lake"])
+    summary = tag_lake_export(**params)
+    typer.echo(", ".join(f"{k} {v}" for k, v in summary.items()))

@@ -20,7 +20,7 @@ TargetFileMb = Annotated[int, Field(ge=1, le=4096)]
 MinFiles = Annotated[int, Field(ge=2, le=100_000)]
 ClaimTtlMinutes = Annotated[int, Field(ge=0)]
 MaxPartitions = Annotated[int, Field(ge=1, le=100_000)]
-DEFAULT_PREFIXES = ["datalog_v2", "sensor_data"]
+DEFAULT_PREFIXES = ["datalog_v2", "sensor_data", "tag_samples"]
 
 
 @flow(name="lake-maintenance", timeout_seconds=3 * 3600, on_failure=ON_FAILURE)
@@ -38,7 +38,8 @@ def lake_maintenance(
     """Merge the small files of closed partitions into files of ``target_file_mb``.
 
     For each dataset prefix (the compaction output ``datalog_v2``, the Spark output
-    ``sensor_data``), partitions whose day (``hiveperiod=`` / ``date=``) is older than the
+    ``sensor_data``, the tag lake export's ``tag_samples``), partitions whose day
+    (``hiveperiod=`` / ``date=``, or the last day of a ``month=``) is older than the
     run's day minus ``grace_days`` and that hold at least ``min_files`` small files are
     merged, exactly once, under a claim in the metadata database; merges a crashed run
     left are rolled forward or back first. Readers that go through

@@ -38,9 +38,10 @@ RESUME_POLL_SECONDS = 0.2
 # file moved, all moved, keys not yet marked, keys marked but the manifest not yet dropped.
 # Reprocess: rows replaced (committed) but no object rewritten, the first one rewritten.
 # Store and forward: a part written to its sink, the buffer's cursor not yet moved.
+# Tag lake export: published, its watermark not yet moved.
 PAUSE_POINTS = ("started", "after_claim", "after_stage", "mid_publish", "after_publish",
                 "after_compact", "after_record", "after_commit", "mid_rewrite",
-                "after_forward")
+                "after_forward", "before_watermark")
 _reached: Counter[str] = Counter()  # per process: how often each step was reached
 
 

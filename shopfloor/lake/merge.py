@@ -51,8 +51,10 @@ from shopfloor.storage import ObjectInfo, StorageLocation
 AREA = "_lake_merge"
 WRITER_AREAS = ("_compaction", "_extraction")  # their manifests name files in flight
 # The extraction's date layout sorts by (tag, ts) (tag is then a column in the file);
-# its tag layout has tag only in the path, so (tagid, ts) there.
-SORT_KEYS = (("tag", "ts"), ("tagid", "ts"), ("tagpath", "ts"), ("datetime_wita",))
+# its tag layout has tag only in the path, so (tagid, ts) there; the tag lake export's
+# files have (tag_id, ts).
+SORT_KEYS = (("tag", "ts"), ("tagid", "ts"), ("tag_id", "ts"), ("tagpath", "ts"),
+             ("datetime_wita",))
 Hook = Callable[[str], None]
 
 

@@ -2,9 +2,10 @@
 
 A *partition* is a leaf folder of Parquet files under a dataset prefix
 (``datalog_v2/hiveperiod=2026-01-05/dstrct_code=BRCB``, ``sensor_data/date=2026-01-05`` or
-``sensor_data/tag=x/date=2026-01-05``). It is *closed* when the day its path names
-(``hiveperiod=`` or ``date=``) is older than ``today - grace_days``: writers no longer add
-to it in the normal course, so merging it does not race them.
+``sensor_data/tag=x/date=2026-01-05``, ``tag_samples/tag_id=7/month=2026-01``). It is
+*closed* when the day its path names (``hiveperiod=`` or ``date=``; for ``month=``, the
+month's last day) is older than ``today - grace_days``: writers no longer add to it in
+the normal course, so merging it does not race them.
 
 Files at least half the target size are *good* and left alone; the small ones are packed,
 in key order, into groups of at most ``target_bytes`` (measured on the input bytes; the
@@ -22,6 +23,7 @@ from datetime import date, timedelta
 from shopfloor.storage import ObjectInfo
 
 _DAY = re.compile(r"(?:^|/)(?:hiveperiod|date)=(\d{4}-\d{2}-\d{2})(?:/|$)")
+_MONTH = re.compile(r"(?:^|/)month=(\d{4}-\d{2})(?:/|$)")
 MERGED_PREFIX = "merged-"
 STATE_NAME = "_lake_state.json"
 
@@ -33,14 +35,19 @@ def is_data_file(key: str) -> bool:
 
 
 def partition_day(partition: str) -> date | None:
-    """The day a partition's path names (its last ``hiveperiod=``/``date=`` folder)."""
+    """The day a partition's path names (its last ``hiveperiod=``/``date=`` folder), or
+    the last day of the month a ``month=YYYY-MM`` folder names (the tag lake export's)."""
     found = _DAY.findall(partition)
-    if not found:
-        return None
     try:
-        return date.fromisoformat(found[-1])
+        if found:
+            return date.fromisoformat(found[-1])
+        months = _MONTH.findall(partition)
+        if not months:
+            return None
+        first = date.fromisoformat(f"{months[-1]}-01")
     except ValueError:
         return None
+    return (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
 
 
 def is_closed(partition: str, today: date, grace_days: int) -> bool:

@@ -102,3 +102,36 @@ def test_tags_import_a_map_then_list_it(tmp_path, pg_url):
     assert lines[2].split()[1:] == ["press-1", "recipe", "-", "string", "L9", "holding:10"]
     res = run(["tags", "import", "--map", str(register_map), "--url", pg_url], tmp_path)
     assert res.returncode == 2 and "error: --map needs one --device and --loc-id" in res.stderr
+
+
+@pytest.mark.timeout(400)
+def test_lake_export_tags_on_the_embedded_defaults(tmp_path):
+    """`blocks bootstrap` with no settings (SQLite warehouse, local-folder lake), samples
+    in the warehouse, then `shopfloor lake export-tags`: every sample in the lake once."""
+    from datetime import UTC, datetime, timedelta
+
+    from shopfloor.db.engine import init_db, make_engine
+    from shopfloor.db.upsert import upsert
+    from shopfloor.lake import protocol
+    from shopfloor.storage import StorageLocation
+
+    env = {k: "" for k in os.environ if k.startswith("SHOPFLOOR_") and k.endswith(
+        ("_DB_URL", "_BUCKET"))}
+    res = run(["blocks", "bootstrap"], tmp_path, **env)
+    assert res.returncode == 0, res.stderr
+    engine = make_engine(f"sqlite+pysqlite:///{tmp_path / 'home' / 'shopfloor.db'}")
+    tables = init_db(engine)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        upsert(conn, tables.tag_samples,
+               [{"tag_id": 3, "ts": now - timedelta(seconds=5 * i), "value": float(i),
+                 "text_value": None, "quality": 192, "reason": None,
+                 "ingested_at": now - timedelta(minutes=10)} for i in range(50)],
+               ["tag_id", "ts"])
+    engine.dispose()
+    res = run(["lake", "export-tags"], tmp_path, **env)
+    assert res.returncode == 0, res.stderr
+    assert "samples 50, tags 1" in res.stdout
+    lake = StorageLocation("local", str(tmp_path / "home" / "lake"))
+    got = protocol.read_lake(lake, "tag_samples", "tag_id, ts").to_pylist()
+    assert len(got) == 50 and {r["tag_id"] for r in got} == {3}

@@ -44,6 +44,7 @@ def test_every_flow_running_group_command_is_generated():
     assert {(group, c.name) for group, c in CASES} == {
         ("hourly", "aggregate"), ("hourly", "backfill"), ("hourly", "sync-locations"),
         ("compaction", "register"), ("compaction", "run"), ("lake", "merge"),
+        ("lake", "export-tags"),
         ("modbus", "capture"), ("modbus", "reprocess"), ("spark", "extract"),
         ("credentials", "refresh"), ("mqtt", "ingest")}
 

@@ -15,6 +15,7 @@ FLOWS = {
     "flows/refresh_credentials.py:refresh_credentials",
     "flows/anomaly_detection.py:detect_anomalies", "flows/reprocess.py:reprocess_raw",
     "flows/lake_maintenance.py:lake_maintenance", "flows/mqtt_ingest.py:mqtt_ingest",
+    "flows/tag_lake_export.py:tag_lake_export",
 }
 
 
@@ -48,6 +49,7 @@ def test_schedules_as_the_operations_guide_says(config):
     assert c["spark_sensor_extraction"] == [("0 2 * * *", "UTC")]
     assert c["refresh_credentials"] == [("40 1 * * 1", "UTC")]
     assert c["lake_maintenance"] == [("30 4 * * *", "UTC")]  # after extraction, listing
+    assert c["tag_lake_export"] == [("25 * * * *", "UTC")]
     assert c["hourly_backfill"] == [] and c["demo"] == [] and c["reprocess_raw"] == []
     registration = {d["name"]: d for d in config["deployments"]
                     if d["entrypoint"].endswith(":register_s3_keys")}
@@ -68,6 +70,12 @@ def test_anomaly_detection_never_overlaps_itself(config):
 
 def test_lake_maintenance_runs_alone_on_the_scheduled_queue(config):
     dep = next(d for d in config["deployments"] if d["entrypoint"].endswith("lake_maintenance"))
+    assert dep["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+    assert dep["work_pool"]["work_queue_name"] == "scheduled"
+
+
+def test_tag_lake_export_runs_alone_on_the_scheduled_queue(config):
+    dep = next(d for d in config["deployments"] if d["entrypoint"].endswith("tag_lake_export"))
     assert dep["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
     assert dep["work_pool"]["work_queue_name"] == "scheduled"
 
