@@ -112,7 +112,7 @@ def _plant_history(engine: Engine, ids: dict[tuple[str, str], int], until: datet
 
 
 def test_sixty_tags_from_capture_to_rollups_anomalies_dashboard_and_lake(line, pg_engine,
-                                                                        target_db):
+                                                                        target_db, tmp_path):
     from flows.anomaly_detection import detect_anomalies
     from flows.hourly_aggregation import hourly_aggregation
     from flows.modbus_capture import modbus_capture
@@ -144,7 +144,6 @@ def test_sixty_tags_from_capture_to_rollups_anomalies_dashboard_and_lake(line, p
     assert readings == {f"LOC-{d}": SLOTS for d in DEVICES if d != OUT_OF_RANGE}
     assert {s["device"]: s["rows_written"] for s in summary} == {
         d: 0 if d == OUT_OF_RANGE else SLOTS for d in DEVICES}
-    captured = {i: SLOTS for i in ids.values()}
     first_slot = min(p.ts for p in points)
 
     # The planted device's history (one sample an hour for 40 days) and its spike.
@@ -196,4 +195,26 @@ def test_sixty_tags_from_capture_to_rollups_anomalies_dashboard_and_lake(line, p
     assert sorted(per_tag.index) == NAMES
     assert per_tag["points"].to_dict() == dict.fromkeys(NAMES, SLOTS)
     assert per_tag["bad"].to_dict() == {n: SLOTS if n == "line_pressure" else 0 for n in NAMES}
-    assert captured  # the lake follows
+
+    # 5. The lake: every sample of the 60 tags once, in its tag's month partition.
+    from prefect.filesystems import LocalFileSystem
+
+    from flows.tag_lake_export import tag_lake_export
+    from shopfloor.lake import protocol
+    from shopfloor.storage import StorageLocation
+
+    LocalFileSystem(basepath=str(tmp_path / "lake")).save("e2e-lake", overwrite=True)
+    prefix = f"tags_{tmp_path.name[-12:]}".replace("-", "_")
+    tag_lake_export(warehouse_db=target_db, lake="e2e-lake", prefix=prefix, lag_minutes=0)
+    lake = StorageLocation("local", str(tmp_path / "lake"))
+    exported = protocol.read_lake(lake, prefix, '"tag_id", "ts", "quality"').to_pylist()
+    mine = [r for r in exported if r["tag_id"] in stored]
+    assert len(mine) == len({(r["tag_id"], r["ts"]) for r in mine})  # each sample once
+    lake_counts: dict[int, int] = {}
+    for r in mine:
+        lake_counts[r["tag_id"]] = lake_counts.get(r["tag_id"], 0) + 1
+    assert lake_counts == stored
+    assert sum(r["quality"] == BAD for r in mine) == SLOTS
+    folders = {o.key.rsplit("/", 1)[0] for o in protocol.visible_files(lake, prefix)}
+    pressure_id = ids[(PLANTED, "line_pressure")]
+    assert {f for f in folders if f"/tag_id={pressure_id}/" in f + "/"}  # its own folders
