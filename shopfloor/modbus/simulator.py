@@ -115,6 +115,21 @@ def default_map() -> list[TagSpec]:
     ]
 
 
+def wide_map(tags: int = 20) -> list[TagSpec]:
+    """``tags`` float32 holding registers back to back (one read covers them all while
+    they fit in 125 registers): the plant-scale tests' and benchmarks' device. The first
+    three land in the measure columns, the rest in ``tag_04``, ``tag_05``, ..."""
+    columns = ["temperature", "humidity", "pcv_temperature"]
+    ranges = [(-20, 80), (0, 100), (-40, 150)]
+    out = []
+    for i in range(tags):
+        lo, hi = ranges[i] if i < 3 else (None, None)
+        out.append(TagSpec(name=f"t{i + 1:02d}", column=columns[i] if i < 3 else
+                           f"tag_{i + 1:02d}", address=2 * i, data_type="float32",
+                           min_value=lo, max_value=hi))
+    return out
+
+
 def parse_faults(specs: Sequence[str], devices: int) -> dict[int, FaultKind]:
     """``["2=nan", "3=refuse"]`` -> ``{2: "nan", 3: "refuse"}`` (1-based device numbers)."""
     faults: dict[int, FaultKind] = {}
