@@ -83,22 +83,27 @@ class DeviceJob:
     then: Gate | None = None  # a blocking gate (Prefect's limit): entered on a thread
 
 
-def raise_fd_limit(devices: int) -> int:
-    """Make room for ``devices`` connections: raise the soft open-files limit towards
-    the hard one if needed; returns the soft limit.
+def ensure_open_files(need: int, what: str) -> int:
+    """Make room for ``need`` open files: raise the soft limit towards the hard one if
+    needed; returns the soft limit.
 
     Raises:
-        UserError: the hard limit cannot hold that many devices.
+        UserError: the hard limit is lower (``what`` says what needed them).
     """
-    need = devices * FDS_PER_DEVICE + FDS_RESERVED
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if need <= soft:
         return soft
     if hard != resource.RLIM_INFINITY and need > hard:
-        raise UserError(f"{devices} devices need about {need} open files, the process may "
-                        f"have {hard} (ulimit -n): split the devices over several runs")
+        raise UserError(f"{what} need about {need} open files, the process may have {hard} "
+                        "(ulimit -n): split them over several processes")
     resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
     return need
+
+
+def raise_fd_limit(devices: int) -> int:
+    """Room for a connection per device and the rest of the process (see
+    :func:`ensure_open_files`)."""
+    return ensure_open_files(devices * FDS_PER_DEVICE + FDS_RESERVED, f"{devices} devices")
 
 
 def make_async_client(cfg: DeviceConfig) -> AsyncModbusTcpClient:
