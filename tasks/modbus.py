@@ -90,7 +90,7 @@ def gateway_gate(cfg: DeviceConfig, interval_seconds: float) -> Gate:
 
 
 class Progress:
-    """A progress artifact shared by the device tasks (threads); updated at most 1/s."""
+    """A progress artifact shared by the run's devices; updated at most 1/s."""
 
     def __init__(self, artifact_id: object, total: int):
         self.artifact_id = artifact_id
@@ -209,6 +209,11 @@ def capture_devices_task(
     """
     stats = stats if stats is not None else {}
     known: dict[str, bool] = {}
+    if len(configs) > 1 and interval_seconds >= MIN_GCL_INTERVAL and runtime.run_id():
+        # one listing instead of a lookup per gateway (hundreds of API calls at start)
+        active = runtime.active_limits("modbus-gateway-")
+        known = {gateway_limit_name(c.host, c.port): gateway_limit_name(c.host, c.port)
+                 in active for c in configs if c.transport != "serial"}
     jobs = []
     for cfg in configs:
         s = stats.setdefault(cfg.name, CaptureStats(cfg.name))

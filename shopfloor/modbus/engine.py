@@ -15,6 +15,9 @@ slot grid, exactly as :func:`~shopfloor.modbus.capture.capture_device` does for 
   concurrency limit, entered on a worker thread because it blocks);
 - the workarounds are the same settings with the same meaning (a pause after connect
   and between requests, close after the poll, one request per tag, coils from 0);
+- each device connects during the run's start lead, before its first slot (unless it
+  closes its connection after every poll), so hundreds of devices do not all connect
+  in the instant of slot 0;
 - blocking work leaves the loop: each sample's ``on_sample`` (the durable buffer
   commit) runs on one writer thread and is awaited before the device's next slot (a
   slot counts as taken once its commit returned), batch sinks run on a small pool.
@@ -286,6 +289,21 @@ async def _poll(run: _Run, job: DeviceJob, client: Any, plan: list[ReadRequest],
     return result.payloads
 
 
+async def _preconnect(run: _Run, client: Any, cfg: DeviceConfig) -> None:
+    """Open the device's connection before its first slot, while the run's start lead
+    lasts: otherwise every device of the run connects in the same instant at slot 0,
+    and a plant of hundreds makes its own gateways (or the simulator) miss the first
+    answers. Not for devices that get a fresh connection per poll; a failure here is
+    silent (the first poll connects again and counts it)."""
+    if cfg.close_connection_after_poll or run.anchor - run.clock() <= 0:
+        return
+    try:
+        if await client.connect() and cfg.pause_after_connect_seconds > 0:
+            await asyncio.sleep(cfg.pause_after_connect_seconds)
+    except (TimeoutError, ModbusException, OSError):
+        client.close()
+
+
 async def _capture_tcp(run: _Run, job: DeviceJob) -> CaptureStats:
     """One device's slots on the run's grid (the coroutine twin of ``capture_device``)."""
     cfg, stats = job.cfg, job.stats
@@ -296,6 +314,7 @@ async def _capture_tcp(run: _Run, job: DeviceJob) -> CaptureStats:
     client = make_async_client(cfg)
     batch: list[RawSample] = []
     try:
+        await _preconnect(run, client, cfg)
         for k in range(run.samples):
             due = run.anchor + k * run.interval
             if not breaker.allow():

@@ -25,11 +25,13 @@ can check a decoded value exactly.
 
 import asyncio
 import math
+import random
 import socket
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from pymodbus.constants import ExcCodes
@@ -93,13 +95,34 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands to outgoing connections (Linux; a common default
+    elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port_run(count: int) -> int:
-    """A first port on 127.0.0.1 with ``count`` free ports from it on (one per device)."""
-    for _ in range(20):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count <= 65535 and all(_port_is_free(base + i) for i in range(1, count)):
+    """A first port on 127.0.0.1 with ``count`` free ports from it on (one per device).
+
+    Runs of more than a few ports are taken below the ephemeral range: there, the
+    capture's own outgoing connections (one per device) would take ports of the run
+    between this check and the servers binding them.
+    """
+    low, _ = _ephemeral_range()
+    rng = random.Random()
+    for attempt in range(200):
+        if count <= 4 and attempt < 20:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                base = s.getsockname()[1]
+        else:
+            top = low - count if low - count > 10000 else 65535 - count
+            base = rng.randint(10000, max(10000, top))
+        if base + count <= 65535 and all(_port_is_free(base + i) for i in range(count)):
             return base
     raise RuntimeError("no run of free local ports found")
 
