@@ -16,7 +16,7 @@ from shopfloor.buffer.store import SampleBuffer
 from shopfloor.modbus.buffered import BufferSink, group_of
 from shopfloor.modbus.capture import CaptureStats, capture_device, device_plan
 from shopfloor.modbus.client import DeviceConfig
-from shopfloor.modbus.engine import DeviceJob, capture_devices
+from shopfloor.modbus.engine import DeviceJob, LoopHealth, capture_devices
 from shopfloor.modbus.gateway import (
     Gate,
     GatewayBusy,
@@ -223,16 +223,18 @@ def capture_devices_task(
                                 interval_seconds, samples)
         jobs.append(DeviceJob(cfg, sink, s, on_sample,
                               gateway_limit(cfg, interval_seconds, known)))
-    results = capture_devices(jobs, samples, interval_seconds, anchor, progress=progress)
+    health = LoopHealth()
+    results = capture_devices(jobs, samples, interval_seconds, anchor, progress=progress,
+                              health=health)
     for result in results:
         trouble = result.samples_failed or result.samples_missed or result.samples_skipped
         if len(results) <= LOG_EVERY_DEVICE or trouble:
             _log_device(result)
-    get_run_logger().info("%d devices: %d samples ok, %d failed, %d missed, %d skipped",
+    get_run_logger().info("%d devices: %d samples ok, %d failed, %d missed, %d skipped; %s",
                           len(results), sum(r.samples_ok for r in results),
                           sum(r.samples_failed for r in results),
                           sum(r.samples_missed for r in results),
-                          sum(r.samples_skipped for r in results))
+                          sum(r.samples_skipped for r in results), health.describe())
     return results
 
 

@@ -28,6 +28,7 @@ Serial devices (one bus, at most a few per port) keep the threaded loop: each ru
 
 import asyncio
 import contextvars
+import gc
 import logging
 import resource
 import threading
@@ -35,7 +36,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -70,7 +71,9 @@ logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
 # process needs (the buffer, the database pool, Prefect's client, the simulator in tests).
 FDS_PER_DEVICE = 1
 FDS_RESERVED = 256
-SINK_THREADS = 4  # batch sinks (decode, judge, direct writes) off the loop
+# Batch sinks (decode, judge, direct writes) off the loop: one thread, so they take
+# the GIL from the loop no more than one thread can.
+SINK_THREADS = 1
 PROGRESS_SECONDS = 1.0
 
 
@@ -228,6 +231,36 @@ class Gateways:
 
 
 @dataclass
+class LoopHealth:
+    """How late the engine's event loop ran: a late loop polls late (a stall longer than
+    what is left of a slot turns into failed or missed samples). Measured by a probe
+    that wakes every :data:`PROBE_SECONDS`."""
+
+    probes: int = 0
+    max_lag: float = 0.0  # seconds the probe woke late, at most
+    stalls: int = 0  # probes more than STALL_SECONDS late
+
+    def describe(self) -> str:
+        return (f"event loop lag at most {1000 * self.max_lag:.0f} ms, {self.stalls} stalls "
+                f"over {1000 * STALL_SECONDS:.0f} ms in {self.probes} probes")
+
+
+PROBE_SECONDS = 0.1
+STALL_SECONDS = 0.25
+
+
+async def _probe(health: LoopHealth, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        start = loop.time()
+        await asyncio.sleep(PROBE_SECONDS)
+        lag = loop.time() - start - PROBE_SECONDS
+        health.probes += 1
+        health.max_lag = max(health.max_lag, lag)
+        health.stalls += lag > STALL_SECONDS
+
+
+@dataclass
 class _Run:
     samples: int
     interval: float
@@ -237,6 +270,7 @@ class _Run:
     gateways: Gateways
     writer: ThreadPoolExecutor  # on_sample: the buffer commits, in order
     sinks: ThreadPoolExecutor
+    health: LoopHealth = field(default_factory=LoopHealth)
     done: int = 0  # slots dealt with (progress)
 
     def budget(self, cfg: DeviceConfig) -> float:
@@ -374,6 +408,7 @@ async def _capture_all(jobs: Sequence[DeviceJob], run: _Run,
     stop = asyncio.Event()
     reporter = (asyncio.create_task(_report(run, progress, stop))
                 if progress is not None else None)
+    probe = asyncio.create_task(_probe(run.health, stop))
     try:
         results = await asyncio.gather(
             *[(_capture_serial if j.cfg.transport == "serial" else _capture_tcp)(run, j)
@@ -382,6 +417,7 @@ async def _capture_all(jobs: Sequence[DeviceJob], run: _Run,
         stop.set()
         if reporter is not None:
             await reporter
+        await probe
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:  # every device finished its batches first; then the first error stops the run
         raise errors[0]
@@ -391,7 +427,7 @@ async def _capture_all(jobs: Sequence[DeviceJob], run: _Run,
 def capture_devices(
     jobs: Sequence[DeviceJob], samples: int, interval: float, anchor: float,
     progress: Callable[[int], None] | None = None, clock: Callable[[], float] = time.time,
-    per_batch: int | None = None,
+    per_batch: int | None = None, health: LoopHealth | None = None,
 ) -> list[CaptureStats]:
     """Poll every device of ``jobs`` ``samples`` times from ``anchor`` every ``interval``
     seconds, all from one event loop; the devices' counters, in ``jobs`` order.
@@ -399,8 +435,15 @@ def capture_devices(
     The same contract per device as :func:`~shopfloor.modbus.capture.capture_device`
     (batches aligned to the grid, failures counted never raised, ``on_sample`` before
     the next slot, an error it raises stops the capture once every device is done).
-    ``progress`` gets the slots dealt with, from a worker thread, about once a second.
-    Runs on a thread of its own when the calling thread already runs an event loop.
+    ``progress`` gets the slots dealt with, from a worker thread, about once a second;
+    ``health`` (if given) how late the loop ran. Runs on a thread of its own when the
+    calling thread already runs an event loop.
+
+    The objects alive when it starts are frozen out of the garbage collector
+    (``gc.freeze``): a full collection walks every object of the process (Prefect,
+    SQLAlchemy, pandas...) with the GIL held, a pause every device's poll would wait
+    out; what the run allocates is still collected, and the frozen objects are
+    handed back to the collector when the run ends.
 
     Raises:
         UserError: the process cannot open a connection per device (``ulimit -n``).
@@ -410,7 +453,9 @@ def capture_devices(
         per_batch = flush_every(samples, interval) if interval <= 0 else batch_slots(interval)
     writer = ThreadPoolExecutor(1, thread_name_prefix="capture-buffer")
     sinks = ThreadPoolExecutor(SINK_THREADS, thread_name_prefix="capture-sink")
-    run = _Run(samples, interval, anchor, per_batch, clock, Gateways(clock), writer, sinks)
+    run = _Run(samples, interval, anchor, per_batch, clock, Gateways(clock), writer, sinks,
+               health if health is not None else LoopHealth())
+    gc.freeze()
     try:
         try:
             asyncio.get_running_loop()
@@ -433,5 +478,6 @@ def capture_devices(
             raise failed[0]
         return out[0]
     finally:
+        gc.unfreeze()  # collectable again once the run is over (a worker runs many)
         writer.shutdown()
         sinks.shutdown()
