@@ -195,6 +195,7 @@ class Gateways:
     def __init__(self, clock: Callable[[], float] = time.time):
         self.clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
+        self._shared: dict[str, threading.Lock] = {}
 
     @asynccontextmanager
     async def hold(self, key: str, deadline: float, then: Gate | None) -> AsyncIterator[None]:
@@ -203,14 +204,19 @@ class Gateways:
         Raises:
             GatewayBusy: not free before ``deadline``.
         """
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        if key not in self._locks:
+            self._locks[key] = asyncio.Lock()
+            self._shared[key] = gateway_lock(key)
+        lock, shared = self._locks[key], self._shared[key]
+        if lock.locked():  # another device of this run polls the gateway: queue, bounded
+            try:
+                await asyncio.wait_for(lock.acquire(), max(0.0, deadline - self.clock()))
+            except TimeoutError:
+                raise GatewayBusy(f"gateway {key} busy until the sample's deadline") from None
+        else:
+            await lock.acquire()  # free: no timer, no task (the common case, per slot)
         try:
-            await asyncio.wait_for(lock.acquire(), max(0.0, deadline - self.clock()))
-        except TimeoutError:
-            raise GatewayBusy(f"gateway {key} busy until the sample's deadline") from None
-        try:
-            shared = gateway_lock(key)
-            if not shared.acquire(blocking=False):
+            if not shared.acquire(blocking=False):  # held by another run in this process
                 left = max(0.0, deadline - self.clock())
                 if not await asyncio.to_thread(shared.acquire, True, left):
                     raise GatewayBusy(f"gateway {key} busy until the sample's deadline")

@@ -76,7 +76,7 @@ def _blocks(port: int, devices: int, prefix: str) -> list[str]:
 
     def block(i: int) -> ModbusDevice:
         return ModbusDevice(host="127.0.0.1", port=port + i, loc_id=f"{prefix}-{i + 1:04d}"
-                            .upper(), district="D7", timeout_seconds=0.5, retries=1,
+                            .upper(), district="D7", timeout_seconds=0.9, retries=1,
                             backoff_seconds=0.05, register_map=wide_map(TAGS))
 
     names = [f"{prefix}-{i + 1:04d}" for i in range(devices)]
