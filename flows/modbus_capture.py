@@ -30,10 +30,11 @@ from tasks.outcomes import ON_FAILURE, conclude, emit
 from tasks.runtime import engine, run_token, scheduled_start
 
 # Devices one run may poll. The engine holds them all on one event loop (a connection,
-# not a thread, per device); the process needs an open file per device, which the run
-# checks before polling. 2000 devices measured at ... (docs/modbus.md); a plant with more
-# splits them over several deployments. SHOPFLOOR_MODBUS_MAX_DEVICES overrides it (read
-# when the flow is imported: it is the parameter schema's bound).
+# not a thread, per device; the run checks it may open a file per device). The bound is
+# a sanity limit, not a measured capacity: how many devices a worker keeps on its grid
+# depends on its core and the interval (docs/modbus.md, "The capture engine"); a plant
+# with more splits them over several deployments. SHOPFLOOR_MODBUS_MAX_DEVICES overrides
+# it (read when the flow is imported: it is the parameter schema's bound).
 MAX_DEVICES = int(os.environ.get("SHOPFLOOR_MODBUS_MAX_DEVICES", "2000"))
 # Threads of the flow's task runner: the run's few tasks (resolve, capture), not devices.
 TASK_THREADS = 4

@@ -1,12 +1,11 @@
 """A Modbus simulator: one pymodbus server per device, values that drift slowly, faults.
 
 Every device's server runs on one event loop in one background thread, so one process
-serves hundreds of devices (500 devices of 20 tags polled every second cost about 10 %
+serves hundreds of devices (500 devices of 20 tags polled every second cost about 8 %
 of a core, docs/modbus.md). Each :class:`SimulatedDevice` listens on its own port (like
-one PLC per address) and
-serves its register map with realistic values: a slow sine around a plausible base
-(temperature ~22 degC, humidity ~55 %, ...), inside the tag's valid range when it has
-one. Faults, per device:
+one PLC per address) and serves its register map with realistic values: a slow sine
+around a plausible base (temperature ~22 degC, humidity ~55 %, ...), inside the tag's
+valid range when it has one. Faults, per device:
 
 - ``refuse``: nothing listens on the port (connection refused)
 - ``no-answer``: the connection is accepted but no request is ever answered
