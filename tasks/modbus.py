@@ -14,15 +14,13 @@ from blocks.modbus import ModbusDevice
 from blocks.resolve import load_block
 from shopfloor.buffer.store import SampleBuffer
 from shopfloor.modbus.buffered import BufferSink, group_of
-from shopfloor.modbus.capture import CaptureStats, capture_device, device_plan
+from shopfloor.modbus.capture import CaptureStats, device_plan
 from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.engine import DeviceJob, LoopHealth, capture_devices
 from shopfloor.modbus.gateway import (
     Gate,
     GatewayBusy,
-    gateway_key,
     gateway_limit_name,
-    local_gate,
 )
 from shopfloor.modbus.readings import RawSample
 from shopfloor.modbus.sink import ReadingSink
@@ -83,12 +81,6 @@ def gateway_limit(cfg: DeviceConfig, interval_seconds: float,
     return _prefect_gate(name)
 
 
-def gateway_gate(cfg: DeviceConfig, interval_seconds: float) -> Gate:
-    """The in-process lock of the device's gateway, then its Prefect global concurrency
-    limit when there is one (:func:`gateway_limit`)."""
-    return local_gate(gateway_key(cfg), then=gateway_limit(cfg, interval_seconds))
-
-
 class Progress:
     """A progress artifact shared by the run's devices; updated at most 1/s."""
 
@@ -109,21 +101,6 @@ class Progress:
             percent = 100.0 * self.done / self.total
         if self.artifact_id is not None:
             update_progress_artifact(self.artifact_id, percent)
-
-
-@task(name="resolve-modbus-device", **LIVE)
-def resolve_device(name: str) -> DeviceConfig:
-    """Load the ``ModbusDevice`` block ``name`` and plan its reads (no connection yet).
-
-    Args:
-        name: ModbusDevice block name.
-    """
-    cfg = load_block(name, ModbusDevice).to_config(name)
-    plan = device_plan(cfg)
-    get_run_logger().info("device %s: %d tags in %d planned reads (%s:%s, %s, unit %d)",
-                          name, len(cfg.tags), len(plan), cfg.host, cfg.port, cfg.transport,
-                          cfg.unit_id)
-    return cfg
 
 
 # Block loads in flight while resolving a run's devices (each is an API round trip).
@@ -236,44 +213,3 @@ def capture_devices_task(
                           sum(r.samples_missed for r in results),
                           sum(r.samples_skipped for r in results), health.describe())
     return results
-
-
-@task(name="capture-modbus-device", **LIVE)
-def capture_device_task(
-    cfg: DeviceConfig, samples: int, interval_seconds: float, anchor: float, run_id: str,
-    target_db: str | None, raw_logs: str | None, progress: Progress | None = None,
-    missed_at_start: int = 0, buffer: SampleBuffer | None = None,
-    stats: CaptureStats | None = None,
-) -> CaptureStats:
-    """Poll one device on the shared schedule; validate, upsert, quarantine, land JSON.
-
-    With a ``buffer`` (store and forward) every sample is judged and committed to the
-    collector's buffer as it is taken; the flow's forwarders write the warehouse and
-    the landing from there, so neither is waited on here.
-
-    Args:
-        cfg: the device, from :func:`resolve_device`.
-        samples: slots to take, from ``anchor``.
-        interval_seconds: seconds between samples.
-        anchor: epoch seconds of the first slot.
-        run_id: flow run id, for quarantine rows and landed object names.
-        target_db: SqlAlchemyConnector block for ``temperature_raw``; None: no DB write.
-        raw_logs: storage block for landed JSON; None: no landing.
-        progress: shared progress reporter.
-        missed_at_start: slots of the run's window already past when it started
-            (counted as missed and expected).
-        buffer: the collector's buffer; None: write the sinks directly.
-        stats: the device's counters, shared with the flow's forwarders.
-    """
-    stats = stats if stats is not None else CaptureStats(cfg.name)
-    stats.samples_missed += missed_at_start
-    stats.samples_expected += missed_at_start
-    # One commit per sample (store and forward): a slot counts as taken once it is in
-    # the buffer.
-    sink, on_sample = _sink(cfg, stats, run_id, target_db, raw_logs, buffer,
-                            interval_seconds, samples)
-    result = capture_device(cfg, samples, interval_seconds, anchor, sink, progress=progress,
-                            stats=stats, gate=gateway_gate(cfg, interval_seconds),
-                            on_sample=on_sample)
-    _log_device(result)
-    return result
