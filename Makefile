@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: demo dashboard test soak crash install install-dev jdbc-jars system-deps postgres mosquitto lint clean \
+.PHONY: demo dashboard test soak crash scale install install-dev jdbc-jars system-deps postgres mosquitto lint clean \
 	image docker-pool docker-test
 
 $(BIN)/.installed: pyproject.toml
@@ -76,6 +76,17 @@ soak: install-dev postgres
 	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test SHOPFLOOR_SOAK_SECONDS=$(SOAK_SECONDS) \
 		$(BIN)/pytest -s --no-cov tests/e2e/test_soak.py
 	$(MAKE) crash
+
+# Plant scale (docs/modbus.md): one modbus-capture run polls SCALE_DEVICES simulated
+# devices of 20 tags every second for SCALE_SECONDS; every slot of every device must be
+# found. `make test` runs an 80-device, 10 s version of it.
+SCALE_DEVICES ?= 500
+SCALE_SECONDS ?= 120
+scale: install-dev postgres
+	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
+	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test SHOPFLOOR_SCALE_DEVICES=$(SCALE_DEVICES) \
+		SHOPFLOOR_SCALE_SECONDS=$(SCALE_SECONDS) $(BIN)/pytest --no-cov -q -m scale \
+		tests/integration/modbus/test_modbus_scale.py
 
 # Crash schedules (docs/operations.md): every publishing flow killed with kill -9 at
 # seeded moments, several times in a row, then recovered; CRASH_SCHEDULES per flow (`make

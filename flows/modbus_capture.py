@@ -1,5 +1,6 @@
 """The ``modbus-capture`` flow: poll ModbusDevice blocks concurrently, validate, store."""
 
+import os
 import time
 from typing import Annotated
 
@@ -24,11 +25,19 @@ from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.outcome import artifact_key, device_events, final_verdict, verdict
 from shopfloor.params import BlockName
 from tasks.forwarding import StoreAndForward, close_store, open_store, report
-from tasks.modbus import Progress, capture_device_task, resolve_device
+from tasks.modbus import Progress, capture_devices_task, resolve_devices
 from tasks.outcomes import ON_FAILURE, conclude, emit
 from tasks.runtime import engine, run_token, scheduled_start
 
-MAX_DEVICES = 64  # one polling thread per device
+# Devices one run may poll. The engine holds them all on one event loop (a connection,
+# not a thread, per device; the run checks it may open a file per device). The bound is
+# a sanity limit, not a measured capacity: how many devices a worker keeps on its grid
+# depends on its core and the interval (docs/modbus.md, "The capture engine"); a plant
+# with more splits them over several deployments. SHOPFLOOR_MODBUS_MAX_DEVICES overrides
+# it (read when the flow is imported: it is the parameter schema's bound).
+MAX_DEVICES = int(os.environ.get("SHOPFLOOR_MODBUS_MAX_DEVICES", "2000"))
+# Threads of the flow's task runner: the run's few tasks (resolve, capture), not devices.
+TASK_THREADS = 4
 # The flow's timeout: an hour's span (the prefect.yaml deployment), its start offset,
 # and room for the last batch's writes. A longer plain call needs
 # ``modbus_capture.with_options(timeout_seconds=...)``; check_parameters refuses a run
@@ -92,20 +101,17 @@ def _scheduled_time() -> float | None:
 def _capture(configs: list[DeviceConfig], plan: tuple[float, int, int], interval: float,
              run_id: str, sinks: tuple[str | None, str | None], store_and_forward: bool,
              progress: Progress) -> tuple[list[CaptureStats], StoreAndForward | None, str]:
-    """Every device in its own thread through the buffer (or straight to the sinks);
-    returns the devices' counters, the store and what it could not forward yet."""
+    """Every device on the engine's event loop, through the buffer (or straight to the
+    sinks); returns the devices' counters, the store and what it could not forward yet."""
     anchor, slots, missed = plan
     shared = {cfg.name: CaptureStats(cfg.name) for cfg in configs}
     store = None
     if store_and_forward and any(sinks):
         store = open_store(configs, run_id, *sinks, shared)
     try:
-        futures = [capture_device_task.submit(cfg, slots, interval, anchor, run_id, *sinks,
-                                              progress, missed,
-                                              store.buffer if store else None,
-                                              shared[cfg.name])
-                   for cfg in configs]
-        stats = [f.result() for f in futures]
+        stats = capture_devices_task(configs, slots, interval, anchor, run_id, *sinks,
+                                     progress, missed, store.buffer if store else None,
+                                     shared)
     finally:
         if store is not None:
             close_store(store)
@@ -116,7 +122,7 @@ def _capture(configs: list[DeviceConfig], plan: tuple[float, int, int], interval
     return stats, store, summary
 
 
-@flow(name="modbus-capture", task_runner=ThreadPoolTaskRunner(max_workers=MAX_DEVICES),
+@flow(name="modbus-capture", task_runner=ThreadPoolTaskRunner(max_workers=TASK_THREADS),
       timeout_seconds=TIMEOUT_SECONDS, on_failure=ON_FAILURE)
 def modbus_capture(
     devices: DeviceNames,
@@ -133,7 +139,8 @@ def modbus_capture(
     """Poll Modbus devices concurrently; write validated readings, quarantine bad ones.
 
     Each device is polled on the same grid (sample slots at multiples of the interval)
-    in its own thread, so a dead or slow device never delays the others. Failed reads
+    by its own coroutine on one event loop, so a dead or slow device never delays the
+    others. Failed reads
     are retried with backoff within the sample; a device that keeps failing is skipped
     for a growing number of slots and probed again; devices behind one gateway
     (``host:port``) are polled one at a time.
@@ -147,7 +154,7 @@ def modbus_capture(
       still ahead; a run whose whole window has passed fails (a lost window).
 
     Args:
-        devices: ModbusDevice block names to poll (1 to 64, each once).
+        devices: ModbusDevice block names to poll (1 to 2000, each once).
         samples: how many samples to take per device (>= 1; leave at 1 with span_seconds).
         interval_seconds: seconds between samples (>= 0; > 0 when samples > 1 or with
             span_seconds).
@@ -175,8 +182,8 @@ def modbus_capture(
     """
     logger = get_run_logger()
     check_parameters(devices, samples, interval_seconds, span_seconds, _timeout_limit())
-    # Concurrently: each is a block load, and the run's first slot is waiting.
-    configs = [f.result() for f in [resolve_device.submit(name) for name in devices]]
+    # A few at a time: each is a block load, and the run's first slot is waiting.
+    configs = resolve_devices(list(devices))
     _check_sinks(configs, write_raw, land_json, target_db, raw_logs, store_and_forward)
     run_id = run_token()
     plan = plan_schedule(samples, interval_seconds, span_seconds, start_offset_seconds,

@@ -190,6 +190,24 @@ def limit_slots(limit: str) -> int | None:
     return int(found.limit) if found.active else None
 
 
+LIMITS_PAGE = 200  # global concurrency limits per API call when listing them
+
+
+def active_limits(prefix: str = "") -> set[str]:
+    """Names of the active global concurrency limits starting with ``prefix``: a call
+    per :data:`LIMITS_PAGE` limits, however many names are then looked up (a run of
+    hundreds of devices asks once, not once per gateway)."""
+    names: set[str] = set()
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while True:
+            page = client.read_global_concurrency_limits(limit=LIMITS_PAGE, offset=offset)
+            names.update(g.name for g in page if g.active and g.name.startswith(prefix))
+            if len(page) < LIMITS_PAGE:
+                return names
+            offset += LIMITS_PAGE
+
+
 @contextmanager
 def warehouse_slot() -> Iterator[None]:
     """Hold one slot of :data:`WAREHOUSE_LIMIT` while writing the warehouse."""

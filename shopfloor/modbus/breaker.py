@@ -5,7 +5,7 @@ slot is skipped, then it is probed again; each failed probe doubles the slots sk
 before the next one (1, 2, 4, ... up to ``max_skip``). One good sample closes it.
 Skipping costs nothing (no connection, no timeout), so a dead device neither burns its
 own timeouts every slot nor holds a shared gateway while it times out; the other
-devices keep their schedule either way (each polls in its own thread).
+devices keep their schedule either way (each polls in its own coroutine).
 """
 
 import math

@@ -240,7 +240,7 @@ def check_parameters(devices: Sequence[str], samples: int, interval_seconds: flo
                      span_seconds: float | None = None,
                      max_seconds: float | None = None) -> None:
     """The modbus-capture rules its parameter types cannot say (the flow's signature holds
-    the bounds: 1..64 devices, ``samples >= 1``, ``interval_seconds >= 0``,
+    the bounds: 1..MAX_DEVICES devices, ``samples >= 1``, ``interval_seconds >= 0``,
     ``span_seconds > 0``).
 
     Called by the flow and by ``shopfloor modbus capture`` before any block is loaded

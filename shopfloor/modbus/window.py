@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from shopfloor.errors import ShopfloorError
 
-# Seconds between a run's start and its first possible sample (the device threads start).
+# Seconds between a run's start and its first possible sample (the engine starts).
 START_LEAD_SECONDS = 2.0
 # A scheduled run samples [scheduled + offset, scheduled + offset + span): the offset
 # gives the worker time to start the run (process or container) before its first
@@ -54,7 +54,7 @@ def plan_window(window_start: float, span: float, interval: float, now: float,
     """The slots of ``[window_start, window_start + span)`` and which are still ahead.
 
     ``now + lead`` is the earliest a sample can be taken (``lead`` covers starting the
-    device threads). Slots before it are skipped (missed); a slot exactly at it is
+    capture engine). Slots before it are skipped (missed); a slot exactly at it is
     still taken.
 
     Raises:

@@ -7,6 +7,7 @@ import pytest
 from prefect.exceptions import ParameterTypeError
 from sqlalchemy import Engine, func, select
 
+from flows.modbus_capture import MAX_DEVICES
 from shopfloor.db.schema import get_tables
 from shopfloor.errors import ShopfloorError
 
@@ -130,7 +131,7 @@ def test_bad_parameters_fail_before_polling(device_blocks, target_db, kwargs, me
 
 @pytest.mark.parametrize("kwargs, field", [
     ({"devices": []}, "devices"),
-    ({"devices": [f"d-{i}" for i in range(65)]}, "devices"),
+    ({"devices": [f"d-{i}" for i in range(MAX_DEVICES + 1)]}, "devices"),
     ({"devices": ["Line1_PLC"]}, "devices.0"),
     ({"devices": ["mb-ok-1"], "samples": 0}, "samples"),
     ({"devices": ["mb-ok-1"], "interval_seconds": -1.0}, "interval_seconds"),
