@@ -150,7 +150,7 @@ def _check_capture(params: dict[str, Any]) -> None:
     from flows.modbus_capture import TIMEOUT_MARGIN_SECONDS, TIMEOUT_SECONDS
     from shopfloor.modbus.capture import check_parameters
 
-    check_parameters(params["devices"], params["samples"], params["interval_seconds"],
+    check_parameters(params["devices"] or [], params["samples"], params["interval_seconds"],
                      params["span_seconds"], TIMEOUT_SECONDS - TIMEOUT_MARGIN_SECONDS)
 
 
@@ -161,7 +161,7 @@ def capture(params: dict[str, Any]) -> None:
     from blocks.resolve import require_blocks
     from flows.modbus_capture import modbus_capture
 
-    require_blocks(*params["devices"], *([params["target_db"]] if params["write_raw"] else []),
+    require_blocks(*(params["devices"] or []), *([params["target_db"]] if params["write_raw"] else []),
                    *([params["raw_logs"]] if params["land_json"] else []))
     for row in modbus_capture(**params):
         typer.echo(f"{row['device']}: " + ", ".join(

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from blocks.resolve import load_block
 from shopfloor.db.engine import check_connection
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import ShopfloorError, UserError
 from shopfloor.modbus.capture import (
     CaptureStats,
     check_distinct_locations,
@@ -25,7 +25,7 @@ from shopfloor.modbus.client import DeviceConfig
 from shopfloor.modbus.outcome import artifact_key, device_events, final_verdict, verdict
 from shopfloor.params import BlockName
 from tasks.forwarding import StoreAndForward, close_store, open_store, report
-from tasks.modbus import Progress, capture_devices_task, resolve_devices
+from tasks.modbus import Progress, capture_devices_task, load_line_task, resolve_devices
 from tasks.outcomes import ON_FAILURE, conclude, emit
 from tasks.runtime import engine, run_token, scheduled_start
 
@@ -52,6 +52,28 @@ Samples = Annotated[int, Field(ge=1)]
 IntervalSeconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 SpanSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 OffsetSeconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+LineFile = Annotated[str, Field(min_length=1)]
+
+
+def _devices(names: list[str], line_file: str | None,
+             ) -> tuple[list[DeviceConfig], dict[str, int]]:
+    """The run's devices: the named blocks, then the line file's (read now, so an edit
+    is picked up by the next run); and the file's polls at once per gateway."""
+    configs = resolve_devices(names) if names else []
+    limits: dict[str, int] = {}
+    if line_file:
+        line = load_line_task(line_file)
+        clash = sorted({c.name for c in configs} & {d.name for d in line.devices})
+        if clash:
+            raise UserError(f"devices named both as a block and in {line_file}: "
+                            f"{', '.join(clash)}")
+        configs += line.devices
+        limits = line.gateway_limits()
+    if not configs:
+        raise UserError("no device to poll: name ModbusDevice blocks or give line_file")
+    if len(configs) > MAX_DEVICES:
+        raise UserError(f"{len(configs)} devices: a run polls at most {MAX_DEVICES}")
+    return configs, limits
 
 
 def _publish(configs: list[DeviceConfig], stats: list[CaptureStats]) -> None:
@@ -100,7 +122,8 @@ def _scheduled_time() -> float | None:
 
 def _capture(configs: list[DeviceConfig], plan: tuple[float, int, int], interval: float,
              run_id: str, sinks: tuple[str | None, str | None], store_and_forward: bool,
-             progress: Progress) -> tuple[list[CaptureStats], StoreAndForward | None, str]:
+             progress: Progress, gateway_limits: dict[str, int] | None = None,
+             ) -> tuple[list[CaptureStats], StoreAndForward | None, str]:
     """Every device on the engine's event loop, through the buffer (or straight to the
     sinks); returns the devices' counters, the store and what it could not forward yet."""
     anchor, slots, missed = plan
@@ -111,7 +134,7 @@ def _capture(configs: list[DeviceConfig], plan: tuple[float, int, int], interval
     try:
         stats = capture_devices_task(configs, slots, interval, anchor, run_id, *sinks,
                                      progress, missed, store.buffer if store else None,
-                                     shared)
+                                     shared, gateway_limits)
     finally:
         if store is not None:
             close_store(store)
@@ -125,7 +148,7 @@ def _capture(configs: list[DeviceConfig], plan: tuple[float, int, int], interval
 @flow(name="modbus-capture", task_runner=ThreadPoolTaskRunner(max_workers=TASK_THREADS),
       timeout_seconds=TIMEOUT_SECONDS, on_failure=ON_FAILURE)
 def modbus_capture(
-    devices: DeviceNames,
+    devices: DeviceNames | None = None,
     samples: Samples = 1,
     interval_seconds: IntervalSeconds = 5.0,
     write_raw: bool = True,
@@ -135,6 +158,7 @@ def modbus_capture(
     span_seconds: SpanSeconds | None = None,
     start_offset_seconds: OffsetSeconds | None = None,
     store_and_forward: bool = True,
+    line_file: LineFile | None = None,
 ) -> list[dict[str, object]] | State:
     """Poll Modbus devices concurrently; write validated readings, quarantine bad ones.
 
@@ -154,7 +178,8 @@ def modbus_capture(
       still ahead; a run whose whole window has passed fails (a lost window).
 
     Args:
-        devices: ModbusDevice block names to poll (1 to 2000, each once).
+        devices: ModbusDevice block names to poll (up to 2000, each once); may be
+            left out when line_file gives the devices.
         samples: how many samples to take per device (>= 1; leave at 1 with span_seconds).
         interval_seconds: seconds between samples (>= 0; > 0 when samples > 1 or with
             span_seconds).
@@ -171,6 +196,10 @@ def modbus_capture(
             warehouse and the landing from there, each on its own: polling never waits
             on them, an outage leaves a backlog that drains when the sink is back (also
             by the next run). False: write them directly (an outage loses the batch).
+        line_file: a line file on the worker (YAML: devices, their maps, defaults,
+            gateways; docs/modbus.md, "Line file"), read at the start of every run so
+            an edit is picked up by the next run; its devices are polled with the named
+            blocks. A bad file fails the run naming the line and key.
 
     Returns:
         One summary per device: samples ok/failed/missed/skipped, requests, rows
@@ -181,9 +210,9 @@ def modbus_capture(
         Completed with a message naming the backlog per sink.
     """
     logger = get_run_logger()
-    check_parameters(devices, samples, interval_seconds, span_seconds, _timeout_limit())
-    # A few at a time: each is a block load, and the run's first slot is waiting.
-    configs = resolve_devices(list(devices))
+    check_parameters(devices or [], samples, interval_seconds, span_seconds,
+                     _timeout_limit())
+    configs, gateway_limits = _devices(list(devices or []), line_file)
     _check_sinks(configs, write_raw, land_json, target_db, raw_logs, store_and_forward)
     run_id = run_token()
     plan = plan_schedule(samples, interval_seconds, span_seconds, start_offset_seconds,
@@ -198,7 +227,7 @@ def modbus_capture(
     stats, store, summary = _capture(
         configs, plan, interval_seconds, run_id,
         (target_db if write_raw else None, raw_logs if land_json else None),
-        store_and_forward, progress)
+        store_and_forward, progress, gateway_limits)
     _publish(configs, stats)
     backlog = store is not None and (any(store.backlog.values()) or store.dropped > 0)
     decided = final_verdict(verdict(stats, missed), summary, backlog)

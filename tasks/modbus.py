@@ -22,6 +22,7 @@ from shopfloor.modbus.gateway import (
     GatewayBusy,
     gateway_limit_name,
 )
+from shopfloor.modbus.line import Line, load_line, record_run
 from shopfloor.modbus.readings import RawSample
 from shopfloor.modbus.sink import ReadingSink
 from tasks import runtime
@@ -133,6 +134,22 @@ def resolve_devices(names: list[str]) -> list[DeviceConfig]:
     return configs
 
 
+@task(name="load-modbus-line", **LIVE)
+def load_line_task(line_file: str) -> Line:
+    """Read the line file (it is read at the start of every run: an edit is picked up
+    by the next one); log its content hash and what changed since the last run here.
+
+    Args:
+        line_file: path of the line file (docs/modbus.md, "Line file").
+    """
+    line = load_line(line_file)
+    changes = record_run(line_file, line)
+    get_run_logger().info("line file %s: sha256 %s, %d devices, %d gateways; %s",
+                          line_file, line.digest[:16], len(line.devices),
+                          len(line.gateways), changes.describe())
+    return line
+
+
 def _sink(cfg: DeviceConfig, stats: CaptureStats, run_id: str, target_db: str | None,
           raw_logs: str | None, buffer: SampleBuffer | None, interval_seconds: float,
           samples: int) -> tuple[ReadingSink | BufferSink, Callable[[RawSample], None] | None]:
@@ -165,6 +182,7 @@ def capture_devices_task(
     run_id: str, target_db: str | None, raw_logs: str | None,
     progress: Progress | None = None, missed_at_start: int = 0,
     buffer: SampleBuffer | None = None, stats: dict[str, CaptureStats] | None = None,
+    gateway_limits: dict[str, int] | None = None,
 ) -> list[CaptureStats]:
     """Poll every device of the run on the shared schedule from one event loop
     (:func:`shopfloor.modbus.engine.capture_devices`); validate, upsert, quarantine,
@@ -183,6 +201,7 @@ def capture_devices_task(
             (counted as missed and expected, per device).
         buffer: the collector's buffer; None: write the sinks directly.
         stats: the devices' counters by name, shared with the flow's forwarders.
+        gateway_limits: polls at once per gateway key (a line file's ``gateways:``).
     """
     stats = stats if stats is not None else {}
     known: dict[str, bool] = {}
@@ -202,7 +221,7 @@ def capture_devices_task(
                               gateway_limit(cfg, interval_seconds, known), no_answer=True))
     health = LoopHealth()
     results = capture_devices(jobs, samples, interval_seconds, anchor, progress=progress,
-                              health=health)
+                              health=health, gateway_limits=gateway_limits)
     for result in results:
         trouble = result.samples_failed or result.samples_missed or result.samples_skipped
         if len(results) <= LOG_EVERY_DEVICE or trouble:

@@ -33,7 +33,7 @@ import logging
 import resource
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -60,7 +60,14 @@ from shopfloor.modbus.client import (
     SampleResult,
     device_plan,
 )
-from shopfloor.modbus.gateway import Gate, GatewayBusy, gateway_key, gateway_lock, local_gate
+from shopfloor.modbus.gateway import (
+    Gate,
+    GatewayBusy,
+    SharedGate,
+    gateway_key,
+    gateway_semaphore,
+    local_gate,
+)
 from shopfloor.modbus.planning import ReadRequest
 from shopfloor.modbus.readings import RawSample, decode_batch, sample_time
 from shopfloor.modbus.tags import BIT_REGISTER_TYPES
@@ -193,12 +200,16 @@ async def poll_sample_async(client: Any, plan: Sequence[ReadRequest], cfg: Devic
 
 class Gateways:
     """The gateway locks of one run's loop: an asyncio lock per key (this run's devices
-    queue on it without a thread), then the process-wide lock (other runs)."""
+    queue on it without a thread), then the process-wide lock (other runs). ``limits``
+    lets a gateway take more than one poll at a time (a line file's ``concurrency``):
+    its lock is then a semaphore of that many."""
 
-    def __init__(self, clock: Callable[[], float] = time.time):
+    def __init__(self, clock: Callable[[], float] = time.time,
+                 limits: Mapping[str, int] | None = None):
         self.clock = clock
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._shared: dict[str, threading.Lock] = {}
+        self.limits = dict(limits or {})
+        self._locks: dict[str, asyncio.Semaphore] = {}
+        self._shared: dict[str, SharedGate] = {}
 
     @asynccontextmanager
     async def hold(self, key: str, deadline: float, then: Gate | None) -> AsyncIterator[None]:
@@ -208,8 +219,9 @@ class Gateways:
             GatewayBusy: not free before ``deadline``.
         """
         if key not in self._locks:
-            self._locks[key] = asyncio.Lock()
-            self._shared[key] = gateway_lock(key)
+            concurrency = self.limits.get(key, 1)
+            self._locks[key] = asyncio.Semaphore(concurrency)
+            self._shared[key] = gateway_semaphore(key, concurrency)
         lock, shared = self._locks[key], self._shared[key]
         if lock.locked():  # another device of this run polls the gateway: queue, bounded
             try:
@@ -438,6 +450,7 @@ def capture_devices(
     jobs: Sequence[DeviceJob], samples: int, interval: float, anchor: float,
     progress: Callable[[int], None] | None = None, clock: Callable[[], float] = time.time,
     per_batch: int | None = None, health: LoopHealth | None = None,
+    gateway_limits: Mapping[str, int] | None = None,
 ) -> list[CaptureStats]:
     """Poll every device of ``jobs`` ``samples`` times from ``anchor`` every ``interval``
     seconds, all from one event loop; the devices' counters, in ``jobs`` order.
@@ -446,7 +459,8 @@ def capture_devices(
     (batches aligned to the grid, failures counted never raised, ``on_sample`` before
     the next slot, an error it raises stops the capture once every device is done).
     ``progress`` gets the slots dealt with, from a worker thread, about once a second;
-    ``health`` (if given) how late the loop ran. Runs on a thread of its own when the
+    ``health`` (if given) how late the loop ran; ``gateway_limits`` polls at once per
+    gateway key (default 1). Runs on a thread of its own when the
     calling thread already runs an event loop.
 
     The objects alive when it starts are frozen out of the garbage collector
@@ -463,8 +477,8 @@ def capture_devices(
         per_batch = flush_every(samples, interval) if interval <= 0 else batch_slots(interval)
     writer = ThreadPoolExecutor(1, thread_name_prefix="capture-buffer")
     sinks = ThreadPoolExecutor(SINK_THREADS, thread_name_prefix="capture-sink")
-    run = _Run(samples, interval, anchor, per_batch, clock, Gateways(clock), writer, sinks,
-               health if health is not None else LoopHealth())
+    run = _Run(samples, interval, anchor, per_batch, clock, Gateways(clock, gateway_limits),
+               writer, sinks, health if health is not None else LoopHealth())
     gc.freeze()
     try:
         try:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from time import time
+from typing import Protocol
 
 from shopfloor.modbus.device import DeviceConfig
 
@@ -44,6 +45,26 @@ def gateway_lock(key: str) -> threading.Lock:
     """The process-wide lock of gateway ``key`` (created on first use)."""
     with _LOCKS_GUARD:
         return _LOCKS.setdefault(key, threading.Lock())
+
+
+_SEMAPHORES: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+
+
+class SharedGate(Protocol):
+    """A process-wide gateway gate: a lock or a bounded semaphore."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+def gateway_semaphore(key: str, concurrency: int) -> SharedGate:
+    """The process-wide gate of gateway ``key``: its lock at concurrency 1 (the default),
+    else a semaphore of that many polls (a line file's ``gateways:`` says so)."""
+    if concurrency <= 1:
+        return gateway_lock(key)
+    with _LOCKS_GUARD:
+        return _SEMAPHORES.setdefault((key, concurrency), threading.BoundedSemaphore(concurrency))
 
 
 def local_gate(key: str, then: Gate | None = None,
