@@ -128,6 +128,18 @@ def read_device(
         typer.echo(f"missing tags: {row['missing_tags']} ({stats.last_error})")
 
 
+@modbus_app.command("check-line")
+def check_line(
+    path: Annotated[Path, typer.Argument(help="Line file (YAML) to check.")],
+) -> None:
+    """Check a line file as modbus-capture reads it: print its devices, their tags and
+    the gateways, or the first error (file, line and key). Nothing is contacted."""
+    from shopfloor.modbus.line import describe_line, load_line
+
+    for text in describe_line(load_line(path)):
+        typer.echo(text)
+
+
 def tag_verdicts(tags: Sequence["TagSpec"], row: Any,
                  quarantined: Sequence[Any]) -> list[tuple["TagSpec", str, str]]:
     """(tag, value, verdict) per tag of one reading: ``ok`` only for a tag that was read
