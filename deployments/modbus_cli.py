@@ -160,10 +160,16 @@ def tag_verdicts(tags: Sequence["TagSpec"], row: Any,
 def _check_capture(params: dict[str, Any]) -> None:
     """The capture's rules across fields, with the longest run the flow's timeout allows."""
     from flows.modbus_capture import TIMEOUT_MARGIN_SECONDS, TIMEOUT_SECONDS
+    from shopfloor.errors import UserError
     from shopfloor.modbus.capture import check_parameters
+    from shopfloor.modbus.line import load_line
 
     check_parameters(params["devices"] or [], params["samples"], params["interval_seconds"],
                      params["span_seconds"], TIMEOUT_SECONDS - TIMEOUT_MARGIN_SECONDS)
+    if params.get("line_file"):
+        load_line(params["line_file"])  # a bad file is one error line, before a run exists
+    elif not params["devices"]:
+        raise UserError("no device to poll: name ModbusDevice blocks or give --line-file")
 
 
 @flow_command(modbus_app, "flows.modbus_capture:modbus_capture", name="capture",
@@ -173,7 +179,8 @@ def capture(params: dict[str, Any]) -> None:
     from blocks.resolve import require_blocks
     from flows.modbus_capture import modbus_capture
 
-    require_blocks(*(params["devices"] or []), *([params["target_db"]] if params["write_raw"] else []),
+    require_blocks(*(params["devices"] or []),
+                   *([params["target_db"]] if params["write_raw"] else []),
                    *([params["raw_logs"]] if params["land_json"] else []))
     for row in modbus_capture(**params):
         typer.echo(f"{row['device']}: " + ", ".join(

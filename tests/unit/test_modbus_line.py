@@ -143,3 +143,37 @@ def test_the_hash_covers_the_map_files(tmp_path: Path):
     _write(tmp_path, f"tags:\n  - {TAG}\n  - {{name: h, column: humidity, address: 4}}\n",
            "m.yaml")
     assert load_line(path).digest != before
+
+
+def test_a_gateway_concurrency_lets_that_many_polls_through():
+    import asyncio
+    import time
+
+    from shopfloor.modbus.engine import Gateways
+    from shopfloor.modbus.gateway import GatewayBusy
+
+    async def inside(gateways: Gateways, key: str, n: int) -> list[str]:
+        held = asyncio.Event()
+        release = asyncio.Event()
+        outcome: list[str] = []
+
+        async def poll() -> None:
+            try:
+                async with gateways.hold(key, time.time() + 0.2, None):
+                    outcome.append("in")
+                    if len(outcome) == n:
+                        held.set()
+                    await release.wait()
+            except GatewayBusy:
+                outcome.append("busy")
+                held.set()
+
+        tasks = [asyncio.create_task(poll()) for _ in range(n)]
+        await held.wait()
+        release.set()
+        await asyncio.gather(*tasks)
+        return outcome
+
+    assert asyncio.run(inside(Gateways(limits={"line-gw:2": 2}), "line-gw:2", 2)) == ["in", "in"]
+    # the default: one poll at a time, the second waits out its deadline
+    assert asyncio.run(inside(Gateways(), "line-gw:1", 2)) == ["in", "busy"]
