@@ -118,7 +118,7 @@ docker-pool: install
 # leaves it out (the `docker` marker), since CI may have no Docker engine.
 docker-test: install-dev
 	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
-	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test $(BIN)/pytest --no-cov -m docker tests/docker
+	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test $(BIN)/pytest --no-cov -rP -m docker tests/docker
 
 # The Docker suite from a bare machine (scripts/ci-docker.sh): docker.io and debootstrap
 # installed when missing, dockerd started when none runs (and stopped after), `make image`,
