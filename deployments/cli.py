@@ -319,6 +319,35 @@ def worker(
     raise typer.Exit(run_worker(pool, extra, grace_seconds))
 
 
+@app.command("docker-worker", context_settings={"allow_extra_args": True,
+                                                "ignore_unknown_options": True})
+def docker_worker(
+    ctx: typer.Context,
+    pool: Annotated[str, typer.Option(help="Docker work pool to take runs from.")]
+    = "shopfloor-docker",
+    name: Annotated[str | None, typer.Option(
+        help="Worker name, a label on its containers (default: docker-<host>-<pid>).")]
+    = None,
+    grace_seconds: Annotated[float, typer.Option(
+        help="How long a stopped container gets before SIGKILL.")] = 30.0,
+    prefetch_seconds: Annotated[int, typer.Option(
+        help="Start runs this long before their scheduled time (Prefect's default is 10).")]
+    = PREFETCH_SECONDS,
+) -> None:
+    """Prefect's Docker worker for POOL under a supervisor: if the worker dies, or is
+    stopped, the containers of its runs are stopped (their runs end Crashed) instead of
+    running on unmanaged; a run killed over its memory limit says so in its state.
+    Other options go to `prefect worker start` (docs/docker.md)."""
+    import os
+    import socket
+
+    from deployments.docker_worker import run_docker_worker
+
+    extra = ["--prefetch-seconds", str(prefetch_seconds), *ctx.args]
+    worker_name = name or f"docker-{socket.gethostname()}-{os.getpid()}"
+    raise typer.Exit(run_docker_worker(pool, worker_name, extra, grace_seconds))
+
+
 @app.command("serve")
 def serve(
     flow: Annotated[list[str] | None, typer.Option(help="Serve only these flow names.")] = None,

@@ -7,38 +7,26 @@ reason, without them).
 """
 
 import json
-import shutil
 import signal
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
 from deployments.docker_pool import load_template
 from tests.conftest import free_port
+from tests.docker.dockerlib import (
+    IMAGE,
+    docker,
+    remove_pool_containers,
+    wait_no_containers,
+    wait_terminal,
+)
 from tests.e2e.servers import BIN, ROOT, api, clean_env, prefect_server, sh, stop
 
 pytestmark = pytest.mark.docker
-
-IMAGE = "shopfloor:latest"
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check,
-                          timeout=120)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def engine_and_image():
-    if shutil.which("docker") is None or docker("info", check=False).returncode != 0:
-        pytest.skip("no Docker engine (start dockerd: README 'Run it on Docker')")
-    if docker("image", "inspect", IMAGE, check=False).returncode != 0:
-        pytest.skip(f"no image {IMAGE}: run `make image` first")
 
 
 def deploy_file(path: Path, pool: str, volumes: list[str]) -> None:
@@ -53,34 +41,6 @@ def deploy_file(path: Path, pool: str, volumes: list[str]) -> None:
                                        "job_variables": {"image": IMAGE,
                                                          "volumes": volumes}}}],
     }, sort_keys=False))
-
-
-def wait_terminal(env: dict[str, str], run_id: str, timeout: float) -> dict:
-    """The flow run once it has ended; a server busy writing the run's logs (SQLite) may
-    not answer one poll in time, which is not the run's failure."""
-    deadline, state = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        try:
-            run = httpx.get(f"{env['PREFECT_API_URL']}/flow_runs/{run_id}", timeout=30)
-        except httpx.HTTPError:
-            continue
-        if run.status_code == 200:
-            state = run.json()["state_type"]
-            if state in TERMINAL:
-                return run.json()
-        time.sleep(3)
-    raise AssertionError(f"flow run {run_id} not finished in {timeout} s: {state}")
-
-
-def containers_gone(run_id: str, timeout: float) -> bool:
-    """True once no container (running or stopped) of flow run ``run_id`` exists."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not docker("ps", "-aq", "--filter",
-                      f"label=io.prefect.flow-run-id={run_id}").stdout.split():
-            return True
-        time.sleep(1)
-    return False
 
 
 def test_the_demo_runs_in_a_container_on_the_pool_from_the_repo(tmp_path):
@@ -108,13 +68,13 @@ def test_the_demo_runs_in_a_container_on_the_pool_from_the_repo(tmp_path):
             dep = api(env, "GET", "/deployments/name/demo/embedded").json()
             run = api(env, "POST", f"/deployments/{dep['id']}/create_flow_run",
                       json={}).json()
-            done = wait_terminal(env, run["id"], timeout=600)
+            done = wait_terminal(env["PREFECT_API_URL"], run["id"], timeout=600)
             out = (tmp_path / "worker.log").read_text()
             assert done["state_type"] == "COMPLETED", out[-4000:]
             # It ran in a container of the local image, which is gone (auto_remove).
             assert "Completed" in out
             # The state is Completed before the process exits: give the engine a minute.
-            assert containers_gone(run["id"], timeout=60)
+            assert not wait_no_containers("io.prefect.flow-run-id", run["id"], timeout=60)
             # The Parquet the demo wrote is in the lake volume, as the shopfloor user's.
             files = docker("run", "--rm", "--network", "none", "-v", volumes[1], IMAGE,
                            "find", "/opt/shopfloor/.shopfloor/lake", "-name", "*.parquet",
@@ -126,8 +86,6 @@ def test_the_demo_runs_in_a_container_on_the_pool_from_the_repo(tmp_path):
             stop(worker, signal.SIGINT)
         # A failed test leaves no container behind (a stopped worker does not stop its
         # runs' containers), then no volume.
-        for cid in docker("ps", "-aq", "--filter",
-                          f"label=io.prefect.work-pool-name={pool}").stdout.split():
-            docker("rm", "-f", cid, check=False)
+        remove_pool_containers(pool)
         for volume in volumes:
             docker("volume", "rm", "-f", volume.split(":")[0], check=False)
