@@ -39,6 +39,7 @@ from prefect_aws import AwsCredentials, S3Bucket
 from prefect_aws.client_parameters import AwsClientParameters
 from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
 
+from blocks.saving import save_block
 from shopfloor.db.urls import display_url, parse_database_url
 from shopfloor.settings import default_sqlite_url
 
@@ -83,7 +84,7 @@ def connector_from_url(url: str) -> SqlAlchemyConnector:
 def _save(block: Block, name: str) -> None:
     """Save ``block`` as ``name`` and remove same-named blocks of other types, so that
     switching storage from a local folder to S3 (or back) leaves exactly one candidate."""
-    block.save(name, overwrite=True)
+    save_block(block, name)
     slug = block.get_block_type_slug()
     with get_client(sync_client=True) as client:
         for doc in client.read_block_documents():

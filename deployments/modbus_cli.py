@@ -70,6 +70,7 @@ def add_device(
     from pydantic import ValidationError
 
     from blocks.modbus import ModbusDevice
+    from blocks.saving import save_block
     from shopfloor.errors import UserError
     from shopfloor.modbus.capture import device_plan
     from shopfloor.modbus.tags import load_device_map
@@ -86,7 +87,7 @@ def add_device(
         raise UserError(f"device {name}: {'.'.join(map(str, err['loc']))}: "
                              f"{err['msg']}") from None
     plan = device_plan(block.to_config(name))  # reject a map that cannot be read, by tag
-    block.save(name, overwrite=True)
+    save_block(block, name)
     where = serial_port if transport == "serial" else f"{host}:{port}"
     typer.echo(f"{name}: {transport} {where} unit {unit_id}, loc_id {loc_id}, "
                f"{len(block.register_map)} tags in {len(plan)} reads")
