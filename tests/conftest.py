@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from shopfloor.db.engine import make_engine
-from shopfloor.modbus.simulator import free_port_run
+from shopfloor.modbus.simulator import PORT_WINDOW_ENV, free_port_run, port_window_default
 from tests.pg import throwaway_database
 
 TESTS = Path(__file__).parent
@@ -23,6 +23,20 @@ TESTS = Path(__file__).parent
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give each xdist worker its own slice of the test ports, so that two workers
+    never draw the same port for servers that are not listening yet."""
+    worker_input = getattr(config, "workerinput", {})
+    worker = str(worker_input.get("workerid", ""))
+    workers = int(worker_input.get("workercount", 1) or 1)
+    if not worker.startswith("gw") or workers < 2 or os.environ.get(PORT_WINDOW_ENV):
+        return
+    low, high = port_window_default()
+    size = (high - low) // workers
+    start = low + int(worker[2:]) * size
+    os.environ[PORT_WINDOW_ENV] = f"{start}:{start + size}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

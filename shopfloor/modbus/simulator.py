@@ -24,6 +24,7 @@ can check a decoded value exactly.
 
 import asyncio
 import math
+import os
 import random
 import socket
 import threading
@@ -102,19 +103,53 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+PORT_WINDOW_ENV = "SHOPFLOOR_PORT_WINDOW"
+"""``low:high``: the ports :func:`free_port_run` draws from in this process. The tests
+give each parallel worker its own window, so no two workers can draw the same port."""
+
+_port_lock = threading.Lock()
+_port_cursor: list[int] = []  # the next port this process may hand out, once drawn
+
+
+def _port_window() -> tuple[int, int]:
+    """The window of ports to draw from: ``SHOPFLOOR_PORT_WINDOW`` or, by default, from
+    20000 up to the kernel's ephemeral range."""
+    spec = os.environ.get(PORT_WINDOW_ENV, "")
+    if spec:
+        low, high = (int(part) for part in spec.split(":"))
+        return low, high
+    return port_window_default()
+
+
+def port_window_default() -> tuple[int, int]:
+    """From 20000 up to the kernel's ephemeral range (or all unprivileged ports)."""
+    high = min(_ephemeral_low(), 65536)
+    return (20000, high) if high - 20000 >= 1000 else (1024, 65536)
+
+
 def free_port_run(count: int) -> int:
     """A first port on 127.0.0.1 with ``count`` free ports from it on (one per device).
 
     Drawn below the kernel's ephemeral range: a port handed out by ``bind(0)`` lies in
     that range, where any outgoing connection of a busy machine (a Prefect server and
-    worker talking) may take it between this check and the simulator's listen."""
-    rng = random.SystemRandom()
-    high = min(_ephemeral_low(), 65536) - count
-    for _ in range(200):
-        base = rng.randrange(20000, high) if high > 20000 else rng.randrange(1024, 65536 - count)
-        if all(_port_is_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no run of free local ports found")
+    worker talking) may take it between this check and the simulator's listen. Ports
+    are handed out in order from a random start inside the process's window and never
+    twice by one process (until the window wraps), so two calls made before either
+    port is bound cannot collide, as random draws once did (1 in ~10^4 per pair)."""
+    low, high = _port_window()
+    if count > high - low:
+        raise RuntimeError(f"{count} ports do not fit in the window {low}:{high}")
+    with _port_lock:
+        if not _port_cursor:
+            _port_cursor.append(random.SystemRandom().randrange(low, high))
+        for _ in range(max(200, (high - low) // max(count, 1))):
+            base = _port_cursor[0]
+            if base + count > high:
+                base = low
+            _port_cursor[0] = base + count
+            if all(_port_is_free(base + i) for i in range(count)):
+                return base
+    raise RuntimeError(f"no run of {count} free local ports found in {low}:{high}")
 
 
 def default_map() -> list[TagSpec]:
