@@ -391,7 +391,13 @@ class ModbusSimulator:
             if d.fault == "refuse":
                 continue
             server = self._server(d)
-            await server.serve_forever(background=True)
+            try:
+                await server.serve_forever(background=True)
+            except RuntimeError as exc:  # pymodbus logs the OSError and says only this
+                where = d.serial_port or f"{self.host}:{d.port}"
+                busy = not d.serial_port and not _port_is_free(d.port)
+                raise RuntimeError(f"{where}: {exc}" + (" (the port is in use)" if busy else "")
+                                   ) from exc
             self._servers.append(server)
 
     def _server(self, d: SimulatedDevice) -> ModbusBaseServer:
