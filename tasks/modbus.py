@@ -45,7 +45,7 @@ def _prefect_gate(name: str) -> Gate:
         with ExitStack() as stack:
             timeout = deadline - time.time()
             if timeout <= 0:
-                raise GatewayBusy(f"no time left to acquire limit {name}")
+                raise GatewayBusy(f"limit {name} busy: no time left before the sample's deadline")
             try:
                 stack.enter_context(runtime.slot(name, timeout_seconds=timeout))
             except TimeoutError:

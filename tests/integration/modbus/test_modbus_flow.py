@@ -19,10 +19,11 @@ def _rows(engine: Engine, loc_id: str) -> list[dict]:
         return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-def _quarantined(engine: Engine, device: str) -> list[dict]:
+def _quarantined(engine: Engine, device: str, after_id: int = 0) -> list[dict]:
     q = get_tables().quarantine
     with engine.connect() as conn:
-        rows = conn.execute(select(q).where(q.c.source == f"modbus:{device}")).all()
+        rows = conn.execute(select(q).where(q.c.source == f"modbus:{device}",
+                                            q.c.id > after_id).order_by(q.c.id)).all()
     return [{"record": json.loads(r.record), "reasons": json.loads(r.reasons)} for r in rows]
 
 
@@ -32,6 +33,12 @@ def test_one_faulty_device_does_not_stop_the_others(device_blocks, target_db, pg
 
     names = ["mb-ok-1", "mb-ok-2", "mb-bad-refuse", "mb-bad-nan", "mb-bad-exception",
              "mb-bad-out-of-range"]
+    # other tests of this worker's session capture the same devices into the same
+    # database: count only what this run adds
+    before_rows = len(_rows(pg_engine, "LOC-ok-1"))
+    q = get_tables().quarantine
+    with pg_engine.connect() as conn:
+        last_id = conn.scalar(select(func.coalesce(func.max(q.c.id), 0)))
     summary = modbus_capture(names, samples=3, interval_seconds=1.0, target_db=target_db,
                              land_json=True, raw_logs="modbus-test-raw")
     by_device = {s["device"]: s for s in summary}
@@ -40,7 +47,7 @@ def test_one_faulty_device_does_not_stop_the_others(device_blocks, target_db, pg
         assert by_device[ok]["samples_ok"] == 3 and by_device[ok]["samples_failed"] == 0
         assert by_device[ok]["requests_planned"] == 3  # coil 0, holding 0-2, input 10
         assert by_device[ok]["rows_written"] == 3
-    rows = _rows(pg_engine, "LOC-ok-1")
+    rows = _rows(pg_engine, "LOC-ok-1")[before_rows:]
     assert len(rows) == 3
     times = [r["capture_dt"] for r in rows]
     steps = {(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)}
@@ -55,11 +62,11 @@ def test_one_faulty_device_does_not_stop_the_others(device_blocks, target_db, pg
     assert exc["samples_failed"] == 3 and "modbus exception 4" in exc["last_error"]
     assert exc["requests_sent"] > exc["requests_planned"] * 3 - 1  # retried
 
-    nan = _quarantined(pg_engine, "mb-bad-nan")
+    nan = _quarantined(pg_engine, "mb-bad-nan", last_id)
     assert len(nan) == 3 and by_device["mb-bad-nan"]["rows_quarantined"] == 3
     assert {"column": "temperature", "check": "finite_number"} in [
         {k: r[k] for k in ("column", "check")} for r in nan[0]["reasons"]]
-    oor = _quarantined(pg_engine, "mb-bad-out-of-range")
+    oor = _quarantined(pg_engine, "mb-bad-out-of-range", last_id)
     assert len(oor) == 3 and oor[0]["reasons"][0]["column"] == "temperature"
     assert oor[0]["record"]["temperature"] > 80
     assert _rows(pg_engine, "LOC-bad-nan") == []  # the NaN device wrote nothing to temperature_raw
