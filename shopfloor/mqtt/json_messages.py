@@ -178,8 +178,8 @@ def message_points(r: JsonTopic, topic: str, payload: bytes, received_ms: int,
 
     A message that is not a JSON object gives every tag a bad point at the receive time;
     a configured timestamp that is missing or unreadable gives the receive time and
-    makes the points uncertain (a redelivered message would then land at another time:
-    exactly once needs the timestamp, docs/mqtt.md).
+    makes the points uncertain. ``received_ms`` is the caller's: for a redelivery, the
+    time the message was first stored at (:mod:`shopfloor.mqtt.deliveries`).
     """
     plans = _plans(r, topic, {} if cache is None else cache)[1]
     try:

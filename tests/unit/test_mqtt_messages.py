@@ -157,3 +157,45 @@ def test_the_run_says_what_it_did_and_what_it_left_with_the_broker() -> None:
     assert left.kind == "degraded"
     assert left.message.endswith("the warehouse failed (connection refused): 12 messages "
                                  "left with the broker for the next run")
+
+
+def test_a_redelivery_keeps_the_receive_time_its_message_was_stored_at() -> None:
+    """A message without a timestamp is keyed on its receive time; the broker's
+    redelivery of it (DUP, same packet id, same topic and payload) gets that time again,
+    so its points overwrite instead of landing twice. Another message under the packet
+    id, a message not marked DUP, and a timestamped message take their own times."""
+    from shopfloor.mqtt.config import parse_config
+    from shopfloor.mqtt.deliveries import Deliveries
+    from shopfloor.mqtt.ingest import Decoder, Message
+    from shopfloor.mqtt.points import PointBatch
+
+    cfg = parse_config({"broker": {"client_id": "c"}, "json": [
+        {"topic": "plain/#", "tags": [{"name": "v", "path": "v"}]},
+        {"topic": "stamped/#", "timestamp": "ts", "tags": [{"name": "v", "path": "v"}]}]})
+    decoder = Decoder(cfg, SparkplugHost([]), Deliveries("c"))
+
+    def times(*messages: Message) -> tuple[list[int], list[dict[str, object]]]:
+        recorded: list[dict[str, object]] = []
+        out = []
+        for m in messages:
+            batch = PointBatch()
+            assert decoder.add(m, batch, recorded)
+            out.append(batch.all_points()[0].ms)
+        return out, recorded
+
+    first = Message("plain/a", b'{"v": 1}', 7, 1, T0, 1)
+    got, rows = times(first)
+    assert got == [T0] and [(r["packet_id"], r["received_ms"]) for r in rows] == [(7, T0)]
+    again = Message("plain/a", b'{"v": 1}', 7, 1, T0 + 900, 2, dup=True)
+    other = Message("plain/a", b'{"v": 2}', 7, 1, T0 + 950, 2, dup=True)  # not the same
+    fresh = Message("plain/a", b'{"v": 1}', 7, 1, T0 + 990, 2)  # not marked DUP
+    assert times(again)[0] == [T0]
+    assert times(other)[0] == [T0 + 950]
+    assert times(fresh)[0] == [T0 + 990]
+    stamped = Message("stamped/a", json.dumps({"ts": T0 + 5, "v": 1}).encode(), 8, 1,
+                      T0 + 999, 1)
+    assert times(stamped) == ([T0 + 5], [])  # its own time: nothing to keep
+    # a new collector reads what the last one saved (here: the rows handed over)
+    later = Deliveries("c")
+    later.known = {r["packet_id"]: (r["digest"], r["received_ms"]) for r in rows}
+    assert later.receive_time("plain/a", b'{"v": 1}', 7, True, T0 + 5000) == T0
