@@ -34,7 +34,7 @@ from shopfloor.errors import ShopfloorError
 from shopfloor.modbus.tag_points import ensure_tag_tables
 from shopfloor.mqtt import json_messages
 from shopfloor.mqtt.config import SPARKPLUG_NAMESPACE, MqttConfig
-from shopfloor.mqtt.deliveries import Deliveries
+from shopfloor.mqtt.deliveries import Deliveries, Entry
 from shopfloor.mqtt.points import PointBatch, write_tag_points
 from shopfloor.mqtt.sparkplug import (
     Counters,
@@ -104,9 +104,9 @@ class Decoder:
                            else Deliveries(config.broker.client_id))
 
     def add(self, msg: Message, batch: PointBatch,
-            recorded: list[dict[str, object]] | None = None) -> bool:
+            recorded: list[Entry] | None = None) -> bool:
         """Add the message's points to ``batch``; False when no mapping or group takes
-        it. A message stored at its receive time adds its delivery row to ``recorded``
+        it. A message stored at its receive time adds its delivery entry to ``recorded``
         (saved with the batch: a redelivery finds that time again)."""
         if msg.topic.startswith(SPARKPLUG_NAMESPACE + "/"):
             topic = parse_topic(msg.topic)
@@ -134,9 +134,9 @@ class Decoder:
         points = json_messages.message_points(route, msg.topic, msg.payload, received,
                                               self.plans)
         if msg.qos > 0 and points and points[0].ms == received:  # keyed on that time
-            row = self.deliveries.record(msg.topic, msg.payload, msg.mid, received)
+            entry = self.deliveries.record(msg.topic, msg.payload, msg.mid, received)
             if recorded is not None:
-                recorded.append(row)
+                recorded.append(entry)
         batch.add_message(points, json_messages.mapping_tags(route, msg.topic, self.plans))
         return True
 
@@ -151,7 +151,7 @@ class Decoded:
     sparkplug: bool  # has Sparkplug B messages: it moved the host's state
     saved: Counters  # the host's counters before it, for a rollback
     rebirths: list[Topic]  # rebirth requests to publish once it is stored
-    deliveries: list[dict[str, object]] = field(default_factory=list)  # receive times kept
+    deliveries: list[Entry] = field(default_factory=list)  # receive times kept
 
 
 class Writer:
@@ -186,7 +186,7 @@ class Writer:
             host.begin()
         points = PointBatch()
         unmatched = 0
-        recorded: list[dict[str, object]] = []
+        recorded: list[Entry] = []
         try:
             for msg in batch:
                 if not self.decoder.add(msg, points, recorded):
