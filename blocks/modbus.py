@@ -52,11 +52,13 @@ class ModbusDevice(Block):
                     "serial (RTU on a serial line).")
     serial_port: str | None = Field(default=_D.serial_port,
                                     description="e.g. /dev/ttyUSB0.")
-    baudrate: int = Field(default=_D.baudrate, description="Serial line speed in baud.")
+    # The same limits as a line file's (shopfloor/modbus/line.py), a unit test keeps them so
+    baudrate: int = Field(default=_D.baudrate, ge=1, description="Serial line speed in baud.")
     parity: Parity = Field(default=_D.parity,
                            description="Serial parity: N (none), E (even) or O (odd).")
-    stopbits: int = Field(default=_D.stopbits, description="Serial stop bits.")
-    bytesize: int = Field(default=_D.bytesize, description="Serial data bits per character.")
+    stopbits: int = Field(default=_D.stopbits, ge=1, le=2, description="Serial stop bits: 1 or 2.")
+    bytesize: int = Field(default=_D.bytesize, ge=5, le=8,
+                          description="Serial data bits per character: 5 to 8.")
     timeout_seconds: float = Field(default=_D.timeout_seconds, gt=0,
                                    description="Per-request timeout in seconds.")
     retries: int = Field(default=_D.retries, ge=0, le=10,

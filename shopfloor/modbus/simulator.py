@@ -63,7 +63,10 @@ class SimulatedDevice:
     framer: Literal["socket", "rtu"] = "socket"
     phase: float = 0.0
     serial_port: str | None = None  # serve RTU on this serial device instead of TCP
-    baudrate: int = 9600
+    baudrate: int = 9600  # the serial line's settings (a pty ignores them, a tty does not)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: int = 1
+    bytesize: int = 8
     values: dict[str, float | str] = field(default_factory=dict)  # fixed values by tag name
     quirks: "DeviceQuirks | None" = None
     requests: int = field(default=0, init=False)
@@ -329,6 +332,22 @@ def sim_device(device: SimulatedDevice) -> SimDevice:
     return SimDevice(device.unit_id, simdata=blocks, action=state.action)
 
 
+def _serial_server(line: Sequence[SimulatedDevice]) -> ModbusSerialServer:
+    """One RTU server on a serial port for every device on it, each at its own unit id
+    (an RS-485 multi-drop line); the line's settings are its first device's.
+
+    Raises:
+        ShopfloorError: two devices of the line share a unit id.
+    """
+    first = line[0]
+    if len({d.unit_id for d in line}) < len(line):
+        raise ShopfloorError(f"two simulated devices on {first.serial_port} share a unit id")
+    return ModbusSerialServer([sim_device(d) for d in line], port=first.serial_port or "",
+                              framer=FramerType.RTU, baudrate=first.baudrate,
+                              parity=first.parity, stopbits=first.stopbits,
+                              bytesize=first.bytesize)
+
+
 class _QuirkyHandler(ServerRequestHandler):
     """One connection of a simulated device: plays the device's connection quirks."""
 
@@ -387,8 +406,12 @@ class ModbusSimulator:
         self._error: BaseException | None = None
 
     async def _start_servers(self) -> None:
+        lines: dict[str, list[SimulatedDevice]] = {}  # serial port -> its devices
         for d in self.devices:
             if d.fault == "refuse":
+                continue
+            if d.serial_port:
+                lines.setdefault(d.serial_port, []).append(d)
                 continue
             server = self._server(d)
             try:
@@ -399,11 +422,12 @@ class ModbusSimulator:
                 raise RuntimeError(f"{where}: {exc}" + (" (the port is in use)" if busy else "")
                                    ) from exc
             self._servers.append(server)
+        for line in lines.values():
+            server = _serial_server(line)
+            await server.serve_forever(background=True)
+            self._servers.append(server)
 
     def _server(self, d: SimulatedDevice) -> ModbusBaseServer:
-        if d.serial_port:
-            return ModbusSerialServer(sim_device(d), port=d.serial_port, framer=FramerType.RTU,
-                                      baudrate=d.baudrate)
         framer = FramerType.RTU if d.framer == "rtu" else FramerType.SOCKET
         return _TcpServer(d, sim_device(d), address=(self.host, d.port), framer=framer)
 

@@ -34,6 +34,7 @@ from shopfloor.errors import ShopfloorError
 from shopfloor.modbus.tag_points import ensure_tag_tables
 from shopfloor.mqtt import json_messages
 from shopfloor.mqtt.config import SPARKPLUG_NAMESPACE, MqttConfig
+from shopfloor.mqtt.deliveries import Deliveries, Entry
 from shopfloor.mqtt.points import PointBatch, write_tag_points
 from shopfloor.mqtt.sparkplug import (
     Counters,
@@ -53,6 +54,7 @@ CONNECT_TIMEOUT_SECONDS = 15.0
 # The broker may send this many unacknowledged QoS 1 messages at once (MQTT 5 Receive
 # Maximum); they are acknowledged a batch at a time, after the commit.
 RECEIVE_MAXIMUM = 1000
+MAX_TOPICS_TIMED = 100_000  # topics whose last receive time is kept (forgotten past it)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Message:
     qos: int
     received_ms: int
     connection: int
+    dup: bool = False  # the broker sends it again (it was not acknowledged)
 
 
 @dataclass
@@ -92,14 +95,19 @@ class IngestStats:
 class Decoder:
     """Messages to tag points, in arrival order (Sparkplug B's state follows them)."""
 
-    def __init__(self, config: MqttConfig, host: SparkplugHost):
+    def __init__(self, config: MqttConfig, host: SparkplugHost,
+                 deliveries: Deliveries | None = None):
         self.config = config
         self.host = host
         self.plans: json_messages.Plans = {}
+        self.deliveries = (deliveries if deliveries is not None
+                           else Deliveries(config.broker.client_id))
 
-    def add(self, msg: Message, batch: PointBatch) -> bool:
+    def add(self, msg: Message, batch: PointBatch,
+            recorded: list[Entry] | None = None) -> bool:
         """Add the message's points to ``batch``; False when no mapping or group takes
-        it."""
+        it. A message stored at its receive time adds its delivery entry to ``recorded``
+        (saved with the batch: a redelivery finds that time again)."""
         if msg.topic.startswith(SPARKPLUG_NAMESPACE + "/"):
             topic = parse_topic(msg.topic)
             if topic is None or topic.group not in self.host.groups:
@@ -116,13 +124,20 @@ class Decoder:
         if route is None:
             return False
         row = json_messages.good_row(route, msg.topic, msg.payload, self.plans)
-        if row is not None:
+        if row is not None:  # stamped by the message itself: a redelivery has its time
             batch.add_row(*row)
-        else:
-            batch.add_message(
-                json_messages.message_points(route, msg.topic, msg.payload, msg.received_ms,
-                                             self.plans),
-                json_messages.mapping_tags(route, msg.topic, self.plans))
+            return True
+        received = msg.received_ms
+        if msg.qos > 0:  # a redelivery of a message stored at its receive time keeps it
+            received = self.deliveries.receive_time(msg.topic, msg.payload, msg.mid,
+                                                    msg.dup, received)
+        points = json_messages.message_points(route, msg.topic, msg.payload, received,
+                                              self.plans)
+        if msg.qos > 0 and points and points[0].ms == received:  # keyed on that time
+            entry = self.deliveries.record(msg.topic, msg.payload, msg.mid, received)
+            if recorded is not None:
+                recorded.append(entry)
+        batch.add_message(points, json_messages.mapping_tags(route, msg.topic, self.plans))
         return True
 
 
@@ -136,6 +151,7 @@ class Decoded:
     sparkplug: bool  # has Sparkplug B messages: it moved the host's state
     saved: Counters  # the host's counters before it, for a rollback
     rebirths: list[Topic]  # rebirth requests to publish once it is stored
+    deliveries: list[Entry] = field(default_factory=list)  # receive times kept
 
 
 class Writer:
@@ -150,11 +166,14 @@ class Writer:
         self._registered: dict[tuple[str, str], TagInfo] = {}
 
     def prepare(self) -> None:
-        """Create the tables where missing and read Sparkplug B's state."""
+        """Create the tables where missing; read Sparkplug B's state and the receive
+        times of the session's last messages."""
         ensure_tag_tables(self.engine, self.tables)
         self.decoder.host.create_tables(self.engine)
+        self.decoder.deliveries.create_table(self.engine)
         with self.engine.connect() as conn:
             self.decoder.host.load(conn)
+            self.decoder.deliveries.load(conn)
 
     def decode(self, batch: list[Message]) -> Decoded:
         """The batch's points. A batch with Sparkplug B messages moves the host's state
@@ -167,16 +186,17 @@ class Writer:
             host.begin()
         points = PointBatch()
         unmatched = 0
+        recorded: list[Entry] = []
         try:
             for msg in batch:
-                if not self.decoder.add(msg, points):
+                if not self.decoder.add(msg, points, recorded):
                     unmatched += 1
         except Exception:
             if sparkplug:
                 host.rollback(saved)
             raise
         return Decoded(batch, points, unmatched, sparkplug, saved,
-                       list(host.rebirths) if sparkplug else [])
+                       list(host.rebirths) if sparkplug else [], recorded)
 
     def commit(self, d: Decoded, stats: IngestStats) -> None:
         """Store a decoded batch in one transaction; on an error nothing of it is kept
@@ -192,6 +212,7 @@ class Writer:
                     ids.update(found)
                 if d.sparkplug:
                     host.save(conn)
+                self.decoder.deliveries.save(conn, d.deliveries)
                 id_of = {k: ids[(t.device, t.name)] for k, t in d.points.tags.items()}
                 written = write_tag_points(conn, self.tables.tag_samples, d.points, id_of,
                                            utcnow())
@@ -230,11 +251,13 @@ class Collector:
         self.config = config
         self.log = logger or log
         self.host = SparkplugHost(config.sparkplug, tables.schema)
-        self.writer = Writer(engine, tables, Decoder(config, self.host))
+        self.writer = Writer(engine, tables, Decoder(
+            config, self.host, Deliveries(config.broker.client_id, tables.schema)))
         self.clock = clock
         self.inbox: queue.Queue[Message] = queue.Queue()
         self.connection = 0
         self.connected = threading.Event()
+        self._last_ms: dict[str, int] = {}  # the last receive time given per topic
         self.connect_error = ""
         self.stats = IngestStats()  # the current run's, as it goes
         self.client = self._client()
@@ -277,7 +300,22 @@ class Collector:
     def _on_message(self, _client: mqtt.Client, _userdata: object,
                     msg: mqtt.MQTTMessage) -> None:
         self.inbox.put(Message(msg.topic, msg.payload, msg.mid, msg.qos,
-                               int(time.time() * 1000), self.connection))
+                               self._receive_ms(msg.topic), self.connection, bool(msg.dup)))
+
+    def _receive_ms(self, topic: str) -> int:
+        """Now in epoch ms, at least 1 ms after the last message of ``topic``: a message
+        stored at its receive time is keyed on it, and the broker sends what it kept
+        for the session in a burst (hundreds a millisecond), where two messages of one
+        topic in the same millisecond would overwrite each other's points. A topic
+        sending faster than 1,000 messages a second drifts ahead of the clock."""
+        now = int(time.time() * 1000)
+        last = self._last_ms.get(topic)
+        if last is not None and now <= last:
+            now = last + 1
+        elif last is None and len(self._last_ms) >= MAX_TOPICS_TIMED:
+            self._last_ms.clear()
+        self._last_ms[topic] = now
+        return now
 
     def connect(self) -> None:
         """Connect on the persistent session (``clean_start`` false) and subscribe

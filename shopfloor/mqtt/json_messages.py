@@ -93,8 +93,8 @@ def _point(info: TagInfo, tag: JsonTag, ms: int, value: Any) -> TagPoint:
 
 # What reading one tag of a mapping on one topic takes, worked out once: (registry entry,
 # tag, path keys, the two keys of a two-level path or None, "a float64 tag: a number in
-# [lo, hi] needs no other check", lo, hi). Plain tuples: unpacked per value, the
-# hottest loop of the ingestion.
+# [lo, hi] needs no other check", lo, hi). Plain tuples: unpacked per value in
+# :func:`_scan`, the hottest loop of the ingestion.
 _Plan = tuple[TagInfo, JsonTag, tuple[str, ...], str, str | None, bool, float, float]
 Plans = dict[tuple[int, str], tuple[list[TagInfo], list[_Plan]]]
 """A cache of plans by (``id()`` of the mapping, topic): its owner keeps the mappings
@@ -138,6 +138,35 @@ def _value(doc: Any, keys: tuple[str, ...]) -> Any:
     return node
 
 
+def _scan(doc: dict[str, Any], plans: list[_Plan], ms: int | None) -> list[Any] | None:
+    """Every tag of ``plans`` read from ``doc`` in one pass: the hottest loop of the
+    ingestion, shared by both callers.
+
+    ``ms`` None (:func:`good_row`): the values as floats, each a number within its
+    range (the fast check), or None at the first value that is not. ``ms`` given
+    (:func:`message_points`): a point per tag at ``ms``, the values the fast check does
+    not clear judged by :func:`_point` (NaN fails the comparison and goes there too).
+    """
+    out: list[Any] = []
+    append, get = out.append, doc.get
+    for info, tag, keys, k0, k1, fast, lo, hi in plans:
+        if k1 is not None:  # the common shape, without a call: {"data": {"x": 1}}
+            node = get(k0, _ABSENT)
+            value = node.get(k1, _ABSENT) if type(node) is dict else _value(doc, keys)
+        else:
+            value = _value(doc, keys)
+        kind = type(value)
+        if fast and (kind is float or kind is int) and lo <= value <= hi:
+            if kind is int:
+                value = float(value)
+            append(value if ms is None else TagPoint(info, ms, value))
+        elif ms is None:
+            return None
+        else:
+            append(_point(info, tag, ms, value))
+    return out
+
+
 def good_row(r: JsonTopic, topic: str, payload: bytes, cache: Plans
              ) -> tuple[list[TagInfo], int, list[float]] | None:
     """(tags, time, values) of a message whose every tag is a ``float64`` number within
@@ -155,20 +184,8 @@ def good_row(r: JsonTopic, topic: str, payload: bytes, cache: Plans
     ms = epoch_ms(lookup(doc, r.timestamp))
     if ms is None:
         return None
-    values = []
-    append, get = values.append, doc.get
-    for _info, _tag, keys, k0, k1, fast, lo, hi in plans:
-        if k1 is not None:  # the common shape, without a call: {"data": {"x": 1}}
-            node = get(k0, _ABSENT)
-            value = node.get(k1, _ABSENT) if type(node) is dict else _value(doc, keys)
-        else:
-            value = _value(doc, keys)
-        kind = type(value)
-        # NaN fails the comparison
-        if not (fast and (kind is float or kind is int) and lo <= value <= hi):
-            return None
-        append(value if kind is float else float(value))
-    return tags, ms, values
+    values = _scan(doc, plans, None)
+    return None if values is None else (tags, ms, values)
 
 
 def message_points(r: JsonTopic, topic: str, payload: bytes, received_ms: int,
@@ -178,8 +195,8 @@ def message_points(r: JsonTopic, topic: str, payload: bytes, received_ms: int,
 
     A message that is not a JSON object gives every tag a bad point at the receive time;
     a configured timestamp that is missing or unreadable gives the receive time and
-    makes the points uncertain (a redelivered message would then land at another time:
-    exactly once needs the timestamp, docs/mqtt.md).
+    makes the points uncertain. ``received_ms`` is the caller's: for a redelivery, the
+    time the message was first stored at (:mod:`shopfloor.mqtt.deliveries`).
     """
     plans = _plans(r, topic, {} if cache is None else cache)[1]
     try:
@@ -194,21 +211,7 @@ def message_points(r: JsonTopic, topic: str, payload: bytes, received_ms: int,
         found = epoch_ms(lookup(doc, r.timestamp))
         stamped = found is not None
         ms = found if found is not None else received_ms
-    points = []
-    append, get = points.append, doc.get
-    for info, tag, keys, k0, k1, fast, lo, hi in plans:
-        if k1 is not None:  # the common shape, without a call: {"data": {"x": 1}}
-            node = get(k0, _ABSENT)
-            value = node.get(k1, _ABSENT) if type(node) is dict else _value(doc, keys)
-        else:
-            value = _value(doc, keys)
-        kind = type(value)
-        # the common case, a number within range, without the general checks (NaN
-        # fails the comparison and takes the general path)
-        if fast and (kind is float or kind is int) and lo <= value <= hi:
-            append(TagPoint(info, ms, value if kind is float else float(value)))
-        else:
-            append(_point(info, tag, ms, value))
+    points: list[TagPoint] = _scan(doc, plans, ms)  # type: ignore[assignment] - never None
     if not stamped:
         points = [p if p.quality == BAD else TagPoint(p.tag, p.ms, p.value, p.text, UNCERTAIN,
                                                       NO_TIMESTAMP) for p in points]

@@ -37,6 +37,27 @@ def test_block_fields_are_the_device_settings_with_their_defaults():
             assert field.default == getattr(DEVICE_DEFAULTS, key), key
 
 
+def test_block_limits_are_the_line_files():
+    """A setting refused in a line file is refused in a block too, and the other way
+    round (the serial line's settings once had no limits in the block)."""
+    from shopfloor.modbus.line import DeviceSettings
+
+    for key in DEVICE_SETTINGS:
+        if key != "loc_id":  # required in the block; a line file may leave it to defaults
+            assert (ModbusDevice.model_fields[key].metadata
+                    == DeviceSettings.model_fields[key].metadata), key
+
+
+@pytest.mark.parametrize("setting", [{"stopbits": 3}, {"bytesize": 9}, {"baudrate": 0},
+                                     {"parity": "M"}, {"transport": "ascii"}])
+def test_a_bad_serial_setting_is_refused_naming_it(setting: dict[str, object]):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=next(iter(setting))):
+        ModbusDevice(**{"loc_id": "L1", "transport": "serial", "serial_port": "/dev/ttyUSB0",
+                        "register_map": default_map(), **setting})
+
+
 def test_to_config_carries_every_setting():
     assert set(OTHER_VALUES) == set(DEVICE_SETTINGS)
     cfg = ModbusDevice(**OTHER_VALUES, register_map=default_map()).to_config("plc-7")

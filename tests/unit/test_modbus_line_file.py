@@ -35,6 +35,23 @@ def test_the_shipped_example_loads():
     assert "gateway 10.0.0.50:502: concurrency 1" in describe_line(line)[-1]
 
 
+def test_a_serial_device_takes_its_line_settings(tmp_path: Path):
+    """RTU on a serial line: the port and the line's settings, defaults for the rest
+    (9600 8N1); devices on one port share its lock, as devices behind one gateway do."""
+    from shopfloor.modbus.gateway import gateway_key
+
+    line = load_line(_write(tmp_path, (
+        "defaults: {transport: serial, serial_port: /dev/ttyUSB0, baudrate: 19200}\n"
+        "devices:\n"
+        f"  - {{name: a, loc_id: L1, unit_id: 1, parity: E, tags: [{TAG}]}}\n"
+        f"  - {{name: b, loc_id: L2, unit_id: 2, stopbits: 2, bytesize: 7, tags: [{TAG}]}}\n")))
+    a, b = line.devices
+    assert (a.transport, a.serial_port, a.baudrate, a.parity, a.stopbits, a.bytesize) == (
+        "serial", "/dev/ttyUSB0", 19200, "E", 1, 8)
+    assert (b.parity, b.stopbits, b.bytesize, b.unit_id) == ("N", 2, 7, 2)
+    assert gateway_key(a) == gateway_key(b) == "serial:/dev/ttyUSB0"
+
+
 def test_map_paths_are_relative_to_the_line_file(tmp_path: Path):
     (tmp_path / "maps").mkdir()
     (tmp_path / "maps" / "m.yaml").write_text(
@@ -103,6 +120,13 @@ devices:
     ("devices:\n  - name: a\n    loc_id: L1\n    tags:\n      - name: t\n"
      "        column: temperature\n        address: 0\n        data_type: float99\n",
      "device 'a': invalid register map: line 8: tag 't' data_type"),
+    ("devices:\n  - name: a\n    loc_id: L1\n    transport: serial\n    serial_port: /dev/x\n"
+     "    stopbits: 3\n    tags: [" + TAG + "]\n",
+     "line 6: device 'a' stopbits: Input should be less than or equal to 2"),
+    ("devices:\n  - name: a\n    loc_id: L1\n    transport: serial\n    parity: even\n"
+     "    tags: [" + TAG + "]\n", "line 5: device 'a' parity: Input should be 'N', 'E' or 'O'"),
+    ("devices:\n  - name: a\n    loc_id: L1\n    transport: serial\n    tags: [" + TAG + "]\n",
+     "line 4: device 'a': transport serial needs serial_port"),
     ("device:\n  - {name: a}\n", "line 1: unknown section device"),
     ("devices: []\n", "line 1: devices must be a list of at least one device"),
     ("devices: [\n", "not valid YAML"),

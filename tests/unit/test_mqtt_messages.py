@@ -157,3 +157,71 @@ def test_the_run_says_what_it_did_and_what_it_left_with_the_broker() -> None:
     assert left.kind == "degraded"
     assert left.message.endswith("the warehouse failed (connection refused): 12 messages "
                                  "left with the broker for the next run")
+
+
+def test_a_redelivery_keeps_the_receive_time_its_message_was_stored_at() -> None:
+    """A message without a timestamp is keyed on its receive time; the broker's
+    redelivery of it (DUP, same packet id, same topic and payload) gets that time again,
+    so its points overwrite instead of landing twice. Another message under the packet
+    id, a message not marked DUP, and a timestamped message take their own times."""
+    from shopfloor.mqtt.config import parse_config
+    from shopfloor.mqtt.deliveries import Deliveries, Entry
+    from shopfloor.mqtt.ingest import Decoder, Message
+    from shopfloor.mqtt.points import PointBatch
+
+    cfg = parse_config({"broker": {"client_id": "c"}, "json": [
+        {"topic": "plain/#", "tags": [{"name": "v", "path": "v"}]},
+        {"topic": "stamped/#", "timestamp": "ts", "tags": [{"name": "v", "path": "v"}]}]})
+    decoder = Decoder(cfg, SparkplugHost([]), Deliveries("c"))
+
+    def times(*messages: Message) -> tuple[list[int], list[Entry]]:
+        recorded: list[Entry] = []
+        out = []
+        for m in messages:
+            batch = PointBatch()
+            assert decoder.add(m, batch, recorded)
+            out.append(batch.all_points()[0].ms)
+        return out, recorded
+
+    first = Message("plain/a", b'{"v": 1}', 7, 1, T0, 1)
+    got, rows = times(first)
+    assert got == [T0] and [(pid, ms) for pid, _d, ms in rows] == [(7, T0)]
+    again = Message("plain/a", b'{"v": 1}', 7, 1, T0 + 900, 2, dup=True)
+    other = Message("plain/a", b'{"v": 2}', 7, 1, T0 + 950, 2, dup=True)  # not the same
+    fresh = Message("plain/a", b'{"v": 1}', 7, 1, T0 + 990, 2)  # not marked DUP
+    assert times(again)[0] == [T0]
+    assert times(other)[0] == [T0 + 950]
+    assert times(fresh)[0] == [T0 + 990]
+    stamped = Message("stamped/a", json.dumps({"ts": T0 + 5, "v": 1}).encode(), 8, 1,
+                      T0 + 999, 1)
+    assert times(stamped) == ([T0 + 5], [])  # its own time: nothing to keep
+
+
+def test_the_kept_receive_times_survive_a_restart_and_stay_bounded(tmp_path) -> None:
+    """What a collector saved, the next one (same client id) reads back; another client
+    id's are not its; the table keeps the last KEEP entries (a redelivery can only be
+    of the last messages the broker had in flight), one row a batch."""
+    from sqlalchemy import create_engine
+
+    from shopfloor.mqtt.deliveries import KEEP, Deliveries
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    first, other = Deliveries("c"), Deliveries("other")
+    first.create_table(engine)
+    batch = 250
+    for b in range(KEEP // batch * 2):  # twice what is kept, 250 a batch
+        entries = [first.record("t", f"{b}-{i}".encode(), (b * batch + i) % 65535 + 1,
+                                T0 + b * batch + i) for i in range(batch)]
+        with engine.begin() as conn:
+            first.save(conn, entries)
+    with engine.begin() as conn:
+        other.save(conn, [other.record("t", b"x", 1, 5)])
+    later = Deliveries("c")
+    with engine.connect() as conn:
+        later.load(conn)
+        assert KEEP <= first.kept(conn) < KEEP + batch
+    last = 2 * KEEP - 1
+    assert later.recorded == 2 * KEEP
+    assert later.receive_time("t", f"{last // batch}-{last % batch}".encode(),
+                              last % 65535 + 1, True, 0) == T0 + last
+    assert later.receive_time("t", b"x", 1, True, 9) == 9  # the other client's entry

@@ -134,13 +134,14 @@ def samples(engine: Engine, device_prefix: str) -> list[dict[str, Any]]:
 class CollectorProcess:
     """:mod:`tests.integration.mqtt.collector_proc` in its own process group."""
 
-    def __init__(self, url: str, config_path: str, seconds: float = 300.0):
+    def __init__(self, url: str, config_path: str, seconds: float = 300.0,
+                 acknowledge: bool = True):
         root = Path(__file__).resolve().parents[3]
         env = {**os.environ, "PYTHONPATH": str(root)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.integration.mqtt.collector_proc", url, config_path,
-             str(seconds)], cwd=root, env=env, stdout=subprocess.PIPE, text=True,
-            start_new_session=True)
+             str(seconds), *([] if acknowledge else ["no-ack"])], cwd=root, env=env,
+            stdout=subprocess.PIPE, text=True, start_new_session=True)
         line = self.proc.stdout.readline()  # blocks until connected (or the process died)
         assert line.strip() == "connected", f"collector did not start: {line!r}"
 
