@@ -52,6 +52,24 @@ def free_port() -> int:
     return free_port_run(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shopfloor_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """This test process's own SHOPFLOOR_HOME. ``make test`` exports one folder to both
+    xdist workers and keeps it from run to run, while code under test writes there when a
+    test passes no home of its own: the collector's buffer (``buffer/default.sqlite3``,
+    forwarded to whatever sink a later run names), the embedded SQLite database of
+    ``bootstrap_blocks({})``, line-file views. Tests that need a home of their own still
+    set one (the modbus tests, the CLI and e2e subprocesses)."""
+    home = tmp_path_factory.mktemp("shopfloor-home")
+    before = os.environ.get("SHOPFLOOR_HOME")
+    os.environ["SHOPFLOOR_HOME"] = str(home)
+    yield home
+    if before is None:
+        os.environ.pop("SHOPFLOOR_HOME", None)
+    else:
+        os.environ["SHOPFLOOR_HOME"] = before
+
+
 def _reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
