@@ -42,32 +42,39 @@ def test_one_faulty_device_does_not_stop_the_others(device_blocks, target_db, pg
     summary = modbus_capture(names, samples=3, interval_seconds=1.0, target_db=target_db,
                              land_json=True, raw_logs="modbus-test-raw")
     by_device = {s["device"]: s for s in summary}
+    # The slots each device took: a loaded machine may miss one of them (counted as
+    # missed, never as read); every count below is checked against what was taken.
+    taken = {d: 3 - s["samples_missed"] - s["samples_skipped"] for d, s in by_device.items()}
+    assert all(n >= 2 for n in taken.values()), by_device
 
     for ok in ("mb-ok-1", "mb-ok-2"):
-        assert by_device[ok]["samples_ok"] == 3 and by_device[ok]["samples_failed"] == 0
+        assert by_device[ok]["samples_ok"] == taken[ok] and by_device[ok]["samples_failed"] == 0
         assert by_device[ok]["requests_planned"] == 3  # coil 0, holding 0-2, input 10
-        assert by_device[ok]["rows_written"] == 3
+        assert by_device[ok]["rows_written"] == taken[ok]
     rows = _rows(pg_engine, "LOC-ok-1")[before_rows:]
-    assert len(rows) == 3
+    assert len(rows) == taken["mb-ok-1"]
     times = [r["capture_dt"] for r in rows]
     steps = {(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)}
-    assert steps == {1.0}  # on schedule: start + k * interval
+    assert steps <= {1.0, 2.0}  # on schedule: start + k * interval
     assert all(-20 <= r["temperature"] <= 80 and 0 <= r["humidity"] <= 100 for r in rows)
     assert all(r["device"] == "mb-ok-1" and r["pcv_temperature"] is not None for r in rows)
 
     refused = by_device["mb-bad-refuse"]
-    assert (refused["samples_ok"], refused["samples_failed"], refused["rows_written"]) == (0, 3, 0)
+    assert (refused["samples_ok"], refused["samples_failed"], refused["rows_written"]) == (
+        0, taken["mb-bad-refuse"], 0)
     assert "refused" in refused["last_error"]
     exc = by_device["mb-bad-exception"]
-    assert exc["samples_failed"] == 3 and "modbus exception 4" in exc["last_error"]
-    assert exc["requests_sent"] > exc["requests_planned"] * 3 - 1  # retried
+    assert exc["samples_failed"] == taken["mb-bad-exception"]
+    assert "modbus exception 4" in exc["last_error"]
+    assert exc["requests_sent"] > exc["requests_planned"] * taken["mb-bad-exception"] - 1
 
     nan = _quarantined(pg_engine, "mb-bad-nan", last_id)
-    assert len(nan) == 3 and by_device["mb-bad-nan"]["rows_quarantined"] == 3
+    assert len(nan) == taken["mb-bad-nan"] == by_device["mb-bad-nan"]["rows_quarantined"]
     assert {"column": "temperature", "check": "finite_number"} in [
         {k: r[k] for k in ("column", "check")} for r in nan[0]["reasons"]]
     oor = _quarantined(pg_engine, "mb-bad-out-of-range", last_id)
-    assert len(oor) == 3 and oor[0]["reasons"][0]["column"] == "temperature"
+    assert len(oor) == taken["mb-bad-out-of-range"]
+    assert oor[0]["reasons"][0]["column"] == "temperature"
     assert oor[0]["record"]["temperature"] > 80
     assert _rows(pg_engine, "LOC-bad-nan") == []  # the NaN device wrote nothing to temperature_raw
 
@@ -77,12 +84,14 @@ def test_one_faulty_device_does_not_stop_the_others(device_blocks, target_db, pg
         ("dstrct_code=D7", d) for d in ("mb-ok-1", "mb-ok-2", "mb-bad-nan",
                                         "mb-bad-out-of-range")}
     records = [json.loads(line) for p in landed for line in p.read_text().splitlines()]
-    assert len(records) == 12
+    n_valid = taken["mb-ok-1"] + taken["mb-ok-2"]
+    n_rejected = taken["mb-bad-nan"] + taken["mb-bad-out-of-range"]
+    assert len(records) == n_valid + n_rejected
     by_verdict = {v: [r for r in records if r["verdict"] == v] for v in ("valid", "rejected")}
     assert {r["device"] for r in by_verdict["valid"]} == {"mb-ok-1", "mb-ok-2"}
-    assert len(by_verdict["valid"]) == 6 and len(by_verdict["rejected"]) == 6
+    assert len(by_verdict["valid"]) == n_valid and len(by_verdict["rejected"]) == n_rejected
     hot = [r for r in by_verdict["rejected"] if r["device"] == "mb-bad-out-of-range"]
-    assert len(hot) == 3 and all(r["temperature"] > 80 for r in hot)
+    assert len(hot) == taken["mb-bad-out-of-range"] and all(r["temperature"] > 80 for r in hot)
     assert all(r["reasons"][0]["column"] == "temperature"
                and r["reasons"][0]["value"] == r["temperature"] for r in hot)
     # the same readings, judged the same, are in the quarantine

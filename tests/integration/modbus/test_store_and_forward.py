@@ -105,15 +105,19 @@ def _ms(dt) -> int:
     return round(dt.timestamp() * 1000)
 
 
-def _assert_exactly_once(engine: Engine, landed: Counter, samples: int) -> None:
+def _assert_exactly_once(engine: Engine, landed: Counter, samples: int | dict[str, int]
+                         ) -> None:
+    """Every device's ``samples`` (one count for all, or per device) are in the
+    warehouse, the landing and tag_samples, each once."""
     for device, loc in LOCS.items():
         times = _raw_times(engine, loc)
-        assert len(times) == samples, f"{device}: {len(times)} rows of {samples}"
+        samples_of = samples if isinstance(samples, int) else samples[device]
+        assert len(times) == samples_of, f"{device}: {len(times)} rows of {samples_of}"
         mine = {hb: n for (d, hb), n in landed.items() if d == device}
         assert set(mine.values()) == {1}, f"{device}: a landed reading twice"
         assert sorted(mine) == [_ms(t) for t in times]  # the same readings in both
         # Every tag of every reading in tag_samples too (docs/tags.md), each once.
-        assert _tag_counts(engine, device, times) == dict.fromkeys(TAG_NAMES, samples)
+        assert _tag_counts(engine, device, times) == dict.fromkeys(TAG_NAMES, samples_of)
 
 
 TAG_NAMES = [t.name for t in default_map()]
@@ -317,11 +321,15 @@ def test_a_collector_killed_during_an_outage_is_drained_by_the_next_run_exactly_
     assert len(left) >= 10
     cluster.start()
 
-    state = modbus_capture([device], samples=3, interval_seconds=0.2, target_db=block,
+    # 1 s slots: a loaded machine that misses 0.2 s slots could leave the run without a
+    # reading at all (and Failed); the backlog is the point, not the grid
+    state = modbus_capture([device], samples=3, interval_seconds=1.0, target_db=block,
                            land_json=True, raw_logs="modbus-test-raw", return_state=True)
     assert state.is_completed(), state.message
+    (row,) = state.result()
+    assert row["samples_ok"] >= 1
     times = [_ms(t) for t in _raw_times(engine, LOCS[device])]
-    assert len(times) == len(set(times)) == len(left) + 3
+    assert len(times) == len(set(times)) == len(left) + row["samples_ok"]
     assert left <= set(times)  # every sample the killed collector buffered
     landed = _local_landed(raw_logs)
     assert set(landed.values()) == {1}  # each reading landed once
@@ -343,21 +351,27 @@ def test_a_run_that_could_not_forward_ends_completed_and_names_the_backlog(
     state = modbus_capture(DEVICES, samples=4, interval_seconds=0.2, target_db=block,
                            land_json=True, raw_logs="modbus-test-raw", return_state=True)
     assert state.is_completed() and state.name == "Completed", state.message
+    # what each device buffered: 4 each on a quiet machine, a loaded one may miss a slot
+    first = {r["device"]: r["samples_buffered"] for r in state.result()}
+    n = sum(first.values())
+    assert min(first.values()) >= 1 and n >= 6, first
     assert state.message == (
-        "buffered 8, forwarded 0 to warehouse:sf-private-pg, forwarded 8 to "
-        "landing:modbus-test-raw, backlog 8 for warehouse:sf-private-pg")
-    assert sum(_local_landed(raw_logs).values()) == 8  # the other sink went on
+        f"buffered {n}, forwarded 0 to warehouse:sf-private-pg, forwarded {n} to "
+        f"landing:modbus-test-raw, backlog {n} for warehouse:sf-private-pg")
+    assert sum(_local_landed(raw_logs).values()) == n  # the other sink went on
     table = json.loads(Artifact.get("modbus-capture-buffer").data)
     by_sink = {r["sink"]: r for r in table}
-    assert by_sink["warehouse:sf-private-pg"]["backlog"] == 8
+    assert by_sink["warehouse:sf-private-pg"]["backlog"] == n
     assert by_sink["warehouse:sf-private-pg"]["errors"] >= 1
     assert by_sink["landing:modbus-test-raw"]["backlog"] == 0
 
     cluster.start()  # the next run forwards the backlog with its own samples
-    state = modbus_capture(DEVICES, samples=2, interval_seconds=0.2, target_db=block,
+    state = modbus_capture(DEVICES, samples=2, interval_seconds=1.0, target_db=block,
                            land_json=True, raw_logs="modbus-test-raw", return_state=True)
     assert state.is_completed() and "backlog" not in (state.message or ""), state.message
-    _assert_exactly_once(engine, _local_landed(raw_logs), 6)
+    second = {r["device"]: r["samples_buffered"] for r in state.result()}
+    _assert_exactly_once(engine, _local_landed(raw_logs),
+                         {d: first[d] + second[d] for d in first})
     # The first run's reports were skipped (the warehouse was away); the second's landed.
     assert _reported(engine) == {"warehouse:sf-private-pg": 0, "landing:modbus-test-raw": 0}
 
@@ -461,14 +475,18 @@ def test_an_overlapping_run_neither_waits_for_nor_cuts_the_other_runs_batches(
         ["mb-ok-1"], samples=20, interval_seconds=0.5, **params)))
     long_run.start()
     wait_for(lambda: _buffered(buffer_home) >= 2, 60, "the long run's first samples")
-    short = modbus_capture(["mb-ok-2"], samples=2, interval_seconds=0.2, **params)
+    short = modbus_capture(["mb-ok-2"], samples=2, interval_seconds=0.5, **params)
     assert long_run.is_alive()  # the short run ended while the long one captured ...
     assert short.is_completed() and "backlog" not in (short.message or ""), short.message
     long_run.join(timeout=120)
     assert states["long"].is_completed(), states["long"].message
     landed = _local_landed(raw_logs)
     assert set(landed.values()) == {1}
-    for device, n in (("mb-ok-1", 20), ("mb-ok-2", 2)):
+    # counted against the slots each run took (a loaded machine may miss one)
+    taken = {"mb-ok-1": states["long"].result()[0]["samples_ok"],
+             "mb-ok-2": short.result()[0]["samples_ok"]}
+    assert taken["mb-ok-1"] >= 10 and taken["mb-ok-2"] >= 1
+    for device, n in taken.items():
         assert len(_raw_times(engine, LOCS[device])) == n
         assert sum(1 for d, _ in landed if d == device) == n
     # ... and it did not cut the long run's open batch into pieces
