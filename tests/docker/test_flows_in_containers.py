@@ -14,6 +14,7 @@ makes inside the image, on a PostgreSQL database of this module; MariaDB gets a 
 its own.
 """
 
+import io
 import json
 import signal
 import subprocess
@@ -23,14 +24,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import boto3
+import pyarrow.parquet as pq
 import pytest
+from prefect.blocks.core import Block
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect_aws import AwsCredentials, S3Bucket
+from prefect_aws.client_parameters import AwsClientParameters
 from sqlalchemy import insert, select, text
 from sqlalchemy.engine import make_url
 
 from blocks.bootstrap import connector_from_url
 from deployments.docker_pool import load_template
+from shopfloor.anomaly.findings import DetectorParams
+from shopfloor.anomaly.run import plan_hours
+from shopfloor.anomaly.sources import find_all
 from shopfloor.anomaly.synthetic import synthetic_year
 from shopfloor.db.engine import init_db, make_engine
 from shopfloor.db.schema import get_tables
@@ -101,9 +111,13 @@ class Stack:
 
     def save_connector(self, url: str) -> str:
         """A SqlAlchemyConnector block for ``url`` on this module's server; its name."""
-        name = f"docker-db-{uuid.uuid4().hex[:8]}"
+        return self.save(connector_from_url(url), "docker-db")
+
+    def save(self, block: Block, prefix: str) -> str:
+        """``block`` saved on this module's server under a new name; the name."""
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         with temporary_settings(updates={PREFECT_API_URL: self.env["PREFECT_API_URL"]}):
-            connector_from_url(url).save(name, overwrite=True)
+            block.save(name, overwrite=True)
         return name
 
 
@@ -143,19 +157,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str) -> Itera
                 template.write_text(json.dumps(load_template(env["PREFECT_API_URL"])))
                 sh(env, str(BIN / "prefect"), "work-pool", "create", pool, "--type",
                    "docker", "--base-job-template", str(template))
-                # The default blocks from inside the image: the local lake is the
-                # container's path; every database block is this module's database.
-                _in_container(env, home, pool, "shopfloor", "blocks", "bootstrap")
-                _in_container(env, home, pool, "shopfloor", "db", "init")
+                # The default blocks from inside the image (the local lake is the
+                # container's path; every database block is this module's database) and
+                # the tables: one container, since each start costs seconds.
+                _in_container(env, home, pool, "sh", "-c",
+                              "shopfloor blocks bootstrap && shopfloor db init")
                 out = sh(env, str(BIN / "shopfloor"), "deploy", "--no-build", "--image",
                          IMAGE, "--pool", pool, "--paused").stdout
                 assert f"deployments to {pool}" in out, out
                 worker_log = tmp / "worker.log"
+                # The worker looks for new runs every 2 s rather than 10: the module's
+                # runs come one after another.
                 worker = subprocess.Popen(
                     [str(BIN / "prefect"), "worker", "start", "--type", "docker", "--pool",
                      pool, "--name", f"flows-{tag}"],
-                    env=env, cwd=ROOT, stdout=open(worker_log, "w"),
-                    stderr=subprocess.STDOUT, start_new_session=True)
+                    env={**env, "PREFECT_WORKER_QUERY_SECONDS": "2"}, cwd=ROOT,
+                    stdout=open(worker_log, "w"), stderr=subprocess.STDOUT,
+                    start_new_session=True)
                 yield Stack(env, pool, home, db_url, worker_log)
                 stop(worker, signal.SIGINT)
                 left = wait_no_containers("io.prefect.work-pool-name", pool, timeout=60)
@@ -232,6 +250,64 @@ def test_spark_extraction_then_lake_maintenance_in_containers(stack: Stack) -> N
     assert _lake_rows(stack) == expected
 
 
+def test_registration_and_compaction_against_s3_in_containers(stack: Stack,
+                                                             s3_endpoint: str) -> None:
+    """register-s3-keys and s3-compaction on a bucket of moto's S3 server (127.0.0.1, the
+    containers on the host's network): raw JSON objects as capture lands them in, Parquet
+    partitions out, every line once."""
+    bucket = f"docker-flows-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=bucket)
+    creds = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing",
+                           region_name="us-east-1",
+                           aws_client_parameters=AwsClientParameters(endpoint_url=s3_endpoint))
+    raw = stack.save(S3Bucket(bucket_name=bucket, bucket_folder="raw", credentials=creds),
+                     "docker-raw")
+    lake = stack.save(S3Bucket(bucket_name=bucket, bucket_folder="lake", credentials=creds),
+                      "docker-lake")
+    # Two hour folders of a district, four objects of 25 lines each.
+    hb = int(datetime(2026, 1, 5, 12, tzinfo=UTC).timestamp() * 1000)
+    sent = {}
+    for i in range(4):
+        hour = ("2026010512", "2026010513")[i // 2]
+        lines = []
+        for j in range(25):
+            heartbeat = hb + 60_000 * (25 * i + j)
+            sent[heartbeat] = round(20.0 + (i * 25 + j) / 10, 3)
+            lines.append(json.dumps({"heartbeat": heartbeat, "dstrct_code": "DKR",
+                                     "device": "dock-1", "temperature": sent[heartbeat]}))
+        s3.put_object(Bucket=bucket, Key=f"raw/DKR/{hour}/part-{i}.json",
+                      Body="\n".join(lines).encode())
+    stack.run("register-s3-keys/every-15-minutes", raw_logs=raw, prefix="DKR", distrik="DKR")
+    engine = make_engine(stack.db_url)
+    with engine.connect() as conn:
+        pending = conn.execute(text(
+            "SELECT compression_status, count(*) FROM s3_object WHERE distrik = :d "
+            "GROUP BY 1"), {"d": "DKR"}).all()
+    assert dict(pending) == {"PENDING": 4}, pending
+    stack.run("s3-compaction/hourly", distrik="DKR", raw_logs=raw, lake=lake)
+    with engine.connect() as conn:
+        done = conn.execute(text(
+            "SELECT compression_status, count(*) FROM s3_object WHERE distrik = :d "
+            "GROUP BY 1"), {"d": "DKR"}).all()
+    engine.dispose()
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="lake/")
+    keys = [o["Key"] for p in pages for o in p.get("Contents", [])
+            if o["Key"].endswith(".parquet") and "/_" not in o["Key"]]
+    got: Counter = Counter()
+    for key in keys:
+        table = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()),
+                              columns=["heartbeat", "temperature"])
+        got.update(zip(*[c.to_pylist() for c in table.columns], strict=True))
+    print("\nDOCKER S3 FIGURES", {"objects": 4, "lines": len(sent), "registry": dict(done),
+                                   "parquet_files": len(keys),
+                                   "parquet_rows": sum(got.values())})
+    assert dict(done) == {"SUCCESS": 4}, done
+    assert keys and all("dstrct_code=DKR" in k for k in keys), keys
+    assert got == Counter(sent.items())
+
+
 def test_hourly_aggregation_and_backfill_against_mariadb_in_containers(
         stack: Stack, mariadb_url: str) -> None:
     engine = make_engine(mariadb_url)
@@ -277,19 +353,26 @@ def test_anomaly_detection_in_a_container(stack: Stack) -> None:
         conn.execute(tables.temperature_hourly.delete())
         conn.execute(insert(tables.temperature_hourly),
                      syn.frame.assign(updated_at=datetime.now(UTC)).to_dict("records"))
-    stack.run("anomaly-detection/hourly", start="2024-01-01T00:00:00",
-              end="2025-01-01T00:00:00", timezone="UTC", series="measures")
+    start, end = datetime(2024, 1, 1), datetime(2025, 1, 1)
+    stack.run("anomaly-detection/hourly", start=start.isoformat(), end=end.isoformat(),
+              timezone="UTC", series="measures")
+    # What the same detectors with the deployment's defaults find, run here on the host
+    # over the same rows: the container must have stored exactly these, once each.
+    tz, params = ZoneInfo("UTC"), DetectorParams()
     with engine.connect() as conn:
         stored = conn.execute(select(tables.anomaly)).mappings().all()
+        found, _, _ = find_all(conn, tables, tz, "UTC",
+                               plan_hours(start, end, tz, 24, params, datetime.now(UTC)),
+                               params, series="measures")
+    engine.dispose()
+    got = Counter((r["kind"], r["loc_id"], r["measure"],
+                   r["hour_start"].replace(tzinfo=UTC) if r["hour_start"].tzinfo is None
+                   else r["hour_start"].astimezone(UTC)) for r in stored)
     kinds = Counter(r["kind"] for r in stored)
-    print("\nDOCKER ANOMALY FIGURES", dict(kinds))
+    print("\nDOCKER ANOMALY FIGURES", {"stored": len(stored), "expected": len(found),
+                                       **kinds})
+    assert got == Counter(f.key for f in found), kinds
     assert set(kinds) == {"deviation", "spike", "flatline", "gap"}, kinds
     # Each planted stuck run is one flatline row, keyed by its first hour.
     planted = syn.truth["flatline"]
     assert kinds["flatline"] == int((planted[:, 1:] & ~planted[:, :-1]).sum()) > 0
-    # A second run finds the same and stores nothing new.
-    stack.run("anomaly-detection/hourly", start="2024-01-01T00:00:00",
-              end="2025-01-01T00:00:00", timezone="UTC", series="measures")
-    with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM anomaly")).scalar_one() == len(stored)
-    engine.dispose()
