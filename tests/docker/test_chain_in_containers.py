@@ -6,8 +6,10 @@ work pool made from deployments/docker-pool.json, started by a Docker worker
 Everything is real: a `prefect server` (on PostgreSQL), `shopfloor deploy` of the repo's
 prefect.yaml onto the pool (`--no-build --image shopfloor:latest`), `shopfloor simulate
 modbus` on 127.0.0.1 with the containers on the host's network, the warehouse and the
-registry in a PostgreSQL database, the landing and the lake in local folders (the embedded
-defaults) on a bind-mounted SHOPFLOOR_HOME the test reads afterwards.
+registry in a PostgreSQL database, the landing and the lake in a bucket of moto's S3 server
+on 127.0.0.1 (`shopfloor blocks bootstrap` with SHOPFLOOR_S3_BUCKET and
+SHOPFLOOR_S3_ENDPOINT_URL, as a plant on S3 or MinIO sets it), and the store-and-forward
+buffer on a bind-mounted SHOPFLOOR_HOME.
 
 The crons are compressed by `shopfloor deploy --override` (as the soak does): capture every
 minute with a 60 s window, registration, compaction and aggregation every minute at
@@ -18,6 +20,7 @@ created. Each stage's rows are counted at the next stage and must match; no cont
 may be left.
 """
 
+import io
 import json
 import os
 import signal
@@ -28,6 +31,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import boto3
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -78,13 +82,16 @@ def databases(pg_server_url: str) -> Iterator[tuple[str, str]]:
             .render_as_string(hide_password=False)
 
 
-def _in_container(env: dict[str, str], home: Path, pool: str, *cmd: str) -> str:
+def _in_container(env: dict[str, str], home: Path, pool: str, *cmd: str,
+                  extra: dict[str, str] | None = None) -> str:
     """A one-off command in the image, as the flow runs see the world (host network, the
-    same SHOPFLOOR_HOME mount), labelled with the pool so the clean-up finds it."""
+    same SHOPFLOOR_HOME mount), labelled with the pool so the clean-up finds it; ``extra``
+    are more environment variables."""
+    variables = {"PREFECT_API_URL": env["PREFECT_API_URL"],
+                 "SHOPFLOOR_DB_URL": env["SHOPFLOOR_DB_URL"], **(extra or {})}
     res = docker("run", "--rm", "--network", "host", "--label",
                  f"io.prefect.work-pool-name={pool}", "-v", f"{home}:{CONTAINER_HOME}",
-                 "-e", f"PREFECT_API_URL={env['PREFECT_API_URL']}",
-                 "-e", f"SHOPFLOOR_DB_URL={env['SHOPFLOOR_DB_URL']}",
+                 *[a for k, v in variables.items() for a in ("-e", f"{k}={v}")],
                  IMAGE, *cmd, check=False, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     return res.stdout
@@ -159,20 +166,27 @@ def _run_to_end(env: dict[str, str], deployment: str, *params: str) -> str:
     return out
 
 
-def _landed(home: Path) -> tuple[int, int]:
-    """(raw JSON objects, lines in them) in the landing folder."""
-    files = [p for p in (home / "raw-logs").rglob("*.json") if p.is_file()]
-    return len(files), sum(len(p.read_bytes().splitlines()) for p in files)
+def _bucket_keys(s3, bucket: str, prefix: str) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [o["Key"] for p in pages for o in p.get("Contents", [])]
 
 
-def _lake_rows(home: Path) -> tuple[int, int]:
-    """(Parquet rows in the lake, duplicate (device, heartbeat) rows)."""
+def _landed(s3, bucket: str) -> tuple[int, int]:
+    """(raw JSON objects, lines in them) under the bucket's raw/ prefix (the landing)."""
+    keys = [k for k in _bucket_keys(s3, bucket, "raw/") if k.endswith(".json")]
+    return len(keys), sum(len(s3.get_object(Bucket=bucket, Key=k)["Body"].read().splitlines())
+                          for k in keys)
+
+
+def _lake_rows(s3, bucket: str) -> tuple[int, int]:
+    """(Parquet rows under the bucket's lake/ prefix, duplicate (device, heartbeat) rows)."""
     seen: set[tuple] = set()
     rows = dupes = 0
-    for p in (home / "lake").rglob("*.parquet"):
-        if "/_" in str(p.relative_to(home / "lake")):
+    for key in _bucket_keys(s3, bucket, "lake/"):
+        if not key.endswith(".parquet") or "/_" in key:
             continue  # staging and manifests, not published data
-        table = pq.read_table(p, columns=["device", "heartbeat"])
+        table = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()),
+                              columns=["device", "heartbeat"])
         for pair in zip(*[c.to_pylist() for c in table.columns], strict=True):
             rows += 1
             dupes += pair in seen
@@ -211,8 +225,18 @@ def _warehouse(url: str) -> dict:
     return figures
 
 
-def test_the_chain_runs_in_containers_on_its_schedules(tmp_path: Path, databases) -> None:
+def test_the_chain_runs_in_containers_on_its_schedules(tmp_path: Path, databases,
+                                                      s3_endpoint: str) -> None:
     chain_db, prefect_db = databases
+    # The landing and the lake: a bucket of its own on the session's moto server, which
+    # the containers reach on the host's network.
+    bucket = f"docker-chain-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=bucket)
+    s3_env = {"SHOPFLOOR_S3_BUCKET": bucket, "SHOPFLOOR_S3_ENDPOINT_URL": s3_endpoint,
+              "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+              "AWS_DEFAULT_REGION": "us-east-1"}
     tag = uuid.uuid4().hex[:8]
     pool = f"shopfloor-docker-{tag}"
     # The containers' SHOPFLOOR_HOME: written by uid 10001 (the image's user).
@@ -231,9 +255,10 @@ def test_the_chain_runs_in_containers_on_its_schedules(tmp_path: Path, databases
             template.write_text(json.dumps(load_template(env["PREFECT_API_URL"])))
             sh(env, str(BIN / "prefect"), "work-pool", "create", pool, "--type", "docker",
                "--base-job-template", str(template))
-            # The blocks and the tables from inside the image, where the flows run: the
-            # local landing and lake folders are the container's paths.
-            _in_container(env, home, pool, "shopfloor", "blocks", "bootstrap")
+            # The blocks and the tables from inside the image, where the flows run: raw
+            # logs under s3://bucket/raw, the lake under s3://bucket/lake, moto's endpoint
+            # and its test keys in the shopfloor-aws block.
+            _in_container(env, home, pool, "shopfloor", "blocks", "bootstrap", extra=s3_env)
             _in_container(env, home, pool, "shopfloor", "db", "init")
             port = free_port_run(len(DEVICES))
             procs.append(_simulator(env, tmp_path / "simulator.log", port))
@@ -283,8 +308,8 @@ def test_the_chain_runs_in_containers_on_its_schedules(tmp_path: Path, databases
             stop(worker, signal.SIGINT)
             left = wait_no_containers("io.prefect.work-pool-name", pool, timeout=60)
 
-            objects, lines = _landed(home)
-            parquet_rows, dupes = _lake_rows(home)
+            objects, lines = _landed(s3, bucket)
+            parquet_rows, dupes = _lake_rows(s3, bucket)
             wh = _warehouse(chain_db)
             figures = {"scheduled_runs": scheduled, "objects_landed": objects,
                        "lines_landed": lines, "parquet_rows": parquet_rows,
