@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: demo dashboard test soak crash scale install install-dev jdbc-jars system-deps postgres mosquitto lint clean \
+.PHONY: demo dashboard test soak crash scale outage install install-dev jdbc-jars system-deps postgres mosquitto lint clean \
 	image docker-pool docker-test docker-ci
 
 $(BIN)/.installed: pyproject.toml
@@ -87,6 +87,12 @@ scale: install-dev postgres
 	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test SHOPFLOOR_SCALE_DEVICES=$(SCALE_DEVICES) \
 		SHOPFLOOR_SCALE_SECONDS=$(SCALE_SECONDS) $(BIN)/pytest --no-cov -q -m scale \
 		tests/integration/modbus/test_modbus_scale.py
+
+# Outages (the `outage` marker): a flow's database stopped under it and started again,
+# then every record and tag checked once (about 2 minutes each; not in `make test`).
+outage: install-dev postgres
+	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
+	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test $(BIN)/pytest --no-cov -q -m outage tests/integration
 
 # Crash schedules (docs/operations.md): every publishing flow killed with kill -9 at
 # seeded moments, several times in a row, then recovered; CRASH_SCHEDULES per flow (`make
