@@ -7,6 +7,12 @@ run fails; once the database is back, the next run takes the dead claim over. Ch
 nothing was marked or registered while it was down, and afterwards every key is
 SUCCESS, every field is a tag once (one id, kept by later runs), every record is in the
 lake once.
+
+What the run does meanwhile (seen in its log): ``update-status`` is tried three times
+5 s apart, then ``release-keys`` and the flow's release hook fail too (the database is
+still away), so the keys stay CLAIMED by the dead run: a scheduled run takes them over
+only after ``claim_ttl_minutes`` (60 by default), when it compacts them again. The test
+stands for "later than the TTL" with ``claim_ttl_minutes=0``.
 """
 
 import os
