@@ -70,6 +70,7 @@ def _mqtt_config(client_id: str, root: str, group: str) -> dict:
     (the broker is shared with other tests)."""
     cfg = yaml.safe_load((ROOT / "config" / "mqtt-example.yaml").read_text())
     cfg["broker"]["client_id"] = client_id
+    cfg["broker"]["session_expiry_seconds"] = 900  # not a week on a shared broker
     cfg["json"][0]["topic"] = f"{root}/+/press/+"
     cfg["sparkplug"][0]["group"] = group
     return cfg
