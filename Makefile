@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: demo dashboard test soak crash scale install install-dev jdbc-jars system-deps postgres mosquitto lint clean \
+.PHONY: demo dashboard test soak crash scale outage deployruns install install-dev jdbc-jars system-deps postgres mosquitto lint clean \
 	image docker-pool docker-test docker-ci
 
 $(BIN)/.installed: pyproject.toml
@@ -87,6 +87,21 @@ scale: install-dev postgres
 	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test SHOPFLOOR_SCALE_DEVICES=$(SCALE_DEVICES) \
 		SHOPFLOOR_SCALE_SECONDS=$(SCALE_SECONDS) $(BIN)/pytest --no-cov -q -m scale \
 		tests/integration/modbus/test_modbus_scale.py
+
+# Outages (the `outage` marker): a flow's database stopped under it and started again,
+# then every record and tag checked once (about 2 minutes each; not in `make test`).
+outage: install-dev postgres
+	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
+	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test $(BIN)/pytest --no-cov -q -m outage tests/integration
+
+# The capture-to-lake deployments (modbus-capture from a line file, mqtt-ingest,
+# tag-lake-export) on a real prefect server and a process worker, their schedules every
+# minute, for DEPLOYRUNS_SECONDS against a simulator and Mosquitto; checked row by row.
+DEPLOYRUNS_SECONDS ?= 240
+deployruns: install-dev postgres mosquitto
+	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
+	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test SHOPFLOOR_DEPLOYRUNS_SECONDS=$(DEPLOYRUNS_SECONDS) \
+		$(BIN)/pytest --no-cov -q -m deployruns tests/e2e/test_capture_to_lake_deployments.py
 
 # Crash schedules (docs/operations.md): every publishing flow killed with kill -9 at
 # seeded moments, several times in a row, then recovered; CRASH_SCHEDULES per flow (`make

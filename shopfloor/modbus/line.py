@@ -328,22 +328,43 @@ def fingerprint(cfg: DeviceConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def state_path(line_file: str | Path) -> Path:
-    """Where the last run's view of a line file is kept: ``$SHOPFLOOR_HOME/lines/``,
-    on the collector that reads the file, one JSON per file (by its absolute path)."""
+def _state_name(line_file: str | Path) -> str:
     p = Path(line_file).resolve()
     tag = hashlib.sha256(str(p).encode()).hexdigest()[:12]
-    return shopfloor_home() / "lines" / f"{p.stem}-{tag}.json"
+    return f"{p.stem}-{tag}.json"
+
+
+def state_path(line_file: str | Path) -> Path:
+    """Where the last run's view of a line file is kept: ``$SHOPFLOOR_HOME/buffer/lines/``,
+    on the collector that reads the file, one JSON per file (by its absolute path).
+
+    Beside the store-and-forward buffer because that folder is what outlives a run on
+    every work pool: a Docker deployment mounts it as the collector's named volume,
+    while the rest of ``$SHOPFLOOR_HOME`` is new in every container (there the view
+    would be lost and every run would be a first run)."""
+    return shopfloor_home() / "buffer" / "lines" / _state_name(line_file)
+
+
+def _legacy_state_path(line_file: str | Path) -> Path:
+    """Where releases before the move kept the view (``$SHOPFLOOR_HOME/lines/``): read
+    once, so an upgraded process worker still reports the first change."""
+    return shopfloor_home() / "lines" / _state_name(line_file)
+
+
+def _read_state(line_file: str | Path) -> dict[str, str] | None:
+    for place in (state_path(line_file), _legacy_state_path(line_file)):
+        try:
+            return dict(json.loads(place.read_text(encoding="utf-8"))["devices"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 def record_run(line_file: str | Path, line: Line) -> Changes:
     """Compare ``line`` with the last run's (kept in :func:`state_path`), then keep it."""
     state = state_path(line_file)
     now = {d.name: fingerprint(d) for d in line.devices}
-    try:
-        before = json.loads(state.read_text(encoding="utf-8"))["devices"]
-    except (OSError, ValueError, KeyError, TypeError):
-        before = None
+    before = _read_state(line_file)
     changes = Changes(first=before is None)
     if before is not None:
         changes.added = sorted(set(now) - set(before))

@@ -349,11 +349,25 @@ def export_rows(stats: ExportStats) -> list[dict[str, Any]]:
     return [total, *({**p, "tags": 1, "partitions": 1, "files": 1} for p in stats.touched)]
 
 
+def _utc_text(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _nothing_ingested(since: datetime | None, upto: datetime | None) -> str:
+    """What an idle run looked at, in words: the first run has no watermark yet (it
+    looked at everything up to its time less the lag)."""
+    if upto is None:
+        return "no tag samples ingested"
+    if since is None:
+        return f"no tag samples ingested up to {_utc_text(upto)} UTC (first run)"
+    return f"no tag samples ingested from {_utc_text(since)} to {_utc_text(upto)} UTC"
+
+
 def export_verdict(stats: ExportStats) -> Verdict:
     """Idle when nothing was ingested since the last run, else completed (with a note
     when a crashed run's export was rolled forward)."""
     if not stats.samples:
-        return Verdict("idle", f"no tag samples ingested since {stats.since}")
+        return Verdict("idle", _nothing_ingested(stats.since, stats.upto))
     if stats.recovered:
         return Verdict("completed", f"rolled forward {stats.recovered} crashed export(s)")
     return COMPLETED

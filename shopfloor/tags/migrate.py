@@ -157,10 +157,6 @@ def migrate_raw(engine: Engine, tables: Tables, batch_rows: int = BATCH_ROWS,
         return report
     raw = tables.temperature_raw
     now = utcnow()
-    # Samples keep the reading's ingested_at (rollups saw them then); a raw table
-    # without one gives the migration's time.
-    ingested_at = (raw.c.ingested_at if "ingested_at" in present and "ingested_at" in raw.c
-                   else literal(now, tables.tag_samples.c.ingested_at.type))
     with engine.connect() as conn:
         locations = [loc for (loc,) in conn.execute(
             select(raw.c.loc_id).distinct().order_by(raw.c.loc_id)) if loc is not None]
@@ -172,6 +168,13 @@ def migrate_raw(engine: Engine, tables: Tables, batch_rows: int = BATCH_ROWS,
         report.tags_created += created
         after: datetime | None = None
         while True:
+            # Every batch's samples are new to tag_samples now: stamped with the batch's
+            # time, as every writer stamps its own, so the consumers that follow
+            # ingested_at with a watermark (the tag lake export, the tag rollups) take
+            # them at their next run. The reading's own, older ingested_at would lie
+            # behind a watermark that moved before the migration (an export deployed
+            # first, a migration resumed after a crash) and never be seen.
+            ingested_at = literal(utcnow(), tables.tag_samples.c.ingested_at.type)
             with engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
                     # A seed's raw table may hold timestamptz: cast to UTC, not to the

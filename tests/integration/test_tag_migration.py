@@ -127,7 +127,9 @@ def _assert_every_reading_arrived(engine: Engine) -> None:
         for m in MEASURES:
             got = samples[(row["loc_id"], m, row["capture_dt"])]
             assert got["device"] == f"loc:{row['loc_id']}"
-            assert got["ingested_at"] == row["ingested_at"]
+            # Stamped when copied (new to tag_samples then), not the reading's own: the
+            # watermarks of the lake export and the tag rollups may be past that.
+            assert got["ingested_at"] > row["ingested_at"]
             assert got["text_value"] is None
             if row[m] is None:
                 assert (got["value"], got["quality"], got["reason"]) == (None, BAD, NO_VALUE)

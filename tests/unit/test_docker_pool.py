@@ -71,3 +71,22 @@ def test_prefect_yaml_deployments_keep_the_pools_volumes_network_and_api_url():
         assert job.image_pull_policy == "IfNotPresent"  # never pulls a present local image
         assert job.env["PREFECT_API_URL"] == "http://127.0.0.1:4200/api"
         assert job.env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"
+
+
+def test_the_line_files_history_is_kept_on_a_volume_of_the_capture_deployment(monkeypatch):
+    """modbus-capture compares a line file with what the last run read (docs/modbus.md,
+    "Line file"); in a container that view must outlive the container, i.e. lie on one
+    of the named volumes the capture deployment mounts. Under the image's SHOPFLOOR_HOME
+    it used to be in the container's own layer: every run was a "first run"."""
+    from shopfloor.modbus.line import state_path
+
+    home = "/opt/shopfloor/.shopfloor"  # the Dockerfile's SHOPFLOOR_HOME
+    assert f"SHOPFLOOR_HOME={home}" in (ROOT / "Dockerfile").read_text()
+    monkeypatch.setenv("SHOPFLOOR_HOME", home)
+    plan = plan_deploy(load_config(ROOT), "docker-no-build", None, ROOT)
+    capture = next(d for d in plan.config["deployments"]
+                   if d["entrypoint"].endswith(":modbus_capture"))
+    job = configure(load_template(), capture["work_pool"]["job_variables"])
+    mounted = [v.split(":")[1] for v in job.volumes]
+    kept = state_path("/etc/shopfloor/line1.yaml")
+    assert any(kept.is_relative_to(m) for m in mounted), (kept, mounted)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from shopfloor.errors import UserError
-from shopfloor.modbus.line import describe_line, load_line, record_run
+from shopfloor.modbus.line import describe_line, load_line, record_run, state_path
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = ("{name: t, column: temperature, address: 0, data_type: float32, byte_order: CDAB}")
@@ -158,6 +158,23 @@ def test_changes_since_the_last_run(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     changes = record_run(path, second)
     assert (changes.added, changes.removed, changes.changed) == (["c"], ["b"], ["a"])
     assert second.digest != first.digest
+
+
+def test_the_view_kept_by_an_earlier_release_is_still_read(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    """The view moved from $SHOPFLOOR_HOME/lines/ to the buffer's folder (a Docker
+    deployment keeps only that one); the first run after an upgrade still compares."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("SHOPFLOOR_HOME", str(home))
+    path = _write(tmp_path, f"devices:\n  - {{name: a, loc_id: L1, tags: [{TAG}]}}\n")
+    record_run(path, load_line(path))
+    kept = state_path(path)
+    assert kept.parent == home / "buffer" / "lines"
+    old = home / "lines" / kept.name
+    old.parent.mkdir(parents=True)
+    kept.replace(old)
+    assert record_run(path, load_line(path)).describe() == "no device changed"
+    assert kept.exists()
 
 
 def test_the_hash_covers_the_map_files(tmp_path: Path):

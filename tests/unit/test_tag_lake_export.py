@@ -8,6 +8,8 @@ import pyarrow as pa
 from shopfloor.lake.plan import is_closed, partition_day
 from shopfloor.tags.lake_export import (
     SCHEMA,
+    ExportStats,
+    export_verdict,
     file_range,
     micros,
     month_bounds,
@@ -58,3 +60,16 @@ def test_a_month_partition_closes_after_its_last_day_and_the_grace():
     assert is_closed(part, date(2026, 3, 4), 3)
     assert partition_day("tag_samples/tag_id=7/month=2026-13") is None
     assert partition_day("sensor_data/date=2026-01-05") == date(2026, 1, 5)
+
+
+def test_an_idle_first_run_names_the_time_it_looked_up_to_not_none():
+    """The first run has no watermark: its Idle message said "since None"."""
+    upto = datetime(2026, 12, 7, 2, 25, 39, tzinfo=UTC)
+    first = export_verdict(ExportStats(since=None, upto=upto, watermark=upto))
+    assert first.kind == "idle"
+    assert "None" not in first.message
+    assert first.message == "no tag samples ingested up to 2026-12-07 02:25:39 UTC (first run)"
+    since = datetime(2026, 12, 7, 1, 20, tzinfo=UTC)
+    later = export_verdict(ExportStats(since=since, upto=upto, watermark=since))
+    assert later.message == ("no tag samples ingested from 2026-12-07 01:20:00 to "
+                             "2026-12-07 02:25:39 UTC")

@@ -266,3 +266,27 @@ def test_a_merge_between_the_read_and_the_publish_of_an_upsert_publishes_nothing
     stats = run(engine, tables, lake, later, "again")
     assert (stats.samples, stats.upserted) == (10, 1)
     assert_exactly_once(lake, engine, tables, later - DEFAULT_LAG)
+
+
+def test_readings_migrated_after_an_export_are_exported_by_the_next_run(warehouse, lake):
+    """``shopfloor db init --upgrade`` copies ``temperature_raw`` into ``tag_samples``.
+    When the export had run before (deployed first, or a migration resumed after a crash
+    while the hourly export went on), the copies carried the readings' old
+    ``ingested_at``, behind the export's watermark: no later run ever exported them."""
+    from shopfloor.tags.migrate import migrate_raw
+
+    engine, tables = warehouse
+    old = T0 + timedelta(minutes=10)
+    with engine.begin() as conn:
+        upsert(conn, tables.temperature_raw, [
+            {"loc_id": "MIG1", "capture_dt": T0 + timedelta(minutes=m),
+             "temperature": 20.0 + m, "humidity": 50.0, "pcv_temperature": None,
+             "device": "old-plc", "ingested_at": old} for m in range(6)],
+            ["loc_id", "capture_dt"])
+    assert run(engine, tables, lake, T0 + timedelta(hours=2), "before").samples == 0
+    report = migrate_raw(engine, tables)
+    assert sum(report.samples.values()) == 18
+    now = datetime.now(UTC) + DEFAULT_LAG + timedelta(minutes=1)
+    stats = run(engine, tables, lake, now, "after")
+    assert stats.samples == 18
+    assert_exactly_once(lake, engine, tables, now - DEFAULT_LAG)
