@@ -3,7 +3,7 @@ in one modbus-capture run, 5 % of them dead or slow.
 
 The faulty devices are spread over the plant (every twentieth at 5 %) and take turns
 at the simulator's three ways of not answering: ``refuse`` (nothing listens),
-``no-answer`` (connected, never answered) and ``delay`` (every answer 1.5 s late,
+``no-answer`` (connected, never answered) and ``delay`` (every answer 3 s late,
 longer than the 1 s interval and the devices' 0.9 s timeout). What must hold:
 
 - every slot of every healthy device is taken (no failed, missed or skipped slot) and
@@ -38,7 +38,8 @@ DEVICES = int(os.environ.get("SHOPFLOOR_SCALE_SOAK_DEVICES", "500"))
 SECONDS = int(os.environ.get("SHOPFLOOR_SCALE_SOAK_SECONDS", "600"))
 FAULTY_PERCENT = float(os.environ.get("SHOPFLOOR_SCALE_SOAK_FAULTY_PERCENT", "5"))
 FAULT_KINDS = ("refuse", "no-answer", "delay")
-DELAY_SECONDS = 1.5  # a slow device: later than the interval (and the 0.9 s timeout)
+DELAY_SECONDS = 3.0  # a slow device: three intervals late (a loop stalled by load
+# for longer than the 0.9 s timeout would take a 1.5 s answer as in time)
 
 
 def faulty_devices(devices: int, percent: float) -> dict[int, str]:
