@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,14 +52,47 @@ def _pin(cpu: int) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
-def _configs(port: int, n: int) -> list:
+def _configs(ports: list[int], n: int) -> list:
     from shopfloor.modbus.client import DeviceConfig
     from shopfloor.modbus.simulator import wide_map
 
     tags = tuple(wide_map(TAGS))
-    return [DeviceConfig(name=f"d{i:04d}", loc_id=f"L{i:04d}", tags=tags, port=port + i,
+    return [DeviceConfig(name=f"d{i:04d}", loc_id=f"L{i:04d}", tags=tags, port=ports[i],
                          timeout_seconds=TIMEOUT, retries=1, backoff_seconds=0.05)
             for i in range(n)]
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` free ports on 127.0.0.1 below the ephemeral range, not necessarily in a run:
+    on a machine shared with other test suites no run of thousands is free."""
+    from shopfloor.modbus.simulator import _ephemeral_low, _port_is_free
+
+    ports = [p for p in range(20000, _ephemeral_low()) if _port_is_free(p)][:n]
+    if len(ports) < n:
+        raise SystemExit(f"only {len(ports)} free ports for {n} devices")
+    return ports
+
+
+def serve(ports_file: str, kind: str) -> None:
+    """The simulator process: a device per port of ``ports_file``, pinned to its CPU."""
+    import signal
+
+    from shopfloor.modbus.simulator import (
+        LightModbusSimulator,
+        ModbusSimulator,
+        SimulatedDevice,
+        wide_map,
+    )
+
+    _pin(SIMULATOR_CPU)
+    tags = wide_map(TAGS)
+    devices = [SimulatedDevice(p, list(tags), phase=0.7 * i)
+               for i, p in enumerate(json.loads(Path(ports_file).read_text()))]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with (LightModbusSimulator if kind == "light" else ModbusSimulator)(devices):
+        print("serving", flush=True)
+        while True:
+            time.sleep(1)
 
 
 def _proc_cpu(pid: int) -> float:
@@ -94,13 +126,13 @@ class Meter:
         return {"wall": wall, "cpu": end[1] - self.start[1], "sim_cpu": end[2] - self.start[2]}
 
 
-async def _bare(port: int, n: int, seconds: int, anchor: float) -> int:
+async def _bare(ports: list[int], n: int, seconds: int, anchor: float) -> int:
     from pymodbus.client import AsyncModbusTcpClient
 
     from shopfloor.modbus.client import device_plan
 
-    plan = device_plan(_configs(port, 1)[0])
-    clients = [AsyncModbusTcpClient("127.0.0.1", port=port + i, timeout=TIMEOUT, retries=0,
+    plan = device_plan(_configs(ports, 1)[0])
+    clients = [AsyncModbusTcpClient("127.0.0.1", port=ports[i], timeout=TIMEOUT, retries=0,
                                     reconnect_delay=0) for i in range(n)]
     await asyncio.gather(*[c.connect() for c in clients])  # before the first slot
     held = 0
@@ -134,7 +166,7 @@ async def _bare(port: int, n: int, seconds: int, anchor: float) -> int:
     return held
 
 
-def _engine(port: int, n: int, seconds: int, anchor: float, buffered: bool) -> int:
+def _engine(ports: list[int], n: int, seconds: int, anchor: float, buffered: bool) -> int:
     from shopfloor.buffer.store import SampleBuffer
     from shopfloor.modbus.buffered import BufferSink, config_json, group_of
     from shopfloor.modbus.capture import CaptureStats
@@ -145,7 +177,7 @@ def _engine(port: int, n: int, seconds: int, anchor: float, buffered: bool) -> i
         buffer = SampleBuffer(Path(tmp, "bench.sqlite3")) if buffered else None
         if buffer is not None:
             buffer.start_run("bench")
-        for cfg in _configs(port, n):
+        for cfg in _configs(ports, n):
             stats = CaptureStats(cfg.name)
             if buffer is not None:
                 buffer.put_device(cfg.name, config_json(cfg))
@@ -161,7 +193,7 @@ def _engine(port: int, n: int, seconds: int, anchor: float, buffered: bool) -> i
     return sum(s.samples_ok for s in results)
 
 
-def child(path: str, port: int, n: int, seconds: int, sim_pid: int, profile: str | None
+def child(path: str, ports: list[int], n: int, seconds: int, sim_pid: int, profile: str | None
           ) -> None:
     """One measurement, in this (pinned) process: prints a JSON line."""
     _pin(WORKER_CPU)
@@ -186,9 +218,9 @@ def child(path: str, port: int, n: int, seconds: int, sim_pid: int, profile: str
         profiler = cProfile.Profile(time.process_time)  # CPU, not wall: a shared machine
         profiler.enable()
     if path == "bare":
-        held = asyncio.run(_bare(port, n, seconds, anchor))
+        held = asyncio.run(_bare(ports, n, seconds, anchor))
     else:
-        held = _engine(port, n, seconds, anchor, buffered=path == "engine+buffer")
+        held = _engine(ports, n, seconds, anchor, buffered=path == "engine+buffer")
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -196,15 +228,11 @@ def child(path: str, port: int, n: int, seconds: int, sim_pid: int, profile: str
                       **meter.result()}))
 
 
-def _wait(port: int, sim: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and sim.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"simulator did not come up on {port}")
+def _wait(sim: subprocess.Popen) -> None:
+    assert sim.stdout is not None
+    line = sim.stdout.readline()  # "serving" once every device listens
+    if not line.startswith("serving"):
+        raise SystemExit(f"simulator did not come up: {line}{sim.stdout.read()}")
 
 
 def main() -> None:
@@ -218,42 +246,39 @@ def main() -> None:
     parser.add_argument("--simulator", choices=("light", "pymodbus"), default="light")
     parser.add_argument("--profile", help="cProfile each measurement to PREFIX-PATH-N.prof")
     parser.add_argument("--child", choices=PATHS)
-    parser.add_argument("--port", type=int)
+    parser.add_argument("--ports-file")
+    parser.add_argument("--serve", choices=("light", "pymodbus"))
     parser.add_argument("--n", type=int)
     parser.add_argument("--sim-pid", type=int)
     args = parser.parse_args()
-    if args.child:
-        child(args.child, args.port, args.n, args.seconds, args.sim_pid, args.profile)
+    if args.serve:
+        serve(args.ports_file, args.serve)
         return
-    from shopfloor.modbus.simulator import free_port_run, wide_map
-
-    port = free_port_run(args.max)
+    if args.child:
+        ports = json.loads(Path(args.ports_file).read_text())
+        child(args.child, ports, args.n, args.seconds, args.sim_pid, args.profile)
+        return
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}
     with tempfile.TemporaryDirectory() as tmp:
-        map_file = Path(tmp, "wide.json")
-        map_file.write_text(json.dumps({"tags": [t.model_dump(exclude_none=True)
-                                                 for t in wide_map(TAGS)]}))
+        ports_file = Path(tmp, "ports.json")
+        ports_file.write_text(json.dumps(_free_ports(args.max)))
         sim = subprocess.Popen(
-            [sys.executable, "-c", f"import os,sys; os.sched_setaffinity(0, {{{SIMULATOR_CPU}}}) "
-             "if (os.cpu_count() or 1) > 1 else None; from deployments.cli import main; "
-             "sys.argv[0] = 'shopfloor'; main()", "simulate", "modbus", "--port", str(port),
-             "--devices", str(args.max), "--map", str(map_file),
-             *(["--light"] if args.simulator == "light" else [])],
-            env=env, cwd=root, stdout=subprocess.DEVNULL)
+            [sys.executable, __file__, "--serve", args.simulator, "--ports-file",
+             str(ports_file)], env=env, cwd=root, stdout=subprocess.PIPE, text=True)
         try:
-            _wait(port + args.max - 1, sim)
-            _measure(args, port, sim.pid, env, root)
+            _wait(sim)
+            _measure(args, str(ports_file), sim.pid, env, root)
         finally:
             sim.terminate()
             sim.wait(60)
 
 
-def _run(args: argparse.Namespace, path: str, n: int, port: int, sim_pid: int, env: dict,
+def _run(args: argparse.Namespace, path: str, n: int, port: str, sim_pid: int, env: dict,
          root: Path) -> dict:
     profile = f"{args.profile}-{path}-{n}.prof" if args.profile else None
     out = subprocess.run(
-        [sys.executable, __file__, "--child", path, "--port", str(port), "--n", str(n),
+        [sys.executable, __file__, "--child", path, "--ports-file", port, "--n", str(n),
          "--seconds", str(args.seconds), "--sim-pid", str(sim_pid),
          *(["--profile", profile] if profile else [])],
         env=env, cwd=root, capture_output=True, text=True, check=True).stdout
@@ -266,7 +291,7 @@ def _run(args: argparse.Namespace, path: str, n: int, port: int, sim_pid: int, e
     return r
 
 
-def _largest(args: argparse.Namespace, path: str, port: int, sim_pid: int, env: dict,
+def _largest(args: argparse.Namespace, path: str, port: str, sim_pid: int, env: dict,
              root: Path) -> int:
     """The largest count ``path`` holds, stepping up (a miss is tried once more)."""
     best, n, step, failed = 0, args.start, args.step, 0
@@ -286,7 +311,7 @@ def _largest(args: argparse.Namespace, path: str, port: int, sim_pid: int, env: 
     return best
 
 
-def _measure(args: argparse.Namespace, port: int, sim_pid: int, env: dict, root: Path) -> None:
+def _measure(args: argparse.Namespace, port: str, sim_pid: int, env: dict, root: Path) -> None:
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
           f"{TAGS} float32 tags a device, {args.seconds} slots of 1 s, {args.simulator} "
           f"simulator on CPU {SIMULATOR_CPU}, worker on CPU {WORKER_CPU}; held at "
