@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
 .PHONY: demo dashboard test soak crash scale outage deployruns install install-dev jdbc-jars system-deps postgres mosquitto lint clean \
-	image docker-pool docker-test docker-ci
+	image docker-pool docker-test docker-ci scale-soak
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -102,6 +102,20 @@ deployruns: install-dev postgres mosquitto
 	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
 	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test SHOPFLOOR_DEPLOYRUNS_SECONDS=$(DEPLOYRUNS_SECONDS) \
 		$(BIN)/pytest --no-cov -q -m deployruns tests/e2e/test_capture_to_lake_deployments.py
+
+# Plant-scale soak (docs/modbus.md): SCALE_SOAK_DEVICES devices of 20 tags every second
+# for SCALE_SOAK_SECONDS in one run, SCALE_SOAK_FAULTY_PERCENT of them dead (refused,
+# never answering) or slow (answers later than the interval); every slot of every
+# healthy device written once, the faulty ones marked "no answer". Not in `make test`.
+SCALE_SOAK_DEVICES ?= 500
+SCALE_SOAK_SECONDS ?= 600
+SCALE_SOAK_FAULTY_PERCENT ?= 5
+scale-soak: install-dev postgres
+	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
+	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test SHOPFLOOR_SCALE_SOAK_DEVICES=$(SCALE_SOAK_DEVICES) \
+		SHOPFLOOR_SCALE_SOAK_SECONDS=$(SCALE_SOAK_SECONDS) \
+		SHOPFLOOR_SCALE_SOAK_FAULTY_PERCENT=$(SCALE_SOAK_FAULTY_PERCENT) \
+		$(BIN)/pytest --no-cov -q -s -m scale tests/integration/modbus/test_modbus_scale_soak.py
 
 # Crash schedules (docs/operations.md): every publishing flow killed with kill -9 at
 # seeded moments, several times in a row, then recovered; CRASH_SCHEDULES per flow (`make

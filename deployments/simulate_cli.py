@@ -28,10 +28,14 @@ def simulate_modbus(
     exception_code: Annotated[int, typer.Option(help="Code 'exception' devices answer.")] = 4,
     duration: Annotated[float, typer.Option(help="Stop after this many seconds (0: Ctrl-C).")]
     = 0.0,
+    light: Annotated[bool, typer.Option(
+        help="A minimal server instead of pymodbus' (register reads only, fault refuse "
+             "only): several times the devices per core, for benchmarks.")] = False,
 ) -> None:
     """Serve simulated Modbus devices with slowly changing values and injected faults."""
     from shopfloor.errors import UserError
     from shopfloor.modbus.simulator import (
+        LightModbusSimulator,
         ModbusSimulator,
         build_devices,
         default_map,
@@ -44,7 +48,7 @@ def simulate_modbus(
     tags = load_register_map(register_map) if register_map else default_map()
     sims = build_devices(port, devices, tags, parse_faults(fault or [], devices),
                          _framer(framer), delay_seconds, exception_code)
-    with ModbusSimulator(sims, host=host):
+    with (LightModbusSimulator if light else ModbusSimulator)(sims, host=host):
         for i, d in enumerate(sims, start=1):
             typer.echo(f"device {i}: {host}:{d.port} unit {d.unit_id} {d.framer} "
                        f"{len(d.tags)} tags fault={d.fault}")

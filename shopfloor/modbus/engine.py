@@ -82,6 +82,10 @@ FDS_RESERVED = 256
 # the GIL from the loop no more than one thread can.
 SINK_THREADS = 1
 PROGRESS_SECONDS = 1.0
+# Connections a run opens at once: more, started together on one loop, spend their
+# timeouts waiting for the loop rather than for the device (measured: 1000 at once on a
+# loaded core all timed out at 0.5 s; docs/modbus.md).
+CONNECTS_AT_ONCE = 32
 
 
 @dataclass
@@ -130,17 +134,28 @@ def make_async_client(cfg: DeviceConfig) -> AsyncModbusTcpClient:
                                 timeout=cfg.timeout_seconds, retries=0, reconnect_delay=0)
 
 
+async def _connect(client: Any, gate: asyncio.Semaphore | None) -> bool:
+    """Open the client's connection, one of at most ``gate``'s many at once (if given)."""
+    if gate is None:
+        return await client.connect()
+    async with gate:
+        return await client.connect()
+
+
 async def read_request_async(client: Any, request: ReadRequest, unit_id: int,
-                             pause_after_connect: float = 0.0) -> list[int] | list[bool]:
+                             pause_after_connect: float = 0.0,
+                             connect_gate: asyncio.Semaphore | None = None
+                             ) -> list[int] | list[bool]:
     """Words (or bits) of one planned read, connecting first if the client is not
-    (the asyncio twin of :func:`~shopfloor.modbus.client.read_request`).
+    (the asyncio twin of :func:`~shopfloor.modbus.client.read_request`); ``connect_gate``
+    bounds the connections opened at once (see :data:`CONNECTS_AT_ONCE`).
 
     Raises:
         DeviceError: on a Modbus exception response, a timeout or a broken connection.
     """
     try:
         if not client.connected:
-            if not await client.connect():
+            if not await _connect(client, connect_gate):
                 raise DeviceError("connection refused or unreachable", connection=True)
             if pause_after_connect > 0:
                 await asyncio.sleep(pause_after_connect)
@@ -158,40 +173,40 @@ async def read_request_async(client: Any, request: ReadRequest, unit_id: int,
     return response.registers
 
 
-async def _read_with_retries(client: Any, index: int, request: ReadRequest, cfg: DeviceConfig,
-                             result: SampleResult, deadline: float,
-                             clock: Callable[[], float]) -> bool:
-    for attempt in range(cfg.retries + 1):
-        if result.requests_sent and cfg.pause_between_requests_seconds > 0:
-            await asyncio.sleep(cfg.pause_between_requests_seconds)
-        result.requests_sent += 1
-        try:
-            payload = await read_request_async(client, request, cfg.unit_id,
-                                               cfg.pause_after_connect_seconds)
-        except DeviceError as exc:
-            backoff = cfg.backoff_seconds * 2 ** attempt
-            if attempt == cfg.retries or clock() + backoff + cfg.timeout_seconds > deadline:
-                result.requests_failed += 1
-                result.errors.append(str(exc))
-                return not exc.connection
-            await asyncio.sleep(backoff)
-            continue
-        result.payloads[index] = payload
-        return True
-    return True  # pragma: no cover - the loop always returns
-
-
 async def poll_sample_async(client: Any, plan: Sequence[ReadRequest], cfg: DeviceConfig,
-                            deadline: float, clock: Callable[[], float] = time.time
-                            ) -> SampleResult:
+                            deadline: float, clock: Callable[[], float] = time.time,
+                            connect_gate: asyncio.Semaphore | None = None) -> SampleResult:
     """Every planned read once, with the retry, deadline and close-after-poll rules of
-    :func:`~shopfloor.modbus.client.poll_sample`."""
+    :func:`~shopfloor.modbus.client.poll_sample`: a read is retried with backoff while
+    the deadline allows; a read that failed for want of a connection ends the sample, a
+    Modbus exception only that read. The retries are inlined here rather than in a
+    coroutine per read: the engine runs this once per device and slot, and every
+    coroutine level is paid again on each wake-up."""
     result = SampleResult()
+    pause = cfg.pause_between_requests_seconds
     try:
         for index, request in enumerate(plan):
-            if not await _read_with_retries(client, index, request, cfg, result, deadline,
-                                            clock):
-                break
+            attempt = 0
+            while True:
+                if pause > 0 and result.requests_sent:
+                    await asyncio.sleep(pause)
+                result.requests_sent += 1
+                try:
+                    result.payloads[index] = await read_request_async(
+                        client, request, cfg.unit_id, cfg.pause_after_connect_seconds,
+                        connect_gate)
+                    break
+                except DeviceError as exc:
+                    backoff = cfg.backoff_seconds * 2 ** attempt
+                    if (attempt == cfg.retries
+                            or clock() + backoff + cfg.timeout_seconds > deadline):
+                        result.requests_failed += 1
+                        result.errors.append(str(exc))
+                        if exc.connection:
+                            return result  # no connection: the other reads would fail too
+                        break
+                    attempt += 1
+                    await asyncio.sleep(backoff)
     finally:
         if cfg.close_connection_after_poll:
             client.close()
@@ -211,6 +226,16 @@ class Gateways:
         self._locks: dict[str, asyncio.Semaphore] = {}
         self._shared: dict[str, SharedGate] = {}
 
+    def gates(self, key: str) -> tuple[asyncio.Semaphore, SharedGate]:
+        """The two gates of gateway ``key``: this run's asyncio lock (or semaphore) and
+        the process-wide one (created on first use)."""
+        lock = self._locks.get(key)
+        if lock is None:
+            concurrency = self.limits.get(key, 1)
+            lock = self._locks[key] = asyncio.Semaphore(concurrency)
+            self._shared[key] = gateway_semaphore(key, concurrency)
+        return lock, self._shared[key]
+
     @asynccontextmanager
     async def hold(self, key: str, deadline: float, then: Gate | None) -> AsyncIterator[None]:
         """Hold gateway ``key`` (and ``then``) for one poll.
@@ -218,11 +243,7 @@ class Gateways:
         Raises:
             GatewayBusy: not free before ``deadline``.
         """
-        if key not in self._locks:
-            concurrency = self.limits.get(key, 1)
-            self._locks[key] = asyncio.Semaphore(concurrency)
-            self._shared[key] = gateway_semaphore(key, concurrency)
-        lock, shared = self._locks[key], self._shared[key]
+        lock, shared = self.gates(key)
         if lock.locked():  # another device of this run polls the gateway: queue, bounded
             try:
                 await asyncio.wait_for(lock.acquire(), max(0.0, deadline - self.clock()))
@@ -293,6 +314,7 @@ class _Run:
     sinks: ThreadPoolExecutor
     health: LoopHealth = field(default_factory=LoopHealth)
     done: int = 0  # slots dealt with (progress)
+    connects: asyncio.Semaphore | None = None  # CONNECTS_AT_ONCE, made on the run's loop
 
     def budget(self, cfg: DeviceConfig) -> float:
         return (self.interval if self.interval > 0
@@ -312,36 +334,44 @@ async def _off_loop(pool: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any
     return await asyncio.get_running_loop().run_in_executor(pool, ctx.run, fn, *args)
 
 
-async def _wait_for(run: _Run, due: float) -> bool:
-    """Sleep until ``due``; False when the device is a whole interval late (skip)."""
-    late = run.clock() - due
-    if late < 0:
-        await asyncio.sleep(-late)
-        return True
-    return run.interval <= 0 or late < run.interval
-
-
 async def _poll(run: _Run, job: DeviceJob, client: Any, plan: list[ReadRequest],
-                due: float, breaker: CircuitBreaker) -> dict[int, Any] | None:
-    """One slot's poll under the gateway; the payloads when it answered."""
-    stats, deadline = job.stats, due + run.budget(job.cfg)
-    try:
-        async with run.gateways.hold(gateway_key(job.cfg), deadline, job.then):
-            result = await poll_sample_async(client, plan, job.cfg, deadline, run.clock)
-    except GatewayBusy as exc:
-        stats.samples_missed += 1
-        _note(stats, str(exc))
-        return None
+                deadline: float, breaker: CircuitBreaker, key: str) -> dict[int, Any] | None:
+    """One slot's poll under the gateway; the payloads when it answered.
+
+    The common case, a gateway nobody holds (no other device of this run, no other run,
+    no Prefect limit to enter), takes both locks directly: no context manager, no task,
+    no thread; this runs once per device and slot. Anything else queues through
+    :meth:`Gateways.hold`."""
+    stats = job.stats
+    lock, shared = run.gateways.gates(key)
+    if job.then is None and not lock.locked() and shared.acquire(False):
+        await lock.acquire()  # free (checked above, nothing awaited since): at once
+        try:
+            result = await poll_sample_async(client, plan, job.cfg, deadline, run.clock,
+                                             run.connects)
+        finally:
+            shared.release()
+            lock.release()
+    else:
+        try:
+            async with run.gateways.hold(key, deadline, job.then):
+                result = await poll_sample_async(client, plan, job.cfg, deadline, run.clock,
+                                                 run.connects)
+        except GatewayBusy as exc:
+            stats.samples_missed += 1
+            _note(stats, str(exc))
+            return None
     stats.requests_sent += result.requests_sent
     stats.requests_failed += result.requests_failed
     if result.errors:
         _note(stats, result.errors[-1])
-    breaker.record(result.ok)
-    if not result.ok:
+    payloads = result.payloads
+    breaker.record(bool(payloads))
+    if not payloads:
         stats.samples_failed += 1
         return None
     stats.samples_ok += 1
-    return result.payloads
+    return payloads
 
 
 async def _preconnect(run: _Run, client: Any, cfg: DeviceConfig) -> None:
@@ -349,47 +379,60 @@ async def _preconnect(run: _Run, client: Any, cfg: DeviceConfig) -> None:
     lasts: otherwise every device of the run connects in the same instant at slot 0,
     and a plant of hundreds makes its own gateways (or the simulator) miss the first
     answers. Not for devices that get a fresh connection per poll; a failure here is
-    silent (the first poll connects again and counts it)."""
+    silent (the first poll connects again and counts it).
+
+    It first lets every device of the run set up (plan, client), then connects through
+    the run's connect gate: a connect's timeout runs from when it starts, and a
+    thousand connects started at once behind a thousand set-ups timed out together
+    (all of them, on a loaded core), then reconnected together at every slot."""
+    await asyncio.sleep(0)
     if cfg.close_connection_after_poll or run.anchor - run.clock() <= 0:
         return
     try:
-        if await client.connect() and cfg.pause_after_connect_seconds > 0:
+        if await _connect(client, run.connects) and cfg.pause_after_connect_seconds > 0:
             await asyncio.sleep(cfg.pause_after_connect_seconds)
     except (TimeoutError, ModbusException, OSError):
         client.close()
 
 
 async def _capture_tcp(run: _Run, job: DeviceJob) -> CaptureStats:
-    """One device's slots on the run's grid (the coroutine twin of ``capture_device``)."""
+    """One device's slots on the run's grid (the coroutine twin of ``capture_device``).
+    A slot a whole interval late is skipped (missed)."""
     cfg, stats = job.cfg, job.stats
     plan = device_plan(cfg)
     stats.planned_requests = len(plan)
     stats.samples_expected += run.samples
     breaker = CircuitBreaker(max_skip=max_skip_for(run.interval))
     client = make_async_client(cfg)
+    key, budget = gateway_key(cfg), run.budget(cfg)
+    anchor, interval, per_batch, clock = run.anchor, run.interval, run.per_batch, run.clock
     batch: list[RawSample] = []
+    this_batch = batch_of(anchor, 0, interval, per_batch)
     try:
         await _preconnect(run, client, cfg)
         for k in range(run.samples):
-            due = run.anchor + k * run.interval
+            due = anchor + k * interval
             if not breaker.allow():
                 stats.samples_skipped += 1
-            elif not await _wait_for(run, due):
-                stats.samples_missed += 1
             else:
-                payloads = await _poll(run, job, client, plan, due, breaker)
-                if payloads is not None or job.no_answer:
-                    sample = RawSample(sample_time(run.anchor, k, run.interval),
-                                       payloads or {})
-                    batch.append(sample)
-                    if job.on_sample is not None:
-                        await _off_loop(run.writer, job.on_sample, sample)
+                late = clock() - due
+                if late < 0:
+                    await asyncio.sleep(-late)
+                if late >= 0 and interval > 0 and late >= interval:
+                    stats.samples_missed += 1
+                else:
+                    payloads = await _poll(run, job, client, plan, due + budget, breaker, key)
+                    if payloads is not None or job.no_answer:
+                        sample = RawSample(sample_time(anchor, k, interval), payloads or {})
+                        batch.append(sample)
+                        if job.on_sample is not None:
+                            await _off_loop(run.writer, job.on_sample, sample)
             run.done += 1
-            last = k + 1 == run.samples
-            if batch and (last or batch_of(run.anchor, k + 1, run.interval, run.per_batch)
-                          != batch_of(run.anchor, k, run.interval, run.per_batch)):
+            next_batch = batch_of(anchor, k + 1, interval, per_batch)
+            if batch and (k + 1 == run.samples or next_batch != this_batch):
                 taken, batch = batch, []
                 await _off_loop(run.sinks, lambda t=taken: job.sink(decode_batch(cfg, plan, t)))
+            this_batch = next_batch
     finally:
         client.close()
     return stats
@@ -427,6 +470,7 @@ async def _report(run: _Run, progress: Callable[[int], None], stop: asyncio.Even
 
 async def _capture_all(jobs: Sequence[DeviceJob], run: _Run,
                        progress: Callable[[int], None] | None) -> list[CaptureStats]:
+    run.connects = asyncio.Semaphore(CONNECTS_AT_ONCE)
     stop = asyncio.Event()
     reporter = (asyncio.create_task(_report(run, progress, stop))
                 if progress is not None else None)

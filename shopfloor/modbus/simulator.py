@@ -27,6 +27,7 @@ import math
 import os
 import random
 import socket
+import struct
 import threading
 import time
 from collections.abc import Sequence
@@ -479,3 +480,125 @@ class ModbusSimulator:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# The light simulator: many devices for benchmarks, at a fraction of pymodbus' cost.
+
+LIGHT_VALUE_SETS = 16  # distinct value sets the devices share (phases of the sine)
+_MBAP = struct.Struct(">HHHB")  # transaction, protocol (0), length, unit id
+_READ = struct.Struct(">BHH")  # function code, start address, count
+
+
+class _LightImage:
+    """The registers every light device serves: :data:`LIGHT_VALUE_SETS` value sets of
+    the map (device ``i`` serves set ``i % LIGHT_VALUE_SETS``), recomputed at most once a
+    second, and the answer bytes of each read asked for, cached until then."""
+
+    def __init__(self, tags: Sequence[TagSpec]):
+        self.tags = [t for t in tags if t.register_type in ("holding", "input")]
+        self.size = {rt: max((t.end for t in self.tags if t.register_type == rt),
+                             default=0) + 16 for rt in ("holding", "input")}
+        self._second = -1.0
+        self._words: list[dict[str, list[int]]] = []
+        self._answers: dict[tuple[int, int, int, int], bytes] = {}
+
+    def _refresh(self, now: float) -> None:
+        second = math.floor(now)
+        if second == self._second:
+            return
+        self._second, self._answers = second, {}
+        self._words = []
+        for s in range(LIGHT_VALUE_SETS):
+            words = {rt: [0] * n for rt, n in self.size.items()}
+            for tag in self.tags:
+                if tag.data_type == "string":
+                    words[tag.register_type][tag.address:tag.end] = encode_raw(tag, tag.name)
+                elif tag.bit_span is None and not tag.is_bit:
+                    words[tag.register_type][tag.address:tag.end] = encode(
+                        tag, tag_value(tag, second, 0.7 * s))
+            self._words.append(words)
+
+    def answer(self, value_set: int, func_code: int, start: int, count: int) -> bytes:
+        """The PDU answering a read (function code, byte count, registers), or a Modbus
+        exception PDU (1: not a register read, 2: outside the map)."""
+        self._refresh(time.time())
+        key = (value_set, func_code, start, count)
+        pdu = self._answers.get(key)
+        if pdu is None:
+            register_type = _FC_TYPE.get(func_code)
+            if register_type is None:
+                return bytes((func_code | 0x80, 1))
+            words = self._words[value_set][register_type]
+            if not 1 <= count <= 125 or start + count > len(words):
+                return bytes((func_code | 0x80, 2))
+            pdu = struct.pack(f">BB{count}H", func_code, 2 * count, *words[start:start + count])
+            self._answers[key] = pdu
+        return pdu
+
+
+class _LightProtocol(asyncio.Protocol):
+    """One connection of a light device: Modbus TCP frames in, answers out."""
+
+    def __init__(self, image: _LightImage, device: SimulatedDevice, value_set: int):
+        self.image, self.device, self.value_set = image, device, value_set
+        self.transport: asyncio.Transport | None = None
+        self.pending = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.device.connections += 1
+
+    def data_received(self, data: bytes) -> None:
+        data = self.pending + data if self.pending else data
+        at, out = 0, []
+        while len(data) - at >= 7:
+            tid, _proto, length, unit = _MBAP.unpack_from(data, at)
+            end = at + 6 + length
+            if end > len(data):
+                break
+            if length >= 6:
+                func_code, start, count = _READ.unpack_from(data, at + 7)
+                pdu = self.image.answer(self.value_set, func_code, start, count)
+            else:
+                pdu = bytes((data[at + 7] | 0x80 if length > 1 else 0x80, 1))
+            out.append(_MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu)
+            self.device.requests += 1
+            at = end
+        self.pending = data[at:]
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+
+
+class LightModbusSimulator(ModbusSimulator):
+    """Serves devices of the same register map with a minimal Modbus TCP server of its
+    own (holding and input register reads, function codes 3 and 4) instead of
+    pymodbus' server: for benchmarks of the capture that need more devices than
+    pymodbus' server answers from one core (about five times fewer). Values are the
+    :func:`tag_value` sines, shared by groups of devices and recomputed once a second;
+    the only fault is ``refuse``. Coils, bits, quirks, RTU and serial: use
+    :class:`ModbusSimulator`."""
+
+    def __init__(self, devices: Sequence[SimulatedDevice], host: str = "127.0.0.1"):
+        super().__init__(devices, host)
+        unsupported = [d for d in self.devices if d.fault not in ("none", "refuse")
+                       or d.framer != "socket" or d.serial_port or d.quirks or d.values]
+        if unsupported:
+            raise ShopfloorError(f"the light simulator serves plain TCP devices (fault none "
+                                 f"or refuse): device on port {unsupported[0].port} is not")
+        self._image = _LightImage(self.devices[0].tags if self.devices else [])
+        self._listeners: list[asyncio.AbstractServer] = []
+
+    async def _start_servers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for i, d in enumerate(self.devices):
+            if d.fault == "refuse":
+                continue
+            self._listeners.append(await loop.create_server(
+                lambda d=d, i=i: _LightProtocol(self._image, d, i % LIGHT_VALUE_SETS),
+                self.host, d.port, backlog=128))
+
+    async def _shutdown(self) -> None:
+        for listener in self._listeners:
+            listener.close()
+        await super()._shutdown()
