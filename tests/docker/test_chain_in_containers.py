@@ -14,7 +14,8 @@ buffer on a bind-mounted SHOPFLOOR_HOME.
 The crons are compressed by `shopfloor deploy --override` (as the soak does): capture every
 minute with a 60 s window from 90 s after the minute, registration, compaction and
 aggregation every minute at seconds 15, 40 and 50; they run for
-SHOPFLOOR_DOCKER_CHAIN_SECONDS (default 300, the issue's five minutes), longer until each has completed a run. Then the
+SHOPFLOOR_DOCKER_CHAIN_SECONDS (default 300, the issue's five minutes), longer until each
+has completed a run. Then the
 schedules are paused and what is left is registered, compacted and aggregated by
 `prefect deployment run --param` (the good value); a bad value is refused with no run
 created. Each stage's rows are counted at the next stage and must match; no container
