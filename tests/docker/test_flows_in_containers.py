@@ -1,7 +1,9 @@
 """The deployments beside the chain, each run in a container of `shopfloor:latest` with
 exact results: the Spark extraction (local Spark inside the container, JDBC from the
 host's PostgreSQL), the lake maintenance of its output, the hourly aggregation and the
-backfill against MariaDB, the anomaly detection.
+backfill against MariaDB, the anomaly detection, MQTT ingest from the host's Mosquitto,
+the tag lake export, reprocessing of landed raw data, the master-data sync and the
+credential refresh from moto's Secrets Manager.
 
 One `prefect server`, one Docker work pool made from deployments/docker-pool.json, one
 Docker worker (`prefect worker start --type docker`) and one `shopfloor deploy --no-build
