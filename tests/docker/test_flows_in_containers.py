@@ -1,7 +1,9 @@
 """The deployments beside the chain, each run in a container of `shopfloor:latest` with
 exact results: the Spark extraction (local Spark inside the container, JDBC from the
 host's PostgreSQL), the lake maintenance of its output, the hourly aggregation and the
-backfill against MariaDB, the anomaly detection.
+backfill against MariaDB, the anomaly detection, MQTT ingest from the host's Mosquitto,
+the tag lake export, reprocessing of landed raw data, the master-data sync and the
+credential refresh from moto's Secrets Manager.
 
 One `prefect server`, one Docker work pool made from deployments/docker-pool.json, one
 Docker worker (`prefect worker start --type docker`) and one `shopfloor deploy --no-build
@@ -22,7 +24,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -33,11 +35,14 @@ from prefect.blocks.core import Block
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_aws import AwsCredentials, S3Bucket
 from prefect_aws.client_parameters import AwsClientParameters
-from sqlalchemy import insert, select, text
+from prefect_sqlalchemy import SqlAlchemyConnector
+from sqlalchemy import Engine, create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
 from blocks.bootstrap import connector_from_url
+from blocks.resolve import connector_url
 from deployments.docker_pool import load_template
+from shopfloor.aggregation.locations import COLUMNS as LOCATION_COLUMNS
 from shopfloor.anomaly.findings import DetectorParams
 from shopfloor.anomaly.run import plan_hours
 from shopfloor.anomaly.sources import find_all
@@ -46,6 +51,7 @@ from shopfloor.db.engine import init_db, make_engine
 from shopfloor.db.schema import get_tables
 from shopfloor.historian.seed import HistorianSeed, seed_historian
 from shopfloor.lake import protocol
+from shopfloor.modbus.simulator import ModbusSimulator, SimulatedDevice, default_map
 from shopfloor.storage import StorageLocation
 from tests.conftest import free_port
 from tests.docker.dockerlib import (
@@ -61,6 +67,12 @@ from tests.integration.aggregation.conftest import (
     expected_hourly,
     readings,
 )
+from tests.integration.lake.test_tag_lake_export import assert_exactly_once, warehouse_rows
+from tests.integration.lake.test_tag_lake_export import samples as lake_samples
+from tests.integration.lake.test_tag_lake_export import write as lake_write
+from tests.integration.mqtt.conftest import BROKER, Publisher, unique, write_config
+from tests.integration.mqtt.conftest import samples as mqtt_samples
+from tests.integration.mqtt.test_mqtt_flow import open_session
 from tests.pg import throwaway_database
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
@@ -74,6 +86,8 @@ SEED = HistorianSeed(start=datetime(2026, 1, 30, tzinfo=UTC),
 # The extraction's window (days, UTC, end included): the last day of January and the
 # first of February, so both monthly tables are read.
 WINDOW = ("2026-01-31", "2026-02-01")
+# The MQTT test's first sample time (epoch ms, 2026-09-21).
+MQTT_T0 = 1_790_000_000_000
 
 
 @dataclass
@@ -376,3 +390,235 @@ def test_anomaly_detection_in_a_container(stack: Stack) -> None:
     # Each planted stuck run is one flatline row, keyed by its first hour.
     planted = syn.truth["flatline"]
     assert kinds["flatline"] == int((planted[:, 1:] & ~planted[:, :-1]).sum()) > 0
+
+
+def test_mqtt_ingest_in_a_container(stack: Stack) -> None:
+    """mqtt-ingest against the host's Mosquitto (127.0.0.1:1883): the messages published
+    while no run was connected wait at the broker in the collector's persistent session
+    (as between two hourly runs), so the container's short window stores every one, once,
+    however late it starts."""
+    root, client_id, n = unique("dock"), unique("dock-collector"), 40
+    # The config is read inside the container: on the bind mount, by its container path.
+    write_config(stack.home / "mqtt-docker.yaml", {
+        "broker": {"host": BROKER[0], "port": BROKER[1], "client_id": client_id},
+        "json": [{"topic": f"{root}/+", "timestamp": "ts",
+                  "tags": [{"name": "v", "path": "v", "max_value": 1000}]}]})
+    open_session(client_id, f"{root}/+")
+    pub = Publisher()
+    for i in range(n):
+        pub.publish(f"{root}/a", json.dumps({"ts": MQTT_T0 + i, "v": i}))
+    pub.close()
+    done = stack.run("mqtt-ingest/every-hour", config=f"{CONTAINER_HOME}/mqtt-docker.yaml",
+                     duration_seconds=5.0)
+    engine = make_engine(stack.db_url)
+    rows = mqtt_samples(engine, root)
+    engine.dispose()
+    print("\nDOCKER MQTT FIGURES", {"published": n, "stored": len(rows),
+                                    "message": done["state"]["message"]})
+    assert f"received {n} messages, wrote {n} points (0 bad, 0 uncertain)" in \
+        done["state"]["message"], done["state"]
+    assert [(int(r["ts"].timestamp() * 1000) - MQTT_T0, r["value"], r["quality"])
+            for r in rows] == [(i, float(i), 192) for i in range(n)]
+
+
+def test_tag_lake_export_in_a_container(stack: Stack) -> None:
+    """tag-lake-export from the module's warehouse into the containers' local lake (the
+    bootstrapped default blocks): every tag sample of the warehouse (the MQTT test's too,
+    when it ran first) once in the Parquet under tag_samples/, as a protocol reader sees
+    it."""
+    engine = make_engine(stack.db_url)
+    tables = get_tables(None)
+    ingested = datetime.now(UTC) - timedelta(minutes=30)
+    # Two tags, two months each (a late sample of an old month is a partition of its own).
+    lake_write(engine, tables, lake_samples([9101, 9102], datetime(2026, 3, 31, 23, 50,
+                                                                      tzinfo=UTC),
+                                            240, ingested, seed=27))
+    upto = datetime.now(UTC)
+    done = stack.run("tag-lake-export/hourly", lag_minutes=0)
+    lake = _lake(stack)
+    got = protocol.read_lake(lake, "tag_samples", "tag_id").num_rows
+    want = len(warehouse_rows(engine, tables, upto))
+    print("\nDOCKER TAG EXPORT FIGURES", {"warehouse_samples": want, "lake_rows": got,
+                                         "state": done["state_name"]})
+    assert want >= 2 * 240
+    assert_exactly_once(lake, engine, tables, upto)
+    months = {o.key.split("month=")[1].split("/")[0]
+              for o in protocol.visible_files(lake, "tag_samples") if "tag_id=9101/" in o.key}
+    engine.dispose()
+    assert months == {"2026-03", "2026-04"}, months
+
+
+def test_reprocess_raw_in_a_container(stack: Stack, s3_endpoint: str) -> None:
+    """reprocess-raw over data captured on the host from the Modbus simulator and landed
+    in moto's S3: the device's limit is lowered, the container judges the landed lines
+    again and replaces temperature_raw, quarantine, the landed verdicts and the hourly
+    rows of the window."""
+    from blocks.modbus import ModbusDevice
+    from flows.modbus_capture import modbus_capture
+
+    tag = uuid.uuid4().hex[:8]
+    name, loc = f"dock-rp-{tag}", f"LOC-drp-{tag}"
+    bucket = f"docker-rp-{tag}"
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=bucket)
+    raw = stack.save(S3Bucket(bucket_name=bucket, bucket_folder="raw",
+                              credentials=_moto_creds(s3_endpoint)), "docker-rp-raw")
+    warehouse = stack.save_connector(stack.db_url)
+    device = SimulatedDevice(free_port(), default_map())
+    with ModbusSimulator([device]), \
+            temporary_settings(updates={PREFECT_API_URL: stack.env["PREFECT_API_URL"]}):
+        block = ModbusDevice(host="127.0.0.1", port=device.port, loc_id=loc, district="DRP",
+                             timeout_seconds=0.5, retries=1, backoff_seconds=0.05,
+                             register_map=device.tags)
+        block.save(name, overwrite=True)
+        # On the host (the run in a container is the reprocess): two captures, two
+        # landed objects at least.
+        for _ in range(2):
+            modbus_capture([name], samples=4, interval_seconds=0.5, target_db=warehouse,
+                           land_json=True, raw_logs=raw)
+        engine = make_engine(stack.db_url)
+        before = _rp_raw(engine, loc)
+        temps = sorted(r[1] for r in before)
+        assert len(temps) == 8 and temps[0] < temps[-1], temps
+        # The rule changes: readings above the median are no longer valid.
+        limit = temps[len(temps) // 2]
+        block.register_map = [t.model_copy(update={"max_value": limit})
+                              if t.column == "temperature" else t for t in block.register_map]
+        block.save(name, overwrite=True)
+    start = min(r[0] for r in before).replace(minute=0, second=0, microsecond=0)
+    end = max(r[0] for r in before) + timedelta(hours=1)
+    stack.run("reprocess-raw/on-demand", start=start.isoformat(), end=end.isoformat(),
+              devices=[name], raw_logs=raw, target_db=warehouse,
+              hourly_source_db=warehouse, hourly_target_db=warehouse, timezone="UTC")
+    keep = [r for r in before if r[1] <= limit]
+    hot = sorted(r[1] for r in before if r[1] > limit)
+    t = get_tables(None)
+    with engine.connect() as conn:
+        quarantined = sorted(json.loads(r.record)["temperature"] for r in conn.execute(
+            select(t.quarantine.c.record).where(t.quarantine.c.source == f"modbus:{name}")))
+        hourly = conn.execute(select(t.temperature_hourly).where(
+            t.temperature_hourly.c.loc_id == loc)).mappings().all()
+    after = _rp_raw(engine, loc)
+    engine.dispose()
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="raw/")
+    lines = [json.loads(x) for p in pages for o in p.get("Contents", [])
+             for x in s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read().splitlines()]
+    print("\nDOCKER REPROCESS FIGURES", {"captured": len(before), "limit": limit,
+                                        "valid_after": len(after),
+                                        "quarantined": len(quarantined),
+                                        "landed_lines": len(lines),
+                                        "hourly_samples": sum(h["sample_count"]
+                                                              for h in hourly)})
+    assert hot and after == keep
+    assert quarantined == hot
+    assert sorted(ln["temperature"] for ln in lines if ln["verdict"] == "valid") == \
+        sorted(r[1] for r in keep)
+    assert sorted(ln["temperature"] for ln in lines if ln["verdict"] == "rejected") == hot
+    assert sum(h["sample_count"] for h in hourly) == len(keep)
+    assert max(h["temperature_max"] for h in hourly) <= limit
+
+
+def test_master_data_sync_in_a_container(stack: Stack, pg_server_url: str) -> None:
+    """master-data-sync from a source database into a target of its own (both on the
+    host's PostgreSQL): upserted, added, a missing location deactivated, a bad source row
+    quarantined (the run Completed as Degraded)."""
+    def loc(**values: object) -> dict:
+        return {**dict.fromkeys(LOCATION_COLUMNS), **values}
+
+    with throwaway_database(pg_server_url, "docker_master_src") as src_url, \
+            throwaway_database(pg_server_url, "docker_master_dst") as dst_url:
+        source, target = make_engine(src_url), make_engine(dst_url)
+        tables = init_db(source)
+        init_db(target)
+        with source.begin() as conn:
+            conn.execute(insert(tables.location), [
+                loc(loc_id="A", name="oven", site="P1", temperature_min=10.0,
+                    temperature_max=30.0, active=True),
+                loc(loc_id="B", name="bad", humidity_min=80.0, humidity_max=20.0,
+                    active=True),
+                loc(loc_id="C", name="press", active=True)])
+        with target.begin() as conn:
+            conn.execute(insert(tables.location), [
+                loc(loc_id="A", name="old name", temperature_max=99.0, active=True),
+                loc(loc_id="B", name="last good", humidity_max=70.0, active=True),
+                loc(loc_id="D", name="removed line", active=True)])
+        done = stack.run("master-data-sync/daily", source_db=stack.save_connector(src_url),
+                         target_db=stack.save_connector(dst_url))
+        with target.connect() as conn:
+            got = {r["loc_id"]: (r["name"], r["site"], r["temperature_max"], r["active"])
+                   for r in conn.execute(select(tables.location)).mappings()}
+            quarantine = conn.execute(select(tables.quarantine)).mappings().all()
+        source.dispose()
+        target.dispose()
+    print("\nDOCKER MASTER SYNC FIGURES", {"state": done["state_name"], "target": got,
+                                          "quarantined": len(quarantine)})
+    assert done["state_name"] == "Degraded", done["state"]
+    assert "1 of 3 source locations quarantined" in done["state"]["message"]
+    assert got == {"A": ("oven", "P1", 30.0, True), "B": ("last good", None, None, True),
+                   "C": ("press", None, None, True), "D": ("removed line", None, None, False)}
+    assert [(q["source"], json.loads(q["record"])["loc_id"]) for q in quarantine] == [
+        ("master-data-sync", "B")]
+
+
+def test_refresh_credentials_in_a_container(stack: Stack, pg_server_url: str,
+                                            s3_endpoint: str) -> None:
+    """refresh-credentials with moto's Secrets Manager (127.0.0.1): a database block on
+    login role A, its secret rotated to role B (as AWS's alternating-users rotation does);
+    the container checks B connects and saves it into the block. The test server trusts
+    127.0.0.1, so the switch of user, not of password, is what shows the block changed."""
+    tag = uuid.uuid4().hex[:8]
+    roles = {f"sf_dock_a_{tag}": f"pw-a-{tag}", f"sf_dock_b_{tag}": f"pw-b-{tag}"}
+    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    sm = boto3.client("secretsmanager", endpoint_url=s3_endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    secret = f"shopfloor/docker/{tag}"
+    url = make_url(stack.db_url)
+    try:
+        with admin.connect() as conn:
+            for role, password in roles.items():
+                # Test-made names and values: no bound parameters in CREATE ROLE.
+                conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+        old, new = roles
+        block = stack.save(connector_from_url(url.set(
+            username=old, password=roles[old]).render_as_string(hide_password=False)),
+            "docker-rot")
+        sm.create_secret(Name=secret, SecretString=json.dumps({
+            "engine": "postgres", "host": url.host, "port": url.port or 5432,
+            "username": new, "password": roles[new], "dbname": url.database}))
+        aws = stack.save(_moto_creds(s3_endpoint), "docker-aws")
+        done = stack.run("refresh-credentials/weekly", block_secrets={block: secret},
+                         aws_credentials=aws)
+        with temporary_settings(updates={PREFECT_API_URL: stack.env["PREFECT_API_URL"]}):
+            refreshed = make_url(connector_url(SqlAlchemyConnector.load(block)))
+        engine = create_engine(refreshed)
+        with engine.connect() as conn:
+            user = conn.execute(text("SELECT current_user")).scalar_one()
+        engine.dispose()
+        print("\nDOCKER REFRESH FIGURES", {"state": done["state_name"],
+                                          "block_user": refreshed.username})
+        assert done["state_name"] == "Completed", done["state"]
+        assert (refreshed.username, refreshed.password, refreshed.database) == (
+            new, roles[new], url.database)
+        assert user == new
+    finally:
+        sm.delete_secret(SecretId=secret, ForceDeleteWithoutRecovery=True)
+        with admin.connect() as conn:
+            for role in roles:
+                conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        admin.dispose()
+
+
+def _moto_creds(endpoint: str) -> AwsCredentials:
+    return AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing",
+                          region_name="us-east-1",
+                          aws_client_parameters=AwsClientParameters(endpoint_url=endpoint))
+
+
+def _rp_raw(engine: Engine, loc: str) -> list[tuple]:
+    """The location's temperature_raw rows: (capture time, temperature, humidity)."""
+    r = get_tables(None).temperature_raw
+    with engine.connect() as conn:
+        return [tuple(x) for x in conn.execute(
+            select(r.c.capture_dt, r.c.temperature, r.c.humidity)
+            .where(r.c.loc_id == loc).order_by(r.c.capture_dt))]
