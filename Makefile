@@ -89,7 +89,7 @@ scale: install-dev postgres
 		tests/integration/modbus/test_modbus_scale.py
 
 # The async engine's capture of two devices on one pty line (marker `flaky_serial`): a
-# known defect, failing since the merge of the engine's and the serial work; out of
+# known defect (each device opens the line itself); out of
 # `make test` until fixed.
 serial-engine: install-dev
 	$(BIN)/pytest --no-cov -q -m flaky_serial tests/integration/modbus/test_modbus_serial.py
