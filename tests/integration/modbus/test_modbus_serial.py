@@ -101,7 +101,8 @@ def _capture(cfgs: list[DeviceConfig], engine: bool) -> dict[str, tuple[CaptureS
 # the line gets a thread and a serial client of its own on the same port, and a sample
 # fails with "connection refused or unreachable" while the other holds the
 # line. Devices of one line should share one client. Kept out of `make test` until
-# fixed; `make serial-engine` (marker `flaky_serial`) runs it. The thread variant and the one-device flow test pass.
+# fixed; `make serial-engine` (marker `flaky_serial`) runs it. The thread variant and
+# the one-device flow test pass.
 @pytest.mark.parametrize("engine", [False, pytest.param(True, marks=pytest.mark.flaky_serial)],
                          ids=["thread", "engine"])
 def test_serial_rtu_capture_reads_exact_values_over_a_pty_line(
