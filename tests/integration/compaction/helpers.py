@@ -1,9 +1,13 @@
 """Helpers of the compaction tests: generated telemetry and what the lake holds."""
 
 import json
+import subprocess
+import sys
 import tempfile
 import uuid
+from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, select
 
 from shopfloor.compaction.duck import connect
@@ -73,3 +77,20 @@ def save_s3_blocks(endpoint: str, bucket: str, prefix: str
             f"{prefix}-{folder}-s3", overwrite=True)
     c = S3Credentials("testing", "testing", None, "us-east-1", endpoint)
     return StorageLocation("s3", bucket, "raw", c), StorageLocation("s3", bucket, "lake", c)
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def start_paused_child(code: str, env: dict[str, str], marker: Path) -> subprocess.Popen:
+    """Run ``code`` in a child process until its pause hook writes ``marker``."""
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while not marker.exists():
+        if child.poll() is not None:
+            pytest.fail(f"child ended before pausing: {child.stderr.read()[-2000:]}")
+        try:
+            child.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            pass
+    return child

@@ -3,33 +3,13 @@
 Kills at every step, in chains, are the crash-schedule harness's (tests/crash)."""
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 from prefect.settings import PREFECT_API_URL
 
 from flows.s3_compaction import register_s3_keys, s3_compaction
 from shopfloor.compaction.faults import PAUSE_AT, PAUSE_FILE, RESUME_FILE
 
-from .helpers import META, lake_rows, ndjson, records, statuses
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-def _start_paused_child(code: str, env: dict[str, str], marker: Path) -> subprocess.Popen:
-    """Run ``code`` in a child process until its pause hook writes ``marker``."""
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    while not marker.exists():
-        if child.poll() is not None:
-            pytest.fail(f"child ended before pausing: {child.stderr.read()[-2000:]}")
-        try:
-            child.wait(timeout=0.2)
-        except subprocess.TimeoutExpired:
-            pass
-    return child
+from .helpers import META, lake_rows, ndjson, records, start_paused_child, statuses
 
 
 def test_a_run_paused_past_its_claim_publishes_nothing_once_taken_over(
@@ -48,7 +28,7 @@ def test_a_run_paused_past_its_claim_publishes_nothing_once_taken_over(
     code = ("from flows.s3_compaction import s3_compaction\n"
             "s3_compaction(raw_logs='cmp-raw-local', lake='cmp-lake-local', "
             f"metadata_db={META!r}, ram_limit='256MB')\n")
-    child = _start_paused_child(code, env, marker)
+    child = start_paused_child(code, env, marker)
     try:
         assert set(statuses(pg_engine, registry).values()) == {"CLAIMED"}
         # TTL 0 stands for "the first run's claim is older than the TTL".

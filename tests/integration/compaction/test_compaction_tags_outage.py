@@ -17,7 +17,6 @@ stands for "later than the TTL" with ``claim_ttl_minutes=0``.
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from shopfloor.db.schema import Tables
 from shopfloor.lake import protocol
 from tests.pgcluster import PrivateCluster, private_cluster
 
-from .helpers import lake_rows, ndjson, records, statuses
+from .helpers import lake_rows, ndjson, records, start_paused_child, statuses
 
 REPO = Path(__file__).resolve().parents[3]
 BLOCK = "cmp-meta-outage"
@@ -72,16 +71,7 @@ def _paused_child(env: dict[str, str], marker: Path) -> subprocess.Popen:
     code = ("from flows.s3_compaction import s3_compaction\n"
             "s3_compaction(raw_logs='cmp-raw-local', lake='cmp-lake-local', "
             f"metadata_db={BLOCK!r}, ram_limit='256MB')\n")
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    while not marker.exists():
-        if child.poll() is not None:
-            pytest.fail(f"child ended before pausing: {child.stderr.read()[-3000:]}")
-        try:
-            child.wait(timeout=0.2)
-        except subprocess.TimeoutExpired:
-            pass
-    return child
+    return start_paused_child(code, env, marker)
 
 
 def test_tags_with_the_metadata_database_stopped_are_registered_once_when_it_is_back(
