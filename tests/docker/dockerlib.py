@@ -7,6 +7,8 @@ import time
 import httpx
 
 IMAGE = "shopfloor:latest"
+# Where SHOPFLOOR_HOME is inside the image (Dockerfile).
+CONTAINER_HOME = "/opt/shopfloor/.shopfloor"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 

@@ -43,7 +43,13 @@ from sqlalchemy.engine import make_url
 from deployments.docker_pool import load_template
 from shopfloor.modbus.simulator import free_port_run
 from tests.conftest import free_port
-from tests.docker.dockerlib import IMAGE, docker, remove_pool_containers, wait_no_containers
+from tests.docker.dockerlib import (
+    CONTAINER_HOME,
+    IMAGE,
+    docker,
+    remove_pool_containers,
+    wait_no_containers,
+)
 from tests.e2e.servers import BIN, ROOT, api, clean_env, prefect_server, sh, stop
 from tests.pg import throwaway_database
 
@@ -51,8 +57,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 
 CHAIN_SECONDS = float(os.environ.get("SHOPFLOOR_DOCKER_CHAIN_SECONDS", "300"))
 DEVICES = {"dock-1": ("DOCK1", "D01"), "dock-2": ("DOCK2", "D02")}
-# Where SHOPFLOOR_HOME is inside the image (Dockerfile).
-CONTAINER_HOME = "/opt/shopfloor/.shopfloor"
 # API names (flow/deployment) of the chain; every other deployment stays paused.
 CHAIN = ("modbus-capture/every-hour", "register-s3-keys/every-15-minutes",
          "s3-compaction/hourly", "hourly-aggregation/hourly")

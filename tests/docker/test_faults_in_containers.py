@@ -30,6 +30,7 @@ from deployments.worker import children
 from shopfloor.modbus.simulator import free_port_run
 from tests.conftest import free_port
 from tests.docker.dockerlib import (
+    CONTAINER_HOME,
     IMAGE,
     containers,
     docker,
@@ -43,7 +44,6 @@ from tests.pg import throwaway_database
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
-CONTAINER_HOME = "/opt/shopfloor/.shopfloor"
 DEVICE = ("dock-fault", "DOCKF", "D01")
 RUN_LABEL = "io.prefect.flow-run-id"
 

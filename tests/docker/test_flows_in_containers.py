@@ -55,6 +55,7 @@ from shopfloor.modbus.simulator import ModbusSimulator, SimulatedDevice, default
 from shopfloor.storage import StorageLocation
 from tests.conftest import free_port
 from tests.docker.dockerlib import (
+    CONTAINER_HOME,
     IMAGE,
     docker,
     remove_pool_containers,
@@ -77,8 +78,6 @@ from tests.pg import throwaway_database
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
-# Where SHOPFLOOR_HOME is inside the image (Dockerfile).
-CONTAINER_HOME = "/opt/shopfloor/.shopfloor"
 # Two months with a boundary inside the window: 2026-01-30 .. 2026-02-02 (exclusive), 12
 # tags, a reading per tag every 30 minutes, every 10th reading bad (dataintegrity 0).
 SEED = HistorianSeed(start=datetime(2026, 1, 30, tzinfo=UTC),
