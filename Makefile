@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
 .PHONY: demo dashboard test soak crash scale outage deployruns install install-dev jdbc-jars system-deps postgres mosquitto lint clean \
-	image docker-pool docker-test docker-ci scale-soak serial-engine
+	image docker-pool docker-test docker-ci scale-soak
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -87,12 +87,6 @@ scale: install-dev postgres
 	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test SHOPFLOOR_SCALE_DEVICES=$(SCALE_DEVICES) \
 		SHOPFLOOR_SCALE_SECONDS=$(SCALE_SECONDS) $(BIN)/pytest --no-cov -q -m scale \
 		tests/integration/modbus/test_modbus_scale.py
-
-# The async engine's capture of two devices on one pty line (marker `flaky_serial`): a
-# known defect (each device opens the line itself); out of
-# `make test` until fixed.
-serial-engine: install-dev
-	$(BIN)/pytest --no-cov -q -m flaky_serial tests/integration/modbus/test_modbus_serial.py
 
 # Outages (the `outage` marker): a flow's database stopped under it and started again,
 # then every record and tag checked once (about 2 minutes each; not in `make test`).

@@ -21,6 +21,7 @@ Run: ``.venv/bin/python benchmarks/bench_buffer.py [--devices 5] [--samples 300]
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -51,7 +52,11 @@ from shopfloor.modbus.client import DeviceConfig, device_plan
 from shopfloor.modbus.simulator import ModbusSimulator, SimulatedDevice
 from shopfloor.modbus.sink import ReadingSink
 from shopfloor.modbus.tags import TagSpec, parse_register_map
-from tests.conftest import free_port
+
+# The test helpers live in the repository's tests/: importable when run as written
+# (`.venv/bin/python benchmarks/...`), without PYTHONPATH.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.conftest import free_port  # noqa: E402
 
 SINK = "warehouse:bench"
 

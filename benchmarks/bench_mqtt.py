@@ -33,10 +33,12 @@ import json
 import os
 import queue
 import statistics
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -48,7 +50,11 @@ from shopfloor.db.engine import init_db, make_engine
 from shopfloor.db.schema import get_tables
 from shopfloor.mqtt.config import parse_config
 from shopfloor.mqtt.ingest import Collector
-from tests.pg import throwaway_database
+
+# The test helpers live in the repository's tests/: importable when run as written
+# (`.venv/bin/python benchmarks/...`), without PYTHONPATH.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.pg import throwaway_database  # noqa: E402
 
 HOST, PORT = "127.0.0.1", 1883
 T0 = 1_790_000_000_000

@@ -152,6 +152,8 @@ def capture_device(
     ``no_answer``: a sample the device answered no read of goes on too, as a sample
     without payload (counted failed all the same), so the sink writes a bad point per
     tag for its slot (:meth:`Batch.no_answer`); sinks that only want readings leave it off.
+    A ``client`` passed in stays open at the end: its owner closes it (the engine shares
+    one per serial line, :mod:`~shopfloor.modbus.serial_bus`); one made here is closed.
     """
     plan = device_plan(cfg)
     stats = stats if stats is not None else CaptureStats(cfg.name)
@@ -160,7 +162,8 @@ def capture_device(
     loop = _Loop(cfg, plan, stats, clock, sleep)
     gate = gate if gate is not None else local_gate(gateway_key(cfg), clock=clock)
     breaker = breaker if breaker is not None else CircuitBreaker(max_skip=max_skip_for(interval))
-    client = client if client is not None else make_client(cfg)
+    owned = client is None
+    client = make_client(cfg) if client is None else client
     batch: list[RawSample] = []
     if per_batch is None:
         per_batch = flush_every(samples, interval) if interval <= 0 else batch_slots(interval)
@@ -193,7 +196,8 @@ def capture_device(
                 sink(decode_batch(cfg, plan, batch))
                 batch = []
     finally:
-        client.close()  # type: ignore[attr-defined]
+        if owned:
+            client.close()  # type: ignore[attr-defined]
     return stats
 
 

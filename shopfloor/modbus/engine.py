@@ -23,7 +23,9 @@ slot grid, exactly as :func:`~shopfloor.modbus.capture.capture_device` does for 
   slot counts as taken once its commit returned), batch sinks run on a small pool.
 
 Serial devices (one bus, at most a few per port) keep the threaded loop: each runs
-``capture_device`` on a thread of its own, awaited like the others.
+``capture_device`` on a thread of its own, awaited like the others, with the one client
+of its line (:mod:`~shopfloor.modbus.serial_bus`: the devices of a port share it, their
+polls serialised by the line's lock).
 """
 
 import asyncio
@@ -70,6 +72,7 @@ from shopfloor.modbus.gateway import (
 )
 from shopfloor.modbus.planning import ReadRequest
 from shopfloor.modbus.readings import RawSample, decode_batch, sample_time
+from shopfloor.modbus.serial_bus import line_client, serial_lines
 from shopfloor.modbus.tags import BIT_REGISTER_TYPES
 
 logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
@@ -438,8 +441,9 @@ async def _capture_tcp(run: _Run, job: DeviceJob) -> CaptureStats:
     return stats
 
 
-async def _capture_serial(run: _Run, job: DeviceJob) -> CaptureStats:
-    """A serial device on a thread of its own (the threaded loop, see the module doc)."""
+async def _capture_serial(run: _Run, job: DeviceJob, client: Any) -> CaptureStats:
+    """A serial device on a thread of its own (the threaded loop, see the module doc),
+    polling through ``client``, its line's."""
     gate = local_gate(gateway_key(job.cfg), then=job.then)
 
     def progress(n: int) -> None:
@@ -448,7 +452,8 @@ async def _capture_serial(run: _Run, job: DeviceJob) -> CaptureStats:
     return await asyncio.to_thread(
         capture_device, job.cfg, run.samples, run.interval, run.anchor, job.sink,
         clock=run.clock, progress=progress, stats=job.stats, gate=gate,
-        per_batch=run.per_batch, on_sample=job.on_sample, no_answer=job.no_answer)
+        per_batch=run.per_batch, on_sample=job.on_sample, no_answer=job.no_answer,
+        client=client)
 
 
 async def _report(run: _Run, progress: Callable[[int], None], stop: asyncio.Event) -> None:
@@ -470,6 +475,8 @@ async def _report(run: _Run, progress: Callable[[int], None], stop: asyncio.Even
 
 async def _capture_all(jobs: Sequence[DeviceJob], run: _Run,
                        progress: Callable[[int], None] | None) -> list[CaptureStats]:
+    lines = {port: line_client(cfgs)  # refuses a port with two line settings first
+             for port, cfgs in serial_lines(j.cfg for j in jobs).items()}
     run.connects = asyncio.Semaphore(CONNECTS_AT_ONCE)
     stop = asyncio.Event()
     reporter = (asyncio.create_task(_report(run, progress, stop))
@@ -477,13 +484,16 @@ async def _capture_all(jobs: Sequence[DeviceJob], run: _Run,
     probe = asyncio.create_task(_probe(run.health, stop))
     try:
         results = await asyncio.gather(
-            *[(_capture_serial if j.cfg.transport == "serial" else _capture_tcp)(run, j)
+            *[_capture_serial(run, j, lines[j.cfg.serial_port or ""])
+              if j.cfg.transport == "serial" else _capture_tcp(run, j)
               for j in jobs], return_exceptions=True)
     finally:
         stop.set()
         if reporter is not None:
             await reporter
         await probe
+        for client in lines.values():
+            client.close()
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:  # every device finished its batches first; then the first error stops the run
         raise errors[0]
