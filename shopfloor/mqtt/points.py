@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Engine, Table
 
 from shopfloor.db.copy_upsert import can_copy_upsert, copy_upsert_csv
 from shopfloor.db.upsert import upsert
@@ -167,22 +167,39 @@ def _rows_csv(rows: Sequence[tuple[list[TagInfo], int, list[float]]],
     return lines
 
 
+def copy_text(batch: PointBatch, id_of: Mapping[int, int], ingested_at: datetime) -> str:
+    """The batch's points as the CSV :func:`write_tag_points` copies (its points, then
+    its rows of good numbers); ``id_of``: see :func:`_last_per_key`."""
+    tag_ids = [id_of[id(p.tag)] for p in batch.points]
+    csv = points_csv(tag_ids, batch.points, ingested_at)
+    now = ingested_at.astimezone(UTC).replace(tzinfo=None).isoformat()
+    lines = _rows_csv(batch.rows, id_of, now)
+    if lines:
+        csv += "\n".join(lines) + "\n"
+    return csv
+
+
+def copies(bind: Connection | Engine, batch: PointBatch) -> bool:
+    """Whether :func:`write_tag_points` sends ``batch`` with one ``COPY`` of
+    :func:`copy_text` (PostgreSQL, 500 points and more, no key twice)."""
+    return not batch.may_repeat() and can_copy_upsert(bind, len(batch))
+
+
 def write_tag_points(conn: Connection, table: Table, batch: PointBatch,
-                     id_of: Mapping[int, int], ingested_at: datetime) -> Written:
+                     id_of: Mapping[int, int], ingested_at: datetime,
+                     csv: str | None = None) -> Written:
     """Upsert the batch's points into ``tag_samples`` keyed ``(tag_id, ts)`` in the
     caller's transaction: ``COPY`` on PostgreSQL for 500 points and more (through
     ``copy_upsert_csv``: straight in, or staged when a key is already there), else
     the portable batch upsert. A repeat overwrites. ``id_of``: see
-    :func:`_last_per_key`."""
+    :func:`_last_per_key`. ``csv``: the batch's :func:`copy_text`, rendered before
+    (the collector renders it while the previous batch is written), used when the
+    batch :func:`copies`."""
     n = len(batch)
-    if not batch.may_repeat() and can_copy_upsert(conn, n):
-        tag_ids = [id_of[id(p.tag)] for p in batch.points]
-        csv = points_csv(tag_ids, batch.points, ingested_at)
-        now = ingested_at.astimezone(UTC).replace(tzinfo=None).isoformat()
-        lines = _rows_csv(batch.rows, id_of, now)
-        if lines:
-            csv += "\n".join(lines) + "\n"
-        copy_upsert_csv(conn, table, COLUMNS, csv, KEY_COLUMNS)
+    if copies(conn, batch):
+        copy_upsert_csv(conn, table, COLUMNS,
+                        csv if csv is not None else copy_text(batch, id_of, ingested_at),
+                        KEY_COLUMNS)
         qualities = [p.quality for p in batch.points]
         return Written(n, qualities.count(BAD), qualities.count(UNCERTAIN))
     tag_ids, points = _last_per_key(batch.all_points(), id_of, batch.may_repeat())
