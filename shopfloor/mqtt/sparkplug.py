@@ -5,10 +5,10 @@ bad (docs/mqtt.md).
 
 The host's view of every edge node and device (online, birth sequence ``bdSeq``, last
 ``seq``, when the node was last heard, metric names, aliases and data types) is kept in
-the warehouse
-(``sparkplug_edge``, ``sparkplug_metric``) and written in the same transaction as the
-samples: a collector that restarts resolves the aliases of messages the broker kept,
-and a death redelivered after a crash is not written twice.
+the warehouse (``sparkplug_edge``, ``sparkplug_metric``) and written in the same
+transaction as the samples: a collector that restarts resolves the aliases of messages
+the broker kept, a death redelivered after a crash is not written twice, and a will the
+broker queued between two runs is dated from when its node was last heard.
 """
 
 import copy
