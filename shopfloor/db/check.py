@@ -271,6 +271,26 @@ def upgrade(conn: Connection, tables: Tables, reports: Iterable[TableReport]) ->
     return done
 
 
+def add_missing_columns(conn: Connection, table: Table) -> list[str]:
+    """Add the columns of ``table``'s metadata that the database's table lacks, as
+    ``--upgrade`` adds them (:func:`added_column`), for a table the flows create
+    themselves (not among :class:`~shopfloor.db.schema.Tables`); returns the DDL run.
+    A missing key column is not added (the table would need rebuilding): it raises."""
+    have = {c["name"].lower() for c in inspect(conn).get_columns(table.name,
+                                                                 schema=table.schema)}
+    done = []
+    for column in table.columns:
+        if column.name.lower() in have:
+            continue
+        if column.primary_key:
+            raise UserError(f"table {table.fullname} lacks its key column {column.name}: "
+                            "add it by hand")
+        ddl = add_column_ddl(table, column, conn.dialect)
+        conn.execute(DDL(ddl))
+        done.append(ddl)
+    return done
+
+
 def add_missing_indexes(conn: Connection, table: Table) -> list[str]:
     """Create the indexes of ``table``'s metadata that the database lacks (by name)."""
     insp = inspect(conn)

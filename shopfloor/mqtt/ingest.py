@@ -74,6 +74,9 @@ class Message:
     received_ms: int
     connection: int
     dup: bool = False  # the broker sends it again (it was not acknowledged)
+    # When that connection was accepted (epoch ms): a Sparkplug B node last heard
+    # before it may have died while no collector was connected (its will was queued).
+    connected_ms: int | None = None
 
 
 @dataclass
@@ -123,7 +126,8 @@ class Decoder:
                 log.warning("%s: not a Sparkplug B payload (%d bytes)", msg.topic,
                             len(msg.payload))
                 return False
-            batch.add_points(self.host.message(topic, payload, msg.received_ms))
+            batch.add_points(self.host.message(topic, payload, msg.received_ms,
+                                               msg.connected_ms))
             return True
         route = json_messages.route(self.config.json_topics, msg.topic)
         if route is None:
@@ -175,7 +179,8 @@ class Writer:
         """Create the tables where missing; read Sparkplug B's state and the receive
         times of the session's last messages."""
         ensure_tag_tables(self.engine, self.tables)
-        self.decoder.host.create_tables(self.engine)
+        for ddl in self.decoder.host.create_tables(self.engine):
+            log.info("Sparkplug B state table upgraded: %s", ddl)
         self.decoder.deliveries.create_table(self.engine)
         with self.engine.connect() as conn:
             self.decoder.host.load(conn)
@@ -278,6 +283,7 @@ class Collector:
         self.connection = 0
         self.connected = threading.Event()
         self._last_ms: dict[str, int] = {}  # the last receive time given per topic
+        self._connected_ms: int | None = None  # when the current connection was accepted
         self.connect_error = ""
         self.stats = IngestStats()  # the current run's, as it goes
         self.client = self._client()
@@ -300,6 +306,8 @@ class Collector:
             self.connect_error = str(reason)
             return
         self.connection += 1
+        # The session is back from here: a message published later reaches us live.
+        self._connected_ms = int(time.time() * 1000)
         # noLocal: our own rebirth requests (NCMD) are not sent back to us; retained
         # messages only for a new subscription (not again on every reconnect).
         options = SubscribeOptions(qos=1, noLocal=True, retainHandling=1)
@@ -320,7 +328,8 @@ class Collector:
     def _on_message(self, _client: mqtt.Client, _userdata: object,
                     msg: mqtt.MQTTMessage) -> None:
         self.inbox.put(Message(msg.topic, msg.payload, msg.mid, msg.qos,
-                               self._receive_ms(msg.topic), self.connection, bool(msg.dup)))
+                               self._receive_ms(msg.topic), self.connection, bool(msg.dup),
+                               self._connected_ms))
 
     def _receive_ms(self, topic: str) -> int:
         """Now in epoch ms, at least 1 ms after the last message of ``topic``: a message

@@ -4,10 +4,11 @@ messages (a gap asks the node for a rebirth), deaths mark the node's or device's
 bad (docs/mqtt.md).
 
 The host's view of every edge node and device (online, birth sequence ``bdSeq``, last
-``seq``, metric names, aliases and data types) is kept in the warehouse
-(``sparkplug_edge``, ``sparkplug_metric``) and written in the same transaction as the
-samples: a collector that restarts resolves the aliases of messages the broker kept,
-and a death redelivered after a crash is not written twice.
+``seq``, when the node was last heard, metric names, aliases and data types) is kept in
+the warehouse (``sparkplug_edge``, ``sparkplug_metric``) and written in the same
+transaction as the samples: a collector that restarts resolves the aliases of messages
+the broker kept, a death redelivered after a crash is not written twice, and a will the
+broker queued between two runs is dated from when its node was last heard.
 """
 
 import copy
@@ -28,7 +29,9 @@ from sqlalchemy import (
     delete,
     select,
 )
+from sqlalchemy.exc import DBAPIError
 
+from shopfloor.db.check import add_missing_columns
 from shopfloor.db.types import UtcDateTime, utcnow
 from shopfloor.db.upsert import upsert
 from shopfloor.mqtt.config import SPARKPLUG_NAMESPACE, SparkplugGroup
@@ -78,6 +81,10 @@ class Edge:
     bdseq: int | None = None
     seq: int | None = None
     metrics: dict[str, Metric] = field(default_factory=dict)
+    # Nodes only: the latest time (epoch ms) a message of the current session carried
+    # (its payload's or metrics' timestamps, else its receive time). A will queued
+    # while no collector was connected is dated from it (:meth:`SparkplugHost._death_ms`).
+    last_heard: int | None = None
 
     def by_alias(self) -> dict[int, Metric]:
         return {m.alias: m for m in self.metrics.values() if m.alias is not None}
@@ -102,7 +109,10 @@ def state_tables(schema: str | None) -> tuple[Table, Table]:
                   Column("online", Boolean, nullable=False),
                   Column("bdseq", BigInteger),
                   Column("seq", Integer),
-                  Column("updated_at", UtcDateTime, nullable=False))
+                  Column("updated_at", UtcDateTime, nullable=False),
+                  # added later: nullable, and added to an existing table at the
+                  # collector's start (SparkplugHost.create_tables)
+                  Column("last_heard_ms", BigInteger))
     metrics = Table("sparkplug_metric", md,
                     Column("edge", String(255), primary_key=True),
                     Column("name", String(255), primary_key=True),
@@ -165,6 +175,15 @@ def metric_value(m: Payload.Metric, datatype: int) -> tuple[float | None, str | 
     return float(raw), None, None
 
 
+def message_ms(payload: Payload, received_ms: int) -> int:
+    """The latest time a message carries (its payload's or its metrics' timestamps),
+    else its receive time."""
+    stamps = [m.timestamp for m in payload.metrics if m.HasField("timestamp")]
+    if payload.HasField("timestamp"):
+        stamps.append(payload.timestamp)
+    return max(stamps) if stamps else received_ms
+
+
 def _is_protocol(name: str) -> bool:
     return name == BDSEQ_METRIC or name.startswith(_PROTOCOL_PREFIXES)
 
@@ -185,15 +204,34 @@ class SparkplugHost:
         self.rebirths: list[Topic] = []  # requests to publish once the batch is stored
 
     # -- persistence
-    def create_tables(self, engine: Engine) -> None:
+    def create_tables(self, engine: Engine) -> list[str]:
+        """Create the state tables where missing, and add the columns a table made by an
+        earlier version lacks (nullable: its rows stay as they are); the DDL it ran.
+        These tables are the collector's own (not ``shopfloor db init``'s), so this is
+        their ``--upgrade``, run at every start."""
+        try:
+            return self._create_tables(engine)
+        except DBAPIError:
+            # Another collector (another client id, same warehouse) added the column
+            # between our look and our ALTER: look again.
+            return self._create_tables(engine)
+
+    def _create_tables(self, engine: Engine) -> list[str]:
         with engine.begin() as conn:
             self.edge_table.create(conn, checkfirst=True)
             self.metric_table.create(conn, checkfirst=True)
+            return add_missing_columns(conn, self.edge_table)
 
     def load(self, conn: Connection) -> None:
-        """Read every edge's state (at start)."""
-        self.edges = {r.edge: Edge(r.online, r.bdseq, r.seq)
-                      for r in conn.execute(select(self.edge_table))}
+        """Read every edge's state (at start). A node saved before ``last_heard_ms``
+        existed counts as last heard when its state was last saved (``updated_at``:
+        after its last stored message)."""
+        self.edges = {}
+        for r in conn.execute(select(self.edge_table)):
+            heard = r.last_heard_ms
+            if heard is None and r.edge.count("/") == 1:  # a node's row (group/node)
+                heard = int(r.updated_at.timestamp() * 1000)
+            self.edges[r.edge] = Edge(r.online, r.bdseq, r.seq, last_heard=heard)
         for r in conn.execute(select(self.metric_table)):
             self.edges.setdefault(r.edge, Edge()).metrics[r.name] = Metric(
                 r.name, r.alias, r.datatype)
@@ -229,7 +267,8 @@ class SparkplugHost:
         keys = sorted(self._undo)
         upsert(conn, self.edge_table, [
             {"edge": k, "online": self.edges[k].online, "bdseq": self.edges[k].bdseq,
-             "seq": self.edges[k].seq, "updated_at": now} for k in keys], ["edge"])
+             "seq": self.edges[k].seq, "last_heard_ms": self.edges[k].last_heard,
+             "updated_at": now} for k in keys], ["edge"])
         conn.execute(delete(self.metric_table).where(self.metric_table.c.edge.in_(keys)))
         rows = [{"edge": k, "name": m.name, "alias": m.alias, "datatype": m.datatype}
                 for k in keys for m in self.edges[k].metrics.values()]
@@ -274,22 +313,51 @@ class SparkplugHost:
             self._touch(topic.node_key).seq = payload.seq
             self._ask_rebirth(topic)
 
-    def message(self, topic: Topic, payload: Payload, received_ms: int) -> list[TagPoint]:
-        """The points of one message (the host's state follows it)."""
+    def message(self, topic: Topic, payload: Payload, received_ms: int,
+                connected_ms: int | None = None) -> list[TagPoint]:
+        """The points of one message (the host's state follows it). ``connected_ms``:
+        when the connection the message came on was accepted (None: unknown, a death
+        then keeps its receive time)."""
         kind = topic.type
         if kind == "NBIRTH":
-            return self._birth(topic, payload, received_ms, node=True)
+            points = self._birth(topic, payload, received_ms, node=True)
+            self.edges[topic.node_key].last_heard = message_ms(payload, received_ms)
+            return points
         if kind == "NDEATH":
-            return self._node_death(topic, payload, received_ms)
-        if kind in ("NDATA", "DDATA", "DBIRTH", "DDEATH"):
-            self._check_seq(topic, payload)
+            return self._node_death(topic, payload, received_ms, connected_ms)
+        if kind not in ("NDATA", "DDATA", "DBIRTH", "DDEATH"):
+            return []  # NCMD, DCMD: commands to the nodes, no values
+        self._check_seq(topic, payload)
         if kind == "DBIRTH":
-            return self._birth(topic, payload, received_ms, node=False)
-        if kind == "DDEATH":
-            return self._device_death(topic, payload, received_ms)
-        if kind in ("NDATA", "DDATA"):
-            return self._data(topic, payload, received_ms)
-        return []  # NCMD, DCMD: commands to the nodes, no values
+            points = self._birth(topic, payload, received_ms, node=False)
+        elif kind == "DDEATH":
+            points = self._device_death(topic, payload, received_ms, connected_ms)
+        else:
+            points = self._data(topic, payload, received_ms)
+        self._heard(topic, message_ms(payload, received_ms))
+        return points
+
+    def _heard(self, topic: Topic, ms: int) -> None:
+        """The node's session sent a message of time ``ms``: its last-heard time moves
+        forward (a redelivery of an older message leaves it)."""
+        node = self.edges.get(topic.node_key)
+        if node is not None and node.online and (node.last_heard is None
+                                                 or ms > node.last_heard):
+            self._touch(topic.node_key).last_heard = ms
+
+    def _death_ms(self, node: Edge, received_ms: int, connected_ms: int | None) -> int:
+        """When a death without a time of its own goes on record. A will that arrived
+        while this connection has been up since before the node's last message (live)
+        keeps its receive time. A node last heard before this connection may have died
+        any time since, while no collector was connected (the broker queued its will and
+        sends it now, maybe before a newer session's birth and data that carry their own,
+        earlier, times): the death goes at the earliest it can have happened, 1 ms after
+        the node was last heard, so it never lies after the node's later life. Never
+        later than its receive time."""
+        if connected_ms is None or node.last_heard is None \
+                or node.last_heard >= connected_ms:
+            return received_ms
+        return min(node.last_heard + 1, received_ms)
 
     def _birth(self, topic: Topic, payload: Payload, received_ms: int,
                node: bool) -> list[TagPoint]:
@@ -354,12 +422,13 @@ class SparkplugHost:
                        for m in edge.metrics.values()]
         return points
 
-    def _node_death(self, topic: Topic, payload: Payload, received_ms: int) -> list[TagPoint]:
-        """Every tag of the node and of its devices bad when the death arrived (an
+    def _node_death(self, topic: Topic, payload: Payload, received_ms: int,
+                    connected_ms: int | None) -> list[TagPoint]:
+        """Every tag of the node and of its devices bad from the node's death (an
         NDEATH is mostly the will the broker publishes for a node that dropped, and a
-        will's timestamp is from when the node connected), once: a death whose ``bdSeq`` is
-        not the current birth's (a stale will) or of a node already offline (a
-        redelivery) writes nothing."""
+        will's timestamp is from when the node connected, so the time is the host's:
+        :meth:`_death_ms`), once: a death whose ``bdSeq`` is not the current birth's (a
+        stale will) or of a node already offline (a redelivery) writes nothing."""
         node = self.edges.get(topic.node_key)
         if node is None or not node.online:
             return []
@@ -371,13 +440,23 @@ class SparkplugHost:
         # its devices still online (one that died before has its bad points already)
         keys = [topic.node_key] + sorted(k for k, e in self.edges.items()
                                          if k.startswith(topic.node_key + "/") and e.online)
-        return self._dead_points(topic, keys, received_ms, NODE_OFFLINE)
+        return self._dead_points(topic, keys, self._death_ms(node, received_ms, connected_ms),
+                                 NODE_OFFLINE)
 
-    def _device_death(self, topic: Topic, payload: Payload, received_ms: int
-                      ) -> list[TagPoint]:
+    def _device_death(self, topic: Topic, payload: Payload, received_ms: int,
+                      connected_ms: int | None) -> list[TagPoint]:
+        """The device's tags bad at the DDEATH's own timestamp: the live node publishes
+        it when the device goes, so a DDEATH the broker queued keeps its place among the
+        node's messages. Without a timestamp (the specification requires one), timed as
+        a node's death (:meth:`_death_ms`)."""
         device = self.edges.get(topic.edge_key)
         if device is None or not device.online:
             return []
         self.counters.deaths += 1
-        ms = payload.timestamp if payload.HasField("timestamp") else received_ms
+        if payload.HasField("timestamp"):
+            ms = payload.timestamp
+        else:
+            node = self.edges.get(topic.node_key)
+            ms = received_ms if node is None else \
+                self._death_ms(node, received_ms, connected_ms)
         return self._dead_points(topic, [topic.edge_key], ms, DEVICE_OFFLINE)

@@ -102,6 +102,100 @@ def test_a_death_is_written_once_and_a_stale_will_not_at_all() -> None:
     assert host.message(death, _payload(bdSeq=(0, 8, 3)), T0 + 9) == []  # redelivered
 
 
+def test_a_queued_will_goes_after_the_nodes_last_message_a_live_one_when_it_came() -> None:
+    """A will the broker queued while no collector was connected (the node last heard
+    before the connection) is dated 1 ms after the node's last message, not at the next
+    run's start: the node's rebirth in between keeps its own, later, times. A will
+    that came while the collector was connected before the node's last message keeps
+    its receive time."""
+    death, ndata = parse_topic("spBv1.0/g/NDEATH/n"), parse_topic("spBv1.0/g/NDATA/n")
+    host = _host()
+    late = _data(1, 2)
+    late.metrics[0].timestamp = T0 + 40  # a metric's time later than its payload's
+    host.message(ndata, late, T0 + 50, connected_ms=T0 - 100)
+    host.message(ndata, _data(1, 1), T0 + 60, connected_ms=T0 - 100)  # older: a replay
+    assert host.edges["g/n"].last_heard == T0 + 40
+    run_start = T0 + 3_600_000
+    (point,) = host.message(death, _payload(bdSeq=(0, 8, 3)), run_start + 15,
+                            connected_ms=run_start)
+    assert (point.ms, point.reason) == (T0 + 41, "node offline (NDEATH)")
+    reborn = host.message(parse_topic("spBv1.0/g/NBIRTH/n"),
+                          _payload(0, bdSeq=(0, 8, 4), t=(1, 10, 2.0)), run_start + 16,
+                          connected_ms=run_start)
+    assert [p.ms for p in reborn] == [T0] and reborn[0].ms < run_start  # its own time
+    assert host.edges["g/n"].last_heard == T0  # the new session's, not the old one's
+
+    live = _host()
+    live.message(ndata, _data(1, 1), T0 + 50, connected_ms=T0 - 100)
+    (point,) = live.message(death, _payload(bdSeq=(0, 8, 3)), T0 + 900, connected_ms=T0 - 100)
+    assert point.ms == T0 + 900
+
+
+def test_a_device_death_keeps_its_own_time_and_without_one_is_timed_as_a_will() -> None:
+    ddeath = parse_topic("spBv1.0/g/DDEATH/n/d")
+
+    def host_with_device() -> SparkplugHost:
+        host = _host()
+        host.message(parse_topic("spBv1.0/g/DBIRTH/n/d"), _payload(1, p=(5, 10, 1.0)),
+                     T0 + 1, connected_ms=T0 - 100)
+        return host
+
+    (own,) = host_with_device().message(ddeath, Payload(timestamp=T0 + 7, seq=2),
+                                        T0 + 9_000_000, connected_ms=T0 + 8_000_000)
+    assert (own.ms, own.reason) == (T0 + 7, "device offline (DDEATH)")
+    (queued,) = host_with_device().message(ddeath, Payload(seq=2), T0 + 9_000_000,
+                                           connected_ms=T0 + 8_000_000)
+    assert queued.ms == T0 + 1  # the DBIRTH's time (T0) + 1 ms
+
+
+def test_a_failed_batch_restores_the_last_heard_time() -> None:
+    host = _host()
+    saved = host.counters
+    host.begin()
+    host.message(parse_topic("spBv1.0/g/NDATA/n"), _data(1, 1), T0 + 5)
+    assert host.edges["g/n"].last_heard == T0 + 1
+    host.rollback(saved)
+    assert host.edges["g/n"].last_heard == T0
+
+
+def test_a_state_table_without_last_heard_gets_the_column_and_keeps_its_rows(tmp_path
+                                                                            ) -> None:
+    """The collector's start adds ``last_heard_ms`` to a ``sparkplug_edge`` of an
+    earlier version; its rows stay, and a node's last-heard time is its row's
+    ``updated_at`` until a message moves it (PostgreSQL: the integration test)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    saved_at = datetime(2026, 9, 21, 14, 13, 20, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE sparkplug_edge (edge VARCHAR(255) PRIMARY KEY, "
+                          "online BOOLEAN NOT NULL, bdseq BIGINT, seq INTEGER, "
+                          "updated_at DATETIME NOT NULL)"))
+        conn.execute(text("INSERT INTO sparkplug_edge VALUES ('g/n', 1, 3, 7, :t), "
+                          "('g/n/d', 1, NULL, NULL, :t)"), {"t": saved_at.replace(tzinfo=None)})
+    host = SparkplugHost([SparkplugGroup(group="g")])
+    added = host.create_tables(engine)
+    assert added == ["ALTER TABLE sparkplug_edge ADD last_heard_ms BIGINT"]
+    assert host.create_tables(engine) == []  # once
+    assert "last_heard_ms" in {c["name"] for c in inspect(engine).get_columns("sparkplug_edge")}
+    with engine.connect() as conn:
+        host.load(conn)
+    node, device = host.edges["g/n"], host.edges["g/n/d"]
+    assert (node.online, node.bdseq, node.seq) == (True, 3, 7)
+    assert node.last_heard == int(saved_at.timestamp() * 1000)
+    assert device.online and device.last_heard is None
+    host.begin()
+    host.message(parse_topic("spBv1.0/g/NDATA/n"), _data(1, 8), T0)
+    with engine.begin() as conn:
+        host.save(conn)
+    again = SparkplugHost([SparkplugGroup(group="g")])
+    with engine.connect() as conn:
+        again.load(conn)
+    assert (again.edges["g/n"].seq, again.edges["g/n"].last_heard) == (8, T0 + 8)
+
+
 def test_a_failed_batch_leaves_the_state_as_it_was() -> None:
     host = _host()
     saved = host.counters
