@@ -25,7 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from shopfloor.db.schema import Tables
@@ -174,6 +174,8 @@ class Writer:
         self.decoder = decoder
         self.ids: dict[tuple[str, str], int] = {}
         self._registered: dict[tuple[str, str], TagInfo] = {}
+        # Both stages register tags (see _render): their additions are merged under it.
+        self._lock = threading.Lock()
 
     def prepare(self) -> None:
         """Create the tables where missing; read Sparkplug B's state and the receive
@@ -216,10 +218,21 @@ class Writer:
         100 values, 85 % of it the ``COPY``) only sends it; None when the batch's tags
         are not all registered yet (their ids come with the commit) or it does not go
         by ``COPY``. Its ``ingested_at`` is the decoding time, a batch's commit before
-        the write: within the lake export's lag (``shopfloor.tags.lake_export``)."""
-        if not copies(self.engine, points) or self._new_tags(points.tags.values()):
+        the write: within the lake export's lag (``shopfloor.tags.lake_export``).
+
+        Tags it meets for the first time (a run's first batches: the writer registers
+        the batch before it at the same time) are registered here, in a transaction
+        of their own: a tag registered without samples (the batch's commit failing
+        after it) is harmless, and is registered again with its redelivery. Only JSON
+        batches go by ``COPY`` (Sparkplug B's points may repeat a key), so a
+        Sparkplug B rebirth still registers its tags with its samples."""
+        if not copies(self.engine, points):
             return None
-        ids = self.ids  # replaced whole by a commit that registers tags (see commit)
+        new = self._new_tags(points.tags.values())
+        if new:  # a JSON batch's tags: registered now, in a transaction of their own
+            with self.engine.begin() as conn:
+                self._remember(new, self._register(conn, new))
+        ids = self.ids  # replaced whole, never changed in place (see _remember)
         id_of = {k: ids[(t.device, t.name)] for k, t in points.tags.items()}
         return copy_text(points, id_of, utcnow())
 
@@ -230,11 +243,8 @@ class Writer:
         try:
             new = self._new_tags(d.points.tags.values())
             with self.engine.begin() as conn:
-                ids = dict(self.ids) if new else self.ids
-                for device in sorted({t.device for t in new}):
-                    found = register_tags(conn, self.tables.tags,
-                                          [t for t in new if t.device == device])
-                    ids.update(found)
+                found = self._register(conn, new)
+                ids = {**self.ids, **found} if found else self.ids
                 if d.sparkplug:
                     host.save(conn)
                 self.decoder.deliveries.save(conn, d.deliveries)
@@ -245,8 +255,7 @@ class Writer:
             if d.sparkplug:
                 host.rollback(d.saved)
             raise
-        self.ids = ids
-        self._registered.update({(t.device, t.name): t for t in new})
+        self._remember(new, found)
         stats.received += len(d.messages)
         stats.unmatched += d.unmatched
         stats.written += written.points
@@ -254,6 +263,23 @@ class Writer:
         stats.uncertain += written.uncertain
         stats.batches += 1
         stats.sparkplug = host.counters
+
+    def _register(self, conn: Connection, new: list[TagInfo]) -> dict[tuple[str, str], int]:
+        """Register ``new`` in ``conn``'s transaction, a device at a time; their ids."""
+        found: dict[tuple[str, str], int] = {}
+        for device in sorted({t.device for t in new}):
+            found.update(register_tags(conn, self.tables.tags,
+                                       [t for t in new if t.device == device]))
+        return found
+
+    def _remember(self, new: list[TagInfo], found: dict[tuple[str, str], int]) -> None:
+        """Known from now on (once their transaction committed). ``ids`` is replaced,
+        not changed: the other stage may be reading the old one."""
+        if not new:
+            return
+        with self._lock:
+            self.ids = {**self.ids, **found}
+            self._registered.update({(t.device, t.name): t for t in new})
 
     def _new_tags(self, tags: Iterable[TagInfo]) -> list[TagInfo]:
         """Tags not registered yet in this process, or whose description changed (a

@@ -3,6 +3,7 @@
 message's timestamp as the key, every value once however often it arrives."""
 
 import json
+import threading
 
 from sqlalchemy import Engine
 
@@ -134,3 +135,56 @@ def test_the_copy_path_writes_what_the_upsert_path_writes(mqtt_db: Engine) -> No
         assert got["t1"]["text_value"] == 'say "hi", ok' and got["t1"]["value"] is None
         assert (got["t2"]["quality"], got["t2"]["reason"], got["t2"]["value"]) == \
             (0, "not a number", None)
+
+
+def test_a_burst_of_kept_messages_lands_exactly_through_the_pre_rendered_copy(
+        broker: tuple, mqtt_db: Engine, monkeypatch) -> None:
+    """The broker's burst of what it kept for the session (the collector away, as between
+    two runs): each batch has its COPY text rendered while the previous one is written,
+    the first one's tags registered as it is decoded (``Writer._render``). Every value
+    lands once at its message's time, good, as a batch written the plain way does."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+
+    from shopfloor.mqtt.ingest import Writer
+
+    root, client_id = unique("burst"), unique("collector")
+    topic, tags, messages = f"{root}/dryer", 20, 400
+    cfg = config(client_id, json=[{"topic": topic, "timestamp": "ts", "tags": [
+        {"name": f"t{k}", "path": f"v.t{k}", "min_value": -1e9, "max_value": 1e9}
+        for k in range(tags)]}])
+    # The session exists with nobody connected: the broker keeps what is published.
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 300
+    session = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                          protocol=mqtt.MQTTv5)
+    subscribed = threading.Event()
+    session.on_subscribe = lambda *_a: subscribed.set()
+    session.connect(*broker, clean_start=True, properties=props)
+    session.loop_start()
+    session.subscribe([(topic, SubscribeOptions(qos=1))])
+    assert subscribed.wait(10)
+    session.disconnect()
+    session.loop_stop()
+    pub = Publisher()
+    for i in range(messages):
+        pub.publish(topic, json.dumps({"ts": T0 + i, "v": {f"t{k}": i + k / 8
+                                                           for k in range(tags)}}))
+    pub.close()
+    rendered: list[bool] = []
+    render = Writer._render
+    monkeypatch.setattr(Writer, "_render", lambda self, points: rendered.append(
+        (csv := render(self, points)) is not None) or csv)
+    with running(cfg, mqtt_db):
+        wait_for(lambda: len(samples(mqtt_db, root)) >= messages * tags, "every point")
+    rows = samples(mqtt_db, root)
+    # Every batch (the first one's tags registered while it was decoded) went by COPY
+    # with its text rendered before the writer took it.
+    assert len(rendered) >= 2 and all(rendered), rendered
+    assert len(rows) == messages * tags
+    got = {(r["name"], int(r["ts"].timestamp() * 1000)): (r["value"], r["quality"])
+           for r in rows}
+    assert got == {(f"t{k}", T0 + i): (i + k / 8, 192)
+                   for i in range(messages) for k in range(tags)}
