@@ -56,7 +56,7 @@ from shopfloor.mqtt.ingest import Collector
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.pg import throwaway_database  # noqa: E402
 
-HOST, PORT = "127.0.0.1", 1883
+HOST, PORT = "127.0.0.1", int(os.environ.get("BENCH_MQTT_PORT", "1883"))
 T0 = 1_790_000_000_000
 
 
@@ -99,7 +99,7 @@ def publish(topic: str, messages: int, tags: int, round_no: int) -> None:
 
 def run_collector(engine: Engine, client_id: str, topic: str, tags: int,
                   expected: int) -> float:
-    cfg = parse_config({"broker": {"client_id": client_id}, "json": [{
+    cfg = parse_config({"broker": {"client_id": client_id, "port": PORT}, "json": [{
         "topic": topic, "timestamp": "ts",
         "tags": [{"name": f"t{k}", "path": f"v.t{k}", "min_value": -1e9, "max_value": 1e9}
                  for k in range(tags)]}]})
