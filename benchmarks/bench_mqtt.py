@@ -32,12 +32,17 @@ import io
 import json
 import os
 import queue
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -54,10 +59,40 @@ from shopfloor.mqtt.ingest import Collector
 # The test helpers live in the repository's tests/: importable when run as written
 # (`.venv/bin/python benchmarks/...`), without PYTHONPATH.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.conftest import free_port  # noqa: E402
 from tests.pg import throwaway_database  # noqa: E402
 
-HOST, PORT = "127.0.0.1", int(os.environ.get("BENCH_MQTT_PORT", "1883"))
+HOST, PORT = "127.0.0.1", 1883
 T0 = 1_790_000_000_000
+
+
+@contextmanager
+def own_broker() -> Iterator[int]:
+    """A Mosquitto of the benchmark's own on a free port, without the queue limit (the
+    default keeps at most 1,000 messages a session), so a round can leave more."""
+    global PORT
+    folder = Path(tempfile.mkdtemp(prefix="bench-mqtt-"))
+    folder.chmod(0o755)  # mosquitto started as root reads it as its own user
+    port = free_port()
+    conf = folder / "mosquitto.conf"
+    conf.write_text(f"listener {port} {HOST}\nallow_anonymous true\n"
+                    "max_queued_messages 0\nmax_queued_bytes 0\n", encoding="utf-8")
+    conf.chmod(0o644)
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection((HOST, port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        PORT = port
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _props() -> Properties:
@@ -190,7 +225,15 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=900)
     ap.add_argument("--tags", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--own-broker", action="store_true",
+                    help="a Mosquitto of its own without the 1,000-message queue limit "
+                         "(for --messages above 1000)")
     args = ap.parse_args()
+    with own_broker() if args.own_broker else nullcontext():
+        bench(args)
+
+
+def bench(args: argparse.Namespace) -> None:
     server = os.environ.get("SHOPFLOOR_BENCH_PG_URL",
                             "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
     expected = args.messages * args.tags
