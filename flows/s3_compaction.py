@@ -44,6 +44,7 @@ from tasks.s3_compaction import (
     claim_renewal,
     claimable_districts_task,
     compact,
+    ended_claimers,
     get_keys,
     recover_leftovers,
     register_new_keys,
@@ -137,6 +138,7 @@ class _Run:
     ram_limit: str
     run_id: str
     claim_ttl_minutes: int
+    ended: list[str]  # runs Prefect knows are over: their claims are taken at once
 
 
 def _serve(run: _Run, districts: list[str], budget: int) -> Served:
@@ -155,7 +157,7 @@ def _serve(run: _Run, districts: list[str], budget: int) -> Served:
                         len(districts) - i)
             break
         claimed = get_keys(run.metadata_db, code, budget - served.claimed, run.run_id,
-                           run.claim_ttl_minutes)
+                           run.claim_ttl_minutes, run.ended)
         if not claimed:
             continue
         served.claimed += len(claimed)
@@ -248,12 +250,13 @@ def s3_compaction(
     require_blocks(raw_logs, lake, metadata_db)
     check_storage(raw_logs, lake)
     run_id = run_token()  # the claim token
+    ended = ended_claimers(metadata_db)
     # Whatever earlier runs left (crashed claims, chains of take-overs) goes first.
-    recover_leftovers(lake, target_prefix, metadata_db, run_id, claim_ttl_minutes)
+    recover_leftovers(lake, target_prefix, metadata_db, run_id, claim_ttl_minutes, ended)
     districts = [distrik] if distrik else _configured(
-        claimable_districts_task(metadata_db, claim_ttl_minutes))
+        claimable_districts_task(metadata_db, claim_ttl_minutes, ended))
     spec = _Run(raw_logs, lake, target_prefix, metadata_db, tz_offset_hours, ram_limit,
-                run_id, claim_ttl_minutes)
+                run_id, claim_ttl_minutes, ended)
     with claim_renewal(metadata_db, run_id, claim_ttl_minutes):
         served = _serve(spec, districts, key_limit_per_run)
     summary = summarise(distrik or ",".join(served.districts), served,

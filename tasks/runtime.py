@@ -4,7 +4,8 @@ What a task or a flow needs from Prefect lives here and nowhere else:
 
 - **who is running**: :func:`run_id` (the flow run's id, or None) and :func:`run_token`
   (never empty: a fresh uuid outside a flow run), the only readers of
-  ``prefect.runtime``;
+  ``prefect.runtime``; :func:`ended_runs`, which of some run tokens name flow runs the
+  API knows to be over;
 - **what time it is for the run**: :func:`logical_now` and :func:`scheduled_start`;
 - **engines from blocks**: :func:`engine`, the one place a ``SqlAlchemyConnector`` block
   becomes an SQLAlchemy engine (its public ``connection_info`` and ``connect_args``),
@@ -26,6 +27,7 @@ from typing import Any
 
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment, flow_run
@@ -55,6 +57,25 @@ def run_token() -> str:
     flow run's id, or a fresh uuid outside a flow run, so it is never empty and two plain
     calls never share one."""
     return run_id() or str(uuid.uuid4())
+
+
+def ended_runs(tokens: list[str]) -> list[str]:
+    """Those of ``tokens`` that name flow runs in a final state (completed, failed,
+    crashed, cancelled), asked of the API in one call. A token that is not a flow run
+    of this API (a plain call's uuid, another server's run) is not among them: nobody
+    can tell that it ended."""
+    ids = []
+    for token in tokens:
+        try:
+            ids.append(uuid.UUID(token))
+        except ValueError:
+            continue
+    if not ids:
+        return []
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids))
+    return sorted(str(r.id) for r in runs if r.state is not None and r.state.is_final())
 
 
 def run_names() -> tuple[str, str]:

@@ -11,6 +11,7 @@ from shopfloor.compaction.claims import (
     ClaimedKey,
     claim_keys,
     claimable_districts,
+    claiming_runs,
     fence,
     holdings,
     release_claim,
@@ -76,9 +77,31 @@ def check_storage(*blocks: str) -> None:
         runtime.storage(name).check_exists(name)
 
 
+@task(name="ended-claimers", **RETRIED, **LIVE)
+def ended_claimers(metadata_db: str) -> list[str]:
+    """The runs holding claimed keys that Prefect knows are over (failed, crashed,
+    cancelled, even completed): their keys are taken at once rather than after the
+    claim TTL. A run that failed while the metadata database was away could not give
+    its keys back (its release hook failed too); its claim would otherwise wait out
+    ``claim_ttl_minutes``.
+
+    Args:
+        metadata_db: SqlAlchemyConnector block holding ``s3_object``.
+    """
+    engine = runtime.engine(metadata_db)
+    check_connection(engine, metadata_db)
+    with engine.connect() as conn:
+        holders = claiming_runs(conn, runtime.tables(), utcnow())
+    ended = runtime.ended_runs(holders)
+    if ended:
+        get_run_logger().warning("%d ended runs still hold claimed keys, taken over now: %s",
+                                 len(ended), ", ".join(ended))
+    return ended
+
+
 @task(name="get-keys", **RETRIED, **LIVE)
 def get_keys(metadata_db: str, district: str, limit: int, run_id: str,
-             claim_ttl_minutes: int) -> list[ClaimedKey]:
+             claim_ttl_minutes: int, ended: list[str] | None = None) -> list[ClaimedKey]:
     """Claim up to ``limit`` PENDING (or stale) keys of ``district`` for this run, atomically.
 
     Args:
@@ -87,11 +110,12 @@ def get_keys(metadata_db: str, district: str, limit: int, run_id: str,
         limit: most keys to claim.
         run_id: this flow run's id, written on every claimed key.
         claim_ttl_minutes: claims older than this are taken over.
+        ended: runs known to be over (``ended-claimers``): their claims are taken too.
     """
     engine = runtime.engine(metadata_db)
     check_connection(engine, metadata_db)
     claimed = claim_keys(engine, runtime.tables(), district, limit, run_id,
-                         timedelta(minutes=claim_ttl_minutes))
+                         timedelta(minutes=claim_ttl_minutes), ended=ended or ())
     (pause_hook_from_env() or no_hook)("after_claim")  # fault injection; normally nothing
     stale = sorted({c.previous_run_id for c in claimed
                     if c.previous_run_id and c.previous_run_id != run_id})
@@ -174,7 +198,7 @@ def update_status(metadata_db: str, lake: str, target_prefix: str, run_id: str,
 
 @task(name="recover-leftovers", **RETRIED, **LIVE)
 def recover_leftovers(lake: str, target_prefix: str, metadata_db: str, run_id: str,
-                      claim_ttl_minutes: int) -> Recovery:
+                      claim_ttl_minutes: int, ended: list[str] | None = None) -> Recovery:
     """Before claiming: clean what dead claims left under the target (files, staging,
     manifest), drop the manifests of claims that finished, leave live ones alone
     (``shopfloor.compaction.recovery``). Whatever chain of crashes left them.
@@ -185,6 +209,7 @@ def recover_leftovers(lake: str, target_prefix: str, metadata_db: str, run_id: s
         metadata_db: SqlAlchemyConnector block holding ``s3_object`` (who holds what).
         run_id: this run's claim token (never touched).
         claim_ttl_minutes: a claim not renewed for this long counts as dead.
+        ended: runs known to be over: their claims count as dead whatever their age.
     """
     (pause_hook_from_env() or no_hook)("started")  # fault injection; normally nothing
     engine = runtime.engine(metadata_db)
@@ -193,7 +218,7 @@ def recover_leftovers(lake: str, target_prefix: str, metadata_db: str, run_id: s
 
     def judge(claims):
         with engine.connect() as conn:
-            return holdings(conn, tables, claims, cutoff)
+            return holdings(conn, tables, claims, cutoff, ended or ())
 
     done = recover(runtime.storage(lake), target_prefix, judge, keep=[run_id])
     if done.cleaned or done.forgotten or done.left:
@@ -227,18 +252,20 @@ def release_keys(metadata_db: str, run_id: str, error: str) -> int:
 
 
 @task(name="claimable-districts", **RETRIED, **LIVE)
-def claimable_districts_task(metadata_db: str, claim_ttl_minutes: int) -> list[str]:
+def claimable_districts_task(metadata_db: str, claim_ttl_minutes: int,
+                             ended: list[str] | None = None) -> list[str]:
     """Districts with PENDING (or stale CLAIMED) keys, the oldest backlog first.
 
     Args:
         metadata_db: SqlAlchemyConnector block holding ``s3_object``.
         claim_ttl_minutes: claims older than this count as waiting.
+        ended: runs known to be over: their claims count as waiting too.
     """
     engine = runtime.engine(metadata_db)
     check_connection(engine, metadata_db)
     cutoff = utcnow() - timedelta(minutes=claim_ttl_minutes)
     with engine.connect() as conn:
-        return claimable_districts(conn, runtime.tables(), cutoff)
+        return claimable_districts(conn, runtime.tables(), cutoff, ended or ())
 
 
 @contextmanager

@@ -5,7 +5,11 @@ run id. Concurrent claimers get disjoint keys: PostgreSQL and MySQL/MariaDB skip
 another transaction has locked (``FOR UPDATE SKIP LOCKED``), SQL Server reads past them
 (``UPDLOCK, READPAST``), SQLite serialises claimers on its write lock (``BEGIN IMMEDIATE``).
 A claim older than the TTL is taken over; the previous run id is returned so the new
-claimer can remove the stale claim's partial output before writing its own.
+claimer can remove the stale claim's partial output before writing its own. So is, at
+once, a claim of a run known to have *ended* (the caller asks the orchestrator which of
+:func:`claiming_runs` are over: a run that failed while the database was away
+could not give its keys back, and they would otherwise wait out the TTL). A run wrongly
+believed ended is still safe: its fence finds the claim taken and it publishes nothing.
 """
 
 from collections.abc import Mapping, Sequence
@@ -46,17 +50,26 @@ class ClaimedKey:
     previous_run_id: str | None
 
 
-def _claimable(tables: Tables, district: str, cutoff: datetime, run_id: str):
+def _claimable(tables: Tables, district: str, cutoff: datetime, run_id: str,
+               ended: Sequence[str] = ()):
     t = tables.s3_object
-    # A run's own claims are claimable again, so a retried claim returns them too.
+    # A run's own claims are claimable again, so a retried claim returns them too; so are
+    # the claims of runs that ended.
     return and_(
         t.c.distrik == district,
         or_(
             t.c.compression_status == "PENDING",
             and_(t.c.compression_status == "CLAIMED",
-                 or_(t.c.claimed_at < cutoff, t.c.compression_run_id == run_id)),
+                 or_(t.c.claimed_at < cutoff,
+                     t.c.compression_run_id.in_(_owners(run_id, ended)))),
         ),
     )
+
+
+def _owners(run_id: str, ended: Sequence[str]) -> list[str]:
+    """The run ids whose claims a claimer takes whatever their age: its own and those of
+    ended runs (never empty, so an ``IN`` list is valid SQL on every dialect)."""
+    return [run_id, *sorted(set(ended) - {run_id})]
 
 
 def build_mssql_claim(tables: Tables, dialect: Dialect) -> TextClause:
@@ -76,7 +89,7 @@ def build_mssql_claim(tables: Tables, dialect: Dialect) -> TextClause:
     WHERE distrik = :district
       AND (compression_status = 'PENDING'
            OR (compression_status = 'CLAIMED'
-               AND (claimed_at < :cutoff OR compression_run_id = :run_id)))
+               AND (claimed_at < :cutoff OR compression_run_id IN :owners)))
     ORDER BY id
 )
 UPDATE c SET compression_status = 'CLAIMED', compression_run_id = :run_id,
@@ -84,16 +97,18 @@ UPDATE c SET compression_status = 'CLAIMED', compression_run_id = :run_id,
 OUTPUT inserted.id, inserted.{key}, inserted.size, deleted.compression_run_id;"""  # noqa: S608
     return text(sql).bindparams(
         bindparam("cutoff", type_=UtcDateTime()), bindparam("now", type_=UtcDateTime()),
+        bindparam("owners", expanding=True),
     )
 
 
 def build_claim_select(tables: Tables, district: str, limit: int, run_id: str,
-                       cutoff: datetime, dialect_name: str) -> Select:
+                       cutoff: datetime, dialect_name: str, ended: Sequence[str] = ()
+                       ) -> Select:
     """The rows to claim; on PostgreSQL and MySQL/MariaDB locked rows are skipped."""
     t = tables.s3_object
     stmt = (
         select(t.c.id, t.c.key, t.c.size, t.c.compression_run_id)
-        .where(_claimable(tables, district, cutoff, run_id))
+        .where(_claimable(tables, district, cutoff, run_id, ended))
         .order_by(t.c.id)
         .limit(limit)
     )
@@ -103,9 +118,11 @@ def build_claim_select(tables: Tables, district: str, limit: int, run_id: str,
 
 
 def _claim_with_select(conn: Connection, tables: Tables, district: str, limit: int,
-                       run_id: str, cutoff: datetime, now: datetime) -> list[ClaimedKey]:
+                       run_id: str, cutoff: datetime, now: datetime,
+                       ended: Sequence[str]) -> list[ClaimedKey]:
     t = tables.s3_object
-    stmt = build_claim_select(tables, district, limit, run_id, cutoff, conn.dialect.name)
+    stmt = build_claim_select(tables, district, limit, run_id, cutoff, conn.dialect.name,
+                              ended)
     rows = conn.execute(stmt).all()
     if not rows:
         return []
@@ -119,8 +136,10 @@ def _claim_with_select(conn: Connection, tables: Tables, district: str, limit: i
 
 
 def claim_keys(engine: Engine, tables: Tables, district: str, limit: int, run_id: str,
-               claim_ttl: timedelta, now: datetime | None = None) -> list[ClaimedKey]:
-    """Claim up to ``limit`` PENDING (or stale CLAIMED) keys of ``district`` for ``run_id``.
+               claim_ttl: timedelta, now: datetime | None = None,
+               ended: Sequence[str] = ()) -> list[ClaimedKey]:
+    """Claim up to ``limit`` PENDING (or stale CLAIMED) keys of ``district`` for ``run_id``;
+    the keys claimed by the runs of ``ended`` are taken whatever their age.
 
     Runs in its own short write transaction, committed before it returns: on SQLite it
     holds the write lock before reading, so two claimers cannot read the same rows.
@@ -135,10 +154,11 @@ def claim_keys(engine: Engine, tables: Tables, district: str, limit: int, run_id
         if conn.dialect.name == "mssql":
             rows = conn.execute(build_mssql_claim(tables, conn.dialect), {
                 "limit": limit, "district": district, "cutoff": cutoff, "run_id": run_id,
-                "now": now}).all()
+                "owners": _owners(run_id, ended), "now": now}).all()
             claimed = [ClaimedKey(r[0], r[1], r[2], r[3]) for r in rows]
         else:
-            claimed = _claim_with_select(conn, tables, district, limit, run_id, cutoff, now)
+            claimed = _claim_with_select(conn, tables, district, limit, run_id, cutoff, now,
+                                         ended)
     return sorted(claimed, key=lambda c: c.id)
 
 
@@ -188,22 +208,35 @@ def release_claim(conn: Connection, tables: Tables, run_id: str, error: str) -> 
     ).rowcount
 
 
-def claimable_districts(conn: Connection, tables: Tables, cutoff: datetime
-                        ) -> list[str]:
-    """Districts with keys a run may claim (PENDING, or CLAIMED before ``cutoff``), the
-    one whose oldest such key was registered first coming first.
+def claimable_districts(conn: Connection, tables: Tables, cutoff: datetime,
+                        ended: Sequence[str] = ()) -> list[str]:
+    """Districts with keys a run may claim (PENDING, or CLAIMED before ``cutoff`` or by a
+    run of ``ended``), the one whose oldest such key was registered first coming first.
 
     Serving the oldest backlog first means no district starves behind a busy one: its
     oldest key becomes the oldest of all in time.
     """
     t = tables.s3_object
+    stale = t.c.claimed_at < cutoff
+    if ended:
+        stale = or_(stale, t.c.compression_run_id.in_(sorted(set(ended))))
     waiting = or_(t.c.compression_status == "PENDING",
-                  and_(t.c.compression_status == "CLAIMED", t.c.claimed_at < cutoff))
+                  and_(t.c.compression_status == "CLAIMED", stale))
     rows = conn.execute(
         select(t.c.distrik, func.min(t.c.id).label("first"))
         .where(waiting).group_by(t.c.distrik).order_by(func.min(t.c.id))
     ).all()
     return [r.distrik for r in rows]
+
+
+def claiming_runs(conn: Connection, tables: Tables, older_than: datetime) -> list[str]:
+    """The runs holding CLAIMED keys claimed before ``older_than`` (a run's first moments
+    are left alone: it may not be known to the orchestrator yet)."""
+    t = tables.s3_object
+    rows = conn.execute(select(t.c.compression_run_id).distinct().where(
+        t.c.compression_status == "CLAIMED", t.c.compression_run_id.is_not(None),
+        t.c.claimed_at < older_than))
+    return sorted(r for (r,) in rows)
 
 
 def renew_claim(conn: Connection, tables: Tables, run_id: str, now: datetime | None = None,
@@ -259,14 +292,16 @@ LIVE, FINISHED, DEAD = "live", "finished", "dead"
 
 
 def holdings(conn: Connection, tables: Tables, claims: Sequence[tuple[str, str]],
-             cutoff: datetime) -> dict[tuple[str, str], str]:
+             cutoff: datetime, ended: Sequence[str] = ()) -> dict[tuple[str, str], str]:
     """For each ``(run_id, district)``: ``finished`` when the run recorded the outcome of
     keys of that district (SUCCESS or QUARANTINED under its id: its files are final),
-    else ``live`` when it still holds a claim renewed at or after ``cutoff``, else
-    ``dead`` (crashed, released or taken over: its output must go). An empty district
+    else ``live`` when it still holds a claim renewed at or after ``cutoff`` and is not
+    one of the ``ended`` runs, else ``dead`` (crashed, released or taken over: its
+    output must go). An empty district
     means any district (claims written before runs were scoped by district)."""
     t = tables.s3_object
     runs = sorted({run for run, _ in claims})
+    over = set(ended)
     seen: dict[tuple[str, str], set[str]] = {}
     for i in range(0, len(runs), 500):  # far below every dialect's parameter limit
         rows = conn.execute(
@@ -276,7 +311,8 @@ def holdings(conn: Connection, tables: Tables, claims: Sequence[tuple[str, str]]
             .group_by(t.c.compression_run_id, t.c.distrik, t.c.compression_status)
         ).all()
         for run, district, status, claimed_at in rows:
-            live = status == "CLAIMED" and claimed_at is not None and claimed_at >= cutoff
+            live = status == "CLAIMED" and claimed_at is not None and \
+                claimed_at >= cutoff and run not in over
             mark = FINISHED if status in ("SUCCESS", "QUARANTINED") else LIVE if live else ""
             if mark:
                 seen.setdefault((run, district), set()).add(mark)

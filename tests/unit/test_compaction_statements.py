@@ -40,7 +40,7 @@ def test_mssql_claim_reads_past_locked_rows_and_outputs_the_previous_claim():
     assert "FROM flet_montrg.s3_object WITH (UPDLOCK, READPAST, ROWLOCK)" in sql
     assert "SELECT TOP (:limit)" in sql
     assert "OUTPUT inserted.id, inserted.[key], inserted.size, deleted.compression_run_id" in sql
-    assert "compression_run_id = :run_id" in sql
+    assert "compression_run_id IN (__[POSTCOMPILE_owners])" in sql
     assert "claimed_at < :cutoff" in sql
 
 

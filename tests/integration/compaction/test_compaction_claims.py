@@ -159,3 +159,37 @@ def test_a_sqlite_claimer_waits_at_begin_for_one_mid_claim_then_takes_the_rest(s
     assert sorted(c.key for c in got) == keys[4:]
     first.dispose()
     second.dispose()
+
+
+def test_a_fresh_claim_of_an_ended_run_is_waiting_dead_and_taken(pg_engine, registry):
+    """Within the TTL a claim is its run's; once the caller knows that run ended, its
+    district is waiting, its leftovers are dead, and a claimer takes its keys (the
+    previous run id returned, to clean after it), and no one else's."""
+    from shopfloor.compaction.claims import (
+        DEAD,
+        LIVE,
+        claimable_districts,
+        claiming_runs,
+        holdings,
+    )
+
+    _register(pg_engine, registry, 4, "SATU")
+    claim_keys(pg_engine, registry, "SATU", 2, "run-ended", TTL)
+    claim_keys(pg_engine, registry, "SATU", 2, "run-live", TTL)
+    cutoff = utcnow() - TTL
+    with pg_engine.connect() as conn:
+        assert {"run-ended", "run-live"} <= set(claiming_runs(conn, registry, utcnow()))
+        assert "SATU" not in claimable_districts(conn, registry, cutoff)
+        assert "SATU" in claimable_districts(conn, registry, cutoff, ["run-ended"])
+        claims = [("run-ended", "SATU"), ("run-live", "SATU")]
+        assert holdings(conn, registry, claims, cutoff) == {c: LIVE for c in claims}
+        assert holdings(conn, registry, claims, cutoff, ["run-ended"]) == {
+            ("run-ended", "SATU"): DEAD, ("run-live", "SATU"): LIVE}
+    assert claim_keys(pg_engine, registry, "SATU", 10, "run-next", TTL) == []
+    taken = claim_keys(pg_engine, registry, "SATU", 10, "run-next", TTL, ended=["run-ended"])
+    assert [c.previous_run_id for c in taken] == ["run-ended"] * 2
+    t = registry.s3_object
+    with pg_engine.connect() as conn:
+        holders = conn.execute(select(t.c.compression_run_id).where(
+            t.c.distrik == "SATU", t.c.compression_status == "CLAIMED")).scalars().all()
+    assert sorted(holders) == ["run-live", "run-live", "run-next", "run-next"]

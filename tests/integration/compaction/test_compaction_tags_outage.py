@@ -10,9 +10,10 @@ lake once.
 
 What the run does meanwhile (seen in its log): ``update-status`` is tried three times
 5 s apart, then ``release-keys`` and the flow's release hook fail too (the database is
-still away), so the keys stay CLAIMED by the dead run: a scheduled run takes them over
-only after ``claim_ttl_minutes`` (60 by default), when it compacts them again. The test
-stands for "later than the TTL" with ``claim_ttl_minutes=0``.
+still away), so the keys stay CLAIMED by the dead run, and the run ends Failed. The
+next run, on the default one-hour ``claim_ttl_minutes``, asks Prefect which claimers
+are over (``ended-claimers``), finds that one Failed and takes its keys at once (before,
+they waited out the TTL: this test stood for it with ``claim_ttl_minutes=0``).
 """
 
 import os
@@ -105,10 +106,9 @@ def test_tags_with_the_metadata_database_stopped_are_registered_once_when_it_is_
     assert not [o.key for o in protocol.visible_files(lake, "datalog_v2")
                 if o.key.endswith(".parquet")]
 
-    # The next run (TTL 0: the dead claim counts as expired) takes the keys over.
+    # The next run, on the default TTL, takes the keys of the run Prefect saw fail.
     state = s3_compaction(raw_logs="cmp-raw-local", lake="cmp-lake-local",
-                          metadata_db=BLOCK, claim_ttl_minutes=0, ram_limit="256MB",
-                          return_state=True)
+                          metadata_db=BLOCK, ram_limit="256MB", return_state=True)
     assert state.is_completed(), state.message
     assert state.result()["keys_succeeded"] == 4
     assert set(statuses(engine, tables).values()) == {"SUCCESS"}

@@ -152,3 +152,46 @@ def test_the_exit_hook_releases_the_runs_claims(meta_block, local_blocks, regist
                        parameters={"metadata_db": META})
     release_claims_on_exit(s3_compaction, fake_run, Failed(message="crashed"))
     assert sorted(statuses(pg_engine, registry).values()) == ["CLAIMED", "PENDING", "PENDING"]
+
+
+def _flow_run_in(state) -> str:  # noqa: ANN001
+    """A real flow run on the test's Prefect API, set to ``state``; its id."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    @flow(name="claim-holder")
+    def holder() -> None: ...
+
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(holder, state=state)
+    return str(run.id)
+
+
+def test_claims_of_runs_prefect_knows_ended_are_taken_at_once(
+        meta_block, local_blocks, registry, pg_engine, write_objects):
+    """A run that failed while the metadata database was away could not give its keys
+    back (its release hook failed too): the next run asks Prefect which claimers are
+    over and takes their keys at once, on the default one-hour TTL. A claimer still
+    running keeps its keys until the TTL."""
+    from prefect.states import Running
+
+    raw, lake = local_blocks
+    write_objects(raw, {f"BRCB/{i}.json": ndjson(records(i, 5)) for i in range(4)})
+    register_s3_keys(**LOCAL)
+    failed, running = _flow_run_in(Failed(message="metadata database away")), \
+        _flow_run_in(Running())
+    claim_keys(pg_engine, registry, "BRCB", 2, failed, timedelta(minutes=60))
+    claim_keys(pg_engine, registry, "BRCB", 2, running, timedelta(minutes=60))
+    state = s3_compaction(raw_logs="cmp-raw-local", lake="cmp-lake-local", metadata_db=META,
+                          ram_limit="256MB", return_state=True)
+    assert state.is_completed() and state.result()["keys_claimed"] == 2
+    t = registry.s3_object
+    with pg_engine.connect() as conn:
+        rows = conn.execute(select(t.c.key, t.c.compression_status, t.c.compression_run_id)
+                            .order_by(t.c.key)).all()
+    assert [(k, s) for k, s, _ in rows] == [("BRCB/0.json", "SUCCESS"),
+                                            ("BRCB/1.json", "SUCCESS"),
+                                            ("BRCB/2.json", "CLAIMED"),
+                                            ("BRCB/3.json", "CLAIMED")]
+    assert {r for _, _, r in rows[2:]} == {running}
+    assert sorted({r[0] for r in lake_rows(lake)}) == ["BRCB/0.json", "BRCB/1.json"]
