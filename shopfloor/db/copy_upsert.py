@@ -19,7 +19,7 @@ from psycopg2 import errors
 from sqlalchemy import Column, Connection, MetaData, Table, select
 from sqlalchemy.dialects import postgresql
 
-from shopfloor.db.bulk import copy_csv, copy_statement, is_psycopg2
+from shopfloor.db.bulk import copy_csv, copy_from_memory, copy_statement, is_psycopg2
 
 # Fewer rows go through the plain upsert: a savepoint and a COPY cost more.
 COPY_MIN_ROWS = 500
@@ -30,18 +30,21 @@ def can_copy_upsert(bind: Any, n: int) -> bool:
     return n >= COPY_MIN_ROWS and is_psycopg2(bind)
 
 
-def _copy(conn: Connection, table: Table, columns: Sequence[str], csv: str) -> None:
+def _copy(conn: Connection, table: Table, columns: Sequence[str], data: str | bytes) -> None:
     cursor = conn.connection.cursor()
+    binary = isinstance(data, bytes)
     try:
-        cursor.copy_expert(copy_statement(conn, table, columns), io.StringIO(csv))
+        copy_from_memory(cursor, copy_statement(conn, table, columns, binary),
+                         io.BytesIO(data) if binary else io.StringIO(data))
     finally:
         cursor.close()
 
 
-def copy_upsert_csv(conn: Connection, table: Table, columns: Sequence[str], csv: str,
-                    key_columns: Sequence[str]) -> None:
+def copy_upsert_csv(conn: Connection, table: Table, columns: Sequence[str],
+                    csv: str | bytes, key_columns: Sequence[str]) -> None:
     """Upsert the rows of ``csv`` (PostgreSQL CSV in ``columns`` order, values as the
-    database stores them) into ``table``, in the caller's transaction."""
+    database stores them; or, as bytes, PostgreSQL's binary COPY format) into
+    ``table``, in the caller's transaction."""
     savepoint = conn.begin_nested()
     try:
         _copy(conn, table, columns, csv)

@@ -176,7 +176,7 @@ def test_a_burst_of_kept_messages_lands_exactly_through_the_pre_rendered_copy(
     rendered: list[tuple[int, bool]] = []  # per batch: its points, rendered or not
     render = Writer._render
     monkeypatch.setattr(Writer, "_render", lambda self, points: rendered.append(
-        (len(points), (csv := render(self, points)) is not None)) or csv)
+        (len(points), (data := render(self, points)) is not None)) or data)
     with running(cfg, mqtt_db):
         wait_for(lambda: len(samples(mqtt_db, root)) >= messages * tags, "every point")
     rows = samples(mqtt_db, root)
