@@ -13,8 +13,8 @@ messages of 100 values (90,000 points).
 
 - **collector**: the product path: QoS 1 with acknowledgements sent only after the
   commit, tags registered, each value judged (type, range), batches of up to 250
-  messages upserted by ``write_tag_points`` (``COPY`` for 500 points and more), the
-  next batch decoded while the last one is written.
+  messages upserted by ``write_tag_points`` (binary ``COPY`` for 500 points and more),
+  the next batch decoded (and its ``COPY`` data built) while the last one is written.
 - **bare**: a paho client on the same kind of session, acknowledging on receipt (paho's
   default), ``json.loads``, the values picked by the same paths, one CSV per batch of
   what arrived, ``COPY`` into ``tag_samples`` (tag ids known in advance).
@@ -23,8 +23,10 @@ Both write into their own empty ``tag_samples`` (truncated before each round), r
 interleaved. Besides the wall time, the CPU time of this process (the consumer's paho
 thread, decoding and CSV; not the publisher, which runs before the timing, nor
 PostgreSQL) per message. Run: ``.venv/bin/python benchmarks/bench_mqtt.py
-[--messages 900] [--tags 100] [--rounds 5]``; needs Mosquitto on 127.0.0.1:1883 and PostgreSQL on
-127.0.0.1:5432 (``SHOPFLOOR_BENCH_PG_URL``).
+[--messages 900] [--tags 100] [--rounds 5] [--own-broker]``; needs Mosquitto on
+127.0.0.1:1883 (or, with ``--own-broker``, the ``mosquitto`` program: a broker of its
+own on a free port without the 1,000-message queue limit, for longer rounds) and
+PostgreSQL on 127.0.0.1:5432 (``SHOPFLOOR_BENCH_PG_URL``).
 """
 
 import argparse
