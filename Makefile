@@ -66,7 +66,7 @@ TEST_WORKERS ?= 2
 test: install-dev postgres mosquitto
 	mkdir -p $(SHOPFLOOR_HOME)/prefect-test
 	PREFECT_HOME=$(SHOPFLOOR_HOME)/prefect-test $(BIN)/pytest -n $(TEST_WORKERS) \
-		--dist loadfile --cov-fail-under=$(COVERAGE_FLOOR)
+		--dist loadfile --no-loadscope-reorder --cov-fail-under=$(COVERAGE_FLOOR)
 
 # The soak test (docs/operations.md): the scheduled chain on a real Prefect server and a
 # worker for SOAK_SECONDS with faults injected; `make test` runs a 180 s version of it.

@@ -53,7 +53,7 @@ DEAD = "soak-5"  # the device taken down for OUTAGE_SECONDS
 KILL_GAP_SECONDS = 90  # a killed worker's capture: restart automation + a worker restart
 WAREHOUSE_OUTAGE_SECONDS = 60
 S3_OUTAGE_SECONDS = 30
-pytestmark = pytest.mark.timeout(int(SOAK_SECONDS) + 1200)
+pytestmark = [pytest.mark.long, pytest.mark.timeout(int(SOAK_SECONDS) + 1200)]
 
 
 class _Hooks(BaseHTTPRequestHandler):

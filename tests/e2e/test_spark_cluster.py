@@ -36,7 +36,7 @@ from shopfloor.historian.plan import epoch_ms
 from shopfloor.historian.seed import GOOD, HistorianSeed, reading, seed_historian
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.long, pytest.mark.timeout(300)]
 
 REPO = Path(__file__).resolve().parents[2]
 # The integration tests' seed (same tags), in tables of its own.
