@@ -46,15 +46,19 @@ def pytest_configure(config: pytest.Config) -> None:
 TIER_ORDER = {"e2e": 1, "crash": 2, "integration": 3, "unit": 4}
 
 
+def _tier(item: pytest.Item) -> str:
+    """The folder under tests/ a test lives in: unit, integration, e2e, crash, docker."""
+    return Path(str(item.fspath)).relative_to(TESTS).parts[0]
+
+
 def _start_rank(item: pytest.Item) -> tuple[int, int]:
-    tier = Path(str(item.fspath)).relative_to(TESTS).parts[0]
-    return (0 if item.get_closest_marker("long") else 1, TIER_ORDER.get(tier, 5))
+    return (0 if item.get_closest_marker("long") else 1, TIER_ORDER.get(_tier(item), 5))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        tier = Path(str(item.fspath)).relative_to(TESTS).parts[0]
-        if tier in ("unit", "integration", "e2e", "crash"):
+        tier = _tier(item)
+        if tier in TIER_ORDER:
             item.add_marker(getattr(pytest.mark, tier))
     # A stable sort on a per-file key: each file's tests stay together and in order.
     items.sort(key=_start_rank)

@@ -2,11 +2,11 @@
 
 ``prefect.testing.utilities.prefect_test_harness`` always puts its API on SQLite. Under
 the suite's load (a flow's task runs, its heartbeats, artifacts and events written at
-once) a write there sometimes waited out SQLite's whole 60 s busy timeout: one test in
-five of ``test_hourly_flow.py`` took 65 s instead of 5. This is the same harness (a
-subprocess API server, the client pointed at it, the log and event workers drained at
-the end) with the server's database a PostgreSQL one, where writers lock rows, not the
-file.
+once) a write there sometimes waited out SQLite's whole 60 s busy timeout: in one run
+of ``test_hourly_flow.py`` three of its 17 tests took 65 s instead of 2-7. This is the
+same harness (a subprocess API server, the client pointed at it, the log and event
+workers drained at the end) with the server's database a PostgreSQL one, where writers
+lock rows, not the file.
 """
 
 import inspect
