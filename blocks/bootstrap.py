@@ -39,6 +39,7 @@ from prefect_aws import AwsCredentials, S3Bucket
 from prefect_aws.client_parameters import AwsClientParameters
 from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
 
+from blocks.documents import documents_named
 from blocks.saving import save_block
 from shopfloor.db.urls import display_url, parse_database_url
 from shopfloor.settings import default_sqlite_url
@@ -86,9 +87,10 @@ def _save(block: Block, name: str) -> None:
     switching storage from a local folder to S3 (or back) leaves exactly one candidate."""
     save_block(block, name)
     slug = block.get_block_type_slug()
-    with get_client(sync_client=True) as client:
-        for doc in client.read_block_documents():
-            if doc.name == name and doc.block_type and doc.block_type.slug != slug:
+    others = [d for d in documents_named(name) if d.block_type and d.block_type.slug != slug]
+    if others:
+        with get_client(sync_client=True) as client:
+            for doc in others:
                 client.delete_block_document(doc.id)
 
 

@@ -11,6 +11,7 @@ from prefect_aws import AwsCredentials, S3Bucket
 from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
 from sqlalchemy.engine import make_url
 
+from blocks.documents import documents_named
 from shopfloor.errors import UserError
 from shopfloor.storage import S3Credentials, StorageLocation
 
@@ -33,11 +34,7 @@ def _slug_name(name: str) -> str:
     """``Block.load`` needs ``type-slug/name``; find the slug for a bare name."""
     if "/" in name:
         return name
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        docs = client.read_block_documents()
-    matches = sorted((d for d in docs if d.name == name and d.block_type is not None),
+    matches = sorted((d for d in documents_named(name) if d.block_type is not None),
                      key=lambda d: d.updated or d.created or 0, reverse=True)
     if not matches:
         raise ValueError(f"no block document named {name!r}")

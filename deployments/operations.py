@@ -15,6 +15,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.events.schemas.automations import AutomationCore
 from prefect.exceptions import ObjectNotFound
 
+from blocks.documents import documents_named, documents_of_type
 from shopfloor.errors import UserError
 from shopfloor.modbus.gateway import gateway_limit_name
 
@@ -79,10 +80,10 @@ def automation_models(ops: dict[str, Any], notify_ids: list[str]) -> list[Automa
 def _notify_ids(client: SyncPrefectClient, names: list[str],
                 applied: AppliedOperations) -> list[str]:
     ids = []
-    existing = {d.name: d for d in client.read_block_documents()}
     for name in names:
-        if name in existing:
-            ids.append(str(existing[name].id))
+        found = documents_named(name, client)
+        if found:
+            ids.append(str(found[0].id))
             applied.notify.append(name)
     if not ids:
         applied.warnings.append(
@@ -109,9 +110,8 @@ def gateway_limits(devices: list[dict[str, Any]]) -> list[str]:
 
 
 def _gateway_limits(client: SyncPrefectClient) -> list[str]:
-    return gateway_limits([doc.data for doc in client.read_block_documents()
-                           if doc.block_type and doc.block_type.slug == MODBUS_DEVICE_SLUG
-                           and doc.data])
+    return gateway_limits([doc.data for doc in documents_of_type(MODBUS_DEVICE_SLUG, client)
+                           if doc.data])
 
 
 def _ensure_limits(client: SyncPrefectClient, ops: dict[str, Any],

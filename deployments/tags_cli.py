@@ -16,14 +16,12 @@ SchemaOption = Annotated[str | None, typer.Option(
 
 def _device_configs(names: list[str] | None) -> list:
     """The ``ModbusDevice`` blocks named, or every one saved."""
-    from prefect.client.orchestration import get_client
-
+    from blocks.documents import documents_of_type
     from blocks.modbus import ModbusDevice
     from blocks.resolve import load_block
 
     if not names:
-        with get_client(sync_client=True) as client:
-            docs = client.read_block_documents_by_type(ModbusDevice.get_block_type_slug())
+        docs = documents_of_type(ModbusDevice.get_block_type_slug())
         names = sorted(d.name for d in docs if d.name)
     return [load_block(n, ModbusDevice).to_config(n) for n in names]
 

@@ -4,8 +4,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from prefect import get_run_logger, task
-from prefect.client.orchestration import get_client
 
+from blocks.documents import documents_of_type
 from blocks.modbus import ModbusDevice
 from blocks.resolve import load_block
 from shopfloor.compaction.faults import pause_hook_from_env
@@ -35,8 +35,7 @@ def resolve_devices(devices: list[str] | None, district: str | None) -> list[Dev
     if devices:
         return [load_block(n, ModbusDevice).to_config(n) for n in devices]
     slug = ModbusDevice.get_block_type_slug()
-    with get_client(sync_client=True) as client:
-        docs = client.read_block_documents_by_type(slug)
+    docs = documents_of_type(slug)
     found = [load_block(d.name, ModbusDevice).to_config(d.name) for d in docs
              if d.name and _district_of(d.data or {}) == district]
     if not found:

@@ -105,3 +105,75 @@ def test_a_saved_connector_gives_one_engine_with_its_connect_args(tmp_path):
     # Saved again with other arguments (as refresh-credentials saves a block): a new engine.
     SqlAlchemyConnector(connection_info=url).save("args-db", overwrite=True)
     assert runtime.engine("args-db") is not engine
+
+
+FILLERS = 201  # one more than the API returns in one call (PREFECT_API_DEFAULT_LIMIT)
+
+
+@pytest.fixture(scope="module")
+def many_devices() -> list[str]:
+    """More ModbusDevice blocks than one API call returns, all sorting before the
+    blocks the tests below look for (the API sorts block documents by name)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import BlockDocumentCreate
+
+    names = [f"a-many-{i:03d}" for i in range(FILLERS)]
+    tag = TagSpec(name="t1", column="temperature", address=10, data_type="int16")
+    ModbusDevice(host="127.0.0.1", port=5020, loc_id="L1", district="MANY",
+                 register_map=[tag]).save(names[0], overwrite=True)
+    # The others as plain copies of the first document: Block.save registers the type and
+    # schema every time (half a second a block here).
+    with get_client(sync_client=True) as client:
+        first = client.read_block_document_by_name(names[0], ModbusDevice.get_block_type_slug())
+        for name in names[1:]:
+            client.create_block_document(BlockDocumentCreate(
+                name=name, data=first.data, block_schema_id=first.block_schema_id,
+                block_type_id=first.block_type_id))
+    return names
+
+
+def test_a_block_named_after_two_hundred_others_is_found(many_devices, tmp_path):
+    LocalFileSystem(basepath=str(tmp_path)).save("zz-after-many", overwrite=True)
+    assert load_storage("zz-after-many").kind == "local"
+
+
+def test_a_district_of_more_than_two_hundred_devices_is_resolved_whole(many_devices):
+    from tasks.reprocess import resolve_devices
+
+    found = resolve_devices.fn(None, "MANY")
+    assert [c.name for c in found] == many_devices
+
+
+def test_bootstrap_replaces_a_block_of_another_type_after_two_hundred_others(
+        many_devices, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from blocks.bootstrap import _save
+
+    LocalFileSystem(basepath=str(tmp_path)).save("zz-switched", overwrite=True)
+    _save(S3Bucket(bucket_name="sf-switched"), "zz-switched")
+    with get_client(sync_client=True) as client:
+        slugs = [d.block_type.slug for d in client.read_block_documents_by_type("local-file-system")
+                 if d.name == "zz-switched"]
+    assert slugs == []
+    assert load_storage("zz-switched").root == "sf-switched"
+
+
+def test_deploy_sees_gateways_and_notification_blocks_after_two_hundred_others(many_devices):
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.client.orchestration import get_client
+
+    from deployments.operations import AppliedOperations, _gateway_limits, _notify_ids
+    from shopfloor.modbus.gateway import gateway_limit_name
+
+    tag = TagSpec(name="t1", column="temperature", address=10, data_type="int16")
+    for name, unit in (("zz-gw-a", 1), ("zz-gw-b", 2)):  # two unit ids behind one gateway
+        ModbusDevice(host="127.0.0.1", port=15502, unit_id=unit, loc_id="L1",
+                     register_map=[tag]).save(name, overwrite=True)
+    CustomWebhookNotificationBlock(name="zz", url="http://127.0.0.1:9/hook").save(
+        "zz-notify", overwrite=True)
+    applied = AppliedOperations()
+    with get_client(sync_client=True) as client:
+        assert gateway_limit_name("127.0.0.1", 15502) in _gateway_limits(client)
+        assert len(_notify_ids(client, ["zz-notify"], applied)) == 1
+    assert applied.notify == ["zz-notify"]
