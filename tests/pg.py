@@ -14,7 +14,9 @@ def throwaway_database(server_url: str, prefix: str = "shopfloor_test") -> Itera
     """A fresh database ``<prefix>_<random>`` on ``server_url``'s server; yields its URL
     (password kept) and drops it on exit, even if a test still holds connections."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    # Pre-ping: a test may stop and start the server (the soak's warehouse), which kills
+    # the pooled connection the drop at the end would otherwise use.
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))  # test-made name: no parameter

@@ -38,7 +38,6 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from deployments.docker_pool import load_template
 from shopfloor.modbus.simulator import free_port_run
@@ -52,6 +51,7 @@ from tests.docker.dockerlib import (
 )
 from tests.e2e.servers import BIN, ROOT, api, clean_env, prefect_server, sh, stop
 from tests.pg import throwaway_database
+from tests.prefect_harness import asyncpg_url
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1200)]
 
@@ -88,8 +88,7 @@ def databases(pg_server_url: str) -> Iterator[tuple[str, str]]:
     a chain's events and logs, as in the soak."""
     with throwaway_database(pg_server_url, "docker_chain") as chain, \
             throwaway_database(pg_server_url, "docker_prefect") as prefect_db:
-        yield chain, make_url(prefect_db).set(drivername="postgresql+asyncpg") \
-            .render_as_string(hide_password=False)
+        yield chain, asyncpg_url(prefect_db)
 
 
 def _in_container(env: dict[str, str], home: Path, pool: str, *cmd: str,

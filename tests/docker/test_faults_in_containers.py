@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy.engine import make_url
 
 from deployments.docker_pool import load_template
 from deployments.worker import children
@@ -41,6 +40,7 @@ from tests.docker.dockerlib import (
 )
 from tests.e2e.servers import BIN, ROOT, api, clean_env, prefect_server, sh, stop
 from tests.pg import throwaway_database
+from tests.prefect_harness import asyncpg_url
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -85,9 +85,7 @@ def stack(tmp_path_factory, pg_server_url: str) -> Iterator[Stack]:
         env = clean_env()
         env.update({"PREFECT_LOGGING_LEVEL": "INFO", "SHOPFLOOR_DB_URL": db,
                     "SHOPFLOOR_HOME": str(tmp / "host-home"),
-                    "PREFECT_API_DATABASE_CONNECTION_URL": make_url(prefect_db).set(
-                        drivername="postgresql+asyncpg").render_as_string(
-                        hide_password=False)})
+                    "PREFECT_API_DATABASE_CONNECTION_URL": asyncpg_url(prefect_db)})
         s = Stack(env, home, tmp, pool)
         try:
             with prefect_server(tmp, env, free_port()):

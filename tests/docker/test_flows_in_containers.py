@@ -75,6 +75,7 @@ from tests.integration.mqtt.conftest import BROKER, Publisher, unique, write_con
 from tests.integration.mqtt.conftest import samples as mqtt_samples
 from tests.integration.mqtt.test_mqtt_flow import open_session
 from tests.pg import throwaway_database
+from tests.prefect_harness import asyncpg_url
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -162,8 +163,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str) -> Itera
             "PREFECT_LOGGING_LEVEL": "INFO", "SHOPFLOOR_DB_URL": db_url,
             "SHOPFLOOR_HOME": str(tmp / "host-home"),
             # PostgreSQL rather than SQLite: Spark's runs log a lot at once.
-            "PREFECT_API_DATABASE_CONNECTION_URL": make_url(prefect_db).set(
-                drivername="postgresql+asyncpg").render_as_string(hide_password=False)})
+            "PREFECT_API_DATABASE_CONNECTION_URL": asyncpg_url(prefect_db)})
         try:
             with prefect_server(tmp, env, free_port()):
                 template = tmp / "pool.json"

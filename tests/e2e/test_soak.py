@@ -24,7 +24,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -34,12 +33,13 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from shopfloor.modbus.simulator import free_port_run
 from tests.conftest import free_port
 from tests.e2e.servers import BIN, ROOT, api, clean_env, marked_pids, prefect_server, sh, stop
+from tests.pg import throwaway_database
 from tests.pgcluster import PrivateCluster, private_cluster
+from tests.prefect_harness import asyncpg_url
 
 SOAK_SECONDS = float(os.environ.get("SHOPFLOOR_SOAK_SECONDS", "180"))
 LONG = SOAK_SECONDS >= 600
@@ -291,32 +291,12 @@ def _run_to_end(soak: Soak, deployment: str, *params: str) -> str:
     return res.stdout + res.stderr
 
 
-@contextmanager
-def _database(pg_server_url: str, prefix: str, driver: str | None = None) -> Iterator[str]:
-    """A new PostgreSQL database, dropped at the end."""
-    # Pre-ping: the warehouse's server is stopped and started during the soak, which
-    # kills the pooled connection the drop at the end would otherwise use.
-    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(pg_server_url).set(database=name)
-    if driver:
-        url = url.set(drivername=driver)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture(scope="module")
 def prefect_db(pg_server_url: str) -> Iterator[str]:
     """A PostgreSQL database for the Prefect server: SQLite locks up under a busy chain
     (events, heartbeats, automations), as it would in a plant."""
-    with _database(pg_server_url, "soak_prefect", "postgresql+asyncpg") as url:
-        yield url
+    with throwaway_database(pg_server_url, "soak_prefect") as url:
+        yield asyncpg_url(url)
 
 
 @pytest.fixture(scope="module")
@@ -331,7 +311,7 @@ def warehouse() -> Iterator[PrivateCluster]:
 def soak_db(warehouse: PrivateCluster) -> Iterator[str]:
     """The chain's own database: the checks read whole tables, so no other test's rows
     may be there."""
-    with _database(warehouse.url, "soak_chain") as url:
+    with throwaway_database(warehouse.url, "soak_chain") as url:
         yield url
 
 
