@@ -9,7 +9,7 @@ endpoint, which returns every document of the type."""
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import BlockDocumentFilter, BlockDocumentFilterName
 from prefect.client.schemas.objects import BlockDocument
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import PrefectHTTPStatusError
 
 
 def documents_named(name: str, client: SyncPrefectClient | None = None) -> list[BlockDocument]:
@@ -33,5 +33,7 @@ def documents_of_type(slug: str, client: SyncPrefectClient | None = None) -> lis
             return documents_of_type(slug, own)
     try:
         return client.read_block_documents_by_type(slug)
-    except ObjectNotFound:
-        return []
+    except PrefectHTTPStatusError as exc:  # the sync client does not map 404 to ObjectNotFound
+        if exc.response.status_code == 404:
+            return []
+        raise

@@ -177,3 +177,9 @@ def test_deploy_sees_gateways_and_notification_blocks_after_two_hundred_others(m
         assert gateway_limit_name("127.0.0.1", 15502) in _gateway_limits(client)
         assert len(_notify_ids(client, ["zz-notify"], applied)) == 1
     assert applied.notify == ["zz-notify"]
+
+
+def test_a_block_type_never_saved_has_no_documents():
+    from blocks.documents import documents_of_type
+
+    assert documents_of_type("shopfloor-never-saved") == []
