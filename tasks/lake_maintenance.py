@@ -4,9 +4,12 @@ import uuid
 from datetime import date, timedelta
 
 from prefect import get_run_logger, task
+from sqlalchemy import Engine
 
 from shopfloor.compaction.faults import pause_hook_from_env
 from shopfloor.db.engine import check_connection
+from shopfloor.db.schema import Tables
+from shopfloor.lake import claims
 from shopfloor.lake.merge import MergeSpec, PartitionResult, maintain, no_hook
 from tasks import runtime
 from tasks.runtime import LIVE
@@ -37,9 +40,11 @@ def merge_dataset(lake: str, prefix: str, metadata_db: str, today: date, grace_d
     logger = get_run_logger()
     engine = runtime.engine(metadata_db)
     check_connection(engine, metadata_db)
-    spec = MergeSpec(runtime.storage(lake), prefix, engine, runtime.tables(),
+    tables = runtime.tables()
+    spec = MergeSpec(runtime.storage(lake), prefix, engine, tables,
                      target_file_mb * 2**20, min_files,
-                     timedelta(minutes=claim_ttl_minutes), ram_limit, run_id)
+                     timedelta(minutes=claim_ttl_minutes), ram_limit, run_id,
+                     ended=_ended_holders(engine, tables))
     try:
         results = maintain(spec, today, grace_days, lambda: uuid.uuid4().hex,
                            max_partitions, pause_hook_from_env() or no_hook)
@@ -50,3 +55,17 @@ def merge_dataset(lake: str, prefix: str, metadata_db: str, today: date, grace_d
         log("%s %s: %s (%d files -> %d, %d rows) %s", r.status, r.partition, r.message,
             r.files_in, r.files_out, r.rows, r.unified)
     return results
+
+
+def _ended_holders(engine: Engine, tables: Tables) -> tuple[str, ...]:
+    """The partition claims held by runs Prefect knows are over (a run crashed, or failed
+    while the metadata database was away and could not give its claims back): taken at
+    once, not after ``claim_ttl_minutes``. One API call for every claimer."""
+    values = claims.held(engine, tables)
+    runs = {v: claims.holder_run(v) for v in values}
+    ended = set(runtime.ended_runs(sorted({r for r in runs.values() if r})))
+    gone = tuple(sorted(v for v, r in runs.items() if r in ended))
+    if gone:
+        get_run_logger().warning("%d partition claims of ended runs are taken over now: %s",
+                                 len(gone), ", ".join(sorted(ended)))
+    return gone

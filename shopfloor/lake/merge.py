@@ -75,6 +75,11 @@ class MergeSpec:
     claim_ttl: timedelta = timedelta(minutes=60)
     ram_limit: str = "2GB"
     run_id: str = ""
+    ended: tuple[str, ...] = ()  # claim holders whose runs are known to be over
+
+    def holder(self, token: str) -> str:
+        """The claim value of this run's merge attempt ``token``."""
+        return claims.holder(token, self.run_id)
 
     def area(self, what: str, partition: str) -> str:
         pid = claims.claim_name(self.prefix, partition).split(":", 1)[1]
@@ -281,7 +286,8 @@ def _publish(spec: MergeSpec, partition: str, token: str, plan: PartitionPlan,
         lake.move(src, dst)
         if i == 0:
             hook("mid_publish")
-    claims.renew(spec.engine, spec.tables, claims.claim_name(spec.prefix, partition), token)
+    claims.renew(spec.engine, spec.tables, claims.claim_name(spec.prefix, partition),
+                 spec.holder(token))
     if _partition_busy(spec, partition):
         raise ShopfloorError("a writer started publishing into the partition; merge undone")
     state, _ = protocol.read_state(lake, partition)
@@ -298,7 +304,8 @@ def merge_partition(spec: MergeSpec, partition: str, token: str, hook: Hook = no
     started = time.monotonic()
     result = PartitionResult(spec.prefix, partition, "skipped")
     name = claims.claim_name(spec.prefix, partition)
-    if not claims.take(spec.engine, spec.tables, name, token, spec.claim_ttl):
+    if not claims.take(spec.engine, spec.tables, name, spec.holder(token), spec.claim_ttl,
+                       ended=spec.ended):
         result.message = "claimed by another run"
         return result
     try:
@@ -315,7 +322,7 @@ def merge_partition(spec: MergeSpec, partition: str, token: str, hook: Hook = no
         result.status, result.message = "failed", first_line(exc)
         _undo(spec, partition, token)
     finally:
-        claims.release(spec.engine, spec.tables, name, token)
+        claims.release(spec.engine, spec.tables, name, spec.holder(token))
         result.seconds = round(time.monotonic() - started, 3)
     return result
 
@@ -345,7 +352,7 @@ def _undo(spec: MergeSpec, partition: str, token: str) -> None:
     next run does from the manifest."""
     try:
         claims.renew(spec.engine, spec.tables, claims.claim_name(spec.prefix, partition),
-                     token)
+                     spec.holder(token))
         manifest = f"{spec.area('manifests', partition)}/{token}.json"
         if spec.lake.exists(manifest):
             recover(spec.lake, manifest)

@@ -87,6 +87,26 @@ def test_a_partition_claimed_by_another_run_is_skipped(lake, spec):
     assert len(data_files(lake)) == 4
 
 
+def test_a_claim_of_a_run_known_to_be_over_is_taken_at_once(lake, spec):
+    """The claim names its run; when the task says that run has ended, the claim is
+    free at once. Any other holder's claim waits for the TTL."""
+    write_files(lake, PARTITION, 4)
+    crashed, running = str(uuid.uuid4()), str(uuid.uuid4())
+    dead = claims.holder("a" * 32, crashed)
+    assert claims.holder_run(dead) == crashed and len(dead) == 64
+    assert claims.holder_run("a" * 32) is None and claims.holder("a" * 32, "") == "a" * 32
+    s = spec()
+    name = claims.claim_name(PREFIX, PARTITION)
+    assert claims.take(s.engine, s.tables, name, dead, s.claim_ttl)
+    assert claims.held(s.engine, s.tables) == [dead]
+    alive = spec(ended=(claims.holder("b" * 32, running),))
+    [res] = maintain(alive, TODAY, 7, token)
+    assert (res.status, res.message) == ("skipped", "claimed by another run")
+    [res] = maintain(spec(ended=(dead,)), TODAY, 7, token)
+    assert (res.status, res.files_in, res.files_out) == ("merged", 4, 1)
+    assert claims.held(s.engine, s.tables) == []  # released under its new holder
+
+
 def test_files_a_compaction_is_still_publishing_are_not_merged(lake, spec):
     write_files(lake, PARTITION, 4)
     manifest = {"token": "run1", "files": [f"{PARTITION}/part-r.BRCB-0.parquet"]}
