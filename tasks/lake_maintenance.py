@@ -63,7 +63,12 @@ def _ended_holders(engine: Engine, tables: Tables) -> tuple[str, ...]:
     once, not after ``claim_ttl_minutes``. One API call for every claimer."""
     values = claims.held(engine, tables)
     runs = {v: claims.holder_run(v) for v in values}
-    ended = set(runtime.ended_runs(sorted({r for r in runs.values() if r})))
+    try:
+        ended = set(runtime.ended_runs(sorted({r for r in runs.values() if r})))
+    except Exception as exc:  # not asking costs only the wait: the TTL still frees them
+        get_run_logger().warning("could not ask which claimers ended (%s); their claims "
+                                 "wait for the TTL", exc)
+        return ()
     gone = tuple(sorted(v for v, r in runs.items() if r in ended))
     if gone:
         get_run_logger().warning("%d partition claims of ended runs are taken over now: %s",

@@ -4,12 +4,15 @@ import uuid
 from collections import Counter
 from datetime import date, timedelta
 
+import httpx
+import pytest
 from prefect.filesystems import LocalFileSystem
 
 from blocks.bootstrap import connector_from_url
 from flows.lake_maintenance import lake_maintenance
 from shopfloor.lake import protocol
 from shopfloor.storage import StorageLocation
+from tasks import runtime
 
 from .conftest import PREFIX, write_files
 
@@ -47,8 +50,10 @@ def _flow_run_in(state) -> str:  # noqa: ANN001
         return str(client.create_flow_run(holder, state=state).id)
 
 
+@pytest.mark.parametrize("api_answers", [True, False], ids=["asked", "api-refused"])
 def test_claims_of_runs_prefect_knows_ended_are_taken_at_once(tmp_path, sqlite_url,
-                                                              prefect_harness):
+                                                              prefect_harness, monkeypatch,
+                                                              api_answers):
     """A run that crashed mid-merge, or failed while the metadata database was away,
     cannot give its partition claim back: the next run asks Prefect which claimers are
     over and merges their partitions at once, on the default one-hour TTL. A claimer
@@ -71,6 +76,16 @@ def test_claims_of_runs_prefect_knows_ended_are_taken_at_once(tmp_path, sqlite_u
         holder = claims.holder(uuid.uuid4().hex, _flow_run_in(state))
         assert claims.take(engine, tables, claims.claim_name(PREFIX, partition), holder,
                            timedelta(minutes=60))
+    if not api_answers:  # the question fails: the run goes on, the claims wait for the TTL
+        def refused(tokens: list[str]) -> list[str]:
+            raise httpx.ConnectError("connection refused")
+        monkeypatch.setattr(runtime, "ended_runs", refused)
+        state = lake_maintenance(lake="lake-ended", prefixes=[PREFIX],
+                                 metadata_db="lake-meta-ended", return_state=True)
+        assert state.name == "Idle"  # nothing it could merge: both claims are live to it
+        assert (state.result()["partitions_merged"], state.result()["partitions_skipped"]) \
+            == (0, 2)
+        monkeypatch.undo()
     state = lake_maintenance(lake="lake-ended", prefixes=[PREFIX],
                              metadata_db="lake-meta-ended", return_state=True)
     summary = state.result()
