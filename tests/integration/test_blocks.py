@@ -111,7 +111,7 @@ FILLERS = 201  # one more than the API returns in one call (PREFECT_API_DEFAULT_
 
 
 @pytest.fixture(scope="module")
-def many_devices() -> list[str]:
+def many_devices(prefect_harness: None) -> list[str]:
     """More ModbusDevice blocks than one API call returns, all sorting before the
     blocks the tests below look for (the API sorts block documents by name)."""
     from prefect.client.orchestration import get_client
