@@ -87,10 +87,9 @@ def _save(block: Block, name: str) -> None:
     switching storage from a local folder to S3 (or back) leaves exactly one candidate."""
     save_block(block, name)
     slug = block.get_block_type_slug()
-    others = [d for d in documents_named(name) if d.block_type and d.block_type.slug != slug]
-    if others:
-        with get_client(sync_client=True) as client:
-            for doc in others:
+    with get_client(sync_client=True) as client:
+        for doc in documents_named(name, client):
+            if doc.block_type and doc.block_type.slug != slug:
                 client.delete_block_document(doc.id)
 
 

@@ -61,16 +61,14 @@ def _ended_holders(engine: Engine, tables: Tables) -> tuple[str, ...]:
     """The partition claims held by runs Prefect knows are over (a run crashed, or failed
     while the metadata database was away and could not give its claims back): taken at
     once, not after ``claim_ttl_minutes``. One API call for every claimer."""
-    values = claims.held(engine, tables)
-    runs = {v: claims.holder_run(v) for v in values}
+    holding = claims.runs_holding(engine, tables)
     try:
-        ended = set(runtime.ended_runs(sorted({r for r in runs.values() if r})))
+        ended = runtime.ended_runs(sorted(holding))
     except Exception as exc:  # not asking costs only the wait: the TTL still frees them
         get_run_logger().warning("could not ask which claimers ended (%s); their claims "
                                  "wait for the TTL", exc)
         return ()
-    gone = tuple(sorted(v for v, r in runs.items() if r in ended))
-    if gone:
-        get_run_logger().warning("%d partition claims of ended runs are taken over now: %s",
-                                 len(gone), ", ".join(sorted(ended)))
-    return gone
+    if ended:
+        get_run_logger().warning("partition claims of %d ended runs are taken over now: %s",
+                                 len(ended), ", ".join(ended))
+    return tuple(sorted(v for run in ended for v in holding[run]))

@@ -66,6 +66,17 @@ def held(engine: Engine, tables: Tables) -> list[str]:
             t.c.name.startswith(PREFIX, autoescape=True), t.c.value != FREE)).scalars())
 
 
+def runs_holding(engine: Engine, tables: Tables) -> dict[str, list[str]]:
+    """The flow runs named in held partition claims, each with its claims' values (what
+    :func:`take` gets as ``ended`` once the orchestrator says the run is over)."""
+    runs: dict[str, list[str]] = {}
+    for value in held(engine, tables):
+        run = holder_run(value)
+        if run:
+            runs.setdefault(run, []).append(value)
+    return runs
+
+
 def take(engine: Engine, tables: Tables, name: str, token: str, ttl: timedelta,
          now: datetime | None = None, ended: Collection[str] = ()) -> bool:
     """Claim ``name`` for ``token``; ``False`` if a live claim of another run holds it.

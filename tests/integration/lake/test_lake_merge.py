@@ -99,6 +99,7 @@ def test_a_claim_of_a_run_known_to_be_over_is_taken_at_once(lake, spec):
     name = claims.claim_name(PREFIX, PARTITION)
     assert claims.take(s.engine, s.tables, name, dead, s.claim_ttl)
     assert claims.held(s.engine, s.tables) == [dead]
+    assert claims.runs_holding(s.engine, s.tables) == {crashed: [dead]}
     alive = spec(ended=(claims.holder("b" * 32, running),))
     [res] = maintain(alive, TODAY, 7, token)
     assert (res.status, res.message) == ("skipped", "claimed by another run")
